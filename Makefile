@@ -1,0 +1,55 @@
+# tenantvisor: two entry points, `make demo` and `make test`. Both install what is missing
+# (Debian packages with apt-get, Python packages into .venv) and need root, because the
+# testbed creates network namespaces and its own private Open vSwitch instances.
+
+PY        ?= /usr/bin/python3
+VENV      ?= .venv
+VPY       := $(VENV)/bin/python
+APT_PKGS  := openvswitch-switch openvswitch-common openvswitch-testcontroller mininet iperf3 \
+             ethtool iproute2 iputils-ping python3-venv python3-pip procps
+# One binary per package above, to tell whether apt-get has anything to do.
+APT_BINS  := ovs-vswitchd ovsdb-server ovs-testcontroller mn iperf3 ethtool ip ping pgrep
+
+.PHONY: demo test deps venv lint typecheck unit check-root clean bench
+
+demo: deps venv
+	$(VENV)/bin/tenantvisor demo
+
+test: deps venv lint typecheck
+	$(VPY) -m pytest -q -ra tests
+
+lint: venv
+	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/ruff format --check src tests
+
+typecheck: venv
+	$(VENV)/bin/mypy
+
+unit: venv
+	$(VPY) -m pytest -q tests/unit tests/api
+
+bench: deps venv
+	$(VENV)/bin/tenantvisor bench overhead
+
+check-root:
+	@[ "$$(id -u)" = 0 ] || { echo "tenantvisor: run as root (network namespaces, Open vSwitch)"; exit 1; }
+
+deps: check-root
+	@missing=""; for b in $(APT_BINS); do command -v $$b >/dev/null 2>&1 || missing=1; done; \
+	[ -x $(PY) ] && $(PY) -c 'import venv, ensurepip' 2>/dev/null || missing=1; \
+	if [ -n "$$missing" ]; then \
+	  echo "tenantvisor: installing Debian packages: $(APT_PKGS)"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get update -qq && apt-get install -y -qq --no-install-recommends $(APT_PKGS); \
+	fi
+
+$(VENV)/.installed: pyproject.toml
+	@[ -x $(VPY) ] || $(PY) -m venv $(VENV)
+	$(VPY) -m pip install -q --upgrade pip
+	$(VPY) -m pip install -q -e '.[dev]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,41 @@
+"""Exceptions raised by the core when intent is refused.
+
+The API edge turns them into HTTP 4xx / JSON-RPC errors; nothing below the API knows about
+HTTP.  Each carries a message written for the operator or tenant who sent the request.
+"""
+
+
+class TenantvisorError(Exception):
+    """Base: a request was refused and nothing was changed."""
+
+    http_status = 400
+
+
+class InvalidRequest(TenantvisorError):
+    """The request is malformed or names values outside their range."""
+
+    http_status = 400
+
+
+class NotFound(TenantvisorError):
+    """The request names an object that does not exist (or that the caller may not see)."""
+
+    http_status = 404
+
+
+class Conflict(TenantvisorError):
+    """The request collides with existing state (duplicate MAC, port already used, ...)."""
+
+    http_status = 409
+
+
+class Forbidden(TenantvisorError):
+    """The caller is authenticated but may not touch this object."""
+
+    http_status = 403
+
+
+class Unauthorized(TenantvisorError):
+    """No valid token was presented."""
+
+    http_status = 401

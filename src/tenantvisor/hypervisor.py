@@ -1,0 +1,379 @@
+"""The daemon: wires pswitch sessions, the intent layer and vswitch endpoints together.
+
+Intent (virtual/manager.py) and the physical topology are the inputs; everything programmed
+is derived from them: vlink paths and fabric tags, table-0 rules per network (kept as a set
+and diffed on every change), and one endpoint per vswitch of a started network.  A pswitch
+that (re)connects is wiped and gets its whole state again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from typing import Any
+
+from os_ken.ofproto import ofproto_v1_3 as ofp
+
+from tenantvisor.mapping import layout
+from tenantvisor.mapping.paths import NoPath, vlink_path
+from tenantvisor.mapping.tags import TagAllocator, TagSpaceExhausted
+from tenantvisor.openflow import codec, oxm
+from tenantvisor.openflow.codec import MalformedMessage
+from tenantvisor.physical import discovery
+from tenantvisor.physical.session import PSwitchSession
+from tenantvisor.physical.topology import PhysicalTopology, PLink, PPort, PSwitchInfo
+from tenantvisor.translate import infra
+from tenantvisor.translate.flow import PhysFlow
+from tenantvisor.translate.view import PortMap, VSwitchView
+from tenantvisor.virtual.endpoint import VSwitchEndpoint
+from tenantvisor.virtual.manager import NetworkManager
+from tenantvisor.virtual.model import VirtualNetwork, VPortKind
+
+log = logging.getLogger(__name__)
+N_TABLES_OFFERED = 64
+
+
+class Hypervisor:
+    def __init__(
+        self,
+        admin_token: str,
+        lldp_interval: float = 1.0,
+        n_tables: int = N_TABLES_OFFERED,
+    ) -> None:
+        self.topo = PhysicalTopology()
+        self.manager = NetworkManager(self.topo, admin_token)
+        self.manager.listeners.append(self._intent_changed)
+        self.tags = TagAllocator()
+        self.sessions: dict[int, PSwitchSession] = {}
+        self.endpoints: dict[tuple[int, int], VSwitchEndpoint] = {}
+        self.by_index: dict[int, VSwitchEndpoint] = {}
+        self.installed: dict[int, dict[tuple[int, int, int, bytes], PhysFlow]] = {}
+        self.lldp_interval = lldp_interval
+        self.n_tables = n_tables
+        self._secret = secrets.token_bytes(16)
+        self._link_seen: dict[PLink, float] = {}
+        self._server: asyncio.Server | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._reconcile_pending = False
+
+    # --- lifecycle -------------------------------------------------------------------------
+    async def start(self, listen: str) -> None:
+        """Listen for pswitches on HOST:PORT, or on unix:PATH (for switches in namespaces)."""
+        loop = asyncio.get_running_loop()
+        if listen.startswith("unix:"):
+            self._server = await loop.create_unix_server(
+                lambda: PSwitchSession(self).channel, listen[5:]
+            )
+        else:
+            host, _, port = listen.rpartition(":")
+            self._server = await loop.create_server(
+                lambda: PSwitchSession(self).channel, host or "0.0.0.0", int(port),
+                reuse_address=True,
+            )  # fmt: skip
+        self._tasks.append(asyncio.ensure_future(self._discovery_loop()))
+        log.info("listening for pswitches on %s", listen)
+
+    @property
+    def of_port(self) -> int:
+        assert self._server is not None
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        for ep in self.endpoints.values():
+            ep.stop()
+        if self._server is not None:
+            self._server.close()
+        for s in list(self.sessions.values()):
+            s.channel.close("tenantvisor stopping")
+
+    # --- EndpointHost ----------------------------------------------------------------------
+    def session(self, dpid: int) -> PSwitchSession | None:
+        return self.sessions.get(dpid)
+
+    def deliver_lldp(self, net_id: int, vdpid: int, vport: int, data: bytes) -> None:
+        net = self.manager.networks.get(net_id)
+        vp = None if net is None else net.vport(vdpid, vport)
+        if net is None or vp is None or vp.link_id is None:
+            return
+        lk = net.links[vp.link_id]
+        other = lk.dst if (lk.src.vdpid, lk.src.vport) == (vdpid, vport) else lk.src
+        ep = self.endpoints.get((net_id, other.vdpid))
+        if ep is not None:
+            ep.lldp_in(other.vport, data)
+
+    # --- SessionEvents ---------------------------------------------------------------------
+    def switch_ready(self, s: PSwitchSession) -> None:
+        assert s.dpid is not None
+        old = self.sessions.get(s.dpid)
+        if old is not None and old is not s:
+            old.channel.close("replaced by a new connection")
+        self.sessions[s.dpid] = s
+        self.topo.add_switch(PSwitchInfo(s.dpid, dict(s.ports), s.n_tables))
+        s.delete_all_flows()
+        for pf in infra.provider_flows(s.dpid):
+            s.send_flow(pf.flow_mod, self._infra_error(pf))
+        for flows in self.installed.values():
+            for pf in flows.values():
+                if pf.dpid == s.dpid:
+                    s.send_flow(pf.flow_mod, self._infra_error(pf))
+        for ep in self.endpoints.values():
+            if ep.view.dpid == s.dpid:
+                ep.reinstall(s)
+        self._probe(s)
+        self._topology_changed()
+
+    def switch_gone(self, s: PSwitchSession) -> None:
+        if s.dpid is not None and self.sessions.get(s.dpid) is s:
+            del self.sessions[s.dpid]
+            self.topo.remove_switch(s.dpid)
+            self._link_seen = {
+                k: v for k, v in self._link_seen.items() if s.dpid not in (k.src_dpid, k.dst_dpid)
+            }
+            self._topology_changed()
+
+    def port_status(self, s: PSwitchSession, port: PPort, reason: int) -> None:
+        assert s.dpid is not None
+        state = "deleted" if reason == ofp.OFPPR_DELETE else "up" if port.up else "down"
+        log.info("pswitch %016x port %d (%s) %s", s.dpid, port.port_no, port.name, state)
+        if reason == ofp.OFPPR_DELETE:
+            self.topo.remove_port(s.dpid, port.port_no)
+        else:
+            self.topo.set_port(s.dpid, port)
+            if port.up:
+                self._probe(s)
+        self._topology_changed()
+
+    def packet_in(self, s: PSwitchSession, msg: bytes) -> None:
+        try:
+            pi = codec.PacketIn.parse(msg)
+        except (MalformedMessage, codec.OFError) as exc:
+            log.warning("%r: bad PACKET_IN: %s", s, exc)
+            return
+        if pi.cookie == layout.DISCOVERY_COOKIE:
+            self._lldp_in(s, pi)
+            return
+        meta = 0
+        for o in pi.match:
+            if o.field == oxm.METADATA:
+                meta = codec.oxm_int(o)
+                break
+        ep = self.by_index.get(meta >> layout.VSWITCH_SHIFT)
+        if ep is None or ep.view.dpid != s.dpid or ep.view.net_id != pi.cookie >> layout.NET_SHIFT:
+            return
+        ep.packet_in(pi, meta)
+
+    def flow_removed(self, s: PSwitchSession, msg: bytes) -> None:
+        try:
+            fr = codec.FlowRemoved.parse(msg)
+        except (MalformedMessage, codec.OFError) as exc:
+            log.warning("%r: bad FLOW_REMOVED: %s", s, exc)
+            return
+        if fr.cookie & layout.INFRA_BIT:
+            return
+        net_id = fr.cookie >> layout.NET_SHIFT
+        # A network has at most one vswitch per pswitch, so (network, dpid) names the endpoint
+        # whose serial the cookie carries.
+        for ep in self.endpoints.values():
+            if ep.view.net_id == net_id and ep.view.dpid == s.dpid:
+                ep.flow_removed(fr.cookie & layout.SERIAL_MASK, fr)
+                return
+
+    # --- discovery ---------------------------------------------------------------------------
+    async def _discovery_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.lldp_interval)
+            for s in list(self.sessions.values()):
+                self._probe(s)
+            deadline = time.monotonic() - 3 * self.lldp_interval - 1.0
+            stale = [lk for lk, t in self._link_seen.items() if t < deadline]
+            for lk in stale:
+                del self._link_seen[lk]
+                self.topo.remove_link(lk)
+                log.info(
+                    "link %016x:%d -> %016x:%d timed out",
+                    lk.src_dpid,
+                    lk.src_port,
+                    lk.dst_dpid,
+                    lk.dst_port,
+                )
+            if stale:
+                self._topology_changed()
+
+    def _probe(self, s: PSwitchSession) -> None:
+        if s.dpid is None or not s.ready:
+            return
+        for p in s.ports.values():
+            if p.up and p.port_no < ofp.OFPP_MAX:
+                frame = discovery.probe(self._secret, s.dpid, p.port_no)
+                s.send(codec.packet_out(0, ofp.OFPP_CONTROLLER, codec.output(p.port_no), frame))
+
+    def _lldp_in(self, s: PSwitchSession, pi: codec.PacketIn) -> None:
+        src = discovery.parse_probe(self._secret, pi.data)
+        in_port = next((codec.oxm_int(o) for o in pi.match if o.field == oxm.IN_PORT), None)
+        if src is None or in_port is None or s.dpid is None:
+            return
+        lk = PLink(src[0], src[1], s.dpid, in_port)
+        self._link_seen[lk] = time.monotonic()
+        if self.topo.add_link(lk):
+            log.info("link %016x:%d -> %016x:%d discovered", *src, s.dpid, in_port)
+            self._topology_changed()
+
+    # --- intent -> runtime -------------------------------------------------------------------
+    def _intent_changed(self, event: str, net: VirtualNetwork) -> None:
+        if event in ("stopped", "removed"):
+            self._teardown(net)
+        else:
+            self._reconcile(net)
+
+    def _topology_changed(self) -> None:
+        if self._reconcile_pending:
+            return
+        self._reconcile_pending = True
+        asyncio.get_running_loop().call_soon(self._reconcile_all)
+
+    def _reconcile_all(self) -> None:
+        self._reconcile_pending = False
+        for net in list(self.manager.networks.values()):
+            if net.started:
+                self._reconcile(net)
+
+    def _tenant_name(self, net: VirtualNetwork) -> str:
+        t = self.manager.tenants.get(net.tenant_id)
+        return t.name if t else str(net.tenant_id)
+
+    def _reconcile(self, net: VirtualNetwork) -> None:
+        """Derive this network's physical state from intent and program the difference."""
+        topo = self.topo
+        link_tags: dict[tuple[int, int], int] = {}  # (vdpid, vport) -> first-hop tag
+        flows: list[PhysFlow] = []
+        used_owners: set[object] = set()
+        for lk in net.links.values():
+            for a, b, d in ((lk.src, lk.dst, 0), (lk.dst, lk.src, 1)):
+                va, vb = net.vport(a.vdpid, a.vport), net.vport(b.vdpid, b.vport)
+                if va is None or vb is None:
+                    continue
+                try:
+                    hops = vlink_path(topo, (va.dpid, va.port), (vb.dpid, vb.port))
+                    tags = []
+                    for i, h in enumerate(hops):
+                        owner = (net.id, lk.id, d, i)
+                        used_owners.add(owner)
+                        tags.append(self.tags.get((h.dst_dpid, h.dst_port), owner))
+                except NoPath as exc:
+                    log.warning("net=%d vlink %d is down: %s", net.id, lk.id, exc)
+                    continue
+                except TagSpaceExhausted as exc:
+                    log.error("net=%d vlink %d: %s", net.id, lk.id, exc)
+                    continue
+                link_tags[(a.vdpid, a.vport)] = tags[0]
+                dst_sw = net.switches[b.vdpid]
+                flows += infra.link_flows(
+                    net.id, infra.LinkPath(tuple(hops), tuple(tags), dst_sw.index, b.vport)
+                )
+        self.tags.release_where(
+            lambda o: isinstance(o, tuple) and o[0] == net.id and o not in used_owners
+        )
+        for host in net.hosts.values():
+            sw = net.switches.get(host.vdpid)
+            vp = net.vport(host.vdpid, host.vport)
+            if sw is not None and vp is not None:
+                binding = infra.HostBinding(vp.dpid, vp.port, host.mac, sw.index, vp.number)
+                flows.append(infra.host_flow(net.id, binding))
+        self._apply_infra(net.id, {pf.key: pf for pf in flows})
+        # vswitch endpoints
+        tenant = self._tenant_name(net)
+        for vdpid, sw in net.switches.items():
+            ports = {}
+            names = {}
+            pinfo = topo.switches.get(sw.dpid)
+            for n, vp in sw.ports.items():
+                pp = pinfo.ports.get(vp.port) if pinfo else None
+                up = pp is not None and pp.up
+                names[n] = pp.name if pp else f"vport{n}"
+                if vp.kind is VPortKind.LINK:
+                    tag = link_tags.get((vdpid, n))
+                    ports[n] = PortMap(n, vp.port, tag, True, up and tag is not None)
+                else:
+                    ports[n] = PortMap(n, vp.port, None, False, up)
+            view = VSwitchView(net.id, sw.index, vdpid, sw.dpid, self.n_tables, ports)
+            ep = self.endpoints.get((net.id, vdpid))
+            if ep is None:
+                ep = VSwitchEndpoint(self, view, net.controller_urls, tenant)
+                ep.port_names = names
+                self.endpoints[(net.id, vdpid)] = ep
+                self.by_index[sw.index] = ep
+                ep.start()
+                log.info("%s: started with %d vports", ep.label, len(ports))
+            else:
+                ep.set_view(view, names)
+        for key in [k for k in self.endpoints if k[0] == net.id and k[1] not in net.switches]:
+            self._drop_endpoint(key)
+
+    def _drop_endpoint(self, key: tuple[int, int]) -> None:
+        ep = self.endpoints.pop(key)
+        self.by_index.pop(ep.view.index, None)
+        ep.stop()
+        s = self.sessions.get(ep.view.dpid)
+        for vf in ep.table.clear():
+            for pf in vf.phys:
+                if s is not None:
+                    s.send_flow(pf.delete_strict, None)
+        log.info("%s: stopped", ep.label)
+
+    def _apply_infra(self, net_id: int, new: dict[tuple[int, int, int, bytes], PhysFlow]) -> None:
+        old = self.installed.get(net_id, {})
+        for key, pf in old.items():
+            if key not in new and (s := self.sessions.get(pf.dpid)) is not None:
+                s.send_flow(pf.delete_strict, None)
+        for key, pf in new.items():
+            if old.get(key) != pf and (s := self.sessions.get(pf.dpid)) is not None:
+                s.send_flow(pf.flow_mod, self._infra_error(pf))
+        self.installed[net_id] = new
+
+    def _infra_error(self, pf: PhysFlow) -> Any:
+        def on_error(etype: int, code: int, data: bytes) -> None:
+            log.error(
+                "pswitch %016x refused a hypervisor rule (table %d prio %d): type=%d code=%d",
+                pf.dpid, pf.table, pf.priority, etype, code,
+            )  # fmt: skip
+
+        return on_error
+
+    def _teardown(self, net: VirtualNetwork) -> None:
+        for key in [k for k in self.endpoints if k[0] == net.id]:
+            self._drop_endpoint(key)
+        self._apply_infra(net.id, {})
+        self.installed.pop(net.id, None)
+        self.tags.release_where(lambda o: isinstance(o, tuple) and o[0] == net.id)
+        for s in self.sessions.values():  # anything left with this network's cookie
+            s.delete_cookie(layout.net_cookie(net.id), layout.NET_COOKIE_MASK)
+
+    # --- status ------------------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        return {
+            "pswitches": [
+                {
+                    "dpid": dpid,
+                    "peer": s.channel.peer,
+                    "ports": len(s.ports),
+                    "flow_mods_sent": s.flow_mods_sent,
+                }
+                for dpid, s in sorted(self.sessions.items())
+            ],
+            "links": len(self.topo.links()),
+            "vswitches": [
+                {
+                    "network": ep.view.net_id,
+                    "vdpid": ep.vdpid,
+                    "dpid": ep.view.dpid,
+                    "controllers_connected": len(ep.conns),
+                    "flows": len(ep.table),
+                    "packet_ins": ep.packet_ins,
+                }
+                for _, ep in sorted(self.endpoints.items())
+            ],
+        }

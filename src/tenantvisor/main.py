@@ -1,0 +1,105 @@
+"""`tenantvisor` command line: serve, demo, bench."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from typing import Any
+
+from tenantvisor import __version__
+from tenantvisor.config import ConfigError, Settings, load
+
+log = logging.getLogger("tenantvisor")
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+async def serve(settings: Settings, ready: Any = None) -> None:
+    """Run the hypervisor and its API in one event loop until cancelled or signalled."""
+    import uvicorn
+
+    from tenantvisor.api.app import create_app
+    from tenantvisor.hypervisor import Hypervisor
+
+    hv = Hypervisor(settings.admin_token, lldp_interval=settings.lldp_interval)
+    api_host, api_port = Settings.split(settings.api_listen, "api_listen")
+    await hv.start(settings.of_listen)
+    app = create_app(hv.manager, hv.status)
+    config = uvicorn.Config(app, host=api_host, port=api_port, log_level="warning", lifespan="off")
+    server = uvicorn.Server(config)
+    log.info("API on http://%s:%d (OpenAPI at /docs)", api_host, api_port)
+    if ready is not None:
+        ready(hv, server)
+    try:
+        await server.serve()
+    finally:
+        await hv.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="tenantvisor", description=__doc__)
+    p.add_argument("--version", action="version", version=f"tenantvisor {__version__}")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("serve", help="run the hypervisor daemon")
+    s.add_argument("--config", help="YAML file with the settings below")
+    s.add_argument(
+        "--of-listen", help="HOST:PORT or unix:PATH for pswitches (default 0.0.0.0:6633)"
+    )
+    s.add_argument("--api-listen", help="HOST:PORT for the API (default 127.0.0.1:8080)")
+    s.add_argument("--admin-token", help="admin token (or TENANTVISOR_ADMIN_TOKEN)")
+    s.add_argument("--lldp-interval", type=float, help="seconds between LLDP probes")
+    s.add_argument("--log-level", help="debug, info, warning, error")
+    d = sub.add_parser("demo", help="two tenants over an emulated fabric, end to end")
+    d.add_argument("--topology", default="two-tier", choices=["two-tier", "fat-tree"])
+    d.add_argument("--keep-logs", action="store_true")
+    b = sub.add_parser("bench", help="benchmarks (JSON with --json)")
+    b.add_argument("name", choices=["overhead"])
+    b.add_argument("--json", action="store_true", help="print one JSON object")
+    b.add_argument("-n", "--flows", type=int, default=20000, help="FLOW_MODs per run")
+    b.add_argument("--barriers", type=int, default=200, help="BARRIER round trips per run")
+    b.add_argument("--plot", help="write a PNG plot here")
+    args = p.parse_args(argv)
+    if args.cmd == "serve":
+        try:
+            settings = load(
+                args.config,
+                {
+                    "of_listen": args.of_listen,
+                    "api_listen": args.api_listen,
+                    "admin_token": args.admin_token,
+                    "lldp_interval": args.lldp_interval,
+                    "log_level": args.log_level,
+                },
+            )
+        except ConfigError as exc:
+            print(f"tenantvisor: {exc}", file=sys.stderr)
+            return 2
+        setup_logging(settings.log_level)
+        try:
+            asyncio.run(serve(settings))
+        except OSError as exc:
+            print(f"tenantvisor: {exc}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            pass
+        return 0
+    if args.cmd == "demo":
+        from tenantvisor.demo import run_demo
+
+        return run_demo(args.topology, keep_logs=args.keep_logs)
+    if args.cmd == "bench":
+        from tenantvisor.bench.overhead import run_overhead
+
+        return run_overhead(args.flows, args.barriers, as_json=args.json, plot=args.plot)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,49 @@
+"""Bit layouts the hypervisor owns on the pswitches: metadata, cookies, fabric tags.
+
+metadata (64 bits), written by the classification table 0:
+    63..44  vswitch index (20 bits, fabric-wide)
+    43..32  ingress vport (12 bits; 0 = from the controller)
+    31..0   the tenant's own metadata
+cookie (64 bits) of every physical FR:
+    63..48  virtual network id (0 = provider)
+    47      1 = hypervisor infrastructure rule of that network, 0 = tenant FR
+    46..0   serial of the tenant's virtual FR
+"""
+
+VSWITCH_SHIFT = 44
+VPORT_SHIFT = 32
+VSWITCH_MASK = 0xFFFFF << VSWITCH_SHIFT
+VPORT_MASK = 0xFFF << VPORT_SHIFT
+HV_META_MASK = VSWITCH_MASK | VPORT_MASK
+TENANT_META_MASK = 0xFFFFFFFF
+
+NET_SHIFT = 48
+NET_COOKIE_MASK = 0xFFFF << NET_SHIFT
+INFRA_BIT = 1 << 47
+SERIAL_MASK = INFRA_BIT - 1
+ALL_ONES = 0xFFFFFFFFFFFFFFFF
+
+DISCOVERY_COOKIE = INFRA_BIT | 1  # network 0: the provider's own rules
+PROVIDER_COOKIE = INFRA_BIT | 2
+
+# Tenant table t lives in physical table t + TABLE_OFFSET; table 0 is classification.
+TABLE_OFFSET = 1
+# The fabric tag: an 802.1ad S-tag pushed on link vports (see docs/design.md).
+FABRIC_TPID = 0x88A8
+MAX_TAG = 4094
+
+
+def vswitch_meta(index: int, vport: int = 0) -> int:
+    return (index << VSWITCH_SHIFT) | (vport << VPORT_SHIFT)
+
+
+def net_cookie(net_id: int) -> int:
+    return net_id << NET_SHIFT
+
+
+def tenant_cookie(net_id: int, serial: int) -> int:
+    return (net_id << NET_SHIFT) | (serial & SERIAL_MASK)
+
+
+def infra_cookie(net_id: int) -> int:
+    return (net_id << NET_SHIFT) | INFRA_BIT

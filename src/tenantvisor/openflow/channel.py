@@ -1,0 +1,220 @@
+"""An OpenFlow connection over asyncio: framing, HELLO negotiation, ECHO, keepalive.
+
+One `Channel` per TCP connection, in either direction (pswitches connect to us; vswitches
+connect to tenant controllers or accept them).  Messages after the handshake go to the
+owner as (version, type, xid, bytes) without further parsing: the owner decides what needs
+decoding.  A malformed frame closes the connection; the owner is told why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import struct
+from typing import Protocol
+
+from os_ken.ofproto import ofproto_v1_3 as ofp
+
+from tenantvisor.openflow import codec
+
+log = logging.getLogger(__name__)
+
+OFPT_HELLO = 0
+OFPT_ERROR = 1
+OFPT_ECHO_REQUEST = 2
+OFPT_ECHO_REPLY = 3
+OFPET_HELLO_FAILED = 0
+OFPHFC_INCOMPATIBLE = 0
+_HDR = struct.Struct("!BBHI")
+MAX_BUFFERED = 4 << 20  # bytes of unsent output before a peer counts as stuck
+
+
+class ChannelOwner(Protocol):
+    def channel_ready(self, ch: Channel) -> None: ...
+
+    def channel_message(self, ch: Channel, msg_type: int, xid: int, msg: bytes) -> None: ...
+
+    def channel_closed(self, ch: Channel, reason: str) -> None: ...
+
+
+def hello(versions: frozenset[int], xid: int = 0) -> bytes:
+    """HELLO with a version bitmap element (OF1.3+) so the peer can pick exactly."""
+    bitmap = 0
+    for v in versions:
+        bitmap |= 1 << v
+    elem = struct.pack("!HHI", 1, 8, bitmap)
+    return _HDR.pack(max(versions), OFPT_HELLO, 16, xid) + elem
+
+
+def _peer_versions(msg: bytes) -> set[int]:
+    version = msg[0]
+    off = 8
+    while off + 4 <= len(msg):
+        etype, elen = struct.unpack_from("!HH", msg, off)
+        if elen < 4:
+            break
+        if etype == 1:
+            words = msg[off + 4 : off + elen]
+            found = set()
+            for i in range(0, len(words) - 3, 4):
+                (w,) = struct.unpack_from("!I", words, i)
+                found |= {i * 8 + b for b in range(32) if w >> b & 1}
+            return found
+        off += (elen + 7) // 8 * 8
+    return {v for v in range(1, version + 1)}
+
+
+class Channel(asyncio.Protocol):
+    def __init__(
+        self,
+        owner: ChannelOwner,
+        name: str,
+        versions: frozenset[int] = frozenset({codec.VERSION}),
+        echo_interval: float = 5.0,
+    ) -> None:
+        self.owner = owner
+        self.name = name
+        self.versions = versions
+        self.version = 0  # negotiated; 0 until HELLO
+        self.echo_interval = echo_interval
+        self.transport: asyncio.Transport | None = None
+        self.peer = ""
+        self._buf = bytearray()
+        self._xid = 0x10000
+        self._closed = False
+        self._rx_since_tick = False
+        self._idle_ticks = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self.rx_msgs = 0
+        self.tx_msgs = 0
+        self.rx_bytes = 0
+        self.tx_bytes = 0
+
+    # --- asyncio.Protocol ----------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
+        self._write(hello(self.versions))
+        self._schedule_tick()
+
+    def data_received(self, data: bytes) -> None:
+        self._rx_since_tick = True
+        buf = self._buf
+        buf += data
+        self.rx_bytes += len(data)
+        off = 0
+        n = len(buf)
+        try:
+            while n - off >= 8:
+                length = (buf[off + 2] << 8) | buf[off + 3]
+                if length < 8:
+                    raise codec.MalformedMessage(f"frame length {length} < 8")
+                if n - off < length:
+                    break
+                msg = bytes(buf[off : off + length])
+                off += length
+                self._dispatch(msg)
+                if self._closed:
+                    return
+        except codec.MalformedMessage as exc:
+            self.close(f"malformed message: {exc}")
+            return
+        del buf[:off]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._finish("connection lost" + (f": {exc}" if exc else ""))
+
+    # --- sending -------------------------------------------------------------------------
+    def next_xid(self) -> int:
+        self._xid = (self._xid + 1) & 0xFFFFFFFF or 1
+        return self._xid
+
+    def send(self, msg: bytes) -> None:
+        if self._closed or self.transport is None:
+            return
+        self.tx_msgs += 1
+        self._write(msg)
+
+    def _write(self, msg: bytes) -> None:
+        assert self.transport is not None
+        self.tx_bytes += len(msg)
+        self.transport.write(msg)
+
+    def send_error(self, xid: int, type_: int, code: int, data: bytes) -> None:
+        self.send(codec.error_msg(self.version or codec.VERSION, xid, type_, code, data))
+
+    @property
+    def is_open(self) -> bool:
+        return not self._closed and self.transport is not None
+
+    def close(self, reason: str) -> None:
+        if self._closed:
+            return
+        if self.transport is not None:
+            self.transport.close()
+        self._finish(reason)
+
+    # --- internals -----------------------------------------------------------------------
+    def _finish(self, reason: str) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+        self.owner.channel_closed(self, reason)
+
+    def _dispatch(self, msg: bytes) -> None:
+        version, msg_type = msg[0], msg[1]
+        xid = (msg[4] << 24) | (msg[5] << 16) | (msg[6] << 8) | msg[7]
+        self.rx_msgs += 1
+        if not self.version:
+            if msg_type != OFPT_HELLO:
+                raise codec.MalformedMessage(f"expected HELLO, got type {msg_type}")
+            common = self.versions & _peer_versions(msg)
+            if not common:
+                self._write(
+                    codec.error_msg(
+                        min(version, max(self.versions)),
+                        xid,
+                        OFPET_HELLO_FAILED,
+                        OFPHFC_INCOMPATIBLE,
+                        b"tenantvisor speaks OpenFlow 1.3",
+                    )
+                )
+                self.close(f"no common OpenFlow version (peer offers version {version})")
+                return
+            self.version = max(common)
+            self.owner.channel_ready(self)
+            return
+        if version != self.version:
+            self.send_error(xid, ofp.OFPET_BAD_REQUEST, ofp.OFPBRC_BAD_VERSION, msg)
+            return
+        if msg_type == OFPT_ECHO_REQUEST:
+            self.send(_HDR.pack(version, OFPT_ECHO_REPLY, len(msg), xid) + msg[8:])
+            return
+        if msg_type == OFPT_ECHO_REPLY:
+            return
+        self.owner.channel_message(self, msg_type, xid, msg)
+
+    def _schedule_tick(self) -> None:
+        if self.echo_interval > 0:
+            loop = asyncio.get_running_loop()
+            self._timer = loop.call_later(self.echo_interval, self._tick)
+
+    def _tick(self) -> None:
+        """Probe an idle peer with ECHO; give up after three silent intervals."""
+        if self._closed:
+            return
+        if self._rx_since_tick:
+            self._idle_ticks = 0
+        else:
+            self._idle_ticks += 1
+            if self._idle_ticks >= 3:
+                self.close("echo timeout: peer silent for 3 intervals")
+                return
+            if self.version:
+                self.send(_HDR.pack(self.version, OFPT_ECHO_REQUEST, 8, self.next_xid()))
+        self._rx_since_tick = False
+        self._schedule_tick()

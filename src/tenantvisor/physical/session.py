@@ -1,0 +1,201 @@
+"""One OpenFlow 1.3 session per pswitch (the "OVS 1.3" switch driver).
+
+It learns the dpid and ports, wipes and re-programs the switch on connect (state is
+re-derived from intent), sends what the hypervisor asks, keeps the xid of every message sent
+for a tenant so an error can be mapped back, and runs barriers with synchronous callbacks so
+a tenant's BARRIER reply is ordered exactly after the errors that precede it.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from os_ken.ofproto import ofproto_v1_3 as ofp
+from os_ken.ofproto import ofproto_v1_3_parser as parser
+from os_ken.ofproto.ofproto_protocol import ProtocolDesc
+
+from tenantvisor.openflow import codec
+from tenantvisor.openflow.channel import Channel
+from tenantvisor.physical.topology import PPort
+
+log = logging.getLogger(__name__)
+_DP = ProtocolDesc(ofp.OFP_VERSION)
+MAX_RECORDS = 65536
+ErrorCallback = Callable[[int, int, bytes], None]  # (error type, code, data)
+
+
+@dataclass(slots=True)
+class XidRecord:
+    """Who to tell if the pswitch refuses the message sent with this xid."""
+
+    on_error: ErrorCallback | None
+    on_barrier: Callable[[], None] | None = None
+
+
+class SessionEvents(Protocol):
+    def switch_ready(self, s: PSwitchSession) -> None: ...
+
+    def switch_gone(self, s: PSwitchSession) -> None: ...
+
+    def port_status(self, s: PSwitchSession, port: PPort, reason: int) -> None: ...
+
+    def packet_in(self, s: PSwitchSession, msg: bytes) -> None: ...
+
+    def flow_removed(self, s: PSwitchSession, msg: bytes) -> None: ...
+
+
+def _port(p: parser.OFPPort) -> PPort:
+    up = not (p.state & ofp.OFPPS_LINK_DOWN) and not (p.config & ofp.OFPPC_PORT_DOWN)
+    name = p.name.decode(errors="replace") if isinstance(p.name, bytes) else str(p.name)
+    return PPort(p.port_no, name.rstrip("\0"), p.hw_addr, up, p.curr_speed, p.max_speed)
+
+
+class PSwitchSession:
+    def __init__(self, events: SessionEvents) -> None:
+        self.events = events
+        self.channel = Channel(self, "pswitch")
+        self.dpid: int | None = None
+        self.ports: dict[int, PPort] = {}
+        self.n_tables = 0
+        self.ready = False
+        self._records: dict[int, XidRecord] = {}
+        self._port_parts: list[PPort] = []
+        self.flow_mods_sent = 0
+
+    def __repr__(self) -> str:
+        return (
+            f"pswitch {self.dpid:016x}" if self.dpid is not None else f"pswitch {self.channel.peer}"
+        )
+
+    # --- ChannelOwner --------------------------------------------------------------------
+    def channel_ready(self, ch: Channel) -> None:
+        ch.send(codec.header(ch.version, ofp.OFPT_FEATURES_REQUEST, ch.next_xid()))
+
+    def channel_closed(self, ch: Channel, reason: str) -> None:
+        log.info("%r disconnected: %s", self, reason)
+        for rec in list(self._records.values()):
+            if rec.on_barrier is not None:
+                rec.on_barrier()  # nothing more will come; do not leave tenants waiting
+        self._records.clear()
+        if self.dpid is not None:
+            self.events.switch_gone(self)
+
+    def channel_message(self, ch: Channel, msg_type: int, xid: int, msg: bytes) -> None:
+        if msg_type == ofp.OFPT_PACKET_IN:
+            self.events.packet_in(self, msg)
+        elif msg_type == ofp.OFPT_BARRIER_REPLY:
+            self._barrier_reply(xid)
+        elif msg_type == ofp.OFPT_ERROR:
+            self._error(xid, msg)
+        elif msg_type == ofp.OFPT_FLOW_REMOVED:
+            self.events.flow_removed(self, msg)
+        elif msg_type == ofp.OFPT_PORT_STATUS:
+            p = parser.OFPPortStatus.parser(_DP, ch.version, msg_type, len(msg), xid, msg)
+            port = _port(p.desc)
+            if p.reason == ofp.OFPPR_DELETE:
+                self.ports.pop(port.port_no, None)
+            else:
+                self.ports[port.port_no] = port
+            if self.ready:
+                self.events.port_status(self, port, p.reason)
+        elif msg_type == ofp.OFPT_FEATURES_REPLY:
+            dpid, _, n_tables = struct.unpack_from("!QIB", msg, 8)
+            self.dpid, self.n_tables = dpid, n_tables
+            ch.send(codec.header(ch.version, ofp.OFPT_SET_CONFIG, ch.next_xid(), b"\0\0\xff\xff"))
+            body = struct.pack("!HH4x", ofp.OFPMP_PORT_DESC, 0)
+            ch.send(codec.header(ch.version, ofp.OFPT_MULTIPART_REQUEST, ch.next_xid(), body))
+        elif msg_type == ofp.OFPT_MULTIPART_REPLY:
+            mtype, flags = struct.unpack_from("!HH", msg, 8)
+            if mtype == ofp.OFPMP_PORT_DESC:
+                off = 16
+                while off + 64 <= len(msg):
+                    self._port_parts.append(_port(parser.OFPPort.parser(msg, off)))
+                    off += 64
+                if not flags & ofp.OFPMPF_REPLY_MORE:
+                    self.ports = {
+                        p.port_no: p for p in self._port_parts if p.port_no < ofp.OFPP_MAX
+                    }
+                    self._port_parts = []
+                    if not self.ready:
+                        self.ready = True
+                        log.info(
+                            "%r connected from %s: %d ports, %d tables",
+                            self, ch.peer, len(self.ports), self.n_tables,
+                        )  # fmt: skip
+                        self.events.switch_ready(self)
+
+    # --- sending -------------------------------------------------------------------------
+    def send(self, msg: bytes, on_error: ErrorCallback | None = None) -> int:
+        """Send with a fresh xid; remember who to tell about an error.  Returns the xid."""
+        ch = self.channel
+        xid = ch.next_xid()
+        if on_error is not None:
+            records = self._records
+            records[xid] = XidRecord(on_error)
+            if len(records) > MAX_RECORDS:  # no barrier for a long time: forget the oldest
+                for old in list(records)[: MAX_RECORDS // 4]:
+                    if records[old].on_barrier is None:
+                        del records[old]
+        ch.send(codec.set_xid(msg, xid))
+        return xid
+
+    def send_flow(
+        self,
+        build: Callable[[int], bytes],
+        on_error: Callable[[int, int, bytes], None] | None = None,
+    ) -> None:
+        ch = self.channel
+        xid = ch.next_xid()
+        if on_error is not None:
+            self._records[xid] = XidRecord(on_error)
+        self.flow_mods_sent += 1
+        ch.send(build(xid))
+
+    def barrier(self, done: Callable[[], None]) -> None:
+        """Call `done` (synchronously) when the switch has processed everything sent so far."""
+        if not self.channel.is_open:
+            done()
+            return
+        xid = self.channel.next_xid()
+        self._records[xid] = XidRecord(None, done)
+        self.channel.send(codec.header(self.channel.version, ofp.OFPT_BARRIER_REQUEST, xid))
+
+    def delete_all_flows(self) -> None:
+        """Start from a clean switch: every rule is re-derived from intent."""
+        body = codec.FLOW_MOD_BODY.pack(
+            0, 0, ofp.OFPTT_ALL, ofp.OFPFC_DELETE, 0, 0, 0,
+            ofp.OFP_NO_BUFFER, ofp.OFPP_ANY, ofp.OFPG_ANY, 0,
+        )  # fmt: skip
+        self.send(codec.header(codec.VERSION, ofp.OFPT_FLOW_MOD, 0, body + codec.encode_match([])))
+
+    def delete_cookie(self, cookie: int, mask: int) -> None:
+        body = codec.FLOW_MOD_BODY.pack(
+            cookie, mask, ofp.OFPTT_ALL, ofp.OFPFC_DELETE, 0, 0, 0,
+            ofp.OFP_NO_BUFFER, ofp.OFPP_ANY, ofp.OFPG_ANY, 0,
+        )  # fmt: skip
+        self.send(codec.header(codec.VERSION, ofp.OFPT_FLOW_MOD, 0, body + codec.encode_match([])))
+
+    # --- replies -------------------------------------------------------------------------
+    def _barrier_reply(self, xid: int) -> None:
+        records = self._records
+        if xid not in records:
+            return
+        # Everything sent before this barrier has been processed: its errors came already.
+        for old in list(records):
+            rec = records.pop(old)
+            if old == xid:
+                if rec.on_barrier is not None:
+                    rec.on_barrier()
+                break
+
+    def _error(self, xid: int, msg: bytes) -> None:
+        etype, code = struct.unpack_from("!HH", msg, 8)
+        rec = self._records.get(xid)
+        if rec is not None and rec.on_error is not None:
+            rec.on_error(etype, code, msg[12:])
+        else:
+            log.warning("%r error type=%d code=%d for xid %#x", self, etype, code, xid)

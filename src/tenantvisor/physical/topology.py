@@ -1,0 +1,134 @@
+"""The physical topology as the pswitch sessions report it: switches, ports, discovered links.
+
+Plain data with no I/O; sessions write to it, the intent layer and path computation read it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import networkx as nx
+
+
+@dataclass
+class PPort:
+    port_no: int
+    name: str
+    hw_addr: str
+    up: bool = True
+    curr_speed: int = 0  # kb/s as OpenFlow reports it
+    max_speed: int = 0
+
+
+@dataclass
+class PSwitchInfo:
+    dpid: int
+    ports: dict[int, PPort] = field(default_factory=dict)
+    n_tables: int = 0
+    connected: bool = True
+
+
+@dataclass(frozen=True, order=True)
+class PLink:
+    """One direction of a physical link, as one LLDP probe proves it."""
+
+    src_dpid: int
+    src_port: int
+    dst_dpid: int
+    dst_port: int
+
+
+class PhysicalTopology:
+    """Switches and links; link directions are kept separately, as LLDP discovers them."""
+
+    def __init__(self) -> None:
+        self.switches: dict[int, PSwitchInfo] = {}
+        self._links: dict[tuple[int, int], PLink] = {}  # keyed by (src_dpid, src_port)
+        self.version = 0  # bumped on every change, so dependants know to recompute
+
+    # --- updates from sessions -------------------------------------------------------------
+    def add_switch(self, info: PSwitchInfo) -> None:
+        self.switches[info.dpid] = info
+        self.version += 1
+
+    def remove_switch(self, dpid: int) -> None:
+        self.switches.pop(dpid, None)
+        for key in [k for k, lk in self._links.items() if dpid in (lk.src_dpid, lk.dst_dpid)]:
+            del self._links[key]
+        self.version += 1
+
+    def set_port(self, dpid: int, port: PPort) -> None:
+        sw = self.switches.get(dpid)
+        if sw is None:
+            return
+        sw.ports[port.port_no] = port
+        if not port.up:
+            self._drop_links_on(dpid, port.port_no)
+        self.version += 1
+
+    def remove_port(self, dpid: int, port_no: int) -> None:
+        sw = self.switches.get(dpid)
+        if sw is not None:
+            sw.ports.pop(port_no, None)
+        self._drop_links_on(dpid, port_no)
+        self.version += 1
+
+    def add_link(self, link: PLink) -> bool:
+        """Record one direction; returns True when this is news."""
+        old = self._links.get((link.src_dpid, link.src_port))
+        if old == link:
+            return False
+        self._links[(link.src_dpid, link.src_port)] = link
+        self.version += 1
+        return True
+
+    def remove_link(self, link: PLink) -> None:
+        if self._links.get((link.src_dpid, link.src_port)) == link:
+            del self._links[(link.src_dpid, link.src_port)]
+            self.version += 1
+
+    def _drop_links_on(self, dpid: int, port_no: int) -> None:
+        gone = [
+            k
+            for k, lk in self._links.items()
+            if (lk.src_dpid, lk.src_port) == (dpid, port_no)
+            or (lk.dst_dpid, lk.dst_port) == (dpid, port_no)
+        ]
+        for k in gone:
+            del self._links[k]
+
+    # --- queries ---------------------------------------------------------------------------
+    def links(self) -> list[PLink]:
+        return sorted(self._links.values())
+
+    def peer(self, dpid: int, port_no: int) -> tuple[int, int] | None:
+        """The (dpid, port) a physical port faces, if LLDP found one (in either direction)."""
+        lk = self._links.get((dpid, port_no))
+        if lk is not None:
+            return lk.dst_dpid, lk.dst_port
+        for lk in self._links.values():
+            if (lk.dst_dpid, lk.dst_port) == (dpid, port_no):
+                return lk.src_dpid, lk.src_port
+        return None
+
+    def is_link_port(self, dpid: int, port_no: int) -> bool:
+        return self.peer(dpid, port_no) is not None
+
+    def has_port(self, dpid: int, port_no: int) -> bool:
+        sw = self.switches.get(dpid)
+        return sw is not None and port_no in sw.ports
+
+    def graph(self) -> nx.MultiDiGraph:
+        """Directed multigraph of usable links: edge key (src_port, dst_port)."""
+        g: nx.MultiDiGraph = nx.MultiDiGraph()
+        g.add_nodes_from(self.switches)
+        for lk in self._links.values():
+            a = self.switches.get(lk.src_dpid)
+            b = self.switches.get(lk.dst_dpid)
+            if a is None or b is None:
+                continue
+            pa, pb = a.ports.get(lk.src_port), b.ports.get(lk.dst_port)
+            if pa is None or pb is None or not pa.up or not pb.up:
+                continue
+            g.add_edge(lk.src_dpid, lk.dst_dpid, key=(lk.src_port, lk.dst_port))
+        return g

@@ -1,0 +1,325 @@
+"""Tenant FLOW_MOD -> physical flow rules (and the reverse for PACKET_IN), without I/O.
+
+The physical pipeline (docs/design.md): table 0 classifies a packet to (vswitch, vport),
+strips the fabric tag, writes both into the high metadata bits, sets in_port to 0 (so output
+to the port the packet came in on works) and continues in table 1.  Tenant table t is
+physical table t+1; every tenant rule matches its vswitch's metadata bits, so tenants share
+physical tables without ever matching each other's packets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from os_ken.ofproto import ofproto_v1_3 as ofp
+
+from tenantvisor.mapping import layout
+from tenantvisor.openflow import codec, oxm
+from tenantvisor.openflow.codec import Action, OFError, Oxm
+from tenantvisor.translate.view import PortMap, VSwitchView
+
+_BAD_OUT = (ofp.OFPET_BAD_ACTION, ofp.OFPBAC_BAD_OUT_PORT)
+_POP_VLAN = codec.pop_vlan()
+_PUSH_FABRIC = codec.push_vlan(layout.FABRIC_TPID)
+_FROM_CONTROLLER = 0  # vport bits of a packet the controller injected
+
+
+@dataclass(frozen=True, slots=True)
+class PhysFlow:
+    """One physical flow rule, in a form that can be compared, diffed and encoded."""
+
+    dpid: int
+    table: int
+    priority: int
+    match: bytes  # encoded ofp_match
+    instructions: bytes
+    cookie: int
+    idle_timeout: int = 0
+    hard_timeout: int = 0
+    flags: int = 0
+
+    @property
+    def key(self) -> tuple[int, int, int, bytes]:
+        return self.dpid, self.table, self.priority, self.match
+
+    def flow_mod(self, xid: int, command: int = ofp.OFPFC_ADD) -> bytes:
+        body = codec.FLOW_MOD_BODY.pack(
+            self.cookie,
+            0,
+            self.table,
+            command,
+            self.idle_timeout,
+            self.hard_timeout,
+            self.priority,
+            ofp.OFP_NO_BUFFER,
+            ofp.OFPP_ANY,
+            ofp.OFPG_ANY,
+            self.flags,
+        )
+        return codec.header(
+            codec.VERSION, ofp.OFPT_FLOW_MOD, xid, body + self.match + self.instructions
+        )
+
+    def delete_strict(self, xid: int) -> bytes:
+        body = codec.FLOW_MOD_BODY.pack(
+            0, 0, self.table, ofp.OFPFC_DELETE_STRICT, 0, 0, self.priority,
+            ofp.OFP_NO_BUFFER, ofp.OFPP_ANY, ofp.OFPG_ANY, 0,
+        )  # fmt: skip
+        return codec.header(codec.VERSION, ofp.OFPT_FLOW_MOD, xid, body + self.match)
+
+
+@dataclass(frozen=True, slots=True)
+class TenantMatch:
+    """A tenant's match checked and split into what the hypervisor rewrites."""
+
+    oxms: tuple[Oxm, ...]  # everything but in_port and metadata, as the tenant sent it
+    in_vport: int | None  # None: any
+    meta: tuple[int, int] | None  # tenant's metadata value/mask (low 32 bits)
+
+
+def check_match(view: VSwitchView, match: list[Oxm]) -> TenantMatch:
+    rest: list[Oxm] = []
+    seen: set[tuple[int, int]] = set()
+    in_vport: int | None = None
+    meta: tuple[int, int] | None = None
+    for o in match:
+        if o.key in seen:
+            raise OFError(ofp.OFPET_BAD_MATCH, ofp.OFPBMC_DUP_FIELD, "duplicate match field")
+        seen.add(o.key)
+        if o.oxm_class != codec.OXM_CLASS_OPENFLOW_BASIC or o.field not in oxm.TENANT_MATCHABLE:
+            raise OFError(ofp.OFPET_BAD_MATCH, ofp.OFPBMC_BAD_FIELD, f"field {o.field} refused")
+        if o.field == oxm.IN_PORT:
+            if o.mask is not None or len(o.value) != 4:
+                raise OFError(ofp.OFPET_BAD_MATCH, ofp.OFPBMC_BAD_MASK, "in_port cannot be masked")
+            port = codec.oxm_int(o)
+            if port == ofp.OFPP_CONTROLLER:
+                in_vport = _FROM_CONTROLLER
+            elif port in view.ports:
+                in_vport = port
+            else:
+                raise OFError(ofp.OFPET_BAD_MATCH, ofp.OFPBMC_BAD_VALUE, f"no vport {port}")
+        elif o.field == oxm.METADATA:
+            if len(o.value) != 8:
+                raise OFError(ofp.OFPET_BAD_MATCH, ofp.OFPBMC_BAD_LEN, "metadata is 8 bytes")
+            value = codec.oxm_int(o)
+            mask = layout.ALL_ONES if o.mask is None else int.from_bytes(o.mask, "big")
+            if value & mask & ~layout.TENANT_META_MASK:
+                raise OFError(
+                    ofp.OFPET_BAD_MATCH, ofp.OFPBMC_BAD_VALUE, "metadata beyond the low 32 bits"
+                )
+            meta = (value & layout.TENANT_META_MASK, mask & layout.TENANT_META_MASK)
+        else:
+            rest.append(o)
+    return TenantMatch(tuple(rest), in_vport, meta)
+
+
+def physical_match(view: VSwitchView, tm: TenantMatch, in_vport: int | None) -> bytes:
+    value = view.index << layout.VSWITCH_SHIFT
+    mask = layout.VSWITCH_MASK
+    if in_vport is not None:
+        value |= in_vport << layout.VPORT_SHIFT
+        mask |= layout.VPORT_MASK
+    if tm.meta is not None:
+        value |= tm.meta[0]
+        mask |= tm.meta[1]
+    return codec.encode_match([*tm.oxms, codec.oxm_u64(oxm.METADATA, value, mask)])
+
+
+class _ActionTranslator:
+    """Translate one action list for a known ingress vport (None: not known)."""
+
+    def __init__(self, view: VSwitchView, in_vport: int | None, action_set: bool) -> None:
+        self.view = view
+        self.in_vport = in_vport
+        self.action_set = action_set
+        self.needs_in_vport = False  # uses FLOOD/ALL/IN_PORT without a pinned ingress
+
+    def port_actions(self, pm: PortMap) -> bytes:
+        if not pm.up:
+            return b""  # like a real switch: output to a down port sends nothing
+        if pm.link_tag is None:
+            return codec.output(pm.phys_port)
+        tag = codec.set_field(codec.oxm_u16(oxm.VLAN_VID, pm.link_tag | oxm.VLAN_PRESENT))
+        out = _PUSH_FABRIC + tag + codec.output(pm.phys_port)
+        return out if self.action_set else out + _POP_VLAN
+
+    def output(self, a: Action) -> bytes:
+        port = a.output_port
+        ports = self.view.ports
+        pm = ports.get(port)
+        if pm is not None:
+            return self.port_actions(pm)
+        if port == ofp.OFPP_CONTROLLER:
+            return codec.output(ofp.OFPP_CONTROLLER, a.max_len)
+        if port in (ofp.OFPP_FLOOD, ofp.OFPP_ALL, ofp.OFPP_IN_PORT):
+            if self.in_vport is None:
+                self.needs_in_vport = True
+                return b""
+            if port == ofp.OFPP_IN_PORT:
+                pm = ports.get(self.in_vport)
+                if pm is None:  # injected by the controller: there is no ingress port
+                    return b""
+                return self.port_actions(pm)
+            targets = [p for n, p in sorted(ports.items()) if n != self.in_vport]
+            if self.action_set and len(targets) > 1:
+                raise OFError(
+                    ofp.OFPET_BAD_ACTION, ofp.OFPBAC_UNSUPPORTED_ORDER, "FLOOD in write_actions"
+                )
+            return b"".join(self.port_actions(p) for p in targets)
+        raise OFError(*_BAD_OUT, f"output to port {port:#x} outside the virtual switch")
+
+    def translate(self, actions: list[Action]) -> bytes:
+        out: list[bytes] = []
+        for a in actions:
+            t = a.type
+            if t == ofp.OFPAT_OUTPUT:
+                out.append(self.output(a))
+            elif t == ofp.OFPAT_SET_FIELD:
+                o = a.set_field_oxm()
+                if o.oxm_class != codec.OXM_CLASS_OPENFLOW_BASIC or o.field not in (
+                    oxm.TENANT_SETTABLE
+                ):
+                    raise OFError(
+                        ofp.OFPET_BAD_ACTION, ofp.OFPBAC_BAD_SET_TYPE, f"set_field {o.field}"
+                    )
+                out.append(a.raw)
+            elif t == ofp.OFPAT_PUSH_VLAN:
+                if a.ethertype != 0x8100:
+                    raise OFError(
+                        ofp.OFPET_BAD_ACTION,
+                        ofp.OFPBAC_BAD_ARGUMENT,
+                        f"push_vlan {a.ethertype:#x}: only 0x8100 (0x88a8 is the fabric tag)",
+                    )
+                out.append(a.raw)
+            elif t in _PASS_THROUGH:
+                out.append(a.raw)
+            elif t == ofp.OFPAT_GROUP:
+                raise OFError(ofp.OFPET_BAD_ACTION, ofp.OFPBAC_BAD_OUT_GROUP, "no such group")
+            elif t == ofp.OFPAT_SET_QUEUE:
+                raise OFError(ofp.OFPET_BAD_ACTION, ofp.OFPBAC_BAD_QUEUE, "queues are not offered")
+            elif t == ofp.OFPAT_EXPERIMENTER:
+                raise OFError(ofp.OFPET_BAD_ACTION, ofp.OFPBAC_BAD_EXPERIMENTER, "experimenter")
+            else:
+                raise OFError(ofp.OFPET_BAD_ACTION, ofp.OFPBAC_BAD_TYPE, f"action type {t}")
+        if self.action_set:
+            return _check_action_set(out)
+        return b"".join(out)
+
+
+_PASS_THROUGH = frozenset(
+    (
+        ofp.OFPAT_COPY_TTL_OUT,
+        ofp.OFPAT_COPY_TTL_IN,
+        ofp.OFPAT_SET_MPLS_TTL,
+        ofp.OFPAT_DEC_MPLS_TTL,
+        ofp.OFPAT_POP_VLAN,
+        ofp.OFPAT_PUSH_MPLS,
+        ofp.OFPAT_POP_MPLS,
+        ofp.OFPAT_SET_NW_TTL,
+        ofp.OFPAT_DEC_NW_TTL,
+    )
+)
+
+
+def _check_action_set(parts: list[bytes]) -> bytes:
+    """An action set holds one action per type: our fabric tag must not collide with theirs."""
+    joined = b"".join(parts)
+    acts = codec.parse_actions(joined)
+    types = [a.type for a in acts if a.type != ofp.OFPAT_SET_FIELD]
+    fields = [a.set_field_oxm().field for a in acts if a.type == ofp.OFPAT_SET_FIELD]
+    if len(types) != len(set(types)) or len(fields) != len(set(fields)):
+        raise OFError(
+            ofp.OFPET_BAD_ACTION,
+            ofp.OFPBAC_UNSUPPORTED_ORDER,
+            "write_actions conflicts with the fabric tag of a link vport",
+        )
+    return joined
+
+
+@dataclass(frozen=True, slots=True)
+class TranslatedFlow:
+    """The physical rules of one virtual FR (several when the ingress vport matters)."""
+
+    flows: tuple[tuple[bytes, bytes], ...]  # (match, instructions)
+    table: int
+
+
+def translate_flow(
+    view: VSwitchView, table_id: int, match: list[Oxm], instructions: bytes
+) -> TranslatedFlow:
+    """Check and translate one tenant rule; raise OFError for anything the tenant may not do."""
+    if table_id >= view.n_tables:
+        raise OFError(ofp.OFPET_FLOW_MOD_FAILED, ofp.OFPFMFC_BAD_TABLE_ID, f"table {table_id}")
+    tm = check_match(view, match)
+    ins = codec.parse_instructions(instructions)
+    goto = None
+    if ins.goto_table is not None:
+        if not table_id < ins.goto_table < view.n_tables:
+            raise OFError(
+                ofp.OFPET_BAD_INSTRUCTION, ofp.OFPBIC_BAD_TABLE_ID, f"goto {ins.goto_table}"
+            )
+        goto = ins.goto_table + layout.TABLE_OFFSET
+    if ins.write_metadata is not None and ins.write_metadata[1] & ~layout.TENANT_META_MASK:
+        raise OFError(
+            ofp.OFPET_BAD_INSTRUCTION,
+            ofp.OFPBIC_UNSUP_METADATA_MASK,
+            "only the low 32 metadata bits are the tenant's",
+        )
+    if ins.meter is not None:
+        raise OFError(ofp.OFPET_METER_MOD_FAILED, ofp.OFPMMFC_UNKNOWN_METER, "no such meter")
+    if ins.other:
+        raise OFError(ofp.OFPET_BAD_INSTRUCTION, ofp.OFPBIC_UNSUP_INST, "unsupported instruction")
+
+    def build(in_vport: int | None) -> tuple[bytes | None, bytes | None, bool]:
+        apply = write = None
+        needs = False
+        if ins.apply_actions is not None:
+            tr = _ActionTranslator(view, in_vport, action_set=False)
+            apply = tr.translate(ins.apply_actions)
+            needs |= tr.needs_in_vport
+        if ins.write_actions is not None:
+            tr = _ActionTranslator(view, in_vport, action_set=True)
+            write = tr.translate(ins.write_actions)
+            needs |= tr.needs_in_vport
+        return apply, write, needs
+
+    def encode(apply: bytes | None, write: bytes | None) -> bytes:
+        return codec.encode_instructions(
+            goto_table=goto,
+            write_metadata=ins.write_metadata,
+            write_actions=write,
+            apply_actions=apply,
+            clear_actions=ins.clear_actions,
+        )
+
+    apply, write, needs = build(tm.in_vport)
+    if not needs:
+        return TranslatedFlow(
+            ((physical_match(view, tm, tm.in_vport), encode(apply, write)),),
+            table_id + layout.TABLE_OFFSET,
+        )
+    # FLOOD / ALL / IN_PORT depend on the ingress vport, which the rule does not pin: one
+    # physical rule per possible ingress (each vport, and packets the controller injected).
+    flows = []
+    for vp in [_FROM_CONTROLLER, *sorted(view.ports)]:
+        a, w, _ = build(vp)
+        flows.append((physical_match(view, tm, vp), encode(a, w)))
+    return TranslatedFlow(tuple(flows), table_id + layout.TABLE_OFFSET)
+
+
+def translate_packet_out_actions(view: VSwitchView, in_vport: int, actions: list[Action]) -> bytes:
+    """Actions of a tenant PACKET_OUT for the pswitch; in_vport 0 = from the controller.
+
+    output:TABLE submits the packet to the tenant's pipeline: the metadata a classified packet
+    would carry is set first, and table 0 sends controller-injected packets to table 1.
+    """
+    tr = _ActionTranslator(view, in_vport, action_set=False)
+    out: list[bytes] = []
+    for a in actions:
+        if a.type == ofp.OFPAT_OUTPUT and a.output_port == ofp.OFPP_TABLE:
+            meta = layout.vswitch_meta(view.index, in_vport)
+            out.append(codec.set_field(codec.oxm_u64(oxm.METADATA, meta)))
+            out.append(codec.output(ofp.OFPP_TABLE))
+        else:
+            out.append(tr.translate([a]))
+    return b"".join(out)

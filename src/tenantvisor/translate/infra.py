@@ -1,0 +1,119 @@
+"""The hypervisor's own rules on each pswitch, derived from intent (pure).
+
+Table 0 classifies every packet: from an edge port by (in_port, eth_src), from a link port by
+(in_port, fabric tag).  Tagged packets of a multi-hop vlink are swapped and forwarded by
+transit rules without ever reaching a tenant table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from os_ken.ofproto import ofproto_v1_3 as ofp
+
+from tenantvisor.mapping import layout
+from tenantvisor.mapping.paths import Hop
+from tenantvisor.openflow import codec, oxm
+from tenantvisor.translate.flow import PhysFlow
+
+PRIO_DISCOVERY = 0xF000
+PRIO_CLASSIFY = 0x8000
+PRIO_INJECTED = 0x4000
+DISCOVERY_MAC = "02:74:76:00:00:01"  # source MAC of tenantvisor's LLDP probes
+LLDP_ETHERTYPE = 0x88CC
+
+
+@dataclass(frozen=True, slots=True)
+class HostBinding:
+    dpid: int
+    port: int
+    mac: str
+    index: int  # vswitch index
+    vport: int
+
+
+@dataclass(frozen=True, slots=True)
+class LinkPath:
+    """One direction of a vlink: the hops, the tag on each, and where it ends."""
+
+    hops: tuple[Hop, ...]
+    tags: tuple[int, ...]
+    dst_index: int
+    dst_vport: int
+
+
+# OXM in_port 0 is not a valid OpenFlow 1.3 port, but Open vSwitch lets the 16-bit Nicira
+# NXM_OF_IN_PORT be set to 0 (what `set_field:0->in_port` means to ovs-ofctl).  After it, an
+# output to the port the packet came in on is sent instead of dropped: the virtual ingress
+# port lives on in metadata.  This is an OVS-driver trait (docs/design.md).
+_CLEAR_IN_PORT = codec.set_field(codec.Oxm(0x0000, 0, b"\0\0"))
+
+
+def _goto_tenant(index: int, vport: int, pre: bytes) -> bytes:
+    return codec.encode_instructions(
+        apply_actions=pre + _CLEAR_IN_PORT,
+        write_metadata=(layout.vswitch_meta(index, vport), layout.HV_META_MASK),
+        goto_table=layout.TABLE_OFFSET,
+    )
+
+
+def provider_flows(dpid: int) -> list[PhysFlow]:
+    """Rules every pswitch carries whatever the tenants do."""
+    lldp = codec.encode_match(
+        [
+            codec.oxm_mac(oxm.ETH_SRC, DISCOVERY_MAC),
+            codec.oxm_u16(oxm.ETH_TYPE, LLDP_ETHERTYPE),
+        ]
+    )
+    to_ctl = codec.encode_instructions(
+        apply_actions=codec.output(ofp.OFPP_CONTROLLER, ofp.OFPCML_NO_BUFFER)
+    )
+    injected = codec.encode_match([codec.oxm_u32(oxm.IN_PORT, ofp.OFPP_CONTROLLER)])
+    return [
+        PhysFlow(dpid, 0, PRIO_DISCOVERY, lldp, to_ctl, layout.DISCOVERY_COOKIE),
+        PhysFlow(
+            dpid,
+            0,
+            PRIO_INJECTED,
+            injected,
+            codec.encode_instructions(goto_table=layout.TABLE_OFFSET),
+            layout.PROVIDER_COOKIE,
+        ),
+    ]
+
+
+def host_flow(net_id: int, h: HostBinding) -> PhysFlow:
+    match = codec.encode_match(
+        [codec.oxm_u32(oxm.IN_PORT, h.port), codec.oxm_mac(oxm.ETH_SRC, h.mac)]
+    )
+    return PhysFlow(
+        h.dpid,
+        0,
+        PRIO_CLASSIFY,
+        match,
+        _goto_tenant(h.index, h.vport, b""),
+        layout.infra_cookie(net_id),
+    )
+
+
+def link_flows(net_id: int, lp: LinkPath) -> list[PhysFlow]:
+    """Transit rules on every intermediate pswitch and the terminating rule at the far end."""
+    out = []
+    cookie = layout.infra_cookie(net_id)
+    last = len(lp.hops) - 1
+    for i, (hop, tag) in enumerate(zip(lp.hops, lp.tags, strict=True)):
+        match = codec.encode_match(
+            [
+                codec.oxm_u32(oxm.IN_PORT, hop.dst_port),
+                codec.oxm_u16(oxm.VLAN_VID, tag | oxm.VLAN_PRESENT),
+            ]
+        )
+        if i == last:
+            ins = _goto_tenant(lp.dst_index, lp.dst_vport, codec.pop_vlan())
+        else:
+            nxt = lp.hops[i + 1]
+            swap = codec.set_field(codec.oxm_u16(oxm.VLAN_VID, lp.tags[i + 1] | oxm.VLAN_PRESENT))
+            port = ofp.OFPP_IN_PORT if nxt.src_port == hop.dst_port else nxt.src_port
+            ins = codec.encode_instructions(apply_actions=swap + codec.output(port))
+        out.append(PhysFlow(hop.dst_dpid, 0, PRIO_CLASSIFY, match, ins, cookie))
+    return out

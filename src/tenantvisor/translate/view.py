@@ -1,0 +1,28 @@
+"""What translation needs to know about one vswitch: a frozen snapshot, rebuilt on change."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class PortMap:
+    """A vport as the data plane sees it."""
+
+    number: int
+    phys_port: int
+    # Fabric tag pushed when sending out of this link vport (first hop of its vlink path);
+    # None for an edge vport.
+    link_tag: int | None = None
+    is_link: bool = False
+    up: bool = True  # a link vport whose vlink has no physical path is down
+
+
+@dataclass(frozen=True, slots=True)
+class VSwitchView:
+    net_id: int
+    index: int  # fabric-wide vswitch id (metadata bits)
+    vdpid: int
+    dpid: int
+    n_tables: int
+    ports: dict[int, PortMap] = field(default_factory=dict)

@@ -1,0 +1,550 @@
+"""One vswitch as its tenant's controllers see it: an OpenFlow 1.3 switch.
+
+It answers the handshake and configuration itself, keeps the tenant's flow table, translates
+FLOW_MOD and PACKET_OUT into physical messages for the vswitch's pswitch, relays PACKET_IN
+back in virtual terms, and answers BARRIER only when the pswitch has answered its own.
+Anything wrong in what a tenant sends ends as an OpenFlow error to that tenant (or, for
+malformed bytes, a closed channel); it never reaches another tenant or the daemon.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import struct
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from os_ken.ofproto import ofproto_v1_3 as ofp
+
+from tenantvisor import __version__
+from tenantvisor.mapping import layout
+from tenantvisor.openflow import codec, oxm
+from tenantvisor.openflow.channel import Channel
+from tenantvisor.openflow.codec import FlowMod, MalformedMessage, OFError, PacketIn, PacketOut
+from tenantvisor.physical.session import PSwitchSession
+from tenantvisor.translate.flow import PhysFlow, translate_flow, translate_packet_out_actions
+from tenantvisor.translate.view import VSwitchView
+from tenantvisor.virtual.flowtable import VFlow, VirtualFlowTable, normalize
+from tenantvisor.virtual.urls import ControllerUrl, parse_controller_url
+
+log = logging.getLogger(__name__)
+_FEATURES = struct.Struct("!QIBB2xII")
+_PORT = struct.Struct(ofp.OFP_PORT_PACK_STR)
+_DESC = struct.Struct(ofp.OFP_DESC_PACK_STR)
+_MP_REPLY = struct.Struct("!HH4x")
+_PI_NO_COOKIE = 0xFFFFFFFFFFFFFFFF
+PORTS_PER_REPLY = 512
+
+
+class EndpointHost(Protocol):
+    """What an endpoint needs from the daemon."""
+
+    def session(self, dpid: int) -> PSwitchSession | None: ...
+
+    def deliver_lldp(self, net_id: int, vdpid: int, vport: int, data: bytes) -> None: ...
+
+
+@dataclass(slots=True)
+class _Dying:
+    """A removed rule whose physical FLOW_REMOVED messages are still to come."""
+
+    vflow: VFlow
+    remaining: int
+    packets: int = 0
+    bytes: int = 0
+
+
+class _Barriers:
+    """Tenant barriers of one connection, replied strictly in the order they arrived."""
+
+    def __init__(self, send: Callable[[int], None]) -> None:
+        self._send = send
+        self._queue: deque[list[int]] = deque()  # [xid, outstanding]
+
+    def add(self, xid: int, waits: list[PSwitchSession]) -> None:
+        entry = [xid, len(waits)]
+        self._queue.append(entry)
+
+        def done() -> None:
+            entry[1] -= 1
+            self._flush()
+
+        for s in waits:
+            s.barrier(done)
+        self._flush()
+
+    def _flush(self) -> None:
+        q = self._queue
+        while q and q[0][1] <= 0:
+            self._send(q.popleft()[0])
+
+
+class ControllerConn:
+    """One connection to one tenant controller."""
+
+    def __init__(self, ep: VSwitchEndpoint, url: str) -> None:
+        self.ep = ep
+        self.url = url
+        self.channel = Channel(self, f"vswitch {ep.vdpid:016x}")
+        self.touched: set[int] = set()  # pswitches sent to since the last barrier
+        self.closed: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self.barriers = _Barriers(self._barrier_reply)
+
+    def _barrier_reply(self, xid: int) -> None:
+        ch = self.channel
+        ch.send(codec.header(ch.version, ofp.OFPT_BARRIER_REPLY, xid))
+
+    def channel_ready(self, ch: Channel) -> None:
+        log.info("%s: controller %s connected (OpenFlow 1.3)", self.ep.label, self.url)
+        self.ep.conns.add(self)
+
+    def channel_closed(self, ch: Channel, reason: str) -> None:
+        self.ep.conns.discard(self)
+        if ch.version:
+            log.info("%s: controller %s disconnected: %s", self.ep.label, self.url, reason)
+        if not self.closed.done():
+            self.closed.set_result(reason)
+
+    def channel_message(self, ch: Channel, msg_type: int, xid: int, msg: bytes) -> None:
+        try:
+            self.ep.handle(self, msg_type, xid, msg)
+        except OFError as exc:
+            log.debug("%s: refused message type %d: %s", self.ep.label, msg_type, exc)
+            ch.send_error(xid, exc.type, exc.code, msg)
+        except MalformedMessage as exc:
+            log.warning("%s: closing %s: malformed message: %s", self.ep.label, self.url, exc)
+            ch.close(f"malformed message: {exc}")
+        except Exception:
+            log.exception("%s: failed on message type %d", self.ep.label, msg_type)
+            ch.send_error(xid, ofp.OFPET_BAD_REQUEST, ofp.OFPBRC_EPERM, msg)
+
+
+class VSwitchEndpoint:
+    def __init__(self, host: EndpointHost, view: VSwitchView, urls: list[str], tenant: str) -> None:
+        self.host = host
+        self.view = view
+        self.vdpid = view.vdpid
+        self.label = (
+            f"tenant={tenant} net={view.net_id} vswitch={view.vdpid:016x} dpid={view.dpid:016x}"
+        )
+        self.urls = [parse_controller_url(u) for u in urls]
+        self.table = VirtualFlowTable()
+        self.conns: set[ControllerConn] = set()
+        self.flags = 0
+        self.miss_send_len = 128
+        self.port_names: dict[int, str] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._servers: list[asyncio.Server] = []
+        self._stopped = False
+        self._dying: dict[int, _Dying] = {}  # removed rules whose FLOW_REMOVED is pending
+        self.packet_ins = 0
+
+    # --- lifecycle -------------------------------------------------------------------------
+    def start(self) -> None:
+        for url in self.urls:
+            self._tasks.append(asyncio.ensure_future(self._run(url)))
+
+    async def _run(self, url: ControllerUrl) -> None:
+        loop = asyncio.get_running_loop()
+        if not url.active:
+            try:
+                server = await loop.create_server(
+                    lambda: ControllerConn(self, str(url)).channel, url.host, url.port
+                )
+            except OSError as exc:
+                log.error("%s: cannot listen on %s: %s", self.label, url, exc)
+                return
+            self._servers.append(server)
+            log.info("%s: listening for controllers on %s", self.label, url)
+            return
+        delay = 0.5
+        warned = False
+        while not self._stopped:
+            conn = ControllerConn(self, str(url))
+            try:
+                await loop.create_connection(lambda c=conn: c.channel, url.host, url.port)  # type: ignore[misc]
+            except OSError as exc:
+                if not warned:
+                    log.warning("%s: controller %s unreachable: %s", self.label, url, exc)
+                    warned = True
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 8.0)
+                continue
+            warned = False
+            delay = 0.5
+            await conn.closed
+            if not self._stopped:
+                await asyncio.sleep(1.0)
+
+    def stop(self) -> None:
+        self._stopped = True
+        for t in self._tasks:
+            t.cancel()
+        for s in self._servers:
+            s.close()
+        for c in list(self.conns):
+            c.channel.close("virtual network stopped")
+        self._tasks.clear()
+        self._servers.clear()
+
+    # --- view changes and re-programming ---------------------------------------------------
+    def set_view(self, view: VSwitchView, port_names: dict[int, str]) -> None:
+        """New ports, paths or tags: re-translate every rule and program the difference."""
+        old_ports = self.view.ports
+        changed = view != self.view
+        self.view = view
+        self.port_names = port_names
+        if not changed:
+            return
+        for n in set(old_ports) | set(view.ports):
+            before, after = old_ports.get(n), view.ports.get(n)
+            if before != after:
+                self._port_status(n, before is None, after is None)
+        session = self.host.session(view.dpid)
+        for vf in self.table:
+            try:
+                tf = translate_flow(view, vf.table, vf.match, vf.instructions)
+            except OFError as exc:
+                # e.g. the rule outputs to a vport that was removed: the rule goes too.
+                log.info(
+                    "%s: rule %d dropped after topology change: %s", self.label, vf.serial, exc
+                )
+                self.table.remove(vf)
+                self._send_removals(session, vf, None)
+                continue
+            new = self._phys(vf, tf.table, tf.flows)
+            self._reprogram(session, vf, new, None)
+
+    def reinstall(self, session: PSwitchSession) -> None:
+        """The pswitch (re)connected with empty tables: install every tenant rule again."""
+        for vf in self.table:
+            for pf in vf.phys:
+                session.send_flow(pf.flow_mod, None)
+
+    # --- tenant messages ---------------------------------------------------------------------
+    def handle(self, conn: ControllerConn, t: int, xid: int, msg: bytes) -> None:
+        ch = conn.channel
+        if t == ofp.OFPT_FLOW_MOD:
+            self._flow_mod(conn, xid, msg)
+        elif t == ofp.OFPT_PACKET_OUT:
+            self._packet_out(conn, xid, msg)
+        elif t == ofp.OFPT_BARRIER_REQUEST:
+            waits = [s for d in conn.touched if (s := self.host.session(d)) is not None]
+            conn.touched.clear()
+            conn.barriers.add(xid, waits)
+        elif t == ofp.OFPT_FEATURES_REQUEST:
+            body = _FEATURES.pack(self.vdpid, 0, self.view.n_tables, 0, 0, 0)
+            ch.send(codec.header(ch.version, ofp.OFPT_FEATURES_REPLY, xid, body))
+        elif t == ofp.OFPT_GET_CONFIG_REQUEST:
+            body = struct.pack("!HH", self.flags, self.miss_send_len)
+            ch.send(codec.header(ch.version, ofp.OFPT_GET_CONFIG_REPLY, xid, body))
+        elif t == ofp.OFPT_SET_CONFIG:
+            if len(msg) < 12:
+                raise MalformedMessage("SET_CONFIG too short")
+            self.flags, self.miss_send_len = struct.unpack_from("!HH", msg, 8)
+        elif t == ofp.OFPT_MULTIPART_REQUEST:
+            self._multipart(conn, xid, msg)
+        elif t == ofp.OFPT_HELLO:
+            pass
+        else:
+            raise OFError(ofp.OFPET_BAD_REQUEST, ofp.OFPBRC_BAD_TYPE, f"message type {t}")
+
+    def _send_phys(
+        self, conn: ControllerConn | None, session: PSwitchSession | None,
+        build: Callable[[int], bytes], on_error: Callable[[int, int, bytes], None] | None,
+    ) -> None:  # fmt: skip
+        if session is None or not session.ready:
+            return  # re-derived from the virtual table when the pswitch connects
+        session.send_flow(build, on_error)
+        if conn is not None:
+            conn.touched.add(session.dpid or 0)
+
+    def _error_relay(
+        self, conn: ControllerConn, xid: int, msg: bytes, rollback: VFlow | None
+    ) -> Callable[[int, int, bytes], None]:
+        sent = False
+
+        def relay(etype: int, code: int, data: bytes) -> None:
+            nonlocal sent
+            if rollback is not None and self.table.by_serial.get(rollback.serial) is rollback:
+                self.table.remove(rollback)
+                session = self.host.session(self.view.dpid)
+                self._send_removals(session, rollback, None)
+            if not sent:
+                sent = True
+                log.info(
+                    "%s: pswitch refused rule (type=%d code=%d); told the tenant",
+                    self.label, etype, code,
+                )  # fmt: skip
+                conn.channel.send_error(xid, etype, code, msg)
+
+        return relay
+
+    def _phys(
+        self, vf: VFlow, table: int, flows: tuple[tuple[bytes, bytes], ...]
+    ) -> tuple[PhysFlow, ...]:
+        flags = 0
+        if vf.flags & ofp.OFPFF_SEND_FLOW_REM or vf.idle_timeout or vf.hard_timeout:
+            flags |= ofp.OFPFF_SEND_FLOW_REM
+        cookie = layout.tenant_cookie(self.view.net_id, vf.serial)
+        dpid = self.view.dpid
+        return tuple(
+            PhysFlow(
+                dpid, table, vf.priority, m, i, cookie, vf.idle_timeout, vf.hard_timeout, flags
+            )
+            for m, i in flows
+        )
+
+    def _flow_mod(self, conn: ControllerConn, xid: int, msg: bytes) -> None:
+        fm = FlowMod.parse(msg)
+        cmd = fm.command
+        view = self.view
+        session = self.host.session(view.dpid)
+        table = self.table
+        if cmd == ofp.OFPFC_ADD:
+            if fm.buffer_id != ofp.OFP_NO_BUFFER:
+                raise OFError(ofp.OFPET_BAD_REQUEST, ofp.OFPBRC_BUFFER_UNKNOWN, "no buffers")
+            if fm.table_id == ofp.OFPTT_ALL:
+                raise OFError(ofp.OFPET_FLOW_MOD_FAILED, ofp.OFPFMFC_BAD_TABLE_ID, "table ALL")
+            norm = normalize(fm.match)
+            tf = translate_flow(view, fm.table_id, fm.match, fm.instructions)
+            if fm.flags & ofp.OFPFF_CHECK_OVERLAP:
+                table.check_overlap(fm, norm)
+            old = table.get(fm.table_id, fm.priority, norm)
+            vf = VFlow(
+                old.serial if old is not None else table.new_serial(),
+                fm.table_id, fm.priority, fm.match, norm, fm.instructions, fm.cookie,
+                fm.idle_timeout, fm.hard_timeout, fm.flags,
+            )  # fmt: skip
+            vf.phys = self._phys(vf, tf.table, tf.flows)
+            table.put(vf)
+            relay = self._error_relay(conn, xid, msg, vf)
+            if old is not None:
+                self._reprogram(session, vf, vf.phys, relay, old.phys, conn, add=True)
+            else:
+                for pf in vf.phys:
+                    self._send_phys(conn, session, pf.flow_mod, relay)
+        elif cmd in (ofp.OFPFC_MODIFY, ofp.OFPFC_MODIFY_STRICT):
+            norm = normalize(fm.match)
+            targets = table.select(fm, norm, cmd == ofp.OFPFC_MODIFY_STRICT, filter_out=False)
+            planned = [
+                (vf, translate_flow(view, vf.table, vf.match, fm.instructions)) for vf in targets
+            ]
+            relay = self._error_relay(conn, xid, msg, None)
+            for vf, tf in planned:
+                vf.instructions = fm.instructions
+                old_phys = vf.phys
+                vf.phys = self._phys(vf, tf.table, tf.flows)
+                self._reprogram(session, vf, vf.phys, relay, old_phys, conn)
+        elif cmd in (ofp.OFPFC_DELETE, ofp.OFPFC_DELETE_STRICT):
+            norm = normalize(fm.match)
+            if fm.table_id != ofp.OFPTT_ALL and fm.table_id >= view.n_tables:
+                raise OFError(ofp.OFPET_FLOW_MOD_FAILED, ofp.OFPFMFC_BAD_TABLE_ID, "bad table")
+            targets = table.select(fm, norm, cmd == ofp.OFPFC_DELETE_STRICT, filter_out=True)
+            relay = self._error_relay(conn, xid, msg, None)
+            for vf in targets:
+                table.remove(vf)
+                self._send_removals(session, vf, conn, relay)
+        else:
+            raise OFError(ofp.OFPET_FLOW_MOD_FAILED, ofp.OFPFMFC_BAD_COMMAND, f"command {cmd}")
+
+    def _reprogram(
+        self, session: PSwitchSession | None, vf: VFlow, new: tuple[PhysFlow, ...],
+        relay: Callable[[int, int, bytes], None] | None, old: tuple[PhysFlow, ...] | None = None,
+        conn: ControllerConn | None = None, add: bool = False,
+    ) -> None:  # fmt: skip
+        """Move the pswitch from `old` rules to `new` ones: modify in place where possible."""
+        if old is None:
+            old = vf.phys
+        vf.phys = new
+        new_keys = {pf.key for pf in new}
+        old_keys = {pf.key for pf in old}
+        for pf in old:
+            if pf.key not in new_keys:
+                self._send_phys(conn, session, pf.delete_strict, None)
+        cmd = ofp.OFPFC_ADD if add else ofp.OFPFC_MODIFY_STRICT
+        for pf in new:
+            if pf.key in old_keys:
+                self._send_phys(conn, session, lambda x, p=pf: p.flow_mod(x, cmd), relay)  # type: ignore[misc]
+            else:
+                self._send_phys(conn, session, pf.flow_mod, relay)
+
+    def _send_removals(
+        self, session: PSwitchSession | None, vf: VFlow, conn: ControllerConn | None,
+        relay: Callable[[int, int, bytes], None] | None = None,
+    ) -> None:  # fmt: skip
+        if vf.flags & ofp.OFPFF_SEND_FLOW_REM and session is not None and session.ready:
+            self._dying[vf.serial] = _Dying(vf, len(vf.phys))
+        for pf in vf.phys:
+            self._send_phys(conn, session, pf.delete_strict, relay)
+
+    # --- PACKET_OUT ------------------------------------------------------------------------
+    def _packet_out(self, conn: ControllerConn, xid: int, msg: bytes) -> None:
+        po = PacketOut.parse(msg)
+        view = self.view
+        if po.buffer_id != ofp.OFP_NO_BUFFER:
+            raise OFError(ofp.OFPET_BAD_REQUEST, ofp.OFPBRC_BUFFER_UNKNOWN, "no buffers")
+        if po.in_port in (ofp.OFPP_CONTROLLER, ofp.OFPP_ANY):
+            in_vport = 0
+        elif po.in_port in view.ports:
+            in_vport = po.in_port
+        else:
+            raise OFError(ofp.OFPET_BAD_REQUEST, ofp.OFPBRC_BAD_PORT, f"in_port {po.in_port}")
+        if not po.data:
+            raise OFError(ofp.OFPET_BAD_REQUEST, ofp.OFPBRC_BAD_LEN, "PACKET_OUT without data")
+        if po.data[12:14] == b"\x88\xcc":
+            self._lldp_out(conn, xid, msg, po, in_vport)
+            return
+        actions = translate_packet_out_actions(view, in_vport, po.actions)
+        if not actions:
+            return
+        session = self.host.session(view.dpid)
+        out = codec.packet_out(0, ofp.OFPP_CONTROLLER, actions, po.data)
+        self._send_phys(
+            conn, session, lambda x: codec.set_xid(out, x), self._error_relay(conn, xid, msg, None)
+        )
+
+    def _lldp_out(
+        self, conn: ControllerConn, xid: int, msg: bytes, po: PacketOut, in_vport: int
+    ) -> None:
+        """LLDP to a link vport arrives at the peer vswitch as PACKET_IN (virtual discovery)."""
+        view = self.view
+        targets: list[int] = []
+        for a in po.actions:
+            if a.type != ofp.OFPAT_OUTPUT:
+                continue
+            p = a.output_port
+            if p in view.ports:
+                targets.append(p)
+            elif p in (ofp.OFPP_FLOOD, ofp.OFPP_ALL):
+                targets.extend(n for n in view.ports if n != in_vport)
+            elif p == ofp.OFPP_IN_PORT and in_vport:
+                targets.append(in_vport)
+            elif p != ofp.OFPP_CONTROLLER:
+                raise OFError(ofp.OFPET_BAD_ACTION, ofp.OFPBAC_BAD_OUT_PORT, f"port {p:#x}")
+        edge = b""
+        for n in targets:
+            pm = view.ports[n]
+            if pm.is_link:
+                if pm.up:
+                    self.host.deliver_lldp(view.net_id, self.vdpid, n, po.data)
+            else:
+                edge += codec.output(pm.phys_port)
+        if edge:
+            out = codec.packet_out(0, ofp.OFPP_CONTROLLER, edge, po.data)
+            self._send_phys(
+                conn, self.host.session(view.dpid), lambda x: codec.set_xid(out, x),
+                self._error_relay(conn, xid, msg, None),
+            )  # fmt: skip
+
+    # --- toward the controllers --------------------------------------------------------------
+    def _broadcast(self, msg: bytes) -> None:
+        for c in self.conns:
+            c.channel.send(msg)
+
+    def packet_in(self, pi: PacketIn, meta: int) -> None:
+        """A physical PACKET_IN that metadata says is ours, in virtual terms."""
+        vport = (meta >> layout.VPORT_SHIFT) & 0xFFF
+        tmeta = meta & layout.TENANT_META_MASK
+        serial = pi.cookie & layout.SERIAL_MASK
+        vf = self.table.by_serial.get(serial)
+        if vf is None:
+            return  # the rule was removed while the packet was on its way
+        reason = ofp.OFPR_NO_MATCH if vf.is_table_miss else ofp.OFPR_ACTION
+        match = [codec.oxm_u32(oxm.IN_PORT, vport or ofp.OFPP_CONTROLLER)]
+        if tmeta:
+            match.append(codec.oxm_u64(oxm.METADATA, tmeta))
+        out = PacketIn(
+            ofp.OFP_NO_BUFFER, pi.total_len, reason, vf.table, vf.cookie, match, pi.data
+        ).encode(0)
+        self.packet_ins += 1
+        self._broadcast(out)
+
+    def lldp_in(self, vport: int, data: bytes) -> None:
+        match = [codec.oxm_u32(oxm.IN_PORT, vport)]
+        msg = PacketIn(
+            ofp.OFP_NO_BUFFER, len(data), ofp.OFPR_ACTION, 0, _PI_NO_COOKIE, match, data
+        ).encode(0)
+        self._broadcast(msg)
+
+    def flow_removed(self, serial: int, fr: codec.FlowRemoved) -> None:
+        """A physical rule of ours is gone (timeout or our delete): tell the tenant once."""
+        vf = self.table.by_serial.get(serial)
+        reason = fr.reason
+        if vf is not None:
+            if reason == ofp.OFPRR_DELETE:
+                return  # a re-program replaced it; the virtual rule lives on
+            self.table.remove(vf)
+            if len(vf.phys) > 1:  # expiry of one expansion: the rest go with it
+                session = self.host.session(self.view.dpid)
+                self._send_removals(session, vf, None)
+                self._dying.setdefault(serial, _Dying(vf, len(vf.phys)))
+            else:
+                self._dying[serial] = _Dying(vf, 1)
+        rec = self._dying.get(serial)
+        if rec is None:
+            return
+        rec.remaining -= 1
+        rec.packets += fr.packet_count
+        rec.bytes += fr.byte_count
+        if rec.remaining > 0:
+            return
+        del self._dying[serial]
+        dead = rec.vflow
+        if not dead.flags & ofp.OFPFF_SEND_FLOW_REM:
+            return
+        out = codec.FlowRemoved(
+            dead.cookie, dead.priority, reason, dead.table, fr.duration_sec, fr.duration_nsec,
+            dead.idle_timeout, dead.hard_timeout, rec.packets, rec.bytes, dead.match,
+        ).encode(0)  # fmt: skip
+        self._broadcast(out)
+
+    def _port_status(self, number: int, added: bool, deleted: bool) -> None:
+        if not self.conns:
+            return
+        reason = ofp.OFPPR_ADD if added else ofp.OFPPR_DELETE if deleted else ofp.OFPPR_MODIFY
+        body = struct.pack("!B7x", reason) + self._port_desc(number)
+        self._broadcast(codec.header(codec.VERSION, ofp.OFPT_PORT_STATUS, 0, body))
+
+    # --- multipart -------------------------------------------------------------------------
+    def _port_desc(self, n: int) -> bytes:
+        pm = self.view.ports.get(n)
+        up = pm is not None and pm.up
+        hw = struct.pack("!BBIB", 0x02, 0x76, self.view.index, 0)[:5] + bytes([n & 0xFF])
+        name = self.port_names.get(n, f"vport{n}").encode()[:15]
+        state = ofp.OFPPS_LIVE if up else ofp.OFPPS_LINK_DOWN
+        curr = ofp.OFPPF_10GB_FD | ofp.OFPPF_COPPER
+        return _PORT.pack(n, hw, name, 0, state, curr, curr, curr, 0, 10_000_000, 10_000_000)
+
+    def _multipart(self, conn: ControllerConn, xid: int, msg: bytes) -> None:
+        if len(msg) < 16:
+            raise MalformedMessage("MULTIPART_REQUEST too short")
+        mtype = codec.u16(msg, 8)
+        ch = conn.channel
+        if mtype == ofp.OFPMP_DESC:
+            body = _DESC.pack(
+                b"tenantvisor",
+                f"virtual switch over pswitch {self.view.dpid:016x}".encode(),
+                f"tenantvisor {__version__}".encode(),
+                f"net{self.view.net_id}-{self.vdpid:016x}".encode(),
+                self.label.encode(),
+            )
+            ch.send(
+                codec.header(
+                    ch.version, ofp.OFPT_MULTIPART_REPLY, xid, _MP_REPLY.pack(mtype, 0) + body
+                )
+            )
+        elif mtype == ofp.OFPMP_PORT_DESC:
+            ports = sorted(self.view.ports)
+            chunks = [
+                ports[i : i + PORTS_PER_REPLY] for i in range(0, len(ports), PORTS_PER_REPLY)
+            ] or [[]]
+            for i, chunk in enumerate(chunks):
+                more = ofp.OFPMPF_REPLY_MORE if i < len(chunks) - 1 else 0
+                body = _MP_REPLY.pack(mtype, more) + b"".join(self._port_desc(n) for n in chunk)
+                ch.send(codec.header(ch.version, ofp.OFPT_MULTIPART_REPLY, xid, body))
+        else:
+            raise OFError(ofp.OFPET_BAD_REQUEST, ofp.OFPBRC_BAD_MULTIPART, f"multipart {mtype}")

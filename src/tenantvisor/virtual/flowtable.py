@@ -1,0 +1,165 @@
+"""A vswitch's flow table as its tenant installed it: the source of truth for physical FRs.
+
+FLOW_MOD semantics (add / modify / delete, strict or not, cookie masks, out_port filters,
+overlap checks) are applied here on the tenant's view; each entry keeps the physical rules
+it was translated into, so a change or a remap updates exactly those.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from os_ken.ofproto import ofproto_v1_3 as ofp
+
+from tenantvisor.openflow import codec
+from tenantvisor.openflow.codec import FlowMod, OFError, Oxm
+from tenantvisor.translate.flow import PhysFlow
+
+_FULL = {1: 0xFF, 2: 0xFFFF, 3: 0xFFFFFF, 4: 0xFFFFFFFF, 6: (1 << 48) - 1, 8: (1 << 64) - 1}
+
+
+def _full(n: int) -> int:
+    return _FULL.get(n) or (1 << (8 * n)) - 1
+
+
+def normalize(match: list[Oxm]) -> tuple[tuple[tuple[int, int], int, int, int], ...]:
+    """Canonical form: ((class, field), value, mask, length) sorted; all-ones masks dropped."""
+    out = []
+    for o in match:
+        n = len(o.value)
+        full = _full(n)
+        mask = full if o.mask is None else int.from_bytes(o.mask, "big")
+        out.append((o.key, int.from_bytes(o.value, "big") & mask, mask, n))
+    out.sort()
+    return tuple(out)
+
+
+NormMatch = tuple[tuple[tuple[int, int], int, int, int], ...]
+
+
+def covers(request: NormMatch, entry: NormMatch) -> bool:
+    """True when every packet matching `entry` matches `request` (non-strict selection)."""
+    fields = {k: (v, m) for k, v, m, _ in entry}
+    for k, rv, rm, _ in request:
+        got = fields.get(k)
+        if got is None:
+            if rm:
+                return False
+            continue
+        ev, em = got
+        if em & rm != rm or ev & rm != rv & rm:
+            return False
+    return True
+
+
+def overlaps(a: NormMatch, b: NormMatch) -> bool:
+    """True when some packet could match both."""
+    fb = {k: (v, m) for k, v, m, _ in b}
+    for k, av, am, _ in a:
+        got = fb.get(k)
+        if got is not None:
+            bv, bm = got
+            common = am & bm
+            if av & common != bv & common:
+                return False
+    return True
+
+
+@dataclass(slots=True)
+class VFlow:
+    serial: int
+    table: int
+    priority: int
+    match: list[Oxm]
+    norm: NormMatch
+    instructions: bytes  # as the tenant sent them
+    cookie: int
+    idle_timeout: int
+    hard_timeout: int
+    flags: int
+    phys: tuple[PhysFlow, ...] = ()
+
+    @property
+    def is_table_miss(self) -> bool:
+        return self.priority == 0 and not self.norm
+
+    def outputs_to(self, port: int) -> bool:
+        ins = codec.parse_instructions(self.instructions)
+        for acts in (ins.apply_actions or [], ins.write_actions or []):
+            for a in acts:
+                if a.type == ofp.OFPAT_OUTPUT and a.output_port == port:
+                    return True
+        return False
+
+
+class VirtualFlowTable:
+    def __init__(self) -> None:
+        self._entries: dict[tuple[int, int, NormMatch], VFlow] = {}
+        self.by_serial: dict[int, VFlow] = {}
+        self._next_serial = 1
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __iter__(self) -> Iterator[VFlow]:
+        return iter(list(self._entries.values()))
+
+    def new_serial(self) -> int:
+        s = self._next_serial
+        self._next_serial += 1
+        return s
+
+    def get(self, table: int, priority: int, norm: NormMatch) -> VFlow | None:
+        return self._entries.get((table, priority, norm))
+
+    def check_overlap(self, fm: FlowMod, norm: NormMatch) -> None:
+        for e in self._entries.values():
+            if (
+                e.table == fm.table_id
+                and e.priority == fm.priority
+                and e.norm != norm
+                and overlaps(e.norm, norm)
+            ):
+                raise OFError(ofp.OFPET_FLOW_MOD_FAILED, ofp.OFPFMFC_OVERLAP, "overlapping rule")
+
+    def put(self, vf: VFlow) -> VFlow | None:
+        """Insert; return the entry it replaced (same table, priority and match)."""
+        key = (vf.table, vf.priority, vf.norm)
+        old = self._entries.get(key)
+        if old is not None:
+            del self.by_serial[old.serial]
+        self._entries[key] = vf
+        self.by_serial[vf.serial] = vf
+        return old
+
+    def remove(self, vf: VFlow) -> None:
+        key = (vf.table, vf.priority, vf.norm)
+        if self._entries.get(key) is vf:
+            del self._entries[key]
+            self.by_serial.pop(vf.serial, None)
+
+    def select(self, fm: FlowMod, norm: NormMatch, strict: bool, filter_out: bool) -> list[VFlow]:
+        """Entries a MODIFY/DELETE (strict or not) applies to."""
+        out = []
+        cmask = fm.cookie_mask
+        for e in self._entries.values():
+            if fm.table_id != ofp.OFPTT_ALL and e.table != fm.table_id:
+                continue
+            if cmask and (e.cookie & cmask) != (fm.cookie & cmask):
+                continue
+            if strict:
+                if e.priority != fm.priority or e.norm != norm:
+                    continue
+            elif not covers(norm, e.norm):
+                continue
+            if filter_out and fm.out_port != ofp.OFPP_ANY and not e.outputs_to(fm.out_port):
+                continue
+            out.append(e)
+        return out
+
+    def clear(self) -> list[VFlow]:
+        gone = list(self._entries.values())
+        self._entries.clear()
+        self.by_serial.clear()
+        return gone
