@@ -203,11 +203,24 @@ class Hypervisor:
             if stale:
                 self._topology_changed()
 
+    def _edge_ports(self) -> set[tuple[int, int]]:
+        """Physical ports some tenant uses as an edge vport: hosts live there."""
+        return {
+            (vp.dpid, vp.port)
+            for net in self.manager.networks.values()
+            for sw in net.switches.values()
+            for vp in sw.ports.values()
+            if vp.kind is VPortKind.EDGE
+        }
+
     def _probe(self, s: PSwitchSession) -> None:
+        """LLDP out of every port that may face a pswitch.  Ports mapped as edge vports are
+        skipped: probes would show tenants' hosts the physical dpids and port numbers."""
         if s.dpid is None or not s.ready:
             return
+        edge = self._edge_ports()
         for p in s.ports.values():
-            if p.up and p.port_no < ofp.OFPP_MAX:
+            if p.up and p.port_no < ofp.OFPP_MAX and (s.dpid, p.port_no) not in edge:
                 frame = discovery.probe(self._secret, s.dpid, p.port_no)
                 s.send(codec.packet_out(0, ofp.OFPP_CONTROLLER, codec.output(p.port_no), frame))
 

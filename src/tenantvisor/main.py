@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--lldp-interval", type=float, help="seconds between LLDP probes")
     s.add_argument("--log-level", help="debug, info, warning, error")
     d = sub.add_parser("demo", help="two tenants over an emulated fabric, end to end")
-    d.add_argument("--topology", default="two-tier", choices=["two-tier", "fat-tree"])
+    d.add_argument("--topology", default="fat-tree", choices=["fat-tree", "two-tier"])
     d.add_argument("--keep-logs", action="store_true")
     b = sub.add_parser("bench", help="benchmarks (JSON with --json)")
     b.add_argument("name", choices=["overhead"])

@@ -1,0 +1,128 @@
+"""A minimal, synchronous OpenFlow peer for tests: a controller that tests drive by hand.
+
+Real tenant controllers (ovs-testcontroller, Faucet) never send forbidden or malformed
+messages; tests need a controller that does, and that reads exactly what comes back.
+"""
+
+from __future__ import annotations
+
+import select
+import socket
+import struct
+import time
+from collections.abc import Callable
+
+from os_ken.ofproto import ofproto_v1_3 as ofp
+
+_HDR = struct.Struct("!BBHI")
+Message = tuple[int, int, bytes]  # (type, xid, whole message)
+
+
+class OFPeer:
+    """One OpenFlow connection (we are the controller side)."""
+
+    def __init__(self, sock: socket.socket, version: int = ofp.OFP_VERSION) -> None:
+        self.sock = sock
+        self.version = version
+        self.buf = b""
+        self.dpid = 0
+        self.xid = 100
+        self.eof = False
+
+    def send(self, msg: bytes) -> None:
+        self.sock.sendall(msg)
+
+    def next_xid(self) -> int:
+        self.xid += 1
+        return self.xid
+
+    def _fill(self, timeout: float) -> bool:
+        r, _, _ = select.select([self.sock], [], [], max(timeout, 0))
+        if not r:
+            return False
+        try:
+            data = self.sock.recv(65536)
+        except OSError:
+            data = b""
+        if not data:
+            self.eof = True
+            return False
+        self.buf += data
+        return True
+
+    def recv(self, timeout: float = 5.0) -> Message | None:
+        deadline = time.monotonic() + timeout
+        while True:
+            if len(self.buf) >= 8:
+                _, t, length, xid = _HDR.unpack_from(self.buf)
+                if len(self.buf) >= length:
+                    msg, self.buf = self.buf[:length], self.buf[length:]
+                    if t == ofp.OFPT_ECHO_REQUEST:
+                        self.send(_HDR.pack(msg[0], ofp.OFPT_ECHO_REPLY, length, xid) + msg[8:])
+                        continue
+                    return t, xid, msg
+            if self.eof or not self._fill(deadline - time.monotonic()):
+                return None
+
+    def recv_until(self, pred: Callable[[Message], bool], timeout: float = 5.0) -> Message | None:
+        """First message for which pred holds; others are dropped."""
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            m = self.recv(left)
+            if m is None:
+                return None
+            if pred(m):
+                return m
+        return None
+
+    def handshake(self) -> OFPeer:
+        self.send(_HDR.pack(self.version, ofp.OFPT_HELLO, 8, 1))
+        m = self.recv_until(lambda m: m[0] == ofp.OFPT_HELLO)
+        if m is None:
+            raise ConnectionError("no HELLO from the switch")
+        self.send(_HDR.pack(self.version, ofp.OFPT_FEATURES_REQUEST, 8, 2))
+        m = self.recv_until(lambda m: m[0] == ofp.OFPT_FEATURES_REPLY)
+        if m is None:
+            raise ConnectionError("no FEATURES_REPLY from the switch")
+        (self.dpid,) = struct.unpack_from("!Q", m[2], 8)
+        return self
+
+    def closed(self, timeout: float = 5.0) -> bool:
+        """True once the other side has closed the connection."""
+        deadline = time.monotonic() + timeout
+        while not self.eof and time.monotonic() < deadline:
+            self.recv(deadline - time.monotonic())
+        return self.eof
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class ControllerListener:
+    """Listens where a vswitch (or pswitch) connects, as a controller would."""
+
+    def __init__(self, port: int = 0, host: str = "127.0.0.1") -> None:
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((host, port))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.peers: list[OFPeer] = []
+
+    def accept(self, n: int = 1, timeout: float = 15.0) -> list[OFPeer]:
+        out: list[OFPeer] = []
+        deadline = time.monotonic() + timeout
+        while len(out) < n:
+            r, _, _ = select.select([self.sock], [], [], max(deadline - time.monotonic(), 0))
+            if not r:
+                raise TimeoutError(f"{len(out)}/{n} switches connected")
+            s, _ = self.sock.accept()
+            peer = OFPeer(s).handshake()
+            out.append(peer)
+            self.peers.append(peer)
+        return out
+
+    def close(self) -> None:
+        for p in self.peers:
+            p.close()
+        self.sock.close()

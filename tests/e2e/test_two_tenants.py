@@ -1,0 +1,233 @@
+"""End to end: real OVS fabric, the real daemon, unmodified tenant controllers.
+
+alice and bob run ovs-testcontroller; carol's controller is the test itself.
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+
+import pytest
+from os_ken.ofproto import ofproto_v1_3 as ofp
+from os_ken.ofproto import ofproto_v1_3_parser as p
+from os_ken.ofproto.ofproto_protocol import ProtocolDesc
+
+from tenantvisor.testbed.ofclient import OFPeer
+from tenantvisor.testbed.scenario import EXTRA_B_IP, OUTSIDER_IP, pingall, rx_packets
+
+from .conftest import Env
+
+pytestmark = pytest.mark.root
+DP = ProtocolDesc(ofp.OFP_VERSION)
+
+
+def wire(msg: p.MsgBase, xid: int) -> bytes:
+    msg.set_xid(xid)
+    msg.serialize()
+    return bytes(msg.buf)
+
+
+def flow_mod(xid: int, match: p.OFPMatch | None = None, actions: list | None = None, **kw) -> bytes:  # type: ignore[type-arg]
+    inst = kw.pop("instructions", None)
+    if inst is None:
+        inst = [p.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS, actions or [])]
+    return wire(
+        p.OFPFlowMod(DP, match=match or p.OFPMatch(), instructions=inst, priority=10, **kw), xid
+    )
+
+
+def error_of(m: tuple[int, int, bytes] | None) -> tuple[int, int, bytes]:
+    assert m is not None, "no reply"
+    assert m[0] == ofp.OFPT_ERROR, f"expected ERROR, got type {m[0]}"
+    etype, code = struct.unpack_from("!HH", m[2], 8)
+    return etype, code, m[2][12:]
+
+
+def physical_flows(env: Env, switch: str) -> list[str]:
+    out = env.fab.ofctl(switch, "dump-flows", "--no-stats")
+    return sorted(line.strip() for line in out.splitlines() if "cookie" in line or "table" in line)
+
+
+def barrier(peer: OFPeer) -> list[tuple[int, int, bytes]]:
+    """Send a BARRIER; return every message received before its reply (the reply last)."""
+    xid = peer.next_xid()
+    peer.send(struct.pack("!BBHI", 4, ofp.OFPT_BARRIER_REQUEST, 8, xid))
+    got = []
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        m = peer.recv(deadline - time.monotonic())
+        assert m is not None, "no BARRIER reply"
+        got.append(m)
+        if m[0] == ofp.OFPT_BARRIER_REPLY and m[1] == xid:
+            return got
+    raise AssertionError("no BARRIER reply")
+
+
+def test_each_tenant_reaches_every_one_of_its_hosts(env: Env) -> None:
+    for t in (env.alice, env.bob):
+        failed = [(r.src, r.dst) for r in pingall(env.fab, env.layout, t.hosts) if not r.ok]
+        assert not failed, f"tenant {t.name}: unreachable pairs {failed}"
+
+
+def test_tenants_with_identical_addresses_never_see_each_other(env: Env) -> None:
+    hosts = env.layout.topo.hosts
+    e0 = env.layout.edges[0]
+    assert hosts[e0.host_a].ip == hosts[e0.host_b].ip
+    assert hosts[e0.host_a].mac == hosts[e0.host_b].mac
+    before = {h: rx_packets(env.fab, h) for h in env.bob.hosts}
+    assert all(r.ok for r in pingall(env.fab, env.layout, env.alice.hosts))
+    after = {h: rx_packets(env.fab, h) for h in env.bob.hosts}
+    assert after == before, "bob's hosts received packets while alice pinged"
+    assert not env.fab.host(e0.host_a).ping(EXTRA_B_IP, count=2, timeout=2)
+    assert not env.fab.host(e0.host_a).ping(OUTSIDER_IP, count=1, timeout=2)
+    assert not env.fab.host(env.layout.outsider).ping(hosts[e0.host_a].ip, count=1, timeout=2)
+
+
+FORBIDDEN = [
+    ("output to a port outside the vswitch", dict(actions=[p.OFPActionOutput(99)]),
+     ofp.OFPET_BAD_ACTION, ofp.OFPBAC_BAD_OUT_PORT),
+    ("output to LOCAL", dict(actions=[p.OFPActionOutput(ofp.OFPP_LOCAL)]),
+     ofp.OFPET_BAD_ACTION, ofp.OFPBAC_BAD_OUT_PORT),
+    ("output to NORMAL", dict(actions=[p.OFPActionOutput(ofp.OFPP_NORMAL)]),
+     ofp.OFPET_BAD_ACTION, ofp.OFPBAC_BAD_OUT_PORT),
+    ("push the fabric tag (802.1ad)", dict(actions=[p.OFPActionPushVlan(0x88A8)]),
+     ofp.OFPET_BAD_ACTION, ofp.OFPBAC_BAD_ARGUMENT),
+    ("set tunnel_id", dict(actions=[p.OFPActionSetField(tunnel_id=5)]),
+     ofp.OFPET_BAD_ACTION, ofp.OFPBAC_BAD_SET_TYPE),
+    ("set metadata by set_field", dict(actions=[p.OFPActionSetField(metadata=1)]),
+     ofp.OFPET_BAD_ACTION, ofp.OFPBAC_BAD_SET_TYPE),
+    ("match tunnel_id", dict(match=p.OFPMatch(tunnel_id=7)),
+     ofp.OFPET_BAD_MATCH, ofp.OFPBMC_BAD_FIELD),
+    ("match an in_port that is not a vport", dict(match=p.OFPMatch(in_port=77)),
+     ofp.OFPET_BAD_MATCH, ofp.OFPBMC_BAD_VALUE),
+    ("match the hypervisor's metadata bits", dict(match=p.OFPMatch(metadata=1 << 50)),
+     ofp.OFPET_BAD_MATCH, ofp.OFPBMC_BAD_VALUE),
+    ("write the hypervisor's metadata bits",
+     dict(instructions=[p.OFPInstructionWriteMetadata(1 << 40, 1 << 40)]),
+     ofp.OFPET_BAD_INSTRUCTION, ofp.OFPBIC_UNSUP_METADATA_MASK),
+    ("goto a table beyond the offered ones", dict(instructions=[p.OFPInstructionGotoTable(200)]),
+     ofp.OFPET_BAD_INSTRUCTION, ofp.OFPBIC_BAD_TABLE_ID),
+    ("a table beyond the offered ones", dict(table_id=100),
+     ofp.OFPET_FLOW_MOD_FAILED, ofp.OFPFMFC_BAD_TABLE_ID),
+    ("output to a group that does not exist", dict(actions=[p.OFPActionGroup(1)]),
+     ofp.OFPET_BAD_ACTION, ofp.OFPBAC_BAD_OUT_GROUP),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("case", FORBIDDEN, ids=[c[0] for c in FORBIDDEN])
+def test_forbidden_flow_mod_gets_the_spec_error_and_changes_nothing(env: Env, case: tuple) -> None:  # type: ignore[type-arg]
+    _, kwargs, etype, code = case
+    peer = env.carol["lf1"]
+    before = {sw: physical_flows(env, sw) for sw in ("lf1", "sp1", "lf2")}
+    xid = peer.next_xid()
+    msg = flow_mod(xid, **kwargs)
+    peer.send(msg)
+    replies = barrier(peer)
+    errors = [m for m in replies if m[0] == ofp.OFPT_ERROR]
+    assert len(errors) == 1 and errors[0][1] == xid
+    got_type, got_code, data = error_of(errors[0])
+    assert (got_type, got_code) == (etype, code)
+    assert data == msg[: len(data)] and len(data) >= 8  # the offending message, as sent
+    assert {sw: physical_flows(env, sw) for sw in before} == before
+
+
+def test_a_tenant_deleting_everything_removes_only_its_own_rules(env: Env) -> None:
+    peer = env.carol["lf1"]
+    peer.send(flow_mod(peer.next_xid(), p.OFPMatch(eth_dst="02:00:00:00:00:77"),
+                       [p.OFPActionOutput(env.carol_vports["lf1"]["edge"])]))  # fmt: skip
+    assert all(m[0] != ofp.OFPT_ERROR for m in barrier(peer))
+    assert any("02:00:00:00:00:77" in f for f in physical_flows(env, "lf1"))
+    delete_all = p.OFPFlowMod(
+        DP, table_id=ofp.OFPTT_ALL, command=ofp.OFPFC_DELETE,
+        out_port=ofp.OFPP_ANY, out_group=ofp.OFPG_ANY,
+    )  # fmt: skip
+    peer.send(wire(delete_all, peer.next_xid()))
+    assert all(m[0] != ofp.OFPT_ERROR for m in barrier(peer))
+    assert not any("02:00:00:00:00:77" in f for f in physical_flows(env, "lf1"))
+    for t in (env.alice, env.bob):
+        assert all(r.ok for r in pingall(env.fab, env.layout, t.hosts[:2]))
+
+
+def test_barrier_reply_comes_after_the_pswitch_refused_a_rule(env: Env) -> None:
+    """ipv4_src without eth_type passes our checks; OVS refuses it (BAD_PREREQ).  The tenant
+    gets that error with its own xid, then the BARRIER reply, and the rule is forgotten."""
+    peer = env.carol["lf1"]
+    status = env.daemon.get("/v1/status").json()
+    n_before = sum(v["flows"] for v in status["vswitches"] if v["network"] == env.carol_net)
+    xid = peer.next_xid()
+    msg = flow_mod(xid, p.OFPMatch(ipv4_src="10.9.9.9"), [])
+    peer.send(msg)
+    replies = barrier(peer)
+    kinds = [(m[0], m[1]) for m in replies]
+    assert kinds[-1][0] == ofp.OFPT_BARRIER_REPLY
+    assert (ofp.OFPT_ERROR, xid) in kinds[:-1]
+    etype, code, data = error_of(next(m for m in replies if m[0] == ofp.OFPT_ERROR))
+    assert (etype, code) == (ofp.OFPET_BAD_MATCH, ofp.OFPBMC_BAD_PREREQ)
+    assert data[:8] == msg[:8]
+    status = env.daemon.get("/v1/status").json()
+    assert sum(v["flows"] for v in status["vswitches"] if v["network"] == env.carol_net) == n_before
+
+
+def test_lldp_sent_out_of_a_link_vport_arrives_at_the_peer_vswitch(env: Env) -> None:
+    a, b = env.carol["lf1"], env.carol["lf2"]
+    frame = (
+        bytes.fromhex("0180c200000e" "020000000abc" "88cc")
+        + bytes.fromhex("0207" "04") + b"carol1"  # chassis id (7 bytes: subtype + 6)
+        + bytes.fromhex("0403" "02") + b"\x00\x05"  # port id
+        + bytes.fromhex("0602" "0078") + b"\x00\x00"
+    )  # fmt: skip
+    out = p.OFPPacketOut(
+        DP, buffer_id=ofp.OFP_NO_BUFFER, in_port=ofp.OFPP_CONTROLLER,
+        actions=[p.OFPActionOutput(env.carol_vports["lf1"]["link"])], data=frame,
+    )  # fmt: skip
+    a.send(wire(out, a.next_xid()))
+    m = b.recv_until(lambda m: m[0] == ofp.OFPT_PACKET_IN, timeout=5)
+    assert m is not None, "LLDP did not arrive at the peer vswitch"
+    pi = p.OFPPacketIn.parser(DP, 4, m[0], len(m[2]), m[1], m[2])
+    assert pi.match["in_port"] == env.carol_vports["lf2"]["link"]
+    assert pi.data == frame
+
+
+def test_packet_out_to_an_edge_vport_leaves_by_its_physical_port(env: Env) -> None:
+    peer = env.carol["lf1"]
+    outsider = env.layout.outsider
+    before = rx_packets(env.fab, outsider)
+    frame = bytes.fromhex("ffffffffffff020000000abc0806") + bytes(28)
+    out = p.OFPPacketOut(
+        DP, buffer_id=ofp.OFP_NO_BUFFER, in_port=ofp.OFPP_CONTROLLER,
+        actions=[p.OFPActionOutput(env.carol_vports["lf1"]["edge"])], data=frame,
+    )  # fmt: skip
+    peer.send(wire(out, peer.next_xid()))
+    assert all(m[0] != ofp.OFPT_ERROR for m in barrier(peer))
+    deadline = time.monotonic() + 3
+    while rx_packets(env.fab, outsider) == before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert rx_packets(env.fab, outsider) == before + 1
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        bytes.fromhex("040e0004deadbeef"),  # length field below the header size
+        # FLOW_MOD whose match claims 200 bytes in a 64-byte message
+        struct.pack("!BBHI", 4, ofp.OFPT_FLOW_MOD, 64, 9) + bytes(40) + struct.pack("!HH", 1, 200)
+        + bytes(12),
+        # PACKET_OUT whose actions overrun the message
+        struct.pack("!BBHI", 4, ofp.OFPT_PACKET_OUT, 24, 9) + struct.pack("!IIH6x", 0xFFFFFFFF,
+                                                                          0xFFFFFFFD, 64),
+    ],
+    ids=["short-header", "truncated-flow-mod", "truncated-packet-out"],
+)  # fmt: skip
+def test_a_malformed_message_closes_only_that_tenant_channel(env: Env, garbage: bytes) -> None:
+    peer = env.carol["lf2"]
+    peer.send(garbage)
+    assert peer.closed(5), "the channel stayed open after a malformed message"
+    assert env.daemon.alive
+    assert all(r.ok for r in pingall(env.fab, env.layout, env.alice.hosts[:2]))
+    assert all(r.ok for r in pingall(env.fab, env.layout, env.bob.hosts[:2]))
+    assert env.carol["lf1"].recv(0.2) is None and not env.carol["lf1"].eof
+    (again,) = env.listener.accept(1, timeout=10)  # the vswitch reconnects, as a switch does
+    assert again.dpid == peer.dpid
+    env.carol["lf2"] = again
+    assert "malformed message" in env.daemon.log_text()
