@@ -64,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--json", action="store_true", help="print one JSON object")
     b.add_argument("-n", "--flows", type=int, default=20000, help="FLOW_MODs per run")
     b.add_argument("--barriers", type=int, default=200, help="BARRIER round trips per run")
+    b.add_argument("--repeat", type=int, default=3, help="alternating runs; medians kept")
     b.add_argument("--plot", help="write a PNG plot here")
     args = p.parse_args(argv)
     if args.cmd == "serve":
@@ -97,7 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "bench":
         from tenantvisor.bench.overhead import run_overhead
 
-        return run_overhead(args.flows, args.barriers, as_json=args.json, plot=args.plot)
+        return run_overhead(
+            args.flows, args.barriers, as_json=args.json, plot_path=args.plot, repeat=args.repeat
+        )
     return 2
 
 
