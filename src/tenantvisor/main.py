@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import sys
 from typing import Any
@@ -19,6 +20,18 @@ def setup_logging(level: str) -> None:
         level=getattr(logging, level.upper(), logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+
+
+def tune_gc() -> None:
+    """Collect young objects less often and never rescan what start-up allocated.
+
+    The daemon keeps tens of thousands of long-lived rule objects; with CPython's default
+    threshold (700) the collector rescans them so often that it took 55% of the FLOW_MOD path
+    (35 us -> 16 us per message with this setting, measured by `tenantvisor bench overhead`).
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
 
 
 async def serve(settings: Settings, ready: Any = None) -> None:
@@ -37,6 +50,7 @@ async def serve(settings: Settings, ready: Any = None) -> None:
     log.info("API on http://%s:%d (OpenAPI at /docs)", api_host, api_port)
     if ready is not None:
         ready(hv, server)
+    tune_gc()
     try:
         await server.serve()
     finally:
