@@ -49,6 +49,7 @@ class Hypervisor:
         self.sessions: dict[int, PSwitchSession] = {}
         self.endpoints: dict[tuple[int, int], VSwitchEndpoint] = {}
         self.by_index: dict[int, VSwitchEndpoint] = {}
+        self.by_net_dpid: dict[tuple[int, int], VSwitchEndpoint] = {}
         self.installed: dict[int, dict[tuple[int, int, int, bytes], PhysFlow]] = {}
         self.lldp_interval = lldp_interval
         self.n_tables = n_tables
@@ -177,10 +178,9 @@ class Hypervisor:
         net_id = fr.cookie >> layout.NET_SHIFT
         # A network has at most one vswitch per pswitch, so (network, dpid) names the endpoint
         # whose serial the cookie carries.
-        for ep in self.endpoints.values():
-            if ep.view.net_id == net_id and ep.view.dpid == s.dpid:
-                ep.flow_removed(fr.cookie & layout.SERIAL_MASK, fr)
-                return
+        ep = self.by_net_dpid.get((net_id, s.dpid or 0))
+        if ep is not None:
+            ep.flow_removed(fr.cookie & layout.SERIAL_MASK, fr)
 
     # --- discovery ---------------------------------------------------------------------------
     async def _discovery_loop(self) -> None:
@@ -319,9 +319,11 @@ class Hypervisor:
                 ep.port_names = names
                 self.endpoints[(net.id, vdpid)] = ep
                 self.by_index[sw.index] = ep
+                self.by_net_dpid[(net.id, sw.dpid)] = ep
                 ep.start()
                 log.info("%s: started with %d vports", ep.label, len(ports))
             else:
+                ep.set_controllers(net.controller_urls)
                 ep.set_view(view, names)
         for key in [k for k in self.endpoints if k[0] == net.id and k[1] not in net.switches]:
             self._drop_endpoint(key)
@@ -329,6 +331,7 @@ class Hypervisor:
     def _drop_endpoint(self, key: tuple[int, int]) -> None:
         ep = self.endpoints.pop(key)
         self.by_index.pop(ep.view.index, None)
+        self.by_net_dpid.pop((ep.view.net_id, ep.view.dpid), None)
         ep.stop()
         s = self.sessions.get(ep.view.dpid)
         for vf in ep.table.clear():

@@ -179,14 +179,24 @@ class VSwitchEndpoint:
             if not self._stopped:
                 await asyncio.sleep(1.0)
 
-    def stop(self) -> None:
+    def set_controllers(self, urls: list[str]) -> None:
+        """New controller URLs: drop the old connections and listeners, connect anew."""
+        new = [parse_controller_url(u) for u in urls]
+        if new == self.urls:
+            return
+        self.stop("controller URLs changed")
+        self.urls = new
+        self._stopped = False
+        self.start()
+
+    def stop(self, reason: str = "virtual network stopped") -> None:
         self._stopped = True
         for t in self._tasks:
             t.cancel()
         for s in self._servers:
             s.close()
         for c in list(self.conns):
-            c.channel.close("virtual network stopped")
+            c.channel.close(reason)
         self._tasks.clear()
         self._servers.clear()
 
