@@ -93,7 +93,8 @@ class NetworkManager:
             raise InvalidRequest("tenant name: 1-64 letters, digits, '_', '.', '-'")
         if any(t.name == name for t in self.tenants.values()):
             raise Conflict(f"tenant {name!r} exists")
-        t = Tenant(self._next_tenant, name, secrets.token_urlsafe(24))
+        # "tv_" prefix: a token never starts with "-", which command lines would take for a flag
+        t = Tenant(self._next_tenant, name, "tv_" + secrets.token_urlsafe(24))
         self._next_tenant += 1
         self.tenants[t.id] = t
         return t

@@ -1,0 +1,415 @@
+"""JSON-RPC 2.0 endpoints compatible with OpenVirteX, so `ovxctl` and OVX scripts keep working.
+
+Mirrors OVX's `/tenant` (TenantHandler) and `/status` (MonitoringHandler) services: the same
+method names, parameter names (`tenantId`, `dpids`, `srcDpid`, `backup_num`, ...) and reply
+keys, which OVX builds from its elements' `getDBObject()`.  OVX's `tenantId` is our network id.
+
+Where OVX is loose we are exact, and say so in the error:
+- OVX answers every JSON-RPC reply, errors included, with HTTP 200 (AbstractService
+  .writeJSONObject); so do we, except 401 for bad credentials (Jetty's Basic auth in OVX).
+- OVX answers a parse error with id 0; the JSON-RPC 2.0 spec says null, which we send.
+- Invalid input, including every intent refusal from the core, is -32602 with the core's
+  message; `data` carries the HTTP status and error kind for programs that want them.
+- `connectLink` computes one shortest path (`algorithm` "spf"); it reports `backup_num` 0
+  because no backup paths are computed, and refuses "manual" (we have no setLinkPath).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from tenantvisor.api.auth import Caller
+from tenantvisor.api.ids import dpid_str, ip_to_int, mac_to_int, parse_dpid
+from tenantvisor.errors import TenantvisorError
+from tenantvisor.mapping.paths import NoPath, vlink_path
+from tenantvisor.virtual.manager import NetworkManager
+from tenantvisor.virtual.model import VirtualNetwork, VLink, VSwitch
+from tenantvisor.virtual.urls import parse_controller_url
+
+log = logging.getLogger(__name__)
+
+PARSE_ERROR = -32700
+INVALID_REQUEST = -32600
+METHOD_NOT_FOUND = -32601
+INVALID_PARAMS = -32602
+INTERNAL_ERROR = -32603
+UNAUTHORIZED = -32001  # server-defined range; HTTP 401 goes with it
+
+OVX_VDPID_BASE = 0xA42305 << 32  # OVXNetwork.createSwitch: 00:a4:23:05:<index>
+OVX_TENANT_NAME = "ovx"  # owner of networks the admin token creates through JSON-RPC
+
+
+class RpcError(Exception):
+    def __init__(self, code: int, message: str, data: Any = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.data = data
+
+    def to_json(self) -> dict[str, Any]:
+        err: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.data is not None:
+            err["data"] = self.data
+        return err
+
+
+def error_reply(req_id: Any, code: int, message: str, data: Any = None) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": req_id, "error": RpcError(code, message, data).to_json()}
+
+
+class Params:
+    """Typed access to named params, refusing wrong types with -32602 (OVX's fetchField)."""
+
+    def __init__(self, method: str, params: dict[str, Any]) -> None:
+        self.method = method
+        self.params = params
+
+    def _bad(self, name: str, expected: str) -> RpcError:
+        return RpcError(
+            INVALID_PARAMS,
+            f"{self.method}: parameter {name!r} must be {expected}, got {self.params[name]!r}",
+        )
+
+    def has(self, name: str) -> bool:
+        return self.params.get(name) is not None
+
+    def _get(self, name: str) -> Any:
+        if not self.has(name):
+            raise RpcError(INVALID_PARAMS, f"{self.method}: missing required parameter {name!r}")
+        return self.params[name]
+
+    def integer(self, name: str) -> int:
+        value = self._get(name)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self._bad(name, "an integer")
+        return value
+
+    def integer_or(self, name: str, default: int) -> int:
+        return self.integer(name) if self.has(name) else default
+
+    def dpid(self, name: str) -> int:
+        """A dpid: OVX clients send Java longs, so negative values are two's complement."""
+        value = self._get(name)
+        if isinstance(value, int) and not isinstance(value, bool) and -(1 << 63) <= value < 0:
+            value += 1 << 64
+        try:
+            return parse_dpid(value, name)
+        except ValueError as exc:
+            raise RpcError(INVALID_PARAMS, f"{self.method}: {exc}") from None
+
+    def dpid_list(self, name: str) -> list[int]:
+        value = self._get(name)
+        if not isinstance(value, list):
+            raise self._bad(name, "a list of dpids")
+        return [Params(self.method, {name: v}).dpid(name) for v in value]
+
+    def text(self, name: str) -> str:
+        value = self._get(name)
+        if not isinstance(value, str):
+            raise self._bad(name, "a string")
+        return value
+
+    def text_list(self, name: str) -> list[str]:
+        value = self._get(name)
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise self._bad(name, "a list of strings")
+        return list(value)
+
+    def raw(self, name: str) -> Any:
+        return self._get(name)
+
+
+Handler = Callable[[Caller, Params], Any]
+
+
+class Service:
+    """One JSON-RPC endpoint: a table of methods and the envelope handling around them."""
+
+    def __init__(self, name: str, methods: dict[str, Handler], no_params: set[str]) -> None:
+        self.name = name
+        self.methods = methods
+        self.no_params = no_params  # OVX NO_PARAMS methods: params, if any, are ignored
+
+    def handle(self, caller: Caller, body: bytes) -> dict[str, Any] | None:
+        """Answer one request body; None for a notification (no id: nothing to send back)."""
+        try:
+            request = json.loads(body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            return error_reply(None, PARSE_ERROR, f"parse error: {exc}")
+        if isinstance(request, list):
+            return error_reply(None, INVALID_REQUEST, "batch requests are not supported")
+        if not isinstance(request, dict):
+            return error_reply(None, INVALID_REQUEST, "a request must be a JSON object")
+        req_id = request.get("id")
+        if not isinstance(req_id, str | int | float | type(None)) or isinstance(req_id, bool):
+            return error_reply(None, INVALID_REQUEST, "id must be a string, a number or null")
+        if request.get("jsonrpc") != "2.0":
+            return error_reply(req_id, INVALID_REQUEST, 'the member "jsonrpc" must be "2.0"')
+        method = request.get("method")
+        if not isinstance(method, str):
+            return error_reply(req_id, INVALID_REQUEST, 'the member "method" must be a string')
+        params = request.get("params", {})
+        if not isinstance(params, dict | list):
+            return error_reply(req_id, INVALID_REQUEST, '"params" must be an object or an array')
+        notification = "id" not in request
+        reply = self._call(caller, req_id, method, params)
+        return None if notification else reply
+
+    def _call(self, caller: Caller, req_id: Any, method: str, params: Any) -> dict[str, Any]:
+        fn = self.methods.get(method)
+        if fn is None:
+            return error_reply(
+                req_id, METHOD_NOT_FOUND, f"method {method!r} not found on /{self.name}"
+            )
+        if method in self.no_params:
+            params = {}
+        elif not isinstance(params, dict):
+            # OVX's wording (TenantHandler.process): its handlers take named params only.
+            return error_reply(req_id, INVALID_PARAMS, f"{method} requires: OBJECT; got: ARRAY")
+        try:
+            result = fn(caller, Params(method, params))
+        except RpcError as exc:
+            return {"jsonrpc": "2.0", "id": req_id, "error": exc.to_json()}
+        except TenantvisorError as exc:
+            data = {"http_status": exc.http_status, "kind": type(exc).__name__}
+            return error_reply(req_id, INVALID_PARAMS, str(exc), data)
+        except Exception:
+            log.exception("JSON-RPC %s on /%s failed", method, self.name)
+            return error_reply(req_id, INTERNAL_ERROR, "internal error")
+        return {"jsonrpc": "2.0", "id": req_id, "result": result}
+
+
+# --- reply shapes (OVX getDBObject / serializers) ------------------------------------------------
+def network_db(net: VirtualNetwork) -> dict[str, Any]:
+    """OVXNetwork.getDBObject: networkAddress is the integer address (unsigned here)."""
+    return {
+        "tenantId": net.id,
+        "controllerUrls": list(net.controller_urls),
+        "networkAddress": ip_to_int(net.network_address),
+        "mask": net.mask,
+        "isBooted": net.started,
+    }
+
+
+def switch_db(net: VirtualNetwork, sw: VSwitch) -> dict[str, Any]:
+    """OVXSwitch.getDBObject plus tenantId (CreateOVXSwitch)."""
+    return {"vdpid": sw.vdpid, "dpids": [sw.dpid], "tenantId": net.id}
+
+
+def link_db(manager: NetworkManager, net: VirtualNetwork, lk: VLink) -> dict[str, Any]:
+    """OVXLink.getDBObject plus tenantId (ConnectOVXLink): ends are virtual, path physical."""
+    a = net.vport(lk.src.vdpid, lk.src.vport)
+    b = net.vport(lk.dst.vdpid, lk.dst.vport)
+    path: list[dict[str, int]] | None = None
+    if a is not None and b is not None:
+        try:
+            hops = vlink_path(manager.topo, (a.dpid, a.port), (b.dpid, b.port))
+            path = [
+                {
+                    "srcDpid": h.src_dpid,
+                    "srcPort": h.src_port,
+                    "dstDpid": h.dst_dpid,
+                    "dstPort": h.dst_port,
+                }
+                for h in hops
+            ]
+        except NoPath:
+            path = None
+    return {
+        "srcDpid": lk.src.vdpid,
+        "srcPort": lk.src.vport,
+        "dstDpid": lk.dst.vdpid,
+        "dstPort": lk.dst.vport,
+        "linkId": lk.id,
+        "priority": 0,
+        "algorithm": "spf",
+        "backup_num": 0,
+        "path": path,
+        "tenantId": net.id,
+    }
+
+
+def virtual_topology(net: VirtualNetwork) -> dict[str, Any]:
+    """GetVirtualTopology: switch names, and each vlink once per direction (as OVX keeps them)."""
+    links: list[dict[str, Any]] = []
+    for i in sorted(net.links):
+        lk = net.links[i]
+        for src, dst in ((lk.src, lk.dst), (lk.dst, lk.src)):
+            links.append(
+                {
+                    "linkId": lk.id,
+                    "tenantId": net.id,
+                    "src": {"dpid": dpid_str(src.vdpid), "port": src.vport},
+                    "dst": {"dpid": dpid_str(dst.vdpid), "port": dst.vport},
+                }
+            )
+    return {"switches": [dpid_str(v) for v in sorted(net.switches)], "links": links}
+
+
+def ovx_vdpid(net: VirtualNetwork) -> int:
+    """The vdpid OVX would choose: ON.Lab's OUI 00:a4:23:05 + the lowest free index (from 1).
+
+    OVX scripts hard-code these (`connectLink 1 00:a4:23:05:00:00:00:01 1 ...` right after
+    `createSwitch`), so JSON-RPC picks them the same way; REST keeps the core's own scheme.
+    """
+    n = 1
+    while (OVX_VDPID_BASE | n) in net.switches:
+        n += 1
+    return OVX_VDPID_BASE | n
+
+
+# --- services ------------------------------------------------------------------------------------
+def tenant_service(manager: NetworkManager) -> Service:
+    """/tenant: building and tearing down virtual networks (OVX TenantHandler)."""
+
+    def net_of(caller: Caller, p: Params) -> VirtualNetwork:
+        return manager.get_network(p.integer("tenantId"), caller.tenant)
+
+    def owner_for(caller: Caller) -> tuple[int, bool]:
+        """Tenant callers own what they create; the admin's OVX scripts use tenant 'ovx'."""
+        if caller.tenant is not None:
+            return caller.tenant.id, False
+        for t in manager.tenants.values():
+            if t.name == OVX_TENANT_NAME:
+                return t.id, False
+        return manager.create_tenant(OVX_TENANT_NAME).id, True
+
+    def create_network(caller: Caller, p: Params) -> dict[str, Any]:
+        urls = p.text_list("controllerUrls")
+        address = p.text("networkAddress") if p.has("networkAddress") else None
+        mask = p.integer("mask") if p.has("mask") else None
+        for url in urls:  # refuse bad input before the 'ovx' tenant might be created
+            parse_controller_url(url)
+        owner, created = owner_for(caller)
+        try:
+            net = manager.create_network(owner, urls, address, mask)
+        except Exception:
+            if created:
+                manager.delete_tenant(owner)
+            raise
+        return network_db(net)
+
+    def create_switch(caller: Caller, p: Params) -> dict[str, Any]:
+        net = net_of(caller, p)
+        dpids = p.dpid_list("dpids")
+        # CreateOVXSwitch reads "vdpid"; ovxctl sends it as "dpid".  0 means "choose one".
+        vdpid = p.dpid("vdpid") if p.has("vdpid") else p.dpid("dpid") if p.has("dpid") else 0
+        if not vdpid:
+            vdpid = ovx_vdpid(net)
+        sw = manager.create_switch(net.id, dpids, vdpid)
+        return switch_db(net, sw)
+
+    def create_port(caller: Caller, p: Params) -> dict[str, Any]:
+        net = net_of(caller, p)
+        dpid, port = p.dpid("dpid"), p.integer("port")
+        vdpid = p.dpid("vdpid") if p.has("vdpid") else None
+        vp = manager.create_port(net.id, dpid, port, vdpid)
+        owner = next(sw.vdpid for sw in net.switches.values() if sw.ports.get(vp.number) is vp)
+        return {
+            "dpid": vp.dpid,
+            "port": vp.port,
+            "vport": vp.number,
+            "vdpid": owner,
+            "tenantId": net.id,
+        }
+
+    def connect_link(caller: Caller, p: Params) -> dict[str, Any]:
+        net = net_of(caller, p)
+        ends = (p.dpid("srcDpid"), p.integer("srcPort"), p.dpid("dstDpid"), p.integer("dstPort"))
+        algorithm = p.text("algorithm").lower() if p.has("algorithm") else "spf"
+        if algorithm != "spf":
+            raise RpcError(
+                INVALID_PARAMS,
+                f"connectLink: algorithm {algorithm!r} is not supported; use 'spf' "
+                "(manual paths via setLinkPath are not available)",
+            )
+        backups = p.integer_or("backup_num", 0)
+        if not 0 <= backups <= 255:
+            raise RpcError(INVALID_PARAMS, "connectLink: backup_num must be 0-255")
+        lk = manager.create_link(net.id, *ends)
+        return link_db(manager, net, lk)
+
+    def connect_host(caller: Caller, p: Params) -> dict[str, Any]:
+        net = net_of(caller, p)
+        vdpid, vport, mac = p.dpid("vdpid"), p.integer("vport"), p.raw("mac")
+        h = manager.connect_host(net.id, vdpid, vport, mac)
+        return {
+            "vdpid": h.vdpid,
+            "vport": h.vport,
+            "mac": mac_to_int(h.mac),
+            "hostId": h.id,
+            "tenantId": net.id,
+        }
+
+    def start_network(caller: Caller, p: Params) -> dict[str, Any]:
+        return network_db(manager.start_network(net_of(caller, p).id))
+
+    def stop_network(caller: Caller, p: Params) -> dict[str, Any]:
+        return network_db(manager.stop_network(net_of(caller, p).id))
+
+    def set_controllers(caller: Caller, p: Params) -> dict[str, Any]:
+        net = net_of(caller, p)
+        return network_db(manager.set_controllers(net.id, p.text_list("controllerUrls")))
+
+    def remove_network(caller: Caller, p: Params) -> None:
+        manager.remove_network(net_of(caller, p).id)
+
+    def remove_switch(caller: Caller, p: Params) -> None:
+        manager.remove_switch(net_of(caller, p).id, p.dpid("vdpid"))
+
+    def remove_port(caller: Caller, p: Params) -> None:
+        manager.remove_port(net_of(caller, p).id, p.dpid("vdpid"), p.integer("vport"))
+
+    def disconnect_link(caller: Caller, p: Params) -> None:
+        manager.remove_link(net_of(caller, p).id, p.integer("linkId"))
+
+    def disconnect_host(caller: Caller, p: Params) -> None:
+        manager.disconnect_host(net_of(caller, p).id, p.integer("hostId"))
+
+    methods: dict[str, Handler] = {
+        "createNetwork": create_network,
+        "createSwitch": create_switch,
+        "createPort": create_port,
+        "connectLink": connect_link,
+        "connectHost": connect_host,
+        "startNetwork": start_network,
+        "stopNetwork": stop_network,
+        "removeNetwork": remove_network,
+        "removeSwitch": remove_switch,
+        "removePort": remove_port,
+        "disconnectLink": disconnect_link,
+        "disconnectHost": disconnect_host,
+        "setNetworkControllers": set_controllers,
+    }
+    return Service("tenant", methods, set())
+
+
+def status_service(manager: NetworkManager) -> Service:
+    """/status: read-only views (OVX MonitoringHandler), each limited to what the caller owns."""
+
+    def physical_topology(caller: Caller, p: Params) -> dict[str, Any]:
+        links = [
+            {
+                "linkId": i,
+                "src": {"dpid": dpid_str(lk.src_dpid), "port": lk.src_port},
+                "dst": {"dpid": dpid_str(lk.dst_dpid), "port": lk.dst_port},
+            }
+            for i, lk in enumerate(manager.topo.links())
+        ]
+        return {"switches": [dpid_str(d) for d in sorted(manager.topo.switches)], "links": links}
+
+    def list_networks(caller: Caller, p: Params) -> list[int]:
+        return sorted(n.id for n in manager.list_networks(caller.tenant))
+
+    def get_virtual_topology(caller: Caller, p: Params) -> dict[str, Any]:
+        return virtual_topology(manager.get_network(p.integer("tenantId"), caller.tenant))
+
+    methods: dict[str, Handler] = {
+        "getPhysicalTopology": physical_topology,
+        "listVirtualNetworks": list_networks,
+        "getVirtualTopology": get_virtual_topology,
+    }
+    return Service("status", methods, {"getPhysicalTopology", "listVirtualNetworks"})

@@ -1,0 +1,245 @@
+"""The REST API under /v1: tenants (admin), the physical topology, and a tenant's networks.
+
+Every network route first looks the network up *as the caller* (`get_network(id, tenant)`),
+so another tenant's network answers 404 exactly like a missing one: a tenant cannot even learn
+which ids exist.  The core methods are synchronous and quick, so handlers call them inline on
+the event loop; the core either applies a whole change or raises and changes nothing.
+
+No `from __future__ import annotations` here: FastAPI must see the `Auth` dependency alias,
+which is local to `build_router`, as a real object rather than a string to resolve later.
+"""
+
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Response, status
+
+from tenantvisor import __version__
+from tenantvisor.api import schemas as s
+from tenantvisor.api.auth import Caller, caller_dependency
+from tenantvisor.api.ids import parse_dpid
+from tenantvisor.errors import Forbidden, InvalidRequest
+from tenantvisor.virtual.manager import NetworkManager
+from tenantvisor.virtual.model import VirtualNetwork
+
+StatusFn = Callable[[], dict[str, Any]]
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": s.ErrorOut, "description": text}
+    for code, text in (
+        (400, "invalid request"),
+        (401, "missing or invalid token"),
+        (403, "admin token required / not allowed"),
+        (404, "no such object (or not yours)"),
+        (409, "conflicts with existing state"),
+        (422, "body or path does not match the schema"),
+    )
+}
+
+
+def _vdpid(value: str) -> int:
+    """Path segments carry vdpids in any notation; refuse garbage with a 400, not a 500."""
+    try:
+        return parse_dpid(value, "vdpid")
+    except ValueError as exc:
+        raise InvalidRequest(str(exc)) from None
+
+
+def build_router(manager: NetworkManager, status_fn: StatusFn | None) -> APIRouter:
+    """Routes bound to `manager`; `status_fn` feeds GET /v1/status when the daemon gives one."""
+    router = APIRouter(prefix="/v1", responses=_ERRORS)
+    Auth = Annotated[Caller, Depends(caller_dependency(manager))]
+    topo = manager.topo
+
+    def network(caller: Caller, net_id: int) -> VirtualNetwork:
+        return manager.get_network(net_id, caller.tenant)
+
+    # --- tenants (admin only) ----------------------------------------------------------------
+    @router.post(
+        "/tenants",
+        status_code=status.HTTP_201_CREATED,
+        response_model=s.TenantCreated,
+        tags=["tenants"],
+    )
+    async def create_tenant(body: s.TenantCreate, caller: Auth) -> s.TenantCreated:
+        """Create a tenant; the reply carries its token, which is not shown again."""
+        caller.require_admin()
+        t = manager.create_tenant(body.name)
+        return s.TenantCreated(id=t.id, name=t.name, token=t.token)
+
+    @router.get("/tenants", response_model=list[s.TenantInfo], tags=["tenants"])
+    async def list_tenants(caller: Auth) -> list[s.TenantInfo]:
+        caller.require_admin()
+        nets = list(manager.networks.values())
+        return [s.tenant_info(manager.tenants[i], nets) for i in sorted(manager.tenants)]
+
+    @router.get("/tenants/{tenant_id}", response_model=s.TenantInfo, tags=["tenants"])
+    async def get_tenant(tenant_id: int, caller: Auth) -> s.TenantInfo:
+        caller.require_admin()
+        return s.tenant_info(manager.get_tenant(tenant_id), list(manager.networks.values()))
+
+    @router.delete("/tenants/{tenant_id}", status_code=status.HTTP_204_NO_CONTENT, tags=["tenants"])
+    async def delete_tenant(tenant_id: int, caller: Auth) -> Response:
+        """Delete a tenant and every network it owns."""
+        caller.require_admin()
+        manager.delete_tenant(tenant_id)
+        return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+    # --- physical ------------------------------------------------------------------------------
+    @router.get("/physical/topology", response_model=s.PhysicalTopologyOut, tags=["physical"])
+    async def physical_topology(caller: Auth) -> s.PhysicalTopologyOut:
+        """Switches, ports and discovered links: what tenants map their vswitches onto."""
+        return s.physical_topology(topo)
+
+    # --- networks ------------------------------------------------------------------------------
+    @router.post(
+        "/networks",
+        status_code=status.HTTP_201_CREATED,
+        response_model=s.NetworkOut,
+        tags=["networks"],
+    )
+    async def create_network(body: s.NetworkCreate, caller: Auth) -> s.NetworkOut:
+        """Create a VN.  A tenant's networks are its own; the admin names the owner."""
+        if caller.tenant is not None:
+            if body.tenant_id is not None and body.tenant_id != caller.tenant.id:
+                raise Forbidden("only the admin may create networks for another tenant")
+            owner = caller.tenant.id
+        elif body.tenant_id is None:
+            raise InvalidRequest("tenant_id is required when the admin creates a network")
+        else:
+            owner = body.tenant_id
+        net = manager.create_network(
+            owner, list(body.controller_urls), body.network_address, body.mask, body.scalability
+        )
+        return s.network_out(topo, net)
+
+    @router.get("/networks", response_model=list[s.NetworkOut], tags=["networks"])
+    async def list_networks(caller: Auth) -> list[s.NetworkOut]:
+        nets = sorted(manager.list_networks(caller.tenant), key=lambda n: n.id)
+        return [s.network_out(topo, n) for n in nets]
+
+    @router.get("/networks/{net_id}", response_model=s.NetworkOut, tags=["networks"])
+    async def get_network(net_id: int, caller: Auth) -> s.NetworkOut:
+        return s.network_out(topo, network(caller, net_id))
+
+    @router.delete("/networks/{net_id}", status_code=status.HTTP_204_NO_CONTENT, tags=["networks"])
+    async def delete_network(net_id: int, caller: Auth) -> Response:
+        manager.remove_network(network(caller, net_id).id)
+        return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+    @router.post("/networks/{net_id}/start", response_model=s.NetworkOut, tags=["networks"])
+    async def start_network(net_id: int, caller: Auth) -> s.NetworkOut:
+        """Start: vswitches connect to the tenant's controllers and the fabric is programmed."""
+        return s.network_out(topo, manager.start_network(network(caller, net_id).id))
+
+    @router.post("/networks/{net_id}/stop", response_model=s.NetworkOut, tags=["networks"])
+    async def stop_network(net_id: int, caller: Auth) -> s.NetworkOut:
+        return s.network_out(topo, manager.stop_network(network(caller, net_id).id))
+
+    @router.put("/networks/{net_id}/controllers", response_model=s.NetworkOut, tags=["networks"])
+    async def set_controllers(net_id: int, body: s.ControllersSet, caller: Auth) -> s.NetworkOut:
+        """Replace the controller URLs the network's vswitches use."""
+        net = manager.set_controllers(network(caller, net_id).id, list(body.controller_urls))
+        return s.network_out(topo, net)
+
+    # --- vswitches, vports, vlinks, hosts ------------------------------------------------------
+    @router.post(
+        "/networks/{net_id}/switches",
+        status_code=status.HTTP_201_CREATED,
+        response_model=s.VSwitchOut,
+        tags=["switches"],
+    )
+    async def create_switch(net_id: int, body: s.SwitchCreate, caller: Auth) -> s.VSwitchOut:
+        sw = manager.create_switch(network(caller, net_id).id, list(body.dpids), body.vdpid)
+        return s.vswitch_out(sw)
+
+    @router.delete(
+        "/networks/{net_id}/switches/{vdpid}",
+        status_code=status.HTTP_204_NO_CONTENT,
+        tags=["switches"],
+    )
+    async def delete_switch(net_id: int, vdpid: str, caller: Auth) -> Response:
+        """Remove a vswitch with its vports, the vlinks ending on it and its hosts."""
+        manager.remove_switch(network(caller, net_id).id, _vdpid(vdpid))
+        return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+    @router.post(
+        "/networks/{net_id}/ports",
+        status_code=status.HTTP_201_CREATED,
+        response_model=s.VPortCreated,
+        tags=["ports"],
+    )
+    async def create_port(net_id: int, body: s.PortCreate, caller: Auth) -> s.VPortCreated:
+        """Map physical port (dpid, port) into the vswitch on that pswitch (OVX createPort)."""
+        net = network(caller, net_id)
+        vp = manager.create_port(net.id, body.dpid, body.port, body.vdpid)
+        owner = next(sw.vdpid for sw in net.switches.values() if sw.ports.get(vp.number) is vp)
+        return s.vport_created(owner, vp)
+
+    @router.delete(
+        "/networks/{net_id}/switches/{vdpid}/ports/{vport}",
+        status_code=status.HTTP_204_NO_CONTENT,
+        tags=["ports"],
+    )
+    async def delete_port(net_id: int, vdpid: str, vport: int, caller: Auth) -> Response:
+        manager.remove_port(network(caller, net_id).id, _vdpid(vdpid), vport)
+        return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+    @router.post(
+        "/networks/{net_id}/links",
+        status_code=status.HTTP_201_CREATED,
+        response_model=s.VLinkOut,
+        tags=["links"],
+    )
+    async def create_link(net_id: int, body: s.LinkCreate, caller: Auth) -> s.VLinkOut:
+        """Join two link vports of different vswitches over the shortest physical path."""
+        net = network(caller, net_id)
+        lk = manager.create_link(
+            net.id, body.src_vdpid, body.src_vport, body.dst_vdpid, body.dst_vport
+        )
+        return s.vlink_out(topo, net, lk)
+
+    @router.delete(
+        "/networks/{net_id}/links/{link_id}",
+        status_code=status.HTTP_204_NO_CONTENT,
+        tags=["links"],
+    )
+    async def delete_link(net_id: int, link_id: int, caller: Auth) -> Response:
+        manager.remove_link(network(caller, net_id).id, link_id)
+        return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+    @router.post(
+        "/networks/{net_id}/hosts",
+        status_code=status.HTTP_201_CREATED,
+        response_model=s.HostOut,
+        tags=["hosts"],
+    )
+    async def create_host(net_id: int, body: s.HostCreate, caller: Auth) -> s.HostOut:
+        """Attach a host (by MAC) to an edge vport."""
+        h = manager.connect_host(network(caller, net_id).id, body.vdpid, body.vport, body.mac)
+        return s.host_out(h)
+
+    @router.delete(
+        "/networks/{net_id}/hosts/{host_id}",
+        status_code=status.HTTP_204_NO_CONTENT,
+        tags=["hosts"],
+    )
+    async def delete_host(net_id: int, host_id: int, caller: Auth) -> Response:
+        manager.disconnect_host(network(caller, net_id).id, host_id)
+        return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+    # --- daemon status (admin) -----------------------------------------------------------------
+    @router.get("/status", tags=["status"])
+    async def get_status(caller: Auth) -> dict[str, Any]:
+        """The daemon's status (sessions, counters); admin only, it spans every tenant."""
+        caller.require_admin()
+        if status_fn is not None:
+            return status_fn()
+        return {
+            "version": __version__,
+            "tenants": len(manager.tenants),
+            "networks": len(manager.networks),
+            "physical_switches": len(topo.switches),
+        }
+
+    return router

@@ -1,0 +1,563 @@
+"""tvctl: noun-verb command line over tenantvisor's REST API, in the habits of ovn-nbctl.
+
+    tvctl [--url URL] [--token TOKEN] [--format table|json] COMMAND [ARG...]
+
+Commands are `noun-verb` (`net-add`, `switch-del`, ...).  `--format json` prints the API's
+JSON unchanged, for scripts; `table` (the default) prints lists as aligned columns and single
+objects as `key : value` records, like `ovs-vsctl list`.  Adds print what was created, because
+the ids are chosen by the server; deletes, start and stop print nothing on success.
+Every failure prints one line, `tvctl: <why>`, to stderr and exits 1: never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
+
+import httpx
+
+from tenantvisor.api.ids import dpid_str, parse_dpid
+
+DEFAULT_URL = "http://127.0.0.1:8080"
+TIMEOUT = 10.0
+
+
+class CliError(Exception):
+    """A failure to report as `tvctl: <message>`, exit status 1."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports usage mistakes like every other failure (one line, exit 1)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise CliError(f"{message} (try 'tvctl --help')")
+
+
+# --- argument types ------------------------------------------------------------------------
+def _dpid_arg(text: str) -> int:
+    try:
+        return parse_dpid(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _int_arg(text: str) -> int:
+    try:
+        return int(text, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+
+
+# --- output ----------------------------------------------------------------------------------
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return "[" + ", ".join(_cell(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return json.dumps(value, sort_keys=True)
+    return str(value)
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """Aligned columns under a header and a dashed rule (ovs-vsctl --format=table)."""
+    cells = [[_cell(v) for v in row] for row in rows]
+    widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
+    lines = [
+        "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip(),
+        "  ".join("-" * w for w in widths),
+    ]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells]
+    return "\n".join(lines)
+
+
+def format_record(fields: Sequence[tuple[str, Any]]) -> str:
+    """`key : value` lines with the colons aligned (ovs-vsctl list)."""
+    width = max((len(k) for k, _ in fields), default=0)
+    return "\n".join(f"{k.ljust(width)} : {_cell(v)}".rstrip() for k, v in fields)
+
+
+def _sections(parts: Sequence[tuple[str, str]]) -> str:
+    return "\n\n".join(f"{title}:\n{body}" if title else body for title, body in parts)
+
+
+def _hop(h: dict[str, Any]) -> str:
+    return f"{dpid_str(h['src_dpid'])}/{h['src_port']}->{dpid_str(h['dst_dpid'])}/{h['dst_port']}"
+
+
+def _path(path: list[dict[str, Any]] | None) -> str:
+    return "(none)" if path is None else " ".join(_hop(h) for h in path)
+
+
+def show_tenant_created(t: dict[str, Any]) -> str:
+    return format_record([("id", t["id"]), ("name", t["name"]), ("token", t["token"])])
+
+
+def show_tenants(ts: list[dict[str, Any]]) -> str:
+    return format_table(
+        ["id", "name", "networks"], [[t["id"], t["name"], t["networks"]] for t in ts]
+    )
+
+
+def show_physical(topo: dict[str, Any]) -> str:
+    sws = topo["switches"]
+    switches = format_table(
+        ["dpid", "connected", "n_tables", "ports"],
+        [
+            [s["dpid_str"], s["connected"], s["n_tables"], [p["port_no"] for p in s["ports"]]]
+            for s in sws
+        ],
+    )
+    ports = format_table(
+        ["dpid", "port", "name", "hw_addr", "up"],
+        [
+            [s["dpid_str"], p["port_no"], p["name"], p["hw_addr"], p["up"]]
+            for s in sws
+            for p in s["ports"]
+        ],
+    )
+    links = format_table(
+        ["src_dpid", "src_port", "dst_dpid", "dst_port"],
+        [
+            [dpid_str(lk["src_dpid"]), lk["src_port"], dpid_str(lk["dst_dpid"]), lk["dst_port"]]
+            for lk in topo["links"]
+        ],
+    )
+    return _sections([("switches", switches), ("ports", ports), ("links", links)])
+
+
+def show_networks(nets: list[dict[str, Any]]) -> str:
+    return format_table(
+        ["id", "tenant", "started", "controllers", "switches", "links", "hosts"],
+        [
+            [
+                n["id"],
+                n["tenant_id"],
+                n["started"],
+                n["controller_urls"],
+                len(n["switches"]),
+                len(n["links"]),
+                len(n["hosts"]),
+            ]
+            for n in nets
+        ],
+    )
+
+
+def _network_record(n: dict[str, Any]) -> str:
+    return format_record(
+        [
+            ("id", n["id"]),
+            ("tenant_id", n["tenant_id"]),
+            ("controller_urls", n["controller_urls"]),
+            ("network_address", n["network_address"]),
+            ("mask", n["mask"]),
+            ("scalability", n["scalability"]),
+            ("started", n["started"]),
+        ]
+    )
+
+
+def show_network(n: dict[str, Any]) -> str:
+    switches = format_table(
+        ["vdpid", "dpid"], [[s["vdpid_str"], s["dpid_str"]] for s in n["switches"]]
+    )
+    ports = format_table(
+        ["vdpid", "vport", "dpid", "port", "kind", "link"],
+        [
+            [s["vdpid_str"], p["number"], dpid_str(p["dpid"]), p["port"], p["kind"], p["link_id"]]
+            for s in n["switches"]
+            for p in s["ports"]
+        ],
+    )
+    links = format_table(
+        ["id", "src", "dst", "path"],
+        [
+            [
+                lk["id"],
+                f"{dpid_str(lk['src_vdpid'])}/{lk['src_vport']}",
+                f"{dpid_str(lk['dst_vdpid'])}/{lk['dst_vport']}",
+                _path(lk["path"]),
+            ]
+            for lk in n["links"]
+        ],
+    )
+    hosts = format_table(
+        ["id", "vdpid", "vport", "mac"],
+        [[h["id"], dpid_str(h["vdpid"]), h["vport"], h["mac"]] for h in n["hosts"]],
+    )
+    return _sections(
+        [
+            ("", _network_record(n)),
+            ("switches", switches),
+            ("ports", ports),
+            ("links", links),
+            ("hosts", hosts),
+        ]
+    )
+
+
+def show_switch(s: dict[str, Any]) -> str:
+    return format_record([("vdpid", s["vdpid_str"]), ("dpid", s["dpid_str"])])
+
+
+def show_port(p: dict[str, Any]) -> str:
+    return format_record(
+        [
+            ("vdpid", p["vdpid_str"]),
+            ("vport", p["number"]),
+            ("dpid", dpid_str(p["dpid"])),
+            ("port", p["port"]),
+            ("kind", p["kind"]),
+        ]
+    )
+
+
+def show_link(lk: dict[str, Any]) -> str:
+    return format_record(
+        [
+            ("id", lk["id"]),
+            ("src", f"{dpid_str(lk['src_vdpid'])}/{lk['src_vport']}"),
+            ("dst", f"{dpid_str(lk['dst_vdpid'])}/{lk['dst_vport']}"),
+            ("path", _path(lk["path"])),
+        ]
+    )
+
+
+def show_host(h: dict[str, Any]) -> str:
+    return format_record(
+        [("id", h["id"]), ("vdpid", dpid_str(h["vdpid"])), ("vport", h["vport"]), ("mac", h["mac"])]
+    )
+
+
+def show_status(st: dict[str, Any]) -> str:
+    return format_record(sorted(st.items()))
+
+
+# --- HTTP ------------------------------------------------------------------------------------
+class Api:
+    """Thin client: one request per command, errors turned into CliError messages."""
+
+    def __init__(self, url: str, token: str | None) -> None:
+        self.url = url.rstrip("/")
+        self.token = token
+
+    def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        try:
+            with httpx.Client(base_url=self.url, timeout=TIMEOUT) as client:
+                resp = client.request(method, path, json=body, headers=headers)
+        except httpx.InvalidURL as exc:
+            raise CliError(f"invalid URL {self.url!r}: {exc}") from None
+        except httpx.HTTPError as exc:
+            raise CliError(f"cannot reach {self.url}: {exc or type(exc).__name__}") from None
+        if resp.status_code >= 400:
+            raise CliError(self._error(resp))
+        if resp.status_code == 204 or not resp.content:
+            return None
+        try:
+            return resp.json()
+        except ValueError:
+            raise CliError(f"{self.url}{path}: the server sent a reply that is not JSON") from None
+
+    def _error(self, resp: httpx.Response) -> str:
+        try:
+            message = str(resp.json()["error"])
+        except (ValueError, KeyError, TypeError):
+            message = resp.text.strip() or resp.reason_phrase
+        if resp.status_code == 401 and not self.token:
+            message += " (give --token or set TVCTL_TOKEN)"
+        return message
+
+
+# --- commands --------------------------------------------------------------------------------
+Reply = tuple[Any, Callable[[Any], str] | None]  # what the API said, and how to show it
+Command = Callable[[Api, argparse.Namespace], Reply]
+ArgsFn = Callable[[argparse.ArgumentParser], object]
+_COMMANDS: dict[str, tuple[Command, str, ArgsFn]] = {}
+
+
+def command(
+    name: str, help_text: str, args: ArgsFn = lambda p: None
+) -> Callable[[Command], Command]:
+    """Register a command: its handler, its one-line help and its argument declarations."""
+
+    def register(fn: Command) -> Command:
+        _COMMANDS[name] = (fn, help_text, args)
+        return fn
+
+    return register
+
+
+def _net(p: argparse.ArgumentParser) -> None:
+    p.add_argument("net", type=_int_arg, metavar="NET", help="network id")
+
+
+@command(
+    "tenant-add", "create a tenant (admin); prints its token", lambda p: p.add_argument("name")
+)
+def _tenant_add(api: Api, a: argparse.Namespace) -> Reply:
+    return api.call("POST", "/v1/tenants", {"name": a.name}), show_tenant_created
+
+
+@command("tenant-list", "list tenants (admin)")
+def _tenant_list(api: Api, a: argparse.Namespace) -> Reply:
+    return api.call("GET", "/v1/tenants"), show_tenants
+
+
+@command(
+    "tenant-del",
+    "delete a tenant and its networks (admin)",
+    lambda p: p.add_argument("id", type=_int_arg, metavar="ID"),
+)
+def _tenant_del(api: Api, a: argparse.Namespace) -> Reply:
+    return api.call("DELETE", f"/v1/tenants/{a.id}"), None
+
+
+@command("phys-show", "show physical switches, ports and links")
+def _phys_show(api: Api, a: argparse.Namespace) -> Reply:
+    return api.call("GET", "/v1/physical/topology"), show_physical
+
+
+def _net_add_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--controller",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="tcp:IP:PORT or ptcp:PORT[:IP]; repeat for several",
+    )
+    p.add_argument("--network-address", metavar="A", help="IPv4 network address")
+    p.add_argument("--mask", type=_int_arg, metavar="M", help="prefix length")
+    p.add_argument("--tenant", type=_int_arg, metavar="ID", help="owner (admin only)")
+
+
+@command("net-add", "create a virtual network", _net_add_args)
+def _net_add(api: Api, a: argparse.Namespace) -> Reply:
+    body: dict[str, Any] = {"controller_urls": a.controller}
+    if a.network_address is not None:
+        body["network_address"] = a.network_address
+    if a.mask is not None:
+        body["mask"] = a.mask
+    if a.tenant is not None:
+        body["tenant_id"] = a.tenant
+    return api.call("POST", "/v1/networks", body), _network_record
+
+
+@command("net-list", "list virtual networks")
+def _net_list(api: Api, a: argparse.Namespace) -> Reply:
+    return api.call("GET", "/v1/networks"), show_networks
+
+
+@command("net-show", "show a virtual network", _net)
+def _net_show(api: Api, a: argparse.Namespace) -> Reply:
+    return api.call("GET", f"/v1/networks/{a.net}"), show_network
+
+
+@command("net-start", "start a virtual network", _net)
+def _net_start(api: Api, a: argparse.Namespace) -> Reply:
+    return api.call("POST", f"/v1/networks/{a.net}/start"), None
+
+
+@command("net-stop", "stop a virtual network", _net)
+def _net_stop(api: Api, a: argparse.Namespace) -> Reply:
+    return api.call("POST", f"/v1/networks/{a.net}/stop"), None
+
+
+@command("net-del", "delete a virtual network", _net)
+def _net_del(api: Api, a: argparse.Namespace) -> Reply:
+    return api.call("DELETE", f"/v1/networks/{a.net}"), None
+
+
+def _switch_add_args(p: argparse.ArgumentParser) -> None:
+    _net(p)
+    p.add_argument("dpid", type=_dpid_arg, metavar="DPID", help="physical dpid")
+    p.add_argument("--vdpid", type=_dpid_arg, metavar="V", help="virtual dpid to use")
+
+
+@command("switch-add", "add a vswitch mapped onto pswitch DPID", _switch_add_args)
+def _switch_add(api: Api, a: argparse.Namespace) -> Reply:
+    body: dict[str, Any] = {"dpids": [a.dpid]}
+    if a.vdpid is not None:
+        body["vdpid"] = a.vdpid
+    return api.call("POST", f"/v1/networks/{a.net}/switches", body), show_switch
+
+
+def _vdpid_args(p: argparse.ArgumentParser) -> None:
+    _net(p)
+    p.add_argument("vdpid", type=_dpid_arg, metavar="VDPID")
+
+
+@command("switch-del", "remove a vswitch", _vdpid_args)
+def _switch_del(api: Api, a: argparse.Namespace) -> Reply:
+    return api.call("DELETE", f"/v1/networks/{a.net}/switches/{a.vdpid}"), None
+
+
+def _port_add_args(p: argparse.ArgumentParser) -> None:
+    _net(p)
+    p.add_argument("dpid", type=_dpid_arg, metavar="DPID", help="physical dpid")
+    p.add_argument("port", type=_int_arg, metavar="PORT", help="physical port number")
+    p.add_argument(
+        "--vdpid", type=_dpid_arg, metavar="V", help="vswitch (default: the one on DPID)"
+    )
+
+
+@command("port-add", "map physical port DPID/PORT into the vswitch on DPID", _port_add_args)
+def _port_add(api: Api, a: argparse.Namespace) -> Reply:
+    body: dict[str, Any] = {"dpid": a.dpid, "port": a.port}
+    if a.vdpid is not None:
+        body["vdpid"] = a.vdpid
+    return api.call("POST", f"/v1/networks/{a.net}/ports", body), show_port
+
+
+def _port_del_args(p: argparse.ArgumentParser) -> None:
+    _vdpid_args(p)
+    p.add_argument("vport", type=_int_arg, metavar="VPORT")
+
+
+@command("port-del", "remove a vport", _port_del_args)
+def _port_del(api: Api, a: argparse.Namespace) -> Reply:
+    return api.call("DELETE", f"/v1/networks/{a.net}/switches/{a.vdpid}/ports/{a.vport}"), None
+
+
+def _link_add_args(p: argparse.ArgumentParser) -> None:
+    _net(p)
+    p.add_argument("src_vdpid", type=_dpid_arg, metavar="SRC_VDPID")
+    p.add_argument("src_vport", type=_int_arg, metavar="SRC_VPORT")
+    p.add_argument("dst_vdpid", type=_dpid_arg, metavar="DST_VDPID")
+    p.add_argument("dst_vport", type=_int_arg, metavar="DST_VPORT")
+
+
+@command("link-add", "join two link vports with a vlink", _link_add_args)
+def _link_add(api: Api, a: argparse.Namespace) -> Reply:
+    body = {
+        "src_vdpid": a.src_vdpid,
+        "src_vport": a.src_vport,
+        "dst_vdpid": a.dst_vdpid,
+        "dst_vport": a.dst_vport,
+    }
+    return api.call("POST", f"/v1/networks/{a.net}/links", body), show_link
+
+
+def _id_args(p: argparse.ArgumentParser) -> None:
+    _net(p)
+    p.add_argument("id", type=_int_arg, metavar="ID")
+
+
+@command("link-del", "remove a vlink", _id_args)
+def _link_del(api: Api, a: argparse.Namespace) -> Reply:
+    return api.call("DELETE", f"/v1/networks/{a.net}/links/{a.id}"), None
+
+
+def _host_add_args(p: argparse.ArgumentParser) -> None:
+    _vdpid_args(p)
+    p.add_argument("vport", type=_int_arg, metavar="VPORT")
+    p.add_argument("mac", metavar="MAC")
+
+
+@command("host-add", "attach a host MAC to an edge vport", _host_add_args)
+def _host_add(api: Api, a: argparse.Namespace) -> Reply:
+    body = {"vdpid": a.vdpid, "vport": a.vport, "mac": a.mac}
+    return api.call("POST", f"/v1/networks/{a.net}/hosts", body), show_host
+
+
+@command("host-del", "detach a host", _id_args)
+def _host_del(api: Api, a: argparse.Namespace) -> Reply:
+    return api.call("DELETE", f"/v1/networks/{a.net}/hosts/{a.id}"), None
+
+
+@command("status", "show the daemon's status (admin)")
+def _status(api: Api, a: argparse.Namespace) -> Reply:
+    return api.call("GET", "/v1/status"), show_status
+
+
+# --- main ------------------------------------------------------------------------------------
+def _global_options(p: argparse.ArgumentParser, defaults: bool) -> None:
+    """Global options, accepted before or after the command (as ovs-vsctl accepts them)."""
+    sup = argparse.SUPPRESS
+    p.add_argument(
+        "--url",
+        default=os.environ.get("TVCTL_URL", DEFAULT_URL) if defaults else sup,
+        help=f"API address (env TVCTL_URL, default {DEFAULT_URL})",
+    )
+    p.add_argument(
+        "--token",
+        default=os.environ.get("TVCTL_TOKEN") if defaults else sup,
+        help="tenant or admin token (env TVCTL_TOKEN)",
+    )
+    p.add_argument(
+        "--format",
+        choices=["table", "json"],
+        default="table" if defaults else sup,
+        help="output format (default table)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="tvctl",
+        description="Manage tenantvisor tenants and virtual networks over its REST API.",
+        epilog="dpids may be given in decimal, 0x-hex or colon hex (00:00:00:00:00:00:00:01).",
+    )
+    _global_options(parser, defaults=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    for name, (_fn, help_text, add_args) in _COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        _global_options(p, defaults=False)
+        add_args(p)
+    return parser
+
+
+def _glue_token(argv: list[str]) -> list[str]:
+    """Turn `--token VALUE` into `--token=VALUE`.
+
+    Tokens are URL-safe base64 and may begin with '-', which argparse would take for an
+    option and then complain that --token has no value.
+    """
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        if argv[i] == "--token" and i + 1 < len(argv):
+            out.append(f"--token={argv[i + 1]}")
+            i += 2
+        else:
+            out.append(argv[i])
+            i += 1
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one command; 0 on success, 1 (with `tvctl: <why>` on stderr) on any failure."""
+    try:
+        args = build_parser().parse_args(_glue_token(sys.argv[1:] if argv is None else argv))
+        fn = _COMMANDS[args.command][0]
+        api = Api(args.url, args.token)
+        result, render = fn(api, args)
+        if args.format == "json":
+            if result is not None:
+                print(json.dumps(result, indent=2))
+        elif render is not None and result is not None:
+            print(render(result))
+        return 0
+    except CliError as exc:
+        print(f"tvctl: {exc}", file=sys.stderr)
+        return 1
+    except SystemExit as exc:  # --help / --version from argparse
+        return exc.code if isinstance(exc.code, int) else 0
+    except KeyboardInterrupt:
+        print("tvctl: interrupted", file=sys.stderr)
+        return 1
+    except Exception as exc:  # a reply we did not expect: still one line, no traceback
+        print(f"tvctl: unexpected error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

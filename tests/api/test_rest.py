@@ -1,0 +1,387 @@
+"""The REST API: a full build-up and tear-down, refusals that change nothing, OpenAPI."""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from tenantvisor.api.app import create_app
+from tenantvisor.virtual.manager import NetworkManager
+from tests.api.conftest import ADMIN, bearer, quiet_testclient, snapshot
+
+if TYPE_CHECKING:
+    from fastapi.testclient import TestClient
+
+DPID = {n: f"00:00:00:00:00:00:00:{n:02x}" for n in range(1, 6)}
+
+
+def new_tenant(client: TestClient, name: str) -> dict[str, str]:
+    r = client.post("/v1/tenants", json={"name": name}, headers=bearer(ADMIN))
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert set(body) == {"id", "name", "token"}
+    return bearer(body["token"])
+
+
+def ok(r: Any, status: int = 200) -> Any:
+    assert r.status_code == status, r.text
+    return r.json() if r.content else None
+
+
+def test_tenants_admin_flow(client: TestClient, manager: NetworkManager) -> None:
+    A = bearer(ADMIN)
+    t = ok(client.post("/v1/tenants", json={"name": "alice"}, headers=A), 201)
+    assert t["name"] == "alice" and t["token"] == manager.tenants[t["id"]].token
+    r = client.post("/v1/tenants", json={"name": "alice"}, headers=A)
+    assert r.status_code == 409
+    r = client.post("/v1/tenants", json={"name": "bad name!"}, headers=A)
+    assert r.status_code == 400
+    ok(client.post("/v1/networks", json={"tenant_id": t["id"]}, headers=A), 201)
+    tenants = ok(client.get("/v1/tenants", headers=A))
+    assert tenants == [{"id": t["id"], "name": "alice", "networks": [1]}]  # no token listed
+    assert ok(client.get(f"/v1/tenants/{t['id']}", headers=A))["networks"] == [1]
+    ok(client.delete(f"/v1/tenants/{t['id']}", headers=A), 204)
+    assert manager.tenants == {} and manager.networks == {}
+    assert client.delete(f"/v1/tenants/{t['id']}", headers=A).status_code == 404
+
+
+def test_physical_topology(client: TestClient) -> None:
+    T = new_tenant(client, "alice")  # tenants need it to pick pswitches
+    topo = ok(client.get("/v1/physical/topology", headers=T))
+    assert [s["dpid"] for s in topo["switches"]] == [1, 2, 3, 4, 5]
+    s1 = topo["switches"][0]
+    assert s1["dpid_str"] == "00:00:00:00:00:00:00:01"
+    assert s1["ports"][0] == {
+        "port_no": 1,
+        "name": "s1-eth1",
+        "hw_addr": "02:00:00:00:01:01",
+        "up": True,
+    }
+    assert {"src_dpid": 1, "src_port": 3, "dst_dpid": 2, "dst_port": 3} in topo["links"]
+    assert len(topo["links"]) == 6  # three links, both directions
+
+
+def test_full_flow(client: TestClient, manager: NetworkManager) -> None:
+    T = new_tenant(client, "alice")
+    net = ok(
+        client.post(
+            "/v1/networks",
+            json={
+                "controller_urls": ["tcp:127.0.0.1:6653", "ptcp:6654"],
+                "network_address": "10.0.0.0",
+                "mask": 16,
+            },
+            headers=T,
+        ),
+        201,
+    )
+    n = net["id"]
+    assert net["controller_urls"] == ["tcp:127.0.0.1:6653", "ptcp:6654:0.0.0.0"]
+    assert (net["started"], net["switches"], net["links"], net["hosts"]) == (False, [], [], [])
+
+    # vswitches: dpids in every notation
+    sws = [
+        ok(client.post(f"/v1/networks/{n}/switches", json={"dpids": [d]}, headers=T), 201)
+        for d in (DPID[1], "0x2", 3)
+    ]
+    assert [s["dpid"] for s in sws] == [1, 2, 3]
+    v1, v2, v3 = (s["vdpid"] for s in sws)
+    for sw in sws:  # OVX's colon hex, 8 bytes
+        assert re.fullmatch(r"([0-9a-f]{2}:){7}[0-9a-f]{2}", sw["vdpid_str"])
+        assert int(sw["vdpid_str"].replace(":", ""), 16) == sw["vdpid"]
+    custom = ok(
+        client.post(
+            f"/v1/networks/{n}/switches",
+            json={"dpids": [5], "vdpid": "00:00:00:00:00:00:aa:01"},
+            headers=T,
+        ),
+        201,
+    )
+    assert custom["vdpid"] == 0xAA01
+
+    def port(dpid: int, p: int) -> dict[str, Any]:
+        body = {"dpid": dpid, "port": p}
+        reply: dict[str, Any] = ok(
+            client.post(f"/v1/networks/{n}/ports", json=body, headers=T), 201
+        )
+        return reply
+
+    h1 = port(1, 1)
+    assert h1 == {
+        "number": 1,
+        "dpid": 1,
+        "port": 1,
+        "kind": "edge",
+        "link_id": None,
+        "vdpid": v1,
+        "vdpid_str": sws[0]["vdpid_str"],
+    }
+    l1 = port(1, 3)
+    l2a, l2b = port(2, 3), port(2, 4)
+    l3 = port(3, 3)
+    h3 = port(3, 1)
+    assert [p["kind"] for p in (l1, l2a, l2b, l3, h3)] == ["link"] * 4 + ["edge"]
+
+    link = {"src_vdpid": v1, "src_vport": l1["number"], "dst_vdpid": v2, "dst_vport": l2a["number"]}
+    lk1 = ok(client.post(f"/v1/networks/{n}/links", json=link, headers=T), 201)
+    assert lk1["path"] == [{"src_dpid": 1, "src_port": 3, "dst_dpid": 2, "dst_port": 3}]
+    link = {"src_vdpid": v2, "src_vport": l2b["number"], "dst_vdpid": v3, "dst_vport": l3["number"]}
+    lk2 = ok(client.post(f"/v1/networks/{n}/links", json=link, headers=T), 201)
+
+    host = {"vdpid": v1, "vport": h1["number"], "mac": "02:00:00:00:00:01"}
+    hh1 = ok(client.post(f"/v1/networks/{n}/hosts", json=host, headers=T), 201)
+    assert hh1 == {"id": hh1["id"], "vdpid": v1, "vport": 1, "mac": "02:00:00:00:00:01"}
+    host = {"vdpid": v3, "vport": h3["number"], "mac": 0x020000000003}  # integer MAC
+    hh3 = ok(client.post(f"/v1/networks/{n}/hosts", json=host, headers=T), 201)
+    assert hh3["mac"] == "02:00:00:00:00:03"
+
+    events: list[str] = []
+    manager.listeners.append(lambda ev, _net: events.append(ev))
+    assert ok(client.post(f"/v1/networks/{n}/start", headers=T))["started"] is True
+    assert events == ["started"]
+
+    vn = ok(client.get(f"/v1/networks/{n}", headers=T))
+    assert vn["started"] and vn["network_address"] == "10.0.0.0" and vn["mask"] == 16
+    assert [s["vdpid"] for s in vn["switches"]] == sorted([v1, v2, v3, 0xAA01])
+    s1 = next(s for s in vn["switches"] if s["vdpid"] == v1)
+    assert s1["ports"] == [
+        {"number": 1, "dpid": 1, "port": 1, "kind": "edge", "link_id": None},
+        {"number": 2, "dpid": 1, "port": 3, "kind": "link", "link_id": lk1["id"]},
+    ]
+    assert [lk["id"] for lk in vn["links"]] == [lk1["id"], lk2["id"]]
+    assert vn["links"][1]["path"] == [{"src_dpid": 2, "src_port": 4, "dst_dpid": 3, "dst_port": 3}]
+    assert [h["mac"] for h in vn["hosts"]] == ["02:00:00:00:00:01", "02:00:00:00:00:03"]
+    assert [x["id"] for x in ok(client.get("/v1/networks", headers=T))] == [n]
+
+    # changes to a started network are announced to the daemon's reconciler
+    r = client.put(
+        f"/v1/networks/{n}/controllers", json={"controller_urls": ["tcp:10.0.0.9:6633"]}, headers=T
+    )
+    assert ok(r)["controller_urls"] == ["tcp:10.0.0.9:6633"]
+    assert events == ["started", "changed"]
+
+    # tear down, piece by piece
+    ok(client.delete(f"/v1/networks/{n}/hosts/{hh3['id']}", headers=T), 204)
+    ok(client.delete(f"/v1/networks/{n}/links/{lk2['id']}", headers=T), 204)
+    ok(client.delete(f"/v1/networks/{n}/switches/{v3}/ports/{l3['number']}", headers=T), 204)
+    ok(client.delete(f"/v1/networks/{n}/switches/0xaa01", headers=T), 204)
+    assert ok(client.post(f"/v1/networks/{n}/stop", headers=T))["started"] is False
+    vn = ok(client.get(f"/v1/networks/{n}", headers=T))
+    assert len(vn["links"]) == 1 and len(vn["hosts"]) == 1 and len(vn["switches"]) == 3
+    ok(client.delete(f"/v1/networks/{n}", headers=T), 204)
+    assert client.get(f"/v1/networks/{n}", headers=T).status_code == 404
+    assert manager.networks == {}
+
+
+@pytest.fixture
+def built(client: TestClient, manager: NetworkManager) -> dict[str, Any]:
+    """Tenant alice with network: vswitches on s1, s2, s4; edge vport s1:1, link vports."""
+    T = new_tenant(client, "alice")
+    n = ok(client.post("/v1/networks", json={}, headers=T), 201)["id"]
+    v = {
+        d: ok(client.post(f"/v1/networks/{n}/switches", json={"dpids": [d]}, headers=T), 201)[
+            "vdpid"
+        ]
+        for d in (1, 2, 4)
+    }
+    ports = {
+        (d, p): ok(
+            client.post(f"/v1/networks/{n}/ports", json={"dpid": d, "port": p}, headers=T), 201
+        )["number"]
+        for d, p in ((1, 1), (1, 2), (1, 3), (2, 1), (2, 3), (4, 3))
+    }
+    return {"T": T, "n": n, "v": v, "ports": ports}
+
+
+def refused(
+    client: TestClient,
+    manager: NetworkManager,
+    method: str,
+    path: str,
+    headers: dict[str, str],
+    body: Any = None,
+    content: bytes | None = None,
+) -> tuple[int, str]:
+    """Send a request that must be refused; assert the manager did not change at all."""
+    before = snapshot(manager)
+    if content is not None:
+        headers = {**headers, "Content-Type": "application/json"}
+        r = client.request(method, path, content=content, headers=headers)
+    else:
+        r = client.request(method, path, json=body, headers=headers)
+    assert 400 <= r.status_code < 500, r.text
+    assert set(r.json()) == {"error"} and "Traceback" not in r.text
+    assert snapshot(manager) == before
+    return r.status_code, str(r.json()["error"])
+
+
+def test_bad_input_changes_nothing(
+    client: TestClient, manager: NetworkManager, built: dict[str, Any]
+) -> None:
+    T, n, v, ports = built["T"], built["n"], built["v"], built["ports"]
+    net = f"/v1/networks/{n}"
+
+    def no(method: str, path: str, body: Any = None, content: bytes | None = None) -> Any:
+        return refused(client, manager, method, net + path, T, body, content)
+
+    # switches
+    assert no("POST", "/switches", {"dpids": [99]}) == (
+        404,
+        "unknown physical dpid 0x0000000000000063",
+    )
+    assert no("POST", "/switches", {"dpids": [1]})[0] == 409  # pswitch already hosts one
+    assert no("POST", "/switches", {"dpids": [3], "vdpid": v[1]})[0] == 409
+    assert no("POST", "/switches", {"dpids": [3, 5]})[0] == 400  # big switch
+    assert no("POST", "/switches", {"dpids": []})[0] == 422
+    assert no("POST", "/switches", {"dpids": "1"})[0] == 422
+    assert no("POST", "/switches", {"dpids": [True]})[0] == 422
+    code, msg = no("POST", "/switches", {"dpids": ["zz:1"]})
+    assert (code, msg) == (
+        422,
+        "dpids.0: dpid 'zz:1' is not a datapath id (decimal, 0x-hex or colon hex)",
+    )
+    assert no("POST", "/switches", {"dpids": [2**64]})[0] == 422
+    assert no("POST", "/switches", {"dpid": [3]})[0] == 422  # unknown field: a typo
+    code, msg = no("DELETE", "/switches/zz")
+    assert code == 400 and msg.startswith("vdpid 'zz' is not a datapath id")
+    assert no("DELETE", "/switches/12345")[0] == 404
+
+    # ports
+    assert no("POST", "/ports", {"dpid": 99, "port": 1})[0] == 404
+    code, msg = no("POST", "/ports", {"dpid": 1, "port": 77})
+    assert (code, msg) == (404, "pswitch 0x0000000000000001 has no port 77")
+    assert no("POST", "/ports", {"dpid": 3, "port": 1})[0] == 404  # no vswitch on s3
+    assert no("POST", "/ports", {"dpid": 1, "port": 1})[0] == 409  # already an edge vport
+    assert no("POST", "/ports", {"dpid": 1, "port": 2, "vdpid": v[2]})[0] == 400
+    code, msg = no("POST", "/ports", {"dpid": 1, "port": "2"})
+    assert (code, msg) == (422, "port: Input should be a valid integer")
+    assert no("POST", "/ports", {"dpid": 1})[0] == 422
+    assert no("DELETE", f"/switches/{v[1]}/ports/99")[0] == 404
+    assert no("DELETE", f"/switches/{v[1]}/ports/x")[0] == 422
+
+    # vlinks
+    edge = {
+        "src_vdpid": v[1],
+        "src_vport": ports[1, 1],
+        "dst_vdpid": v[2],
+        "dst_vport": ports[2, 3],
+    }
+    code, msg = no("POST", "/links", edge)
+    assert code == 400 and "edge port" in msg
+    island = {**edge, "src_vport": ports[1, 3], "dst_vdpid": v[4], "dst_vport": ports[4, 3]}
+    code, msg = no("POST", "/links", island)
+    assert code == 400 and "no physical path" in msg
+    same = {
+        "src_vdpid": v[1],
+        "src_vport": ports[1, 3],
+        "dst_vdpid": v[1],
+        "dst_vport": ports[1, 3],
+    }
+    assert no("POST", "/links", same)[0] == 400
+    assert no("POST", "/links", {**edge, "dst_vport": 42})[0] == 404
+    assert no("POST", "/links", {**edge, "src_vport": None})[0] == 422
+    assert no("DELETE", "/links/5")[0] == 404
+
+    # hosts
+    host = {"vdpid": v[1], "vport": ports[1, 1], "mac": "02:00:00:00:00:01"}
+    ok(client.post(net + "/hosts", json=host, headers=T), 201)
+    assert no("POST", "/hosts", {**host, "mac": "01:00:5e:00:00:01"})[0] == 400  # multicast
+    assert no("POST", "/hosts", {**host, "mac": "not-a-mac"})[0] == 400
+    assert no("POST", "/hosts", {**host, "mac": True})[0] == 422
+    assert no("POST", "/hosts", {**host, "vport": ports[1, 3]})[0] == 400  # a link vport
+    assert no("DELETE", "/hosts/77")[0] == 404
+
+    # networks
+    def new_net(body: Any) -> tuple[int, str]:
+        return refused(client, manager, "POST", "/v1/networks", T, body)
+
+    code, msg = new_net({"controller_urls": ["tcp:nohost:1"]})
+    assert code == 400 and "is not an IP address" in msg
+    assert new_net({"controller_urls": ["udp:1.2.3.4:5"]})[0] == 400
+    assert new_net({"controller_urls": "tcp:1.2.3.4:5"})[0] == 422
+    assert new_net({"network_address": "10.0.0"})[0] == 400
+    assert new_net({"mask": 33})[0] == 400
+    assert new_net({"mask": "16"})[0] == 422
+    assert new_net({"scalability": "lite"})[0] == 400
+    assert no("PUT", "/controllers", {"controller_urls": ["tcp:1.2.3.4:0"]})[0] == 400
+    assert refused(client, manager, "GET", "/v1/networks/abc", T)[0] == 422
+    assert refused(client, manager, "GET", "/v1/networks/999", T) == (404, "no virtual network 999")
+
+    # malformed JSON and wrong content
+    code, msg = no("POST", "/switches", content=b'{"dpids": [1,')
+    assert code == 400 and msg.startswith("request body is not valid JSON")
+    assert no("POST", "/switches", content=b"")[0] in (400, 422)
+    assert no("POST", "/switches", content=b"[1, 2]")[0] == 422
+    assert refused(client, manager, "GET", "/v1/nothing-here", T) == (404, "Not Found")
+    assert refused(client, manager, "PATCH", net, T)[0] == 405
+
+
+def test_duplicate_mac_on_one_physical_port(client: TestClient, manager: NetworkManager) -> None:
+    """Hosts are (physical port, MAC): two tenants' hosts on one port need distinct MACs."""
+    nets = []
+    for name in ("alice", "bob"):
+        T = new_tenant(client, name)
+        n = ok(client.post("/v1/networks", json={}, headers=T), 201)["id"]
+        vd = ok(client.post(f"/v1/networks/{n}/switches", json={"dpids": [1]}, headers=T), 201)
+        vp = ok(client.post(f"/v1/networks/{n}/ports", json={"dpid": 1, "port": 1}, headers=T), 201)
+        nets.append((T, n, vd["vdpid"], vp["number"]))
+    (Ta, na, va, pa), (Tb, nb, vb, pb) = nets
+    host = {"vdpid": va, "vport": pa, "mac": "02:00:00:00:00:01"}
+    ok(client.post(f"/v1/networks/{na}/hosts", json=host, headers=Ta), 201)
+    host = {"vdpid": vb, "vport": pb, "mac": "02:00:00:00:00:01"}
+    code, msg = refused(client, manager, "POST", f"/v1/networks/{nb}/hosts", Tb, host)
+    assert code == 409 and "distinct MACs" in msg
+    # overlapping MACs are fine on different physical ports (tenants may reuse addresses)
+    vp2 = ok(client.post(f"/v1/networks/{nb}/ports", json={"dpid": 1, "port": 2}, headers=Tb), 201)
+    host["vport"] = vp2["number"]
+    ok(client.post(f"/v1/networks/{nb}/hosts", json=host, headers=Tb), 201)
+
+
+def test_status(manager: NetworkManager) -> None:
+    with quiet_testclient()(create_app(manager, status=lambda: {"sessions": 3})) as c:
+        assert ok(c.get("/v1/status", headers=bearer(ADMIN))) == {"sessions": 3}
+    with quiet_testclient()(create_app(manager)) as c:
+        st = ok(c.get("/v1/status", headers=bearer(ADMIN)))
+        assert st["physical_switches"] == 5 and st["networks"] == 0
+
+
+def test_crash_is_a_bare_500(manager: NetworkManager, caplog: pytest.LogCaptureFixture) -> None:
+    def broken() -> dict[str, Any]:
+        raise RuntimeError("secret internal detail")
+
+    app = create_app(manager, status=broken)
+    with (
+        quiet_testclient()(app) as c,
+        caplog.at_level(logging.ERROR, logger="tenantvisor.api.app"),
+    ):
+        r = c.get("/v1/status", headers=bearer(ADMIN))
+    assert r.status_code == 500
+    assert r.json() == {"error": "internal error"}
+    assert "secret" not in r.text
+    assert "secret internal detail" in caplog.text  # logged for the operator, with traceback
+
+
+def test_openapi_served(client: TestClient) -> None:
+    spec = ok(client.get("/openapi.json"))
+    for path in (
+        "/v1/tenants",
+        "/v1/physical/topology",
+        "/v1/networks",
+        "/v1/networks/{net_id}",
+        "/v1/networks/{net_id}/start",
+        "/v1/networks/{net_id}/switches",
+        "/v1/networks/{net_id}/switches/{vdpid}/ports/{vport}",
+        "/v1/networks/{net_id}/links/{link_id}",
+        "/v1/networks/{net_id}/hosts",
+        "/v1/status",
+        "/tenant",
+        "/status",
+    ):
+        assert path in spec["paths"], path
+    assert set(spec["components"]["securitySchemes"]) == {"bearerAuth", "basicAuth"}
+    assert "NetworkOut" in spec["components"]["schemas"]
+    docs = client.get("/docs")
+    assert docs.status_code == 200 and "swagger" in docs.text.lower()

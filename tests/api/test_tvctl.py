@@ -1,0 +1,224 @@
+"""tvctl against the API served by uvicorn on a real socket: output formats and exit codes."""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+from typing import Any
+
+import pytest
+
+from tenantvisor.cli import tvctl
+from tenantvisor.virtual.manager import NetworkManager
+from tests.api.conftest import ADMIN, LiveServer
+
+
+class Cli:
+    """Runs `tvctl.main` in-process with --url/--token set, capturing stdout and stderr."""
+
+    def __init__(self, live: LiveServer, capsys: pytest.CaptureFixture[str]) -> None:
+        self.live = live
+        self.capsys = capsys
+
+    def run(self, token: str | None, *args: str) -> tuple[int, str, str]:
+        argv = ["--url", self.live.url, *(["--token", token] if token else []), *args]
+        code = tvctl.main(argv)
+        out, err = self.capsys.readouterr()
+        return code, out, err
+
+    def ok(self, token: str | None, *args: str) -> str:
+        code, out, err = self.run(token, *args)
+        assert code == 0 and err == "", (args, err)
+        return out
+
+    def json(self, token: str | None, *args: str) -> Any:
+        return json.loads(self.ok(token, "--format", "json", *args))
+
+    def fails(self, token: str | None, *args: str) -> str:
+        code, out, err = self.run(token, *args)
+        assert code == 1 and out == "", (args, out)
+        assert err.startswith("tvctl: ") and err.count("\n") == 1, err
+        assert "Traceback" not in err
+        return err.removeprefix("tvctl: ").strip()
+
+
+@pytest.fixture
+def cli(live: LiveServer, capsys: pytest.CaptureFixture[str]) -> Cli:
+    return Cli(live, capsys)
+
+
+def test_full_session(cli: Cli, manager: NetworkManager) -> None:
+    tenant = cli.json(ADMIN, "tenant-add", "alice")
+    tok = tenant["token"]
+    assert tenant["name"] == "alice"
+
+    net = cli.json(
+        tok,
+        "net-add",
+        "--controller",
+        "tcp:127.0.0.1:6653",
+        "--controller",
+        "ptcp:6654",
+        "--network-address",
+        "10.0.0.0",
+        "--mask",
+        "16",
+    )
+    n = str(net["id"])
+    assert net["controller_urls"] == ["tcp:127.0.0.1:6653", "ptcp:6654:0.0.0.0"]
+
+    # dpids in decimal, 0x-hex and colon hex
+    s1 = cli.json(tok, "switch-add", n, "1")
+    s2 = cli.json(tok, "switch-add", n, "0x2", "--vdpid", "00:00:00:00:00:00:0b:02")
+    s3 = cli.json(tok, "switch-add", n, "00:00:00:00:00:00:00:03")
+    assert [s["dpid"] for s in (s1, s2, s3)] == [1, 2, 3] and s2["vdpid"] == 0xB02
+
+    out = cli.ok(tok, "port-add", n, "1", "1")  # table: a `key : value` record
+    assert out.splitlines() == [
+        f"vdpid : {s1['vdpid_str']}",
+        "vport : 1",
+        "dpid  : 00:00:00:00:00:00:00:01",
+        "port  : 1",
+        "kind  : edge",
+    ]
+    l1 = cli.json(tok, "port-add", n, "1", "3")["number"]
+    l2 = cli.json(tok, "port-add", n, "2", "3")["number"]
+    lk = cli.json(tok, "link-add", n, s1["vdpid_str"], str(l1), "0xb02", str(l2))
+    assert lk["path"] == [{"src_dpid": 1, "src_port": 3, "dst_dpid": 2, "dst_port": 3}]
+    host = cli.ok(tok, "host-add", n, s1["vdpid_str"], "1", "02:00:00:00:00:01")
+    assert "mac   : 02:00:00:00:00:01" in host
+
+    assert cli.ok(tok, "net-start", n) == ""
+    assert manager.networks[int(n)].started
+
+    shown = cli.ok(tok, "net-show", n)
+    assert "started         : true" in shown
+    assert "controller_urls : [tcp:127.0.0.1:6653, ptcp:6654:0.0.0.0]" in shown
+    lines = shown.splitlines()
+    at = lines.index("links:")
+    assert lines[at + 1].split() == ["id", "src", "dst", "path"]
+    assert set(lines[at + 2]) <= {"-", " "}
+    assert lines[at + 3].split() == [
+        "1",
+        f"{s1['vdpid_str']}/{l1}",
+        f"00:00:00:00:00:00:0b:02/{l2}",
+        "00:00:00:00:00:00:00:01/3->00:00:00:00:00:00:00:02/3",
+    ]
+    # columns are aligned: every cell of a column starts where its header starts
+    ports_at = lines.index("ports:")
+    header, rule, *rows = lines[ports_at + 1 : ports_at + 6]
+    starts = [i for i, ch in enumerate(rule) if ch == "-" and (i == 0 or rule[i - 1] == " ")]
+    assert header.split() == ["vdpid", "vport", "dpid", "port", "kind", "link"]
+    assert [m.start() for m in re.finditer(r"\S+", header)] == starts
+    for row in rows:
+        assert row[starts[1] - 2 : starts[1]] == "  " and row[starts[1]] != " "
+
+    listed = cli.ok(tok, "net-list").splitlines()
+    assert listed[0].split() == [
+        "id",
+        "tenant",
+        "started",
+        "controllers",
+        "switches",
+        "links",
+        "hosts",
+    ]
+    assert listed[2].split()[:3] == [n, str(tenant["id"]), "true"]
+    assert cli.json(tok, "net-list")[0]["id"] == int(n)
+
+    phys = cli.ok(tok, "phys-show")
+    assert "00:00:00:00:00:00:00:05" in phys and "s1-eth3" in phys
+    assert cli.json(tok, "phys-show")["switches"][0]["dpid"] == 1
+
+    assert "networks" in cli.ok(ADMIN, "status")
+    tenants = cli.ok(ADMIN, "tenant-list").splitlines()
+    assert tenants[0].split() == ["id", "name", "networks"]
+    assert tenants[2].split() == [str(tenant["id"]), "alice", f"[{n}]"]
+
+    # tear down: quiet on success
+    for args in (
+        ("host-del", n, "1"),
+        ("link-del", n, "1"),
+        ("port-del", n, "0xb02", str(l2)),
+        ("switch-del", n, "00:00:00:00:00:00:0b:02"),
+        ("net-stop", n),
+        ("net-del", n),
+    ):
+        assert cli.ok(tok, *args) == "", args
+    assert manager.networks == {}
+    assert cli.ok(ADMIN, "tenant-del", str(tenant["id"])) == ""
+    assert manager.tenants == {}
+
+
+def test_errors_exit_1_with_one_line(cli: Cli, manager: NetworkManager) -> None:
+    tok = manager.create_tenant("alice").token
+    assert cli.fails(tok, "net-show", "99") == "no virtual network 99"
+    assert cli.fails(tok, "tenant-list") == "this operation needs the admin token"
+    assert cli.fails("wrong", "net-list").startswith("missing or invalid token")
+    assert "give --token or set TVCTL_TOKEN" in cli.fails(None, "net-list")
+    n = str(manager.create_network(manager.tenants[1].id, []).id)
+    assert "unknown physical dpid" in cli.fails(tok, "switch-add", n, "42")
+    assert "not a datapath id" in cli.fails(tok, "switch-add", n, "zz:00")
+    assert "is not an integer" in cli.fails(tok, "port-add", n, "1", "one")
+    assert "is not an IP address" in cli.fails(tok, "net-add", "--controller", "tcp:x:1")
+    assert "invalid choice" in cli.fails(tok, "frobnicate")
+    assert "required" in cli.fails(tok, "link-add", n)
+    assert "invalid choice" in cli.fails(tok, "--format", "yaml", "net-list")
+    assert len(manager.networks) == 1 and manager.networks[int(n)].switches == {}
+
+
+def test_unreachable_server(capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens once the socket closes
+    code = tvctl.main(["--url", f"http://127.0.0.1:{port}", "--token", "t", "net-list"])
+    out, err = capsys.readouterr()
+    assert code == 1 and out == ""
+    assert err.startswith(f"tvctl: cannot reach http://127.0.0.1:{port}") and "Traceback" not in err
+    assert tvctl.main(["--url", "nonsense://x", "net-list"]) == 1
+    assert capsys.readouterr().err.startswith("tvctl: ")
+
+
+def test_env_and_global_options_after_command(
+    live: LiveServer, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TVCTL_URL", live.url)
+    monkeypatch.setenv("TVCTL_TOKEN", ADMIN)
+    assert tvctl.main(["tenant-add", "bob", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["name"] == "bob"
+    assert tvctl.main(["tenant-list"]) == 0
+    assert "bob" in capsys.readouterr().out
+
+
+def test_token_may_start_with_a_dash(live: LiveServer, capsys: pytest.CaptureFixture[str]) -> None:
+    """URL-safe tokens can begin with '-'; `--token -x...` must not read as a new option."""
+    t = live.manager.create_tenant("dash")
+    t.token = "-starts-with-a-dash"
+    assert tvctl.main(["--url", live.url, "--token", t.token, "net-list"]) == 0
+    assert tvctl.main(["net-list", "--url", live.url, "--token", t.token]) == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_help_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
+    assert tvctl.main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for cmd in ("tenant-add", "net-add", "switch-add", "link-add", "host-del", "status"):
+        assert cmd in out
+    assert tvctl.main(["net-add", "--help"]) == 0
+    assert "--controller" in capsys.readouterr().out
+
+
+def test_format_table_and_record() -> None:
+    table = tvctl.format_table(["id", "name"], [[1, "a"], [22, None], [3, [1, 2]]])
+    assert table.splitlines() == [
+        "id  name",
+        "--  ------",
+        "1   a",
+        "22",
+        "3   [1, 2]",
+    ]
+    assert tvctl.format_record([("a", True), ("long", None)]).splitlines() == [
+        "a    : true",
+        "long :",
+    ]
