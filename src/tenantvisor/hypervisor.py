@@ -162,7 +162,7 @@ class Hypervisor:
             if o.field == oxm.METADATA:
                 meta = codec.oxm_int(o)
                 break
-        ep = self.by_index.get(meta >> layout.VSWITCH_SHIFT)
+        ep = self.by_index.get(layout.meta_vswitch(meta))
         if ep is None or ep.view.dpid != s.dpid or ep.view.net_id != pi.cookie >> layout.NET_SHIFT:
             return
         ep.packet_in(pi, meta)

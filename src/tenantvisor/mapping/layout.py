@@ -1,7 +1,8 @@
 """Bit layouts the hypervisor owns on the pswitches: metadata, cookies, fabric tags.
 
 metadata (64 bits), written by the classification table 0:
-    63..44  vswitch index (20 bits, fabric-wide)
+    63      1 = injected by a PACKET_OUT to output:TABLE (table 0 passes it through)
+    62..44  vswitch index (19 bits, fabric-wide)
     43..32  ingress vport (12 bits; 0 = from the controller)
     31..0   the tenant's own metadata
 cookie (64 bits) of every physical FR:
@@ -12,9 +13,11 @@ cookie (64 bits) of every physical FR:
 
 VSWITCH_SHIFT = 44
 VPORT_SHIFT = 32
-VSWITCH_MASK = 0xFFFFF << VSWITCH_SHIFT
+MAX_VSWITCH_INDEX = 0x7FFFF
+INJECTED = 1 << 63
+VSWITCH_MASK = MAX_VSWITCH_INDEX << VSWITCH_SHIFT
 VPORT_MASK = 0xFFF << VPORT_SHIFT
-HV_META_MASK = VSWITCH_MASK | VPORT_MASK
+HV_META_MASK = INJECTED | VSWITCH_MASK | VPORT_MASK
 TENANT_META_MASK = 0xFFFFFFFF
 
 NET_SHIFT = 48
@@ -35,6 +38,10 @@ MAX_TAG = 4094
 
 def vswitch_meta(index: int, vport: int = 0) -> int:
     return (index << VSWITCH_SHIFT) | (vport << VPORT_SHIFT)
+
+
+def meta_vswitch(meta: int) -> int:
+    return (meta & VSWITCH_MASK) >> VSWITCH_SHIFT
 
 
 def net_cookie(net_id: int) -> int:

@@ -196,7 +196,14 @@ class Channel(asyncio.Protocol):
             return
         if msg_type == OFPT_ECHO_REPLY:
             return
-        self.owner.channel_message(self, msg_type, xid, msg)
+        try:
+            self.owner.channel_message(self, msg_type, xid, msg)
+        except codec.MalformedMessage:
+            raise
+        except Exception:
+            # A bug handling one message must not take the whole connection (a pswitch
+            # carries every tenant's traffic) down with it.
+            log.exception("%s %s: failed to handle message type %d", self.name, self.peer, msg_type)
 
     def _schedule_tick(self) -> None:
         if self.echo_interval > 0:

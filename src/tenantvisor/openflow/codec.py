@@ -34,6 +34,9 @@ _WRITE_METADATA = struct.Struct("!HH4xQQ")
 _INSTR_ACTIONS = struct.Struct("!HH4x")
 
 OXM_CLASS_OPENFLOW_BASIC = 0x8000
+# OF1.3 names no code for a repeated instruction; 1.4 added OFPBIC_DUP_INST (9) for it, and a
+# 1.3 controller reading "bad instruction, code 9" is told more than by a generic code.
+OFPBIC_DUP_INST = 9
 
 
 class MalformedMessage(Exception):
@@ -159,7 +162,28 @@ class Action:
         return oxms[0]
 
 
+# Exact lengths of the fixed-size actions (OF1.3 7.2.5); set_field and experimenter vary.
+_ACTION_LEN = {
+    ofp.OFPAT_OUTPUT: 16,
+    ofp.OFPAT_COPY_TTL_OUT: 8,
+    ofp.OFPAT_COPY_TTL_IN: 8,
+    ofp.OFPAT_SET_MPLS_TTL: 8,
+    ofp.OFPAT_DEC_MPLS_TTL: 8,
+    ofp.OFPAT_PUSH_VLAN: 8,
+    ofp.OFPAT_POP_VLAN: 8,
+    ofp.OFPAT_PUSH_MPLS: 8,
+    ofp.OFPAT_POP_MPLS: 8,
+    ofp.OFPAT_SET_QUEUE: 8,
+    ofp.OFPAT_GROUP: 8,
+    ofp.OFPAT_SET_NW_TTL: 8,
+    ofp.OFPAT_DEC_NW_TTL: 8,
+    ofp.OFPAT_PUSH_PBB: 8,
+    ofp.OFPAT_POP_PBB: 8,
+}
+
+
 def parse_actions(buf: bytes) -> list[Action]:
+    """Split an action list; a TLV of the wrong size for its type is the spec's BAD_LEN."""
     out: list[Action] = []
     off, end = 0, len(buf)
     while off < end:
@@ -168,6 +192,11 @@ def parse_actions(buf: bytes) -> list[Action]:
         atype, length = _TLV.unpack_from(buf, off)
         if length < 8 or length % 8 or off + length > end:
             raise MalformedMessage(f"bad action length {length}")
+        want = _ACTION_LEN.get(atype)
+        if want is not None and length != want:
+            raise OFError(ofp.OFPET_BAD_ACTION, ofp.OFPBAC_BAD_LEN, f"action {atype}: {length}")
+        if atype == ofp.OFPAT_SET_FIELD and (length < 8 or 8 + (buf[off + 7]) > length):
+            raise OFError(ofp.OFPET_BAD_ACTION, ofp.OFPBAC_BAD_SET_LEN, "set_field length")
         out.append(Action(atype, buf[off : off + length]))
         off += length
     return out
@@ -218,7 +247,7 @@ def parse_instructions(buf: bytes) -> Instructions:
             raise MalformedMessage(f"bad instruction length {length}")
         body = buf[off : off + length]
         if itype in seen:
-            raise OFError(ofp.OFPET_BAD_INSTRUCTION, ofp.OFPBIC_DUP_INST, "duplicate instruction")
+            raise OFError(ofp.OFPET_BAD_INSTRUCTION, OFPBIC_DUP_INST, "duplicate instruction")
         seen.add(itype)
         if itype == ofp.OFPIT_GOTO_TABLE:
             ins.goto_table = body[4]

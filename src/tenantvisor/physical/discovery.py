@@ -55,10 +55,10 @@ def parse_probe(secret: bytes, frame: bytes) -> tuple[int, int] | None:
         if len(v) != n or t == 0:
             break
         if t == 1 and v[:1] == b"\x07" and v[1:6] == b"dpid:":
-            try:
-                dpid = int(v[6:], 16)
-            except ValueError:
-                return None
+            hexdpid = v[6:]
+            if len(hexdpid) != 16 or hexdpid.strip(b"0123456789abcdef"):
+                return None  # exactly what probe() writes; int() would take signs, spaces, ...
+            dpid = int(hexdpid, 16)
         elif t == 2 and v[:1] == b"\x02" and n == 5:
             (port,) = struct.unpack("!I", v[1:])
         elif t == 127 and v[:4] == _OUI + b"\x01":

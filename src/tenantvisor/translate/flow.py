@@ -1,10 +1,14 @@
 """Tenant FLOW_MOD -> physical flow rules (and the reverse for PACKET_IN), without I/O.
 
 The physical pipeline (docs/design.md): table 0 classifies a packet to (vswitch, vport),
-strips the fabric tag, writes both into the high metadata bits, sets in_port to 0 (so output
-to the port the packet came in on works) and continues in table 1.  Tenant table t is
-physical table t+1; every tenant rule matches its vswitch's metadata bits, so tenants share
-physical tables without ever matching each other's packets.
+strips the fabric tag, writes both into the high metadata bits and continues in table 1.
+Tenant table t is physical table t+1; every tenant rule matches its vswitch's metadata bits,
+so tenants share physical tables without ever matching each other's packets.
+
+The physical in_port is always the physical port of the ingress vport (PACKET_OUT uses it
+too), or CONTROLLER for packets the controller injected without one.  So OVS drops output to
+the ingress port by itself, as a switch must; only between vports that share a physical port
+does the translation need to know the ingress vport, to use OFPP_IN_PORT.
 """
 
 from __future__ import annotations
@@ -89,7 +93,9 @@ def check_match(view: VSwitchView, match: list[Oxm]) -> TenantMatch:
         if o.oxm_class != codec.OXM_CLASS_OPENFLOW_BASIC or o.field not in oxm.TENANT_MATCHABLE:
             raise OFError(ofp.OFPET_BAD_MATCH, ofp.OFPBMC_BAD_FIELD, f"field {o.field} refused")
         if o.field == oxm.IN_PORT:
-            if o.mask is not None or len(o.value) != 4:
+            if len(o.value) != 4:
+                raise OFError(ofp.OFPET_BAD_MATCH, ofp.OFPBMC_BAD_LEN, "in_port is 4 bytes")
+            if o.mask is not None:
                 raise OFError(ofp.OFPET_BAD_MATCH, ofp.OFPBMC_BAD_MASK, "in_port cannot be masked")
             port = codec.oxm_int(o)
             if port == ofp.OFPP_CONTROLLER:
@@ -131,24 +137,43 @@ class _ActionTranslator:
     def __init__(self, view: VSwitchView, in_vport: int | None, action_set: bool) -> None:
         self.view = view
         self.in_vport = in_vport
+        self.in_phys = None
+        if in_vport:
+            ipm = view.ports.get(in_vport)
+            self.in_phys = None if ipm is None else ipm.phys_port
         self.action_set = action_set
-        self.needs_in_vport = False  # uses FLOOD/ALL/IN_PORT without a pinned ingress
+        self.needs_in_vport = False  # the result depends on an ingress the rule does not pin
 
     def port_actions(self, pm: PortMap) -> bytes:
         if not pm.up:
             return b""  # like a real switch: output to a down port sends nothing
+        port = ofp.OFPP_IN_PORT if pm.phys_port == self.in_phys else pm.phys_port
         if pm.link_tag is None:
-            return codec.output(pm.phys_port)
+            return codec.output(port)
         tag = codec.set_field(codec.oxm_u16(oxm.VLAN_VID, pm.link_tag | oxm.VLAN_PRESENT))
-        out = _PUSH_FABRIC + tag + codec.output(pm.phys_port)
+        out = _PUSH_FABRIC + tag + codec.output(port)
         return out if self.action_set else out + _POP_VLAN
+
+    def to_vport(self, number: int, pm: PortMap) -> bytes:
+        """Explicit output to a vport: never back out of the ingress vport (OpenFlow drops
+        it; OFPP_IN_PORT is how a controller asks for that)."""
+        if self.in_vport is None:
+            if pm.phys_port in self.view.shared_ports:
+                self.needs_in_vport = True
+                return b""
+            # Unshared: OVS itself drops output to the physical in_port, which is the
+            # ingress port exactly when the ingress vport is this one.
+            return self.port_actions(pm)
+        if number == self.in_vport:
+            return b""
+        return self.port_actions(pm)
 
     def output(self, a: Action) -> bytes:
         port = a.output_port
         ports = self.view.ports
         pm = ports.get(port)
         if pm is not None:
-            return self.port_actions(pm)
+            return self.to_vport(port, pm)
         if port == ofp.OFPP_CONTROLLER:
             return codec.output(ofp.OFPP_CONTROLLER, a.max_len)
         if port in (ofp.OFPP_FLOOD, ofp.OFPP_ALL, ofp.OFPP_IN_PORT):
@@ -307,19 +332,24 @@ def translate_flow(
     return TranslatedFlow(tuple(flows), table_id + layout.TABLE_OFFSET)
 
 
-def translate_packet_out_actions(view: VSwitchView, in_vport: int, actions: list[Action]) -> bytes:
-    """Actions of a tenant PACKET_OUT for the pswitch; in_vport 0 = from the controller.
+def translate_packet_out(
+    view: VSwitchView, in_vport: int, actions: list[Action]
+) -> tuple[int, bytes]:
+    """(physical in_port, actions) of a tenant PACKET_OUT; in_vport 0 = from the controller.
 
-    output:TABLE submits the packet to the tenant's pipeline: the metadata a classified packet
-    would carry is set first, and table 0 sends controller-injected packets to table 1.
+    The physical in_port is the ingress vport's own port, as for a packet from the wire, so
+    the same rules about the ingress port hold.  output:TABLE first sets the metadata a
+    classified packet would carry, marked INJECTED so table 0 passes it to the tenant tables.
     """
+    pm = view.ports.get(in_vport) if in_vport else None
+    in_port = ofp.OFPP_CONTROLLER if pm is None else pm.phys_port
     tr = _ActionTranslator(view, in_vport, action_set=False)
     out: list[bytes] = []
     for a in actions:
         if a.type == ofp.OFPAT_OUTPUT and a.output_port == ofp.OFPP_TABLE:
-            meta = layout.vswitch_meta(view.index, in_vport)
+            meta = layout.INJECTED | layout.vswitch_meta(view.index, in_vport)
             out.append(codec.set_field(codec.oxm_u64(oxm.METADATA, meta)))
             out.append(codec.output(ofp.OFPP_TABLE))
         else:
             out.append(tr.translate([a]))
-    return b"".join(out)
+    return in_port, b"".join(out)

@@ -2,7 +2,8 @@
 
 Table 0 classifies every packet: from an edge port by (in_port, eth_src), from a link port by
 (in_port, fabric tag).  Tagged packets of a multi-hop vlink are swapped and forwarded by
-transit rules without ever reaching a tenant table.
+transit rules without ever reaching a tenant table.  The physical in_port is kept: OVS then
+drops output to the port a packet came in on, exactly as OpenFlow wants of the vswitch.
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ from tenantvisor.mapping.paths import Hop
 from tenantvisor.openflow import codec, oxm
 from tenantvisor.translate.flow import PhysFlow
 
+PRIO_INJECTED = 0xF800
 PRIO_DISCOVERY = 0xF000
 PRIO_CLASSIFY = 0x8000
-PRIO_INJECTED = 0x4000
 DISCOVERY_MAC = "02:74:76:00:00:01"  # source MAC of tenantvisor's LLDP probes
 LLDP_ETHERTYPE = 0x88CC
 
@@ -42,16 +43,9 @@ class LinkPath:
     dst_vport: int
 
 
-# OXM in_port 0 is not a valid OpenFlow 1.3 port, but Open vSwitch lets the 16-bit Nicira
-# NXM_OF_IN_PORT be set to 0 (what `set_field:0->in_port` means to ovs-ofctl).  After it, an
-# output to the port the packet came in on is sent instead of dropped: the virtual ingress
-# port lives on in metadata.  This is an OVS-driver trait (docs/design.md).
-_CLEAR_IN_PORT = codec.set_field(codec.Oxm(0x0000, 0, b"\0\0"))
-
-
 def _goto_tenant(index: int, vport: int, pre: bytes) -> bytes:
     return codec.encode_instructions(
-        apply_actions=pre + _CLEAR_IN_PORT,
+        apply_actions=pre or None,
         write_metadata=(layout.vswitch_meta(index, vport), layout.HV_META_MASK),
         goto_table=layout.TABLE_OFFSET,
     )
@@ -68,7 +62,9 @@ def provider_flows(dpid: int) -> list[PhysFlow]:
     to_ctl = codec.encode_instructions(
         apply_actions=codec.output(ofp.OFPP_CONTROLLER, ofp.OFPCML_NO_BUFFER)
     )
-    injected = codec.encode_match([codec.oxm_u32(oxm.IN_PORT, ofp.OFPP_CONTROLLER)])
+    # A tenant's PACKET_OUT to output:TABLE arrives here already classified (metadata set,
+    # with the INJECTED bit no packet from a wire can carry): straight to the tenant tables.
+    injected = codec.encode_match([codec.oxm_u64(oxm.METADATA, layout.INJECTED, layout.INJECTED)])
     return [
         PhysFlow(dpid, 0, PRIO_DISCOVERY, lldp, to_ctl, layout.DISCOVERY_COOKIE),
         PhysFlow(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 
 
@@ -26,3 +27,11 @@ class VSwitchView:
     dpid: int
     n_tables: int
     ports: dict[int, PortMap] = field(default_factory=dict)
+    # Physical ports under more than one vport of this vswitch (several vlinks over one
+    # uplink): output between those vports must use OFPP_IN_PORT.
+    shared_ports: frozenset[int] = field(init=False, compare=False, default=frozenset())
+
+    def __post_init__(self) -> None:
+        counts = Counter(pm.phys_port for pm in self.ports.values())
+        shared = frozenset(p for p, n in counts.items() if n > 1)
+        object.__setattr__(self, "shared_ports", shared)

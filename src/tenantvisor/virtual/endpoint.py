@@ -25,7 +25,7 @@ from tenantvisor.openflow import codec, oxm
 from tenantvisor.openflow.channel import Channel
 from tenantvisor.openflow.codec import FlowMod, MalformedMessage, OFError, PacketIn, PacketOut
 from tenantvisor.physical.session import PSwitchSession
-from tenantvisor.translate.flow import PhysFlow, translate_flow, translate_packet_out_actions
+from tenantvisor.translate.flow import PhysFlow, translate_flow, translate_packet_out
 from tenantvisor.translate.view import VSwitchView
 from tenantvisor.virtual.flowtable import VFlow, VirtualFlowTable, normalize
 from tenantvisor.virtual.urls import ControllerUrl, parse_controller_url
@@ -408,11 +408,11 @@ class VSwitchEndpoint:
         if po.data[12:14] == b"\x88\xcc":
             self._lldp_out(conn, xid, msg, po, in_vport)
             return
-        actions = translate_packet_out_actions(view, in_vport, po.actions)
+        in_port, actions = translate_packet_out(view, in_vport, po.actions)
         if not actions:
             return
         session = self.host.session(view.dpid)
-        out = codec.packet_out(0, ofp.OFPP_CONTROLLER, actions, po.data)
+        out = codec.packet_out(0, in_port, actions, po.data)
         self._send_phys(
             conn, session, lambda x: codec.set_xid(out, x), self._error_relay(conn, xid, msg, None)
         )
@@ -428,7 +428,8 @@ class VSwitchEndpoint:
                 continue
             p = a.output_port
             if p in view.ports:
-                targets.append(p)
+                if p != in_vport:  # never back out of the ingress port, as on a switch
+                    targets.append(p)
             elif p in (ofp.OFPP_FLOOD, ofp.OFPP_ALL):
                 targets.extend(n for n in view.ports if n != in_vport)
             elif p == ofp.OFPP_IN_PORT and in_vport:

@@ -24,12 +24,18 @@ def _full(n: int) -> int:
 
 
 def normalize(match: list[Oxm]) -> tuple[tuple[tuple[int, int], int, int, int], ...]:
-    """Canonical form: ((class, field), value, mask, length) sorted; all-ones masks dropped."""
+    """Canonical form: ((class, field), value, mask, length) sorted.
+
+    An all-zero mask matches anything, which the spec makes the same match as leaving the
+    field out (OF1.3.5 7.2.3.5), so such fields are dropped.
+    """
     out = []
     for o in match:
         n = len(o.value)
         full = _full(n)
         mask = full if o.mask is None else int.from_bytes(o.mask, "big")
+        if not mask:
+            continue
         out.append((o.key, int.from_bytes(o.value, "big") & mask, mask, n))
     out.sort()
     return tuple(out)

@@ -14,6 +14,7 @@ import secrets
 from collections.abc import Callable
 
 from tenantvisor.errors import Conflict, Forbidden, InvalidRequest, NotFound, Unauthorized
+from tenantvisor.mapping import layout
 from tenantvisor.mapping.paths import NoPath, vlink_path
 from tenantvisor.physical.topology import PhysicalTopology
 from tenantvisor.virtual.model import (
@@ -29,7 +30,7 @@ from tenantvisor.virtual.model import (
 from tenantvisor.virtual.urls import parse_controller_url
 
 MAX_VPORT = 0xFFF  # vport numbers live in 12 metadata bits
-MAX_VSWITCH_INDEX = 0xFFFFF  # fabric-wide vswitch ids live in 20 metadata bits
+MAX_VSWITCH_INDEX = layout.MAX_VSWITCH_INDEX  # fabric-wide vswitch ids: 19 metadata bits
 SCALABILITY_LEVELS = ("exact", "app", "host", "hop", "lite")
 _MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 

@@ -37,6 +37,6 @@ def parse_controller_url(url: str) -> ControllerUrl:
         ipaddress.ip_address(host)
     except ValueError:
         raise InvalidRequest(f"controller URL {url!r}: {host!r} is not an IP address") from None
-    if not port_s.isdigit() or not 0 < int(port_s) < 65536:
+    if not (port_s.isascii() and port_s.isdigit()) or not 0 < int(port_s) < 65536:
         raise InvalidRequest(f"controller URL {url!r}: port must be 1-65535") from None
     return ControllerUrl(scheme == "tcp", host, int(port_s))
