@@ -124,7 +124,8 @@ class Hypervisor:
         for ep in self.endpoints.values():
             if ep.view.dpid == s.dpid:
                 ep.reinstall(s)
-        self._probe(s)
+        for other in self.sessions.values():  # its neighbours find it now, not in a second
+            self._probe(other)
         self._topology_changed()
 
     def switch_gone(self, s: PSwitchSession) -> None:

@@ -231,3 +231,39 @@ def test_a_malformed_message_closes_only_that_tenant_channel(env: Env, garbage: 
     assert again.dpid == peer.dpid
     env.carol["lf2"] = again
     assert "malformed message" in env.daemon.log_text()
+
+
+def test_packet_out_to_table_runs_the_tenants_multi_table_pipeline(env: Env) -> None:
+    """Tenant table 0 marks ARP in the tenant's metadata and jumps to table 1, which outputs
+    what carries the mark: a PACKET_OUT to TABLE must travel both and reach the host."""
+    peer = env.carol["lf1"]
+    edge = env.carol_vports["lf1"]["edge"]
+    mark = p.OFPFlowMod(
+        DP, table_id=0, priority=20, match=p.OFPMatch(eth_type=0x0806),
+        instructions=[p.OFPInstructionWriteMetadata(0x5, 0xFF), p.OFPInstructionGotoTable(1)],
+    )  # fmt: skip
+    out = p.OFPFlowMod(
+        DP, table_id=1, priority=20, match=p.OFPMatch(metadata=(0x5, 0xFF)),
+        instructions=[p.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS, [p.OFPActionOutput(edge)])],
+    )  # fmt: skip
+    peer.send(wire(mark, peer.next_xid()) + wire(out, peer.next_xid()))
+    assert all(m[0] != ofp.OFPT_ERROR for m in barrier(peer))
+    outsider = env.layout.outsider
+    before = rx_packets(env.fab, outsider)
+    arp = bytes.fromhex("ffffffffffff020000000abc0806") + bytes(28)
+    po = p.OFPPacketOut(
+        DP, buffer_id=ofp.OFP_NO_BUFFER, in_port=ofp.OFPP_CONTROLLER,
+        actions=[p.OFPActionOutput(ofp.OFPP_TABLE)], data=arp,
+    )  # fmt: skip
+    peer.send(wire(po, peer.next_xid()))
+    assert all(m[0] != ofp.OFPT_ERROR for m in barrier(peer))
+    deadline = time.monotonic() + 3
+    while rx_packets(env.fab, outsider) == before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert rx_packets(env.fab, outsider) == before + 1
+    delete_all = p.OFPFlowMod(
+        DP, table_id=ofp.OFPTT_ALL, command=ofp.OFPFC_DELETE,
+        out_port=ofp.OFPP_ANY, out_group=ofp.OFPG_ANY,
+    )  # fmt: skip
+    peer.send(wire(delete_all, peer.next_xid()))
+    assert all(m[0] != ofp.OFPT_ERROR for m in barrier(peer))

@@ -119,7 +119,12 @@ class PhysicalTopology:
         return sw is not None and port_no in sw.ports
 
     def graph(self) -> nx.MultiDiGraph:
-        """Directed multigraph of usable links: edge key (src_port, dst_port)."""
+        """Directed multigraph of usable links: edge key (src_port, dst_port).
+
+        A link proved in one direction is used in both: Ethernet links are bidirectional, and
+        a vlink requested right after two pswitches connect should not wait for the second
+        direction's probe.
+        """
         g: nx.MultiDiGraph = nx.MultiDiGraph()
         g.add_nodes_from(self.switches)
         for lk in self._links.values():
@@ -131,4 +136,5 @@ class PhysicalTopology:
             if pa is None or pb is None or not pa.up or not pb.up:
                 continue
             g.add_edge(lk.src_dpid, lk.dst_dpid, key=(lk.src_port, lk.dst_port))
+            g.add_edge(lk.dst_dpid, lk.src_dpid, key=(lk.dst_port, lk.src_port))
         return g

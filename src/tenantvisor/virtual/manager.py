@@ -281,8 +281,17 @@ class NetworkManager:
         b = self._vport(net, dst_vdpid, dst_vport)
         if src_vdpid == dst_vdpid:
             raise InvalidRequest("a vlink must join two different vswitches")
+        upgrade = []  # created before LLDP found their link; without hosts they can be one
         for end, vp in (((src_vdpid, src_vport), a), ((dst_vdpid, dst_vport), b)):
-            if vp.kind is not VPortKind.LINK:
+            kind = vp.kind
+            if (
+                kind is VPortKind.EDGE
+                and self.topo.is_link_port(vp.dpid, vp.port)
+                and not any((h.vdpid, h.vport) == end for h in net.hosts.values())
+            ):
+                kind = VPortKind.LINK
+                upgrade.append(vp)
+            if kind is not VPortKind.LINK:
                 raise InvalidRequest(
                     f"vport {end[1]} of {end[0]:#018x} is an edge port "
                     f"(physical port {vp.port} faces no pswitch)"
@@ -293,6 +302,8 @@ class NetworkManager:
             vlink_path(self.topo, (a.dpid, a.port), (b.dpid, b.port))
         except NoPath as exc:
             raise InvalidRequest(f"no physical path joins the two vports: {exc}") from None
+        for vp in upgrade:
+            vp.kind = VPortKind.LINK
         lk = VLink(self._next_link, VLinkEnd(src_vdpid, src_vport), VLinkEnd(dst_vdpid, dst_vport))
         self._next_link += 1
         a.link_id = b.link_id = lk.id
