@@ -80,6 +80,8 @@ class Channel(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.peer = ""
         self._buf = bytearray()
+        self._out: list[bytes] = []
+        self._flush_scheduled = False
         self._xid = 0x10000
         self._closed = False
         self._rx_since_tick = False
@@ -138,9 +140,22 @@ class Channel(asyncio.Protocol):
         self._write(msg)
 
     def _write(self, msg: bytes) -> None:
-        assert self.transport is not None
+        """Queue; everything queued while one event-loop callback runs goes in one write.
+
+        A 64 KiB read from a controller holds ~680 FLOW_MODs: one syscall instead of 680, at
+        the price of one loop turn of latency.
+        """
         self.tx_bytes += len(msg)
-        self.transport.write(msg)
+        self._out.append(msg)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if self._out and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(b"".join(self._out))
+        self._out.clear()
 
     def send_error(self, xid: int, type_: int, code: int, data: bytes) -> None:
         self.send(codec.error_msg(self.version or codec.VERSION, xid, type_, code, data))
@@ -153,6 +168,7 @@ class Channel(asyncio.Protocol):
         if self._closed:
             return
         if self.transport is not None:
+            self._flush()  # an ERROR sent just before closing must still leave
             self.transport.close()
         self._finish(reason)
 

@@ -117,6 +117,9 @@ class ControllerListener:
             if not r:
                 raise TimeoutError(f"{len(out)}/{n} switches connected")
             s, _ = self.sock.accept()
+            # as real controllers do: without it, a small message sent right after another
+            # waits for a delayed ACK (40 ms)
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             peer = OFPeer(s).handshake()
             out.append(peer)
             self.peers.append(peer)
