@@ -267,3 +267,33 @@ def test_packet_out_to_table_runs_the_tenants_multi_table_pipeline(env: Env) -> 
     )  # fmt: skip
     peer.send(wire(delete_all, peer.next_xid()))
     assert all(m[0] != ofp.OFPT_ERROR for m in barrier(peer))
+
+
+def _port_status(m: tuple[int, int, bytes]) -> tuple[int, int, int]:
+    """(reason, port_no, state) of an OFPT_PORT_STATUS."""
+    reason = m[2][8]
+    port_no, state = struct.unpack_from("!I", m[2], 16)[0], struct.unpack_from("!I", m[2], 52)[0]
+    return reason, port_no, state
+
+
+def test_a_physical_link_failure_takes_the_vlinks_over_it_down_and_back(env: Env) -> None:
+    """carol's vlink runs lf1 -> sp1 -> lf2; pulling the sp1-lf2 cable must show carol's link
+    vports as down (PORT_STATUS), cut alice's lf1-lf2 traffic (her vlinks use sp1 too), and
+    bring both back when the cable returns."""
+    a = env.carol["lf1"]
+    vport = env.carol_vports["lf1"]["link"]
+    hosts = env.layout.topo.hosts
+    h1, h2 = env.layout.edges[0].host_a, env.layout.edges[1].host_a
+    env.fab.set_link_state("sp1", "lf2", up=False)
+    try:
+        m = a.recv_until(lambda m: m[0] == ofp.OFPT_PORT_STATUS and _port_status(m)[1] == vport)
+        assert m is not None, "no PORT_STATUS for the vlink's vport"
+        reason, _, state = _port_status(m)
+        assert reason == ofp.OFPPR_MODIFY and state & ofp.OFPPS_LINK_DOWN
+        assert not env.fab.host(h1).ping(hosts[h2].ip, count=1, timeout=2)
+    finally:
+        env.fab.set_link_state("sp1", "lf2", up=True)
+    m = a.recv_until(lambda m: m[0] == ofp.OFPT_PORT_STATUS and _port_status(m)[1] == vport, 10)
+    assert m is not None, "no PORT_STATUS when the link came back"
+    assert _port_status(m)[2] & ofp.OFPPS_LIVE
+    assert env.fab.host(h1).ping(hosts[h2].ip, count=1, timeout=5)
