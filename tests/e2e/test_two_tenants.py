@@ -297,3 +297,94 @@ def test_a_physical_link_failure_takes_the_vlinks_over_it_down_and_back(env: Env
     assert m is not None, "no PORT_STATUS when the link came back"
     assert _port_status(m)[2] & ofp.OFPPS_LIVE
     assert env.fab.host(h1).ping(hosts[h2].ip, count=1, timeout=5)
+
+
+def test_a_vswitch_answers_the_handshake_and_descriptions_itself(env: Env) -> None:
+    peer = env.carol["lf1"]
+    xid = peer.next_xid()
+    peer.send(struct.pack("!BBHI", 4, ofp.OFPT_ECHO_REQUEST, 12, xid) + b"ping")
+    m = peer.recv_until(lambda m: m[0] == ofp.OFPT_ECHO_REPLY and m[1] == xid)
+    assert m is not None and m[2][8:] == b"ping"
+    peer.send(wire(p.OFPSetConfig(DP, 0, 200), peer.next_xid()))
+    xid = peer.next_xid()
+    peer.send(wire(p.OFPGetConfigRequest(DP), xid))
+    m = peer.recv_until(lambda m: m[0] == ofp.OFPT_GET_CONFIG_REPLY and m[1] == xid)
+    assert m is not None and struct.unpack_from("!HH", m[2], 8) == (0, 200)
+    xid = peer.next_xid()
+    peer.send(wire(p.OFPPortDescStatsRequest(DP, 0), xid))
+    m = peer.recv_until(lambda m: m[0] == ofp.OFPT_MULTIPART_REPLY and m[1] == xid)
+    assert m is not None
+    ports = p.OFPMultipartReply.parser(DP, 4, m[0], len(m[2]), m[1], m[2]).body
+    assert sorted(x.port_no for x in ports) == sorted(env.carol_vports["lf1"].values())
+    assert all(x.state & ofp.OFPPS_LIVE for x in ports)
+    xid = peer.next_xid()
+    peer.send(wire(p.OFPDescStatsRequest(DP, 0), xid))
+    m = peer.recv_until(lambda m: m[0] == ofp.OFPT_MULTIPART_REPLY and m[1] == xid)
+    assert m is not None
+    desc = p.OFPMultipartReply.parser(DP, 4, m[0], len(m[2]), m[1], m[2]).body
+    assert desc.mfr_desc == b"tenantvisor" and b"tenant=carol" in desc.dp_desc
+
+
+def test_an_unsupported_message_gets_bad_request_and_nothing_else(env: Env) -> None:
+    peer = env.carol["lf1"]
+    xid = peer.next_xid()
+    msg = wire(p.OFPRoleRequest(DP, ofp.OFPCR_ROLE_MASTER, 1), xid)
+    peer.send(msg)
+    replies = barrier(peer)
+    assert [(m[0], m[1]) for m in replies[:-1]] == [(ofp.OFPT_ERROR, xid)]
+    etype, code, data = error_of(replies[0])
+    assert (etype, code) == (ofp.OFPET_BAD_REQUEST, ofp.OFPBRC_BAD_TYPE)
+    assert data == msg
+
+
+def test_a_hard_timeout_expires_the_rule_and_tells_the_tenant(env: Env) -> None:
+    peer = env.carol["lf1"]
+    match = p.OFPMatch(eth_dst="02:00:00:00:00:78")
+    fm = p.OFPFlowMod(
+        DP, cookie=0xC0FFEE, priority=33, hard_timeout=1, flags=ofp.OFPFF_SEND_FLOW_REM,
+        match=match, instructions=[p.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS, [])],
+    )  # fmt: skip
+    peer.send(wire(fm, peer.next_xid()))
+    assert all(m[0] != ofp.OFPT_ERROR for m in barrier(peer))
+    m = peer.recv_until(lambda m: m[0] == ofp.OFPT_FLOW_REMOVED, timeout=6)
+    assert m is not None, "no FLOW_REMOVED after the hard timeout"
+    fr = p.OFPFlowRemoved.parser(DP, 4, m[0], len(m[2]), m[1], m[2])
+    assert (fr.cookie, fr.priority, fr.reason) == (0xC0FFEE, 33, ofp.OFPRR_HARD_TIMEOUT)
+    assert fr.table_id == 0 and fr.match["eth_dst"] == "02:00:00:00:00:78"
+    assert "metadata" not in fr.match  # the hypervisor's bits never show
+    assert not any("02:00:00:00:00:78" in f for f in physical_flows(env, "lf1"))
+
+
+def test_new_controller_urls_move_the_vswitches_and_openflow10_only_is_refused(
+    env: Env,
+) -> None:
+    from tenantvisor.testbed.ofclient import ControllerListener
+
+    other = ControllerListener()
+    try:
+        env.daemon.rest(
+            "PUT",
+            f"/v1/networks/{env.carol_net}/controllers",
+            {"controller_urls": [f"tcp:127.0.0.1:{other.port}"]},
+            env.carol_token,
+        )
+        for old in env.carol.values():
+            assert old.closed(5), "the old controller kept its connection"
+        other.sock.settimeout(10)
+        s, _ = other.sock.accept()
+        old10 = OFPeer(s, version=1)
+        old10.send(struct.pack("!BBHI", 1, 0, 8, 1))  # HELLO, OpenFlow 1.0 only
+        m = old10.recv_until(lambda m: m[0] == ofp.OFPT_ERROR)
+        assert m is not None and struct.unpack_from("!HH", m[2], 8) == (0, 0)  # HELLO_FAILED
+        assert old10.closed(5)
+    finally:
+        env.daemon.rest(
+            "PUT",
+            f"/v1/networks/{env.carol_net}/controllers",
+            {"controller_urls": [f"tcp:127.0.0.1:{env.listener.port}"]},
+            env.carol_token,
+        )
+        other.close()
+    peers = {p.dpid: p for p in env.listener.accept(2)}
+    for sw, old in list(env.carol.items()):
+        env.carol[sw] = peers[old.dpid]
