@@ -334,11 +334,7 @@ class Hypervisor:
         self.by_index.pop(ep.view.index, None)
         self.by_net_dpid.pop((ep.view.net_id, ep.view.dpid), None)
         ep.stop()
-        s = self.sessions.get(ep.view.dpid)
-        for vf in ep.table.clear():
-            for pf in vf.phys:
-                if s is not None:
-                    s.send_flow(pf.delete_strict, None)
+        ep.drop_all(self.sessions.get(ep.view.dpid))
         log.info("%s: stopped", ep.label)
 
     def _apply_infra(self, net_id: int, new: dict[tuple[int, int, int, bytes], PhysFlow]) -> None:

@@ -388,3 +388,44 @@ def test_new_controller_urls_move_the_vswitches_and_openflow10_only_is_refused(
     peers = {p.dpid: p for p in env.listener.accept(2)}
     for sw, old in list(env.carol.items()):
         env.carol[sw] = peers[old.dpid]
+
+
+def test_deleting_one_of_two_rules_that_share_a_physical_rule_keeps_the_other(env: Env) -> None:
+    """A (FLOOD, ingress not pinned) expands per ingress vport; B pins the link vport at the
+    same priority, so one of A's expansions and B are the same physical rule.  Deleting B
+    must put A's back: the tenant's table still holds A."""
+    peer = env.carol["lf1"]
+    link = env.carol_vports["lf1"]["link"]
+    dst = "02:00:00:00:00:7a"
+    a = p.OFPFlowMod(
+        DP, cookie=0xA, priority=7, match=p.OFPMatch(eth_dst=dst),
+        instructions=[p.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS,
+                                              [p.OFPActionOutput(ofp.OFPP_FLOOD)])],
+    )  # fmt: skip
+    b = p.OFPFlowMod(
+        DP, cookie=0xB, priority=7, match=p.OFPMatch(in_port=link, eth_dst=dst),
+        instructions=[p.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS, [])],
+    )  # fmt: skip
+    peer.send(wire(a, peer.next_xid()) + wire(b, peer.next_xid()))
+    assert all(m[0] != ofp.OFPT_ERROR for m in barrier(peer))
+    mine = [f for f in physical_flows(env, "lf1") if dst in f]
+    assert len(mine) == 3  # A from the controller and from the edge vport; B from the link
+    del_b = p.OFPFlowMod(
+        DP, command=ofp.OFPFC_DELETE_STRICT, priority=7, table_id=0,
+        match=p.OFPMatch(in_port=link, eth_dst=dst), out_port=ofp.OFPP_ANY,
+        out_group=ofp.OFPG_ANY,
+    )  # fmt: skip
+    peer.send(wire(del_b, peer.next_xid()))
+    assert all(m[0] != ofp.OFPT_ERROR for m in barrier(peer))
+    after = [f for f in physical_flows(env, "lf1") if dst in f]
+    assert len(after) == 3, after  # A's rule for ingress = link vport is back
+    assert all("actions=drop" not in f and "actions=" in f for f in after)
+    cookies = {f.split("cookie=")[1].split(",")[0] for f in after}
+    assert len(cookies) == 1  # all A's
+    delete_all = p.OFPFlowMod(
+        DP, table_id=ofp.OFPTT_ALL, command=ofp.OFPFC_DELETE,
+        out_port=ofp.OFPP_ANY, out_group=ofp.OFPG_ANY,
+    )  # fmt: skip
+    peer.send(wire(delete_all, peer.next_xid()))
+    assert all(m[0] != ofp.OFPT_ERROR for m in barrier(peer))
+    assert not [f for f in physical_flows(env, "lf1") if dst in f]

@@ -15,12 +15,14 @@ import struct
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Protocol
 
 from os_ken.ofproto import ofproto_v1_3 as ofp
 
 from tenantvisor import __version__
 from tenantvisor.mapping import layout
+from tenantvisor.mapping.frmap import PhysRuleMap
 from tenantvisor.openflow import codec, oxm
 from tenantvisor.openflow.channel import Channel
 from tenantvisor.openflow.codec import FlowMod, MalformedMessage, OFError, PacketIn, PacketOut
@@ -53,8 +55,10 @@ class _Dying:
 
     vflow: VFlow
     remaining: int
+    reason: int
     packets: int = 0
     bytes: int = 0
+    duration: tuple[int, int] = (0, 0)
 
 
 class _Barriers:
@@ -132,6 +136,7 @@ class VSwitchEndpoint:
         )
         self.urls = [parse_controller_url(u) for u in urls]
         self.table = VirtualFlowTable()
+        self.rules = PhysRuleMap()  # physical rules and the virtual rules behind each
         self.conns: set[ControllerConn] = set()
         self.flags = 0
         self.miss_send_len = 128
@@ -219,20 +224,23 @@ class VSwitchEndpoint:
                 tf = translate_flow(view, vf.table, vf.match, vf.instructions)
             except OFError as exc:
                 # e.g. the rule outputs to a vport that was removed: the rule goes too.
-                log.info(
-                    "%s: rule %d dropped after topology change: %s", self.label, vf.serial, exc
-                )
+                log.info("%s: rule %d dropped after a change: %s", self.label, vf.serial, exc)
                 self.table.remove(vf)
-                self._send_removals(session, vf, None)
+                self._drop(vf, session, None, None)
                 continue
-            new = self._phys(vf, tf.table, tf.flows)
-            self._reprogram(session, vf, new, None)
+            self._reprogram(session, vf, self._phys(vf, tf.table, tf.flows), None, None)
 
     def reinstall(self, session: PSwitchSession) -> None:
         """The pswitch (re)connected with empty tables: install every tenant rule again."""
-        for vf in self.table:
-            for pf in vf.phys:
-                session.send_flow(pf.flow_mod, None)
+        for pf in self.rules.installed():
+            session.send_flow(pf.flow_mod, None)
+
+    def drop_all(self, session: PSwitchSession | None) -> None:
+        """The vswitch goes away: its rules leave the pswitch and the tables are emptied."""
+        self.table.clear()
+        for pf in self.rules.clear():
+            if session is not None and session.ready:
+                session.send_flow(pf.delete_strict, None)
 
     # --- tenant messages ---------------------------------------------------------------------
     def handle(self, conn: ControllerConn, t: int, xid: int, msg: bytes) -> None:
@@ -281,8 +289,7 @@ class VSwitchEndpoint:
             nonlocal sent
             if rollback is not None and self.table.by_serial.get(rollback.serial) is rollback:
                 self.table.remove(rollback)
-                session = self.host.session(self.view.dpid)
-                self._send_removals(session, rollback, None)
+                self._drop(rollback, self.host.session(self.view.dpid), None, None)
             if not sent:
                 sent = True
                 log.info(
@@ -296,9 +303,9 @@ class VSwitchEndpoint:
     def _phys(
         self, vf: VFlow, table: int, flows: tuple[tuple[bytes, bytes], ...]
     ) -> tuple[PhysFlow, ...]:
-        flags = 0
+        flags = vf.flags & ofp.OFPFF_RESET_COUNTS
         if vf.flags & ofp.OFPFF_SEND_FLOW_REM or vf.idle_timeout or vf.hard_timeout:
-            flags |= ofp.OFPFF_SEND_FLOW_REM
+            flags |= ofp.OFPFF_SEND_FLOW_REM  # we must hear of expiry to forget the rule
         cookie = layout.tenant_cookie(self.view.net_id, vf.serial)
         dpid = self.view.dpid
         return tuple(
@@ -329,14 +336,11 @@ class VSwitchEndpoint:
                 fm.table_id, fm.priority, fm.match, norm, fm.instructions, fm.cookie,
                 fm.idle_timeout, fm.hard_timeout, fm.flags,
             )  # fmt: skip
-            vf.phys = self._phys(vf, tf.table, tf.flows)
+            vf.phys = old.phys if old is not None else ()  # what the pswitch has for it now
             table.put(vf)
             relay = self._error_relay(conn, xid, msg, vf)
-            if old is not None:
-                self._reprogram(session, vf, vf.phys, relay, old.phys, conn, add=True)
-            else:
-                for pf in vf.phys:
-                    self._send_phys(conn, session, pf.flow_mod, relay)
+            new = self._phys(vf, tf.table, tf.flows)
+            self._reprogram(session, vf, new, relay, conn, modify=False)
         elif cmd in (ofp.OFPFC_MODIFY, ofp.OFPFC_MODIFY_STRICT):
             norm = normalize(fm.match)
             targets = table.select(fm, norm, cmd == ofp.OFPFC_MODIFY_STRICT, filter_out=False)
@@ -346,9 +350,7 @@ class VSwitchEndpoint:
             relay = self._error_relay(conn, xid, msg, None)
             for vf, tf in planned:
                 vf.instructions = fm.instructions
-                old_phys = vf.phys
-                vf.phys = self._phys(vf, tf.table, tf.flows)
-                self._reprogram(session, vf, vf.phys, relay, old_phys, conn)
+                self._reprogram(session, vf, self._phys(vf, tf.table, tf.flows), relay, conn)
         elif cmd in (ofp.OFPFC_DELETE, ofp.OFPFC_DELETE_STRICT):
             norm = normalize(fm.match)
             if fm.table_id != ofp.OFPTT_ALL and fm.table_id >= view.n_tables:
@@ -357,39 +359,63 @@ class VSwitchEndpoint:
             relay = self._error_relay(conn, xid, msg, None)
             for vf in targets:
                 table.remove(vf)
-                self._send_removals(session, vf, conn, relay)
+                sent = self._drop(vf, session, conn, relay)
+                if vf.flags & ofp.OFPFF_SEND_FLOW_REM:
+                    rec = _Dying(vf, sent, ofp.OFPRR_DELETE)
+                    if sent:
+                        self._dying[vf.serial] = rec  # counters come with the pswitch's replies
+                    else:
+                        self._flow_removed_to_tenant(rec, 0, 0)
         else:
             raise OFError(ofp.OFPET_FLOW_MOD_FAILED, ofp.OFPFMFC_BAD_COMMAND, f"command {cmd}")
 
     def _reprogram(
         self, session: PSwitchSession | None, vf: VFlow, new: tuple[PhysFlow, ...],
-        relay: Callable[[int, int, bytes], None] | None, old: tuple[PhysFlow, ...] | None = None,
-        conn: ControllerConn | None = None, add: bool = False,
+        relay: Callable[[int, int, bytes], None] | None, conn: ControllerConn | None,
+        modify: bool = True,
     ) -> None:  # fmt: skip
-        """Move the pswitch from `old` rules to `new` ones: modify in place where possible."""
-        if old is None:
-            old = vf.phys
-        vf.phys = new
+        """Move the pswitch from the rules `vf` has to `new`.  With `modify`, a rule whose
+        key stays is modified in place (its counters stay, as OpenFlow's MODIFY wants)."""
+        old, vf.phys = vf.phys, new
         new_keys = {pf.key for pf in new}
-        old_keys = {pf.key for pf in old}
         for pf in old:
             if pf.key not in new_keys:
-                self._send_phys(conn, session, pf.delete_strict, None)
-        cmd = ofp.OFPFC_ADD if add else ofp.OFPFC_MODIFY_STRICT
+                self._release(session, conn, vf.serial, pf, None)
+        old_keys = {pf.key for pf in old}
         for pf in new:
-            if pf.key in old_keys:
-                self._send_phys(conn, session, lambda x, p=pf: p.flow_mod(x, cmd), relay)  # type: ignore[misc]
+            was_installed = self.rules.add(vf.serial, pf)
+            if modify and was_installed and pf.key in old_keys:
+                build: Callable[[int], bytes] = partial(
+                    pf.flow_mod, command=ofp.OFPFC_MODIFY_STRICT
+                )
             else:
-                self._send_phys(conn, session, pf.flow_mod, relay)
+                build = pf.flow_mod  # ADD: also sets our cookie over another owner's rule
+            self._send_phys(conn, session, build, relay)
 
-    def _send_removals(
-        self, session: PSwitchSession | None, vf: VFlow, conn: ControllerConn | None,
-        relay: Callable[[int, int, bytes], None] | None = None,
-    ) -> None:  # fmt: skip
-        if vf.flags & ofp.OFPFF_SEND_FLOW_REM and session is not None and session.ready:
-            self._dying[vf.serial] = _Dying(vf, len(vf.phys))
-        for pf in vf.phys:
+    def _release(
+        self, session: PSwitchSession | None, conn: ControllerConn | None, serial: int,
+        pf: PhysFlow, relay: Callable[[int, int, bytes], None] | None, gone: bool = False,
+    ) -> bool:  # fmt: skip
+        """`serial` gives up `pf`: delete it, or put back the rule of the key's next owner.
+        `gone`: the pswitch already removed it (expiry).  True when a delete was sent."""
+        nxt = self.rules.remove(serial, pf)
+        if nxt is None or (nxt is pf and gone):
+            return False
+        if nxt is pf:
             self._send_phys(conn, session, pf.delete_strict, relay)
+            return session is not None and session.ready
+        self._send_phys(conn, session, nxt.flow_mod, None)
+        return False
+
+    def _drop(
+        self, vf: VFlow, session: PSwitchSession | None, conn: ControllerConn | None,
+        relay: Callable[[int, int, bytes], None] | None, gone: PhysFlow | None = None,
+    ) -> int:  # fmt: skip
+        """Take a removed rule's physical rules away; returns how many deletes were sent."""
+        sent = 0
+        for pf in vf.phys:
+            sent += self._release(session, conn, vf.serial, pf, relay, gone=pf is gone)
+        return sent
 
     # --- PACKET_OUT ------------------------------------------------------------------------
     def _packet_out(self, conn: ControllerConn, xid: int, msg: bytes) -> None:
@@ -482,34 +508,38 @@ class VSwitchEndpoint:
         self._broadcast(msg)
 
     def flow_removed(self, serial: int, fr: codec.FlowRemoved) -> None:
-        """A physical rule of ours is gone (timeout or our delete): tell the tenant once."""
+        """A physical rule of ours is gone: a timeout expires the tenant's rule (with all its
+        expansions); our own deletes bring the counters of rules the tenant removed."""
         vf = self.table.by_serial.get(serial)
-        reason = fr.reason
         if vf is not None:
-            if reason == ofp.OFPRR_DELETE:
+            if fr.reason == ofp.OFPRR_DELETE:
                 return  # a re-program replaced it; the virtual rule lives on
             self.table.remove(vf)
-            if len(vf.phys) > 1:  # expiry of one expansion: the rest go with it
-                session = self.host.session(self.view.dpid)
-                self._send_removals(session, vf, None)
-                self._dying.setdefault(serial, _Dying(vf, len(vf.phys)))
-            else:
-                self._dying[serial] = _Dying(vf, 1)
+            want = normalize(fr.match)
+            gone = next(
+                (pf for pf in vf.phys if normalize(codec.parse_match(pf.match, 0)[0]) == want),
+                None,
+            )
+            sent = self._drop(vf, self.host.session(self.view.dpid), None, None, gone)
+            if vf.flags & ofp.OFPFF_SEND_FLOW_REM:
+                self._dying[serial] = _Dying(vf, sent + 1, fr.reason)
         rec = self._dying.get(serial)
         if rec is None:
             return
         rec.remaining -= 1
         rec.packets += fr.packet_count
         rec.bytes += fr.byte_count
+        rec.duration = max(rec.duration, (fr.duration_sec, fr.duration_nsec))
         if rec.remaining > 0:
             return
         del self._dying[serial]
-        dead = rec.vflow
-        if not dead.flags & ofp.OFPFF_SEND_FLOW_REM:
-            return
+        self._flow_removed_to_tenant(rec, *rec.duration)
+
+    def _flow_removed_to_tenant(self, rec: _Dying, sec: int, nsec: int) -> None:
+        v = rec.vflow
         out = codec.FlowRemoved(
-            dead.cookie, dead.priority, reason, dead.table, fr.duration_sec, fr.duration_nsec,
-            dead.idle_timeout, dead.hard_timeout, rec.packets, rec.bytes, dead.match,
+            v.cookie, v.priority, rec.reason, v.table, sec, nsec,
+            v.idle_timeout, v.hard_timeout, rec.packets, rec.bytes, v.match,
         ).encode(0)  # fmt: skip
         self._broadcast(out)
 
