@@ -22,7 +22,7 @@ from tenantvisor.mapping.tags import TagAllocator, TagSpaceExhausted
 from tenantvisor.openflow import codec, oxm
 from tenantvisor.openflow.codec import MalformedMessage
 from tenantvisor.physical import discovery
-from tenantvisor.physical.session import PSwitchSession
+from tenantvisor.physical.session import ErrorCallback, PSwitchSession
 from tenantvisor.physical.topology import PhysicalTopology, PLink, PPort, PSwitchInfo
 from tenantvisor.translate import infra
 from tenantvisor.translate.flow import PhysFlow
@@ -347,7 +347,7 @@ class Hypervisor:
                 s.send_flow(pf.flow_mod, self._infra_error(pf))
         self.installed[net_id] = new
 
-    def _infra_error(self, pf: PhysFlow) -> Any:
+    def _infra_error(self, pf: PhysFlow) -> ErrorCallback:
         def on_error(etype: int, code: int, data: bytes) -> None:
             log.error(
                 "pswitch %016x refused a hypervisor rule (table %d prio %d): type=%d code=%d",

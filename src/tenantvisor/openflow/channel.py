@@ -71,6 +71,7 @@ class Channel(asyncio.Protocol):
         name: str,
         versions: frozenset[int] = frozenset({codec.VERSION}),
         echo_interval: float = 5.0,
+        close_when_stuck: bool = False,
     ) -> None:
         self.owner = owner
         self.name = name
@@ -81,6 +82,8 @@ class Channel(asyncio.Protocol):
         self.peer = ""
         self._buf = bytearray()
         self._out: list[bytes] = []
+        self.close_when_stuck = close_when_stuck
+        self._stuck_logged = False
         self._flush_scheduled = False
         self._xid = 0x10000
         self._closed = False
@@ -153,9 +156,21 @@ class Channel(asyncio.Protocol):
 
     def _flush(self) -> None:
         self._flush_scheduled = False
-        if self._out and self.transport is not None and not self.transport.is_closing():
-            self.transport.write(b"".join(self._out))
-        self._out.clear()
+        out, self._out = self._out, []  # taken first: close() flushes, and _stuck() closes
+        t = self.transport
+        if out and t is not None and not t.is_closing():
+            t.write(b"".join(out))
+            if t.get_write_buffer_size() > MAX_BUFFERED:
+                self._stuck()
+
+    def _stuck(self) -> None:
+        """The peer stopped reading.  A tenant controller's channel is closed (it reconnects);
+        a pswitch's is not (every tenant depends on it): it is logged once per episode."""
+        if self.close_when_stuck:
+            self.close(f"peer not reading: over {MAX_BUFFERED >> 20} MiB unsent")
+        elif not self._stuck_logged:
+            self._stuck_logged = True
+            log.warning("%s %s: over %d MiB unsent", self.name, self.peer, MAX_BUFFERED >> 20)
 
     def send_error(self, xid: int, type_: int, code: int, data: bytes) -> None:
         self.send(codec.error_msg(self.version or codec.VERSION, xid, type_, code, data))

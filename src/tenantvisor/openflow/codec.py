@@ -440,10 +440,6 @@ def u16(buf: bytes, off: int) -> int:
     return _U16.unpack_from(buf, off)[0]
 
 
-def u64(buf: bytes, off: int) -> int:
-    return _U64.unpack_from(buf, off)[0]
-
-
 def oxm_int(o: Oxm) -> int:
     return int.from_bytes(o.value, "big")
 

@@ -92,7 +92,7 @@ class ControllerConn:
     def __init__(self, ep: VSwitchEndpoint, url: str) -> None:
         self.ep = ep
         self.url = url
-        self.channel = Channel(self, f"vswitch {ep.vdpid:016x}")
+        self.channel = Channel(self, f"vswitch {ep.vdpid:016x}", close_when_stuck=True)
         self.touched: set[int] = set()  # pswitches sent to since the last barrier
         self.closed: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self.barriers = _Barriers(self._barrier_reply)
