@@ -40,11 +40,12 @@ async def serve(settings: Settings, ready: Any = None) -> None:
 
     from tenantvisor.api.app import create_app
     from tenantvisor.hypervisor import Hypervisor
+    from tenantvisor.metrics import metrics_text
 
     hv = Hypervisor(settings.admin_token, lldp_interval=settings.lldp_interval)
     api_host, api_port = Settings.split(settings.api_listen, "api_listen")
     await hv.start(settings.of_listen)
-    app = create_app(hv.manager, hv.status)
+    app = create_app(hv.manager, hv.status, lambda: metrics_text(hv))
     config = uvicorn.Config(app, host=api_host, port=api_port, log_level="warning", lifespan="off")
     server = uvicorn.Server(config)
     log.info("API on http://%s:%d (OpenAPI at /docs)", api_host, api_port)

@@ -429,3 +429,23 @@ def test_deleting_one_of_two_rules_that_share_a_physical_rule_keeps_the_other(en
     peer.send(wire(delete_all, peer.next_xid()))
     assert all(m[0] != ofp.OFPT_ERROR for m in barrier(peer))
     assert not [f for f in physical_flows(env, "lf1") if dst in f]
+
+
+def test_prometheus_metrics_show_pswitches_and_each_tenants_rules_to_the_admin_only(
+    env: Env,
+) -> None:
+    assert all(r.ok for r in pingall(env.fab, env.layout, env.alice.hosts[:2]))
+    r = env.daemon.get("/metrics")
+    assert r.status_code == 200
+    text = r.text
+    n_sw = len(env.layout.topo.switches)
+    assert text.count("tenantvisor_pswitch_up{") == n_sw
+    rules = [
+        line for line in text.splitlines()
+        if line.startswith("tenantvisor_vswitch_virtual_rules{") and 'tenant="alice"' in line
+    ]  # fmt: skip
+    assert rules and any(float(line.rsplit(" ", 1)[1]) > 0 for line in rules)
+    assert env.daemon.get("/metrics", token=env.alice.token).status_code == 403
+    import httpx
+
+    assert httpx.get(env.daemon.url + "/metrics").status_code == 401

@@ -75,9 +75,12 @@ def _validation_message(exc: RequestValidationError) -> tuple[int, str]:
 
 
 def create_app(
-    manager: NetworkManager, status: Callable[[], dict[str, Any]] | None = None
+    manager: NetworkManager,
+    status: Callable[[], dict[str, Any]] | None = None,
+    metrics: Callable[[], bytes] | None = None,
 ) -> FastAPI:
-    """Build the API app around `manager`; `status` (optional) feeds GET /v1/status."""
+    """Build the API app around `manager`; `status` (optional) feeds GET /v1/status and
+    `metrics` (optional) GET /metrics, in Prometheus' text format."""
     app = FastAPI(
         title="tenantvisor",
         version=__version__,
@@ -102,6 +105,20 @@ def create_app(
         if reply is None:
             return Response(status_code=204)
         return JSONResponse(reply)
+
+    if metrics is not None:
+        scrape = metrics
+
+        @app.get("/metrics", tags=["status"], response_class=Response)
+        async def prometheus(request: Request) -> Response:
+            """Prometheus metrics (admin token: labels name every tenant)."""
+            try:
+                caller = authenticate(manager, request)
+            except Unauthorized as exc:
+                return JSONResponse({"error": str(exc)}, 401, {"WWW-Authenticate": CHALLENGE})
+            if caller.tenant is not None:
+                return JSONResponse({"error": "this operation needs the admin token"}, 403)
+            return Response(scrape(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
     @app.post("/tenant", tags=["openvirtex"], openapi_extra={"requestBody": _RPC_BODY})
     async def ovx_tenant(request: Request) -> Response:

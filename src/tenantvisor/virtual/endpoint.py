@@ -107,6 +107,7 @@ class ControllerConn:
 
     def channel_closed(self, ch: Channel, reason: str) -> None:
         self.ep.conns.discard(self)
+        self.ep.rx_msgs += ch.rx_msgs  # keep the count of closed connections
         if ch.version:
             log.info("%s: controller %s disconnected: %s", self.ep.label, self.url, reason)
         if not self.closed.done():
@@ -146,6 +147,7 @@ class VSwitchEndpoint:
         self._stopped = False
         self._dying: dict[int, _Dying] = {}  # removed rules whose FLOW_REMOVED is pending
         self.packet_ins = 0
+        self.rx_msgs = 0  # from controllers whose connection has closed
 
     # --- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
