@@ -315,8 +315,9 @@ class Hypervisor:
                     ports[n] = PortMap(n, vp.port, None, False, up)
             view = VSwitchView(net.id, sw.index, vdpid, sw.dpid, self.n_tables, ports)
             ep = self.endpoints.get((net.id, vdpid))
+            urls = sw.controller_urls if sw.controller_urls is not None else net.controller_urls
             if ep is None:
-                ep = VSwitchEndpoint(self, view, net.controller_urls, tenant)
+                ep = VSwitchEndpoint(self, view, urls, tenant)
                 ep.port_names = names
                 self.endpoints[(net.id, vdpid)] = ep
                 self.by_index[sw.index] = ep
@@ -324,7 +325,7 @@ class Hypervisor:
                 ep.start()
                 log.info("%s: started with %d vports", ep.label, len(ports))
             else:
-                ep.set_controllers(net.controller_urls)
+                ep.set_controllers(urls)
                 ep.set_view(view, names)
         for key in [k for k in self.endpoints if k[0] == net.id and k[1] not in net.switches]:
             self._drop_endpoint(key)

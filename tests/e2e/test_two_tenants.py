@@ -449,3 +449,62 @@ def test_prometheus_metrics_show_pswitches_and_each_tenants_rules_to_the_admin_o
     import httpx
 
     assert httpx.get(env.daemon.url + "/metrics").status_code == 401
+
+
+def _ofctl(target: str, *args: str) -> str:
+    import subprocess
+
+    out = subprocess.run(
+        ["ovs-ofctl", "-O", "OpenFlow13", *args[:1], target, *args[1:]],
+        capture_output=True, text=True, timeout=20,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def test_ovs_ofctl_talks_to_a_vswitch_listening_on_its_own_port(env: Env) -> None:
+    """A vswitch with its own ptcp listener: ovs-ofctl adds a rule, sends a packet through
+    it, and dumps flows and aggregates that show the tenant's virtual view with counters
+    read from the pswitch, and nothing of the hypervisor or the other tenants."""
+    from tenantvisor.testbed.controllers import free_tcp_port
+
+    port = free_tcp_port()
+    vdpid = env.carol["lf1"].dpid
+    path = f"/v1/networks/{env.carol_net}/switches/{vdpid}/controllers"
+    urls = [f"tcp:127.0.0.1:{env.listener.port}", f"ptcp:{port}:127.0.0.1"]
+    env.daemon.rest("PUT", path, {"controller_urls": urls}, env.carol_token)
+    (env.carol["lf1"],) = env.listener.accept(1)  # the active connection comes back
+    target = f"tcp:127.0.0.1:{port}"
+    edge = env.carol_vports["lf1"]["edge"]
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            _ofctl(target, "add-flow", f"priority=9,dl_dst=02:00:00:00:00:7b,actions=output:{edge}")
+            break
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+    peer = env.carol["lf1"]
+    frame = bytes.fromhex("02000000007b020000000abc0800") + bytes(28)
+    po = p.OFPPacketOut(
+        DP, buffer_id=ofp.OFP_NO_BUFFER, in_port=ofp.OFPP_CONTROLLER,
+        actions=[p.OFPActionOutput(ofp.OFPP_TABLE)], data=frame,
+    )  # fmt: skip
+    peer.send(wire(po, peer.next_xid()))
+    assert all(m[0] != ofp.OFPT_ERROR for m in barrier(peer))
+    flows = _ofctl(target, "dump-flows")
+    rules = [line for line in flows.splitlines() if "priority=" in line]
+    assert len(rules) == 1, flows  # only carol's rule on this vswitch, nothing of anyone else
+    assert "dl_dst=02:00:00:00:00:7b" in rules[0] and "n_packets=1" in rules[0], flows
+    assert "metadata" not in flows and "vlan" not in flows
+    agg = _ofctl(target, "dump-aggregate")
+    assert "packet_count=1" in agg and "flow_count=1" in agg, agg
+    tables = _ofctl(target, "dump-tables")
+    table0 = tables.split("table 1")[0]
+    assert "active=1" in table0 and "matched=1" in table0, tables
+    assert "lookup=18446744073709551615" in table0  # all ones: not knowable per tenant
+    _ofctl(target, "del-flows")
+    assert "priority=" not in _ofctl(target, "dump-flows")
+    env.daemon.rest("PUT", path, {"controller_urls": None}, env.carol_token)
+    (env.carol["lf1"],) = env.listener.accept(1)

@@ -153,6 +153,20 @@ def build_router(manager: NetworkManager, status_fn: StatusFn | None) -> APIRout
         sw = manager.create_switch(network(caller, net_id).id, list(body.dpids), body.vdpid)
         return s.vswitch_out(sw)
 
+    @router.put(
+        "/networks/{net_id}/switches/{vdpid}/controllers",
+        response_model=s.VSwitchOut,
+        tags=["switches"],
+    )
+    async def set_switch_controllers(
+        net_id: int, vdpid: str, body: s.SwitchControllersSet, caller: Auth
+    ) -> s.VSwitchOut:
+        """Give one vswitch its own controllers, e.g. a passive `ptcp:PORT` that `ovs-ofctl`
+        can talk to; null returns it to the network's."""
+        urls = None if body.controller_urls is None else list(body.controller_urls)
+        sw = manager.set_switch_controllers(network(caller, net_id).id, _vdpid(vdpid), urls)
+        return s.vswitch_out(sw)
+
     @router.delete(
         "/networks/{net_id}/switches/{vdpid}",
         status_code=status.HTTP_204_NO_CONTENT,

@@ -64,6 +64,12 @@ class ControllersSet(_Model):
     controller_urls: list[StrictStr]
 
 
+class SwitchControllersSet(_Model):
+    controller_urls: list[StrictStr] | None = Field(
+        description="this vswitch's own controllers (e.g. ptcp:6634); null: the network's"
+    )
+
+
 class SwitchCreate(_Model):
     dpids: list[DpidIn] = Field(min_length=1, description="physical dpids the vswitch maps onto")
     vdpid: DpidIn | None = Field(default=None, description="virtual dpid; chosen when absent")
@@ -147,6 +153,9 @@ class VSwitchOut(BaseModel):
     dpid: int
     dpid_str: str
     ports: list[VPortOut]
+    controller_urls: list[str] | None = Field(
+        default=None, description="this vswitch's own controllers; null: the network's"
+    )
 
 
 class HopOut(BaseModel):
@@ -238,6 +247,7 @@ def vswitch_out(sw: VSwitch) -> VSwitchOut:
         dpid=sw.dpid,
         dpid_str=dpid_str(sw.dpid),
         ports=[vport_out(sw.ports[n]) for n in sorted(sw.ports)],
+        controller_urls=sw.controller_urls,
     )
 
 

@@ -399,6 +399,21 @@ def _switch_del(api: Api, a: argparse.Namespace) -> Reply:
     return api.call("DELETE", f"/v1/networks/{a.net}/switches/{a.vdpid}"), None
 
 
+def _switch_ctl_args(p: argparse.ArgumentParser) -> None:
+    _vdpid_args(p)
+    p.add_argument(
+        "url", nargs="*", metavar="URL",
+        help="tcp:IP:PORT or ptcp:PORT[:IP]; none: use the network's controllers again",
+    )  # fmt: skip
+
+
+@command("switch-set-controller", "give a vswitch its own controllers", _switch_ctl_args)
+def _switch_set_controller(api: Api, a: argparse.Namespace) -> Reply:
+    body = {"controller_urls": a.url or None}
+    path = f"/v1/networks/{a.net}/switches/{a.vdpid}/controllers"
+    return api.call("PUT", path, body), show_switch
+
+
 def _port_add_args(p: argparse.ArgumentParser) -> None:
     _net(p)
     p.add_argument("dpid", type=_dpid_arg, metavar="DPID", help="physical dpid")

@@ -64,6 +64,8 @@ class PSwitchSession:
         self.ready = False
         self._records: dict[int, XidRecord] = {}
         self._port_parts: list[PPort] = []
+        # multipart requests made for tenants: xid -> (reply bodies so far, done callback)
+        self._multipart: dict[int, tuple[list[bytes], Callable[[list[bytes] | None], None]]] = {}
         self.flow_mods_sent = 0
 
     def __repr__(self) -> str:
@@ -81,6 +83,9 @@ class PSwitchSession:
             if rec.on_barrier is not None:
                 rec.on_barrier()  # nothing more will come; do not leave tenants waiting
         self._records.clear()
+        for _, done in list(self._multipart.values()):
+            done(None)
+        self._multipart.clear()
         if self.dpid is not None:
             self.events.switch_gone(self)
 
@@ -110,7 +115,14 @@ class PSwitchSession:
             ch.send(codec.header(ch.version, ofp.OFPT_MULTIPART_REQUEST, ch.next_xid(), body))
         elif msg_type == ofp.OFPT_MULTIPART_REPLY:
             mtype, flags = struct.unpack_from("!HH", msg, 8)
-            if mtype == ofp.OFPMP_PORT_DESC:
+            pending = self._multipart.get(xid)
+            if pending is not None:
+                pending[0].append(msg[16:])
+                if not flags & ofp.OFPMPF_REPLY_MORE:
+                    del self._multipart[xid]
+                    self._records.pop(xid, None)
+                    pending[1](pending[0])
+            elif mtype == ofp.OFPMP_PORT_DESC:
                 off = 16
                 while off + 64 <= len(msg):
                     self._port_parts.append(_port(parser.OFPPort.parser(msg, off)))
@@ -155,6 +167,28 @@ class PSwitchSession:
         self.flow_mods_sent += 1
         ch.send(build(xid))
 
+    def multipart(
+        self, mtype: int, body: bytes, done: Callable[[list[bytes] | None], None]
+    ) -> None:
+        """Ask the switch for statistics; `done` gets the bodies of every reply part, or None
+        when the switch refused or went away."""
+        ch = self.channel
+        if not ch.is_open or not self.ready:
+            done(None)
+            return
+        xid = ch.next_xid()
+        self._multipart[xid] = ([], done)
+
+        def refused(etype: int, code: int, data: bytes) -> None:
+            if self._multipart.pop(xid, None) is not None:
+                log.warning("%r refused statistics request %d: type=%d code=%d", self, mtype,
+                            etype, code)  # fmt: skip
+                done(None)
+
+        self._records[xid] = XidRecord(refused)
+        req = struct.pack("!HH4x", mtype, 0) + body
+        ch.send(codec.header(ch.version, ofp.OFPT_MULTIPART_REQUEST, xid, req))
+
     def barrier(self, done: Callable[[], None]) -> None:
         """Call `done` (synchronously) when the switch has processed everything sent so far."""
         if not self.channel.is_open:
@@ -184,8 +218,11 @@ class PSwitchSession:
         records = self._records
         if xid not in records:
             return
-        # Everything sent before this barrier has been processed: its errors came already.
+        # Everything sent before this barrier has been processed: its errors came already
+        # (a statistics request still collecting reply parts keeps its record).
         for old in list(records):
+            if old in self._multipart:
+                continue
             rec = records.pop(old)
             if old == xid:
                 if rec.on_barrier is not None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from tenantvisor.openflow.codec import FlowMod, MalformedMessage, OFError, Packe
 from tenantvisor.physical.session import PSwitchSession
 from tenantvisor.translate.flow import PhysFlow, translate_flow, translate_packet_out
 from tenantvisor.translate.view import VSwitchView
+from tenantvisor.virtual.features import table_features
 from tenantvisor.virtual.flowtable import VFlow, VirtualFlowTable, normalize
 from tenantvisor.virtual.urls import ControllerUrl, parse_controller_url
 
@@ -38,6 +40,13 @@ _PORT = struct.Struct(ofp.OFP_PORT_PACK_STR)
 _DESC = struct.Struct(ofp.OFP_DESC_PACK_STR)
 _MP_REPLY = struct.Struct("!HH4x")
 _PI_NO_COOKIE = 0xFFFFFFFFFFFFFFFF
+_FLOW_STATS_REQ = struct.Struct("!B3xII4xQQ")  # table, out_port, out_group, cookie, mask
+_FLOW_STATS = struct.Struct("!HBxIIHHHH4xQQQ")
+_COUNTERS = struct.Struct("!QQQ")  # cookie, packet_count, byte_count in ofp_flow_stats
+_AGGREGATE = struct.Struct("!QQI4x")
+_TABLE_STATS = struct.Struct("!B3xIQQ")
+_UNKNOWN = 0xFFFFFFFFFFFFFFFF
+MAX_REPLY_BODY = 65535 - 16
 PORTS_PER_REPLY = 512
 
 
@@ -589,5 +598,117 @@ class VSwitchEndpoint:
                 more = ofp.OFPMPF_REPLY_MORE if i < len(chunks) - 1 else 0
                 body = _MP_REPLY.pack(mtype, more) + b"".join(self._port_desc(n) for n in chunk)
                 ch.send(codec.header(ch.version, ofp.OFPT_MULTIPART_REPLY, xid, body))
+        elif mtype in (ofp.OFPMP_FLOW, ofp.OFPMP_AGGREGATE):
+            self._flow_stats(conn, xid, msg, mtype)
+        elif mtype == ofp.OFPMP_TABLE:
+            self._table_stats(conn, xid)
+        elif mtype == ofp.OFPMP_TABLE_FEATURES:
+            if len(msg) > 16:  # a body asks to change the tables: the pipeline is fixed
+                raise OFError(
+                    ofp.OFPET_TABLE_FEATURES_FAILED, ofp.OFPTFFC_EPERM, "tables are fixed"
+                )
+            self._multipart_reply(ch, xid, mtype, table_features(self.view.n_tables))
         else:
             raise OFError(ofp.OFPET_BAD_REQUEST, ofp.OFPBRC_BAD_MULTIPART, f"multipart {mtype}")
+
+    # --- statistics from the pswitch's counters ----------------------------------------------
+    def _counters(self, conn: ControllerConn, done: Callable[[dict[int, list[int]]], None]) -> None:
+        """Packet and byte counts of this vswitch's rules, by serial, read from the pswitch in
+        one request (the network's cookie, infrastructure rules excluded).  A pswitch that is
+        down has none of the rules: their counts are 0."""
+        session = self.host.session(self.view.dpid)
+        if session is None or not session.ready:
+            done({})
+            return
+        conn.touched.add(self.view.dpid)  # a later BARRIER reply must follow this reply
+
+        def parse(parts: list[bytes] | None) -> None:
+            counts: dict[int, list[int]] = {}
+            for body in parts or []:
+                off = 0
+                while off + 48 <= len(body):
+                    length = codec.u16(body, off)
+                    if length < 48:
+                        break
+                    cookie, packets, nbytes = _COUNTERS.unpack_from(body, off + 24)
+                    c = counts.setdefault(cookie & layout.SERIAL_MASK, [0, 0])
+                    c[0] += packets
+                    c[1] += nbytes
+                    off += length
+            done(counts)
+
+        req = _FLOW_STATS_REQ.pack(
+            ofp.OFPTT_ALL, ofp.OFPP_ANY, ofp.OFPG_ANY,
+            layout.net_cookie(self.view.net_id), layout.NET_COOKIE_MASK | layout.INFRA_BIT,
+        )  # fmt: skip
+        session.multipart(ofp.OFPMP_FLOW, req + codec.encode_match([]), parse)
+
+    def _flow_stats(self, conn: ControllerConn, xid: int, msg: bytes, mtype: int) -> None:
+        if len(msg) < 56:
+            raise MalformedMessage("flow statistics request too short")
+        table_id, out_port, out_group, cookie, mask = _FLOW_STATS_REQ.unpack_from(msg, 16)
+        match, _ = codec.parse_match(msg, 48)
+        if table_id != ofp.OFPTT_ALL and table_id >= self.view.n_tables:
+            raise OFError(ofp.OFPET_BAD_REQUEST, ofp.OFPBRC_BAD_TABLE_ID, f"table {table_id}")
+        selected = self.table.select_stats(table_id, out_port, cookie, mask, normalize(match))
+        if out_group != ofp.OFPG_ANY:
+            selected = []  # no rule outputs to a group: groups are not offered yet
+        now = time.monotonic()
+        ch = conn.channel
+
+        def reply(counts: dict[int, list[int]]) -> None:
+            if mtype == ofp.OFPMP_AGGREGATE:
+                pk = sum(counts.get(v.serial, (0, 0))[0] for v in selected)
+                by = sum(counts.get(v.serial, (0, 0))[1] for v in selected)
+                body = _MP_REPLY.pack(mtype, 0) + _AGGREGATE.pack(pk, by, len(selected))
+                ch.send(codec.header(ch.version, ofp.OFPT_MULTIPART_REPLY, xid, body))
+                return
+            entries = []
+            for v in selected:
+                pk, by = counts.get(v.serial, (0, 0))
+                age = now - v.created
+                m = codec.encode_match(v.match)
+                entries.append(
+                    _FLOW_STATS.pack(
+                        48 + len(m) + len(v.instructions), v.table, int(age),
+                        int(age % 1 * 1e9), v.priority, v.idle_timeout, v.hard_timeout,
+                        v.flags, v.cookie, pk, by,
+                    ) + m + v.instructions
+                )  # fmt: skip
+            self._multipart_reply(ch, xid, mtype, entries)
+
+        self._counters(conn, reply)
+
+    def _table_stats(self, conn: ControllerConn, xid: int) -> None:
+        """active_count and matched_count are the tenant's own; lookup_count is not knowable
+        per tenant (the physical tables are shared), so it says so: -1, not an invention."""
+        ch = conn.channel
+        by_table: dict[int, list[VFlow]] = {}
+        for v in self.table:
+            by_table.setdefault(v.table, []).append(v)
+
+        def reply(counts: dict[int, list[int]]) -> None:
+            entries = []
+            for t in range(self.view.n_tables):
+                rules = by_table.get(t, [])
+                matched = sum(counts.get(v.serial, (0, 0))[0] for v in rules)
+                entries.append(_TABLE_STATS.pack(t, len(rules), _UNKNOWN, matched))
+            self._multipart_reply(ch, xid, ofp.OFPMP_TABLE, entries)
+
+        self._counters(conn, reply)
+
+    @staticmethod
+    def _multipart_reply(ch: Channel, xid: int, mtype: int, entries: list[bytes]) -> None:
+        """Entries in as many reply parts as the 64 KiB message size needs."""
+        parts: list[list[bytes]] = [[]]
+        size = 0
+        for e in entries:
+            if size + len(e) > MAX_REPLY_BODY and parts[-1]:
+                parts.append([])
+                size = 0
+            parts[-1].append(e)
+            size += len(e)
+        for i, part in enumerate(parts):
+            more = ofp.OFPMPF_REPLY_MORE if i < len(parts) - 1 else 0
+            body = _MP_REPLY.pack(mtype, more) + b"".join(part)
+            ch.send(codec.header(ch.version, ofp.OFPT_MULTIPART_REPLY, xid, body))

@@ -7,8 +7,9 @@ it was translated into, so a change or a remap updates exactly those.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from os_ken.ofproto import ofproto_v1_3 as ofp
 
@@ -85,6 +86,7 @@ class VFlow:
     hard_timeout: int
     flags: int
     phys: tuple[PhysFlow, ...] = ()
+    created: float = field(default_factory=time.monotonic)  # for the duration in stats
 
     @property
     def is_table_miss(self) -> bool:
@@ -160,6 +162,23 @@ class VirtualFlowTable:
             elif not covers(norm, e.norm):
                 continue
             if filter_out and fm.out_port != ofp.OFPP_ANY and not e.outputs_to(fm.out_port):
+                continue
+            out.append(e)
+        return out
+
+    def select_stats(
+        self, table_id: int, out_port: int, cookie: int, cookie_mask: int, norm: NormMatch
+    ) -> list[VFlow]:
+        """Rules a FLOW/AGGREGATE statistics request names (non-strict, like a delete)."""
+        out = []
+        for e in self._entries.values():
+            if table_id != ofp.OFPTT_ALL and e.table != table_id:
+                continue
+            if cookie_mask and (e.cookie & cookie_mask) != (cookie & cookie_mask):
+                continue
+            if not covers(norm, e.norm):
+                continue
+            if out_port != ofp.OFPP_ANY and not e.outputs_to(out_port):
                 continue
             out.append(e)
         return out

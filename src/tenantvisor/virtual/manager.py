@@ -160,6 +160,33 @@ class NetworkManager:
         self._changed(net)
         return net
 
+    def set_switch_controllers(
+        self, net_id: int, vdpid: int, controller_urls: list[str] | None
+    ) -> VSwitch:
+        """Give one vswitch its own controllers (None: back to the network's).  A passive
+        `ptcp:PORT` may be used by one vswitch only, as with Open vSwitch bridges."""
+        net = self.get_network(net_id)
+        sw = self._switch(net, vdpid)
+        if controller_urls is None:
+            sw.controller_urls = None
+            self._changed(net)
+            return sw
+        if not isinstance(controller_urls, list):
+            raise InvalidRequest("controller_urls must be a list of tcp:IP:PORT / ptcp:PORT")
+        urls = [parse_controller_url(u) for u in controller_urls]
+        mine = {u.port for u in urls if not u.active}
+        for other_net in self.networks.values():
+            for other in other_net.switches.values():
+                if other is sw:
+                    continue
+                for text in other.controller_urls or []:
+                    u = parse_controller_url(text)
+                    if not u.active and u.port in mine:
+                        raise Conflict(f"ptcp port {u.port} is already used by another vswitch")
+        sw.controller_urls = [str(u) for u in urls]
+        self._changed(net)
+        return sw
+
     def start_network(self, net_id: int) -> VirtualNetwork:
         net = self.get_network(net_id)
         if not net.started:

@@ -43,6 +43,9 @@ class VSwitch:
     dpid: int
     index: int  # fabric-wide id, carried in the metadata bits the hypervisor owns
     ports: dict[int, VPort] = field(default_factory=dict)
+    # This vswitch's own controller URLs (e.g. a ptcp: listener of its own); None: the
+    # network's.
+    controller_urls: list[str] | None = None
 
 
 @dataclass

@@ -1,0 +1,86 @@
+"""What a vswitch's tables offer, as OpenFlow 1.3 TABLE_FEATURES: exactly what translation
+accepts (translate/flow.py), so a controller that plans its pipeline from it (ovs-ofctl,
+Faucet) never meets a refusal it could not have known about."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from os_ken.ofproto import ofproto_v1_3 as ofp
+from os_ken.ofproto import ofproto_v1_3_parser as p
+
+from tenantvisor.openflow import codec, oxm
+
+MAX_ENTRIES = 1_000_000
+
+_INSTRUCTIONS = [
+    ofp.OFPIT_GOTO_TABLE,
+    ofp.OFPIT_WRITE_METADATA,
+    ofp.OFPIT_WRITE_ACTIONS,
+    ofp.OFPIT_APPLY_ACTIONS,
+    ofp.OFPIT_CLEAR_ACTIONS,
+]
+_ACTIONS = [
+    ofp.OFPAT_OUTPUT,
+    ofp.OFPAT_COPY_TTL_OUT,
+    ofp.OFPAT_COPY_TTL_IN,
+    ofp.OFPAT_SET_MPLS_TTL,
+    ofp.OFPAT_DEC_MPLS_TTL,
+    ofp.OFPAT_PUSH_VLAN,
+    ofp.OFPAT_POP_VLAN,
+    ofp.OFPAT_PUSH_MPLS,
+    ofp.OFPAT_POP_MPLS,
+    ofp.OFPAT_SET_NW_TTL,
+    ofp.OFPAT_DEC_NW_TTL,
+    ofp.OFPAT_SET_FIELD,
+]
+
+
+def _oxm_names(fields: frozenset[int]) -> list[str]:
+    """os-ken's names of OPENFLOW_BASIC fields (its numbering: class << 7 | field)."""
+    by_field = {
+        t.num & 0x7F: t.name
+        for t in ofp.oxm_types
+        if isinstance(t.num, int) and t.num >> 7 == codec.OXM_CLASS_OPENFLOW_BASIC
+    }
+    missing = sorted(f for f in fields if f not in by_field)
+    if missing:
+        raise RuntimeError(f"os-ken names no OXM field {missing}")
+    return [by_field[f] for f in sorted(fields)]
+
+
+def _oxm_prop(kind: int, fields: frozenset[int], masks: bool) -> p.OFPTableFeaturePropOxm:
+    ids = [p.OFPOxmId(type_=n, hasmask=masks) for n in _oxm_names(fields)]
+    return p.OFPTableFeaturePropOxm(type_=kind, oxm_ids=ids)
+
+
+@lru_cache(maxsize=8)
+def table_features(n_tables: int) -> list[bytes]:
+    """One serialized ofp_table_features per table."""
+    matchable = oxm.TENANT_MATCHABLE
+    settable = oxm.TENANT_SETTABLE
+    out = []
+    for t in range(n_tables):
+        last = t == n_tables - 1
+        ins = [i for i in _INSTRUCTIONS if not (last and i == ofp.OFPIT_GOTO_TABLE)]
+        acts = [p.OFPActionId(a) for a in _ACTIONS]
+        props = [
+            p.OFPTableFeaturePropInstructions(
+                type_=ofp.OFPTFPT_INSTRUCTIONS, instruction_ids=[p.OFPInstructionId(i) for i in ins]
+            ),
+            p.OFPTableFeaturePropNextTables(
+                type_=ofp.OFPTFPT_NEXT_TABLES, table_ids=list(range(t + 1, n_tables))
+            ),
+            p.OFPTableFeaturePropActions(type_=ofp.OFPTFPT_WRITE_ACTIONS, action_ids=acts),
+            p.OFPTableFeaturePropActions(type_=ofp.OFPTFPT_APPLY_ACTIONS, action_ids=acts),
+            _oxm_prop(ofp.OFPTFPT_MATCH, matchable, True),
+            _oxm_prop(ofp.OFPTFPT_WILDCARDS, matchable, False),
+            _oxm_prop(ofp.OFPTFPT_WRITE_SETFIELD, settable, False),
+            _oxm_prop(ofp.OFPTFPT_APPLY_SETFIELD, settable, False),
+        ]
+        stats = p.OFPTableFeaturesStats(
+            table_id=t, name=f"table{t}".encode(), metadata_match=0xFFFFFFFF,
+            metadata_write=0xFFFFFFFF, config=0, max_entries=MAX_ENTRIES, properties=props,
+        )  # fmt: skip
+        out.append(bytes(stats.serialize()))
+    return out
