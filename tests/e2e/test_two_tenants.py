@@ -325,16 +325,30 @@ def test_a_vswitch_answers_the_handshake_and_descriptions_itself(env: Env) -> No
     assert desc.mfr_desc == b"tenantvisor" and b"tenant=carol" in desc.dp_desc
 
 
-def test_an_unsupported_message_gets_bad_request_and_nothing_else(env: Env) -> None:
+@pytest.mark.parametrize(
+    ("msg", "etype", "code"),
+    [
+        (wire(p.OFPExperimenter(DP, 0x12345678, 1, b"abcd"), 77),
+         ofp.OFPET_BAD_REQUEST, ofp.OFPBRC_BAD_EXPERIMENTER),
+        (struct.pack("!BBHI", 4, ofp.OFPT_QUEUE_GET_CONFIG_REQUEST, 16, 77) + bytes(8),
+         ofp.OFPET_BAD_REQUEST, ofp.OFPBRC_BAD_TYPE),
+        (wire(p.OFPTableFeaturesStatsRequest(DP, 0, [p.OFPTableFeaturesStats(
+            table_id=0, name=b"x", metadata_match=0, metadata_write=0, config=0,
+            max_entries=1, properties=[])]), 77),
+         ofp.OFPET_TABLE_FEATURES_FAILED, ofp.OFPTFFC_EPERM),
+    ],
+    ids=["experimenter", "queue-config", "table-features-change"],
+)  # fmt: skip
+def test_an_unsupported_message_gets_the_spec_error_and_nothing_else(
+    env: Env, msg: bytes, etype: int, code: int
+) -> None:
     peer = env.carol["lf1"]
-    xid = peer.next_xid()
-    msg = wire(p.OFPRoleRequest(DP, ofp.OFPCR_ROLE_MASTER, 1), xid)
     peer.send(msg)
     replies = barrier(peer)
-    assert [(m[0], m[1]) for m in replies[:-1]] == [(ofp.OFPT_ERROR, xid)]
-    etype, code, data = error_of(replies[0])
-    assert (etype, code) == (ofp.OFPET_BAD_REQUEST, ofp.OFPBRC_BAD_TYPE)
-    assert data == msg
+    assert [(m[0], m[1]) for m in replies[:-1]] == [(ofp.OFPT_ERROR, 77)]
+    got_type, got_code, data = error_of(replies[0])
+    assert (got_type, got_code) == (etype, code)
+    assert data == msg[:64]
 
 
 def test_a_hard_timeout_expires_the_rule_and_tells_the_tenant(env: Env) -> None:
@@ -508,3 +522,86 @@ def test_ovs_ofctl_talks_to_a_vswitch_listening_on_its_own_port(env: Env) -> Non
     assert "priority=" not in _ofctl(target, "dump-flows")
     env.daemon.rest("PUT", path, {"controller_urls": None}, env.carol_token)
     (env.carol["lf1"],) = env.listener.accept(1)
+
+
+def _role(peer: OFPeer, role: int, gen: int) -> tuple[int, int, int]:
+    """(message type, role, generation) of the answer to a ROLE_REQUEST."""
+    xid = peer.next_xid()
+    peer.send(wire(p.OFPRoleRequest(DP, role, gen), xid))
+    m = peer.recv_until(lambda m: m[1] == xid and m[0] in (ofp.OFPT_ROLE_REPLY, ofp.OFPT_ERROR))
+    assert m is not None
+    if m[0] == ofp.OFPT_ERROR:
+        return (m[0], *struct.unpack_from("!HH", m[2], 8))
+    got_role, got_gen = struct.unpack_from("!I4xQ", m[2], 8)
+    return m[0], got_role, got_gen
+
+
+def test_several_controllers_per_vswitch_follow_their_roles(env: Env) -> None:
+    """Two controllers on one vswitch: MASTER/SLAVE with generation ids, a SLAVE may not
+    write, a new MASTER demotes the old one, and PACKET_IN goes to the master only."""
+    import socket
+
+    from tenantvisor.testbed.controllers import free_tcp_port
+
+    port = free_tcp_port()
+    vdpid = env.carol["lf1"].dpid
+    path = f"/v1/networks/{env.carol_net}/switches/{vdpid}/controllers"
+    urls = [f"tcp:127.0.0.1:{env.listener.port}", f"ptcp:{port}:127.0.0.1"]
+    env.daemon.rest("PUT", path, {"controller_urls": urls}, env.carol_token)
+    (a,) = env.listener.accept(1)
+    env.carol["lf1"] = a
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            b = OFPeer(socket.create_connection(("127.0.0.1", port), timeout=5)).handshake()
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+    try:
+        assert _role(a, ofp.OFPCR_ROLE_MASTER, 10) == (
+            ofp.OFPT_ROLE_REPLY,
+            ofp.OFPCR_ROLE_MASTER,
+            10,
+        )
+        assert _role(b, ofp.OFPCR_ROLE_SLAVE, 10)[1] == ofp.OFPCR_ROLE_SLAVE
+        xid = b.next_xid()
+        b.send(flow_mod(xid, p.OFPMatch(), [p.OFPActionOutput(ofp.OFPP_CONTROLLER)]))
+        err = b.recv_until(lambda m: m[0] == ofp.OFPT_ERROR and m[1] == xid)
+        assert err is not None
+        assert struct.unpack_from("!HH", err[2], 8) == (ofp.OFPET_BAD_REQUEST, ofp.OFPBRC_IS_SLAVE)
+        assert _role(b, ofp.OFPCR_ROLE_MASTER, 9) == (
+            ofp.OFPT_ERROR, ofp.OFPET_ROLE_REQUEST_FAILED, ofp.OFPRRFC_STALE,
+        )  # fmt: skip
+        assert _role(b, ofp.OFPCR_ROLE_MASTER, 11)[1] == ofp.OFPCR_ROLE_MASTER
+        assert _role(a, ofp.OFPCR_ROLE_NOCHANGE, 0)[1] == ofp.OFPCR_ROLE_SLAVE  # demoted
+        # the master installs a table-miss to the controller and injects a packet
+        miss = p.OFPFlowMod(
+            DP, priority=0, match=p.OFPMatch(),
+            instructions=[p.OFPInstructionActions(
+                ofp.OFPIT_APPLY_ACTIONS, [p.OFPActionOutput(ofp.OFPP_CONTROLLER, 128)])],
+        )  # fmt: skip
+        b.send(wire(miss, b.next_xid()))
+        assert all(m[0] != ofp.OFPT_ERROR for m in barrier(b))
+        frame = bytes.fromhex("ffffffffffff020000000abc0806") + bytes(28)
+        po = p.OFPPacketOut(
+            DP, buffer_id=ofp.OFP_NO_BUFFER, in_port=ofp.OFPP_CONTROLLER,
+            actions=[p.OFPActionOutput(ofp.OFPP_TABLE)], data=frame,
+        )  # fmt: skip
+        b.send(wire(po, b.next_xid()))
+        m = b.recv_until(lambda m: m[0] == ofp.OFPT_PACKET_IN, timeout=5)
+        assert m is not None, "the master got no PACKET_IN"
+        pi = p.OFPPacketIn.parser(DP, 4, m[0], len(m[2]), m[1], m[2])
+        assert pi.reason == ofp.OFPR_NO_MATCH and pi.data[:14] == frame[:14]
+        assert a.recv_until(lambda m: m[0] == ofp.OFPT_PACKET_IN, timeout=1) is None
+        delete_all = p.OFPFlowMod(
+            DP, table_id=ofp.OFPTT_ALL, command=ofp.OFPFC_DELETE,
+            out_port=ofp.OFPP_ANY, out_group=ofp.OFPG_ANY,
+        )  # fmt: skip
+        b.send(wire(delete_all, b.next_xid()))
+        assert all(m[0] != ofp.OFPT_ERROR for m in barrier(b))
+    finally:
+        b.close()
+        env.daemon.rest("PUT", path, {"controller_urls": None}, env.carol_token)
+        (env.carol["lf1"],) = env.listener.accept(1)

@@ -48,6 +48,11 @@ _TABLE_STATS = struct.Struct("!B3xIQQ")
 _UNKNOWN = 0xFFFFFFFFFFFFFFFF
 MAX_REPLY_BODY = 65535 - 16
 PORTS_PER_REPLY = 512
+_ROLE_NAMES = {
+    ofp.OFPCR_ROLE_EQUAL: "EQUAL",
+    ofp.OFPCR_ROLE_MASTER: "MASTER",
+    ofp.OFPCR_ROLE_SLAVE: "SLAVE",
+}
 
 
 class EndpointHost(Protocol):
@@ -95,12 +100,31 @@ class _Barriers:
             self._send(q.popleft()[0])
 
 
+# Asynchronous messages a connection gets by default (OF1.3 7.3.10), as
+# (master/equal mask, slave mask) bitmaps of reasons.
+_DEFAULT_ASYNC = (
+    ((1 << ofp.OFPR_NO_MATCH) | (1 << ofp.OFPR_ACTION), 0),  # PACKET_IN
+    (0b111, 0b111),  # PORT_STATUS: add, delete, modify
+    (0b1111, 0),  # FLOW_REMOVED: idle, hard, delete, group delete
+)
+_PACKET_IN, _PORT_STATUS, _FLOW_REMOVED = range(3)
+_ASYNC = struct.Struct("!IIIIII")
+_ROLE = struct.Struct("!I4xQ")
+# What a SLAVE controller may not send (OF1.3 6.3.4).
+_WRITES = frozenset(
+    (ofp.OFPT_FLOW_MOD, ofp.OFPT_PACKET_OUT, ofp.OFPT_GROUP_MOD, ofp.OFPT_PORT_MOD,
+     ofp.OFPT_TABLE_MOD, ofp.OFPT_METER_MOD)
+)  # fmt: skip
+
+
 class ControllerConn:
     """One connection to one tenant controller."""
 
     def __init__(self, ep: VSwitchEndpoint, url: str) -> None:
         self.ep = ep
         self.url = url
+        self.role = ofp.OFPCR_ROLE_EQUAL
+        self.async_masks = [list(m) for m in _DEFAULT_ASYNC]
         self.channel = Channel(self, f"vswitch {ep.vdpid:016x}", close_when_stuck=True)
         self.touched: set[int] = set()  # pswitches sent to since the last barrier
         self.closed: asyncio.Future[str] = asyncio.get_running_loop().create_future()
@@ -122,8 +146,15 @@ class ControllerConn:
         if not self.closed.done():
             self.closed.set_result(reason)
 
+    def wants(self, kind: int, reason: int) -> bool:
+        """Whether this connection's role and SET_ASYNC ask for this asynchronous message."""
+        mask = self.async_masks[kind][1 if self.role == ofp.OFPCR_ROLE_SLAVE else 0]
+        return bool(mask >> reason & 1)
+
     def channel_message(self, ch: Channel, msg_type: int, xid: int, msg: bytes) -> None:
         try:
+            if msg_type in _WRITES and self.role == ofp.OFPCR_ROLE_SLAVE:
+                raise OFError(ofp.OFPET_BAD_REQUEST, ofp.OFPBRC_IS_SLAVE, "controller is slave")
             self.ep.handle(self, msg_type, xid, msg)
         except OFError as exc:
             log.debug("%s: refused message type %d: %s", self.ep.label, msg_type, exc)
@@ -157,6 +188,7 @@ class VSwitchEndpoint:
         self._dying: dict[int, _Dying] = {}  # removed rules whose FLOW_REMOVED is pending
         self.packet_ins = 0
         self.rx_msgs = 0  # from controllers whose connection has closed
+        self.generation: int | None = None  # last MASTER/SLAVE generation id (OF1.3 6.3.5)
 
     # --- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
@@ -276,10 +308,47 @@ class VSwitchEndpoint:
             self.flags, self.miss_send_len = struct.unpack_from("!HH", msg, 8)
         elif t == ofp.OFPT_MULTIPART_REQUEST:
             self._multipart(conn, xid, msg)
+        elif t == ofp.OFPT_ROLE_REQUEST:
+            self._role_request(conn, xid, msg)
+        elif t == ofp.OFPT_GET_ASYNC_REQUEST:
+            masks = [m for kind in conn.async_masks for m in kind]
+            ch.send(codec.header(ch.version, ofp.OFPT_GET_ASYNC_REPLY, xid, _ASYNC.pack(*masks)))
+        elif t == ofp.OFPT_SET_ASYNC:
+            if len(msg) < 8 + _ASYNC.size:
+                raise MalformedMessage("SET_ASYNC too short")
+            pi0, pi1, ps0, ps1, fr0, fr1 = _ASYNC.unpack_from(msg, 8)
+            conn.async_masks = [[pi0, pi1], [ps0, ps1], [fr0, fr1]]
         elif t == ofp.OFPT_HELLO:
             pass
+        elif t == ofp.OFPT_EXPERIMENTER:
+            raise OFError(ofp.OFPET_BAD_REQUEST, ofp.OFPBRC_BAD_EXPERIMENTER, "no experimenters")
         else:
             raise OFError(ofp.OFPET_BAD_REQUEST, ofp.OFPBRC_BAD_TYPE, f"message type {t}")
+
+    def _role_request(self, conn: ControllerConn, xid: int, msg: bytes) -> None:
+        """OF1.3 7.3.9: MASTER/SLAVE requests carry a generation id that must not go back;
+        a new MASTER makes the previous one SLAVE; EQUAL needs no generation."""
+        if len(msg) < 8 + _ROLE.size:
+            raise MalformedMessage("ROLE_REQUEST too short")
+        role, gen = _ROLE.unpack_from(msg, 8)
+        if role not in (ofp.OFPCR_ROLE_NOCHANGE, ofp.OFPCR_ROLE_EQUAL, ofp.OFPCR_ROLE_MASTER,
+                        ofp.OFPCR_ROLE_SLAVE):  # fmt: skip
+            raise OFError(ofp.OFPET_ROLE_REQUEST_FAILED, ofp.OFPRRFC_BAD_ROLE, f"role {role}")
+        if role in (ofp.OFPCR_ROLE_MASTER, ofp.OFPCR_ROLE_SLAVE):
+            last = self.generation
+            if last is not None and ((gen - last) & (1 << 64) - 1) >= 1 << 63:
+                raise OFError(ofp.OFPET_ROLE_REQUEST_FAILED, ofp.OFPRRFC_STALE, "stale generation")
+            self.generation = gen
+        if role != ofp.OFPCR_ROLE_NOCHANGE:
+            if role == ofp.OFPCR_ROLE_MASTER:
+                for other in self.conns:
+                    if other is not conn and other.role == ofp.OFPCR_ROLE_MASTER:
+                        other.role = ofp.OFPCR_ROLE_SLAVE
+            conn.role = role
+            log.info("%s: controller %s is now %s", self.label, conn.url, _ROLE_NAMES[role])
+        ch = conn.channel
+        body = _ROLE.pack(conn.role, self.generation or 0)
+        ch.send(codec.header(ch.version, ofp.OFPT_ROLE_REPLY, xid, body))
 
     def _send_phys(
         self, conn: ControllerConn | None, session: PSwitchSession | None,
@@ -489,9 +558,11 @@ class VSwitchEndpoint:
             )  # fmt: skip
 
     # --- toward the controllers --------------------------------------------------------------
-    def _broadcast(self, msg: bytes) -> None:
+    def _broadcast(self, msg: bytes, kind: int, reason: int) -> None:
+        """An asynchronous message to every connection whose role and SET_ASYNC want it."""
         for c in self.conns:
-            c.channel.send(msg)
+            if c.wants(kind, reason):
+                c.channel.send(msg)
 
     def packet_in(self, pi: PacketIn, meta: int) -> None:
         """A physical PACKET_IN that metadata says is ours, in virtual terms."""
@@ -509,14 +580,14 @@ class VSwitchEndpoint:
             ofp.OFP_NO_BUFFER, pi.total_len, reason, vf.table, vf.cookie, match, pi.data
         ).encode(0)
         self.packet_ins += 1
-        self._broadcast(out)
+        self._broadcast(out, _PACKET_IN, reason)
 
     def lldp_in(self, vport: int, data: bytes) -> None:
         match = [codec.oxm_u32(oxm.IN_PORT, vport)]
         msg = PacketIn(
             ofp.OFP_NO_BUFFER, len(data), ofp.OFPR_ACTION, 0, _PI_NO_COOKIE, match, data
         ).encode(0)
-        self._broadcast(msg)
+        self._broadcast(msg, _PACKET_IN, ofp.OFPR_ACTION)
 
     def flow_removed(self, serial: int, fr: codec.FlowRemoved) -> None:
         """A physical rule of ours is gone: a timeout expires the tenant's rule (with all its
@@ -552,14 +623,16 @@ class VSwitchEndpoint:
             v.cookie, v.priority, rec.reason, v.table, sec, nsec,
             v.idle_timeout, v.hard_timeout, rec.packets, rec.bytes, v.match,
         ).encode(0)  # fmt: skip
-        self._broadcast(out)
+        self._broadcast(out, _FLOW_REMOVED, rec.reason)
 
     def _port_status(self, number: int, added: bool, deleted: bool) -> None:
         if not self.conns:
             return
         reason = ofp.OFPPR_ADD if added else ofp.OFPPR_DELETE if deleted else ofp.OFPPR_MODIFY
         body = struct.pack("!B7x", reason) + self._port_desc(number)
-        self._broadcast(codec.header(codec.VERSION, ofp.OFPT_PORT_STATUS, 0, body))
+        self._broadcast(
+            codec.header(codec.VERSION, ofp.OFPT_PORT_STATUS, 0, body), _PORT_STATUS, reason
+        )
 
     # --- multipart -------------------------------------------------------------------------
     def _port_desc(self, n: int) -> bytes:
