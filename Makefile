@@ -6,16 +6,16 @@ PY        ?= /usr/bin/python3
 VENV      ?= .venv
 VPY       := $(VENV)/bin/python
 APT_PKGS  := openvswitch-switch openvswitch-common openvswitch-testcontroller mininet iperf3 \
-             ethtool iproute2 iputils-ping python3-venv python3-pip procps
+             ethtool iproute2 iputils-ping python3-venv python3-pip procps gcc python3-dev
 # One binary per package above, to tell whether apt-get has anything to do.
-APT_BINS  := ovs-vswitchd ovsdb-server ovs-testcontroller mn iperf3 ethtool ip ping pgrep
+APT_BINS  := ovs-vswitchd ovsdb-server ovs-testcontroller mn iperf3 ethtool ip ping pgrep gcc
 
-.PHONY: demo test deps venv lint typecheck unit check-root clean bench
+.PHONY: demo test deps venv faucet-venv lint typecheck unit check-root clean bench
 
 demo: deps venv
 	$(VENV)/bin/tenantvisor demo
 
-test: deps venv lint typecheck
+test: deps venv faucet-venv lint typecheck
 	$(VPY) -m pytest -q -ra tests
 
 lint: venv
@@ -37,6 +37,7 @@ check-root:
 deps: check-root
 	@missing=""; for b in $(APT_BINS); do command -v $$b >/dev/null 2>&1 || missing=1; done; \
 	[ -x $(PY) ] && $(PY) -c 'import venv, ensurepip' 2>/dev/null || missing=1; \
+	[ -f "$$($(PY) -c 'import sysconfig; print(sysconfig.get_path("include"))')/Python.h" ] || missing=1; \
 	if [ -n "$$missing" ]; then \
 	  echo "tenantvisor: installing Debian packages: $(APT_PKGS)"; \
 	  export DEBIAN_FRONTEND=noninteractive; \
@@ -51,5 +52,10 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed
 
+# Faucet (a tenant controller for tests) pins os_ken 3.1: its own venv, .venv-faucet (it builds
+# a C extension, hence gcc and python3-dev).  Idempotent and locked; a no-op once installed.
+faucet-venv: deps venv
+	$(VPY) -c 'from tenantvisor.testbed.faucet import ensure_faucet_venv; ensure_faucet_venv()'
+
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .venv-faucet .mypy_cache .ruff_cache .pytest_cache

@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import struct
 import time
+from collections.abc import Callable
 from typing import Any
 
 from os_ken.ofproto import ofproto_v1_3 as ofp
@@ -28,11 +30,22 @@ from tenantvisor.translate import infra
 from tenantvisor.translate.flow import PhysFlow
 from tenantvisor.translate.view import PortMap, VSwitchView
 from tenantvisor.virtual.endpoint import VSwitchEndpoint
+from tenantvisor.virtual.flowtable import NormMatch, normalize
 from tenantvisor.virtual.manager import NetworkManager
 from tenantvisor.virtual.model import VirtualNetwork, VPortKind
 
 log = logging.getLogger(__name__)
 N_TABLES_OFFERED = 64
+StatKey = tuple[int, int, int, NormMatch]  # dpid, table, priority, normalized match
+_STATS_REQ = struct.Struct("!B3xII4xQQ")
+_PK_BY = struct.Struct("!QQ")
+TAG_BYTES = 4  # the 802.1ad S-tag a frame carries across the fabric
+
+
+def _stat_key(pf: PhysFlow) -> StatKey:
+    """How a physical rule is recognised in a flow statistics reply (OVS orders fields its
+    own way, so the match is compared normalized)."""
+    return pf.dpid, pf.table, pf.priority, normalize(codec.parse_match(pf.match, 0)[0])
 
 
 class Hypervisor:
@@ -51,6 +64,8 @@ class Hypervisor:
         self.by_index: dict[int, VSwitchEndpoint] = {}
         self.by_net_dpid: dict[tuple[int, int], VSwitchEndpoint] = {}
         self.installed: dict[int, dict[tuple[int, int, int, bytes], PhysFlow]] = {}
+        # per network: table-0 rules that classify into a vport, for its received counters
+        self.classify: dict[int, dict[StatKey, tuple[int, int, int]]] = {}
         self.lldp_interval = lldp_interval
         self.n_tables = n_tables
         self._secret = secrets.token_bytes(16)
@@ -105,6 +120,63 @@ class Hypervisor:
         ep = self.endpoints.get((net_id, other.vdpid))
         if ep is not None:
             ep.lldp_in(other.vport, data)
+
+    def vlink_peer(self, net_id: int, vdpid: int, vport: int) -> tuple[int, int, int] | None:
+        """(dpid, vdpid, vport) at the other end of the vlink on this link vport."""
+        net = self.manager.networks.get(net_id)
+        vp = None if net is None else net.vport(vdpid, vport)
+        if net is None or vp is None or vp.link_id is None:
+            return None
+        lk = net.links[vp.link_id]
+        other = lk.dst if (lk.src.vdpid, lk.src.vport) == (vdpid, vport) else lk.src
+        ovp = net.vport(other.vdpid, other.vport)
+        return None if ovp is None else (ovp.dpid, other.vdpid, other.vport)
+
+    def classified_counts(
+        self, net_id: int, dpids: set[int], done: Callable[[dict[tuple[int, int], list[int]]], None]
+    ) -> None:
+        """Packets and bytes each vport of the network received, by (vdpid, vport): the
+        counters of the table-0 rules that classified them, read from `dpids`.  These rules
+        match only this network's packets, so no other tenant's traffic is ever counted."""
+        keys = self.classify.get(net_id, {})
+        counts: dict[tuple[int, int], list[int]] = {}
+        waiting = {d for d in dpids if (s := self.sessions.get(d)) is not None and s.ready}
+        if not waiting:
+            done(counts)
+            return
+        req = _STATS_REQ.pack(
+            ofp.OFPTT_ALL, ofp.OFPP_ANY, ofp.OFPG_ANY, layout.infra_cookie(net_id),
+            layout.ALL_ONES,
+        ) + codec.encode_match([])  # fmt: skip
+
+        def collect(dpid: int) -> Callable[[list[bytes] | None], None]:
+            def parse(parts: list[bytes] | None) -> None:
+                for body in parts or []:
+                    off = 0
+                    while off + 56 <= len(body):
+                        length = codec.u16(body, off)
+                        if length < 56:
+                            break
+                        prio = codec.u16(body, off + 12)
+                        packets, nbytes = _PK_BY.unpack_from(body, off + 32)
+                        try:
+                            oxms, _ = codec.parse_match(body[: off + length], off + 48)
+                        except (MalformedMessage, codec.OFError):
+                            break
+                        into = keys.get((dpid, body[off + 2], prio, normalize(oxms)))
+                        if into is not None:
+                            c = counts.setdefault((into[0], into[1]), [0, 0])
+                            c[0] += packets
+                            c[1] += nbytes - into[2] * packets
+                        off += length
+                waiting.discard(dpid)
+                if not waiting:
+                    done(counts)
+
+            return parse
+
+        for dpid in list(waiting):
+            self.sessions[dpid].multipart(ofp.OFPMP_FLOW, req, collect(dpid))
 
     # --- SessionEvents ---------------------------------------------------------------------
     def switch_ready(self, s: PSwitchSession) -> None:
@@ -264,6 +336,8 @@ class Hypervisor:
         topo = self.topo
         link_tags: dict[tuple[int, int], int] = {}  # (vdpid, vport) -> first-hop tag
         flows: list[PhysFlow] = []
+        # table-0 rule -> (vdpid, vport) it classifies into, bytes it counts beyond the frame
+        classify: dict[StatKey, tuple[int, int, int]] = {}
         used_owners: set[object] = set()
         for lk in net.links.values():
             for a, b, d in ((lk.src, lk.dst, 0), (lk.dst, lk.src, 1)):
@@ -285,9 +359,12 @@ class Hypervisor:
                     continue
                 link_tags[(a.vdpid, a.vport)] = tags[0]
                 dst_sw = net.switches[b.vdpid]
-                flows += infra.link_flows(
+                lf = infra.link_flows(
                     net.id, infra.LinkPath(tuple(hops), tuple(tags), dst_sw.index, b.vport)
                 )
+                flows += lf
+                # the terminating rule counts frames with our tag still on: 4 bytes more
+                classify[_stat_key(lf[-1])] = (b.vdpid, b.vport, TAG_BYTES)
         self.tags.release_where(
             lambda o: isinstance(o, tuple) and o[0] == net.id and o not in used_owners
         )
@@ -296,8 +373,11 @@ class Hypervisor:
             vp = net.vport(host.vdpid, host.vport)
             if sw is not None and vp is not None:
                 binding = infra.HostBinding(vp.dpid, vp.port, host.mac, sw.index, vp.number)
-                flows.append(infra.host_flow(net.id, binding))
+                hf = infra.host_flow(net.id, binding)
+                flows.append(hf)
+                classify[_stat_key(hf)] = (host.vdpid, host.vport, 0)
         self._apply_infra(net.id, {pf.key: pf for pf in flows})
+        self.classify[net.id] = classify
         # vswitch endpoints
         tenant = self._tenant_name(net)
         for vdpid, sw in net.switches.items():
@@ -362,6 +442,7 @@ class Hypervisor:
             self._drop_endpoint(key)
         self._apply_infra(net.id, {})
         self.installed.pop(net.id, None)
+        self.classify.pop(net.id, None)
         self.tags.release_where(lambda o: isinstance(o, tuple) and o[0] == net.id)
         for s in self.sessions.values():  # anything left with this network's cookie
             s.delete_cookie(layout.net_cookie(net.id), layout.NET_COOKIE_MASK)

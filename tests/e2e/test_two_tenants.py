@@ -605,3 +605,42 @@ def test_several_controllers_per_vswitch_follow_their_roles(env: Env) -> None:
         b.close()
         env.daemon.rest("PUT", path, {"controller_urls": None}, env.carol_token)
         (env.carol["lf1"],) = env.listener.accept(1)
+
+
+def _port_stats(peer: OFPeer) -> dict[int, p.OFPPortStats]:
+    xid = peer.next_xid()
+    peer.send(wire(p.OFPPortStatsRequest(DP, 0, ofp.OFPP_ANY), xid))
+    m = peer.recv_until(lambda m: m[0] == ofp.OFPT_MULTIPART_REPLY and m[1] == xid)
+    assert m is not None
+    body = p.OFPMultipartReply.parser(DP, 4, m[0], len(m[2]), m[1], m[2]).body
+    return {s.port_no: s for s in body}
+
+
+def test_port_counters_count_the_tenants_own_traffic_only(env: Env) -> None:
+    """One frame out of carol's lf1 link vport: her lf2 link vport received one, her lf1
+    link vport sent one.  alice's pings cross the same physical ports and change neither."""
+    a, b = env.carol["lf1"], env.carol["lf2"]
+    link1, link2 = env.carol_vports["lf1"]["link"], env.carol_vports["lf2"]["link"]
+    before1, before2 = _port_stats(a), _port_stats(b)
+    assert all(r.ok for r in pingall(env.fab, env.layout, env.alice.hosts[:2]))
+    assert _port_stats(a)[link1].tx_packets == before1[link1].tx_packets
+    assert _port_stats(b)[link2].rx_packets == before2[link2].rx_packets
+    frame = bytes.fromhex("020000000abd020000000abc0800") + bytes(46)
+    po = p.OFPPacketOut(
+        DP, buffer_id=ofp.OFP_NO_BUFFER, in_port=ofp.OFPP_CONTROLLER,
+        actions=[p.OFPActionOutput(link1)], data=frame,
+    )  # fmt: skip
+    a.send(wire(po, a.next_xid()))
+    assert all(m[0] != ofp.OFPT_ERROR for m in barrier(a))
+    deadline = time.monotonic() + 3
+    while True:
+        after2 = _port_stats(b)
+        if after2[link2].rx_packets > before2[link2].rx_packets or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    after1 = _port_stats(a)
+    assert after2[link2].rx_packets == before2[link2].rx_packets + 1
+    assert after2[link2].rx_bytes == before2[link2].rx_bytes + len(frame)
+    assert after1[link1].tx_packets == before1[link1].tx_packets + 1
+    edge = env.carol_vports["lf1"]["edge"]
+    assert after1[edge].tx_packets == 0xFFFFFFFFFFFFFFFF  # no counter of its own: unknown

@@ -46,6 +46,7 @@ _COUNTERS = struct.Struct("!QQQ")  # cookie, packet_count, byte_count in ofp_flo
 _AGGREGATE = struct.Struct("!QQI4x")
 _TABLE_STATS = struct.Struct("!B3xIQQ")
 _UNKNOWN = 0xFFFFFFFFFFFFFFFF
+_PORT_STATS = struct.Struct("!I4x" + "Q" * 12 + "II")
 MAX_REPLY_BODY = 65535 - 16
 PORTS_PER_REPLY = 512
 _ROLE_NAMES = {
@@ -61,6 +62,12 @@ class EndpointHost(Protocol):
     def session(self, dpid: int) -> PSwitchSession | None: ...
 
     def deliver_lldp(self, net_id: int, vdpid: int, vport: int, data: bytes) -> None: ...
+
+    def vlink_peer(self, net_id: int, vdpid: int, vport: int) -> tuple[int, int, int] | None: ...
+
+    def classified_counts(
+        self, net_id: int, dpids: set[int], done: Callable[[dict[tuple[int, int], list[int]]], None]
+    ) -> None: ...
 
 
 @dataclass(slots=True)
@@ -189,6 +196,7 @@ class VSwitchEndpoint:
         self.packet_ins = 0
         self.rx_msgs = 0  # from controllers whose connection has closed
         self.generation: int | None = None  # last MASTER/SLAVE generation id (OF1.3 6.3.5)
+        self.created = time.monotonic()
 
     # --- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
@@ -675,6 +683,8 @@ class VSwitchEndpoint:
             self._flow_stats(conn, xid, msg, mtype)
         elif mtype == ofp.OFPMP_TABLE:
             self._table_stats(conn, xid)
+        elif mtype == ofp.OFPMP_PORT_STATS:
+            self._port_stats(conn, xid, msg)
         elif mtype == ofp.OFPMP_TABLE_FEATURES:
             if len(msg) > 16:  # a body asks to change the tables: the pipeline is fixed
                 raise OFError(
@@ -769,6 +779,48 @@ class VSwitchEndpoint:
             self._multipart_reply(ch, xid, ofp.OFPMP_TABLE, entries)
 
         self._counters(conn, reply)
+
+    def _port_stats(self, conn: ControllerConn, xid: int, msg: bytes) -> None:
+        """rx: what the table-0 rules that classify into the vport counted; tx of a link
+        vport: what its peer received over the vlink.  An edge vport's tx has no counter of
+        its own on a shared pswitch, nor have errors and drops: all ones, as OpenFlow asks for
+        counters a switch does not have."""
+        if len(msg) < 24:
+            raise MalformedMessage("port statistics request too short")
+        port_no = codec.u32(msg, 16)
+        view = self.view
+        if port_no == ofp.OFPP_ANY:
+            ports = sorted(view.ports)
+        elif port_no in view.ports:
+            ports = [port_no]
+        else:
+            raise OFError(ofp.OFPET_BAD_REQUEST, ofp.OFPBRC_BAD_PORT, f"port {port_no}")
+        peers = {
+            n: self.host.vlink_peer(view.net_id, self.vdpid, n)
+            for n in ports
+            if view.ports[n].is_link
+        }
+        dpids = {view.dpid} | {pe[0] for pe in peers.values() if pe is not None}
+        conn.touched |= dpids
+        age = time.monotonic() - self.created
+        ch = conn.channel
+
+        def reply(counts: dict[tuple[int, int], list[int]]) -> None:
+            entries = []
+            for n in ports:
+                rx = counts.get((self.vdpid, n), [0, 0])
+                if n in peers:
+                    pe = peers[n]
+                    tx = counts.get((pe[1], pe[2]), [0, 0]) if pe is not None else [0, 0]
+                else:
+                    tx = [_UNKNOWN, _UNKNOWN]
+                entries.append(
+                    _PORT_STATS.pack(n, rx[0], tx[0], rx[1], tx[1], *[_UNKNOWN] * 8,
+                                     int(age), int(age % 1 * 1e9))
+                )  # fmt: skip
+            self._multipart_reply(ch, xid, ofp.OFPMP_PORT_STATS, entries)
+
+        self.host.classified_counts(view.net_id, dpids, reply)
 
     @staticmethod
     def _multipart_reply(ch: Channel, xid: int, mtype: int, entries: list[bytes]) -> None:
