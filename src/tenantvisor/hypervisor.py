@@ -73,6 +73,7 @@ class Hypervisor:
         self._server: asyncio.Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._reconcile_pending = False
+        self._group_ids: dict[int, set[int]] = {}  # physical group ids in use, per pswitch
 
     # --- lifecycle -------------------------------------------------------------------------
     async def start(self, listen: str) -> None:
@@ -120,6 +121,17 @@ class Hypervisor:
         ep = self.endpoints.get((net_id, other.vdpid))
         if ep is not None:
             ep.lldp_in(other.vport, data)
+
+    def alloc_group_id(self, dpid: int) -> int | None:
+        """A physical group id on this pswitch for some tenant's group (None: none left)."""
+        used = self._group_ids.setdefault(dpid, set())
+        gid = next((g for g in range(1, ofp.OFPG_MAX + 1) if g not in used), None)
+        if gid is not None:
+            used.add(gid)
+        return gid
+
+    def free_group_id(self, dpid: int, gid: int) -> None:
+        self._group_ids.get(dpid, set()).discard(gid)
 
     def vlink_peer(self, net_id: int, vdpid: int, vport: int) -> tuple[int, int, int] | None:
         """(dpid, vdpid, vport) at the other end of the vlink on this link vport."""
@@ -186,7 +198,7 @@ class Hypervisor:
             old.channel.close("replaced by a new connection")
         self.sessions[s.dpid] = s
         self.topo.add_switch(PSwitchInfo(s.dpid, dict(s.ports), s.n_tables))
-        s.delete_all_flows()
+        s.wipe()
         for pf in infra.provider_flows(s.dpid):
             s.send_flow(pf.flow_mod, self._infra_error(pf))
         for flows in self.installed.values():

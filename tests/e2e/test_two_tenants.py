@@ -644,3 +644,74 @@ def test_port_counters_count_the_tenants_own_traffic_only(env: Env) -> None:
     assert after1[link1].tx_packets == before1[link1].tx_packets + 1
     edge = env.carol_vports["lf1"]["edge"]
     assert after1[edge].tx_packets == 0xFFFFFFFFFFFFFFFF  # no counter of its own: unknown
+
+
+def _group_mod(peer: OFPeer, cmd: int, gtype: int, gid: int, buckets: list) -> int:  # type: ignore[type-arg]
+    xid = peer.next_xid()
+    peer.send(wire(p.OFPGroupMod(DP, cmd, gtype, gid, buckets), xid))
+    return xid
+
+
+def test_a_tenants_groups_are_its_own_translated_and_counted(env: Env) -> None:
+    a, b = env.carol["lf1"], env.carol["lf2"]
+    edge, link = env.carol_vports["lf1"]["edge"], env.carol_vports["lf1"]["link"]
+    link2 = env.carol_vports["lf2"]["link"]
+    Out, Bucket = p.OFPActionOutput, p.OFPBucket
+    _group_mod(a, ofp.OFPGC_ADD, ofp.OFPGT_ALL, 5, [Bucket(actions=[Out(edge)]),
+                                                    Bucket(actions=[Out(link)])])  # fmt: skip
+    a.send(flow_mod(a.next_xid(), p.OFPMatch(eth_dst="02:00:00:00:00:7c"), [p.OFPActionGroup(5)]))
+    assert all(m[0] != ofp.OFPT_ERROR for m in barrier(a))
+    # the tenant's id 5 is a physical id of the hypervisor's choosing on the pswitch
+    groups = env.fab.ofctl("lf1", "dump-groups")
+    assert "group_id=5," not in groups and "type=all" in groups, groups
+    # refusals
+    for gtype, gid, buckets, code in [
+        (ofp.OFPGT_ALL, 5, [Bucket(actions=[Out(edge)])], ofp.OFPGMFC_GROUP_EXISTS),
+        (ofp.OFPGT_ALL, 6, [Bucket(actions=[Out(ofp.OFPP_FLOOD)])], ofp.OFPGMFC_BAD_BUCKET),
+        (ofp.OFPGT_FF, 7, [Bucket(actions=[Out(edge)])], ofp.OFPGMFC_BAD_WATCH),
+        (ofp.OFPGT_ALL, 8, [Bucket(actions=[Out(99)])], None),
+    ]:
+        xid = _group_mod(a, ofp.OFPGC_ADD, gtype, gid, buckets)
+        replies = barrier(a)
+        err = [m for m in replies if m[0] == ofp.OFPT_ERROR and m[1] == xid]
+        assert err, f"group {gid} was not refused"
+        etype, got, _ = error_of(err[0])
+        if code is None:
+            assert (etype, got) == (ofp.OFPET_BAD_ACTION, ofp.OFPBAC_BAD_OUT_PORT)
+        else:
+            assert (etype, got) == (ofp.OFPET_GROUP_MOD_FAILED, code)
+    # one packet through the group: a copy to each bucket
+    outsider = env.layout.outsider
+    before_host = rx_packets(env.fab, outsider)
+    before_link = _port_stats(b)[link2].rx_packets
+    frame = bytes.fromhex("02000000007c020000000abc0800") + bytes(46)
+    po = p.OFPPacketOut(
+        DP, buffer_id=ofp.OFP_NO_BUFFER, in_port=ofp.OFPP_CONTROLLER,
+        actions=[Out(ofp.OFPP_TABLE)], data=frame,
+    )  # fmt: skip
+    a.send(wire(po, a.next_xid()))
+    assert all(m[0] != ofp.OFPT_ERROR for m in barrier(a))
+    deadline = time.monotonic() + 3
+    while rx_packets(env.fab, outsider) == before_host and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert rx_packets(env.fab, outsider) == before_host + 1
+    assert _port_stats(b)[link2].rx_packets == before_link + 1
+    xid = a.next_xid()
+    a.send(wire(p.OFPGroupStatsRequest(DP, 0, ofp.OFPG_ALL), xid))
+    m = a.recv_until(lambda m: m[0] == ofp.OFPT_MULTIPART_REPLY and m[1] == xid)
+    assert m is not None
+    (st,) = p.OFPMultipartReply.parser(DP, 4, m[0], len(m[2]), m[1], m[2]).body
+    assert (st.group_id, st.ref_count, st.packet_count) == (5, 1, 1)
+    xid = a.next_xid()
+    a.send(wire(p.OFPGroupDescStatsRequest(DP, 0), xid))
+    m = a.recv_until(lambda m: m[0] == ofp.OFPT_MULTIPART_REPLY and m[1] == xid)
+    assert m is not None
+    (desc,) = p.OFPMultipartReply.parser(DP, 4, m[0], len(m[2]), m[1], m[2]).body
+    assert desc.group_id == 5 and [bk.actions[0].port for bk in desc.buckets] == [edge, link]
+    # deleting the group takes the rule that forwards to it away, here and on the pswitch
+    _group_mod(a, ofp.OFPGC_DELETE, ofp.OFPGT_ALL, 5, [])
+    assert all(m[0] != ofp.OFPT_ERROR for m in barrier(a))
+    assert not any("02:00:00:00:00:7c" in f for f in physical_flows(env, "lf1"))
+    status = env.daemon.get("/v1/status").json()
+    assert not any(v["flows"] for v in status["vswitches"] if v["network"] == env.carol_net)
+    assert "type=all" not in env.fab.ofctl("lf1", "dump-groups")

@@ -198,13 +198,15 @@ class PSwitchSession:
         self._records[xid] = XidRecord(None, done)
         self.channel.send(codec.header(self.channel.version, ofp.OFPT_BARRIER_REQUEST, xid))
 
-    def delete_all_flows(self) -> None:
-        """Start from a clean switch: every rule is re-derived from intent."""
+    def wipe(self) -> None:
+        """Start from a clean switch (rules and groups): all of it is re-derived from intent."""
         body = codec.FLOW_MOD_BODY.pack(
             0, 0, ofp.OFPTT_ALL, ofp.OFPFC_DELETE, 0, 0, 0,
             ofp.OFP_NO_BUFFER, ofp.OFPP_ANY, ofp.OFPG_ANY, 0,
         )  # fmt: skip
         self.send(codec.header(codec.VERSION, ofp.OFPT_FLOW_MOD, 0, body + codec.encode_match([])))
+        groups = struct.pack("!HBxI", ofp.OFPGC_DELETE, 0, ofp.OFPG_ALL)
+        self.send(codec.header(codec.VERSION, ofp.OFPT_GROUP_MOD, 0, groups))
 
     def delete_cookie(self, cookie: int, mask: int) -> None:
         body = codec.FLOW_MOD_BODY.pack(

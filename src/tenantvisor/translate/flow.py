@@ -13,6 +13,8 @@ does the translation need to know the ingress vport, to use OFPP_IN_PORT.
 
 from __future__ import annotations
 
+import struct
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from os_ken.ofproto import ofproto_v1_3 as ofp
@@ -26,6 +28,7 @@ _BAD_OUT = (ofp.OFPET_BAD_ACTION, ofp.OFPBAC_BAD_OUT_PORT)
 _POP_VLAN = codec.pop_vlan()
 _PUSH_FABRIC = codec.push_vlan(layout.FABRIC_TPID)
 _FROM_CONTROLLER = 0  # vport bits of a packet the controller injected
+_GROUP = struct.Struct("!HHI")
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,8 +137,15 @@ def physical_match(view: VSwitchView, tm: TenantMatch, in_vport: int | None) -> 
 class _ActionTranslator:
     """Translate one action list for a known ingress vport (None: not known)."""
 
-    def __init__(self, view: VSwitchView, in_vport: int | None, action_set: bool) -> None:
+    def __init__(
+        self,
+        view: VSwitchView,
+        in_vport: int | None,
+        action_set: bool,
+        groups: Mapping[int, int] | None = None,
+    ) -> None:
         self.view = view
+        self.groups = groups or {}
         self.in_vport = in_vport
         self.in_phys = None
         if in_vport:
@@ -219,7 +229,10 @@ class _ActionTranslator:
             elif t in _PASS_THROUGH:
                 out.append(a.raw)
             elif t == ofp.OFPAT_GROUP:
-                raise OFError(ofp.OFPET_BAD_ACTION, ofp.OFPBAC_BAD_OUT_GROUP, "no such group")
+                phys = self.groups.get(codec.u32(a.raw, 4))
+                if phys is None:
+                    raise OFError(ofp.OFPET_BAD_ACTION, ofp.OFPBAC_BAD_OUT_GROUP, "no such group")
+                out.append(_GROUP.pack(ofp.OFPAT_GROUP, 8, phys))
             elif t == ofp.OFPAT_SET_QUEUE:
                 raise OFError(ofp.OFPET_BAD_ACTION, ofp.OFPBAC_BAD_QUEUE, "queues are not offered")
             elif t == ofp.OFPAT_EXPERIMENTER:
@@ -269,8 +282,22 @@ class TranslatedFlow:
     table: int
 
 
+def translate_actions(
+    view: VSwitchView, actions: list[Action], groups: Mapping[int, int]
+) -> tuple[bytes, bool]:
+    """An action list whose ingress vport is unknown (a group bucket): (actions, whether
+    they depended on the ingress and could not be translated)."""
+    tr = _ActionTranslator(view, None, action_set=False, groups=groups)
+    out = tr.translate(actions)
+    return out, tr.needs_in_vport
+
+
 def translate_flow(
-    view: VSwitchView, table_id: int, match: list[Oxm], instructions: bytes
+    view: VSwitchView,
+    table_id: int,
+    match: list[Oxm],
+    instructions: bytes,
+    groups: Mapping[int, int] | None = None,
 ) -> TranslatedFlow:
     """Check and translate one tenant rule; raise OFError for anything the tenant may not do."""
     if table_id >= view.n_tables:
@@ -299,11 +326,11 @@ def translate_flow(
         apply = write = None
         needs = False
         if ins.apply_actions is not None:
-            tr = _ActionTranslator(view, in_vport, action_set=False)
+            tr = _ActionTranslator(view, in_vport, action_set=False, groups=groups)
             apply = tr.translate(ins.apply_actions)
             needs |= tr.needs_in_vport
         if ins.write_actions is not None:
-            tr = _ActionTranslator(view, in_vport, action_set=True)
+            tr = _ActionTranslator(view, in_vport, action_set=True, groups=groups)
             write = tr.translate(ins.write_actions)
             needs |= tr.needs_in_vport
         return apply, write, needs
@@ -333,7 +360,10 @@ def translate_flow(
 
 
 def translate_packet_out(
-    view: VSwitchView, in_vport: int, actions: list[Action]
+    view: VSwitchView,
+    in_vport: int,
+    actions: list[Action],
+    groups: Mapping[int, int] | None = None,
 ) -> tuple[int, bytes]:
     """(physical in_port, actions) of a tenant PACKET_OUT; in_vport 0 = from the controller.
 
@@ -343,7 +373,7 @@ def translate_packet_out(
     """
     pm = view.ports.get(in_vport) if in_vport else None
     in_port = ofp.OFPP_CONTROLLER if pm is None else pm.phys_port
-    tr = _ActionTranslator(view, in_vport, action_set=False)
+    tr = _ActionTranslator(view, in_vport, action_set=False, groups=groups)
     out: list[bytes] = []
     for a in actions:
         if a.type == ofp.OFPAT_OUTPUT and a.output_port == ofp.OFPP_TABLE:

@@ -29,6 +29,7 @@ from tenantvisor.openflow.channel import Channel
 from tenantvisor.openflow.codec import FlowMod, MalformedMessage, OFError, PacketIn, PacketOut
 from tenantvisor.physical.session import PSwitchSession
 from tenantvisor.translate.flow import PhysFlow, translate_flow, translate_packet_out
+from tenantvisor.translate.group import GroupMod, delete_group, parse_buckets, translate_group
 from tenantvisor.translate.view import VSwitchView
 from tenantvisor.virtual.features import table_features
 from tenantvisor.virtual.flowtable import VFlow, VirtualFlowTable, normalize
@@ -46,6 +47,24 @@ _COUNTERS = struct.Struct("!QQQ")  # cookie, packet_count, byte_count in ofp_flo
 _AGGREGATE = struct.Struct("!QQI4x")
 _TABLE_STATS = struct.Struct("!B3xIQQ")
 _UNKNOWN = 0xFFFFFFFFFFFFFFFF
+_GROUP_DESC = struct.Struct("!HBxI")
+_GROUP_STATS = struct.Struct("!H2xII4xQQII")
+
+
+def _group_features() -> bytes:
+    """All four group types, weights, liveness and chaining; every action in any bucket."""
+    types = sum(1 << t for t in (ofp.OFPGT_ALL, ofp.OFPGT_SELECT, ofp.OFPGT_INDIRECT,
+                                 ofp.OFPGT_FF))  # fmt: skip
+    caps = ofp.OFPGFC_SELECT_WEIGHT | ofp.OFPGFC_SELECT_LIVENESS | ofp.OFPGFC_CHAINING
+    actions = sum(1 << a for a in (
+        ofp.OFPAT_OUTPUT, ofp.OFPAT_COPY_TTL_OUT, ofp.OFPAT_COPY_TTL_IN, ofp.OFPAT_SET_MPLS_TTL,
+        ofp.OFPAT_DEC_MPLS_TTL, ofp.OFPAT_PUSH_VLAN, ofp.OFPAT_POP_VLAN, ofp.OFPAT_PUSH_MPLS,
+        ofp.OFPAT_POP_MPLS, ofp.OFPAT_GROUP, ofp.OFPAT_SET_NW_TTL, ofp.OFPAT_DEC_NW_TTL,
+        ofp.OFPAT_SET_FIELD,
+    ))  # fmt: skip
+    return struct.pack("!II4I4I", types, caps, *[65535] * 4, *[actions] * 4)
+
+
 _PORT_STATS = struct.Struct("!I4x" + "Q" * 12 + "II")
 MAX_REPLY_BODY = 65535 - 16
 PORTS_PER_REPLY = 512
@@ -68,6 +87,20 @@ class EndpointHost(Protocol):
     def classified_counts(
         self, net_id: int, dpids: set[int], done: Callable[[dict[tuple[int, int], list[int]]], None]
     ) -> None: ...
+
+    def alloc_group_id(self, dpid: int) -> int | None: ...
+
+    def free_group_id(self, dpid: int, gid: int) -> None: ...
+
+
+@dataclass(slots=True)
+class VGroup:
+    """A tenant's group as it sent it, and the physical group standing for it."""
+
+    type: int
+    buckets: bytes
+    phys_id: int
+    created: float
 
 
 @dataclass(slots=True)
@@ -196,6 +229,7 @@ class VSwitchEndpoint:
         self.packet_ins = 0
         self.rx_msgs = 0  # from controllers whose connection has closed
         self.generation: int | None = None  # last MASTER/SLAVE generation id (OF1.3 6.3.5)
+        self.groups: dict[int, VGroup] = {}  # the tenant's group id -> its group
         self.created = time.monotonic()
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -272,7 +306,7 @@ class VSwitchEndpoint:
         session = self.host.session(view.dpid)
         for vf in self.table:
             try:
-                tf = translate_flow(view, vf.table, vf.match, vf.instructions)
+                tf = translate_flow(view, vf.table, vf.match, vf.instructions, self.group_map)
             except OFError as exc:
                 # e.g. the rule outputs to a vport that was removed: the rule goes too.
                 log.info("%s: rule %d dropped after a change: %s", self.label, vf.serial, exc)
@@ -281,17 +315,36 @@ class VSwitchEndpoint:
                 continue
             self._reprogram(session, vf, self._phys(vf, tf.table, tf.flows), None, None)
 
+    @property
+    def group_map(self) -> dict[int, int]:
+        return {gid: g.phys_id for gid, g in self.groups.items()}
+
     def reinstall(self, session: PSwitchSession) -> None:
-        """The pswitch (re)connected with empty tables: install every tenant rule again."""
+        """The pswitch (re)connected with empty tables: install every group (first, since
+        rules refer to them) and every tenant rule again."""
+        gmap = self.group_map
+        for gid, g in self.groups.items():
+            gm = GroupMod(ofp.OFPGC_ADD, g.type, gid, g.buckets)
+            msg = translate_group(self.view, gmap, gm, g.phys_id)
+            session.send_flow(lambda x, m=msg: codec.set_xid(m, x), None)  # type: ignore[misc]
         for pf in self.rules.installed():
             session.send_flow(pf.flow_mod, None)
 
     def drop_all(self, session: PSwitchSession | None) -> None:
-        """The vswitch goes away: its rules leave the pswitch and the tables are emptied."""
+        """The vswitch goes away: its rules and groups leave the pswitch."""
         self.table.clear()
+        up = session is not None and session.ready
         for pf in self.rules.clear():
-            if session is not None and session.ready:
+            if up:
+                assert session is not None
                 session.send_flow(pf.delete_strict, None)
+        for g in self.groups.values():
+            if up:
+                assert session is not None
+                msg = delete_group(g.phys_id)
+                session.send_flow(lambda x, m=msg: codec.set_xid(m, x), None)  # type: ignore[misc]
+            self.host.free_group_id(self.view.dpid, g.phys_id)
+        self.groups.clear()
 
     # --- tenant messages ---------------------------------------------------------------------
     def handle(self, conn: ControllerConn, t: int, xid: int, msg: bytes) -> None:
@@ -316,6 +369,8 @@ class VSwitchEndpoint:
             self.flags, self.miss_send_len = struct.unpack_from("!HH", msg, 8)
         elif t == ofp.OFPT_MULTIPART_REQUEST:
             self._multipart(conn, xid, msg)
+        elif t == ofp.OFPT_GROUP_MOD:
+            self._group_mod(conn, xid, msg)
         elif t == ofp.OFPT_ROLE_REQUEST:
             self._role_request(conn, xid, msg)
         elif t == ofp.OFPT_GET_ASYNC_REQUEST:
@@ -332,6 +387,113 @@ class VSwitchEndpoint:
             raise OFError(ofp.OFPET_BAD_REQUEST, ofp.OFPBRC_BAD_EXPERIMENTER, "no experimenters")
         else:
             raise OFError(ofp.OFPET_BAD_REQUEST, ofp.OFPBRC_BAD_TYPE, f"message type {t}")
+
+    def _group_mod(self, conn: ControllerConn, xid: int, msg: bytes) -> None:
+        gm = GroupMod.parse(msg)
+        view, dpid, gid = self.view, self.view.dpid, gm.group_id
+        session = self.host.session(dpid)
+        if gm.command == ofp.OFPGC_ADD:
+            if gid > ofp.OFPG_MAX:
+                raise OFError(ofp.OFPET_GROUP_MOD_FAILED, ofp.OFPGMFC_INVALID_GROUP, f"{gid:#x}")
+            if gid in self.groups:
+                raise OFError(ofp.OFPET_GROUP_MOD_FAILED, ofp.OFPGMFC_GROUP_EXISTS, str(gid))
+            phys = self.host.alloc_group_id(dpid)
+            if phys is None:
+                raise OFError(ofp.OFPET_GROUP_MOD_FAILED, ofp.OFPGMFC_OUT_OF_GROUPS, "none left")
+            try:
+                out = translate_group(view, self.group_map, gm, phys)
+            except (OFError, MalformedMessage):
+                self.host.free_group_id(dpid, phys)
+                raise
+            group = VGroup(gm.type, gm.buckets, phys, time.monotonic())
+            self.groups[gid] = group
+
+            def undo(etype: int, code: int, data: bytes) -> None:
+                if self.groups.get(gid) is group:  # the pswitch refused it: it never existed
+                    del self.groups[gid]
+                    self.host.free_group_id(dpid, phys)
+                conn.channel.send_error(xid, etype, code, msg)
+
+            self._send_phys(conn, session, lambda x: codec.set_xid(out, x), undo)
+        elif gm.command == ofp.OFPGC_MODIFY:
+            old = self.groups.get(gid)
+            if old is None:
+                raise OFError(ofp.OFPET_GROUP_MOD_FAILED, ofp.OFPGMFC_UNKNOWN_GROUP, str(gid))
+            out = translate_group(view, self.group_map, gm, old.phys_id)
+            old.type, old.buckets = gm.type, gm.buckets
+            relay = self._error_relay(conn, xid, msg, None)
+            self._send_phys(conn, session, lambda x: codec.set_xid(out, x), relay)
+        elif gm.command == ofp.OFPGC_DELETE:
+            gone = list(self.groups) if gid == ofp.OFPG_ALL else [gid] if gid in self.groups else []
+            for g in gone:
+                self._delete_group(conn, session, g)
+        else:
+            raise OFError(ofp.OFPET_GROUP_MOD_FAILED, ofp.OFPGMFC_BAD_COMMAND, str(gm.command))
+
+    def _delete_group(self, conn: ControllerConn, session: PSwitchSession | None, gid: int) -> None:
+        """The pswitch deletes the group and the rules forwarding to it; rules it will report
+        (SEND_FLOW_REM) leave the tenant's table with that report, the others go now."""
+        group = self.groups.pop(gid)
+        out = delete_group(group.phys_id)
+        self._send_phys(conn, session, lambda x: codec.set_xid(out, x), None)
+        self.host.free_group_id(self.view.dpid, group.phys_id)
+        for vf in self.table:
+            if vf.uses_group(gid) and not any(pf.flags & ofp.OFPFF_SEND_FLOW_REM for pf in vf.phys):
+                self.table.remove(vf)
+                for pf in vf.phys:
+                    self._release(session, conn, vf.serial, pf, None, gone=True)
+
+    def _group_stats(self, conn: ControllerConn, xid: int, msg: bytes) -> None:
+        """Counters of the physical groups, under the tenant's group ids; ref_count counts
+        the tenant's own rules, not their expansions."""
+        if len(msg) < 24:
+            raise MalformedMessage("group statistics request too short")
+        gid = codec.u32(msg, 16)
+        if gid == ofp.OFPG_ALL:
+            wanted = dict(self.groups)
+        elif gid in self.groups:
+            wanted = {gid: self.groups[gid]}
+        else:
+            wanted = {}
+        by_phys = {g.phys_id: vid for vid, g in wanted.items()}
+        refs = {vid: sum(1 for vf in self.table if vf.uses_group(vid)) for vid in wanted}
+        session = self.host.session(self.view.dpid)
+        ch = conn.channel
+        now = time.monotonic()
+
+        def reply(parts: list[bytes] | None) -> None:
+            found: dict[int, bytes] = {}
+            for body in parts or []:
+                off = 0
+                while off + 40 <= len(body):
+                    length = codec.u16(body, off)
+                    if length < 40:
+                        break
+                    vid = by_phys.get(codec.u32(body, off + 4))
+                    if vid is not None:
+                        found[vid] = (
+                            body[off : off + 4] + struct.pack("!II", vid, refs[vid])
+                            + body[off + 12 : off + length]
+                        )  # fmt: skip
+                    off += length
+            entries = []
+            for vid, g in sorted(wanted.items()):
+                if vid in found:
+                    entries.append(found[vid])
+                    continue
+                age = now - g.created  # not on the pswitch (it is down): no packets yet
+                n = len(parse_buckets(g.buckets))
+                entries.append(
+                    _GROUP_STATS.pack(40 + 16 * n, vid, refs[vid], 0, 0, int(age),
+                                      int(age % 1 * 1e9)) + bytes(16 * n)
+                )  # fmt: skip
+            self._multipart_reply(ch, xid, ofp.OFPMP_GROUP, entries)
+
+        if not wanted or session is None or not session.ready:
+            reply(None)
+            return
+        conn.touched.add(self.view.dpid)
+        session.multipart(ofp.OFPMP_GROUP, struct.pack("!I4x", ofp.OFPG_ALL), reply)
 
     def _role_request(self, conn: ControllerConn, xid: int, msg: bytes) -> None:
         """OF1.3 7.3.9: MASTER/SLAVE requests carry a generation id that must not go back;
@@ -415,7 +577,7 @@ class VSwitchEndpoint:
             if fm.table_id == ofp.OFPTT_ALL:
                 raise OFError(ofp.OFPET_FLOW_MOD_FAILED, ofp.OFPFMFC_BAD_TABLE_ID, "table ALL")
             norm = normalize(fm.match)
-            tf = translate_flow(view, fm.table_id, fm.match, fm.instructions)
+            tf = translate_flow(view, fm.table_id, fm.match, fm.instructions, self.group_map)
             if fm.flags & ofp.OFPFF_CHECK_OVERLAP:
                 table.check_overlap(fm, norm)
             old = table.get(fm.table_id, fm.priority, norm)
@@ -433,7 +595,8 @@ class VSwitchEndpoint:
             norm = normalize(fm.match)
             targets = table.select(fm, norm, cmd == ofp.OFPFC_MODIFY_STRICT, filter_out=False)
             planned = [
-                (vf, translate_flow(view, vf.table, vf.match, fm.instructions)) for vf in targets
+                (vf, translate_flow(view, vf.table, vf.match, fm.instructions, self.group_map))
+                for vf in targets
             ]
             relay = self._error_relay(conn, xid, msg, None)
             for vf, tf in planned:
@@ -522,7 +685,7 @@ class VSwitchEndpoint:
         if po.data[12:14] == b"\x88\xcc":
             self._lldp_out(conn, xid, msg, po, in_vport)
             return
-        in_port, actions = translate_packet_out(view, in_vport, po.actions)
+        in_port, actions = translate_packet_out(view, in_vport, po.actions, self.group_map)
         if not actions:
             return
         session = self.host.session(view.dpid)
@@ -685,6 +848,17 @@ class VSwitchEndpoint:
             self._table_stats(conn, xid)
         elif mtype == ofp.OFPMP_PORT_STATS:
             self._port_stats(conn, xid, msg)
+        elif mtype == ofp.OFPMP_GROUP_DESC:
+            entries = [
+                _GROUP_DESC.pack(8 + len(g.buckets), g.type, gid) + g.buckets
+                for gid, g in sorted(self.groups.items())
+            ]
+            self._multipart_reply(ch, xid, mtype, entries)
+        elif mtype == ofp.OFPMP_GROUP_FEATURES:
+            body = _MP_REPLY.pack(mtype, 0) + _group_features()
+            ch.send(codec.header(ch.version, ofp.OFPT_MULTIPART_REPLY, xid, body))
+        elif mtype == ofp.OFPMP_GROUP:
+            self._group_stats(conn, xid, msg)
         elif mtype == ofp.OFPMP_TABLE_FEATURES:
             if len(msg) > 16:  # a body asks to change the tables: the pipeline is fixed
                 raise OFError(

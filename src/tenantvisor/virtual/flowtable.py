@@ -92,6 +92,14 @@ class VFlow:
     def is_table_miss(self) -> bool:
         return self.priority == 0 and not self.norm
 
+    def uses_group(self, gid: int) -> bool:
+        ins = codec.parse_instructions(self.instructions)
+        for acts in (ins.apply_actions or [], ins.write_actions or []):
+            for a in acts:
+                if a.type == ofp.OFPAT_GROUP and codec.u32(a.raw, 4) == gid:
+                    return True
+        return False
+
     def outputs_to(self, port: int) -> bool:
         ins = codec.parse_instructions(self.instructions)
         for acts in (ins.apply_actions or [], ins.write_actions or []):
