@@ -73,7 +73,7 @@ class Hypervisor:
         self._server: asyncio.Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._reconcile_pending = False
-        self._group_ids: dict[int, set[int]] = {}  # physical group ids in use, per pswitch
+        self._ids: dict[tuple[str, int], set[int]] = {}  # group/meter ids in use per pswitch
 
     # --- lifecycle -------------------------------------------------------------------------
     async def start(self, listen: str) -> None:
@@ -122,16 +122,18 @@ class Hypervisor:
         if ep is not None:
             ep.lldp_in(other.vport, data)
 
-    def alloc_group_id(self, dpid: int) -> int | None:
-        """A physical group id on this pswitch for some tenant's group (None: none left)."""
-        used = self._group_ids.setdefault(dpid, set())
-        gid = next((g for g in range(1, ofp.OFPG_MAX + 1) if g not in used), None)
-        if gid is not None:
-            used.add(gid)
-        return gid
+    def alloc_id(self, kind: str, dpid: int) -> int | None:
+        """A physical group or meter id on this pswitch for some tenant's group or meter
+        (None: none left)."""
+        used = self._ids.setdefault((kind, dpid), set())
+        top = ofp.OFPG_MAX if kind == "group" else ofp.OFPM_MAX
+        new = next((i for i in range(1, top + 1) if i not in used), None)
+        if new is not None:
+            used.add(new)
+        return new
 
-    def free_group_id(self, dpid: int, gid: int) -> None:
-        self._group_ids.get(dpid, set()).discard(gid)
+    def free_id(self, kind: str, dpid: int, value: int) -> None:
+        self._ids.get((kind, dpid), set()).discard(value)
 
     def vlink_peer(self, net_id: int, vdpid: int, vport: int) -> tuple[int, int, int] | None:
         """(dpid, vdpid, vport) at the other end of the vlink on this link vport."""

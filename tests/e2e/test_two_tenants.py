@@ -717,3 +717,58 @@ def test_a_tenants_groups_are_its_own_translated_and_counted(env: Env) -> None:
     status = env.daemon.get("/v1/status").json()
     assert not any(v["flows"] for v in status["vswitches"] if v["network"] == env.carol_net)
     assert "type=all" not in env.fab.ofctl("lf1", "dump-groups")
+
+
+def test_a_tenants_meters_are_its_own_and_count_its_packets(env: Env) -> None:
+    a = env.carol["lf1"]
+    edge = env.carol_vports["lf1"]["edge"]
+    band = p.OFPMeterBandDrop(rate=10_000, burst_size=0)
+    xid = a.next_xid()
+    a.send(wire(p.OFPMeterMod(DP, ofp.OFPMC_ADD, ofp.OFPMF_KBPS | ofp.OFPMF_STATS, 3, [band]), xid))
+    rule = p.OFPFlowMod(
+        DP, priority=9, match=p.OFPMatch(eth_dst="02:00:00:00:00:7d"),
+        instructions=[p.OFPInstructionMeter(3),
+                      p.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS, [p.OFPActionOutput(edge)])],
+    )  # fmt: skip
+    a.send(wire(rule, a.next_xid()))
+    assert all(m[0] != ofp.OFPT_ERROR for m in barrier(a))
+    meters = env.fab.ofctl("lf1", "dump-meters")
+    assert "meter=3 " not in meters and "rate=10000" in meters, meters  # a physical id of ours
+    for mod, code in [
+        (p.OFPMeterMod(DP, ofp.OFPMC_ADD, ofp.OFPMF_KBPS, 0, [band]), ofp.OFPMMFC_INVALID_METER),
+        (p.OFPMeterMod(DP, ofp.OFPMC_ADD, ofp.OFPMF_KBPS, 3, [band]), ofp.OFPMMFC_METER_EXISTS),
+        (p.OFPMeterMod(DP, ofp.OFPMC_MODIFY, ofp.OFPMF_KBPS, 4, [band]), ofp.OFPMMFC_UNKNOWN_METER),
+    ]:
+        xid = a.next_xid()
+        a.send(wire(mod, xid))
+        err = [m for m in barrier(a) if m[0] == ofp.OFPT_ERROR and m[1] == xid]
+        assert err and error_of(err[0])[:2] == (ofp.OFPET_METER_MOD_FAILED, code)
+    # a band OVS's userspace datapath does not have: its refusal reaches the tenant
+    xid = a.next_xid()
+    remark = p.OFPMeterBandDscpRemark(rate=10, burst_size=0, prec_level=1)
+    a.send(wire(p.OFPMeterMod(DP, ofp.OFPMC_ADD, ofp.OFPMF_KBPS, 5, [remark]), xid))
+    err = [m for m in barrier(a) if m[0] == ofp.OFPT_ERROR and m[1] == xid]
+    assert err and error_of(err[0])[0] == ofp.OFPET_METER_MOD_FAILED
+    frame = bytes.fromhex("02000000007d020000000abc0800") + bytes(46)
+    po = p.OFPPacketOut(
+        DP, buffer_id=ofp.OFP_NO_BUFFER, in_port=ofp.OFPP_CONTROLLER,
+        actions=[p.OFPActionOutput(ofp.OFPP_TABLE)], data=frame,
+    )  # fmt: skip
+    a.send(wire(po, a.next_xid()))
+    assert all(m[0] != ofp.OFPT_ERROR for m in barrier(a))
+    xid = a.next_xid()
+    a.send(wire(p.OFPMeterStatsRequest(DP, 0, ofp.OFPM_ALL), xid))
+    m = a.recv_until(lambda m: m[0] == ofp.OFPT_MULTIPART_REPLY and m[1] == xid)
+    assert m is not None
+    stats = p.OFPMultipartReply.parser(DP, 4, m[0], len(m[2]), m[1], m[2]).body
+    assert [(s.meter_id, s.flow_count, s.packet_in_count) for s in stats] == [(3, 1, 1)]
+    xid = a.next_xid()
+    a.send(wire(p.OFPMeterConfigStatsRequest(DP, 0, ofp.OFPM_ALL), xid))
+    m = a.recv_until(lambda m: m[0] == ofp.OFPT_MULTIPART_REPLY and m[1] == xid)
+    assert m is not None
+    (cfg,) = p.OFPMultipartReply.parser(DP, 4, m[0], len(m[2]), m[1], m[2]).body
+    assert cfg.meter_id == 3 and cfg.bands[0].rate == 10_000
+    a.send(wire(p.OFPMeterMod(DP, ofp.OFPMC_DELETE, 0, ofp.OFPM_ALL, []), a.next_xid()))
+    assert all(m[0] != ofp.OFPT_ERROR for m in barrier(a))
+    assert "rate=10000" not in env.fab.ofctl("lf1", "dump-meters")
+    assert not any("02:00:00:00:00:7d" in f for f in physical_flows(env, "lf1"))

@@ -276,9 +276,12 @@ def encode_instructions(
     write_actions: bytes | None = None,
     apply_actions: bytes | None = None,
     clear_actions: bool = False,
+    meter: int | None = None,
 ) -> bytes:
     """Instructions in the order the spec executes them (meter, apply, clear, write, ..)."""
     out = []
+    if meter is not None:
+        out.append(struct.pack("!HHI", ofp.OFPIT_METER, 8, meter))
     if apply_actions is not None:
         out.append(_INSTR_ACTIONS.pack(ofp.OFPIT_APPLY_ACTIONS, 8 + len(apply_actions)))
         out.append(apply_actions)

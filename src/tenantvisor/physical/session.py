@@ -207,6 +207,8 @@ class PSwitchSession:
         self.send(codec.header(codec.VERSION, ofp.OFPT_FLOW_MOD, 0, body + codec.encode_match([])))
         groups = struct.pack("!HBxI", ofp.OFPGC_DELETE, 0, ofp.OFPG_ALL)
         self.send(codec.header(codec.VERSION, ofp.OFPT_GROUP_MOD, 0, groups))
+        meters = struct.pack("!HHI", ofp.OFPMC_DELETE, 0, ofp.OFPM_ALL)
+        self.send(codec.header(codec.VERSION, ofp.OFPT_METER_MOD, 0, meters))
 
     def delete_cookie(self, cookie: int, mask: int) -> None:
         body = codec.FLOW_MOD_BODY.pack(

@@ -298,6 +298,7 @@ def translate_flow(
     match: list[Oxm],
     instructions: bytes,
     groups: Mapping[int, int] | None = None,
+    meters: Mapping[int, int] | None = None,
 ) -> TranslatedFlow:
     """Check and translate one tenant rule; raise OFError for anything the tenant may not do."""
     if table_id >= view.n_tables:
@@ -317,8 +318,11 @@ def translate_flow(
             ofp.OFPBIC_UNSUP_METADATA_MASK,
             "only the low 32 metadata bits are the tenant's",
         )
+    meter = None
     if ins.meter is not None:
-        raise OFError(ofp.OFPET_METER_MOD_FAILED, ofp.OFPMMFC_UNKNOWN_METER, "no such meter")
+        meter = (meters or {}).get(ins.meter)
+        if meter is None:
+            raise OFError(ofp.OFPET_METER_MOD_FAILED, ofp.OFPMMFC_UNKNOWN_METER, "no such meter")
     if ins.other:
         raise OFError(ofp.OFPET_BAD_INSTRUCTION, ofp.OFPBIC_UNSUP_INST, "unsupported instruction")
 
@@ -342,6 +346,7 @@ def translate_flow(
             write_actions=write,
             apply_actions=apply,
             clear_actions=ins.clear_actions,
+            meter=meter,
         )
 
     apply, write, needs = build(tm.in_vport)

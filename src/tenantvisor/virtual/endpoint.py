@@ -28,8 +28,14 @@ from tenantvisor.openflow import codec, oxm
 from tenantvisor.openflow.channel import Channel
 from tenantvisor.openflow.codec import FlowMod, MalformedMessage, OFError, PacketIn, PacketOut
 from tenantvisor.physical.session import PSwitchSession
-from tenantvisor.translate.flow import PhysFlow, translate_flow, translate_packet_out
+from tenantvisor.translate.flow import (
+    PhysFlow,
+    TranslatedFlow,
+    translate_flow,
+    translate_packet_out,
+)
 from tenantvisor.translate.group import GroupMod, delete_group, parse_buckets, translate_group
+from tenantvisor.translate.meter import MeterMod, meter_mod
 from tenantvisor.translate.view import VSwitchView
 from tenantvisor.virtual.features import table_features
 from tenantvisor.virtual.flowtable import VFlow, VirtualFlowTable, normalize
@@ -48,6 +54,7 @@ _AGGREGATE = struct.Struct("!QQI4x")
 _TABLE_STATS = struct.Struct("!B3xIQQ")
 _UNKNOWN = 0xFFFFFFFFFFFFFFFF
 _GROUP_DESC = struct.Struct("!HBxI")
+_METER_CONFIG = struct.Struct("!HHI")
 _GROUP_STATS = struct.Struct("!H2xII4xQQII")
 
 
@@ -88,9 +95,9 @@ class EndpointHost(Protocol):
         self, net_id: int, dpids: set[int], done: Callable[[dict[tuple[int, int], list[int]]], None]
     ) -> None: ...
 
-    def alloc_group_id(self, dpid: int) -> int | None: ...
+    def alloc_id(self, kind: str, dpid: int) -> int | None: ...
 
-    def free_group_id(self, dpid: int, gid: int) -> None: ...
+    def free_id(self, kind: str, dpid: int, value: int) -> None: ...
 
 
 @dataclass(slots=True)
@@ -101,6 +108,15 @@ class VGroup:
     buckets: bytes
     phys_id: int
     created: float
+
+
+@dataclass(slots=True)
+class VMeter:
+    """A tenant's meter as it sent it, and the physical meter standing for it."""
+
+    flags: int
+    bands: bytes
+    phys_id: int
 
 
 @dataclass(slots=True)
@@ -230,6 +246,7 @@ class VSwitchEndpoint:
         self.rx_msgs = 0  # from controllers whose connection has closed
         self.generation: int | None = None  # last MASTER/SLAVE generation id (OF1.3 6.3.5)
         self.groups: dict[int, VGroup] = {}  # the tenant's group id -> its group
+        self.meters: dict[int, VMeter] = {}  # the tenant's meter id -> its meter
         self.created = time.monotonic()
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -306,7 +323,9 @@ class VSwitchEndpoint:
         session = self.host.session(view.dpid)
         for vf in self.table:
             try:
-                tf = translate_flow(view, vf.table, vf.match, vf.instructions, self.group_map)
+                tf = translate_flow(
+                    view, vf.table, vf.match, vf.instructions, self.group_map, self.meter_map
+                )
             except OFError as exc:
                 # e.g. the rule outputs to a vport that was removed: the rule goes too.
                 log.info("%s: rule %d dropped after a change: %s", self.label, vf.serial, exc)
@@ -319,9 +338,20 @@ class VSwitchEndpoint:
     def group_map(self) -> dict[int, int]:
         return {gid: g.phys_id for gid, g in self.groups.items()}
 
+    @property
+    def meter_map(self) -> dict[int, int]:
+        return {mid: m.phys_id for mid, m in self.meters.items()}
+
+    def _translate(self, table: int, match: list[codec.Oxm], instructions: bytes) -> TranslatedFlow:
+        """A rule of this vswitch as it stands now: its view, groups and meters."""
+        return translate_flow(self.view, table, match, instructions, self.group_map, self.meter_map)
+
     def reinstall(self, session: PSwitchSession) -> None:
         """The pswitch (re)connected with empty tables: install every group (first, since
         rules refer to them) and every tenant rule again."""
+        for m in self.meters.values():
+            msg = meter_mod(ofp.OFPMC_ADD, m.flags, m.phys_id, m.bands)
+            session.send_flow(lambda x, mm=msg: codec.set_xid(mm, x), None)  # type: ignore[misc]
         gmap = self.group_map
         for gid, g in self.groups.items():
             gm = GroupMod(ofp.OFPGC_ADD, g.type, gid, g.buckets)
@@ -343,8 +373,15 @@ class VSwitchEndpoint:
                 assert session is not None
                 msg = delete_group(g.phys_id)
                 session.send_flow(lambda x, m=msg: codec.set_xid(m, x), None)  # type: ignore[misc]
-            self.host.free_group_id(self.view.dpid, g.phys_id)
+            self.host.free_id("group", self.view.dpid, g.phys_id)
         self.groups.clear()
+        for mt in self.meters.values():
+            if up:
+                assert session is not None
+                msg = meter_mod(ofp.OFPMC_DELETE, 0, mt.phys_id, b"")
+                session.send_flow(lambda x, m=msg: codec.set_xid(m, x), None)  # type: ignore[misc]
+            self.host.free_id("meter", self.view.dpid, mt.phys_id)
+        self.meters.clear()
 
     # --- tenant messages ---------------------------------------------------------------------
     def handle(self, conn: ControllerConn, t: int, xid: int, msg: bytes) -> None:
@@ -371,6 +408,8 @@ class VSwitchEndpoint:
             self._multipart(conn, xid, msg)
         elif t == ofp.OFPT_GROUP_MOD:
             self._group_mod(conn, xid, msg)
+        elif t == ofp.OFPT_METER_MOD:
+            self._meter_mod(conn, xid, msg)
         elif t == ofp.OFPT_ROLE_REQUEST:
             self._role_request(conn, xid, msg)
         elif t == ofp.OFPT_GET_ASYNC_REQUEST:
@@ -397,13 +436,13 @@ class VSwitchEndpoint:
                 raise OFError(ofp.OFPET_GROUP_MOD_FAILED, ofp.OFPGMFC_INVALID_GROUP, f"{gid:#x}")
             if gid in self.groups:
                 raise OFError(ofp.OFPET_GROUP_MOD_FAILED, ofp.OFPGMFC_GROUP_EXISTS, str(gid))
-            phys = self.host.alloc_group_id(dpid)
+            phys = self.host.alloc_id("group", dpid)
             if phys is None:
                 raise OFError(ofp.OFPET_GROUP_MOD_FAILED, ofp.OFPGMFC_OUT_OF_GROUPS, "none left")
             try:
                 out = translate_group(view, self.group_map, gm, phys)
             except (OFError, MalformedMessage):
-                self.host.free_group_id(dpid, phys)
+                self.host.free_id("group", dpid, phys)
                 raise
             group = VGroup(gm.type, gm.buckets, phys, time.monotonic())
             self.groups[gid] = group
@@ -411,7 +450,7 @@ class VSwitchEndpoint:
             def undo(etype: int, code: int, data: bytes) -> None:
                 if self.groups.get(gid) is group:  # the pswitch refused it: it never existed
                     del self.groups[gid]
-                    self.host.free_group_id(dpid, phys)
+                    self.host.free_id("group", dpid, phys)
                 conn.channel.send_error(xid, etype, code, msg)
 
             self._send_phys(conn, session, lambda x: codec.set_xid(out, x), undo)
@@ -436,12 +475,103 @@ class VSwitchEndpoint:
         group = self.groups.pop(gid)
         out = delete_group(group.phys_id)
         self._send_phys(conn, session, lambda x: codec.set_xid(out, x), None)
-        self.host.free_group_id(self.view.dpid, group.phys_id)
+        self.host.free_id("group", self.view.dpid, group.phys_id)
         for vf in self.table:
             if vf.uses_group(gid) and not any(pf.flags & ofp.OFPFF_SEND_FLOW_REM for pf in vf.phys):
                 self.table.remove(vf)
                 for pf in vf.phys:
                     self._release(session, conn, vf.serial, pf, None, gone=True)
+
+    def _meter_mod(self, conn: ControllerConn, xid: int, msg: bytes) -> None:
+        mm = MeterMod.parse(msg)
+        dpid, mid = self.view.dpid, mm.meter_id
+        session = self.host.session(dpid)
+        if mm.command == ofp.OFPMC_ADD:
+            mm.check_id()
+            if mid in self.meters:
+                raise OFError(ofp.OFPET_METER_MOD_FAILED, ofp.OFPMMFC_METER_EXISTS, str(mid))
+            phys = self.host.alloc_id("meter", dpid)
+            if phys is None:
+                raise OFError(ofp.OFPET_METER_MOD_FAILED, ofp.OFPMMFC_OUT_OF_METERS, "none left")
+            meter = VMeter(mm.flags, mm.bands, phys)
+            self.meters[mid] = meter
+            out = meter_mod(ofp.OFPMC_ADD, mm.flags, phys, mm.bands)
+
+            def undo(etype: int, code: int, data: bytes) -> None:
+                if self.meters.get(mid) is meter:  # refused by the pswitch: never existed
+                    del self.meters[mid]
+                    self.host.free_id("meter", dpid, phys)
+                conn.channel.send_error(xid, etype, code, msg)
+
+            self._send_phys(conn, session, lambda x: codec.set_xid(out, x), undo)
+        elif mm.command == ofp.OFPMC_MODIFY:
+            mm.check_id()
+            old = self.meters.get(mid)
+            if old is None:
+                raise OFError(ofp.OFPET_METER_MOD_FAILED, ofp.OFPMMFC_UNKNOWN_METER, str(mid))
+            out = meter_mod(ofp.OFPMC_MODIFY, mm.flags, old.phys_id, mm.bands)
+            old.flags, old.bands = mm.flags, mm.bands
+            relay = self._error_relay(conn, xid, msg, None)
+            self._send_phys(conn, session, lambda x: codec.set_xid(out, x), relay)
+        elif mm.command == ofp.OFPMC_DELETE:
+            gone = list(self.meters) if mid == ofp.OFPM_ALL else [mid] if mid in self.meters else []
+            for m in gone:
+                meter = self.meters.pop(m)
+                out = meter_mod(ofp.OFPMC_DELETE, 0, meter.phys_id, b"")
+                self._send_phys(conn, session, lambda x, o=out: codec.set_xid(o, x), None)  # type: ignore[misc]
+                self.host.free_id("meter", dpid, meter.phys_id)
+                # the pswitch removes the rules using it; the tenant's table follows
+                for vf in self.table:
+                    if codec.parse_instructions(vf.instructions).meter == m and not any(
+                        pf.flags & ofp.OFPFF_SEND_FLOW_REM for pf in vf.phys
+                    ):
+                        self.table.remove(vf)
+                        for pf in vf.phys:
+                            self._release(session, conn, vf.serial, pf, None, gone=True)
+        else:
+            raise OFError(ofp.OFPET_METER_MOD_FAILED, ofp.OFPMMFC_BAD_COMMAND, str(mm.command))
+
+    def _meter_stats(self, conn: ControllerConn, xid: int, msg: bytes, mtype: int) -> None:
+        """METER stats under the tenant's ids (flow_count: the tenant's rules); METER_FEATURES
+        is what the pswitch has (the vswitch meters are the pswitch's)."""
+        session = self.host.session(self.view.dpid)
+        ch = conn.channel
+        mid = codec.u32(msg, 16) if len(msg) >= 20 else ofp.OFPM_ALL
+        wanted = {v: m for v, m in self.meters.items() if mid in (ofp.OFPM_ALL, v)}
+        by_phys = {m.phys_id: v for v, m in wanted.items()}
+
+        def reply(parts: list[bytes] | None) -> None:
+            if mtype == ofp.OFPMP_METER_FEATURES:
+                body = parts[0][:16] if parts and len(parts[0]) >= 16 else bytes(16)
+                out = _MP_REPLY.pack(mtype, 0) + body
+                ch.send(codec.header(ch.version, ofp.OFPT_MULTIPART_REPLY, xid, out))
+                return
+            entries = []
+            for body in parts or []:
+                off = 0
+                while off + 40 <= len(body):
+                    length = codec.u16(body, off + 4)
+                    if length < 40:
+                        break
+                    vid = by_phys.get(codec.u32(body, off))
+                    if vid is not None:
+                        flows = sum(
+                            1 for vf in self.table
+                            if codec.parse_instructions(vf.instructions).meter == vid
+                        )  # fmt: skip
+                        entries.append(
+                            struct.pack("!I", vid) + body[off + 4 : off + 12]
+                            + struct.pack("!I", flows) + body[off + 16 : off + length]
+                        )  # fmt: skip
+                    off += length
+            self._multipart_reply(ch, xid, ofp.OFPMP_METER, entries)
+
+        if session is None or not session.ready or (mtype == ofp.OFPMP_METER and not wanted):
+            reply(None)
+            return
+        conn.touched.add(self.view.dpid)
+        body = b"" if mtype == ofp.OFPMP_METER_FEATURES else struct.pack("!I4x", ofp.OFPM_ALL)
+        session.multipart(mtype, body, reply)
 
     def _group_stats(self, conn: ControllerConn, xid: int, msg: bytes) -> None:
         """Counters of the physical groups, under the tenant's group ids; ref_count counts
@@ -577,7 +707,9 @@ class VSwitchEndpoint:
             if fm.table_id == ofp.OFPTT_ALL:
                 raise OFError(ofp.OFPET_FLOW_MOD_FAILED, ofp.OFPFMFC_BAD_TABLE_ID, "table ALL")
             norm = normalize(fm.match)
-            tf = translate_flow(view, fm.table_id, fm.match, fm.instructions, self.group_map)
+            tf = translate_flow(
+                view, fm.table_id, fm.match, fm.instructions, self.group_map, self.meter_map
+            )
             if fm.flags & ofp.OFPFF_CHECK_OVERLAP:
                 table.check_overlap(fm, norm)
             old = table.get(fm.table_id, fm.priority, norm)
@@ -595,7 +727,12 @@ class VSwitchEndpoint:
             norm = normalize(fm.match)
             targets = table.select(fm, norm, cmd == ofp.OFPFC_MODIFY_STRICT, filter_out=False)
             planned = [
-                (vf, translate_flow(view, vf.table, vf.match, fm.instructions, self.group_map))
+                (
+                    vf,
+                    translate_flow(
+                        view, vf.table, vf.match, fm.instructions, self.group_map, self.meter_map
+                    ),
+                )
                 for vf in targets
             ]
             relay = self._error_relay(conn, xid, msg, None)
@@ -859,6 +996,16 @@ class VSwitchEndpoint:
             ch.send(codec.header(ch.version, ofp.OFPT_MULTIPART_REPLY, xid, body))
         elif mtype == ofp.OFPMP_GROUP:
             self._group_stats(conn, xid, msg)
+        elif mtype == ofp.OFPMP_METER_CONFIG:
+            mid = codec.u32(msg, 16) if len(msg) >= 20 else ofp.OFPM_ALL
+            entries = [
+                _METER_CONFIG.pack(8 + len(m.bands), m.flags, vid) + m.bands
+                for vid, m in sorted(self.meters.items())
+                if mid in (ofp.OFPM_ALL, vid)
+            ]
+            self._multipart_reply(ch, xid, mtype, entries)
+        elif mtype in (ofp.OFPMP_METER, ofp.OFPMP_METER_FEATURES):
+            self._meter_stats(conn, xid, msg, mtype)
         elif mtype == ofp.OFPMP_TABLE_FEATURES:
             if len(msg) > 16:  # a body asks to change the tables: the pipeline is fixed
                 raise OFError(

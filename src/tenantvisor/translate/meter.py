@@ -1,0 +1,56 @@
+"""Tenant METER_MOD -> physical METER_MOD, without I/O.
+
+As with groups, a tenant's meter ids map onto physical ids allocated per pswitch.  Bands are
+passed on as sent: the pswitch judges rates and band types (OVS's userspace datapath has
+drop bands only), and its refusal reaches the tenant with the tenant's own xid.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from os_ken.ofproto import ofproto_v1_3 as ofp
+
+from tenantvisor.openflow import codec
+from tenantvisor.openflow.codec import MalformedMessage, OFError
+
+METER_MOD = struct.Struct("!HHI")  # command, flags, meter_id
+BAND = struct.Struct("!HHII")  # type, len, rate, burst_size
+
+
+@dataclass(frozen=True, slots=True)
+class MeterMod:
+    command: int
+    flags: int
+    meter_id: int
+    bands: bytes
+
+    @classmethod
+    def parse(cls, msg: bytes) -> MeterMod:
+        if len(msg) < 16:
+            raise MalformedMessage("METER_MOD shorter than 16 bytes")
+        command, flags, mid = METER_MOD.unpack_from(msg, 8)
+        bands = msg[16:]
+        off = 0
+        while off < len(bands):
+            if len(bands) - off < 16:
+                raise MalformedMessage("truncated meter band")
+            _, length, _, _ = BAND.unpack_from(bands, off)
+            if length < 16 or length % 8 or off + length > len(bands):
+                raise MalformedMessage(f"bad meter band length {length}")
+            off += length
+        return cls(command, flags, mid, bands)
+
+    def check_id(self) -> None:
+        if not 1 <= self.meter_id <= ofp.OFPM_MAX:
+            raise OFError(
+                ofp.OFPET_METER_MOD_FAILED,
+                ofp.OFPMMFC_INVALID_METER,
+                f"meter {self.meter_id:#x}: tenants have meters 1..OFPM_MAX",
+            )
+
+
+def meter_mod(command: int, flags: int, phys_id: int, bands: bytes) -> bytes:
+    body = METER_MOD.pack(command, flags, phys_id) + bands
+    return codec.header(codec.VERSION, ofp.OFPT_METER_MOD, 0, body)
