@@ -518,6 +518,13 @@ def test_ovs_ofctl_talks_to_a_vswitch_listening_on_its_own_port(env: Env) -> Non
     table0 = tables.split("table 1")[0]
     assert "active=1" in table0 and "matched=1" in table0, tables
     assert "lookup=18446744073709551615" in table0  # all ones: not knowable per tenant
+    ports = _ofctl(target, "dump-ports")
+    assert f"port  {edge}:" in ports or f"port {edge}:" in ports, ports
+    _ofctl(target, "add-group", f"group_id=9,type=all,bucket=output:{edge}")
+    groups = _ofctl(target, "dump-groups")
+    assert "group_id=9,type=all" in groups and f"bucket=actions=output:{edge}" in groups, groups
+    _ofctl(target, "del-groups")
+    assert "group_id=9" not in _ofctl(target, "dump-groups")
     _ofctl(target, "del-flows")
     assert "priority=" not in _ofctl(target, "dump-flows")
     env.daemon.rest("PUT", path, {"controller_urls": None}, env.carol_token)
