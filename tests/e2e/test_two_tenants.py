@@ -369,7 +369,7 @@ def test_a_hard_timeout_expires_the_rule_and_tells_the_tenant(env: Env) -> None:
     assert not any("02:00:00:00:00:78" in f for f in physical_flows(env, "lf1"))
 
 
-def test_new_controller_urls_move_the_vswitches_and_openflow10_only_is_refused(
+def test_new_controller_urls_move_the_vswitches_and_versions_are_negotiated(
     env: Env,
 ) -> None:
     from tenantvisor.testbed.ofclient import ControllerListener
@@ -386,11 +386,25 @@ def test_new_controller_urls_move_the_vswitches_and_openflow10_only_is_refused(
             assert old.closed(5), "the old controller kept its connection"
         other.sock.settimeout(10)
         s, _ = other.sock.accept()
-        old10 = OFPeer(s, version=1)
-        old10.send(struct.pack("!BBHI", 1, 0, 8, 1))  # HELLO, OpenFlow 1.0 only
-        m = old10.recv_until(lambda m: m[0] == ofp.OFPT_ERROR)
+        old11 = OFPeer(s, version=2)
+        # HELLO whose version bitmap says OpenFlow 1.1 and nothing else
+        old11.send(struct.pack("!BBHIHHI", 2, 0, 16, 1, 1, 8, 1 << 2))
+        m = old11.recv_until(lambda m: m[0] == ofp.OFPT_ERROR)
         assert m is not None and struct.unpack_from("!HH", m[2], 8) == (0, 0)  # HELLO_FAILED
-        assert old10.closed(5)
+        assert old11.closed(5)
+        s, _ = other.sock.accept()  # the vswitch tries again; now an OpenFlow 1.0 controller
+        old10 = OFPeer(s, version=1)
+        old10.send(struct.pack("!BBHI", 1, 0, 8, 1))
+        assert old10.recv_until(lambda m: m[0] == ofp.OFPT_HELLO) is not None
+        old10.send(struct.pack("!BBHI", 1, 5, 8, 2))  # FEATURES_REQUEST
+        m = old10.recv_until(lambda m: m[0] == 6 and m[1] == 2)  # FEATURES_REPLY (1.0)
+        assert m is not None and m[2][0] == 1
+        n_tables = m[2][20]
+        n_ports = (len(m[2]) - 32) // 48
+        (dpid,) = struct.unpack_from("!Q", m[2], 8)
+        sw = next(name for name, peer in env.carol.items() if peer.dpid == dpid)
+        assert n_tables == 1 and n_ports == len(env.carol_vports[sw])
+        old10.close()
     finally:
         env.daemon.rest(
             "PUT",

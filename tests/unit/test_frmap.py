@@ -49,3 +49,18 @@ def test_re_adding_the_installed_owner_says_so_for_an_in_place_modify() -> None:
 def test_removing_an_unknown_owner_is_a_no_op() -> None:
     m = PhysRuleMap()
     assert m.remove(9, rule(9)) is None
+
+
+def test_a_fallback_owner_never_displaces_the_installed_rule() -> None:
+    m = PhysRuleMap()
+    tenant, implicit = rule(1, b"T"), rule(0, b"MISS")
+    m.add(1, tenant)
+    assert m.add_fallback(0, implicit) is False  # the tenant's rule stays on the switch
+    assert m.installed() == [tenant]
+    assert m.remove(1, tenant) is implicit  # and the fallback comes back when it goes
+    assert m.add_fallback(0, implicit) is False or m.installed() == [implicit]
+
+
+def test_a_fallback_alone_is_installed() -> None:
+    m = PhysRuleMap()
+    assert m.add_fallback(0, rule(0)) is True

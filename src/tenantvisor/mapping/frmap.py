@@ -34,6 +34,14 @@ class PhysRuleMap:
         owners[serial] = pf
         return was_top
 
+    def add_fallback(self, serial: int, pf: PhysFlow) -> bool:
+        """`serial` wants `pf` only where no one else does (lowest precedence); True when it
+        is now the installed owner (the key had none)."""
+        owners = self._owners.get(pf.key, {})
+        owners.pop(serial, None)
+        self._owners[pf.key] = {serial: pf, **owners}
+        return len(self._owners[pf.key]) == 1
+
     def remove(self, serial: int, pf: PhysFlow) -> PhysFlow | None:
         """`serial` no longer wants `pf`'s key.  Returns the rule to install in its place,
         or None; `pf` itself when the key has no owner left and must be deleted."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
+from collections.abc import Callable
 from typing import Protocol
 
 from os_ken.ofproto import ofproto_v1_3 as ofp
@@ -93,6 +94,7 @@ class Channel(asyncio.Protocol):
         self.peer = ""
         self._buf = bytearray()
         self._out: list[bytes] = []
+        self.outbound: Callable[[bytes], bytes | None] | None = None
         self.close_when_stuck = close_when_stuck
         self._stuck_logged = False
         self._flush_scheduled = False
@@ -161,6 +163,11 @@ class Channel(asyncio.Protocol):
     def send(self, msg: bytes) -> None:
         if self._closed or self.transport is None:
             return
+        if self.outbound is not None:  # e.g. OpenFlow 1.3 -> 1.0 for an older controller
+            converted = self.outbound(msg)
+            if converted is None:
+                return
+            msg = converted
         self.tx_msgs += 1
         self._write(msg)
 
@@ -196,7 +203,9 @@ class Channel(asyncio.Protocol):
             log.warning("%s %s: over %d MiB unsent", self.name, self.peer, MAX_BUFFERED >> 20)
 
     def send_error(self, xid: int, type_: int, code: int, data: bytes) -> None:
-        self.send(codec.error_msg(self.version or codec.VERSION, xid, type_, code, data))
+        """An OFPT_ERROR with OpenFlow 1.3 type and code (an outbound converter maps them)."""
+        version = codec.VERSION if self.outbound is not None else self.version or codec.VERSION
+        self.send(codec.error_msg(version, xid, type_, code, data))
 
     @property
     def is_open(self) -> bool:

@@ -30,7 +30,9 @@ from tenantvisor.openflow.codec import FlowMod, MalformedMessage, OFError, Packe
 from tenantvisor.physical.session import PSwitchSession
 from tenantvisor.translate.flow import (
     PhysFlow,
+    TenantMatch,
     TranslatedFlow,
+    physical_match,
     translate_flow,
     translate_packet_out,
 )
@@ -39,6 +41,7 @@ from tenantvisor.translate.meter import MeterMod, meter_mod
 from tenantvisor.translate.view import VSwitchView
 from tenantvisor.virtual.features import table_features
 from tenantvisor.virtual.flowtable import VFlow, VirtualFlowTable, normalize
+from tenantvisor.virtual.of10 import Of10Adapter
 from tenantvisor.virtual.urls import ControllerUrl, parse_controller_url
 
 log = logging.getLogger(__name__)
@@ -164,6 +167,8 @@ _DEFAULT_ASYNC = (
     (0b1111, 0),  # FLOW_REMOVED: idle, hard, delete, group delete
 )
 _PACKET_IN, _PORT_STATUS, _FLOW_REMOVED = range(3)
+_VERSIONS = frozenset({1, codec.VERSION})  # controllers may speak OpenFlow 1.0 or 1.3
+_IMPLICIT_MISS = 0  # rule serial of the table miss OpenFlow 1.0 controllers expect
 _ASYNC = struct.Struct("!IIIIII")
 _ROLE = struct.Struct("!I4xQ")
 # What a SLAVE controller may not send (OF1.3 6.3.4).
@@ -181,7 +186,10 @@ class ControllerConn:
         self.url = url
         self.role = ofp.OFPCR_ROLE_EQUAL
         self.async_masks = [list(m) for m in _DEFAULT_ASYNC]
-        self.channel = Channel(self, f"vswitch {ep.vdpid:016x}", close_when_stuck=True)
+        self.channel = Channel(
+            self, f"vswitch {ep.vdpid:016x}", versions=_VERSIONS, close_when_stuck=True
+        )
+        self.of10: Of10Adapter | None = None
         self.touched: set[int] = set()  # pswitches sent to since the last barrier
         self.closed: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self.barriers = _Barriers(self._barrier_reply)
@@ -191,11 +199,21 @@ class ControllerConn:
         ch.send(codec.header(ch.version, ofp.OFPT_BARRIER_REPLY, xid))
 
     def channel_ready(self, ch: Channel) -> None:
-        log.info("%s: controller %s connected (OpenFlow 1.3)", self.ep.label, self.url)
-        self.ep.conns.add(self)
+        ep = self.ep
+        if ch.version == Of10Adapter.VERSION:
+            self.of10 = Of10Adapter(
+                lambda: [ep._port_desc(n) for n in sorted(ep.view.ports)], lambda: ep.vdpid
+            )
+            ch.outbound = self.of10.outbound
+        name = "1.0" if self.of10 is not None else "1.3"
+        log.info("%s: controller %s connected (OpenFlow %s)", ep.label, self.url, name)
+        ep.conns.add(self)
+        ep.update_of10_miss()
 
     def channel_closed(self, ch: Channel, reason: str) -> None:
         self.ep.conns.discard(self)
+        if self.of10 is not None:
+            self.ep.update_of10_miss()
         self.ep.rx_msgs += ch.rx_msgs  # keep the count of closed connections
         if ch.version:
             log.info("%s: controller %s disconnected: %s", self.ep.label, self.url, reason)
@@ -209,6 +227,16 @@ class ControllerConn:
 
     def channel_message(self, ch: Channel, msg_type: int, xid: int, msg: bytes) -> None:
         try:
+            if self.of10 is not None:  # an OpenFlow 1.0 controller: convert at the edge
+                converted = self.of10.inbound(msg_type, xid, msg)
+                if isinstance(converted, bytes):
+                    ch.send(converted)
+                    return
+                if converted is None:
+                    return
+                msg_type13, msg13 = converted
+                self.ep.handle(self, msg_type13, xid, msg13)
+                return
             if msg_type in _WRITES and self.role == ofp.OFPCR_ROLE_SLAVE:
                 raise OFError(ofp.OFPET_BAD_REQUEST, ofp.OFPBRC_IS_SLAVE, "controller is slave")
             self.ep.handle(self, msg_type, xid, msg)
@@ -333,6 +361,24 @@ class VSwitchEndpoint:
                 self._drop(vf, session, None, None)
                 continue
             self._reprogram(session, vf, self._phys(vf, tf.table, tf.flows), None, None)
+
+    def update_of10_miss(self) -> None:
+        """OpenFlow 1.0 sends a table miss to the controller, 1.3 drops it.  As OVS does, a
+        vswitch with a 1.0 controller connected sends misses to its controllers: an implicit
+        priority-0 rule (owner serial 0; a tenant's own table-miss rule takes precedence)."""
+        want = any(c.of10 is not None for c in self.conns)
+        view = self.view
+        match = physical_match(view, TenantMatch((), None, None), None)
+        ins = codec.encode_instructions(apply_actions=codec.output(ofp.OFPP_CONTROLLER, 0xFFFF))
+        pf = PhysFlow(view.dpid, layout.TABLE_OFFSET, 0, match, ins,
+                      layout.tenant_cookie(view.net_id, _IMPLICIT_MISS))  # fmt: skip
+        has = _IMPLICIT_MISS in self.rules.owners(pf.key)
+        session = self.host.session(view.dpid)
+        if want and not has:
+            if self.rules.add_fallback(_IMPLICIT_MISS, pf):
+                self._send_phys(None, session, pf.flow_mod, None)
+        elif has and not want:
+            self._release(session, None, _IMPLICIT_MISS, pf, None)
 
     @property
     def group_map(self) -> dict[int, int]:
@@ -879,7 +925,13 @@ class VSwitchEndpoint:
         serial = pi.cookie & layout.SERIAL_MASK
         vf = self.table.by_serial.get(serial)
         if vf is None:
-            return  # the rule was removed while the packet was on its way
+            if serial == _IMPLICIT_MISS:  # a table miss, for OpenFlow 1.0 controllers
+                match = [codec.oxm_u32(oxm.IN_PORT, vport or ofp.OFPP_CONTROLLER)]
+                out = PacketIn(ofp.OFP_NO_BUFFER, pi.total_len, ofp.OFPR_NO_MATCH, 0,
+                               _PI_NO_COOKIE, match, pi.data).encode(0)  # fmt: skip
+                self.packet_ins += 1
+                self._broadcast(out, _PACKET_IN, ofp.OFPR_NO_MATCH)
+            return  # else the rule was removed while the packet was on its way
         reason = ofp.OFPR_NO_MATCH if vf.is_table_miss else ofp.OFPR_ACTION
         match = [codec.oxm_u32(oxm.IN_PORT, vport or ofp.OFPP_CONTROLLER)]
         if tmeta:
