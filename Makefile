@@ -26,10 +26,13 @@ typecheck: venv
 	$(VENV)/bin/mypy
 
 unit: venv
-	$(VPY) -m pytest -q tests/unit tests/api
+	$(VPY) -m pytest -q tests/unit tests/api tests/dnb/test_planner.py
 
 bench: deps venv
 	$(VENV)/bin/tenantvisor bench overhead
+
+bench-dnb: deps venv
+	$(VENV)/bin/tenantvisor bench dnb
 
 check-root:
 	@[ "$$(id -u)" = 0 ] || { echo "tenantvisor: run as root (network namespaces, Open vSwitch)"; exit 1; }

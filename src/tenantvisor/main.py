@@ -39,13 +39,16 @@ async def serve(settings: Settings, ready: Any = None) -> None:
     import uvicorn
 
     from tenantvisor.api.app import create_app
+    from tenantvisor.dedicated.manager import DnbManager, dnb_upkeep
     from tenantvisor.hypervisor import Hypervisor
     from tenantvisor.metrics import metrics_text
 
     hv = Hypervisor(settings.admin_token, lldp_interval=settings.lldp_interval)
     api_host, api_port = Settings.split(settings.api_listen, "api_listen")
     await hv.start(settings.of_listen)
-    app = create_app(hv.manager, hv.status, lambda: metrics_text(hv))
+    dnb = DnbManager(lambda tid: t.name if (t := hv.manager.tenants.get(tid)) else str(tid))
+    app = create_app(hv.manager, hv.status, lambda: metrics_text(hv), dnb=dnb)
+    upkeep = asyncio.ensure_future(dnb_upkeep(dnb))
     config = uvicorn.Config(app, host=api_host, port=api_port, log_level="warning", lifespan="off")
     server = uvicorn.Server(config)
     log.info("API on http://%s:%d (OpenAPI at /docs)", api_host, api_port)
@@ -55,6 +58,8 @@ async def serve(settings: Settings, ready: Any = None) -> None:
     try:
         await server.serve()
     finally:
+        upkeep.cancel()
+        dnb.close()
         await hv.stop()
 
 
@@ -75,12 +80,13 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--topology", default="fat-tree", choices=["fat-tree", "two-tier"])
     d.add_argument("--keep-logs", action="store_true")
     b = sub.add_parser("bench", help="benchmarks (JSON with --json)")
-    b.add_argument("name", choices=["overhead"])
+    b.add_argument("name", choices=["overhead", "dnb"])
     b.add_argument("--json", action="store_true", help="print one JSON object")
     b.add_argument("-n", "--flows", type=int, default=20000, help="FLOW_MODs per run")
     b.add_argument("--barriers", type=int, default=200, help="BARRIER round trips per run")
     b.add_argument("--repeat", type=int, default=3, help="alternating runs; medians kept")
     b.add_argument("--plot", help="write a PNG plot here")
+    b.add_argument("--quick", action="store_true", help="dnb: a short run (under 2 minutes)")
     args = p.parse_args(argv)
     if args.cmd == "serve":
         try:
@@ -110,6 +116,10 @@ def main(argv: list[str] | None = None) -> int:
         from tenantvisor.demo import run_demo
 
         return run_demo(args.topology, keep_logs=args.keep_logs)
+    if args.cmd == "bench" and args.name == "dnb":
+        from tenantvisor.bench.dnb import run_dnb
+
+        return run_dnb(quick=args.quick, as_json=args.json, plot_path=args.plot)
     if args.cmd == "bench":
         from tenantvisor.bench.overhead import run_overhead
 

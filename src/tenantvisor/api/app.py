@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -25,6 +25,9 @@ from tenantvisor.api.auth import CHALLENGE, SECURITY_SCHEMES, authenticate
 from tenantvisor.api.rest import build_router
 from tenantvisor.errors import TenantvisorError, Unauthorized
 from tenantvisor.virtual.manager import NetworkManager
+
+if TYPE_CHECKING:
+    from tenantvisor.dedicated.manager import DnbManager
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +81,7 @@ def create_app(
     manager: NetworkManager,
     status: Callable[[], dict[str, Any]] | None = None,
     metrics: Callable[[], bytes] | None = None,
+    dnb: DnbManager | None = None,
 ) -> FastAPI:
     """Build the API app around `manager`; `status` (optional) feeds GET /v1/status and
     `metrics` (optional) GET /metrics, in Prometheus' text format."""
@@ -91,6 +95,10 @@ def create_app(
         ),
     )
     app.include_router(build_router(manager, status))
+    if dnb is not None:  # dedicated bridges on compute nodes (/v1/nodes, /v1/dnb/...)
+        from tenantvisor.api.dnb import build_dnb_router
+
+        app.include_router(build_dnb_router(manager, dnb))
 
     tenant_rpc = jsonrpc.tenant_service(manager)
     status_rpc = jsonrpc.status_service(manager)

@@ -492,6 +492,184 @@ def _status(api: Api, a: argparse.Namespace) -> Reply:
     return api.call("GET", "/v1/status"), show_status
 
 
+# --- dedicated bridges: nodes, DNB/CNB networks, VMs -------------------------------------------
+def show_nodes(ns: list[dict[str, Any]]) -> str:
+    cols = ["name", "index", "transport_ip", "ovsdb"]
+    return format_table(cols, [[n.get(c) for c in cols] for n in ns])
+
+
+def show_dnets(ns: list[dict[str, Any]]) -> str:
+    cols = [
+        "id",
+        "tenant_id",
+        "mode",
+        "segmentation_id",
+        "local_vid",
+        "endpoint_subnet",
+        "controller",
+        "nodes",
+        "vms",
+    ]
+    return format_table(cols, [[n.get(c) for c in cols] for n in ns])
+
+
+def show_vms(vs: list[dict[str, Any]]) -> str:
+    cols = ["network", "node", "mac", "ip", "interface"]
+    return format_table(cols, [[v.get(c) for c in cols] for v in vs])
+
+
+def _record(d: dict[str, Any]) -> str:
+    return format_record(list(d.items()))
+
+
+def _node_add_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("name")
+    p.add_argument("ovsdb", help="unix:/PATH/db.sock or tcp:IP:PORT")
+    p.add_argument("transport_ip", help="the node's transport address, IP/PREFIX")
+    p.add_argument("--transport-port", default="eth1", metavar="IF")
+    p.add_argument("--netns", metavar="NS", help="namespace of an emulated node")
+    p.add_argument("--rundir", metavar="DIR", help="OVS run directory (default: the socket's)")
+
+
+@command("node-add", "register a compute node by its OVSDB endpoint (admin)", _node_add_args)
+def _node_add(api: Api, a: argparse.Namespace) -> Reply:
+    body = {
+        "name": a.name,
+        "ovsdb": a.ovsdb,
+        "transport_ip": a.transport_ip,
+        "transport_port": a.transport_port,
+        "netns": a.netns,
+        "rundir": a.rundir,
+    }
+    return api.call("POST", "/v1/nodes", body), _record
+
+
+@command("node-list", "list compute nodes")
+def _node_list(api: Api, a: argparse.Namespace) -> Reply:
+    return api.call("GET", "/v1/nodes"), show_nodes
+
+
+@command("node-show", "a node's bridges and tunnels (admin)", lambda p: p.add_argument("name"))
+def _node_show(api: Api, a: argparse.Namespace) -> Reply:
+    return api.call("GET", f"/v1/nodes/{a.name}"), _record
+
+
+@command("node-del", "unregister a node without VMs (admin)", lambda p: p.add_argument("name"))
+def _node_del(api: Api, a: argparse.Namespace) -> Reply:
+    return api.call("DELETE", f"/v1/nodes/{a.name}"), None
+
+
+def _dnet_add_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("id", help="network id: lower-case letters/digits, at most 9")
+    p.add_argument("--mode", choices=["dedicated", "common"], default="dedicated")
+    p.add_argument("--tenant", type=_int_arg, metavar="ID", help="owner (admin only)")
+    p.add_argument("--segmentation-id", type=_int_arg, metavar="KEY", help="GRE key (admin)")
+    p.add_argument("--endpoint-subnet", metavar="CIDR", help="endpoint subnet (admin)")
+
+
+@command("dnet-add", "create a DNB (or CNB, --mode common) network", _dnet_add_args)
+def _dnet_add(api: Api, a: argparse.Namespace) -> Reply:
+    body: dict[str, Any] = {"id": a.id, "mode": a.mode}
+    for key, value in (
+        ("tenant_id", a.tenant),
+        ("segmentation_id", a.segmentation_id),
+        ("endpoint_subnet", a.endpoint_subnet),
+    ):
+        if value is not None:
+            body[key] = value
+    return api.call("POST", "/v1/dnb/networks", body), _record
+
+
+@command("dnet-list", "list DNB/CNB networks")
+def _dnet_list(api: Api, a: argparse.Namespace) -> Reply:
+    return api.call("GET", "/v1/dnb/networks"), show_dnets
+
+
+@command("dnet-show", "show a DNB/CNB network", lambda p: p.add_argument("id"))
+def _dnet_show(api: Api, a: argparse.Namespace) -> Reply:
+    return api.call("GET", f"/v1/dnb/networks/{a.id}"), _record
+
+
+@command("dnet-del", "delete a network without VMs", lambda p: p.add_argument("id"))
+def _dnet_del(api: Api, a: argparse.Namespace) -> Reply:
+    return api.call("DELETE", f"/v1/dnb/networks/{a.id}"), None
+
+
+def _vm_attach_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("net", metavar="NET")
+    p.add_argument("node", metavar="NODE")
+    p.add_argument("interface", metavar="IFACE", help="the VM's tap on the node")
+    p.add_argument("mac", metavar="MAC")
+    p.add_argument("ip", metavar="IP/PREFIX")
+
+
+@command("vm-attach", "plug a VM's tap on NODE into network NET", _vm_attach_args)
+def _vm_attach(api: Api, a: argparse.Namespace) -> Reply:
+    body = {"node": a.node, "interface": a.interface, "mac": a.mac, "ip": a.ip}
+    return api.call("POST", f"/v1/dnb/networks/{a.net}/vms", body), _record
+
+
+def _vm_detach_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("net", metavar="NET")
+    p.add_argument("mac", metavar="MAC")
+
+
+@command("vm-detach", "unplug a VM (by MAC) from network NET", _vm_detach_args)
+def _vm_detach(api: Api, a: argparse.Namespace) -> Reply:
+    return api.call("DELETE", f"/v1/dnb/networks/{a.net}/vms/{a.mac}"), _record
+
+
+@command("vm-list", "list a network's VMs", lambda p: p.add_argument("net", metavar="NET"))
+def _vm_list(api: Api, a: argparse.Namespace) -> Reply:
+    return api.call("GET", f"/v1/dnb/networks/{a.net}/vms"), show_vms
+
+
+def _dnet_ctl_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("net", metavar="NET")
+    p.add_argument("target", metavar="TARGET", help="tcp:IP:PORT, or 'none' to remove")
+
+
+@command("dnet-set-controller", "point NET's dedicated bridges at a controller", _dnet_ctl_args)
+def _dnet_set_controller(api: Api, a: argparse.Namespace) -> Reply:
+    target = None if a.target == "none" else a.target
+    return api.call("PUT", f"/v1/dnb/networks/{a.net}/controller", {"target": target}), _record
+
+
+def _dport_add_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("net", metavar="NET")
+    p.add_argument("node", metavar="NODE")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("kind", choices=["gre", "vxlan", "geneve", "internal"])
+    p.add_argument("--remote-ip", metavar="IP")
+    p.add_argument("--key", type=_int_arg)
+
+
+@command("dport-add", "add a tenant port/tunnel on NET's bridge on NODE", _dport_add_args)
+def _dport_add(api: Api, a: argparse.Namespace) -> Reply:
+    body: dict[str, Any] = {"node": a.node, "name": a.name, "kind": a.kind}
+    if a.remote_ip is not None:
+        body["remote_ip"] = a.remote_ip
+    if a.key is not None:
+        body["key"] = a.key
+    return api.call("POST", f"/v1/dnb/networks/{a.net}/ports", body), _record
+
+
+def _dport_del_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("net", metavar="NET")
+    p.add_argument("node", metavar="NODE")
+    p.add_argument("name", metavar="NAME")
+
+
+@command("dport-del", "remove a tenant port", _dport_del_args)
+def _dport_del(api: Api, a: argparse.Namespace) -> Reply:
+    return api.call("DELETE", f"/v1/dnb/networks/{a.net}/ports/{a.node}/{a.name}"), None
+
+
+@command("dnb-equations", "bridges and tunnels on the nodes vs the paper's equations (admin)")
+def _dnb_equations(api: Api, a: argparse.Namespace) -> Reply:
+    return api.call("GET", "/v1/dnb/equations"), lambda r: json.dumps(r, indent=2)
+
+
 # --- main ------------------------------------------------------------------------------------
 def _global_options(p: argparse.ArgumentParser, defaults: bool) -> None:
     """Global options, accepted before or after the command (as ovs-vsctl accepts them)."""
