@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import struct
 import time
+from collections.abc import Callable
 
 import pytest
 from os_ken.ofproto import ofproto_v1_3 as ofp
@@ -62,6 +63,33 @@ def barrier(peer: OFPeer) -> list[tuple[int, int, bytes]]:
         if m[0] == ofp.OFPT_BARRIER_REPLY and m[1] == xid:
             return got
     raise AssertionError("no BARRIER reply")
+
+
+def send_packet(peer: OFPeer, frame: bytes, port: int) -> None:
+    """PACKET_OUT from the controller to `port`, accepted (no error before the barrier)."""
+    out = p.OFPPacketOut(
+        DP, buffer_id=ofp.OFP_NO_BUFFER, in_port=ofp.OFPP_CONTROLLER,
+        actions=[p.OFPActionOutput(port)], data=frame,
+    )  # fmt: skip
+    peer.send(wire(out, peer.next_xid()))
+    assert all(m[0] != ofp.OFPT_ERROR for m in barrier(peer))
+
+
+def delete_everything(peer: OFPeer) -> None:
+    """The tenant's DELETE of every rule in every table."""
+    msg = p.OFPFlowMod(
+        DP, table_id=ofp.OFPTT_ALL, command=ofp.OFPFC_DELETE,
+        out_port=ofp.OFPP_ANY, out_group=ofp.OFPG_ANY,
+    )  # fmt: skip
+    peer.send(wire(msg, peer.next_xid()))
+    assert all(m[0] != ofp.OFPT_ERROR for m in barrier(peer))
+
+
+def wait_until(cond: Callable[[], bool], timeout: float = 3.0) -> None:
+    """Poll: packets cross the userspace datapath a little after the barrier reply."""
+    deadline = time.monotonic() + timeout
+    while not cond() and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def test_each_tenant_reaches_every_one_of_its_hosts(env: Env) -> None:
@@ -138,12 +166,7 @@ def test_a_tenant_deleting_everything_removes_only_its_own_rules(env: Env) -> No
                        [p.OFPActionOutput(env.carol_vports["lf1"]["edge"])]))  # fmt: skip
     assert all(m[0] != ofp.OFPT_ERROR for m in barrier(peer))
     assert any("02:00:00:00:00:77" in f for f in physical_flows(env, "lf1"))
-    delete_all = p.OFPFlowMod(
-        DP, table_id=ofp.OFPTT_ALL, command=ofp.OFPFC_DELETE,
-        out_port=ofp.OFPP_ANY, out_group=ofp.OFPG_ANY,
-    )  # fmt: skip
-    peer.send(wire(delete_all, peer.next_xid()))
-    assert all(m[0] != ofp.OFPT_ERROR for m in barrier(peer))
+    delete_everything(peer)
     assert not any("02:00:00:00:00:77" in f for f in physical_flows(env, "lf1"))
     for t in (env.alice, env.bob):
         assert all(r.ok for r in pingall(env.fab, env.layout, t.hosts[:2]))
@@ -194,15 +217,8 @@ def test_packet_out_to_an_edge_vport_leaves_by_its_physical_port(env: Env) -> No
     outsider = env.layout.outsider
     before = rx_packets(env.fab, outsider)
     frame = bytes.fromhex("ffffffffffff020000000abc0806") + bytes(28)
-    out = p.OFPPacketOut(
-        DP, buffer_id=ofp.OFP_NO_BUFFER, in_port=ofp.OFPP_CONTROLLER,
-        actions=[p.OFPActionOutput(env.carol_vports["lf1"]["edge"])], data=frame,
-    )  # fmt: skip
-    peer.send(wire(out, peer.next_xid()))
-    assert all(m[0] != ofp.OFPT_ERROR for m in barrier(peer))
-    deadline = time.monotonic() + 3
-    while rx_packets(env.fab, outsider) == before and time.monotonic() < deadline:
-        time.sleep(0.05)
+    send_packet(peer, frame, env.carol_vports["lf1"]["edge"])
+    wait_until(lambda: rx_packets(env.fab, outsider) != before)
     assert rx_packets(env.fab, outsider) == before + 1
 
 
@@ -251,22 +267,10 @@ def test_packet_out_to_table_runs_the_tenants_multi_table_pipeline(env: Env) -> 
     outsider = env.layout.outsider
     before = rx_packets(env.fab, outsider)
     arp = bytes.fromhex("ffffffffffff020000000abc0806") + bytes(28)
-    po = p.OFPPacketOut(
-        DP, buffer_id=ofp.OFP_NO_BUFFER, in_port=ofp.OFPP_CONTROLLER,
-        actions=[p.OFPActionOutput(ofp.OFPP_TABLE)], data=arp,
-    )  # fmt: skip
-    peer.send(wire(po, peer.next_xid()))
-    assert all(m[0] != ofp.OFPT_ERROR for m in barrier(peer))
-    deadline = time.monotonic() + 3
-    while rx_packets(env.fab, outsider) == before and time.monotonic() < deadline:
-        time.sleep(0.05)
+    send_packet(peer, arp, ofp.OFPP_TABLE)
+    wait_until(lambda: rx_packets(env.fab, outsider) != before)
     assert rx_packets(env.fab, outsider) == before + 1
-    delete_all = p.OFPFlowMod(
-        DP, table_id=ofp.OFPTT_ALL, command=ofp.OFPFC_DELETE,
-        out_port=ofp.OFPP_ANY, out_group=ofp.OFPG_ANY,
-    )  # fmt: skip
-    peer.send(wire(delete_all, peer.next_xid()))
-    assert all(m[0] != ofp.OFPT_ERROR for m in barrier(peer))
+    delete_everything(peer)
 
 
 def _port_status(m: tuple[int, int, bytes]) -> tuple[int, int, int]:
@@ -450,12 +454,7 @@ def test_deleting_one_of_two_rules_that_share_a_physical_rule_keeps_the_other(en
     assert all("actions=drop" not in f and "actions=" in f for f in after)
     cookies = {f.split("cookie=")[1].split(",")[0] for f in after}
     assert len(cookies) == 1  # all A's
-    delete_all = p.OFPFlowMod(
-        DP, table_id=ofp.OFPTT_ALL, command=ofp.OFPFC_DELETE,
-        out_port=ofp.OFPP_ANY, out_group=ofp.OFPG_ANY,
-    )  # fmt: skip
-    peer.send(wire(delete_all, peer.next_xid()))
-    assert all(m[0] != ofp.OFPT_ERROR for m in barrier(peer))
+    delete_everything(peer)
     assert not [f for f in physical_flows(env, "lf1") if dst in f]
 
 
@@ -515,12 +514,7 @@ def test_ovs_ofctl_talks_to_a_vswitch_listening_on_its_own_port(env: Env) -> Non
             time.sleep(0.2)
     peer = env.carol["lf1"]
     frame = bytes.fromhex("02000000007b020000000abc0800") + bytes(28)
-    po = p.OFPPacketOut(
-        DP, buffer_id=ofp.OFP_NO_BUFFER, in_port=ofp.OFPP_CONTROLLER,
-        actions=[p.OFPActionOutput(ofp.OFPP_TABLE)], data=frame,
-    )  # fmt: skip
-    peer.send(wire(po, peer.next_xid()))
-    assert all(m[0] != ofp.OFPT_ERROR for m in barrier(peer))
+    send_packet(peer, frame, ofp.OFPP_TABLE)
     flows = _ofctl(target, "dump-flows")
     rules = [line for line in flows.splitlines() if "priority=" in line]
     assert len(rules) == 1, flows  # only carol's rule on this vswitch, nothing of anyone else
@@ -616,12 +610,7 @@ def test_several_controllers_per_vswitch_follow_their_roles(env: Env) -> None:
         pi = p.OFPPacketIn.parser(DP, 4, m[0], len(m[2]), m[1], m[2])
         assert pi.reason == ofp.OFPR_NO_MATCH and pi.data[:14] == frame[:14]
         assert a.recv_until(lambda m: m[0] == ofp.OFPT_PACKET_IN, timeout=1) is None
-        delete_all = p.OFPFlowMod(
-            DP, table_id=ofp.OFPTT_ALL, command=ofp.OFPFC_DELETE,
-            out_port=ofp.OFPP_ANY, out_group=ofp.OFPG_ANY,
-        )  # fmt: skip
-        b.send(wire(delete_all, b.next_xid()))
-        assert all(m[0] != ofp.OFPT_ERROR for m in barrier(b))
+        delete_everything(b)
     finally:
         b.close()
         env.daemon.rest("PUT", path, {"controller_urls": None}, env.carol_token)
@@ -647,19 +636,9 @@ def test_port_counters_count_the_tenants_own_traffic_only(env: Env) -> None:
     assert _port_stats(a)[link1].tx_packets == before1[link1].tx_packets
     assert _port_stats(b)[link2].rx_packets == before2[link2].rx_packets
     frame = bytes.fromhex("020000000abd020000000abc0800") + bytes(46)
-    po = p.OFPPacketOut(
-        DP, buffer_id=ofp.OFP_NO_BUFFER, in_port=ofp.OFPP_CONTROLLER,
-        actions=[p.OFPActionOutput(link1)], data=frame,
-    )  # fmt: skip
-    a.send(wire(po, a.next_xid()))
-    assert all(m[0] != ofp.OFPT_ERROR for m in barrier(a))
-    deadline = time.monotonic() + 3
-    while True:
-        after2 = _port_stats(b)
-        if after2[link2].rx_packets > before2[link2].rx_packets or time.monotonic() > deadline:
-            break
-        time.sleep(0.1)
-    after1 = _port_stats(a)
+    send_packet(a, frame, link1)
+    wait_until(lambda: _port_stats(b)[link2].rx_packets > before2[link2].rx_packets)
+    after1, after2 = _port_stats(a), _port_stats(b)
     assert after2[link2].rx_packets == before2[link2].rx_packets + 1
     assert after2[link2].rx_bytes == before2[link2].rx_bytes + len(frame)
     assert after1[link1].tx_packets == before1[link1].tx_packets + 1
@@ -706,18 +685,10 @@ def test_a_tenants_groups_are_its_own_translated_and_counted(env: Env) -> None:
     before_host = rx_packets(env.fab, outsider)
     before_link = _port_stats(b)[link2].rx_packets
     frame = bytes.fromhex("02000000007c020000000abc0800") + bytes(46)
-    po = p.OFPPacketOut(
-        DP, buffer_id=ofp.OFP_NO_BUFFER, in_port=ofp.OFPP_CONTROLLER,
-        actions=[Out(ofp.OFPP_TABLE)], data=frame,
-    )  # fmt: skip
-    a.send(wire(po, a.next_xid()))
-    assert all(m[0] != ofp.OFPT_ERROR for m in barrier(a))
-    deadline = time.monotonic() + 3
-    while rx_packets(env.fab, outsider) == before_host and time.monotonic() < deadline:
-        time.sleep(0.05)
+    send_packet(a, frame, ofp.OFPP_TABLE)
+    wait_until(lambda: rx_packets(env.fab, outsider) != before_host)
     assert rx_packets(env.fab, outsider) == before_host + 1
-    while _port_stats(b)[link2].rx_packets == before_link and time.monotonic() < deadline:
-        time.sleep(0.05)  # the link's copy travels another path
+    wait_until(lambda: _port_stats(b)[link2].rx_packets != before_link)  # another path
     assert _port_stats(b)[link2].rx_packets == before_link + 1
     xid = a.next_xid()
     a.send(wire(p.OFPGroupStatsRequest(DP, 0, ofp.OFPG_ALL), xid))
@@ -771,12 +742,7 @@ def test_a_tenants_meters_are_its_own_and_count_its_packets(env: Env) -> None:
     err = [m for m in barrier(a) if m[0] == ofp.OFPT_ERROR and m[1] == xid]
     assert err and error_of(err[0])[0] == ofp.OFPET_METER_MOD_FAILED
     frame = bytes.fromhex("02000000007d020000000abc0800") + bytes(46)
-    po = p.OFPPacketOut(
-        DP, buffer_id=ofp.OFP_NO_BUFFER, in_port=ofp.OFPP_CONTROLLER,
-        actions=[p.OFPActionOutput(ofp.OFPP_TABLE)], data=frame,
-    )  # fmt: skip
-    a.send(wire(po, a.next_xid()))
-    assert all(m[0] != ofp.OFPT_ERROR for m in barrier(a))
+    send_packet(a, frame, ofp.OFPP_TABLE)
     xid = a.next_xid()
     a.send(wire(p.OFPMeterStatsRequest(DP, 0, ofp.OFPM_ALL), xid))
     m = a.recv_until(lambda m: m[0] == ofp.OFPT_MULTIPART_REPLY and m[1] == xid)
