@@ -70,6 +70,9 @@ class Hypervisor:
         self.n_tables = n_tables
         self._secret = secrets.token_bytes(16)
         self._link_seen: dict[PLink, float] = {}
+        self._link_first_seen: dict[PLink, float] = {}
+        self._big_seen: dict[PLink, float] = {}  # last big probe per link direction (MTU)
+        self._mtu_warned: set[PLink] = set()
         self._server: asyncio.Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._reconcile_pending = False
@@ -275,7 +278,11 @@ class Hypervisor:
             await asyncio.sleep(self.lldp_interval)
             for s in list(self.sessions.values()):
                 self._probe(s)
-            deadline = time.monotonic() - 3 * self.lldp_interval - 1.0
+            now = time.monotonic()
+            for lk in self._link_seen:
+                self._link_first_seen.setdefault(lk, now)
+            self._check_mtu(now)
+            deadline = now - 3 * self.lldp_interval - 1.0
             stale = [lk for lk, t in self._link_seen.items() if t < deadline]
             for lk in stale:
                 del self._link_seen[lk]
@@ -308,19 +315,51 @@ class Hypervisor:
         edge = self._edge_ports()
         for p in s.ports.values():
             if p.up and p.port_no < ofp.OFPP_MAX and (s.dpid, p.port_no) not in edge:
-                frame = discovery.probe(self._secret, s.dpid, p.port_no)
-                s.send(codec.packet_out(0, ofp.OFPP_CONTROLLER, codec.output(p.port_no), frame))
+                out = codec.output(p.port_no)
+                for big in (False, True):
+                    frame = discovery.probe(self._secret, s.dpid, p.port_no, big)
+                    s.send(codec.packet_out(0, ofp.OFPP_CONTROLLER, out, frame))
 
     def _lldp_in(self, s: PSwitchSession, pi: codec.PacketIn) -> None:
-        src = discovery.parse_probe(self._secret, pi.data)
+        src = discovery.parse_any_probe(self._secret, pi.data)
         in_port = next((codec.oxm_int(o) for o in pi.match if o.field == oxm.IN_PORT), None)
         if src is None or in_port is None or s.dpid is None:
             return
         lk = PLink(src[0], src[1], s.dpid, in_port)
-        self._link_seen[lk] = time.monotonic()
+        now = time.monotonic()
+        if src[2]:  # a big probe crossed: this direction carries full-size tagged frames
+            self._big_seen[lk] = now
+            if self.topo.mtu_ok.get(lk) is not True:
+                self.topo.mtu_ok[lk] = True
+                if lk in self._mtu_warned:
+                    self._mtu_warned.discard(lk)
+                    log.info("link %016x:%d -> %016x:%d now carries full-size frames",
+                             *src[:2], s.dpid, in_port)  # fmt: skip
+            return
+        self._link_seen[lk] = now
         if self.topo.add_link(lk):
-            log.info("link %016x:%d -> %016x:%d discovered", *src, s.dpid, in_port)
+            log.info("link %016x:%d -> %016x:%d discovered", *src[:2], s.dpid, in_port)
             self._topology_changed()
+
+    def _check_mtu(self, now: float) -> None:
+        """Warn (once per episode) about links that pass small probes but not big ones: a
+        tenant's 1500-byte frame with our 4-byte tag would be dropped there, silently."""
+        grace = 3 * self.lldp_interval + 1.0
+        for lk, first in list(self._link_first_seen.items()):
+            if lk not in self._link_seen:
+                del self._link_first_seen[lk]
+                continue
+            if now - first < grace or now - self._big_seen.get(lk, 0.0) < grace:
+                continue
+            self.topo.mtu_ok[lk] = False
+            if lk not in self._mtu_warned:
+                self._mtu_warned.add(lk)
+                log.warning(
+                    "link %016x:%d -> %016x:%d drops frames with more than 1500 bytes of "
+                    "payload: tenant frames carry a 4-byte fabric tag, so full-size ones will "
+                    "be lost; set the MTU of both ends to at least %d",
+                    lk.src_dpid, lk.src_port, lk.dst_dpid, lk.dst_port, discovery.BIG_PAYLOAD,
+                )  # fmt: skip
 
     # --- intent -> runtime -------------------------------------------------------------------
     def _intent_changed(self, event: str, net: VirtualNetwork) -> None:

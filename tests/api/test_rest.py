@@ -60,7 +60,8 @@ def test_physical_topology(client: TestClient) -> None:
         "hw_addr": "02:00:00:00:01:01",
         "up": True,
     }
-    assert {"src_dpid": 1, "src_port": 3, "dst_dpid": 2, "dst_port": 3} in topo["links"]
+    expected = {"src_dpid": 1, "src_port": 3, "dst_dpid": 2, "dst_port": 3, "mtu_ok": None}
+    assert expected in topo["links"]  # mtu_ok: not measured (no LLDP in this test)
     assert len(topo["links"]) == 6  # three links, both directions
 
 

@@ -127,6 +127,11 @@ class PLinkOut(BaseModel):
     src_port: int
     dst_dpid: int
     dst_port: int
+    mtu_ok: bool | None = Field(
+        default=None,
+        description="whether 1500-byte frames with the 4-byte fabric tag cross (null: not "
+        "known yet); false means the link's MTU must be raised to at least 1504",
+    )
 
 
 class PhysicalTopologyOut(BaseModel):
@@ -223,7 +228,11 @@ def physical_topology(topo: PhysicalTopology) -> PhysicalTopologyOut:
     ]
     links = [
         PLinkOut(
-            src_dpid=lk.src_dpid, src_port=lk.src_port, dst_dpid=lk.dst_dpid, dst_port=lk.dst_port
+            src_dpid=lk.src_dpid,
+            src_port=lk.src_port,
+            dst_dpid=lk.dst_dpid,
+            dst_port=lk.dst_port,
+            mtu_ok=topo.mtu_ok.get(lk),
         )
         for lk in topo.links()
     ]

@@ -44,6 +44,8 @@ class PhysicalTopology:
     def __init__(self) -> None:
         self.switches: dict[int, PSwitchInfo] = {}
         self._links: dict[tuple[int, int], PLink] = {}  # keyed by (src_dpid, src_port)
+        # per link direction: whether full-size tagged frames cross it (None: not known yet)
+        self.mtu_ok: dict[PLink, bool] = {}
         self.version = 0  # bumped on every change, so dependants know to recompute
 
     # --- updates from sessions -------------------------------------------------------------
@@ -83,6 +85,7 @@ class PhysicalTopology:
         return True
 
     def remove_link(self, link: PLink) -> None:
+        self.mtu_ok.pop(link, None)
         if self._links.get((link.src_dpid, link.src_port)) == link:
             del self._links[(link.src_dpid, link.src_port)]
             self.version += 1
