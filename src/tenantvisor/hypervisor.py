@@ -21,7 +21,7 @@ from os_ken.ofproto import ofproto_v1_3 as ofp
 from tenantvisor.mapping import layout
 from tenantvisor.mapping.paths import NoPath, vlink_path
 from tenantvisor.mapping.tags import TagAllocator, TagSpaceExhausted
-from tenantvisor.openflow import codec, oxm
+from tenantvisor.openflow import codec, of10, oxm
 from tenantvisor.openflow.codec import MalformedMessage
 from tenantvisor.physical import discovery
 from tenantvisor.physical.session import ErrorCallback, PSwitchSession
@@ -202,14 +202,16 @@ class Hypervisor:
         if old is not None and old is not s:
             old.channel.close("replaced by a new connection")
         self.sessions[s.dpid] = s
-        self.topo.add_switch(PSwitchInfo(s.dpid, dict(s.ports), s.n_tables))
+        self.topo.add_switch(
+            PSwitchInfo(s.dpid, dict(s.ports), s.n_tables, of_version=s.channel.version)
+        )
         s.wipe()
-        for pf in infra.provider_flows(s.dpid):
-            s.send_flow(pf.flow_mod, self._infra_error(pf))
+        for pf in infra.provider_flows(s.dpid, of10=s.is_of10):
+            s.send_rule(pf, self._infra_error(pf))
         for flows in self.installed.values():
             for pf in flows.values():
                 if pf.dpid == s.dpid:
-                    s.send_flow(pf.flow_mod, self._infra_error(pf))
+                    s.send_rule(pf, self._infra_error(pf))
         for ep in self.endpoints.values():
             if ep.view.dpid == s.dpid:
                 ep.reinstall(s)
@@ -239,13 +241,19 @@ class Hypervisor:
         self._topology_changed()
 
     def packet_in(self, s: PSwitchSession, msg: bytes) -> None:
+        if s.is_of10:  # a transit pswitch sends us nothing but our own probes
+            if len(msg) >= 18:
+                self._lldp_in(s, of10.port_to13(codec.u16(msg, 14)), msg[18:])  # 1.0 in_port
+            return
         try:
             pi = codec.PacketIn.parse(msg)
         except (MalformedMessage, codec.OFError) as exc:
             log.warning("%r: bad PACKET_IN: %s", s, exc)
             return
         if pi.cookie == layout.DISCOVERY_COOKIE:
-            self._lldp_in(s, pi)
+            in_port = next((codec.oxm_int(o) for o in pi.match if o.field == oxm.IN_PORT), None)
+            if in_port is not None:
+                self._lldp_in(s, in_port, pi.data)
             return
         meta = 0
         for o in pi.match:
@@ -315,15 +323,12 @@ class Hypervisor:
         edge = self._edge_ports()
         for p in s.ports.values():
             if p.up and p.port_no < ofp.OFPP_MAX and (s.dpid, p.port_no) not in edge:
-                out = codec.output(p.port_no)
                 for big in (False, True):
-                    frame = discovery.probe(self._secret, s.dpid, p.port_no, big)
-                    s.send(codec.packet_out(0, ofp.OFPP_CONTROLLER, out, frame))
+                    s.probe(p.port_no, discovery.probe(self._secret, s.dpid, p.port_no, big))
 
-    def _lldp_in(self, s: PSwitchSession, pi: codec.PacketIn) -> None:
-        src = discovery.parse_any_probe(self._secret, pi.data)
-        in_port = next((codec.oxm_int(o) for o in pi.match if o.field == oxm.IN_PORT), None)
-        if src is None or in_port is None or s.dpid is None:
+    def _lldp_in(self, s: PSwitchSession, in_port: int, data: bytes) -> None:
+        src = discovery.parse_any_probe(self._secret, data)
+        if src is None or s.dpid is None:
             return
         lk = PLink(src[0], src[1], s.dpid, in_port)
         now = time.monotonic()
@@ -475,10 +480,10 @@ class Hypervisor:
         old = self.installed.get(net_id, {})
         for key, pf in old.items():
             if key not in new and (s := self.sessions.get(pf.dpid)) is not None:
-                s.send_flow(pf.delete_strict, None)
+                s.delete_rule(pf)
         for key, pf in new.items():
             if old.get(key) != pf and (s := self.sessions.get(pf.dpid)) is not None:
-                s.send_flow(pf.flow_mod, self._infra_error(pf))
+                s.send_rule(pf, self._infra_error(pf))
         self.installed[net_id] = new
 
     def _infra_error(self, pf: PhysFlow) -> ErrorCallback:

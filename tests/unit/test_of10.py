@@ -11,9 +11,8 @@ from os_ken.ofproto import ofproto_v1_3 as o13
 from os_ken.ofproto import ofproto_v1_3_parser as p13
 from os_ken.ofproto.ofproto_protocol import ProtocolDesc
 
-from tenantvisor.openflow import codec, oxm
+from tenantvisor.openflow import codec, of10, oxm
 from tenantvisor.openflow.codec import OFError
-from tenantvisor.virtual import of10
 
 DP10, DP13 = ProtocolDesc(o10.OFP_VERSION), ProtocolDesc(o13.OFP_VERSION)
 

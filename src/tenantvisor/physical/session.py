@@ -18,9 +18,10 @@ from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 from os_ken.ofproto.ofproto_protocol import ProtocolDesc
 
-from tenantvisor.openflow import codec
+from tenantvisor.openflow import codec, of10
 from tenantvisor.openflow.channel import Channel
 from tenantvisor.physical.topology import PPort
+from tenantvisor.translate.flow import PhysFlow
 
 log = logging.getLogger(__name__)
 _DP = ProtocolDesc(ofp.OFP_VERSION)
@@ -54,10 +55,17 @@ def _port(p: parser.OFPPort) -> PPort:
     return PPort(p.port_no, name.rstrip("\0"), p.hw_addr, up, p.curr_speed, p.max_speed)
 
 
+def _port10(no: int, hw: bytes, name: bytes, config: int, state: int) -> PPort:
+    up = not (state & of10.o10.OFPPS_LINK_DOWN) and not (config & of10.o10.OFPPC_PORT_DOWN)
+    mac = ":".join(f"{b:02x}" for b in hw)
+    text = name.decode(errors="replace").rstrip("\0")
+    return PPort(of10.port_to13(no), text, mac, up)
+
+
 class PSwitchSession:
     def __init__(self, events: SessionEvents) -> None:
         self.events = events
-        self.channel = Channel(self, "pswitch")
+        self.channel = Channel(self, "pswitch", versions=frozenset({of10.V10, codec.VERSION}))
         self.dpid: int | None = None
         self.ports: dict[int, PPort] = {}
         self.n_tables = 0
@@ -89,8 +97,46 @@ class PSwitchSession:
         if self.dpid is not None:
             self.events.switch_gone(self)
 
+    @property
+    def is_of10(self) -> bool:
+        """An OpenFlow 1.0 pswitch: one table, no metadata; it carries vlinks (transit)."""
+        return self.channel.version == of10.V10
+
+    def _message10(self, ch: Channel, msg_type: int, xid: int, msg: bytes) -> None:
+        """The OpenFlow 1.0 messages a transit pswitch sends us."""
+        if msg_type == of10.o10.OFPT_PACKET_IN:
+            self.events.packet_in(self, msg)
+        elif msg_type == of10.o10.OFPT_BARRIER_REPLY:
+            self._barrier_reply(xid)
+        elif msg_type == of10.o10.OFPT_ERROR:
+            self._error(xid, msg)
+        elif msg_type == of10.o10.OFPT_PORT_STATUS and len(msg) >= 64:
+            reason = msg[8]
+            no, hw, name, config, state = of10.features10(msg[:8] + bytes(24) + msg[16:64])[2][0]
+            port = _port10(no, hw, name, config, state)
+            if reason == ofp.OFPPR_DELETE:
+                self.ports.pop(port.port_no, None)
+            else:
+                self.ports[port.port_no] = port
+            if self.ready:
+                self.events.port_status(self, port, reason)
+        elif msg_type == of10.o10.OFPT_FEATURES_REPLY:
+            dpid, n_tables, ports = of10.features10(msg)
+            self.dpid, self.n_tables = dpid, n_tables
+            self.ports = {p.port_no: p for p in (_port10(*x) for x in ports)
+                          if p.port_no < of10.o10.OFPP_MAX}  # fmt: skip
+            ch.send(codec.header(ch.version, of10.o10.OFPT_SET_CONFIG, ch.next_xid(),
+                                 b"\0\0\xff\xff"))  # fmt: skip
+            if not self.ready:
+                self.ready = True
+                log.info("%r connected from %s: %d ports, OpenFlow 1.0 (transit only)",
+                         self, ch.peer, len(self.ports))  # fmt: skip
+                self.events.switch_ready(self)
+
     def channel_message(self, ch: Channel, msg_type: int, xid: int, msg: bytes) -> None:
-        if msg_type == ofp.OFPT_PACKET_IN:
+        if ch.version == of10.V10:
+            self._message10(ch, msg_type, xid, msg)
+        elif msg_type == ofp.OFPT_PACKET_IN:
             self.events.packet_in(self, msg)
         elif msg_type == ofp.OFPT_BARRIER_REPLY:
             self._barrier_reply(xid)
@@ -173,8 +219,8 @@ class PSwitchSession:
         """Ask the switch for statistics; `done` gets the bodies of every reply part, or None
         when the switch refused or went away."""
         ch = self.channel
-        if not ch.is_open or not self.ready:
-            done(None)
+        if not ch.is_open or not self.ready or self.is_of10:
+            done(None)  # a 1.0 pswitch carries no tenant rules to report on
             return
         xid = ch.next_xid()
         self._multipart[xid] = ([], done)
@@ -196,10 +242,43 @@ class PSwitchSession:
             return
         xid = self.channel.next_xid()
         self._records[xid] = XidRecord(None, done)
-        self.channel.send(codec.header(self.channel.version, ofp.OFPT_BARRIER_REQUEST, xid))
+        btype = of10.o10.OFPT_BARRIER_REQUEST if self.is_of10 else ofp.OFPT_BARRIER_REQUEST
+        self.channel.send(codec.header(self.channel.version, btype, xid))
+
+    def send_rule(self, pf: PhysFlow, on_error: ErrorCallback | None) -> None:
+        """Install one of the hypervisor's rules in this switch's OpenFlow version."""
+        if self.is_of10:
+            self.send_flow(
+                lambda x: of10.flow_mod10(x, of10.o10.OFPFC_ADD, pf.priority, pf.match,
+                                          pf.instructions, pf.cookie), on_error,
+            )  # fmt: skip
+        else:
+            self.send_flow(pf.flow_mod, on_error)
+
+    def delete_rule(self, pf: PhysFlow) -> None:
+        if self.is_of10:
+            self.send_flow(
+                lambda x: of10.flow_mod10(x, of10.o10.OFPFC_DELETE_STRICT, pf.priority, pf.match,
+                                          b"", 0), None,
+            )  # fmt: skip
+        else:
+            self.send_flow(pf.delete_strict, None)
+
+    def probe(self, port: int, frame: bytes) -> None:
+        """Send `frame` out of `port` (discovery)."""
+        if self.is_of10:
+            self.send(of10.packet_out10(0, port, frame))
+        else:
+            self.send(codec.packet_out(0, ofp.OFPP_CONTROLLER, codec.output(port), frame))
 
     def wipe(self) -> None:
         """Start from a clean switch (rules and groups): all of it is re-derived from intent."""
+        if self.is_of10:
+            everything = codec.encode_match([])
+            self.send_flow(
+                lambda x: of10.flow_mod10(x, of10.o10.OFPFC_DELETE, 0, everything, b"", 0), None
+            )
+            return
         body = codec.FLOW_MOD_BODY.pack(
             0, 0, ofp.OFPTT_ALL, ofp.OFPFC_DELETE, 0, 0, 0,
             ofp.OFP_NO_BUFFER, ofp.OFPP_ANY, ofp.OFPG_ANY, 0,
@@ -211,6 +290,8 @@ class PSwitchSession:
         self.send(codec.header(codec.VERSION, ofp.OFPT_METER_MOD, 0, meters))
 
     def delete_cookie(self, cookie: int, mask: int) -> None:
+        if self.is_of10:
+            return  # no cookie masks in 1.0; its rules are deleted one by one
         body = codec.FLOW_MOD_BODY.pack(
             cookie, mask, ofp.OFPTT_ALL, ofp.OFPFC_DELETE, 0, 0, 0,
             ofp.OFP_NO_BUFFER, ofp.OFPP_ANY, ofp.OFPG_ANY, 0,

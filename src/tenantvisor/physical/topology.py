@@ -26,6 +26,7 @@ class PSwitchInfo:
     ports: dict[int, PPort] = field(default_factory=dict)
     n_tables: int = 0
     connected: bool = True
+    of_version: int = 4  # 1: OpenFlow 1.0, transit only
 
 
 @dataclass(frozen=True, order=True)

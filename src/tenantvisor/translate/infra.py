@@ -51,8 +51,10 @@ def _goto_tenant(index: int, vport: int, pre: bytes) -> bytes:
     )
 
 
-def provider_flows(dpid: int) -> list[PhysFlow]:
-    """Rules every pswitch carries whatever the tenants do."""
+def provider_flows(dpid: int, of10: bool = False) -> list[PhysFlow]:
+    """Rules every pswitch carries whatever the tenants do.  An OpenFlow 1.0 pswitch (one
+    table, transit only) gets discovery and an explicit drop: 1.0 sends table misses to the
+    controller, and unclassified traffic must not reach us."""
     lldp = codec.encode_match(
         [
             codec.oxm_mac(oxm.ETH_SRC, DISCOVERY_MAC),
@@ -65,6 +67,11 @@ def provider_flows(dpid: int) -> list[PhysFlow]:
     # A tenant's PACKET_OUT to output:TABLE arrives here already classified (metadata set,
     # with the INJECTED bit no packet from a wire can carry): straight to the tenant tables.
     injected = codec.encode_match([codec.oxm_u64(oxm.METADATA, layout.INJECTED, layout.INJECTED)])
+    if of10:
+        return [
+            PhysFlow(dpid, 0, PRIO_DISCOVERY, lldp, to_ctl, layout.DISCOVERY_COOKIE),
+            PhysFlow(dpid, 0, 0, codec.encode_match([]), b"", layout.PROVIDER_COOKIE),
+        ]
     return [
         PhysFlow(dpid, 0, PRIO_DISCOVERY, lldp, to_ctl, layout.DISCOVERY_COOKIE),
         PhysFlow(

@@ -26,6 +26,7 @@ from tenantvisor.mapping.frmap import PhysRuleMap
 from tenantvisor.openflow import codec, oxm
 from tenantvisor.openflow.channel import Channel
 from tenantvisor.openflow.codec import FlowMod, MalformedMessage, OFError, PacketIn, PacketOut
+from tenantvisor.openflow.of10 import Of10Adapter
 from tenantvisor.physical.session import PSwitchSession
 from tenantvisor.translate.flow import (
     PhysFlow,
@@ -40,7 +41,6 @@ from tenantvisor.translate.meter import meter_mod
 from tenantvisor.translate.view import VSwitchView
 from tenantvisor.virtual.flowtable import VFlow, VirtualFlowTable, normalize
 from tenantvisor.virtual.groups import GroupsMetersMixin, VGroup, VMeter
-from tenantvisor.virtual.of10 import Of10Adapter
 from tenantvisor.virtual.stats import StatsMixin
 from tenantvisor.virtual.urls import ControllerUrl, parse_controller_url
 

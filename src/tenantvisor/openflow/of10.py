@@ -473,3 +473,61 @@ class Of10Adapter:
                 off += length
             return _h10(o10.OFPT_STATS_REPLY, xid, head + b"".join(rows))
         return None
+
+
+# --- the hypervisor's own rules on an OpenFlow 1.0 pswitch ------------------------------------
+def rule_actions10(instructions: bytes) -> bytes:
+    """The apply-actions of one of the hypervisor's rules, for a 1.0 pswitch.  Only what such
+    rules use (output, tag rewrite) exists there; anything else is a programming error."""
+    ins = codec.parse_instructions(instructions)
+    if ins.goto_table is not None or ins.write_metadata is not None or ins.write_actions:
+        raise ValueError("an OpenFlow 1.0 pswitch has one table and no metadata")
+    out = []
+    for a in ins.apply_actions or []:
+        if a.type == o13.OFPAT_OUTPUT:
+            out.append(struct.pack("!HHHH", o10.OFPAT_OUTPUT, 8, port_to10(a.output_port),
+                                   min(a.max_len, 0xFFFF)))  # fmt: skip
+        elif a.type == o13.OFPAT_SET_FIELD and a.set_field_oxm().field == oxm.VLAN_VID:
+            vid = codec.oxm_int(a.set_field_oxm()) & 0xFFF
+            out.append(struct.pack("!HHH2x", o10.OFPAT_SET_VLAN_VID, 8, vid))
+        elif a.type == o13.OFPAT_POP_VLAN:
+            out.append(struct.pack("!HH4x", o10.OFPAT_STRIP_VLAN, 8))
+        else:
+            raise ValueError(f"action {a.type} has no OpenFlow 1.0 form here")
+    return b"".join(out)
+
+
+def flow_mod10(
+    xid: int, command: int, priority: int, match: bytes, instructions: bytes, cookie: int,
+    out_port: int = o10.OFPP_NONE,
+) -> bytes:  # fmt: skip
+    """A 1.0 FLOW_MOD for a rule given in the OpenFlow 1.3 encoding (`match` an ofp_match)."""
+    oxms, _ = codec.parse_match(match, 0)
+    acts = (
+        b""
+        if command in (o10.OFPFC_DELETE, o10.OFPFC_DELETE_STRICT)
+        else rule_actions10(instructions)
+    )
+    body = match_to10(oxms) + _FLOW_MOD.pack(cookie, command, 0, 0, priority, o10.OFP_NO_BUFFER,
+                                             out_port, 0)  # fmt: skip
+    return _h10(o10.OFPT_FLOW_MOD, xid, body + acts)
+
+
+def packet_out10(xid: int, port: int, data: bytes) -> bytes:
+    """A PACKET_OUT sending `data` out of one port of a 1.0 pswitch."""
+    action = struct.pack("!HHHH", o10.OFPAT_OUTPUT, 8, port_to10(port), 0)
+    body = _PACKET_OUT.pack(o10.OFP_NO_BUFFER, o10.OFPP_NONE, len(action)) + action + data
+    return _h10(o10.OFPT_PACKET_OUT, xid, body)
+
+
+def features10(msg: bytes) -> tuple[int, int, list[tuple[int, bytes, bytes, int, int]]]:
+    """(dpid, n_tables, ports as (port_no, hw_addr, name, config, state)) of a 1.0
+    FEATURES_REPLY."""
+    if len(msg) < 32:
+        raise MalformedMessage("OpenFlow 1.0 FEATURES_REPLY too short")
+    dpid, _, n_tables, _, _ = _FEATURES.unpack_from(msg, 8)
+    ports = []
+    for off in range(32, len(msg) - _PHY_PORT.size + 1, _PHY_PORT.size):
+        no, hw, name, config, state, *_ = _PHY_PORT.unpack_from(msg, off)
+        ports.append((no, hw, name, config, state))
+    return dpid, n_tables, ports
