@@ -77,6 +77,10 @@ class Hypervisor:
         self._tasks: list[asyncio.Task[None]] = []
         self._reconcile_pending = False
         self._ids: dict[tuple[str, int], set[int]] = {}  # group/meter ids in use per pswitch
+        # OpenFlow 1.0 pswitches: VLAN ids marking packets to the controller by ingress vport
+        self.markers = TagAllocator()
+        # (dpid, marker) -> (vswitch index, ingress vport, PACKET_IN reason)
+        self.marker_owner: dict[tuple[int, int], tuple[int, int, int]] = {}
 
     # --- lifecycle -------------------------------------------------------------------------
     async def start(self, listen: str) -> None:
@@ -124,6 +128,10 @@ class Hypervisor:
         ep = self.endpoints.get((net_id, other.vdpid))
         if ep is not None:
             ep.lldp_in(other.vport, data)
+
+    def _is_of10(self, dpid: int) -> bool:
+        info = self.topo.switches.get(dpid)
+        return info is not None and info.of_version == 1
 
     def alloc_id(self, kind: str, dpid: int) -> int | None:
         """A physical group or meter id on this pswitch for some tenant's group or meter
@@ -241,9 +249,18 @@ class Hypervisor:
         self._topology_changed()
 
     def packet_in(self, s: PSwitchSession, msg: bytes) -> None:
-        if s.is_of10:  # a transit pswitch sends us nothing but our own probes
-            if len(msg) >= 18:
-                self._lldp_in(s, of10.port_to13(codec.u16(msg, 14)), msg[18:])  # 1.0 in_port
+        if s.is_of10:  # our probes, and tenants' packets marked with their ingress vport
+            if len(msg) < 18 or s.dpid is None:
+                return
+            data = msg[18:]
+            if data[12:14] == b"\x81\x00" and len(data) >= 18:
+                owner = self.marker_owner.get((s.dpid, codec.u16(data, 14) & 0xFFF))
+                ep = None if owner is None else self.by_index.get(owner[0])
+                if owner is not None and ep is not None and ep.view.dpid == s.dpid:
+                    total = codec.u16(msg, 12) - 4
+                    ep.packet_in_marked(owner[1], data[:12] + data[16:], total, owner[2])
+                return
+            self._lldp_in(s, of10.port_to13(codec.u16(msg, 14)), data)  # 1.0 in_port
             return
         try:
             pi = codec.PacketIn.parse(msg)
@@ -396,6 +413,8 @@ class Hypervisor:
         flows: list[PhysFlow] = []
         # table-0 rule -> (vdpid, vport) it classifies into, bytes it counts beyond the frame
         classify: dict[StatKey, tuple[int, int, int]] = {}
+        in_tags: dict[tuple[int, int], int] = {}  # OpenFlow 1.0 vports: arriving tag
+        macs: dict[tuple[int, int], list[str]] = {}  # OpenFlow 1.0 edge vports: host MACs
         used_owners: set[object] = set()
         for lk in net.links.values():
             for a, b, d in ((lk.src, lk.dst, 0), (lk.dst, lk.src, 1)):
@@ -420,6 +439,10 @@ class Hypervisor:
                 lf = infra.link_flows(
                     net.id, infra.LinkPath(tuple(hops), tuple(tags), dst_sw.index, b.vport)
                 )
+                if self._is_of10(vb.dpid):  # no classification table: folded into rules
+                    in_tags[(b.vdpid, b.vport)] = tags[-1]
+                    flows += lf[:-1]
+                    continue
                 flows += lf
                 # the terminating rule counts frames with our tag still on: 4 bytes more
                 classify[_stat_key(lf[-1])] = (b.vdpid, b.vport, TAG_BYTES)
@@ -429,7 +452,9 @@ class Hypervisor:
         for host in net.hosts.values():
             sw = net.switches.get(host.vdpid)
             vp = net.vport(host.vdpid, host.vport)
-            if sw is not None and vp is not None:
+            if sw is not None and vp is not None and self._is_of10(vp.dpid):
+                macs.setdefault((host.vdpid, host.vport), []).append(host.mac)
+            elif sw is not None and vp is not None:
                 binding = infra.HostBinding(vp.dpid, vp.port, host.mac, sw.index, vp.number)
                 hf = infra.host_flow(net.id, binding)
                 flows.append(hf)
@@ -448,10 +473,25 @@ class Hypervisor:
                 names[n] = pp.name if pp else f"vport{n}"
                 if vp.kind is VPortKind.LINK:
                     tag = link_tags.get((vdpid, n))
-                    ports[n] = PortMap(n, vp.port, tag, True, up and tag is not None)
+                    ports[n] = PortMap(n, vp.port, tag, True, up and tag is not None,
+                                       in_tags.get((vdpid, n)))  # fmt: skip
                 else:
-                    ports[n] = PortMap(n, vp.port, None, False, up)
-            view = VSwitchView(net.id, sw.index, vdpid, sw.dpid, self.n_tables, ports)
+                    ports[n] = PortMap(n, vp.port, None, False, up,
+                                       macs=tuple(sorted(macs.get((vdpid, n), ()))))  # fmt: skip
+            if self._is_of10(sw.dpid):
+                markers: dict[int, tuple[int, int]] = {}
+                for n in [0, *sorted(ports)]:
+                    got = []
+                    for reason in (ofp.OFPR_ACTION, ofp.OFPR_NO_MATCH):
+                        marker_owner = (net.id, vdpid, n, reason)
+                        used_owners.add(marker_owner)
+                        mark = self.markers.get((sw.dpid, -1), marker_owner)
+                        self.marker_owner[(sw.dpid, mark)] = (sw.index, n, reason)
+                        got.append(mark)
+                    markers[n] = (got[0], got[1])
+                view = VSwitchView(net.id, sw.index, vdpid, sw.dpid, 1, ports, True, markers)
+            else:
+                view = VSwitchView(net.id, sw.index, vdpid, sw.dpid, self.n_tables, ports)
             ep = self.endpoints.get((net.id, vdpid))
             urls = sw.controller_urls if sw.controller_urls is not None else net.controller_urls
             if ep is None:
@@ -467,6 +507,9 @@ class Hypervisor:
                 ep.set_view(view, names)
         for key in [k for k in self.endpoints if k[0] == net.id and k[1] not in net.switches]:
             self._drop_endpoint(key)
+        self.markers.release_where(
+            lambda o: isinstance(o, tuple) and o[0] == net.id and o not in used_owners
+        )
 
     def _drop_endpoint(self, key: tuple[int, int]) -> None:
         ep = self.endpoints.pop(key)
@@ -502,6 +545,7 @@ class Hypervisor:
         self.installed.pop(net.id, None)
         self.classify.pop(net.id, None)
         self.tags.release_where(lambda o: isinstance(o, tuple) and o[0] == net.id)
+        self.markers.release_where(lambda o: isinstance(o, tuple) and o[0] == net.id)
         for s in self.sessions.values():  # anything left with this network's cookie
             s.delete_cookie(layout.net_cookie(net.id), layout.NET_COOKIE_MASK)
 

@@ -477,24 +477,47 @@ class Of10Adapter:
 
 # --- the hypervisor's own rules on an OpenFlow 1.0 pswitch ------------------------------------
 def rule_actions10(instructions: bytes) -> bytes:
-    """The apply-actions of one of the hypervisor's rules, for a 1.0 pswitch.  Only what such
-    rules use (output, tag rewrite) exists there; anything else is a programming error."""
+    """The apply-actions of a physical rule (encoded for 1.3) for a 1.0 pswitch.  Only what
+    such rules use exists there; anything else is a programming error."""
     ins = codec.parse_instructions(instructions)
     if ins.goto_table is not None or ins.write_metadata is not None or ins.write_actions:
         raise ValueError("an OpenFlow 1.0 pswitch has one table and no metadata")
+    return actions10(ins.apply_actions or [])
+
+
+def actions10(actions: list[codec.Action]) -> bytes:
     out = []
-    for a in ins.apply_actions or []:
+    for a in actions:
         if a.type == o13.OFPAT_OUTPUT:
             out.append(struct.pack("!HHHH", o10.OFPAT_OUTPUT, 8, port_to10(a.output_port),
                                    min(a.max_len, 0xFFFF)))  # fmt: skip
-        elif a.type == o13.OFPAT_SET_FIELD and a.set_field_oxm().field == oxm.VLAN_VID:
-            vid = codec.oxm_int(a.set_field_oxm()) & 0xFFF
-            out.append(struct.pack("!HHH2x", o10.OFPAT_SET_VLAN_VID, 8, vid))
+        elif a.type == o13.OFPAT_PUSH_VLAN:
+            continue  # 1.0's SET_VLAN_VID adds the tag itself when there is none
         elif a.type == o13.OFPAT_POP_VLAN:
             out.append(struct.pack("!HH4x", o10.OFPAT_STRIP_VLAN, 8))
+        elif a.type == o13.OFPAT_SET_FIELD:
+            out.append(_set_field10(a.set_field_oxm()))
         else:
             raise ValueError(f"action {a.type} has no OpenFlow 1.0 form here")
     return b"".join(out)
+
+
+def _set_field10(o: Oxm) -> bytes:
+    f = o.field
+    if f == oxm.VLAN_VID:
+        return struct.pack("!HHH2x", o10.OFPAT_SET_VLAN_VID, 8, codec.oxm_int(o) & 0xFFF)
+    if f in (oxm.ETH_SRC, oxm.ETH_DST):
+        t = o10.OFPAT_SET_DL_SRC if f == oxm.ETH_SRC else o10.OFPAT_SET_DL_DST
+        return struct.pack("!HH", t, 16) + o.value + bytes(6)
+    if f in (oxm.IPV4_SRC, oxm.IPV4_DST):
+        t = o10.OFPAT_SET_NW_SRC if f == oxm.IPV4_SRC else o10.OFPAT_SET_NW_DST
+        return struct.pack("!HH", t, 8) + o.value
+    if f == oxm.IP_DSCP:
+        return struct.pack("!HHB3x", o10.OFPAT_SET_NW_TOS, 8, codec.oxm_int(o) << 2)
+    if f in (oxm.TCP_SRC, oxm.UDP_SRC, oxm.TCP_DST, oxm.UDP_DST):
+        t = o10.OFPAT_SET_TP_SRC if f in (oxm.TCP_SRC, oxm.UDP_SRC) else o10.OFPAT_SET_TP_DST
+        return struct.pack("!HHH2x", t, 8, codec.oxm_int(o))
+    raise ValueError(f"set_field {f} has no OpenFlow 1.0 form")
 
 
 def flow_mod10(
@@ -520,6 +543,14 @@ def packet_out10(xid: int, port: int, data: bytes) -> bytes:
     return _h10(o10.OFPT_PACKET_OUT, xid, body)
 
 
+def packet_out13_to10(msg: bytes) -> bytes:
+    """A PACKET_OUT built for 1.3 (by the vswitch's translation) for a 1.0 pswitch."""
+    po = codec.PacketOut.parse(msg)
+    acts = actions10(po.actions)
+    body = _PACKET_OUT.pack(o10.OFP_NO_BUFFER, port_to10(po.in_port), len(acts)) + acts
+    return _h10(o10.OFPT_PACKET_OUT, codec.u32(msg, 4), body + po.data)
+
+
 def features10(msg: bytes) -> tuple[int, int, list[tuple[int, bytes, bytes, int, int]]]:
     """(dpid, n_tables, ports as (port_no, hw_addr, name, config, state)) of a 1.0
     FEATURES_REPLY."""
@@ -531,3 +562,21 @@ def features10(msg: bytes) -> tuple[int, int, list[tuple[int, bytes, bytes, int,
         no, hw, name, config, state, *_ = _PHY_PORT.unpack_from(msg, off)
         ports.append((no, hw, name, config, state))
     return dpid, n_tables, ports
+
+
+def flow_stats_to13(body: bytes) -> bytes:
+    """1.0 flow statistics entries in the shape of 1.3 ones (counters and cookie at 1.3's
+    offsets, an empty match), so one parser reads both."""
+    out = []
+    off = 0
+    while off + 88 <= len(body):
+        length, table = struct.unpack_from("!HB", body, off)
+        if length < 88 or off + length > len(body):
+            break
+        dsec, dnsec, prio, idle, hard, cookie, pk, by = _FLOW_STATS_TAIL.unpack_from(body, off + 44)
+        out.append(
+            struct.pack("!HBxIIHHHH4xQQQ", 56, table, dsec, dnsec, prio, idle, hard, 0, cookie,
+                        pk, by) + codec.encode_match([])
+        )  # fmt: skip
+        off += length
+    return b"".join(out)

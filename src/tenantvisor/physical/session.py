@@ -110,6 +110,14 @@ class PSwitchSession:
             self._barrier_reply(xid)
         elif msg_type == of10.o10.OFPT_ERROR:
             self._error(xid, msg)
+        elif msg_type == of10.o10.OFPT_STATS_REPLY and len(msg) >= 12:
+            pending = self._multipart.get(xid)
+            if pending is not None:
+                pending[0].append(of10.flow_stats_to13(msg[12:]))
+                if not codec.u16(msg, 10) & ofp.OFPMPF_REPLY_MORE:
+                    del self._multipart[xid]
+                    self._records.pop(xid, None)
+                    pending[1](pending[0])
         elif msg_type == of10.o10.OFPT_PORT_STATUS and len(msg) >= 64:
             reason = msg[8]
             no, hw, name, config, state = of10.features10(msg[:8] + bytes(24) + msg[16:64])[2][0]
@@ -219,8 +227,8 @@ class PSwitchSession:
         """Ask the switch for statistics; `done` gets the bodies of every reply part, or None
         when the switch refused or went away."""
         ch = self.channel
-        if not ch.is_open or not self.ready or self.is_of10:
-            done(None)  # a 1.0 pswitch carries no tenant rules to report on
+        if not ch.is_open or not self.ready or (self.is_of10 and mtype != ofp.OFPMP_FLOW):
+            done(None)  # a 1.0 pswitch has flow statistics only
             return
         xid = ch.next_xid()
         self._multipart[xid] = ([], done)
@@ -232,6 +240,11 @@ class PSwitchSession:
                 done(None)
 
         self._records[xid] = XidRecord(refused)
+        if self.is_of10:  # every rule of the one table; the replies are given 1.3's shape
+            req10 = struct.pack("!HH", of10.o10.OFPST_FLOW, 0) + of10.match_to10([])
+            req10 += struct.pack("!BxH", 0xFF, of10.o10.OFPP_NONE)
+            ch.send(codec.header(ch.version, of10.o10.OFPT_STATS_REQUEST, xid, req10))
+            return
         req = struct.pack("!HH4x", mtype, 0) + body
         ch.send(codec.header(ch.version, ofp.OFPT_MULTIPART_REQUEST, xid, req))
 
@@ -244,6 +257,18 @@ class PSwitchSession:
         self._records[xid] = XidRecord(None, done)
         btype = of10.o10.OFPT_BARRIER_REQUEST if self.is_of10 else ofp.OFPT_BARRIER_REQUEST
         self.channel.send(codec.header(self.channel.version, btype, xid))
+
+    def rule(self, pf: PhysFlow, command: int) -> Callable[[int], bytes]:
+        """A builder (xid -> bytes) of a FLOW_MOD for `pf`, in this switch's version."""
+        if self.is_of10:
+            acts = b"" if command in (ofp.OFPFC_DELETE, ofp.OFPFC_DELETE_STRICT) else None
+            return lambda x: of10.flow_mod10(
+                x, command, pf.priority, pf.match, pf.instructions if acts is None else b"",
+                pf.cookie,
+            )  # fmt: skip
+        if command == ofp.OFPFC_DELETE_STRICT:
+            return pf.delete_strict
+        return lambda x: pf.flow_mod(x, command)
 
     def send_rule(self, pf: PhysFlow, on_error: ErrorCallback | None) -> None:
         """Install one of the hypervisor's rules in this switch's OpenFlow version."""

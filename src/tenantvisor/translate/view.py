@@ -17,6 +17,11 @@ class PortMap:
     link_tag: int | None = None
     is_link: bool = False
     up: bool = True  # a link vport whose vlink has no physical path is down
+    # On an OpenFlow 1.0 pswitch (no classification table) each tenant rule is folded with
+    # what identifies the packets entering this vport: the tag they arrive with over the
+    # vlink, or the MACs of the hosts behind the edge vport.
+    in_tag: int | None = None
+    macs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +32,11 @@ class VSwitchView:
     dpid: int
     n_tables: int
     ports: dict[int, PortMap] = field(default_factory=dict)
+    of10: bool = False  # the pswitch speaks OpenFlow 1.0: one table, rules folded
+    # OpenFlow 1.0: the VLAN ids that mark a packet sent to the controller, per ingress vport
+    # (0: injected by the controller): (by a rule, by the tenant's table-miss rule).  PACKET_IN
+    # carries no metadata or cookie there, so the mark tells ingress and reason.
+    markers: dict[int, tuple[int, int]] = field(default_factory=dict)
     # Physical ports under more than one vport of this vswitch (several vlinks over one
     # uplink): output between those vports must use OFPP_IN_PORT.
     shared_ports: frozenset[int] = field(init=False, compare=False, default=frozenset())

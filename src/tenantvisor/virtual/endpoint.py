@@ -16,14 +16,13 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 from typing import Protocol
 
 from os_ken.ofproto import ofproto_v1_3 as ofp
 
 from tenantvisor.mapping import layout
 from tenantvisor.mapping.frmap import PhysRuleMap
-from tenantvisor.openflow import codec, oxm
+from tenantvisor.openflow import codec, of10, oxm
 from tenantvisor.openflow.channel import Channel
 from tenantvisor.openflow.codec import FlowMod, MalformedMessage, OFError, PacketIn, PacketOut
 from tenantvisor.openflow.of10 import Of10Adapter
@@ -36,6 +35,7 @@ from tenantvisor.translate.flow import (
     translate_flow,
     translate_packet_out,
 )
+from tenantvisor.translate.flow10 import translate_flow10
 from tenantvisor.translate.group import GroupMod, delete_group, translate_group
 from tenantvisor.translate.meter import meter_mod
 from tenantvisor.translate.view import VSwitchView
@@ -302,9 +302,7 @@ class VSwitchEndpoint(StatsMixin, GroupsMetersMixin):
         session = self.host.session(view.dpid)
         for vf in self.table:
             try:
-                tf = translate_flow(
-                    view, vf.table, vf.match, vf.instructions, self.group_map, self.meter_map
-                )
+                tf = self._translate(vf.table, vf.match, vf.instructions, vf.priority)
             except OFError as exc:
                 # e.g. the rule outputs to a vport that was removed: the rule goes too.
                 log.info("%s: rule %d dropped after a change: %s", self.label, vf.serial, exc)
@@ -318,21 +316,46 @@ class VSwitchEndpoint(StatsMixin, GroupsMetersMixin):
         vswitch with a 1.0 controller connected sends misses to its controllers: an implicit
         priority-0 rule (owner serial 0; a tenant's own table-miss rule takes precedence)."""
         want = any(c.of10 is not None for c in self.conns)
-        view = self.view
-        match = physical_match(view, TenantMatch((), None, None), None)
-        ins = codec.encode_instructions(apply_actions=codec.output(ofp.OFPP_CONTROLLER, 0xFFFF))
-        pf = PhysFlow(view.dpid, layout.TABLE_OFFSET, 0, match, ins,
-                      layout.tenant_cookie(view.net_id, _IMPLICIT_MISS))  # fmt: skip
-        has = _IMPLICIT_MISS in self.rules.owners(pf.key)
-        session = self.host.session(view.dpid)
-        if want and not has:
-            if self.rules.add_fallback(_IMPLICIT_MISS, pf):
-                self._send_phys(None, session, pf.flow_mod, None)
-        elif has and not want:
-            self._release(session, None, _IMPLICIT_MISS, pf, None)
+        session = self.host.session(self.view.dpid)
+        for pf in self._implicit_miss():
+            has = _IMPLICIT_MISS in self.rules.owners(pf.key)
+            if want and not has:
+                if self.rules.add_fallback(_IMPLICIT_MISS, pf):
+                    self._send_phys(None, session, self._rule(session, pf), None)
+            elif has and not want:
+                self._release(session, None, _IMPLICIT_MISS, pf, None)
 
-    def _translate(self, table: int, match: list[codec.Oxm], instructions: bytes) -> TranslatedFlow:
+    def _implicit_miss(self) -> list[PhysFlow]:
+        view = self.view
+        cookie = layout.tenant_cookie(view.net_id, _IMPLICIT_MISS)
+        ins = codec.encode_instructions(apply_actions=codec.output(ofp.OFPP_CONTROLLER, 0xFFFF))
+        if view.of10:  # folded per ingress like any rule, at the tenant's lowest priority
+            tf = translate_flow10(view, 0, [], ins, table_miss=True)
+            return [PhysFlow(view.dpid, 0, 1, m, i, cookie) for m, i in tf.flows]
+        match = physical_match(view, TenantMatch((), None, None), None)
+        return [PhysFlow(view.dpid, layout.TABLE_OFFSET, 0, match, ins, cookie)]
+
+    @staticmethod
+    def _rule(
+        session: PSwitchSession | None, pf: PhysFlow, command: int = ofp.OFPFC_ADD
+    ) -> Callable[[int], bytes]:
+        """A FLOW_MOD builder for `pf` in the pswitch's OpenFlow version."""
+        if session is not None:
+            return session.rule(pf, command)
+        return pf.delete_strict if command == ofp.OFPFC_DELETE_STRICT else pf.flow_mod
+
+    def _packet_out_bytes(self, session: PSwitchSession | None, out13: bytes) -> bytes:
+        if session is not None and session.is_of10:
+            return of10.packet_out13_to10(out13)
+        return out13
+
+    def _translate(
+        self, table: int, match: list[codec.Oxm], instructions: bytes, priority: int = 1
+    ) -> TranslatedFlow:
         """A rule of this vswitch as it stands now: its view, groups and meters."""
+        if self.view.of10:
+            miss = priority == 0 and not normalize(match)
+            return translate_flow10(self.view, table, match, instructions, miss)
         return translate_flow(self.view, table, match, instructions, self.group_map, self.meter_map)
 
     def reinstall(self, session: PSwitchSession) -> None:
@@ -347,7 +370,7 @@ class VSwitchEndpoint(StatsMixin, GroupsMetersMixin):
             msg = translate_group(self.view, gmap, gm, g.phys_id)
             session.send_flow(lambda x, m=msg: codec.set_xid(m, x), None)  # type: ignore[misc]
         for pf in self.rules.installed():
-            session.send_flow(pf.flow_mod, None)
+            session.send_flow(session.rule(pf, ofp.OFPFC_ADD), None)
 
     def drop_all(self, session: PSwitchSession | None) -> None:
         """The vswitch goes away: its rules and groups leave the pswitch."""
@@ -356,7 +379,7 @@ class VSwitchEndpoint(StatsMixin, GroupsMetersMixin):
         for pf in self.rules.clear():
             if up:
                 assert session is not None
-                session.send_flow(pf.delete_strict, None)
+                session.send_flow(session.rule(pf, ofp.OFPFC_DELETE_STRICT), None)
         for g in self.groups.values():
             if up:
                 assert session is not None
@@ -479,10 +502,10 @@ class VSwitchEndpoint(StatsMixin, GroupsMetersMixin):
             flags |= ofp.OFPFF_SEND_FLOW_REM  # we must hear of expiry to forget the rule
         cookie = layout.tenant_cookie(self.view.net_id, vf.serial)
         dpid = self.view.dpid
+        # on an OpenFlow 1.0 pswitch the tenant's priorities sit above its drop-all rule
+        prio = min(vf.priority + 1, 0xFFFF) if self.view.of10 else vf.priority
         return tuple(
-            PhysFlow(
-                dpid, table, vf.priority, m, i, cookie, vf.idle_timeout, vf.hard_timeout, flags
-            )
+            PhysFlow(dpid, table, prio, m, i, cookie, vf.idle_timeout, vf.hard_timeout, flags)
             for m, i in flows
         )
 
@@ -498,9 +521,7 @@ class VSwitchEndpoint(StatsMixin, GroupsMetersMixin):
             if fm.table_id == ofp.OFPTT_ALL:
                 raise OFError(ofp.OFPET_FLOW_MOD_FAILED, ofp.OFPFMFC_BAD_TABLE_ID, "table ALL")
             norm = normalize(fm.match)
-            tf = translate_flow(
-                view, fm.table_id, fm.match, fm.instructions, self.group_map, self.meter_map
-            )
+            tf = self._translate(fm.table_id, fm.match, fm.instructions, fm.priority)
             if fm.flags & ofp.OFPFF_CHECK_OVERLAP:
                 table.check_overlap(fm, norm)
             old = table.get(fm.table_id, fm.priority, norm)
@@ -518,12 +539,7 @@ class VSwitchEndpoint(StatsMixin, GroupsMetersMixin):
             norm = normalize(fm.match)
             targets = table.select(fm, norm, cmd == ofp.OFPFC_MODIFY_STRICT, filter_out=False)
             planned = [
-                (
-                    vf,
-                    translate_flow(
-                        view, vf.table, vf.match, fm.instructions, self.group_map, self.meter_map
-                    ),
-                )
+                (vf, self._translate(vf.table, vf.match, fm.instructions, vf.priority))
                 for vf in targets
             ]
             relay = self._error_relay(conn, xid, msg, None)
@@ -563,12 +579,9 @@ class VSwitchEndpoint(StatsMixin, GroupsMetersMixin):
         old_keys = {pf.key for pf in old}
         for pf in new:
             was_installed = self.rules.add(vf.serial, pf)
-            if modify and was_installed and pf.key in old_keys:
-                build: Callable[[int], bytes] = partial(
-                    pf.flow_mod, command=ofp.OFPFC_MODIFY_STRICT
-                )
-            else:
-                build = pf.flow_mod  # ADD: also sets our cookie over another owner's rule
+            in_place = modify and was_installed and pf.key in old_keys
+            # ADD also sets our cookie over another owner's rule
+            build = self._rule(session, pf, ofp.OFPFC_MODIFY_STRICT if in_place else ofp.OFPFC_ADD)
             self._send_phys(conn, session, build, relay)
 
     def _release(
@@ -581,9 +594,9 @@ class VSwitchEndpoint(StatsMixin, GroupsMetersMixin):
         if nxt is None or (nxt is pf and gone):
             return False
         if nxt is pf:
-            self._send_phys(conn, session, pf.delete_strict, relay)
+            self._send_phys(conn, session, self._rule(session, pf, ofp.OFPFC_DELETE_STRICT), relay)
             return session is not None and session.ready
-        self._send_phys(conn, session, nxt.flow_mod, None)
+        self._send_phys(conn, session, self._rule(session, nxt), None)
         return False
 
     def _drop(
@@ -613,11 +626,16 @@ class VSwitchEndpoint(StatsMixin, GroupsMetersMixin):
         if po.data[12:14] == b"\x88\xcc":
             self._lldp_out(conn, xid, msg, po, in_vport)
             return
+        if view.of10 and any(
+            a.type == ofp.OFPAT_OUTPUT and a.output_port == ofp.OFPP_TABLE for a in po.actions
+        ):
+            raise OFError(ofp.OFPET_BAD_ACTION, ofp.OFPBAC_BAD_OUT_PORT,
+                          "output:TABLE on a vswitch over an OpenFlow 1.0 pswitch")  # fmt: skip
         in_port, actions = translate_packet_out(view, in_vport, po.actions, self.group_map)
         if not actions:
             return
         session = self.host.session(view.dpid)
-        out = codec.packet_out(0, in_port, actions, po.data)
+        out = self._packet_out_bytes(session, codec.packet_out(0, in_port, actions, po.data))
         self._send_phys(
             conn, session, lambda x: codec.set_xid(out, x), self._error_relay(conn, xid, msg, None)
         )
@@ -650,7 +668,10 @@ class VSwitchEndpoint(StatsMixin, GroupsMetersMixin):
             else:
                 edge += codec.output(pm.phys_port)
         if edge:
-            out = codec.packet_out(0, ofp.OFPP_CONTROLLER, edge, po.data)
+            session = self.host.session(view.dpid)
+            out = self._packet_out_bytes(
+                session, codec.packet_out(0, ofp.OFPP_CONTROLLER, edge, po.data)
+            )
             self._send_phys(
                 conn, self.host.session(view.dpid), lambda x: codec.set_xid(out, x),
                 self._error_relay(conn, xid, msg, None),
@@ -684,6 +705,15 @@ class VSwitchEndpoint(StatsMixin, GroupsMetersMixin):
         out = PacketIn(
             ofp.OFP_NO_BUFFER, pi.total_len, reason, vf.table, vf.cookie, match, pi.data
         ).encode(0)
+        self.packet_ins += 1
+        self._broadcast(out, _PACKET_IN, reason)
+
+    def packet_in_marked(self, vport: int, data: bytes, total_len: int, reason: int) -> None:
+        """A PACKET_IN from an OpenFlow 1.0 pswitch, its ingress and reason known from its
+        mark (the rule it came from is not: no cookie there)."""
+        match = [codec.oxm_u32(oxm.IN_PORT, vport or ofp.OFPP_CONTROLLER)]
+        out = PacketIn(ofp.OFP_NO_BUFFER, total_len, reason, 0, _PI_NO_COOKIE, match,
+                       data).encode(0)  # fmt: skip
         self.packet_ins += 1
         self._broadcast(out, _PACKET_IN, reason)
 

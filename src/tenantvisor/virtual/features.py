@@ -54,16 +54,26 @@ def _oxm_prop(kind: int, fields: frozenset[int], masks: bool) -> p.OFPTableFeatu
     return p.OFPTableFeaturePropOxm(type_=kind, oxm_ids=ids)
 
 
+# A vswitch over an OpenFlow 1.0 pswitch (translate/flow10.py): apply-actions only, no tenant
+# VLANs or metadata, and what OpenFlow 1.0 can rewrite.
+_FIELDS10 = frozenset(oxm.TENANT_MATCHABLE - {oxm.VLAN_VID, oxm.VLAN_PCP, oxm.METADATA})
+_SET10 = frozenset({oxm.ETH_SRC, oxm.ETH_DST, oxm.IPV4_SRC, oxm.IPV4_DST, oxm.IP_DSCP,
+                    oxm.TCP_SRC, oxm.TCP_DST, oxm.UDP_SRC, oxm.UDP_DST})  # fmt: skip
+
+
 @lru_cache(maxsize=8)
-def table_features(n_tables: int) -> list[bytes]:
+def table_features(n_tables: int, of10: bool = False) -> list[bytes]:
     """One serialized ofp_table_features per table."""
-    matchable = oxm.TENANT_MATCHABLE
-    settable = oxm.TENANT_SETTABLE
+    matchable = _FIELDS10 if of10 else oxm.TENANT_MATCHABLE
+    settable = _SET10 if of10 else oxm.TENANT_SETTABLE
     out = []
     for t in range(n_tables):
         last = t == n_tables - 1
         ins = [i for i in _INSTRUCTIONS if not (last and i == ofp.OFPIT_GOTO_TABLE)]
-        acts = [p.OFPActionId(a) for a in _ACTIONS]
+        if of10:
+            ins = [ofp.OFPIT_APPLY_ACTIONS]
+        kinds = [ofp.OFPAT_OUTPUT, ofp.OFPAT_SET_FIELD] if of10 else _ACTIONS
+        acts = [p.OFPActionId(a) for a in kinds]
         props = [
             p.OFPTableFeaturePropInstructions(
                 type_=ofp.OFPTFPT_INSTRUCTIONS, instruction_ids=[p.OFPInstructionId(i) for i in ins]
@@ -79,8 +89,9 @@ def table_features(n_tables: int) -> list[bytes]:
             _oxm_prop(ofp.OFPTFPT_APPLY_SETFIELD, settable, False),
         ]
         stats = p.OFPTableFeaturesStats(
-            table_id=t, name=f"table{t}".encode(), metadata_match=0xFFFFFFFF,
-            metadata_write=0xFFFFFFFF, config=0, max_entries=MAX_ENTRIES, properties=props,
+            table_id=t, name=f"table{t}".encode(), metadata_match=0 if of10 else 0xFFFFFFFF,
+            metadata_write=0 if of10 else 0xFFFFFFFF, config=0, max_entries=MAX_ENTRIES,
+            properties=props,
         )  # fmt: skip
         out.append(bytes(stats.serialize()))
     return out

@@ -89,6 +89,10 @@ class GroupsMetersMixin:
         return {mid: m.phys_id for mid, m in self.meters.items()}
 
     def _group_mod(self, conn: ControllerConn, xid: int, msg: bytes) -> None:
+        if self.view.of10:
+            raise OFError(
+                ofp.OFPET_GROUP_MOD_FAILED, ofp.OFPGMFC_EPERM, "groups on an OpenFlow 1.0 pswitch"
+            )
         gm = GroupMod.parse(msg)
         view, dpid, gid = self.view, self.view.dpid, gm.group_id
         session = self.host.session(dpid)
@@ -144,6 +148,10 @@ class GroupsMetersMixin:
                     self._release(session, conn, vf.serial, pf, None, gone=True)
 
     def _meter_mod(self, conn: ControllerConn, xid: int, msg: bytes) -> None:
+        if self.view.of10:
+            raise OFError(
+                ofp.OFPET_METER_MOD_FAILED, ofp.OFPMMFC_UNKNOWN, "meters on an OpenFlow 1.0 pswitch"
+            )
         mm = MeterMod.parse(msg)
         dpid, mid = self.view.dpid, mm.meter_id
         session = self.host.session(dpid)

@@ -220,11 +220,6 @@ class NetworkManager:
         dpid = _int(dpids[0], "dpid", 1 << 64)
         if dpid not in self.topo.switches:
             raise NotFound(f"unknown physical dpid {dpid:#018x}")
-        if self.topo.switches[dpid].of_version == 1:
-            raise InvalidRequest(
-                f"pswitch {dpid:#018x} speaks OpenFlow 1.0: it carries vlinks, but vswitches "
-                "on OpenFlow 1.0 pswitches are not supported yet"
-            )
         for sw in net.switches.values():
             if sw.dpid == dpid:
                 raise Conflict(f"pswitch {dpid:#018x} already hosts vswitch {sw.vdpid:#018x}")

@@ -144,7 +144,9 @@ class StatsMixin:
                 raise OFError(
                     ofp.OFPET_TABLE_FEATURES_FAILED, ofp.OFPTFFC_EPERM, "tables are fixed"
                 )
-            self._multipart_reply(ch, xid, mtype, table_features(self.view.n_tables))
+            self._multipart_reply(
+                ch, xid, mtype, table_features(self.view.n_tables, self.view.of10)
+            )
         else:
             raise OFError(ofp.OFPET_BAD_REQUEST, ofp.OFPBRC_BAD_MULTIPART, f"multipart {mtype}")
 
@@ -262,6 +264,8 @@ class StatsMixin:
             entries = []
             for n in ports:
                 rx = counts.get((self.vdpid, n), [0, 0])
+                if self.view.of10:  # classification is folded into rules there: no count
+                    rx = [_UNKNOWN, _UNKNOWN]
                 if n in peers:
                     pe = peers[n]
                     tx = counts.get((pe[1], pe[2]), [0, 0]) if pe is not None else [0, 0]

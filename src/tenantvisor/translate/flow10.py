@@ -1,0 +1,108 @@
+"""Tenant rules for a vswitch on an OpenFlow 1.0 pswitch (one table, no metadata), no I/O.
+
+Without a classification table, each tenant rule is folded with what identifies the packets
+entering each possible ingress vport: (in_port, host MAC) for an edge vport, (in_port,
+arriving vlink tag) for a link vport, whose tag the rule then strips.  A PACKET_IN has no
+cookie or metadata there, so output to the controller marks the packet with a VLAN id the
+hypervisor maps back to (vswitch, ingress vport), and removes the mark after.  Tenant VLANs,
+metadata, several tables, groups and meters do not exist on such a vswitch: refused with the
+reason.  Physical priority is the tenant's + 1, above the pswitch's drop-all rule.
+"""
+
+from __future__ import annotations
+
+from os_ken.ofproto import ofproto_v1_3 as ofp
+
+from tenantvisor.openflow import codec, oxm
+from tenantvisor.openflow.codec import Action, OFError, Oxm
+from tenantvisor.translate.flow import TranslatedFlow, _ActionTranslator, check_match
+from tenantvisor.translate.view import VSwitchView
+
+_VLAN_FIELDS = frozenset((oxm.VLAN_VID, oxm.VLAN_PCP))
+_SETTABLE = frozenset((oxm.ETH_SRC, oxm.ETH_DST, oxm.IPV4_SRC, oxm.IPV4_DST, oxm.IP_DSCP,
+                       oxm.TCP_SRC, oxm.TCP_DST, oxm.UDP_SRC, oxm.UDP_DST))  # fmt: skip
+_WHY = "on a vswitch over an OpenFlow 1.0 pswitch"
+
+
+def _refuse(etype: int, code: int, what: str) -> OFError:
+    return OFError(etype, code, f"{what} {_WHY}")
+
+
+def _check_actions(actions: list[Action]) -> None:
+    for a in actions:
+        if a.type == ofp.OFPAT_OUTPUT:
+            continue
+        if a.type == ofp.OFPAT_SET_FIELD and a.set_field_oxm().field in _SETTABLE:
+            continue
+        raise _refuse(ofp.OFPET_BAD_ACTION, ofp.OFPBAC_BAD_TYPE, f"action {a.type}")
+
+
+def _controller_marked(acts: bytes, marker: int) -> bytes:
+    """Every output to the controller marked with the ingress' VLAN id, unmarked after."""
+    out = []
+    for a in codec.parse_actions(acts):
+        if a.type == ofp.OFPAT_OUTPUT and a.output_port == ofp.OFPP_CONTROLLER:
+            out.append(codec.push_vlan(0x8100))
+            out.append(codec.set_field(codec.oxm_u16(oxm.VLAN_VID, marker | oxm.VLAN_PRESENT)))
+            out.append(codec.output(ofp.OFPP_CONTROLLER, 0xFFFF))
+            out.append(codec.pop_vlan())
+        else:
+            out.append(a.raw)
+    return b"".join(out)
+
+
+def translate_flow10(
+    view: VSwitchView,
+    table_id: int,
+    match: list[Oxm],
+    instructions: bytes,
+    table_miss: bool = False,
+) -> TranslatedFlow:
+    """`table_miss`: the tenant's table-miss rule (its packets reach the controller with
+    reason NO_MATCH, which learning switches such as ovs-testcontroller insist on)."""
+    if table_id != 0:
+        raise OFError(ofp.OFPET_FLOW_MOD_FAILED, ofp.OFPFMFC_BAD_TABLE_ID, f"table {table_id}")
+    tm = check_match(view, match)
+    if tm.meta is not None:
+        raise _refuse(ofp.OFPET_BAD_MATCH, ofp.OFPBMC_BAD_FIELD, "metadata")
+    if any(o.field in _VLAN_FIELDS for o in tm.oxms):
+        raise _refuse(ofp.OFPET_BAD_MATCH, ofp.OFPBMC_BAD_FIELD, "tenant VLANs")
+    ins = codec.parse_instructions(instructions)
+    if ins.goto_table is not None:  # there is no table but 0
+        raise OFError(ofp.OFPET_BAD_INSTRUCTION, ofp.OFPBIC_BAD_TABLE_ID, f"{ins.goto_table}")
+    if (ins.goto_table is not None or ins.write_metadata is not None or ins.write_actions
+            or ins.clear_actions or ins.meter is not None or ins.other):  # fmt: skip
+        raise _refuse(ofp.OFPET_BAD_INSTRUCTION, ofp.OFPBIC_UNSUP_INST, "instructions but apply")
+    actions = ins.apply_actions or []
+    _check_actions(actions)
+    src = next((o for o in tm.oxms if o.field == oxm.ETH_SRC), None)
+    rest = [o for o in tm.oxms if o.field != oxm.ETH_SRC]
+    flows: list[tuple[bytes, bytes]] = []
+    ingresses = [tm.in_vport] if tm.in_vport else sorted(view.ports)
+    for iv in ingresses:
+        pm = view.ports.get(iv)
+        if pm is None:
+            continue  # in_port=CONTROLLER: nothing enters the 1.0 table from the controller
+        acts = _ActionTranslator(view, iv, action_set=False).translate(actions)
+        marks = view.markers.get(iv, (0, 0))
+        acts = _controller_marked(acts, marks[1] if table_miss else marks[0])
+        port = codec.oxm_u32(oxm.IN_PORT, pm.phys_port)
+        if pm.is_link:
+            if pm.in_tag is None:
+                continue  # the vlink is down: nothing arrives
+            key = codec.oxm_u16(oxm.VLAN_VID, pm.in_tag | oxm.VLAN_PRESENT)
+            m = codec.encode_match([port, key, *tm.oxms])
+            flows.append((m, codec.encode_instructions(apply_actions=codec.pop_vlan() + acts)))
+            continue
+        for mac in pm.macs:
+            if src is not None and not _covers(src, mac):
+                continue  # the tenant's rule never sees this host's packets
+            m = codec.encode_match([port, codec.oxm_mac(oxm.ETH_SRC, mac), *rest])
+            flows.append((m, codec.encode_instructions(apply_actions=acts)))
+    return TranslatedFlow(tuple(flows), 0)
+
+
+def _covers(o: Oxm, mac: str) -> bool:
+    value = int.from_bytes(o.value, "big")
+    mask = (1 << 48) - 1 if o.mask is None else int.from_bytes(o.mask, "big")
+    return (int(mac.replace(":", ""), 16) & mask) == (value & mask)
