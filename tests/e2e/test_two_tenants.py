@@ -759,3 +759,40 @@ def test_a_tenants_meters_are_its_own_and_count_its_packets(env: Env) -> None:
     assert all(m[0] != ofp.OFPT_ERROR for m in barrier(a))
     assert "rate=10000" not in env.fab.ofctl("lf1", "dump-meters")
     assert not any("02:00:00:00:00:7d" in f for f in physical_flows(env, "lf1"))
+
+
+def test_a_tenant_delete_of_a_rule_it_asked_to_hear_about_sends_flow_removed(env: Env) -> None:
+    peer = env.carol["lf1"]
+    fm = p.OFPFlowMod(
+        DP, cookie=0xD, priority=44, flags=ofp.OFPFF_SEND_FLOW_REM,
+        match=p.OFPMatch(eth_dst="02:00:00:00:00:7e"),
+        instructions=[p.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS, [])],
+    )  # fmt: skip
+    peer.send(wire(fm, peer.next_xid()))
+    assert all(m[0] != ofp.OFPT_ERROR for m in barrier(peer))
+    delete_everything(peer)
+    m = peer.recv_until(lambda m: m[0] == ofp.OFPT_FLOW_REMOVED, timeout=5)
+    assert m is not None, "no FLOW_REMOVED after the tenant's delete"
+    fr = p.OFPFlowRemoved.parser(DP, 4, m[0], len(m[2]), m[1], m[2])
+    assert (fr.cookie, fr.priority, fr.reason) == (0xD, 44, ofp.OFPRR_DELETE)
+
+
+def test_a_host_port_going_down_is_a_port_status_in_virtual_terms(env: Env) -> None:
+    """carol's edge vport sits on the outsider's port: its veth going down shows as her
+    vport going down, and back."""
+    peer = env.carol["lf1"]
+    edge = env.carol_vports["lf1"]["edge"]
+    outsider = env.layout.topo.hosts[env.layout.outsider]
+    ifname = env.fab.port_ifname("lf1", outsider.port)
+    from tenantvisor.testbed import netns
+
+    netns.set_down(ifname, env.fab.switch_netns)
+    try:
+        m = peer.recv_until(
+            lambda m: m[0] == ofp.OFPT_PORT_STATUS and _port_status(m)[1] == edge, 10
+        )
+        assert m is not None and _port_status(m)[2] & ofp.OFPPS_LINK_DOWN
+    finally:
+        netns.set_up(ifname, env.fab.switch_netns)
+    m = peer.recv_until(lambda m: m[0] == ofp.OFPT_PORT_STATUS and _port_status(m)[1] == edge, 10)
+    assert m is not None and _port_status(m)[2] & ofp.OFPPS_LIVE

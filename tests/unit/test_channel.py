@@ -83,3 +83,22 @@ def test_an_openflow10_only_peer_gets_hello_failed_and_is_closed() -> None:
     assert not rec.ready and rec.closed is not None
     err = data[16:]  # after our own HELLO (16 bytes with its version bitmap)
     assert err[1] == 1 and struct.unpack_from("!HH", err, 8) == (0, 0)  # HELLO_FAILED
+
+
+def test_a_message_of_another_version_than_negotiated_gets_bad_version() -> None:
+    async def run() -> tuple[Recorder, bytes]:
+        _, rec, theirs = await _connected(close_when_stuck=True)
+        theirs.send(struct.pack("!BBHI", 1, 14, 8, 77))  # a 1.0 FLOW_MOD on a 1.3 channel
+        await asyncio.sleep(0.05)
+        data = theirs.recv(4096)
+        theirs.close()
+        return rec, data
+
+    rec, data = asyncio.run(run())
+    err = data[-(8 + 4 + 8) :]  # the last message: ERROR with the 8 bytes it refers to
+    assert err[1] == 1 and struct.unpack_from("!IHH", err, 4) == (
+        77,
+        1,
+        0,
+    )  # BAD_REQUEST/BAD_VERSION
+    assert rec.messages == []  # the owner never saw it
