@@ -796,3 +796,25 @@ def test_a_host_port_going_down_is_a_port_status_in_virtual_terms(env: Env) -> N
         netns.set_up(ifname, env.fab.switch_netns)
     m = peer.recv_until(lambda m: m[0] == ofp.OFPT_PORT_STATUS and _port_status(m)[1] == edge, 10)
     assert m is not None and _port_status(m)[2] & ofp.OFPPS_LIVE
+
+
+def test_set_async_decides_which_packet_ins_a_controller_gets(env: Env) -> None:
+    peer = env.carol["lf1"]
+    miss = p.OFPFlowMod(
+        DP, priority=0, match=p.OFPMatch(),
+        instructions=[p.OFPInstructionActions(
+            ofp.OFPIT_APPLY_ACTIONS, [p.OFPActionOutput(ofp.OFPP_CONTROLLER, 128)])],
+    )  # fmt: skip
+    peer.send(wire(miss, peer.next_xid()))
+    frame = bytes.fromhex("ffffffffffff020000000abc0806") + bytes(28)
+    try:
+        no_packet_ins = p.OFPSetAsync(DP, [0, 0], [0b111, 0b111], [0b1111, 0])
+        peer.send(wire(no_packet_ins, peer.next_xid()))
+        send_packet(peer, frame, ofp.OFPP_TABLE)
+        assert peer.recv_until(lambda m: m[0] == ofp.OFPT_PACKET_IN, timeout=1) is None
+        defaults = p.OFPSetAsync(DP, [0b11, 0], [0b111, 0b111], [0b1111, 0])
+        peer.send(wire(defaults, peer.next_xid()))
+        send_packet(peer, frame, ofp.OFPP_TABLE)
+        assert peer.recv_until(lambda m: m[0] == ofp.OFPT_PACKET_IN, timeout=3) is not None
+    finally:
+        delete_everything(peer)
