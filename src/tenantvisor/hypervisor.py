@@ -340,8 +340,12 @@ class Hypervisor:
         edge = self._edge_ports()
         for p in s.ports.values():
             if p.up and p.port_no < ofp.OFPP_MAX and (s.dpid, p.port_no) not in edge:
-                for big in (False, True):
-                    s.probe(p.port_no, discovery.probe(self._secret, s.dpid, p.port_no, big))
+                s.probe(p.port_no, discovery.probe(self._secret, s.dpid, p.port_no))
+                # the MTU check only where a pswitch is known to face the port: elsewhere
+                # (hosts, 1500-byte ports) the padded probe would only be dropped and logged
+                if self.topo.is_link_port(s.dpid, p.port_no):
+                    frame = discovery.probe(self._secret, s.dpid, p.port_no, big=True)
+                    s.probe(p.port_no, frame)
 
     def _lldp_in(self, s: PSwitchSession, in_port: int, data: bytes) -> None:
         src = discovery.parse_any_probe(self._secret, data)
