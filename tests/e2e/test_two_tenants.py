@@ -818,3 +818,53 @@ def test_set_async_decides_which_packet_ins_a_controller_gets(env: Env) -> None:
         assert peer.recv_until(lambda m: m[0] == ofp.OFPT_PACKET_IN, timeout=3) is not None
     finally:
         delete_everything(peer)
+
+
+def _flow_stats(peer: OFPeer, **kw: object) -> list[p.OFPFlowStats]:
+    xid = peer.next_xid()
+    req = p.OFPFlowStatsRequest(
+        DP, 0, kw.pop("table_id", ofp.OFPTT_ALL), kw.pop("out_port", ofp.OFPP_ANY),
+        ofp.OFPG_ANY, kw.pop("cookie", 0), kw.pop("cookie_mask", 0),
+        kw.pop("match", p.OFPMatch()),
+    )  # fmt: skip
+    peer.send(wire(req, xid))
+    m = peer.recv_until(lambda m: m[0] == ofp.OFPT_MULTIPART_REPLY and m[1] == xid)
+    assert m is not None
+    return list(p.OFPMultipartReply.parser(DP, 4, m[0], len(m[2]), m[1], m[2]).body)
+
+
+def test_flow_statistics_filters_select_the_tenants_rules_as_a_switch_would(env: Env) -> None:
+    peer = env.carol["lf1"]
+    edge, link = env.carol_vports["lf1"]["edge"], env.carol_vports["lf1"]["link"]
+    rules = [
+        (0xA1, "02:00:00:00:00:a1", edge, 0),
+        (0xA2, "02:00:00:00:00:a2", link, 0),
+        (0xB3, "02:00:00:00:00:b3", edge, 1),
+    ]
+    for cookie, mac, port, table in rules:
+        peer.send(wire(p.OFPFlowMod(
+            DP, cookie=cookie, table_id=table, priority=5, match=p.OFPMatch(eth_dst=mac),
+            instructions=[p.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS,
+                                                  [p.OFPActionOutput(port)])],
+        ), peer.next_xid()))  # fmt: skip
+    assert all(m[0] != ofp.OFPT_ERROR for m in barrier(peer))
+    try:
+        assert {s.cookie for s in _flow_stats(peer)} == {0xA1, 0xA2, 0xB3}
+        assert {s.cookie for s in _flow_stats(peer, table_id=1)} == {0xB3}
+        assert {s.cookie for s in _flow_stats(peer, cookie=0xA0, cookie_mask=0xF0)} == {
+            0xA1, 0xA2,
+        }  # fmt: skip
+        assert {s.cookie for s in _flow_stats(peer, out_port=link)} == {0xA2}
+        one = _flow_stats(peer, match=p.OFPMatch(eth_dst="02:00:00:00:00:a1"))
+        assert [s.cookie for s in one] == [0xA1] and one[0].match["eth_dst"] == "02:00:00:00:00:a1"
+        xid = peer.next_xid()
+        req = p.OFPAggregateStatsRequest(
+            DP, 0, ofp.OFPTT_ALL, ofp.OFPP_ANY, ofp.OFPG_ANY, 0xA0, 0xF0, p.OFPMatch()
+        )
+        peer.send(wire(req, xid))
+        m = peer.recv_until(lambda m: m[0] == ofp.OFPT_MULTIPART_REPLY and m[1] == xid)
+        assert m is not None
+        agg = p.OFPMultipartReply.parser(DP, 4, m[0], len(m[2]), m[1], m[2]).body
+        assert agg.flow_count == 2
+    finally:
+        delete_everything(peer)
