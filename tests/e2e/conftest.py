@@ -8,19 +8,15 @@ to send what real controllers never do (forbidden actions, garbage, LLDP).
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
-from tenantvisor.testbed.controllers import TestController
 from tenantvisor.testbed.daemon import Daemon
 from tenantvisor.testbed.fabric import Fabric
 from tenantvisor.testbed.ofclient import ControllerListener, OFPeer
-from tenantvisor.testbed.scenario import Layout, TenantRun, setup_tenants, two_tier_layout
+from tenantvisor.testbed.scenario import Layout, TenantRun, two_tenants, two_tier_layout
 
 pytestmark = pytest.mark.root
 
@@ -43,59 +39,45 @@ class Env:
 def env() -> Iterator[Env]:
     if os.geteuid() != 0:
         pytest.fail("end-to-end tests need root (network namespaces, Open vSwitch)")
-    rundir = Path(tempfile.mkdtemp(prefix="tv-e2e-"))
     layout = two_tier_layout()
-    fab = Fabric(layout.topo)
-    daemon: Daemon | None = None
-    controllers: list[TestController] = []
     listener = ControllerListener()
     try:
-        fab.build()
-        assert fab.ovs is not None
-        sock = f"unix:{fab.ovs.rundir}/tenantvisor.sock"
-        daemon = Daemon(rundir, sock).start()
-        fab.set_controller(sock)
-        alice, bob = setup_tenants(fab, daemon, layout, rundir, controllers)
-        topo = layout.topo
-        d = {n: s.dpid for n, s in topo.switches.items()}
-        tok = daemon.rest("POST", "/v1/tenants", {"name": "carol"})["token"]
-        url = f"tcp:127.0.0.1:{listener.port}"
-        nid = daemon.rest("POST", "/v1/networks", {"controller_urls": [url]}, tok)["id"]
-        vports: dict[str, dict[str, int]] = {"lf1": {}, "lf2": {}}
-        vdpid = {}
-        for sw in ("lf1", "lf2"):
-            vdpid[sw] = daemon.rest(
-                "POST", f"/v1/networks/{nid}/switches", {"dpids": [d[sw]]}, tok
-            )["vdpid"]
-            vports[sw]["link"] = daemon.rest(
-                "POST", f"/v1/networks/{nid}/ports", {"dpid": d[sw], "port": 3}, tok
-            )["number"]
-        # carol's edge vport is the outsider's port: no host registered, so it stays outside
-        outsider = topo.hosts[layout.outsider]
-        vports["lf1"]["edge"] = daemon.rest(
-            "POST", f"/v1/networks/{nid}/ports", {"dpid": d["lf1"], "port": outsider.port}, tok
-        )["number"]
-        daemon.rest(
-            "POST",
-            f"/v1/networks/{nid}/links",
-            {
-                "src_vdpid": vdpid["lf1"],
-                "src_vport": vports["lf1"]["link"],
-                "dst_vdpid": vdpid["lf2"],
-                "dst_vport": vports["lf2"]["link"],
-            },
-            tok,
-        )
-        daemon.rest("POST", f"/v1/networks/{nid}/start", None, tok)
-        peers = listener.accept(2)
-        by_dpid = {p.dpid: p for p in peers}
-        carol = {sw: by_dpid[vdpid[sw]] for sw in ("lf1", "lf2")}
-        yield Env(fab, daemon, layout, alice, bob, tok, nid, carol, vports, listener)
+        with two_tenants(layout) as run:
+            daemon, topo = run.daemon, layout.topo
+            d = {n: s.dpid for n, s in topo.switches.items()}
+            tok = daemon.rest("POST", "/v1/tenants", {"name": "carol"})["token"]
+            url = f"tcp:127.0.0.1:{listener.port}"
+            nid = daemon.rest("POST", "/v1/networks", {"controller_urls": [url]}, tok)["id"]
+            vports: dict[str, dict[str, int]] = {"lf1": {}, "lf2": {}}
+            vdpid = {}
+            for sw in ("lf1", "lf2"):
+                vdpid[sw] = daemon.rest(
+                    "POST", f"/v1/networks/{nid}/switches", {"dpids": [d[sw]]}, tok
+                )["vdpid"]
+                vports[sw]["link"] = daemon.rest(
+                    "POST", f"/v1/networks/{nid}/ports", {"dpid": d[sw], "port": 3}, tok
+                )["number"]
+            # carol's edge vport is the outsider's port: no host registered, it stays outside
+            outsider = topo.hosts[layout.outsider]
+            vports["lf1"]["edge"] = daemon.rest(
+                "POST", f"/v1/networks/{nid}/ports",
+                {"dpid": d["lf1"], "port": outsider.port}, tok,
+            )["number"]  # fmt: skip
+            daemon.rest(
+                "POST",
+                f"/v1/networks/{nid}/links",
+                {
+                    "src_vdpid": vdpid["lf1"],
+                    "src_vport": vports["lf1"]["link"],
+                    "dst_vdpid": vdpid["lf2"],
+                    "dst_vport": vports["lf2"]["link"],
+                },
+                tok,
+            )
+            daemon.rest("POST", f"/v1/networks/{nid}/start", None, tok)
+            by_dpid = {p.dpid: p for p in listener.accept(2)}
+            carol = {sw: by_dpid[vdpid[sw]] for sw in ("lf1", "lf2")}
+            yield Env(run.fab, daemon, layout, run.alice, run.bob, tok, nid, carol, vports,
+                      listener)  # fmt: skip
     finally:
         listener.close()
-        if daemon is not None:
-            daemon.stop()
-        for c in controllers:
-            c.stop()
-        fab.close()
-        shutil.rmtree(rundir, ignore_errors=True)

@@ -137,7 +137,7 @@ class PSwitchSession:
                                  b"\0\0\xff\xff"))  # fmt: skip
             if not self.ready:
                 self.ready = True
-                log.info("%r connected from %s: %d ports, OpenFlow 1.0 (transit only)",
+                log.info("%r connected from %s: %d ports, OpenFlow 1.0 (one table)",
                          self, ch.peer, len(self.ports))  # fmt: skip
                 self.events.switch_ready(self)
 

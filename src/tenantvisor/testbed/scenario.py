@@ -14,7 +14,11 @@ on the first edge switch: neither tenant may reach it or be reached by it.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -269,3 +273,45 @@ def pingall(fab: Fabric, layout: Layout, names: list[str], count: int = 1) -> li
                 ok = fab.host(s).ping(hosts[d].ip, count=count, timeout=3)
             out.append(PingResult(s, d, ok))
     return out
+
+
+@dataclass
+class Running:
+    """A built fabric, the daemon serving it, and the two tenants set up on it."""
+
+    fab: Fabric
+    daemon: Daemon
+    layout: Layout
+    alice: TenantRun
+    bob: TenantRun
+    rundir: Path
+
+
+@contextmanager
+def two_tenants(
+    layout: Layout,
+    *,
+    protocols: dict[str, str] | None = None,
+    controller_version: str = "OpenFlow13",
+) -> Iterator[Running]:
+    """The two-tenant scenario, running; everything it started is stopped and removed on the
+    way out, also when setting up failed half way."""
+    rundir = Path(tempfile.mkdtemp(prefix="tv-scn-"))
+    fab = Fabric(layout.topo, protocols=protocols)
+    daemon: Daemon | None = None
+    controllers: list[TestController] = []
+    try:
+        fab.build()
+        assert fab.ovs is not None
+        sock = f"unix:{fab.ovs.rundir}/tenantvisor.sock"
+        daemon = Daemon(rundir, sock).start()
+        fab.set_controller(sock)
+        a, b = setup_tenants(fab, daemon, layout, rundir, controllers, controller_version)
+        yield Running(fab, daemon, layout, a, b, rundir)
+    finally:
+        if daemon is not None:
+            daemon.stop()
+        for c in controllers:
+            c.stop()
+        fab.close()
+        shutil.rmtree(rundir, ignore_errors=True)
