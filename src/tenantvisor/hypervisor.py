@@ -40,6 +40,8 @@ StatKey = tuple[int, int, int, NormMatch]  # dpid, table, priority, normalized m
 _STATS_REQ = struct.Struct("!B3xII4xQQ")
 _PK_BY = struct.Struct("!QQ")
 TAG_BYTES = 4  # the 802.1ad S-tag a frame carries across the fabric
+_GROUP_MOD = struct.Struct("!HBxI")
+_BUCKET = struct.Struct("!HHII4x")
 
 
 def _stat_key(pf: PhysFlow) -> StatKey:
@@ -79,6 +81,9 @@ class Hypervisor:
         self._ids: dict[tuple[str, int], set[int]] = {}  # group/meter ids in use per pswitch
         # OpenFlow 1.0 pswitches: VLAN ids marking packets to the controller by ingress vport
         self.markers = TagAllocator()
+        # edge vports' output groups: (dpid, vswitch index, vport) -> (tx group, hairpin group)
+        self.edge_group_ids: dict[tuple[int, int, int], tuple[int, int]] = {}
+        self.installed_groups: dict[int, dict[tuple[int, int], bytes]] = {}
         # (dpid, marker) -> (vswitch index, ingress vport, PACKET_IN reason)
         self.marker_owner: dict[tuple[int, int], tuple[int, int, int]] = {}
 
@@ -216,6 +221,10 @@ class Hypervisor:
         s.wipe()
         for pf in infra.provider_flows(s.dpid, of10=s.is_of10):
             s.send_rule(pf, self._infra_error(pf))
+        for groups in self.installed_groups.values():  # before the rules that use them
+            for (dpid, _), msg in groups.items():
+                if dpid == s.dpid:
+                    s.send_flow(lambda x, m=msg: codec.set_xid(m, x), None)  # type: ignore[misc]
         for flows in self.installed.values():
             for pf in flows.values():
                 if pf.dpid == s.dpid:
@@ -463,6 +472,10 @@ class Hypervisor:
                 hf = infra.host_flow(net.id, binding)
                 flows.append(hf)
                 classify[_stat_key(hf)] = (host.vdpid, host.vport, 0)
+        # edge vports' output groups first: the tenants' rules (re)translated below use them
+        groups = self._edge_groups(net)
+        old_groups = self.installed_groups.get(net.id, {})
+        self._apply_groups(net.id, groups)
         self._apply_infra(net.id, {pf.key: pf for pf in flows})
         self.classify[net.id] = classify
         # vswitch endpoints
@@ -480,8 +493,10 @@ class Hypervisor:
                     ports[n] = PortMap(n, vp.port, tag, True, up and tag is not None,
                                        in_tags.get((vdpid, n)))  # fmt: skip
                 else:
+                    tx = self.edge_group_ids.get((sw.dpid, sw.index, n), (None, None))
                     ports[n] = PortMap(n, vp.port, None, False, up,
-                                       macs=tuple(sorted(macs.get((vdpid, n), ()))))  # fmt: skip
+                                       macs=tuple(sorted(macs.get((vdpid, n), ()))),
+                                       tx_group=tx[0], hairpin_group=tx[1])  # fmt: skip
             if self._is_of10(sw.dpid):
                 markers: dict[int, tuple[int, int]] = {}
                 for n in [0, *sorted(ports)]:
@@ -511,6 +526,7 @@ class Hypervisor:
                 ep.set_view(view, names)
         for key in [k for k in self.endpoints if k[0] == net.id and k[1] not in net.switches]:
             self._drop_endpoint(key)
+        self._drop_groups(old_groups, groups)  # nothing refers to these any more
         self.markers.release_where(
             lambda o: isinstance(o, tuple) and o[0] == net.id and o not in used_owners
         )
@@ -522,6 +538,61 @@ class Hypervisor:
         ep.stop()
         ep.drop_all(self.sessions.get(ep.view.dpid))
         log.info("%s: stopped", ep.label)
+
+    def _edge_groups(self, net: VirtualNetwork) -> dict[tuple[int, int], bytes]:
+        """The GROUP_MODs of this network's edge vports' output groups (1.3 pswitches only):
+        (dpid, group id) -> the group, ids kept stable across re-derivations."""
+        want: dict[tuple[int, int], bytes] = {}
+        keep = set()
+        for sw in net.switches.values():
+            if self._is_of10(sw.dpid) or sw.dpid not in self.topo.switches:
+                continue
+            for n, vp in sw.ports.items():
+                if vp.kind is not VPortKind.EDGE:
+                    continue
+                key = (sw.dpid, sw.index, n)
+                ids = self.edge_group_ids.get(key)
+                if ids is None:
+                    tx, hp = self.alloc_id("group", sw.dpid), self.alloc_id("group", sw.dpid)
+                    if tx is None or hp is None:
+                        log.error("net=%d pswitch %016x has no group ids left", net.id, sw.dpid)
+                        continue
+                    ids = self.edge_group_ids[key] = (tx, hp)
+                keep.add(key)
+                for gid, port in ((ids[0], vp.port), (ids[1], ofp.OFPP_IN_PORT)):
+                    bucket = _BUCKET.pack(32, 0, ofp.OFPP_ANY, ofp.OFPG_ANY) + codec.output(port)
+                    body = _GROUP_MOD.pack(ofp.OFPGC_ADD, ofp.OFPGT_INDIRECT, gid) + bucket
+                    want[(sw.dpid, gid)] = codec.header(codec.VERSION, ofp.OFPT_GROUP_MOD, 0, body)
+        mine = {sw.index for sw in net.switches.values()}
+        live = {sw.index for n in self.manager.networks.values() for sw in n.switches.values()}
+        for gkey in [
+            k for k in self.edge_group_ids
+            if (k[1] in mine and k not in keep) or k[1] not in live
+        ]:  # fmt: skip
+            for gid in self.edge_group_ids.pop(gkey):
+                self.free_id("group", gkey[0], gid)
+        return want
+
+    def _apply_groups(self, net_id: int, want: dict[tuple[int, int], bytes]) -> None:
+        """Send only what changed: a re-derivation must not reset the groups' counters."""
+        old = self.installed_groups.get(net_id, {})
+        for (dpid, gid), msg in want.items():
+            was = old.get((dpid, gid))
+            if was != msg and (s := self.sessions.get(dpid)) is not None:
+                if was is not None:  # the same id, another port: MODIFY, as ADD would fail
+                    msg = msg[:8] + struct.pack("!H", ofp.OFPGC_MODIFY) + msg[10:]
+                s.send_flow(lambda x, m=msg: codec.set_xid(m, x), None)  # type: ignore[misc]
+        self.installed_groups[net_id] = want
+
+    def _drop_groups(
+        self, old: dict[tuple[int, int], bytes], new: dict[tuple[int, int], bytes]
+    ) -> None:
+        """Delete the groups no vport uses any more, after the rules that output to them."""
+        for dpid, gid in old:
+            if (dpid, gid) not in new and (s := self.sessions.get(dpid)) is not None:
+                body = _GROUP_MOD.pack(ofp.OFPGC_DELETE, 0, gid)
+                msg = codec.header(codec.VERSION, ofp.OFPT_GROUP_MOD, 0, body)
+                s.send_flow(lambda x, m=msg: codec.set_xid(m, x), None)  # type: ignore[misc]
 
     def _apply_infra(self, net_id: int, new: dict[tuple[int, int, int, bytes], PhysFlow]) -> None:
         old = self.installed.get(net_id, {})
@@ -548,6 +619,11 @@ class Hypervisor:
         self._apply_infra(net.id, {})
         self.installed.pop(net.id, None)
         self.classify.pop(net.id, None)
+        self._drop_groups(self.installed_groups.pop(net.id, {}), {})
+        indexes = {sw.index for sw in net.switches.values()}
+        for gkey in [k for k in self.edge_group_ids if k[1] in indexes]:
+            for gid in self.edge_group_ids.pop(gkey):
+                self.free_id("group", gkey[0], gid)
         self.tags.release_where(lambda o: isinstance(o, tuple) and o[0] == net.id)
         self.markers.release_where(lambda o: isinstance(o, tuple) and o[0] == net.id)
         for s in self.sessions.values():  # anything left with this network's cookie

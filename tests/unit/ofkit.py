@@ -78,6 +78,8 @@ def action_summary(actions: list[Any]) -> list[tuple[Any, ...]]:
             out.append(("pop_vlan",))
         elif isinstance(a, parser.OFPActionSetField):
             out.append(("set_field", a.key, a.value))
+        elif isinstance(a, parser.OFPActionGroup):
+            out.append(("group", a.group_id))
         else:
             out.append((type(a).__name__,))
     return out

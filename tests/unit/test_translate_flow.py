@@ -307,6 +307,22 @@ def test_output_to_an_edge_vport_is_untagged() -> None:
     assert instruction_summary(rule.instructions) == {"apply": [("output", 11)]}
 
 
+def test_output_to_an_edge_vport_with_output_groups_goes_through_them_to_be_counted() -> None:
+    counted = VSwitchView(NET, INDEX, VIEW.vdpid, DPID, 4, {
+        1: PortMap(1, 11, tx_group=101, hairpin_group=102),
+        2: PortMap(2, 11, tx_group=201, hairpin_group=202),
+        3: PortMap(3, 13, link_tag=7, is_link=True),
+    })  # fmt: skip
+    [rule] = physical(osken_flow_mod(parser.OFPMatch(in_port=3), [apply(Out(1))]), counted)
+    assert instruction_summary(rule.instructions) == {"apply": [("group", 101)]}
+    # the same physical port as the ingress: the hairpin group (output to IN_PORT)
+    [rule] = physical(osken_flow_mod(parser.OFPMatch(in_port=1), [apply(Out(2))]), counted)
+    assert instruction_summary(rule.instructions) == {"apply": [("group", 202)]}
+    # a link vport is counted by its peer's classification, not by a group
+    [rule] = physical(osken_flow_mod(parser.OFPMatch(in_port=1), [apply(Out(3))]), counted)
+    assert instruction_summary(rule.instructions) == {"apply": link_out(13, 7)}
+
+
 def test_output_to_a_down_link_vport_sends_nothing() -> None:
     [rule] = physical(osken_flow_mod(parser.OFPMatch(in_port=1), [apply(Out(5))]))
     assert instruction_summary(rule.instructions) == {"apply": []}

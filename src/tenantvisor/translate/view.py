@@ -22,6 +22,10 @@ class PortMap:
     # vlink, or the MACs of the hosts behind the edge vport.
     in_tag: int | None = None
     macs: tuple[str, ...] = ()
+    # Edge vports on OpenFlow 1.3 pswitches: indirect groups of the hypervisor's whose only
+    # bucket outputs to the port (and to IN_PORT), so the pswitch counts what the vport sent.
+    tx_group: int | None = None
+    hairpin_group: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

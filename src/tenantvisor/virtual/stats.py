@@ -38,6 +38,7 @@ _COUNTERS = struct.Struct("!QQQ")  # cookie, packet_count, byte_count in ofp_flo
 _AGGREGATE = struct.Struct("!QQI4x")
 _TABLE_STATS = struct.Struct("!B3xIQQ")
 _UNKNOWN = 0xFFFFFFFFFFFFFFFF
+_PK_BY = struct.Struct("!QQ")
 _GROUP_DESC = struct.Struct("!HBxI")
 _METER_CONFIG = struct.Struct("!HHI")
 _GROUP_STATS = struct.Struct("!H2xII4xQQII")
@@ -237,9 +238,10 @@ class StatsMixin:
 
     def _port_stats(self, conn: ControllerConn, xid: int, msg: bytes) -> None:
         """rx: what the table-0 rules that classify into the vport counted; tx of a link
-        vport: what its peer received over the vlink.  An edge vport's tx has no counter of
-        its own on a shared pswitch, nor have errors and drops: all ones, as OpenFlow asks for
-        counters a switch does not have."""
+        vport: what its peer received over the vlink; tx of an edge vport: what went through
+        the indirect groups every output to it is translated into (1.3 pswitches).  Errors
+        and drops have no counter of their own on a shared pswitch: all ones, as OpenFlow
+        asks for counters a switch does not have."""
         if len(msg) < 24:
             raise MalformedMessage("port statistics request too short")
         port_no = codec.u32(msg, 16)
@@ -259,8 +261,13 @@ class StatsMixin:
         conn.touched |= dpids
         age = time.monotonic() - self.created
         ch = conn.channel
+        edge_groups = {
+            n: (pm.tx_group, pm.hairpin_group)
+            for n in ports
+            if (pm := view.ports[n]).tx_group is not None and pm.hairpin_group is not None
+        }
 
-        def reply(counts: dict[tuple[int, int], list[int]]) -> None:
+        def reply(counts: dict[tuple[int, int], list[int]], sent: dict[int, list[int]]) -> None:
             entries = []
             for n in ports:
                 rx = counts.get((self.vdpid, n), [0, 0])
@@ -269,6 +276,10 @@ class StatsMixin:
                 if n in peers:
                     pe = peers[n]
                     tx = counts.get((pe[1], pe[2]), [0, 0]) if pe is not None else [0, 0]
+                elif n in edge_groups:
+                    tx = [0, 0]
+                    for gid in edge_groups[n]:
+                        tx = [a + b for a, b in zip(tx, sent.get(gid, [0, 0]), strict=True)]
                 else:
                     tx = [_UNKNOWN, _UNKNOWN]
                 entries.append(
@@ -277,7 +288,29 @@ class StatsMixin:
                 )  # fmt: skip
             self._multipart_reply(ch, xid, ofp.OFPMP_PORT_STATS, entries)
 
-        self.host.classified_counts(view.net_id, dpids, reply)
+        def then_groups(counts: dict[tuple[int, int], list[int]]) -> None:
+            s = self.host.session(view.dpid)
+            if not edge_groups or s is None or not s.ready:
+                reply(counts, {})
+                return
+            s.multipart(ofp.OFPMP_GROUP, struct.pack("!I4x", ofp.OFPG_ALL),
+                        lambda parts: edge_tx(counts, parts))  # fmt: skip
+
+        def edge_tx(counts: dict[tuple[int, int], list[int]], parts: list[bytes] | None) -> None:
+            wanted = {g for pair in edge_groups.values() for g in pair}
+            sent: dict[int, list[int]] = {}
+            for body in parts or []:
+                off = 0
+                while off + 40 <= len(body):
+                    length = codec.u16(body, off)
+                    if length < 40:
+                        break
+                    if (gid := codec.u32(body, off + 4)) in wanted:
+                        sent[gid] = list(_PK_BY.unpack_from(body, off + 16))
+                    off += length
+            reply(counts, sent)
+
+        self.host.classified_counts(view.net_id, dpids, then_groups)
 
     @staticmethod
     def _multipart_reply(ch: Channel, xid: int, mtype: int, entries: list[bytes]) -> None:
