@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,6 +33,7 @@ def served() -> Iterator[tuple[NodeTestbed, Daemon]]:
     finally:
         daemon.stop()
         tb.close()
+        shutil.rmtree(rundir, ignore_errors=True)
 
 
 def _req(d: Daemon, method: str, path: str, body: Any = None, token: str | None = None) -> Any:
