@@ -8,7 +8,7 @@ to send what real controllers never do (forbidden actions, garbage, LLDP).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -19,6 +19,16 @@ from tenantvisor.testbed.ofclient import ControllerListener, OFPeer
 from tenantvisor.testbed.scenario import Layout, TenantRun, two_tenants, two_tier_layout
 
 pytestmark = pytest.mark.root
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None]:
+    """A failed test shows the daemon's last log lines: CI keeps nothing else of a run."""
+    report = yield
+    env = getattr(item, "funcargs", {}).get("env")
+    if report.when == "call" and report.failed and isinstance(env, Env):
+        report.sections.append(("tenantvisor log (last 80 lines)", env.daemon.log_tail(80)))
+    return report
 
 
 @dataclass
