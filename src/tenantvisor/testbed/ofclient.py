@@ -64,6 +64,10 @@ class OFPeer:
             if self.eof or not self._fill(deadline - time.monotonic()):
                 return None
 
+    def unread(self, msgs: list[Message]) -> None:
+        """Put messages back in front of what is still unread, in their order."""
+        self.buf = b"".join(m[2] for m in msgs) + self.buf
+
     def recv_until(self, pred: Callable[[Message], bool], timeout: float = 5.0) -> Message | None:
         """First message for which pred holds; others are dropped."""
         deadline = time.monotonic() + timeout
