@@ -321,6 +321,9 @@ def test_output_to_an_edge_vport_with_output_groups_goes_through_them_to_be_coun
     # a link vport is counted by its peer's classification, not by a group
     [rule] = physical(osken_flow_mod(parser.OFPMatch(in_port=1), [apply(Out(3))]), counted)
     assert instruction_summary(rule.instructions) == {"apply": link_out(13, 7)}
+    # an action set holds one group: a tenant group written there must win over the output
+    [rule] = physical(osken_flow_mod(parser.OFPMatch(in_port=3), [write(Out(1))]), counted)
+    assert instruction_summary(rule.instructions) == {"write": [("output", 11)]}
 
 
 def test_output_to_a_down_link_vport_sends_nothing() -> None:

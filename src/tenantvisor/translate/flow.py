@@ -160,7 +160,9 @@ class _ActionTranslator:
         port = ofp.OFPP_IN_PORT if pm.phys_port == self.in_phys else pm.phys_port
         if pm.link_tag is None:
             group = pm.hairpin_group if port == ofp.OFPP_IN_PORT else pm.tx_group
-            if group is not None:  # counted on the way out: the vport's tx
+            # counted on the way out (the vport's tx), but not from an action set: a set
+            # holds one group, and ours would override the tenant's, which wins over output
+            if group is not None and not self.action_set:
                 return _GROUP.pack(ofp.OFPAT_GROUP, 8, group)
             return codec.output(port)
         tag = codec.set_field(codec.oxm_u16(oxm.VLAN_VID, pm.link_tag | oxm.VLAN_PRESENT))
