@@ -740,6 +740,37 @@ def test_a_tenants_groups_are_its_own_translated_and_counted(env: Env) -> None:
     assert "type=all" not in env.fab.ofctl("lf1", "dump-groups")
 
 
+def test_a_group_in_the_action_set_wins_over_an_output_to_an_edge_vport(env: Env) -> None:
+    """OpenFlow: with both in the action set, the group runs and the output is ignored.  The
+    hypervisor's own output groups (edge tx counters) must not change that."""
+    a, b = env.carol["lf1"], env.carol["lf2"]
+    edge, link = env.carol_vports["lf1"]["edge"], env.carol_vports["lf1"]["link"]
+    link2 = env.carol_vports["lf2"]["link"]
+    match = p.OFPMatch(eth_dst="02:00:00:00:00:7f")
+    _group_mod(a, ofp.OFPGC_ADD, ofp.OFPGT_ALL, 9, [p.OFPBucket(actions=[p.OFPActionOutput(link)])])
+    for table, actions, goto in [
+        (0, [p.OFPActionGroup(9)], 1),
+        (1, [p.OFPActionOutput(edge)], None),
+    ]:
+        inst = [p.OFPInstructionActions(ofp.OFPIT_WRITE_ACTIONS, actions)]
+        if goto is not None:
+            inst.append(p.OFPInstructionGotoTable(goto))
+        a.send(flow_mod(a.next_xid(), match, table_id=table, instructions=inst))
+    try:
+        assert all(m[0] != ofp.OFPT_ERROR for m in barrier(a))
+        outsider = env.layout.outsider
+        before_host, before_link = rx_packets(env.fab, outsider), _port_stats(b)[link2].rx_packets
+        send_packet(a, bytes.fromhex("02000000007f020000000abc0800") + bytes(46), ofp.OFPP_TABLE)
+        wait_until(lambda: _port_stats(b)[link2].rx_packets != before_link)
+        assert _port_stats(b)[link2].rx_packets == before_link + 1
+        time.sleep(0.3)
+        assert rx_packets(env.fab, outsider) == before_host
+    finally:
+        delete_everything(a)
+        _group_mod(a, ofp.OFPGC_DELETE, ofp.OFPGT_ALL, 9, [])
+        assert all(m[0] != ofp.OFPT_ERROR for m in barrier(a))
+
+
 def test_a_tenants_meters_are_its_own_and_count_its_packets(env: Env) -> None:
     a = env.carol["lf1"]
     edge = env.carol_vports["lf1"]["edge"]
