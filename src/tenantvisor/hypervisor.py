@@ -84,6 +84,9 @@ class Hypervisor:
         # edge vports' output groups: (dpid, vswitch index, vport) -> (tx group, hairpin group)
         self.edge_group_ids: dict[tuple[int, int, int], tuple[int, int]] = {}
         self.installed_groups: dict[int, dict[tuple[int, int], bytes]] = {}
+        # PACKET_INs / FLOW_REMOVEDs no vswitch claimed, by (dpid, message kind): normally
+        # a rule or network removed while the message was on its way; metrics show them
+        self.unclaimed: dict[tuple[int, str], int] = {}
         # (dpid, marker) -> (vswitch index, ingress vport, PACKET_IN reason)
         self.marker_owner: dict[tuple[int, int], tuple[int, int, int]] = {}
 
@@ -288,6 +291,8 @@ class Hypervisor:
                 break
         ep = self.by_index.get(layout.meta_vswitch(meta))
         if ep is None or ep.view.dpid != s.dpid or ep.view.net_id != pi.cookie >> layout.NET_SHIFT:
+            key = (s.dpid or 0, "packet_in")
+            self.unclaimed[key] = self.unclaimed.get(key, 0) + 1
             return
         ep.packet_in(pi, meta)
 
@@ -305,6 +310,9 @@ class Hypervisor:
         ep = self.by_net_dpid.get((net_id, s.dpid or 0))
         if ep is not None:
             ep.flow_removed(fr.cookie & layout.SERIAL_MASK, fr)
+        else:
+            key = (s.dpid or 0, "flow_removed")
+            self.unclaimed[key] = self.unclaimed.get(key, 0) + 1
 
     # --- discovery ---------------------------------------------------------------------------
     async def _discovery_loop(self) -> None:

@@ -37,13 +37,21 @@ class HypervisorCollector(Collector):
         p_fm = CounterMetricFamily(
             "tenantvisor_pswitch_flow_mods_sent", "FLOW_MODs sent to the pswitch", labels=p_labels
         )
+        p_un = CounterMetricFamily(
+            "tenantvisor_pswitch_unclaimed_messages",
+            "PACKET_INs and FLOW_REMOVEDs from the pswitch that no vswitch claimed "
+            "(a rule or network removed while they were on their way)",
+            labels=["dpid", "type"],
+        )
         for dpid, s in sorted(hv.sessions.items()):
             lab = [f"{dpid:016x}"]
             up.add_metric(lab, 1.0)
             p_rx.add_metric(lab, s.channel.rx_msgs)
             p_tx.add_metric(lab, s.channel.tx_msgs)
             p_fm.add_metric(lab, s.flow_mods_sent)
-        yield from (up, p_rx, p_tx, p_fm)
+            for kind in ("packet_in", "flow_removed"):
+                p_un.add_metric([*lab, kind], hv.unclaimed.get((dpid, kind), 0))
+        yield from (up, p_rx, p_tx, p_fm, p_un)
         yield GaugeMetricFamily(
             "tenantvisor_physical_links", "link directions discovered by LLDP",
             value=len(hv.topo.links()),

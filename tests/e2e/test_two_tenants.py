@@ -466,6 +466,12 @@ def test_deleting_one_of_two_rules_that_share_a_physical_rule_keeps_the_other(en
     assert not [f for f in physical_flows(env, "lf1") if dst in f]
 
 
+def _sample(text: str, key: str) -> float:
+    line = next((ln for ln in text.splitlines() if ln.startswith(key + " ")), None)
+    assert line is not None, key
+    return float(line.rsplit(" ", 1)[1])
+
+
 def test_prometheus_metrics_show_pswitches_and_each_tenants_rules_to_the_admin_only(
     env: Env,
 ) -> None:
@@ -475,6 +481,22 @@ def test_prometheus_metrics_show_pswitches_and_each_tenants_rules_to_the_admin_o
     text = r.text
     n_sw = len(env.layout.topo.switches)
     assert text.count("tenantvisor_pswitch_up{") == n_sw
+    unclaimed = [ln for ln in text.splitlines()
+                 if ln.startswith("tenantvisor_pswitch_unclaimed_messages_total{")]  # fmt: skip
+    assert len(unclaimed) == 2 * n_sw, unclaimed
+    # a PACKET_IN no vswitch owns (a rule of no network's sends it) is counted, not relayed
+    dpid = env.layout.topo.switches["lf1"].dpid
+    key = f'tenantvisor_pswitch_unclaimed_messages_total{{dpid="{dpid:016x}",type="packet_in"}}'
+    before = _sample(text, key)
+    env.fab.ofctl("lf1", "add-flow", "table=0,priority=65535,cookie=0x7fff000000000001,"
+                  "dl_dst=02:00:00:00:00:99,actions=controller")  # fmt: skip
+    try:
+        frame = "020000000099020000000abc0800" + "00" * 46
+        env.fab.ofctl("lf1", "packet-out", f"in_port=controller packet={frame} actions=table")
+        wait_until(lambda: _sample(env.daemon.get("/metrics").text, key) > before)
+        assert _sample(env.daemon.get("/metrics").text, key) == before + 1
+    finally:
+        env.fab.ofctl("lf1", "del-flows", "cookie=0x7fff000000000001/-1")
     rules = [
         line for line in text.splitlines()
         if line.startswith("tenantvisor_vswitch_virtual_rules{") and 'tenant="alice"' in line
