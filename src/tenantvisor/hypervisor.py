@@ -184,24 +184,18 @@ class Hypervisor:
 
         def collect(dpid: int) -> Callable[[list[bytes] | None], None]:
             def parse(parts: list[bytes] | None) -> None:
-                for body in parts or []:
-                    off = 0
-                    while off + 56 <= len(body):
-                        length = codec.u16(body, off)
-                        if length < 56:
-                            break
-                        prio = codec.u16(body, off + 12)
-                        packets, nbytes = _PK_BY.unpack_from(body, off + 32)
-                        try:
-                            oxms, _ = codec.parse_match(body[: off + length], off + 48)
-                        except (MalformedMessage, codec.OFError):
-                            break
-                        into = keys.get((dpid, body[off + 2], prio, normalize(oxms)))
-                        if into is not None:
-                            c = counts.setdefault((into[0], into[1]), [0, 0])
-                            c[0] += packets
-                            c[1] += nbytes - into[2] * packets
-                        off += length
+                for body, off, length in codec.entries(parts, 56):
+                    prio = codec.u16(body, off + 12)
+                    packets, nbytes = _PK_BY.unpack_from(body, off + 32)
+                    try:
+                        oxms, _ = codec.parse_match(body[: off + length], off + 48)
+                    except (MalformedMessage, codec.OFError):
+                        continue  # not one of our classification rules
+                    into = keys.get((dpid, body[off + 2], prio, normalize(oxms)))
+                    if into is not None:
+                        c = counts.setdefault((into[0], into[1]), [0, 0])
+                        c[0] += packets
+                        c[1] += nbytes - into[2] * packets
                 waiting.discard(dpid)
                 if not waiting:
                     done(counts)

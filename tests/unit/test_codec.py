@@ -737,3 +737,15 @@ def test_peer_versions_skips_unknown_elements_by_their_padded_length() -> None:
 def test_peer_versions_without_bitmap_means_every_version_up_to_the_header() -> None:
     assert _peer_versions(codec.header(4, 0, 0)) == {1, 2, 3, 4}
     assert _peer_versions(codec.header(1, 0, 0)) == {1}
+
+
+def test_multipart_entries_walk_every_body_and_stop_at_a_bogus_length() -> None:
+    e1 = struct.pack("!H", 8) + bytes(6)
+    e2 = struct.pack("!H", 10) + bytes(8)
+    bogus = struct.pack("!H", 2) + bytes(6)  # shorter than an entry: the rest is unreadable
+    got = list(codec.entries([e1 + e2, e2 + bogus + e1, b"\x00"], 8))
+    assert [(off, length) for _, off, length in got] == [(0, 8), (8, 10), (0, 10)]
+    # the length field may sit further in (meter statistics: after the meter id)
+    meter = bytes(4) + struct.pack("!H", 12) + bytes(6)
+    assert [(o, n) for _, o, n in codec.entries([meter * 2], 12, len_at=4)] == [(0, 12), (12, 12)]
+    assert list(codec.entries(None, 8)) == []

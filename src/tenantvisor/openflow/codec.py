@@ -12,6 +12,7 @@ reference the golden-byte tests compare against.
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from os_ken.ofproto import ofproto_v1_3 as ofp
@@ -432,6 +433,22 @@ class FlowRemoved:
             self.byte_count,
         ) + encode_match(self.match)
         return header(VERSION, ofp.OFPT_FLOW_REMOVED, xid, body)
+
+
+def entries(
+    parts: list[bytes] | None, min_len: int, len_at: int = 0
+) -> Iterator[tuple[bytes, int, int]]:
+    """(body, offset, length) of each variable-length entry of multipart reply bodies, whose
+    16-bit length sits `len_at` bytes in.  A length below `min_len` ends that body: a
+    pswitch's malformed reply loses its tail, it never loops or raises."""
+    for body in parts or ():
+        off, n = 0, len(body)
+        while off + min_len <= n:
+            length = _U16.unpack_from(body, off + len_at)[0]
+            if length < min_len:
+                break
+            yield body, off, length
+            off += length
 
 
 # --- small messages ------------------------------------------------------------------------

@@ -163,17 +163,11 @@ class StatsMixin:
 
         def parse(parts: list[bytes] | None) -> None:
             counts: dict[int, list[int]] = {}
-            for body in parts or []:
-                off = 0
-                while off + 48 <= len(body):
-                    length = codec.u16(body, off)
-                    if length < 48:
-                        break
-                    cookie, packets, nbytes = _COUNTERS.unpack_from(body, off + 24)
-                    c = counts.setdefault(cookie & layout.SERIAL_MASK, [0, 0])
-                    c[0] += packets
-                    c[1] += nbytes
-                    off += length
+            for body, off, _ in codec.entries(parts, 48):
+                cookie, packets, nbytes = _COUNTERS.unpack_from(body, off + 24)
+                c = counts.setdefault(cookie & layout.SERIAL_MASK, [0, 0])
+                c[0] += packets
+                c[1] += nbytes
             done(counts)
 
         req = _FLOW_STATS_REQ.pack(
@@ -299,15 +293,9 @@ class StatsMixin:
         def edge_tx(counts: dict[tuple[int, int], list[int]], parts: list[bytes] | None) -> None:
             wanted = {g for pair in edge_groups.values() for g in pair}
             sent: dict[int, list[int]] = {}
-            for body in parts or []:
-                off = 0
-                while off + 40 <= len(body):
-                    length = codec.u16(body, off)
-                    if length < 40:
-                        break
-                    if (gid := codec.u32(body, off + 4)) in wanted:
-                        sent[gid] = list(_PK_BY.unpack_from(body, off + 16))
-                    off += length
+            for body, off, _ in codec.entries(parts, 40):
+                if (gid := codec.u32(body, off + 4)) in wanted:
+                    sent[gid] = list(_PK_BY.unpack_from(body, off + 16))
             reply(counts, sent)
 
         self.host.classified_counts(view.net_id, dpids, then_groups)
@@ -348,19 +336,13 @@ class StatsMixin:
 
         def reply(parts: list[bytes] | None) -> None:
             found: dict[int, bytes] = {}
-            for body in parts or []:
-                off = 0
-                while off + 40 <= len(body):
-                    length = codec.u16(body, off)
-                    if length < 40:
-                        break
-                    vid = by_phys.get(codec.u32(body, off + 4))
-                    if vid is not None:
-                        found[vid] = (
-                            body[off : off + 4] + struct.pack("!II", vid, refs[vid])
-                            + body[off + 12 : off + length]
-                        )  # fmt: skip
-                    off += length
+            for body, off, length in codec.entries(parts, 40):
+                vid = by_phys.get(codec.u32(body, off + 4))
+                if vid is not None:
+                    found[vid] = (
+                        body[off : off + 4] + struct.pack("!II", vid, refs[vid])
+                        + body[off + 12 : off + length]
+                    )  # fmt: skip
             entries = []
             for vid, g in sorted(wanted.items()):
                 if vid in found:
@@ -396,23 +378,17 @@ class StatsMixin:
                 ch.send(codec.header(ch.version, ofp.OFPT_MULTIPART_REPLY, xid, out))
                 return
             entries = []
-            for body in parts or []:
-                off = 0
-                while off + 40 <= len(body):
-                    length = codec.u16(body, off + 4)
-                    if length < 40:
-                        break
-                    vid = by_phys.get(codec.u32(body, off))
-                    if vid is not None:
-                        flows = sum(
-                            1 for vf in self.table
-                            if codec.parse_instructions(vf.instructions).meter == vid
-                        )  # fmt: skip
-                        entries.append(
-                            struct.pack("!I", vid) + body[off + 4 : off + 12]
-                            + struct.pack("!I", flows) + body[off + 16 : off + length]
-                        )  # fmt: skip
-                    off += length
+            for body, off, length in codec.entries(parts, 40, len_at=4):
+                vid = by_phys.get(codec.u32(body, off))
+                if vid is not None:
+                    flows = sum(
+                        1 for vf in self.table
+                        if codec.parse_instructions(vf.instructions).meter == vid
+                    )  # fmt: skip
+                    entries.append(
+                        struct.pack("!I", vid) + body[off + 4 : off + 12]
+                        + struct.pack("!I", flows) + body[off + 16 : off + length]
+                    )  # fmt: skip
             self._multipart_reply(ch, xid, ofp.OFPMP_METER, entries)
 
         if session is None or not session.ready or (mtype == ofp.OFPMP_METER and not wanted):
