@@ -690,7 +690,7 @@ def test_port_counters_count_the_tenants_own_traffic_only(env: Env) -> None:
         crossed = _port_stats(a)[edge]
         assert crossed.tx_packets == last.tx_packets + 1
         # Open vSwitch counts a frame in a group as it entered the pswitch: with the
-        # fabric's S-tag (README, "Port statistics")
+        # fabric's S-tag (README, PORT stats row)
         assert crossed.tx_bytes == last.tx_bytes + len(out) + TAG_BYTES
     finally:
         delete_everything(a)
