@@ -20,6 +20,7 @@ class Settings:
     admin_token: str = ""
     lldp_interval: float = 1.0
     log_level: str = "info"
+    max_rules_per_vswitch: int = 100_000
 
     @staticmethod
     def split(addr: str, what: str) -> tuple[str, int]:
@@ -57,6 +58,12 @@ def load(path: str | None, overrides: dict[str, object]) -> Settings:
         raise ConfigError("lldp_interval must be a number of seconds") from None
     if not 0.1 <= s.lldp_interval <= 60:
         raise ConfigError("lldp_interval must be within 0.1-60 seconds")
+    try:
+        s.max_rules_per_vswitch = int(s.max_rules_per_vswitch)
+    except (TypeError, ValueError):
+        raise ConfigError("max_rules_per_vswitch must be a whole number") from None
+    if not 1 <= s.max_rules_per_vswitch <= 1_000_000:
+        raise ConfigError("max_rules_per_vswitch must be within 1-1000000")
     if not str(s.of_listen).startswith("unix:"):
         Settings.split(s.of_listen, "of_listen")
     Settings.split(s.api_listen, "api_listen")

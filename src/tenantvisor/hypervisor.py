@@ -56,6 +56,7 @@ class Hypervisor:
         admin_token: str,
         lldp_interval: float = 1.0,
         n_tables: int = N_TABLES_OFFERED,
+        max_rules: int = 100_000,
     ) -> None:
         self.topo = PhysicalTopology()
         self.manager = NetworkManager(self.topo, admin_token)
@@ -70,6 +71,8 @@ class Hypervisor:
         self.classify: dict[int, dict[StatKey, tuple[int, int, int]]] = {}
         self.lldp_interval = lldp_interval
         self.n_tables = n_tables
+        # a tenant's rules cost pswitch table space every tenant shares: bounded per vswitch
+        self.max_rules = max_rules
         self._secret = secrets.token_bytes(16)
         self._link_seen: dict[PLink, float] = {}
         self._link_first_seen: dict[PLink, float] = {}

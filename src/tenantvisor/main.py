@@ -43,7 +43,10 @@ async def serve(settings: Settings, ready: Any = None) -> None:
     from tenantvisor.hypervisor import Hypervisor
     from tenantvisor.metrics import metrics_text
 
-    hv = Hypervisor(settings.admin_token, lldp_interval=settings.lldp_interval)
+    hv = Hypervisor(
+        settings.admin_token, lldp_interval=settings.lldp_interval,
+        max_rules=settings.max_rules_per_vswitch,
+    )  # fmt: skip
     api_host, api_port = Settings.split(settings.api_listen, "api_listen")
     await hv.start(settings.of_listen)
     dnb = DnbManager(lambda tid: t.name if (t := hv.manager.tenants.get(tid)) else str(tid))
@@ -76,6 +79,10 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--admin-token", help="admin token (or TENANTVISOR_ADMIN_TOKEN)")
     s.add_argument("--lldp-interval", type=float, help="seconds between LLDP probes")
     s.add_argument("--log-level", help="debug, info, warning, error")
+    s.add_argument(
+        "--max-rules-per-vswitch", type=int,
+        help="rules a tenant may hold in one vswitch (default 100000); more: TABLE_FULL",
+    )  # fmt: skip
     d = sub.add_parser("demo", help="two tenants over an emulated fabric, end to end")
     d.add_argument("--topology", default="fat-tree", choices=["fat-tree", "two-tier"])
     d.add_argument("--keep-logs", action="store_true")
@@ -98,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
                     "admin_token": args.admin_token,
                     "lldp_interval": args.lldp_interval,
                     "log_level": args.log_level,
+                    "max_rules_per_vswitch": args.max_rules_per_vswitch,
                 },
             )
         except ConfigError as exc:

@@ -31,6 +31,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     return report
 
 
+RULE_LIMIT = 400  # per vswitch: far above what the tests' controllers install
+
+
 @dataclass
 class Env:
     fab: Fabric
@@ -52,7 +55,7 @@ def env() -> Iterator[Env]:
     layout = two_tier_layout()
     listener = ControllerListener()
     try:
-        with two_tenants(layout) as run:
+        with two_tenants(layout, daemon_args=["--max-rules-per-vswitch", str(RULE_LIMIT)]) as run:
             daemon, topo = run.daemon, layout.topo
             d = {n: s.dpid for n, s in topo.switches.items()}
             tok = daemon.rest("POST", "/v1/tenants", {"name": "carol"})["token"]

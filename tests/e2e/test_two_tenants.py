@@ -18,7 +18,7 @@ from tenantvisor.hypervisor import TAG_BYTES
 from tenantvisor.testbed.ofclient import OFPeer
 from tenantvisor.testbed.scenario import EXTRA_B_IP, OUTSIDER_IP, pingall, rx_packets
 
-from .conftest import Env
+from .conftest import RULE_LIMIT, Env
 
 pytestmark = pytest.mark.root
 DP = ProtocolDesc(ofp.OFP_VERSION)
@@ -791,6 +791,41 @@ def test_a_group_in_the_action_set_wins_over_an_output_to_an_edge_vport(env: Env
         delete_everything(a)
         _group_mod(a, ofp.OFPGC_DELETE, ofp.OFPGT_ALL, 9, [])
         assert all(m[0] != ofp.OFPT_ERROR for m in barrier(a))
+
+
+def test_a_vswitch_holds_at_most_its_rule_limit_then_says_table_full(env: Env) -> None:
+    b = env.carol["lf2"]
+    delete_everything(b)
+    xid = b.next_xid()
+    b.send(wire(p.OFPTableFeaturesStatsRequest(DP, 0, []), xid))
+    m = b.recv_until(lambda m: m[0] == ofp.OFPT_MULTIPART_REPLY and m[1] == xid)
+    assert m is not None
+    features = p.OFPMultipartReply.parser(DP, 4, m[0], len(m[2]), m[1], m[2]).body
+    assert {f.max_entries for f in features} == {RULE_LIMIT}
+    try:
+        for i in range(RULE_LIMIT):
+            b.send(
+                flow_mod(
+                    b.next_xid(), p.OFPMatch(eth_dst=f"02:00:00:01:{i >> 8:02x}:{i & 255:02x}")
+                )
+            )
+        assert not [m for m in barrier(b) if m[0] == ofp.OFPT_ERROR]
+        xid = b.next_xid()
+        b.send(flow_mod(xid, p.OFPMatch(eth_dst="02:00:00:02:00:00")))
+        err = [m for m in barrier(b) if m[0] == ofp.OFPT_ERROR and m[1] == xid]
+        assert err and error_of(err[0])[:2] == (ofp.OFPET_FLOW_MOD_FAILED, ofp.OFPFMFC_TABLE_FULL)
+        # replacing a rule it holds is not a new rule
+        b.send(
+            flow_mod(b.next_xid(), p.OFPMatch(eth_dst="02:00:00:01:00:00"), [p.OFPActionOutput(1)])
+        )
+        assert not [m for m in barrier(b) if m[0] == ofp.OFPT_ERROR]
+    finally:
+        delete_everything(b)
+    # the limit is per vswitch: its neighbour on another pswitch still takes rules
+    a = env.carol["lf1"]
+    a.send(flow_mod(a.next_xid(), p.OFPMatch(eth_dst="02:00:00:02:00:01")))
+    assert not [m for m in barrier(a) if m[0] == ofp.OFPT_ERROR]
+    delete_everything(a)
 
 
 def test_a_tenants_meters_are_its_own_and_count_its_packets(env: Env) -> None:

@@ -293,6 +293,7 @@ def two_tenants(
     *,
     protocols: dict[str, str] | None = None,
     controller_version: str = "OpenFlow13",
+    daemon_args: list[str] | None = None,
 ) -> Iterator[Running]:
     """The two-tenant scenario, running; everything it started is stopped and removed on the
     way out, also when setting up failed half way."""
@@ -304,7 +305,7 @@ def two_tenants(
         fab.build()
         assert fab.ovs is not None
         sock = f"unix:{fab.ovs.rundir}/tenantvisor.sock"
-        daemon = Daemon(rundir, sock).start()
+        daemon = Daemon(rundir, sock, extra_args=daemon_args).start()
         fab.set_controller(sock)
         a, b = setup_tenants(fab, daemon, layout, rundir, controllers, controller_version)
         yield Running(fab, daemon, layout, a, b, rundir)

@@ -58,6 +58,8 @@ _ROLE_NAMES = {
 class EndpointHost(Protocol):
     """What an endpoint needs from the daemon."""
 
+    max_rules: int  # rules one vswitch may hold (all tables)
+
     def session(self, dpid: int) -> PSwitchSession | None: ...
 
     def deliver_lldp(self, net_id: int, vdpid: int, vport: int, data: bytes) -> None: ...
@@ -525,6 +527,9 @@ class VSwitchEndpoint(StatsMixin, GroupsMetersMixin):
             if fm.flags & ofp.OFPFF_CHECK_OVERLAP:
                 table.check_overlap(fm, norm)
             old = table.get(fm.table_id, fm.priority, norm)
+            if old is None and len(table) >= self.host.max_rules:
+                raise OFError(ofp.OFPET_FLOW_MOD_FAILED, ofp.OFPFMFC_TABLE_FULL,
+                              f"{len(table)} rules: the vswitch's limit")  # fmt: skip
             vf = VFlow(
                 old.serial if old is not None else table.new_serial(),
                 fm.table_id, fm.priority, fm.match, norm, fm.instructions, fm.cookie,

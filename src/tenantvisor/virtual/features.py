@@ -62,7 +62,9 @@ _SET10 = frozenset({oxm.ETH_SRC, oxm.ETH_DST, oxm.IPV4_SRC, oxm.IPV4_DST, oxm.IP
 
 
 @lru_cache(maxsize=8)
-def table_features(n_tables: int, of10: bool = False) -> list[bytes]:
+def table_features(
+    n_tables: int, of10: bool = False, max_entries: int = MAX_ENTRIES
+) -> list[bytes]:
     """One serialized ofp_table_features per table."""
     matchable = _FIELDS10 if of10 else oxm.TENANT_MATCHABLE
     settable = _SET10 if of10 else oxm.TENANT_SETTABLE
@@ -90,7 +92,7 @@ def table_features(n_tables: int, of10: bool = False) -> list[bytes]:
         ]
         stats = p.OFPTableFeaturesStats(
             table_id=t, name=f"table{t}".encode(), metadata_match=0 if of10 else 0xFFFFFFFF,
-            metadata_write=0 if of10 else 0xFFFFFFFF, config=0, max_entries=MAX_ENTRIES,
+            metadata_write=0 if of10 else 0xFFFFFFFF, config=0, max_entries=max_entries,
             properties=props,
         )  # fmt: skip
         out.append(bytes(stats.serialize()))

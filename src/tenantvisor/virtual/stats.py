@@ -145,9 +145,8 @@ class StatsMixin:
                 raise OFError(
                     ofp.OFPET_TABLE_FEATURES_FAILED, ofp.OFPTFFC_EPERM, "tables are fixed"
                 )
-            self._multipart_reply(
-                ch, xid, mtype, table_features(self.view.n_tables, self.view.of10)
-            )
+            features = table_features(self.view.n_tables, self.view.of10, self.host.max_rules)
+            self._multipart_reply(ch, xid, mtype, features)
         else:
             raise OFError(ofp.OFPET_BAD_REQUEST, ofp.OFPBRC_BAD_MULTIPART, f"multipart {mtype}")
 
