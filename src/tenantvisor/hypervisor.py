@@ -13,6 +13,7 @@ import logging
 import secrets
 import struct
 import time
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -28,6 +29,7 @@ from tenantvisor.physical.session import ErrorCallback, PSwitchSession
 from tenantvisor.physical.topology import PhysicalTopology, PLink, PPort, PSwitchInfo
 from tenantvisor.translate import infra
 from tenantvisor.translate.flow import PhysFlow
+from tenantvisor.translate.group import delete_group, output_group
 from tenantvisor.translate.view import PortMap, VSwitchView
 from tenantvisor.virtual.endpoint import VSwitchEndpoint
 from tenantvisor.virtual.flowtable import NormMatch, normalize
@@ -40,8 +42,6 @@ StatKey = tuple[int, int, int, NormMatch]  # dpid, table, priority, normalized m
 _STATS_REQ = struct.Struct("!B3xII4xQQ")
 _PK_BY = struct.Struct("!QQ")
 TAG_BYTES = 4  # the 802.1ad S-tag a frame carries across the fabric
-_GROUP_MOD = struct.Struct("!HBxI")
-_BUCKET = struct.Struct("!HHII4x")
 
 
 def _stat_key(pf: PhysFlow) -> StatKey:
@@ -86,10 +86,11 @@ class Hypervisor:
         self.markers = TagAllocator()
         # edge vports' output groups: (dpid, vswitch index, vport) -> (tx group, hairpin group)
         self.edge_group_ids: dict[tuple[int, int, int], tuple[int, int]] = {}
-        self.installed_groups: dict[int, dict[tuple[int, int], bytes]] = {}
+        # per network: (dpid, group id) -> the physical port the group outputs to
+        self.installed_groups: dict[int, dict[tuple[int, int], int]] = {}
         # PACKET_INs / FLOW_REMOVEDs no vswitch claimed, by (dpid, message kind): normally
         # a rule or network removed while the message was on its way; metrics show them
-        self.unclaimed: dict[tuple[int, str], int] = {}
+        self.unclaimed: Counter[tuple[int, str]] = Counter()
         # (dpid, marker) -> (vswitch index, ingress vport, PACKET_IN reason)
         self.marker_owner: dict[tuple[int, int], tuple[int, int, int]] = {}
 
@@ -222,9 +223,9 @@ class Hypervisor:
         for pf in infra.provider_flows(s.dpid, of10=s.is_of10):
             s.send_rule(pf, self._infra_error(pf))
         for groups in self.installed_groups.values():  # before the rules that use them
-            for (dpid, _), msg in groups.items():
+            for (dpid, gid), port in groups.items():
                 if dpid == s.dpid:
-                    s.send_flow(lambda x, m=msg: codec.set_xid(m, x), None)  # type: ignore[misc]
+                    self._send_group(s, output_group(ofp.OFPGC_ADD, gid, port))
         for flows in self.installed.values():
             for pf in flows.values():
                 if pf.dpid == s.dpid:
@@ -288,8 +289,7 @@ class Hypervisor:
                 break
         ep = self.by_index.get(layout.meta_vswitch(meta))
         if ep is None or ep.view.dpid != s.dpid or ep.view.net_id != pi.cookie >> layout.NET_SHIFT:
-            key = (s.dpid or 0, "packet_in")
-            self.unclaimed[key] = self.unclaimed.get(key, 0) + 1
+            self.unclaimed[(s.dpid or 0, "packet_in")] += 1
             return
         ep.packet_in(pi, meta)
 
@@ -308,8 +308,7 @@ class Hypervisor:
         if ep is not None:
             ep.flow_removed(fr.cookie & layout.SERIAL_MASK, fr)
         else:
-            key = (s.dpid or 0, "flow_removed")
-            self.unclaimed[key] = self.unclaimed.get(key, 0) + 1
+            self.unclaimed[(s.dpid or 0, "flow_removed")] += 1
 
     # --- discovery ---------------------------------------------------------------------------
     async def _discovery_loop(self) -> None:
@@ -544,10 +543,10 @@ class Hypervisor:
         ep.drop_all(self.sessions.get(ep.view.dpid))
         log.info("%s: stopped", ep.label)
 
-    def _edge_groups(self, net: VirtualNetwork) -> dict[tuple[int, int], bytes]:
-        """The GROUP_MODs of this network's edge vports' output groups (1.3 pswitches only):
-        (dpid, group id) -> the group, ids kept stable across re-derivations."""
-        want: dict[tuple[int, int], bytes] = {}
+    def _edge_groups(self, net: VirtualNetwork) -> dict[tuple[int, int], int]:
+        """This network's edge vports' output groups (1.3 pswitches only): (dpid, group id)
+        -> the port it outputs to, ids kept stable across re-derivations."""
+        want: dict[tuple[int, int], int] = {}
         keep = set()
         for sw in net.switches.values():
             if self._is_of10(sw.dpid) or sw.dpid not in self.topo.switches:
@@ -564,40 +563,40 @@ class Hypervisor:
                         continue
                     ids = self.edge_group_ids[key] = (tx, hp)
                 keep.add(key)
-                for gid, port in ((ids[0], vp.port), (ids[1], ofp.OFPP_IN_PORT)):
-                    bucket = _BUCKET.pack(32, 0, ofp.OFPP_ANY, ofp.OFPG_ANY) + codec.output(port)
-                    body = _GROUP_MOD.pack(ofp.OFPGC_ADD, ofp.OFPGT_INDIRECT, gid) + bucket
-                    want[(sw.dpid, gid)] = codec.header(codec.VERSION, ofp.OFPT_GROUP_MOD, 0, body)
+                want[(sw.dpid, ids[0])] = vp.port
+                want[(sw.dpid, ids[1])] = ofp.OFPP_IN_PORT  # hairpin
         mine = {sw.index for sw in net.switches.values()}
         live = {sw.index for n in self.manager.networks.values() for sw in n.switches.values()}
-        for gkey in [
-            k for k in self.edge_group_ids
-            if (k[1] in mine and k not in keep) or k[1] not in live
-        ]:  # fmt: skip
-            for gid in self.edge_group_ids.pop(gkey):
-                self.free_id("group", gkey[0], gid)
+        self._free_edge_groups(lambda k: (k[1] in mine and k not in keep) or k[1] not in live)
         return want
 
-    def _apply_groups(self, net_id: int, want: dict[tuple[int, int], bytes]) -> None:
+    def _free_edge_groups(self, which: Callable[[tuple[int, int, int]], bool]) -> None:
+        for gkey in [k for k in self.edge_group_ids if which(k)]:
+            for gid in self.edge_group_ids.pop(gkey):
+                self.free_id("group", gkey[0], gid)
+
+    @staticmethod
+    def _send_group(s: PSwitchSession, msg: bytes) -> None:
+        s.send_flow(lambda x: codec.set_xid(msg, x), None)
+
+    def _apply_groups(self, net_id: int, want: dict[tuple[int, int], int]) -> None:
         """Send only what changed: a re-derivation must not reset the groups' counters."""
         old = self.installed_groups.get(net_id, {})
-        for (dpid, gid), msg in want.items():
+        for (dpid, gid), port in want.items():
             was = old.get((dpid, gid))
-            if was != msg and (s := self.sessions.get(dpid)) is not None:
-                if was is not None:  # the same id, another port: MODIFY, as ADD would fail
-                    msg = msg[:8] + struct.pack("!H", ofp.OFPGC_MODIFY) + msg[10:]
-                s.send_flow(lambda x, m=msg: codec.set_xid(m, x), None)  # type: ignore[misc]
+            if was != port and (s := self.sessions.get(dpid)) is not None:
+                # the same id, another port: MODIFY, as ADD would fail
+                command = ofp.OFPGC_ADD if was is None else ofp.OFPGC_MODIFY
+                self._send_group(s, output_group(command, gid, port))
         self.installed_groups[net_id] = want
 
     def _drop_groups(
-        self, old: dict[tuple[int, int], bytes], new: dict[tuple[int, int], bytes]
+        self, old: dict[tuple[int, int], int], new: dict[tuple[int, int], int]
     ) -> None:
         """Delete the groups no vport uses any more, after the rules that output to them."""
         for dpid, gid in old:
             if (dpid, gid) not in new and (s := self.sessions.get(dpid)) is not None:
-                body = _GROUP_MOD.pack(ofp.OFPGC_DELETE, 0, gid)
-                msg = codec.header(codec.VERSION, ofp.OFPT_GROUP_MOD, 0, body)
-                s.send_flow(lambda x, m=msg: codec.set_xid(m, x), None)  # type: ignore[misc]
+                self._send_group(s, delete_group(gid))
 
     def _apply_infra(self, net_id: int, new: dict[tuple[int, int, int, bytes], PhysFlow]) -> None:
         old = self.installed.get(net_id, {})
@@ -626,9 +625,7 @@ class Hypervisor:
         self.classify.pop(net.id, None)
         self._drop_groups(self.installed_groups.pop(net.id, {}), {})
         indexes = {sw.index for sw in net.switches.values()}
-        for gkey in [k for k in self.edge_group_ids if k[1] in indexes]:
-            for gid in self.edge_group_ids.pop(gkey):
-                self.free_id("group", gkey[0], gid)
+        self._free_edge_groups(lambda k: k[1] in indexes)
         self.tags.release_where(lambda o: isinstance(o, tuple) and o[0] == net.id)
         self.markers.release_where(lambda o: isinstance(o, tuple) and o[0] == net.id)
         for s in self.sessions.values():  # anything left with this network's cookie

@@ -8,7 +8,7 @@ from os_ken.ofproto import ofproto_v1_3_parser as p
 from os_ken.ofproto.ofproto_protocol import ProtocolDesc
 
 from tenantvisor.openflow.codec import OFError
-from tenantvisor.translate.group import GroupMod, translate_group
+from tenantvisor.translate.group import GroupMod, output_group, translate_group
 from tenantvisor.translate.view import PortMap, VSwitchView
 
 DP = ProtocolDesc(ofp.OFP_VERSION)
@@ -79,3 +79,15 @@ def test_malformed_groups_get_the_spec_error(gtype: int, buckets: list, code: in
     with pytest.raises(OFError) as exc:
         translate_group(VIEW, {}, tenant_group(gtype, buckets), 7)
     assert (exc.value.type, exc.value.code) == (ofp.OFPET_GROUP_MOD_FAILED, code)
+
+
+@pytest.mark.parametrize("command", [ofp.OFPGC_ADD, ofp.OFPGC_MODIFY])
+@pytest.mark.parametrize("port", [7, ofp.OFPP_IN_PORT])
+def test_an_edge_vports_output_group_is_indirect_with_one_bucket_to_its_port(
+    command: int, port: int
+) -> None:
+    g = physical(output_group(command, 0x42, port))
+    assert (g.command, g.type, g.group_id) == (command, ofp.OFPGT_INDIRECT, 0x42)
+    [bucket] = g.buckets
+    assert (bucket.watch_port, bucket.watch_group) == (ofp.OFPP_ANY, ofp.OFPG_ANY)
+    assert [(type(a), a.port) for a in bucket.actions] == [(p.OFPActionOutput, port)]

@@ -97,6 +97,14 @@ def translate_group(
     return codec.header(codec.VERSION, ofp.OFPT_GROUP_MOD, 0, body)
 
 
+def output_group(command: int, phys_id: int, port: int) -> bytes:
+    """An indirect group whose one bucket outputs to physical `port`: the hypervisor's own
+    output group of an edge vport, whose counters are the vport's tx."""
+    bucket = BUCKET.pack(16 + 16, 0, ofp.OFPP_ANY, ofp.OFPG_ANY) + codec.output(port)
+    body = GROUP_MOD.pack(command, ofp.OFPGT_INDIRECT, phys_id) + bucket
+    return codec.header(codec.VERSION, ofp.OFPT_GROUP_MOD, 0, body)
+
+
 def delete_group(phys_id: int) -> bytes:
     body = GROUP_MOD.pack(ofp.OFPGC_DELETE, 0, phys_id)
     return codec.header(codec.VERSION, ofp.OFPT_GROUP_MOD, 0, body)
