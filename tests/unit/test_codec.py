@@ -749,3 +749,16 @@ def test_multipart_entries_walk_every_body_and_stop_at_a_bogus_length() -> None:
     meter = bytes(4) + struct.pack("!H", 12) + bytes(6)
     assert [(o, n) for _, o, n in codec.entries([meter * 2], 12, len_at=4)] == [(0, 12), (12, 12)]
     assert list(codec.entries(None, 8)) == []
+
+
+def test_tenant_elements_must_be_whole_aligned_and_at_least_16_bytes() -> None:
+    ok = struct.pack("!H", 16) + bytes(14) + struct.pack("!H", 24) + bytes(22)
+    assert list(codec.elements(ok, 0, "bucket")) == [(0, 16), (16, 24)]
+    for bad, says in [
+        (ok + bytes(8), "truncated bucket"),
+        (struct.pack("!H", 12) + bytes(14), "bad bucket length 12"),
+        (struct.pack("!H", 20) + bytes(18), "bad bucket length 20"),
+        (struct.pack("!H", 32) + bytes(14), "bad bucket length 32"),
+    ]:
+        with pytest.raises(codec.MalformedMessage, match=says):
+            list(codec.elements(bad, 0, "bucket"))

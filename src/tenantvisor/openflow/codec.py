@@ -451,6 +451,20 @@ def entries(
             off += length
 
 
+def elements(buf: bytes, len_at: int, what: str) -> Iterator[tuple[int, int]]:
+    """(offset, length) of each 8-byte-aligned element of at least 16 bytes (buckets, meter
+    bands) that a tenant sent; anything truncated or of a bad length is malformed."""
+    off, n = 0, len(buf)
+    while off < n:
+        if n - off < 16:
+            raise MalformedMessage(f"truncated {what}")
+        length = _U16.unpack_from(buf, off + len_at)[0]
+        if length < 16 or length % 8 or off + length > n:
+            raise MalformedMessage(f"bad {what} length {length}")
+        yield off, length
+        off += length
+
+
 # --- small messages ------------------------------------------------------------------------
 def u32(buf: bytes, off: int) -> int:
     return _U32.unpack_from(buf, off)[0]

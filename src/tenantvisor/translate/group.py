@@ -47,15 +47,9 @@ class GroupMod:
 def parse_buckets(buf: bytes) -> list[tuple[int, int, int, bytes]]:
     """(weight, watch_port, watch_group, raw actions) per bucket."""
     out = []
-    off = 0
-    while off < len(buf):
-        if len(buf) - off < 16:
-            raise MalformedMessage("truncated bucket")
-        length, weight, watch_port, watch_group = BUCKET.unpack_from(buf, off)
-        if length < 16 or length % 8 or off + length > len(buf):
-            raise MalformedMessage(f"bad bucket length {length}")
+    for off, length in codec.elements(buf, 0, "bucket"):
+        _, weight, watch_port, watch_group = BUCKET.unpack_from(buf, off)
         out.append((weight, watch_port, watch_group, buf[off + 16 : off + length]))
-        off += length
     return out
 
 

@@ -16,7 +16,6 @@ from tenantvisor.openflow import codec
 from tenantvisor.openflow.codec import MalformedMessage, OFError
 
 METER_MOD = struct.Struct("!HHI")  # command, flags, meter_id
-BAND = struct.Struct("!HHII")  # type, len, rate, burst_size
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,14 +31,7 @@ class MeterMod:
             raise MalformedMessage("METER_MOD shorter than 16 bytes")
         command, flags, mid = METER_MOD.unpack_from(msg, 8)
         bands = msg[16:]
-        off = 0
-        while off < len(bands):
-            if len(bands) - off < 16:
-                raise MalformedMessage("truncated meter band")
-            _, length, _, _ = BAND.unpack_from(bands, off)
-            if length < 16 or length % 8 or off + length > len(bands):
-                raise MalformedMessage(f"bad meter band length {length}")
-            off += length
+        list(codec.elements(bands, 2, "meter band"))  # raises on a malformed band
         return cls(command, flags, mid, bands)
 
     def check_id(self) -> None:
