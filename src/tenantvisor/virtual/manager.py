@@ -239,7 +239,7 @@ class NetworkManager:
         if not index:
             raise Conflict("vswitch id space exhausted")
         self._vswitch_index.add(index)
-        sw = VSwitch(vdpid, dpid, index)
+        sw = VSwitch(vdpid, [dpid], index)
         net.switches[vdpid] = sw
         self._changed(net)
         return sw

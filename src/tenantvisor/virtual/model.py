@@ -35,17 +35,58 @@ class VPort:
     link_id: int | None = None  # set when this link vport is an end of a vlink
 
 
+PathHops = tuple[tuple[int, int, int, int], ...]
+"""A physical path as the tenant gave it: (src_dpid, src_port, dst_dpid, dst_port) per hop."""
+
+ROUTING_ALGORITHMS = ("spf", "manual")
+
+
+@dataclass
+class ManualPath:
+    """A path the tenant chose (OVX `setLinkPath` / `connectRoute`): the highest priority
+    whose links are all up carries the traffic, the others are its backups."""
+
+    hops: PathHops
+    priority: int
+
+
+@dataclass
+class Route:
+    """A manual internal route of a big switch, between two of its vports (OVX
+    `connectRoute`).  It carries what leaves `src_vport`'s pswitch toward `dst_vport`."""
+
+    id: int
+    src_vport: int
+    dst_vport: int
+    path: ManualPath
+
+
 @dataclass
 class VSwitch:
-    """A virtual switch mapped onto one pswitch (big switches come later)."""
+    """A virtual switch mapped onto one pswitch, or onto several (a big switch: its vports
+    may sit on any of them, internal routes join them)."""
 
     vdpid: int
-    dpid: int
+    dpids: list[int]
     index: int  # fabric-wide id, carried in the metadata bits the hypervisor owns
     ports: dict[int, VPort] = field(default_factory=dict)
     # This vswitch's own controller URLs (e.g. a ptcp: listener of its own); None: the
     # network's.
     controller_urls: list[str] | None = None
+    # Internal routing of a big switch: "spf" (shortest paths inside its own pswitches, plus
+    # `backup_num` link-disjoint alternatives) or "manual" (`routes`).
+    routing: str = "spf"
+    backup_num: int = 0
+    routes: dict[int, Route] = field(default_factory=dict)
+
+    @property
+    def dpid(self) -> int:
+        """The first pswitch: the whole vswitch unless it is a big switch."""
+        return self.dpids[0]
+
+    @property
+    def is_big(self) -> bool:
+        return len(self.dpids) > 1
 
 
 @dataclass
@@ -59,6 +100,12 @@ class VLink:
     id: int
     src: VLinkEnd
     dst: VLinkEnd
+    # "spf": the shortest path plus `backup_num` link-disjoint alternatives, recomputed as
+    # the fabric changes; "manual": `paths`, set by the tenant (src -> dst; the reverse
+    # direction uses the same links backwards).
+    algorithm: str = "spf"
+    backup_num: int = 0
+    paths: list[ManualPath] = field(default_factory=list)
 
 
 @dataclass
