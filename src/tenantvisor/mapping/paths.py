@@ -7,6 +7,7 @@ port, with the shortest (hop count) route in between.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from dataclasses import dataclass
 
@@ -118,10 +119,8 @@ def vlink_paths(
     port and enters through the destination vport's (`vlink_path`); backups join the two
     pswitches over other links, link-disjoint from every path before them.  Empty: none."""
     out: list[Path] = []
-    try:
+    with contextlib.suppress(NoPath):
         out.append(tuple(vlink_path(topo, src, dst)))
-    except NoPath:
-        pass
     if backup_num <= 0 or src[0] == dst[0]:
         return out
     g = topo.graph()
