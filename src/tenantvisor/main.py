@@ -48,7 +48,7 @@ async def serve(settings: Settings, ready: Any = None) -> None:
         max_rules=settings.max_rules_per_vswitch,
     )  # fmt: skip
     api_host, api_port = Settings.split(settings.api_listen, "api_listen")
-    await hv.start(settings.of_listen)
+    await hv.start(settings.of_listen_address)
     dnb = DnbManager(lambda tid: t.name if (t := hv.manager.tenants.get(tid)) else str(tid))
     app = create_app(hv.manager, hv.status, lambda: metrics_text(hv), dnb=dnb)
     upkeep = asyncio.ensure_future(dnb_upkeep(dnb))
