@@ -312,6 +312,32 @@ def linear(n_switches: int, hosts_per_switch: int = 1) -> Topology:
     return topo
 
 
+def ring(n_switches: int = 4, hosts_per_switch: int = 1) -> Topology:
+    """A ring ``s1 - s2 - ... - sN - s1``: every pair of switches is joined by two
+    link-disjoint paths, so a vlink has a backup whatever single link fails.
+
+    dpids: ``s<i>`` has dpid *i*.  Ports on ``s<i>``: hosts 1..h, then the link towards the
+    next switch ``s<i+1>`` (clockwise, ``s1`` after ``sN``) on h+1, then the link towards the
+    previous switch ``s<i-1>`` on h+2.  So link ``s<i>-s<i+1>`` is port h+1 of ``s<i>`` and
+    port h+2 of ``s<i+1>``.  Hosts are numbered around the ring (``s1`` gets h1..hh).
+    """
+    if n_switches < 3 or hosts_per_switch < 0:
+        raise ValueError("ring() needs n_switches >= 3 and hosts_per_switch >= 0")
+    topo = Topology(f"ring{n_switches}x{hosts_per_switch}")
+    for i in range(1, n_switches + 1):
+        topo.add_switch(f"s{i}", dpid=i)
+    n = 0
+    for i in range(1, n_switches + 1):
+        for j in range(1, hosts_per_switch + 1):
+            n += 1
+            topo.add_host(f"h{n}", f"s{i}", j)
+    h = hosts_per_switch
+    for i in range(1, n_switches + 1):
+        nxt = i % n_switches + 1
+        topo.add_link(f"s{i}", f"s{nxt}", h + 1, h + 2)
+    return topo
+
+
 def two_tier(n_spines: int = 2, n_leaves: int = 2, hosts_per_leaf: int = 1) -> Topology:
     """Leaf-spine: every leaf links to every spine, so leaf-to-leaf traffic is multi-hop.
 
@@ -388,5 +414,6 @@ __all__ = [
     "default_mac",
     "fat_tree",
     "linear",
+    "ring",
     "two_tier",
 ]
