@@ -1,53 +1,53 @@
-"""The daemon: wires pswitch sessions, the intent layer and vswitch endpoints together.
+"""The daemon: wiring between pswitch sessions, the intent layer, the compile and program
+stages, and the vswitch endpoints.
 
-Intent (virtual/manager.py) and the physical topology are the inputs; everything programmed
-is derived from them: vlink paths and fabric tags, table-0 rules per network (kept as a set
-and diffed on every change), and one endpoint per vswitch of a started network.  A pswitch
-that (re)connects is wiped and gets its whole state again.
+Intent (virtual/manager.py) and the physical topology go into `compile.network` (pure), whose
+desired state is rolled out by `program` (make before break across pswitches) and whose views
+the endpoints translate tenant rules against.  A pswitch that (re)connects is read and sent
+only the difference: it keeps forwarding throughout.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import secrets
 import struct
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from os_ken.ofproto import ofproto_v1_3 as ofp
 
+from tenantvisor.compile.network import NetworkState, compile_network, release_unused
 from tenantvisor.mapping import layout
-from tenantvisor.mapping.paths import NoPath, vlink_path
-from tenantvisor.mapping.tags import TagAllocator, TagSpaceExhausted
+from tenantvisor.mapping.alloc import IdAllocator, IdSpaceExhausted
 from tenantvisor.openflow import codec, of10, oxm
 from tenantvisor.openflow.codec import MalformedMessage
 from tenantvisor.physical import discovery
-from tenantvisor.physical.session import ErrorCallback, PSwitchSession
+from tenantvisor.physical.session import PSwitchSession
 from tenantvisor.physical.topology import PhysicalTopology, PLink, PPort, PSwitchInfo
+from tenantvisor.program import diff
+from tenantvisor.program.programmer import (
+    Rollout,
+    SwitchDesired,
+    send_group,
+    send_group_delete,
+    send_rule,
+    sync,
+)
 from tenantvisor.translate import infra
-from tenantvisor.translate.flow import PhysFlow
-from tenantvisor.translate.group import delete_group, output_group
-from tenantvisor.translate.view import PortMap, VSwitchView
 from tenantvisor.virtual.endpoint import VSwitchEndpoint
-from tenantvisor.virtual.flowtable import NormMatch, normalize
+from tenantvisor.virtual.flowtable import normalize
 from tenantvisor.virtual.manager import NetworkManager
 from tenantvisor.virtual.model import VirtualNetwork, VPortKind
 
 log = logging.getLogger(__name__)
 N_TABLES_OFFERED = 64
-StatKey = tuple[int, int, int, NormMatch]  # dpid, table, priority, normalized match
 _STATS_REQ = struct.Struct("!B3xII4xQQ")
 _PK_BY = struct.Struct("!QQ")
-TAG_BYTES = 4  # the 802.1ad S-tag a frame carries across the fabric
-
-
-def _stat_key(pf: PhysFlow) -> StatKey:
-    """How a physical rule is recognised in a flow statistics reply (OVS orders fields its
-    own way, so the match is compared normalized)."""
-    return pf.dpid, pf.table, pf.priority, normalize(codec.parse_match(pf.match, 0)[0])
 
 
 class Hypervisor:
@@ -61,14 +61,13 @@ class Hypervisor:
         self.topo = PhysicalTopology()
         self.manager = NetworkManager(self.topo, admin_token)
         self.manager.listeners.append(self._intent_changed)
-        self.tags = TagAllocator()
+        self.alloc = IdAllocator()  # every id that reaches the wire
+        self._tenant_ids = itertools.count(1)  # owners of tenants' group/meter ids
+        self.states: dict[int, NetworkState] = {}  # compiled desired state per network
         self.sessions: dict[int, PSwitchSession] = {}
         self.endpoints: dict[tuple[int, int], VSwitchEndpoint] = {}
         self.by_index: dict[int, VSwitchEndpoint] = {}
         self.by_net_dpid: dict[tuple[int, int], VSwitchEndpoint] = {}
-        self.installed: dict[int, dict[tuple[int, int, int, bytes], PhysFlow]] = {}
-        # per network: table-0 rules that classify into a vport, for its received counters
-        self.classify: dict[int, dict[StatKey, tuple[int, int, int]]] = {}
         self.lldp_interval = lldp_interval
         self.n_tables = n_tables
         # a tenant's rules cost pswitch table space every tenant shares: bounded per vswitch
@@ -81,17 +80,12 @@ class Hypervisor:
         self._server: asyncio.Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._reconcile_pending = False
-        self._ids: dict[tuple[str, int], set[int]] = {}  # group/meter ids in use per pswitch
-        # OpenFlow 1.0 pswitches: VLAN ids marking packets to the controller by ingress vport
-        self.markers = TagAllocator()
-        # edge vports' output groups: (dpid, vswitch index, vport) -> (tx group, hairpin group)
-        self.edge_group_ids: dict[tuple[int, int, int], tuple[int, int]] = {}
-        # per network: (dpid, group id) -> the physical port the group outputs to
-        self.installed_groups: dict[int, dict[tuple[int, int], int]] = {}
+        # messages the last sync sent each pswitch (0 when nothing had changed)
+        self.sync_messages: dict[int, int] = {}
         # PACKET_INs / FLOW_REMOVEDs no vswitch claimed, by (dpid, message kind): normally
         # a rule or network removed while the message was on its way; metrics show them
         self.unclaimed: Counter[tuple[int, str]] = Counter()
-        # (dpid, marker) -> (vswitch index, ingress vport, PACKET_IN reason)
+        # OpenFlow 1.0: (dpid, marker) -> (vswitch index, ingress vport, PACKET_IN reason)
         self.marker_owner: dict[tuple[int, int], tuple[int, int, int]] = {}
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -147,16 +141,15 @@ class Hypervisor:
 
     def alloc_id(self, kind: str, dpid: int) -> int | None:
         """A physical group or meter id on this pswitch for some tenant's group or meter
-        (None: none left)."""
-        used = self._ids.setdefault((kind, dpid), set())
+        (None: none left).  Same space as the compiler's own groups."""
         top = ofp.OFPG_MAX if kind == "group" else ofp.OFPM_MAX
-        new = next((i for i in range(1, top + 1) if i not in used), None)
-        if new is not None:
-            used.add(new)
-        return new
+        try:
+            return self.alloc.get((kind, dpid), ("tenant", next(self._tenant_ids)), 1, top)
+        except IdSpaceExhausted:
+            return None
 
     def free_id(self, kind: str, dpid: int, value: int) -> None:
-        self._ids.get((kind, dpid), set()).discard(value)
+        self.alloc.release_id((kind, dpid), value)
 
     def vlink_peer(self, net_id: int, vdpid: int, vport: int) -> tuple[int, int, int] | None:
         """(dpid, vdpid, vport) at the other end of the vlink on this link vport."""
@@ -175,7 +168,8 @@ class Hypervisor:
         """Packets and bytes each vport of the network received, by (vdpid, vport): the
         counters of the table-0 rules that classified them, read from `dpids`.  These rules
         match only this network's packets, so no other tenant's traffic is ever counted."""
-        keys = self.classify.get(net_id, {})
+        st = self.states.get(net_id)
+        keys = st.classify if st is not None else {}
         counts: dict[tuple[int, int], list[int]] = {}
         waiting = {d for d in dpids if (s := self.sessions.get(d)) is not None and s.ready}
         if not waiting:
@@ -219,23 +213,30 @@ class Hypervisor:
         self.topo.add_switch(
             PSwitchInfo(s.dpid, dict(s.ports), s.n_tables, of_version=s.channel.version)
         )
-        s.wipe()
-        for pf in infra.provider_flows(s.dpid, of10=s.is_of10):
-            s.send_rule(pf, self._infra_error(pf))
-        for groups in self.installed_groups.values():  # before the rules that use them
-            for (dpid, gid), port in groups.items():
-                if dpid == s.dpid:
-                    self._send_group(s, output_group(ofp.OFPGC_ADD, gid, port))
-        for flows in self.installed.values():
-            for pf in flows.values():
-                if pf.dpid == s.dpid:
-                    s.send_rule(pf, self._infra_error(pf))
-        for ep in self.endpoints.values():
-            if ep.view.dpid == s.dpid:
-                ep.reinstall(s)
+        dpid = s.dpid
+
+        def synced(sent: int) -> None:
+            s.synced = True
+            self.sync_messages[dpid] = sent
+
+        sync(s, lambda: self._desired_for(dpid, s.is_of10), synced)
         for other in self.sessions.values():  # its neighbours find it now, not in a second
             self._probe(other)
         self._topology_changed()
+
+    def _desired_for(self, dpid: int, is_of10: bool) -> SwitchDesired:
+        """Everything pswitch `dpid` should hold now: the provider's rules, every network's
+        compiled rules and groups there, and the tenants' rules, groups and meters."""
+        want = SwitchDesired(rules=infra.provider_flows(dpid, of10=is_of10))
+        for st in self.states.values():
+            want.rules.extend(pf for pf in st.rules.values() if pf.dpid == dpid)
+            want.groups.extend(g for (d, _), g in st.groups.items() if d == dpid)
+        for ep in self.endpoints.values():
+            if dpid in ep.views:
+                want.rules.extend(pf for pf in ep.rules.installed() if pf.dpid == dpid)
+                want.groups.extend(ep.desired_groups(dpid))
+                want.meters.update(ep.desired_meters(dpid))
+        return want
 
     def switch_gone(self, s: PSwitchSession) -> None:
         if s.dpid is not None and self.sessions.get(s.dpid) is s:
@@ -288,7 +289,7 @@ class Hypervisor:
                 meta = codec.oxm_int(o)
                 break
         ep = self.by_index.get(layout.meta_vswitch(meta))
-        if ep is None or ep.view.dpid != s.dpid or ep.view.net_id != pi.cookie >> layout.NET_SHIFT:
+        if ep is None or s.dpid not in ep.views or ep.view.net_id != pi.cookie >> layout.NET_SHIFT:
             self.unclaimed[(s.dpid or 0, "packet_in")] += 1
             return
         ep.packet_in(pi, meta)
@@ -423,213 +424,136 @@ class Hypervisor:
         t = self.manager.tenants.get(net.tenant_id)
         return t.name if t else str(net.tenant_id)
 
+    def _synced(self, dpid: int) -> PSwitchSession | None:
+        s = self.sessions.get(dpid)
+        return s if s is not None and s.synced else None
+
     def _reconcile(self, net: VirtualNetwork) -> None:
-        """Derive this network's physical state from intent and program the difference."""
-        topo = self.topo
-        link_tags: dict[tuple[int, int], int] = {}  # (vdpid, vport) -> first-hop tag
-        flows: list[PhysFlow] = []
-        # table-0 rule -> (vdpid, vport) it classifies into, bytes it counts beyond the frame
-        classify: dict[StatKey, tuple[int, int, int]] = {}
-        in_tags: dict[tuple[int, int], int] = {}  # OpenFlow 1.0 vports: arriving tag
-        macs: dict[tuple[int, int], list[str]] = {}  # OpenFlow 1.0 edge vports: host MACs
-        used_owners: set[object] = set()
-        for lk in net.links.values():
-            for a, b, d in ((lk.src, lk.dst, 0), (lk.dst, lk.src, 1)):
-                va, vb = net.vport(a.vdpid, a.vport), net.vport(b.vdpid, b.vport)
-                if va is None or vb is None:
-                    continue
-                try:
-                    hops = vlink_path(topo, (va.dpid, va.port), (vb.dpid, vb.port))
-                    tags = []
-                    for i, h in enumerate(hops):
-                        owner = (net.id, lk.id, d, i)
-                        used_owners.add(owner)
-                        tags.append(self.tags.get((h.dst_dpid, h.dst_port), owner))
-                except NoPath as exc:
-                    log.warning("net=%d vlink %d is down: %s", net.id, lk.id, exc)
-                    continue
-                except TagSpaceExhausted as exc:
-                    log.error("net=%d vlink %d: %s", net.id, lk.id, exc)
-                    continue
-                link_tags[(a.vdpid, a.vport)] = tags[0]
-                dst_sw = net.switches[b.vdpid]
-                lf = infra.link_flows(
-                    net.id, infra.LinkPath(tuple(hops), tuple(tags), dst_sw.index, b.vport)
-                )
-                if self._is_of10(vb.dpid):  # no classification table: folded into rules
-                    in_tags[(b.vdpid, b.vport)] = tags[-1]
-                    flows += lf[:-1]
-                    continue
-                flows += lf
-                # the terminating rule counts frames with our tag still on: 4 bytes more
-                classify[_stat_key(lf[-1])] = (b.vdpid, b.vport, TAG_BYTES)
-        self.tags.release_where(
-            lambda o: isinstance(o, tuple) and o[0] == net.id and o not in used_owners
-        )
-        for host in net.hosts.values():
-            sw = net.switches.get(host.vdpid)
-            vp = net.vport(host.vdpid, host.vport)
-            if sw is not None and vp is not None and self._is_of10(vp.dpid):
-                macs.setdefault((host.vdpid, host.vport), []).append(host.mac)
-            elif sw is not None and vp is not None:
-                binding = infra.HostBinding(vp.dpid, vp.port, host.mac, sw.index, vp.number)
-                hf = infra.host_flow(net.id, binding)
-                flows.append(hf)
-                classify[_stat_key(hf)] = (host.vdpid, host.vport, 0)
-        # edge vports' output groups first: the tenants' rules (re)translated below use them
-        groups = self._edge_groups(net)
-        old_groups = self.installed_groups.get(net.id, {})
-        self._apply_groups(net.id, groups)
-        self._apply_infra(net.id, {pf.key: pf for pf in flows})
-        self.classify[net.id] = classify
-        # vswitch endpoints
+        """Compile this network and roll the difference out, make before break: new rules
+        and groups first; once every pswitch touched has confirmed them (barriers), what
+        changed in place (failover groups, modified rules, the endpoints' views and so the
+        tenants' re-translated rules); once those are confirmed, what is gone."""
+        new = compile_network(net, self.topo, self.alloc, self.n_tables)
+        release_unused(self.alloc, net.id, new.owners)
+        old = self.states.get(net.id) or NetworkState(net.id)
+        self.states[net.id] = new
+        for key in old.markers:
+            self.marker_owner.pop(key, None)
+        self.marker_owner.update(new.markers)
+        rules = diff.diff_rules(old.rules, new.rules)
+        groups = diff.diff_groups(old.groups, new.groups)
+        net_id = net.id
+
+        def current() -> NetworkState | None:
+            st = self.states.get(net_id)
+            return st if st is new else None  # a later compile took over from here
+
+        def add() -> set[int]:
+            touched = set()
+            for g in groups.add:
+                if (s := self._synced(g.dpid)) is not None:
+                    send_group(s, g, ofp.OFPGC_ADD)
+                    touched.add(g.dpid)
+            for pf in rules.add:
+                if (s := self._synced(pf.dpid)) is not None:
+                    send_rule(s, pf, ofp.OFPFC_ADD)
+                    touched.add(pf.dpid)
+            return touched
+
+        def modify() -> Iterable[int]:
+            # a later compile may have changed an item again: it sends its own value then
+            st = self.states.get(net_id) or NetworkState(net_id)
+            touched = set()
+            for g in groups.modify:
+                key = (g.dpid, g.group_id)
+                if st.groups.get(key) == g and (s := self._synced(g.dpid)) is not None:
+                    send_group(s, g, ofp.OFPGC_MODIFY)
+                    touched.add(g.dpid)
+            for pf in rules.modify:
+                if st.rules.get(pf.key) == pf and (s := self._synced(pf.dpid)) is not None:
+                    send_rule(s, pf, ofp.OFPFC_MODIFY_STRICT)
+                    touched.add(pf.dpid)
+            live = self.manager.networks.get(net_id)
+            if current() is not None and live is not None and live.started:
+                touched |= self._update_endpoints(live, new)
+            return touched
+
+        def delete() -> Iterable[int]:
+            st = self.states.get(net_id) or NetworkState(net_id)
+            touched = set()
+            for pf in rules.delete:
+                if pf.key not in st.rules and (s := self._synced(pf.dpid)) is not None:
+                    send_rule(s, pf, ofp.OFPFC_DELETE_STRICT)
+                    touched.add(pf.dpid)
+            for key, g in old.groups.items():
+                if key not in st.groups and (s := self._synced(g.dpid)) is not None:
+                    send_group_delete(s, g.group_id)
+                    touched.add(g.dpid)
+            return touched
+
+        Rollout(self.sessions).then(add).then(modify).then(delete).start()
+
+    def _update_endpoints(self, net: VirtualNetwork, st: NetworkState) -> set[int]:
+        """Create, re-view or stop the network's vswitch endpoints; the pswitches they may
+        have sent to."""
         tenant = self._tenant_name(net)
+        touched: set[int] = set()
         for vdpid, sw in net.switches.items():
-            ports = {}
-            names = {}
-            pinfo = topo.switches.get(sw.dpid)
-            for n, vp in sw.ports.items():
-                pp = pinfo.ports.get(vp.port) if pinfo else None
-                up = pp is not None and pp.up
-                names[n] = pp.name if pp else f"vport{n}"
-                if vp.kind is VPortKind.LINK:
-                    tag = link_tags.get((vdpid, n))
-                    ports[n] = PortMap(n, vp.port, tag, True, up and tag is not None,
-                                       in_tags.get((vdpid, n)))  # fmt: skip
-                else:
-                    tx = self.edge_group_ids.get((sw.dpid, sw.index, n), (None, None))
-                    ports[n] = PortMap(n, vp.port, None, False, up,
-                                       macs=tuple(sorted(macs.get((vdpid, n), ()))),
-                                       tx_group=tx[0], hairpin_group=tx[1])  # fmt: skip
-            if self._is_of10(sw.dpid):
-                markers: dict[int, tuple[int, int]] = {}
-                for n in [0, *sorted(ports)]:
-                    got = []
-                    for reason in (ofp.OFPR_ACTION, ofp.OFPR_NO_MATCH):
-                        marker_owner = (net.id, vdpid, n, reason)
-                        used_owners.add(marker_owner)
-                        mark = self.markers.get((sw.dpid, -1), marker_owner)
-                        self.marker_owner[(sw.dpid, mark)] = (sw.index, n, reason)
-                        got.append(mark)
-                    markers[n] = (got[0], got[1])
-                view = VSwitchView(net.id, sw.index, vdpid, sw.dpid, 1, ports, True, markers)
-            else:
-                view = VSwitchView(net.id, sw.index, vdpid, sw.dpid, self.n_tables, ports)
+            views = {d: st.views[(vdpid, d)] for d in sw.dpids if (vdpid, d) in st.views}
+            if not views:
+                continue
+            touched |= set(views)
+            names = st.port_names.get(vdpid, {})
             ep = self.endpoints.get((net.id, vdpid))
             urls = sw.controller_urls if sw.controller_urls is not None else net.controller_urls
+            if ep is not None and set(ep.views) != set(views):
+                self._drop_endpoint((net.id, vdpid))  # its pswitches changed: start anew
+                ep = None
             if ep is None:
-                ep = VSwitchEndpoint(self, view, urls, tenant)
+                ep = VSwitchEndpoint(self, views, urls, tenant)
                 ep.port_names = names
                 self.endpoints[(net.id, vdpid)] = ep
                 self.by_index[sw.index] = ep
-                self.by_net_dpid[(net.id, sw.dpid)] = ep
+                for d in views:
+                    self.by_net_dpid[(net.id, d)] = ep
                 ep.start()
-                log.info("%s: started with %d vports", ep.label, len(ports))
+                log.info("%s: started with %d vports", ep.label, len(sw.ports))
             else:
                 ep.set_controllers(urls)
-                ep.set_view(view, names)
+                ep.set_views(views, names)
         for key in [k for k in self.endpoints if k[0] == net.id and k[1] not in net.switches]:
+            touched |= set(self.endpoints[key].views)
             self._drop_endpoint(key)
-        self._drop_groups(old_groups, groups)  # nothing refers to these any more
-        self.markers.release_where(
-            lambda o: isinstance(o, tuple) and o[0] == net.id and o not in used_owners
-        )
+        return touched
 
     def _drop_endpoint(self, key: tuple[int, int]) -> None:
         ep = self.endpoints.pop(key)
-        self.by_index.pop(ep.view.index, None)
-        self.by_net_dpid.pop((ep.view.net_id, ep.view.dpid), None)
+        if self.by_index.get(ep.view.index) is ep:
+            del self.by_index[ep.view.index]
+        for d in ep.views:
+            if self.by_net_dpid.get((ep.view.net_id, d)) is ep:
+                del self.by_net_dpid[(ep.view.net_id, d)]
         ep.stop()
-        ep.drop_all(self.sessions.get(ep.view.dpid))
+        ep.drop_all()
         log.info("%s: stopped", ep.label)
-
-    def _edge_groups(self, net: VirtualNetwork) -> dict[tuple[int, int], int]:
-        """This network's edge vports' output groups (1.3 pswitches only): (dpid, group id)
-        -> the port it outputs to, ids kept stable across re-derivations."""
-        want: dict[tuple[int, int], int] = {}
-        keep = set()
-        for sw in net.switches.values():
-            if self._is_of10(sw.dpid) or sw.dpid not in self.topo.switches:
-                continue
-            for n, vp in sw.ports.items():
-                if vp.kind is not VPortKind.EDGE:
-                    continue
-                key = (sw.dpid, sw.index, n)
-                ids = self.edge_group_ids.get(key)
-                if ids is None:
-                    tx, hp = self.alloc_id("group", sw.dpid), self.alloc_id("group", sw.dpid)
-                    if tx is None or hp is None:
-                        log.error("net=%d pswitch %016x has no group ids left", net.id, sw.dpid)
-                        continue
-                    ids = self.edge_group_ids[key] = (tx, hp)
-                keep.add(key)
-                want[(sw.dpid, ids[0])] = vp.port
-                want[(sw.dpid, ids[1])] = ofp.OFPP_IN_PORT  # hairpin
-        mine = {sw.index for sw in net.switches.values()}
-        live = {sw.index for n in self.manager.networks.values() for sw in n.switches.values()}
-        self._free_edge_groups(lambda k: (k[1] in mine and k not in keep) or k[1] not in live)
-        return want
-
-    def _free_edge_groups(self, which: Callable[[tuple[int, int, int]], bool]) -> None:
-        for gkey in [k for k in self.edge_group_ids if which(k)]:
-            for gid in self.edge_group_ids.pop(gkey):
-                self.free_id("group", gkey[0], gid)
-
-    @staticmethod
-    def _send_group(s: PSwitchSession, msg: bytes) -> None:
-        s.send_flow(lambda x: codec.set_xid(msg, x), None)
-
-    def _apply_groups(self, net_id: int, want: dict[tuple[int, int], int]) -> None:
-        """Send only what changed: a re-derivation must not reset the groups' counters."""
-        old = self.installed_groups.get(net_id, {})
-        for (dpid, gid), port in want.items():
-            was = old.get((dpid, gid))
-            if was != port and (s := self.sessions.get(dpid)) is not None:
-                # the same id, another port: MODIFY, as ADD would fail
-                command = ofp.OFPGC_ADD if was is None else ofp.OFPGC_MODIFY
-                self._send_group(s, output_group(command, gid, port))
-        self.installed_groups[net_id] = want
-
-    def _drop_groups(
-        self, old: dict[tuple[int, int], int], new: dict[tuple[int, int], int]
-    ) -> None:
-        """Delete the groups no vport uses any more, after the rules that output to them."""
-        for dpid, gid in old:
-            if (dpid, gid) not in new and (s := self.sessions.get(dpid)) is not None:
-                self._send_group(s, delete_group(gid))
-
-    def _apply_infra(self, net_id: int, new: dict[tuple[int, int, int, bytes], PhysFlow]) -> None:
-        old = self.installed.get(net_id, {})
-        for key, pf in old.items():
-            if key not in new and (s := self.sessions.get(pf.dpid)) is not None:
-                s.delete_rule(pf)
-        for key, pf in new.items():
-            if old.get(key) != pf and (s := self.sessions.get(pf.dpid)) is not None:
-                s.send_rule(pf, self._infra_error(pf))
-        self.installed[net_id] = new
-
-    def _infra_error(self, pf: PhysFlow) -> ErrorCallback:
-        def on_error(etype: int, code: int, data: bytes) -> None:
-            log.error(
-                "pswitch %016x refused a hypervisor rule (table %d prio %d): type=%d code=%d",
-                pf.dpid, pf.table, pf.priority, etype, code,
-            )  # fmt: skip
-
-        return on_error
 
     def _teardown(self, net: VirtualNetwork) -> None:
         for key in [k for k in self.endpoints if k[0] == net.id]:
             self._drop_endpoint(key)
-        self._apply_infra(net.id, {})
-        self.installed.pop(net.id, None)
-        self.classify.pop(net.id, None)
-        self._drop_groups(self.installed_groups.pop(net.id, {}), {})
-        indexes = {sw.index for sw in net.switches.values()}
-        self._free_edge_groups(lambda k: k[1] in indexes)
-        self.tags.release_where(lambda o: isinstance(o, tuple) and o[0] == net.id)
-        self.markers.release_where(lambda o: isinstance(o, tuple) and o[0] == net.id)
+        st = self.states.pop(net.id, None)
+        if st is not None:
+            for pf in st.rules.values():
+                if (s := self._synced(pf.dpid)) is not None:
+                    send_rule(s, pf, ofp.OFPFC_DELETE_STRICT)
+            for g in st.groups.values():
+                if (s := self._synced(g.dpid)) is not None:
+                    send_group_delete(s, g.group_id)
+            for key in st.markers:
+                self.marker_owner.pop(key, None)
+        release_unused(self.alloc, net.id, set())
         for s in self.sessions.values():  # anything left with this network's cookie
-            s.delete_cookie(layout.net_cookie(net.id), layout.NET_COOKIE_MASK)
+            if s.synced:
+                s.delete_cookie(layout.net_cookie(net.id), layout.NET_COOKIE_MASK)
 
     # --- status ------------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
@@ -640,6 +564,8 @@ class Hypervisor:
                     "peer": s.channel.peer,
                     "ports": len(s.ports),
                     "flow_mods_sent": s.flow_mods_sent,
+                    "synced": s.synced,
+                    "sync_messages": self.sync_messages.get(dpid, 0),
                 }
                 for dpid, s in sorted(self.sessions.items())
             ],
@@ -649,6 +575,7 @@ class Hypervisor:
                     "network": ep.view.net_id,
                     "vdpid": ep.vdpid,
                     "dpid": ep.view.dpid,
+                    "dpids": sorted(ep.views),
                     "controllers_connected": len(ep.conns),
                     "flows": len(ep.table),
                     "packet_ins": ep.packet_ins,

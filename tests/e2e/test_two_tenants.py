@@ -14,7 +14,7 @@ from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as p
 from os_ken.ofproto.ofproto_protocol import ProtocolDesc
 
-from tenantvisor.hypervisor import TAG_BYTES
+from tenantvisor.compile.network import TAG_BYTES
 from tenantvisor.testbed.ofclient import OFPeer
 from tenantvisor.testbed.scenario import EXTRA_B_IP, OUTSIDER_IP, pingall, rx_packets
 

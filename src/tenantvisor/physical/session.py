@@ -1,7 +1,8 @@
 """One OpenFlow 1.3 session per pswitch (the "OVS 1.3" switch driver).
 
-It learns the dpid and ports, wipes and re-programs the switch on connect (state is
-re-derived from intent), sends what the hypervisor asks, keeps the xid of every message sent
+It learns the dpid and ports, is reconciled by the program stage when it starts (never
+wiped: what is right on the switch stays), sends what the hypervisor asks, keeps the xid of
+every message sent
 for a tenant so an error can be mapped back, and runs barriers with synchronous callbacks so
 a tenant's BARRIER reply is ordered exactly after the errors that precede it.
 """
@@ -70,6 +71,9 @@ class PSwitchSession:
         self.ports: dict[int, PPort] = {}
         self.n_tables = 0
         self.ready = False
+        # the program stage has read the switch and sent the difference: until then, rule
+        # and group changes are not sent (the sync reads them from the desired state)
+        self.synced = False
         self._records: dict[int, XidRecord] = {}
         self._port_parts: list[PPort] = []
         # multipart requests made for tenants: xid -> (reply bodies so far, done callback)
@@ -295,24 +299,6 @@ class PSwitchSession:
             self.send(of10.packet_out10(0, port, frame))
         else:
             self.send(codec.packet_out(0, ofp.OFPP_CONTROLLER, codec.output(port), frame))
-
-    def wipe(self) -> None:
-        """Start from a clean switch (rules and groups): all of it is re-derived from intent."""
-        if self.is_of10:
-            everything = codec.encode_match([])
-            self.send_flow(
-                lambda x: of10.flow_mod10(x, of10.o10.OFPFC_DELETE, 0, everything, b"", 0), None
-            )
-            return
-        body = codec.FLOW_MOD_BODY.pack(
-            0, 0, ofp.OFPTT_ALL, ofp.OFPFC_DELETE, 0, 0, 0,
-            ofp.OFP_NO_BUFFER, ofp.OFPP_ANY, ofp.OFPG_ANY, 0,
-        )  # fmt: skip
-        self.send(codec.header(codec.VERSION, ofp.OFPT_FLOW_MOD, 0, body + codec.encode_match([])))
-        groups = struct.pack("!HBxI", ofp.OFPGC_DELETE, 0, ofp.OFPG_ALL)
-        self.send(codec.header(codec.VERSION, ofp.OFPT_GROUP_MOD, 0, groups))
-        meters = struct.pack("!HHI", ofp.OFPMC_DELETE, 0, ofp.OFPM_ALL)
-        self.send(codec.header(codec.VERSION, ofp.OFPT_METER_MOD, 0, meters))
 
     def delete_cookie(self, cookie: int, mask: int) -> None:
         if self.is_of10:

@@ -157,15 +157,24 @@ class _ActionTranslator:
     def port_actions(self, pm: PortMap) -> bytes:
         if not pm.up:
             return b""  # like a real switch: output to a down port sends nothing
-        port = ofp.OFPP_IN_PORT if pm.phys_port == self.in_phys else pm.phys_port
         if pm.link_tag is None:
+            port = ofp.OFPP_IN_PORT if pm.phys_port == self.in_phys else pm.phys_port
             group = pm.hairpin_group if port == ofp.OFPP_IN_PORT else pm.tx_group
             # counted on the way out (the vport's tx), but not from an action set: a set
             # holds one group, and ours would override the tenant's, which wins over output
             if group is not None and not self.action_set:
                 return _GROUP.pack(ofp.OFPAT_GROUP, 8, group)
             return codec.output(port)
-        tag = codec.set_field(codec.oxm_u16(oxm.VLAN_VID, pm.link_tag | oxm.VLAN_PRESENT))
+        if pm.groups and not self.action_set:
+            # fast failover: the group built for this in_port (IN_PORT in the bucket that
+            # leaves through it), or the one for any other in_port
+            variants = dict(pm.groups)
+            gid = variants.get(self.in_phys or 0, variants.get(0))
+            if gid is not None:
+                return _GROUP.pack(ofp.OFPAT_GROUP, 8, gid)
+        exit_port, first_tag = pm.exits[0] if pm.exits else (pm.phys_port, pm.link_tag)
+        port = ofp.OFPP_IN_PORT if exit_port == self.in_phys else exit_port
+        tag = codec.set_field(codec.oxm_u16(oxm.VLAN_VID, first_tag | oxm.VLAN_PRESENT))
         out = _PUSH_FABRIC + tag + codec.output(port)
         return out if self.action_set else out + _POP_VLAN
 
@@ -173,7 +182,7 @@ class _ActionTranslator:
         """Explicit output to a vport: never back out of the ingress vport (OpenFlow drops
         it; OFPP_IN_PORT is how a controller asks for that)."""
         if self.in_vport is None:
-            if pm.phys_port in self.view.shared_ports:
+            if self.view.needs_ingress(pm):
                 self.needs_in_vport = True
                 return b""
             # Unshared: OVS itself drops output to the physical in_port, which is the
@@ -354,6 +363,9 @@ def translate_flow(
             meter=meter,
         )
 
+    if tm.in_vport and (ipm := view.ports.get(tm.in_vport)) is not None and ipm.remote:
+        # a big switch's vport on another pswitch: its packets never enter here
+        return TranslatedFlow((), table_id + layout.TABLE_OFFSET)
     apply, write, needs = build(tm.in_vport)
     if not needs:
         return TranslatedFlow(
@@ -363,10 +375,28 @@ def translate_flow(
     # FLOOD / ALL / IN_PORT depend on the ingress vport, which the rule does not pin: one
     # physical rule per possible ingress (each vport, and packets the controller injected).
     flows = []
-    for vp in [_FROM_CONTROLLER, *sorted(view.ports)]:
+    for vp in [_FROM_CONTROLLER, *sorted(n for n, p in view.ports.items() if not p.remote)]:
         a, w, _ = build(vp)
         flows.append((physical_match(view, tm, vp), encode(a, w)))
     return TranslatedFlow(tuple(flows), table_id + layout.TABLE_OFFSET)
+
+
+def deliver_actions(pm: PortMap) -> bytes:
+    """Actions that send a packet out of `pm` whatever its ingress: the end of a big
+    switch's internal route, where the tenant's rule has already decided (and in_port was
+    made CONTROLLER, so no port is suppressed)."""
+    if not pm.up:
+        return b""
+    if pm.link_tag is None:
+        if pm.tx_group is not None:
+            return _GROUP.pack(ofp.OFPAT_GROUP, 8, pm.tx_group)
+        return codec.output(pm.phys_port)
+    gid = dict(pm.groups).get(0)
+    if gid is not None:
+        return _GROUP.pack(ofp.OFPAT_GROUP, 8, gid)
+    exit_port, first_tag = pm.exits[0] if pm.exits else (pm.phys_port, pm.link_tag)
+    tag = codec.set_field(codec.oxm_u16(oxm.VLAN_VID, first_tag | oxm.VLAN_PRESENT))
+    return _PUSH_FABRIC + tag + codec.output(exit_port)
 
 
 def translate_packet_out(

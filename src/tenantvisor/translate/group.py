@@ -102,3 +102,26 @@ def output_group(command: int, phys_id: int, port: int) -> bytes:
 def delete_group(phys_id: int) -> bytes:
     body = GROUP_MOD.pack(ofp.OFPGC_DELETE, 0, phys_id)
     return codec.header(codec.VERSION, ofp.OFPT_GROUP_MOD, 0, body)
+
+
+@dataclass(frozen=True, slots=True)
+class GroupSpec:
+    """A group the hypervisor owns on a pswitch (edge output, fast-failover path): what the
+    compiler wants, compared with what the pswitch has and sent as ADD or MODIFY."""
+
+    dpid: int
+    group_id: int
+    type: int
+    buckets: bytes  # encoded ofp_bucket list
+
+    def mod(self, command: int) -> bytes:
+        body = GROUP_MOD.pack(command, self.type, self.group_id) + self.buckets
+        return codec.header(codec.VERSION, ofp.OFPT_GROUP_MOD, 0, body)
+
+
+def bucket(actions: bytes, watch_port: int = ofp.OFPP_ANY) -> bytes:
+    return BUCKET.pack(16 + len(actions), 0, watch_port, ofp.OFPG_ANY) + actions
+
+
+def output_group_spec(dpid: int, phys_id: int, port: int) -> GroupSpec:
+    return GroupSpec(dpid, phys_id, ofp.OFPGT_INDIRECT, bucket(codec.output(port)))

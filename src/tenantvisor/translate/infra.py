@@ -41,6 +41,13 @@ class LinkPath:
     tags: tuple[int, ...]
     dst_index: int
     dst_vport: int
+    # The vport's own physical port when the path enters through another one (a backup):
+    # the packet's in_port is set to it, so OVS's "never out of the in_port" and every
+    # IN_PORT decision of translation hold as if it had come over the primary path.
+    in_port: int | None = None
+    # A big switch's internal route ends by delivering to a vport with these actions
+    # (its ingress was decided where the packet entered) instead of classifying.
+    deliver: bytes | None = None
 
 
 def _goto_tenant(index: int, vport: int, pre: bytes) -> bytes:
@@ -111,8 +118,16 @@ def link_flows(net_id: int, lp: LinkPath) -> list[PhysFlow]:
                 codec.oxm_u16(oxm.VLAN_VID, tag | oxm.VLAN_PRESENT),
             ]
         )
-        if i == last:
-            ins = _goto_tenant(lp.dst_index, lp.dst_vport, codec.pop_vlan())
+        if i == last and lp.deliver is not None:
+            # the tenant's rule was applied where the packet entered the big switch: no
+            # in_port here may suppress the output, so it looks injected (CONTROLLER)
+            fwd = codec.set_field(codec.oxm_u32(oxm.IN_PORT, ofp.OFPP_CONTROLLER)) + lp.deliver
+            ins = codec.encode_instructions(apply_actions=codec.pop_vlan() + fwd)
+        elif i == last:
+            pre = codec.pop_vlan()
+            if lp.in_port is not None and lp.in_port != hop.dst_port:
+                pre += codec.set_field(codec.oxm_u32(oxm.IN_PORT, lp.in_port))
+            ins = _goto_tenant(lp.dst_index, lp.dst_vport, pre)
         else:
             nxt = lp.hops[i + 1]
             swap = codec.set_field(codec.oxm_u16(oxm.VLAN_VID, lp.tags[i + 1] | oxm.VLAN_PRESENT))

@@ -26,6 +26,15 @@ class PortMap:
     # bucket outputs to the port (and to IN_PORT), so the pswitch counts what the vport sent.
     tx_group: int | None = None
     hairpin_group: int | None = None
+    # Tagged outputs (link vports, and a big switch's vports on its other pswitches): every
+    # candidate path as (exit port, first tag), primary first.  With more than one, `groups`
+    # holds the fast-failover groups carrying them, by the physical in_port they are built
+    # for (0: any other), so the pswitch moves to a backup by itself when a port dies.
+    exits: tuple[tuple[int, int], ...] = ()
+    groups: tuple[tuple[int, int], ...] = ()
+    # A vport of this big switch on another of its pswitches: reached over an internal route,
+    # never an ingress here.
+    remote: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,8 +53,25 @@ class VSwitchView:
     # Physical ports under more than one vport of this vswitch (several vlinks over one
     # uplink): output between those vports must use OFPP_IN_PORT.
     shared_ports: frozenset[int] = field(init=False, compare=False, default=frozenset())
+    # Physical ports a packet can have as in_port here (the local vports' own ports).
+    ingress_ports: frozenset[int] = field(init=False, compare=False, default=frozenset())
 
     def __post_init__(self) -> None:
         counts = Counter(pm.phys_port for pm in self.ports.values())
         shared = frozenset(p for p, n in counts.items() if n > 1)
         object.__setattr__(self, "shared_ports", shared)
+        local = frozenset(pm.phys_port for pm in self.ports.values() if not pm.remote)
+        object.__setattr__(self, "ingress_ports", local)
+
+    def needs_ingress(self, pm: PortMap) -> bool:
+        """Whether output to `pm` depends on which vport the packet came in on, beyond what
+        OVS's "never out of the in_port" rule settles: a port several vports share, or
+        several paths (a backup may leave through a port some ingress vport uses, and a
+        packet must never be sent back toward the vport it came from)."""
+        if pm.phys_port in self.shared_ports:
+            return True
+        if len(pm.exits) <= 1:
+            return False
+        if not pm.remote:
+            return True
+        return any(port in self.ingress_ports for port, _ in pm.exits[1:])

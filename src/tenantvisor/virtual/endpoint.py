@@ -36,9 +36,9 @@ from tenantvisor.translate.flow import (
     translate_packet_out,
 )
 from tenantvisor.translate.flow10 import translate_flow10
-from tenantvisor.translate.group import GroupMod, delete_group, translate_group
+from tenantvisor.translate.group import GroupMod, GroupSpec, delete_group, translate_group
 from tenantvisor.translate.meter import meter_mod
-from tenantvisor.translate.view import VSwitchView
+from tenantvisor.translate.view import PortMap, VSwitchView
 from tenantvisor.virtual.flowtable import VFlow, VirtualFlowTable, normalize
 from tenantvisor.virtual.groups import GroupsMetersMixin, VGroup, VMeter
 from tenantvisor.virtual.stats import StatsMixin
@@ -131,6 +131,14 @@ _WRITES = frozenset(
 )  # fmt: skip
 
 
+def _port_changed(before: PortMap | None, after: PortMap | None) -> bool:
+    """Whether a vport changed as the tenant sees it (added, removed, up or down); a new
+    path, tag or failover group under it is the hypervisor's business."""
+    if before is None or after is None:
+        return True
+    return before.up != after.up
+
+
 class ControllerConn:
     """One connection to one tenant controller."""
 
@@ -205,13 +213,18 @@ class ControllerConn:
 
 
 class VSwitchEndpoint(StatsMixin, GroupsMetersMixin):
-    def __init__(self, host: EndpointHost, view: VSwitchView, urls: list[str], tenant: str) -> None:
+    def __init__(
+        self, host: EndpointHost, views: dict[int, VSwitchView], urls: list[str], tenant: str
+    ) -> None:
         self.host = host
-        self.view = view
+        # one view per pswitch the vswitch spans (several: a big switch); the first is its
+        # primary, where controller-injected packets enter and groups/meters live
+        self.views = dict(views)
+        self.view = next(iter(self.views.values()))
+        view = self.view
         self.vdpid = view.vdpid
-        self.label = (
-            f"tenant={tenant} net={view.net_id} vswitch={view.vdpid:016x} dpid={view.dpid:016x}"
-        )
+        dpids = ",".join(f"{d:016x}" for d in self.views)
+        self.label = f"tenant={tenant} net={view.net_id} vswitch={view.vdpid:016x} dpid={dpids}"
         self.urls = [parse_controller_url(u) for u in urls]
         self.table = VirtualFlowTable()
         self.rules = PhysRuleMap()  # physical rules and the virtual rules behind each
@@ -289,19 +302,20 @@ class VSwitchEndpoint(StatsMixin, GroupsMetersMixin):
         self._servers.clear()
 
     # --- view changes and re-programming ---------------------------------------------------
-    def set_view(self, view: VSwitchView, port_names: dict[int, str]) -> None:
+    def set_views(self, views: dict[int, VSwitchView], port_names: dict[int, str]) -> None:
         """New ports, paths or tags: re-translate every rule and program the difference."""
         old_ports = self.view.ports
-        changed = view != self.view
-        self.view = view
+        changed = views != self.views
+        self.views = dict(views)
+        self.view = next(iter(self.views.values()))
         self.port_names = port_names
         if not changed:
             return
+        view = self.view
         for n in set(old_ports) | set(view.ports):
             before, after = old_ports.get(n), view.ports.get(n)
-            if before != after:
+            if before != after and _port_changed(before, after):
                 self._port_status(n, before is None, after is None)
-        session = self.host.session(view.dpid)
         for vf in self.table:
             try:
                 tf = self._translate(vf.table, vf.match, vf.instructions, vf.priority)
@@ -309,17 +323,25 @@ class VSwitchEndpoint(StatsMixin, GroupsMetersMixin):
                 # e.g. the rule outputs to a vport that was removed: the rule goes too.
                 log.info("%s: rule %d dropped after a change: %s", self.label, vf.serial, exc)
                 self.table.remove(vf)
-                self._drop(vf, session, None, None)
+                self._drop(vf, None, None, None)
                 continue
-            self._reprogram(session, vf, self._phys(vf, tf.table, tf.flows), None, None)
+            self._reprogram(None, vf, self._phys(vf, tf), None, None)
+
+    def view_of(self, vport: int) -> VSwitchView:
+        """The view of the pswitch where `vport` is (the primary for 0, the controller)."""
+        for v in self.views.values():
+            pm = v.ports.get(vport)
+            if pm is not None and not pm.remote:
+                return v
+        return self.view
 
     def update_of10_miss(self) -> None:
         """OpenFlow 1.0 sends a table miss to the controller, 1.3 drops it.  As OVS does, a
         vswitch with a 1.0 controller connected sends misses to its controllers: an implicit
         priority-0 rule (owner serial 0; a tenant's own table-miss rule takes precedence)."""
         want = any(c.of10 is not None for c in self.conns)
-        session = self.host.session(self.view.dpid)
         for pf in self._implicit_miss():
+            session = self.host.session(pf.dpid)
             has = _IMPLICIT_MISS in self.rules.owners(pf.key)
             if want and not has:
                 if self.rules.add_fallback(_IMPLICIT_MISS, pf):
@@ -328,14 +350,17 @@ class VSwitchEndpoint(StatsMixin, GroupsMetersMixin):
                 self._release(session, None, _IMPLICIT_MISS, pf, None)
 
     def _implicit_miss(self) -> list[PhysFlow]:
-        view = self.view
-        cookie = layout.tenant_cookie(view.net_id, _IMPLICIT_MISS)
+        cookie = layout.tenant_cookie(self.view.net_id, _IMPLICIT_MISS)
         ins = codec.encode_instructions(apply_actions=codec.output(ofp.OFPP_CONTROLLER, 0xFFFF))
-        if view.of10:  # folded per ingress like any rule, at the tenant's lowest priority
-            tf = translate_flow10(view, 0, [], ins, table_miss=True)
-            return [PhysFlow(view.dpid, 0, 1, m, i, cookie) for m, i in tf.flows]
-        match = physical_match(view, TenantMatch((), None, None), None)
-        return [PhysFlow(view.dpid, layout.TABLE_OFFSET, 0, match, ins, cookie)]
+        out = []
+        for view in self.views.values():
+            if view.of10:  # folded per ingress like any rule, at the tenant's lowest priority
+                tf = translate_flow10(view, 0, [], ins, table_miss=True)
+                out += [PhysFlow(view.dpid, 0, 1, m, i, cookie) for m, i in tf.flows]
+                continue
+            match = physical_match(view, TenantMatch((), None, None), None)
+            out.append(PhysFlow(view.dpid, layout.TABLE_OFFSET, 0, match, ins, cookie))
+        return out
 
     @staticmethod
     def _rule(
@@ -353,35 +378,49 @@ class VSwitchEndpoint(StatsMixin, GroupsMetersMixin):
 
     def _translate(
         self, table: int, match: list[codec.Oxm], instructions: bytes, priority: int = 1
-    ) -> TranslatedFlow:
-        """A rule of this vswitch as it stands now: its view, groups and meters."""
-        if self.view.of10:
-            miss = priority == 0 and not normalize(match)
-            return translate_flow10(self.view, table, match, instructions, miss)
-        return translate_flow(self.view, table, match, instructions, self.group_map, self.meter_map)
+    ) -> list[tuple[int, TranslatedFlow]]:
+        """A rule of this vswitch as it stands now, on each of its pswitches: their views,
+        groups and meters.  Raises OFError for what the tenant may not do."""
+        out = []
+        for dpid, view in self.views.items():
+            if view.of10:
+                miss = priority == 0 and not normalize(match)
+                out.append((dpid, translate_flow10(view, table, match, instructions, miss)))
+            else:
+                tf = translate_flow(view, table, match, instructions, self.group_map,
+                                    self.meter_map)  # fmt: skip
+                out.append((dpid, tf))
+        return out
 
-    def reinstall(self, session: PSwitchSession) -> None:
-        """The pswitch (re)connected with empty tables: install every group (first, since
-        rules refer to them) and every tenant rule again."""
-        for m in self.meters.values():
-            msg = meter_mod(ofp.OFPMC_ADD, m.flags, m.phys_id, m.bands)
-            session.send_flow(lambda x, mm=msg: codec.set_xid(mm, x), None)  # type: ignore[misc]
+    def desired_groups(self, dpid: int) -> list[GroupSpec]:
+        """The tenant's groups as pswitch `dpid` should hold them (for reconciliation)."""
+        if dpid != self.view.dpid:
+            return []
+        out = []
         gmap = self.group_map
         for gid, g in self.groups.items():
             gm = GroupMod(ofp.OFPGC_ADD, g.type, gid, g.buckets)
-            msg = translate_group(self.view, gmap, gm, g.phys_id)
-            session.send_flow(lambda x, m=msg: codec.set_xid(m, x), None)  # type: ignore[misc]
-        for pf in self.rules.installed():
-            session.send_flow(session.rule(pf, ofp.OFPFC_ADD), None)
+            try:
+                msg = translate_group(self.view, gmap, gm, g.phys_id)
+            except OFError:
+                continue  # no longer translatable; the tenant's rules using it went too
+            out.append(GroupSpec(dpid, g.phys_id, msg[10], msg[16:]))
+        return out
 
-    def drop_all(self, session: PSwitchSession | None) -> None:
-        """The vswitch goes away: its rules and groups leave the pswitch."""
+    def desired_meters(self, dpid: int) -> dict[int, tuple[int, bytes]]:
+        if dpid != self.view.dpid:
+            return {}
+        return {m.phys_id: (m.flags, m.bands) for m in self.meters.values()}
+
+    def drop_all(self) -> None:
+        """The vswitch goes away: its rules, groups and meters leave the pswitches."""
         self.table.clear()
-        up = session is not None and session.ready
         for pf in self.rules.clear():
-            if up:
-                assert session is not None
-                session.send_flow(session.rule(pf, ofp.OFPFC_DELETE_STRICT), None)
+            s = self.host.session(pf.dpid)
+            if s is not None and s.synced:
+                s.send_flow(s.rule(pf, ofp.OFPFC_DELETE_STRICT), None)
+        session = self.host.session(self.view.dpid)
+        up = session is not None and session.synced
         for g in self.groups.values():
             if up:
                 assert session is not None
@@ -470,8 +509,8 @@ class VSwitchEndpoint(StatsMixin, GroupsMetersMixin):
         self, conn: ControllerConn | None, session: PSwitchSession | None,
         build: Callable[[int], bytes], on_error: Callable[[int, int, bytes], None] | None,
     ) -> None:  # fmt: skip
-        if session is None or not session.ready:
-            return  # re-derived from the virtual table when the pswitch connects
+        if session is None or not session.synced:
+            return  # the pswitch's sync reads it from the virtual table when it connects
         session.send_flow(build, on_error)
         if conn is not None:
             conn.touched.add(session.dpid or 0)
@@ -497,19 +536,23 @@ class VSwitchEndpoint(StatsMixin, GroupsMetersMixin):
         return relay
 
     def _phys(
-        self, vf: VFlow, table: int, flows: tuple[tuple[bytes, bytes], ...]
+        self, vf: VFlow, translated: list[tuple[int, TranslatedFlow]]
     ) -> tuple[PhysFlow, ...]:
         flags = vf.flags & ofp.OFPFF_RESET_COUNTS
         if vf.flags & ofp.OFPFF_SEND_FLOW_REM or vf.idle_timeout or vf.hard_timeout:
             flags |= ofp.OFPFF_SEND_FLOW_REM  # we must hear of expiry to forget the rule
         cookie = layout.tenant_cookie(self.view.net_id, vf.serial)
-        dpid = self.view.dpid
-        # on an OpenFlow 1.0 pswitch the tenant's priorities sit above its drop-all rule
-        prio = min(vf.priority + 1, 0xFFFF) if self.view.of10 else vf.priority
-        return tuple(
-            PhysFlow(dpid, table, prio, m, i, cookie, vf.idle_timeout, vf.hard_timeout, flags)
-            for m, i in flows
-        )
+        out: list[PhysFlow] = []
+        for dpid, tf in translated:
+            # on an OpenFlow 1.0 pswitch the tenant's priorities sit above its drop-all rule
+            prio = min(vf.priority + 1, 0xFFFF) if self.views[dpid].of10 else vf.priority
+            out.extend(
+                PhysFlow(
+                    dpid, tf.table, prio, m, i, cookie, vf.idle_timeout, vf.hard_timeout, flags
+                )
+                for m, i in tf.flows
+            )
+        return tuple(out)
 
     def _flow_mod(self, conn: ControllerConn, xid: int, msg: bytes) -> None:
         fm = FlowMod.parse(msg)
@@ -538,7 +581,7 @@ class VSwitchEndpoint(StatsMixin, GroupsMetersMixin):
             vf.phys = old.phys if old is not None else ()  # what the pswitch has for it now
             table.put(vf)
             relay = self._error_relay(conn, xid, msg, vf)
-            new = self._phys(vf, tf.table, tf.flows)
+            new = self._phys(vf, tf)
             self._reprogram(session, vf, new, relay, conn, modify=False)
         elif cmd in (ofp.OFPFC_MODIFY, ofp.OFPFC_MODIFY_STRICT):
             norm = normalize(fm.match)
@@ -550,7 +593,7 @@ class VSwitchEndpoint(StatsMixin, GroupsMetersMixin):
             relay = self._error_relay(conn, xid, msg, None)
             for vf, tf in planned:
                 vf.instructions = fm.instructions
-                self._reprogram(session, vf, self._phys(vf, tf.table, tf.flows), relay, conn)
+                self._reprogram(session, vf, self._phys(vf, tf), relay, conn)
         elif cmd in (ofp.OFPFC_DELETE, ofp.OFPFC_DELETE_STRICT):
             norm = normalize(fm.match)
             if fm.table_id != ofp.OFPTT_ALL and fm.table_id >= view.n_tables:
@@ -578,16 +621,19 @@ class VSwitchEndpoint(StatsMixin, GroupsMetersMixin):
         key stays is modified in place (its counters stay, as OpenFlow's MODIFY wants)."""
         old, vf.phys = vf.phys, new
         new_keys = {pf.key for pf in new}
+        host = self.host
         for pf in old:
             if pf.key not in new_keys:
-                self._release(session, conn, vf.serial, pf, None)
+                self._release(host.session(pf.dpid), conn, vf.serial, pf, None)
         old_keys = {pf.key for pf in old}
         for pf in new:
+            s = session if session is not None and session.dpid == pf.dpid else None
+            s = s or host.session(pf.dpid)
             was_installed = self.rules.add(vf.serial, pf)
             in_place = modify and was_installed and pf.key in old_keys
             # ADD also sets our cookie over another owner's rule
-            build = self._rule(session, pf, ofp.OFPFC_MODIFY_STRICT if in_place else ofp.OFPFC_ADD)
-            self._send_phys(conn, session, build, relay)
+            build = self._rule(s, pf, ofp.OFPFC_MODIFY_STRICT if in_place else ofp.OFPFC_ADD)
+            self._send_phys(conn, s, build, relay)
 
     def _release(
         self, session: PSwitchSession | None, conn: ControllerConn | None, serial: int,
@@ -600,7 +646,7 @@ class VSwitchEndpoint(StatsMixin, GroupsMetersMixin):
             return False
         if nxt is pf:
             self._send_phys(conn, session, self._rule(session, pf, ofp.OFPFC_DELETE_STRICT), relay)
-            return session is not None and session.ready
+            return session is not None and session.synced
         self._send_phys(conn, session, self._rule(session, nxt), None)
         return False
 
@@ -611,13 +657,14 @@ class VSwitchEndpoint(StatsMixin, GroupsMetersMixin):
         """Take a removed rule's physical rules away; returns how many deletes were sent."""
         sent = 0
         for pf in vf.phys:
-            sent += self._release(session, conn, vf.serial, pf, relay, gone=pf is gone)
+            s = self.host.session(pf.dpid)
+            sent += self._release(s, conn, vf.serial, pf, relay, gone=pf is gone)
         return sent
 
     # --- PACKET_OUT ------------------------------------------------------------------------
     def _packet_out(self, conn: ControllerConn, xid: int, msg: bytes) -> None:
         po = PacketOut.parse(msg)
-        view = self.view
+        view = self.view_of(po.in_port) if po.in_port in self.view.ports else self.view
         if po.buffer_id != ofp.OFP_NO_BUFFER:
             raise OFError(ofp.OFPET_BAD_REQUEST, ofp.OFPBRC_BUFFER_UNKNOWN, "no buffers")
         if po.in_port in (ofp.OFPP_CONTROLLER, ofp.OFPP_ANY):
@@ -636,7 +683,8 @@ class VSwitchEndpoint(StatsMixin, GroupsMetersMixin):
         ):
             raise OFError(ofp.OFPET_BAD_ACTION, ofp.OFPBAC_BAD_OUT_PORT,
                           "output:TABLE on a vswitch over an OpenFlow 1.0 pswitch")  # fmt: skip
-        in_port, actions = translate_packet_out(view, in_vport, po.actions, self.group_map)
+        gmap = self.group_map if view is self.view else {}
+        in_port, actions = translate_packet_out(view, in_vport, po.actions, gmap)
         if not actions:
             return
         session = self.host.session(view.dpid)
@@ -664,21 +712,22 @@ class VSwitchEndpoint(StatsMixin, GroupsMetersMixin):
                 targets.append(in_vport)
             elif p != ofp.OFPP_CONTROLLER:
                 raise OFError(ofp.OFPET_BAD_ACTION, ofp.OFPBAC_BAD_OUT_PORT, f"port {p:#x}")
-        edge = b""
+        edge: dict[int, bytes] = {}
         for n in targets:
-            pm = view.ports[n]
+            local = self.view_of(n)
+            pm = local.ports[n]
             if pm.is_link:
                 if pm.up:
                     self.host.deliver_lldp(view.net_id, self.vdpid, n, po.data)
             else:
-                edge += codec.output(pm.phys_port)
-        if edge:
-            session = self.host.session(view.dpid)
+                edge[local.dpid] = edge.get(local.dpid, b"") + codec.output(pm.phys_port)
+        for dpid, acts in edge.items():
+            session = self.host.session(dpid)
             out = self._packet_out_bytes(
-                session, codec.packet_out(0, ofp.OFPP_CONTROLLER, edge, po.data)
+                session, codec.packet_out(0, ofp.OFPP_CONTROLLER, acts, po.data)
             )
             self._send_phys(
-                conn, self.host.session(view.dpid), lambda x: codec.set_xid(out, x),
+                conn, session, lambda x, o=out: codec.set_xid(o, x),  # type: ignore[misc]
                 self._error_relay(conn, xid, msg, None),
             )  # fmt: skip
 

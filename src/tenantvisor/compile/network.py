@@ -1,0 +1,284 @@
+"""One virtual network's desired physical state, compiled from intent and the fabric.
+
+`compile_network` is a function of (intent, physical topology, allocations): no I/O, no
+clock.  It returns every hypervisor-owned rule (table 0 classification, tag swaps along
+vlink paths and big-switch routes) and group (edge-vport output groups, fast-failover groups
+over a vlink's or route's candidate paths) keyed so the program stage can diff them, and per
+(vswitch, pswitch) the view the vswitch endpoint translates tenant rules against.
+
+Ids on the wire come from `IdAllocator` under owners that name what they stand for: a path's
+tags are owned by the path itself (its hops), so when a backup becomes the primary its
+rules stay as they were and only the head-end's failover group changes order.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from os_ken.ofproto import ofproto_v1_3 as ofp
+
+from tenantvisor.compile.paths import internal_routes, vlink_candidates
+from tenantvisor.mapping.alloc import IdAllocator, IdSpaceExhausted
+from tenantvisor.mapping.layout import FABRIC_TPID, MAX_TAG
+from tenantvisor.mapping.paths import Path, reverse
+from tenantvisor.openflow import codec, oxm
+from tenantvisor.physical.topology import PhysicalTopology
+from tenantvisor.translate import infra
+from tenantvisor.translate.flow import PhysFlow, deliver_actions
+from tenantvisor.translate.group import GroupSpec, bucket, output_group_spec
+from tenantvisor.translate.view import PortMap, VSwitchView
+from tenantvisor.virtual.flowtable import NormMatch, normalize
+from tenantvisor.virtual.model import VirtualNetwork, VPortKind
+
+log = logging.getLogger(__name__)
+RuleKey = tuple[int, int, int, bytes]  # dpid, table, priority, match
+StatKey = tuple[int, int, int, NormMatch]  # dpid, table, priority, normalized match
+TAG_BYTES = 4  # the 802.1ad S-tag a frame carries across the fabric
+OFPG_MAX = ofp.OFPG_MAX
+
+
+def stat_key(pf: PhysFlow) -> StatKey:
+    """How a physical rule is recognised in a flow statistics reply (OVS orders fields its
+    own way, so the match is compared normalized)."""
+    return pf.dpid, pf.table, pf.priority, normalize(codec.parse_match(pf.match, 0)[0])
+
+
+@dataclass
+class PathReport:
+    """The paths of one direction of a vlink (or one internal route), primary first."""
+
+    paths: list[Path]
+
+
+@dataclass
+class NetworkState:
+    """Everything the hypervisor programs for one network, and how endpoints see it."""
+
+    net_id: int
+    rules: dict[RuleKey, PhysFlow] = field(default_factory=dict)
+    groups: dict[tuple[int, int], GroupSpec] = field(default_factory=dict)
+    views: dict[tuple[int, int], VSwitchView] = field(default_factory=dict)  # (vdpid, dpid)
+    port_names: dict[int, dict[int, str]] = field(default_factory=dict)  # vdpid -> names
+    # table-0 rule -> (vdpid, vport) it classifies into, bytes it counts beyond the frame
+    classify: dict[StatKey, tuple[int, int, int]] = field(default_factory=dict)
+    # OpenFlow 1.0: (dpid, marker VLAN) -> (vswitch index, ingress vport, PACKET_IN reason)
+    markers: dict[tuple[int, int], tuple[int, int, int]] = field(default_factory=dict)
+    # (vlink id, 0 = src->dst | 1 = dst->src) -> candidate paths in use, primary first
+    vlink_paths: dict[tuple[int, int], list[Path]] = field(default_factory=dict)
+    owners: set[tuple[object, object]] = field(default_factory=set)  # allocations in use
+
+
+def _fabric_push(tag: int) -> bytes:
+    return codec.push_vlan(FABRIC_TPID) + codec.set_field(
+        codec.oxm_u16(oxm.VLAN_VID, tag | oxm.VLAN_PRESENT)
+    )
+
+
+class _Compiler:
+    def __init__(
+        self, net: VirtualNetwork, topo: PhysicalTopology, alloc: IdAllocator, n_tables: int
+    ) -> None:
+        self.net = net
+        self.topo = topo
+        self.alloc = alloc
+        self.n_tables = n_tables
+        self.st = NetworkState(net.id)
+
+    # --- allocation ----------------------------------------------------------------------
+    def _id(self, space: tuple[object, ...], owner: object, hi: int = MAX_TAG) -> int:
+        self.st.owners.add((space, owner))
+        return self.alloc.get(space, owner, 1, hi)
+
+    def _tags(self, kind: tuple[object, ...], path: Path) -> tuple[int, ...]:
+        """One tag per hop, from the space of the port the hop enters; owned by the path."""
+        return tuple(
+            self._id(("tag", h.dst_dpid, h.dst_port), (self.net.id, *kind, path, i))
+            for i, h in enumerate(path)
+        )
+
+    def _of10(self, dpid: int) -> bool:
+        info = self.topo.switches.get(dpid)
+        return info is not None and info.of_version == 1
+
+    def _add(self, pf: PhysFlow) -> None:
+        self.st.rules[pf.key] = pf
+
+    # --- failover groups -----------------------------------------------------------------
+    def _ff_groups(
+        self, dpid: int, owner: tuple[object, ...], exits: tuple[tuple[int, int], ...],
+        ingress: set[int],
+    ) -> tuple[tuple[int, int], ...]:  # fmt: skip
+        """Fast-failover groups over `exits` on `dpid`: one for any in_port, and one per
+        in_port that is also an exit (that bucket must say IN_PORT, or OVS drops it)."""
+        if len(exits) <= 1 or self._of10(dpid):
+            return ()
+        out = []
+        for variant in [0, *sorted({p for p, _ in exits} & ingress)]:
+            gid = self._id(("group", dpid), (self.net.id, "ff", *owner, variant), OFPG_MAX)
+            buckets = b"".join(
+                bucket(
+                    _fabric_push(tag) + codec.output(ofp.OFPP_IN_PORT if port == variant else port),
+                    watch_port=port,
+                )
+                for port, tag in exits
+            )
+            self.st.groups[(dpid, gid)] = GroupSpec(dpid, gid, ofp.OFPGT_FF, buckets)
+            out.append((variant, gid))
+        return tuple(out)
+
+    # --- the network ---------------------------------------------------------------------
+    def run(self) -> NetworkState:
+        net, topo, st = self.net, self.topo, self.st
+        # link vport -> candidate paths out of it (primary first) with their tags
+        heads: dict[tuple[int, int], list[tuple[Path, tuple[int, ...]]]] = {}
+        in_tags: dict[tuple[int, int], int] = {}  # OpenFlow 1.0 vports: arriving tag
+        for lk in net.links.values():
+            fwd = vlink_candidates(topo, net, lk)
+            for d, (a, b) in enumerate(((lk.src, lk.dst), (lk.dst, lk.src))):
+                va, vb = net.vport(a.vdpid, a.vport), net.vport(b.vdpid, b.vport)
+                if va is None or vb is None:
+                    continue
+                paths = fwd if d == 0 else [reverse(p) for p in fwd]
+                if self._of10(va.dpid) or self._of10(vb.dpid):
+                    paths = paths[:1]  # no failover groups nor in_port rewrite on 1.0
+                if not paths:
+                    log.warning("net=%d vlink %d is down: no physical path", net.id, lk.id)
+                st.vlink_paths[(lk.id, d)] = list(paths)
+                dst_sw = net.switches[b.vdpid]
+                for path in paths:
+                    try:
+                        tags = self._tags(("vlink", lk.id, d), path)
+                    except IdSpaceExhausted as exc:
+                        log.error("net=%d vlink %d: %s", net.id, lk.id, exc)
+                        continue
+                    heads.setdefault((a.vdpid, a.vport), []).append((path, tags))
+                    lp = infra.LinkPath(path, tags, dst_sw.index, b.vport, in_port=vb.port)
+                    lf = infra.link_flows(net.id, lp)
+                    if self._of10(vb.dpid):  # no classification table: folded into rules
+                        in_tags[(b.vdpid, b.vport)] = tags[-1]
+                        lf = lf[:-1]
+                    else:
+                        st.classify[stat_key(lf[-1])] = (b.vdpid, b.vport, TAG_BYTES)
+                    for pf in lf:
+                        self._add(pf)
+        macs: dict[tuple[int, int], list[str]] = {}
+        for host in net.hosts.values():
+            sw = net.switches.get(host.vdpid)
+            vp = net.vport(host.vdpid, host.vport)
+            if sw is None or vp is None:
+                continue
+            if self._of10(vp.dpid):
+                macs.setdefault((host.vdpid, host.vport), []).append(host.mac)
+                continue
+            hf = infra.host_flow(
+                net.id, infra.HostBinding(vp.dpid, vp.port, host.mac, sw.index, vp.number)
+            )
+            self._add(hf)
+            st.classify[stat_key(hf)] = (host.vdpid, host.vport, 0)
+
+        for vdpid, sw in net.switches.items():
+            local: dict[int, dict[int, PortMap]] = {d: {} for d in sw.dpids}
+            names: dict[int, str] = {}
+            for n, vp in sw.ports.items():
+                pinfo = topo.switches.get(vp.dpid)
+                pp = pinfo.ports.get(vp.port) if pinfo else None
+                up = pp is not None and pp.up
+                names[n] = pp.name if pp else f"vport{n}"
+                if vp.dpid not in local:
+                    continue
+                ingress = {p.port for p in sw.ports.values() if p.dpid == vp.dpid}
+                if vp.kind is VPortKind.LINK:
+                    cands = heads.get((vdpid, n), [])
+                    exits = tuple((p[0].src_port, t[0]) for p, t in cands)
+                    groups = self._ff_groups(vp.dpid, ("vlink", vdpid, n), exits, ingress)
+                    tag = exits[0][1] if exits else None
+                    local[vp.dpid][n] = PortMap(
+                        n, vp.port, tag, True, up and tag is not None, in_tags.get((vdpid, n)),
+                        exits=exits, groups=groups,
+                    )  # fmt: skip
+                    continue
+                tx = hp = None
+                if not self._of10(vp.dpid) and pinfo is not None:
+                    tx = self._id(("group", vp.dpid), (net.id, "tx", vdpid, n), OFPG_MAX)
+                    hp = self._id(("group", vp.dpid), (net.id, "hairpin", vdpid, n), OFPG_MAX)
+                    st.groups[(vp.dpid, tx)] = output_group_spec(vp.dpid, tx, vp.port)
+                    st.groups[(vp.dpid, hp)] = output_group_spec(vp.dpid, hp, ofp.OFPP_IN_PORT)
+                local[vp.dpid][n] = PortMap(
+                    n, vp.port, None, False, up,
+                    macs=tuple(sorted(macs.get((vdpid, n), ()))), tx_group=tx, hairpin_group=hp,
+                )  # fmt: skip
+            st.port_names[vdpid] = names
+            self._big_switch_routes(vdpid, local)
+            for dpid in sw.dpids:
+                self._view(vdpid, dpid, local[dpid])
+        return st
+
+    def _big_switch_routes(self, vdpid: int, local: dict[int, dict[int, PortMap]]) -> None:
+        """Each pswitch of a big switch reaches the vports on the others over internal
+        routes: seen from pswitch A, vport R on B is a tagged output whose path ends at B by
+        delivering to R (the tenant's rule was applied where the packet entered)."""
+        sw = self.net.switches[vdpid]
+        if not sw.is_big:
+            return
+        for a in sw.dpids:
+            ingress = {p.port for p in sw.ports.values() if p.dpid == a}
+            for n, vp in sorted(sw.ports.items()):
+                if vp.dpid == a or vp.dpid not in local or n not in local[vp.dpid]:
+                    continue
+                target = local[vp.dpid][n]
+                cands = []
+                for path in internal_routes(self.topo, sw, a, n):
+                    try:
+                        tags = self._tags(("route", vdpid, a, n), path)
+                    except IdSpaceExhausted as exc:
+                        log.error("net=%d vswitch %016x: %s", self.net.id, vdpid, exc)
+                        continue
+                    lp = infra.LinkPath(path, tags, sw.index, n, deliver=deliver_actions(target))
+                    for pf in infra.link_flows(self.net.id, lp):
+                        self._add(pf)
+                    cands.append((path, tags))
+                exits = tuple((p[0].src_port, t[0]) for p, t in cands)
+                groups = self._ff_groups(a, ("route", vdpid, n), exits, ingress)
+                local[a][n] = PortMap(
+                    n, exits[0][0] if exits else 0, exits[0][1] if exits else None, True,
+                    target.up and bool(exits), exits=exits, groups=groups, remote=True,
+                )  # fmt: skip
+
+    def _view(self, vdpid: int, dpid: int, ports: dict[int, PortMap]) -> None:
+        net, sw, st = self.net, self.net.switches[vdpid], self.st
+        if self._of10(dpid):
+            markers: dict[int, tuple[int, int]] = {}
+            for n in [0, *sorted(ports)]:
+                got = []
+                for reason in (ofp.OFPR_ACTION, ofp.OFPR_NO_MATCH):
+                    mark = self._id(("marker", dpid), (net.id, vdpid, n, reason))
+                    st.markers[(dpid, mark)] = (sw.index, n, reason)
+                    got.append(mark)
+                markers[n] = (got[0], got[1])
+            view = VSwitchView(net.id, sw.index, vdpid, dpid, 1, ports, True, markers)
+        else:
+            view = VSwitchView(net.id, sw.index, vdpid, dpid, self.n_tables, ports)
+        st.views[(vdpid, dpid)] = view
+
+
+def compile_network(
+    net: VirtualNetwork, topo: PhysicalTopology, alloc: IdAllocator, n_tables: int
+) -> NetworkState:
+    """The desired physical state of a started network (see the module docstring).  The
+    caller releases the allocations of `net` that are not in the result's `owners`."""
+    return _Compiler(net, topo, alloc, n_tables).run()
+
+
+def release_unused(alloc: IdAllocator, net_id: int, keep: set[tuple[object, object]]) -> None:
+    """Give back the ids a network held and no longer uses."""
+
+    def stale(space: object, owner: object) -> bool:
+        return (
+            isinstance(owner, tuple)
+            and bool(owner)
+            and owner[0] == net_id
+            and (space, owner) not in keep
+        )
+
+    alloc.release_where(stale)
