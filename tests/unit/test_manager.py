@@ -201,7 +201,10 @@ REFUSED: dict[str, tuple[Call, type[TenantvisorError]]] = {
     # vswitches
     "switch-unknown-network": (lambda w: w.m.create_switch(99, [5]), NotFound),
     "switch-unknown-dpid": (lambda w: w.m.create_switch(w.net.id, [99]), NotFound),
-    "switch-big-switch": (lambda w: w.m.create_switch(w.net.id, [5, 4]), InvalidRequest),
+    "switch-big-switch-over-a-hosting-pswitch": (
+        lambda w: w.m.create_switch(w.net.id, [5, 4]),
+        Conflict,
+    ),
     "switch-no-dpid": (lambda w: w.m.create_switch(w.net.id, []), InvalidRequest),
     "switch-dpid-not-an-integer": (lambda w: w.m.create_switch(w.net.id, ["s5"]), InvalidRequest),
     "switch-pswitch-already-hosts-one": (lambda w: w.m.create_switch(w.net.id, [1]), Conflict),
@@ -427,3 +430,436 @@ def test_removing_a_network_frees_its_vswitch_indexes(w: World) -> None:
 def test_manager_needs_an_admin_token() -> None:
     with pytest.raises(ValueError):
         NetworkManager(PhysicalTopology(), "")
+
+
+# --- big switches, internal routes, manual and backup vlink paths ---------------------------------
+#
+#   h           h
+#   1           1
+#  [b1]2 ---- 2[b2]4 ---- 1[b7]3 h
+#   3           3           2
+#   |           |           |
+#   3           2           |
+#  [b4]2 ---- 3[b3]5 -------+           [b5]1 h: OpenFlow 1.0, 4 -- 4 b3      [b6]1 h (alone)
+#   1           1
+#   h           h
+def build_square() -> PhysicalTopology:
+    topo = PhysicalTopology()
+    for dpid, ports in (
+        (1, [1, 2, 3]),
+        (2, [1, 2, 3, 4]),
+        (3, [1, 2, 3, 4, 5]),
+        (4, [1, 2, 3]),
+        (5, [1, 4]),
+        (6, [1]),
+        (7, [1, 2, 3]),
+    ):
+        topo.add_switch(PSwitchInfo(dpid=dpid, n_tables=254, of_version=1 if dpid == 5 else 4))
+        for n in ports:
+            topo.set_port(dpid, PPort(n, f"b{dpid}-eth{n}", f"02:00:00:01:{dpid:02x}:{n:02x}"))
+    for a, b in (
+        ((1, 2), (2, 2)),
+        ((2, 3), (3, 2)),
+        ((3, 3), (4, 2)),
+        ((4, 3), (1, 3)),
+        ((5, 4), (3, 4)),
+        ((2, 4), (7, 1)),
+        ((3, 5), (7, 2)),
+    ):
+        topo.add_link(PLink(a[0], a[1], b[0], b[1]))
+        topo.add_link(PLink(b[0], b[1], a[0], a[1]))
+    return topo
+
+
+@dataclass
+class Big:
+    m: NetworkManager
+    net: VirtualNetwork
+    big: VSwitch  # over b1, b2, b3, b4; manual routing
+    e1: VPort  # b1 port 1 (edge)
+    e2: VPort  # b2 port 1 (edge)
+    e3: VPort  # b3 port 1 (edge)
+    events: list[tuple[str, int]]
+
+
+@pytest.fixture
+def bw() -> Big:
+    m = NetworkManager(build_square(), ADMIN)
+    t = m.create_tenant("gamma")
+    net = m.create_network(t.id, ["tcp:127.0.0.1:6653"])
+    big = m.create_switch(net.id, [1, 2, 3, 4], routing="manual")
+    e1, e2, e3 = (m.create_port(net.id, d, 1) for d in (1, 2, 3))
+    m.start_network(net.id)
+    events: list[tuple[str, int]] = []
+    m.listeners.append(lambda ev, n: events.append((ev, n.id)))
+    return Big(m, net, big, e1, e2, e3, events)
+
+
+def test_a_big_switch_spans_its_pswitches_and_takes_ports_on_each(bw: Big) -> None:
+    assert bw.big.dpids == [1, 2, 3, 4] and bw.big.dpid == 1 and bw.big.is_big
+    assert (bw.big.routing, bw.big.backup_num) == ("manual", 0)
+    assert [(p.dpid, p.port, p.kind) for p in bw.big.ports.values()] == [
+        (1, 1, VPortKind.EDGE),
+        (2, 1, VPortKind.EDGE),
+        (3, 1, VPortKind.EDGE),
+    ]
+    # with a vdpid, any of its pswitches; a port facing another of them is a link port
+    vp = bw.m.create_port(bw.net.id, 3, 3, vdpid=bw.big.vdpid)
+    assert (vp.number, vp.dpid, vp.kind) == (4, 3, VPortKind.LINK)
+    assert bw.events == [("changed", bw.net.id)]
+
+
+def test_the_same_physical_port_number_on_two_pswitches_of_a_big_switch_is_two_vports(
+    bw: Big,
+) -> None:
+    # port 1 of b1 is an edge vport already; port 1 of b2 is a different physical port
+    assert bw.e1.port == bw.e2.port == 1 and bw.e1.dpid != bw.e2.dpid
+
+
+def test_other_networks_may_use_the_big_switchs_pswitches(bw: Big) -> None:
+    t = bw.m.create_tenant("delta")
+    net = bw.m.create_network(t.id, [])
+    sw = bw.m.create_switch(net.id, [2, 3, 7], backup_num=2)
+    assert (sw.routing, sw.backup_num, sw.dpids) == ("spf", 2, [2, 3, 7])
+
+
+def test_an_openflow_10_pswitch_may_host_a_vswitch_of_its_own(bw: Big) -> None:
+    assert bw.m.create_switch(bw.net.id, [5]).dpids == [5]
+
+
+def test_internal_routing_can_change_and_routes_survive_spf(bw: Big) -> None:
+    r = bw.m.connect_route(bw.net.id, bw.big.vdpid, 1, 3, "1/2-2/2,2/3-3/2", 10)
+    sw = bw.m.set_internal_routing(bw.net.id, bw.big.vdpid, "spf", 2)
+    assert sw is bw.big and (sw.routing, sw.backup_num) == ("spf", 2)
+    assert sw.routes == {r.id: r}  # kept, used again once manual
+    assert bw.events == [("changed", bw.net.id)] * 2
+
+
+def test_connect_route_stores_one_direction_with_a_new_id(bw: Big) -> None:
+    from tenantvisor.compile.paths import internal_routes
+
+    r = bw.m.connect_route(bw.net.id, bw.big.vdpid, 1, 3, "1/2-2/2,2/3-3/2", 10)
+    assert (r.src_vport, r.dst_vport, r.path.priority) == (1, 3, 10)
+    assert r.path.hops == ((1, 2, 2, 2), (2, 3, 3, 2))
+    backup = bw.m.connect_route(bw.net.id, bw.big.vdpid, 1, 3, [(1, 3, 4, 3), (4, 2, 3, 3)], 5)
+    assert backup.id == r.id + 1
+    assert bw.big.routes == {r.id: r, backup.id: backup}
+    # the compiler sees the higher priority first; no route back from 3 to 1 was given
+    paths = internal_routes(bw.m.topo, bw.big, 1, 3)
+    assert [len(p) for p in paths] == [2, 2] and paths[0][0].dst_dpid == 2
+    assert internal_routes(bw.m.topo, bw.big, 3, 1) == []
+    assert bw.events == [("changed", bw.net.id)] * 2
+
+
+def test_connect_route_both_ways_adds_the_mirror_and_disconnect_removes_both(bw: Big) -> None:
+    r = bw.m.connect_route(bw.net.id, bw.big.vdpid, 1, 3, "1/2-2/2,2/3-3/2", 10, both_ways=True)
+    mirror = bw.big.routes[r.id + 1]
+    assert (mirror.src_vport, mirror.dst_vport, mirror.path.priority) == (3, 1, 10)
+    assert mirror.path.hops == ((3, 2, 2, 3), (2, 2, 1, 2))
+    other = bw.m.connect_route(bw.net.id, bw.big.vdpid, 2, 3, "2/3-3/2", 1)
+    bw.m.disconnect_route(bw.net.id, bw.big.vdpid, r.id, both_ways=True)
+    assert bw.big.routes == {other.id: other}
+    bw.m.disconnect_route(bw.net.id, bw.big.vdpid, other.id)
+    assert bw.big.routes == {}
+    assert len(bw.events) == 4
+
+
+def test_removing_a_vport_removes_its_routes(bw: Big) -> None:
+    bw.m.connect_route(bw.net.id, bw.big.vdpid, 1, 3, "1/2-2/2,2/3-3/2", 10, both_ways=True)
+    keep = bw.m.connect_route(bw.net.id, bw.big.vdpid, 1, 2, "1/2-2/2", 10)
+    bw.m.remove_port(bw.net.id, bw.big.vdpid, 3)
+    assert list(bw.big.routes) == [keep.id]
+
+
+def test_manual_vlink_starts_without_a_path_and_takes_paths_by_priority(bw: Big) -> None:
+    from tenantvisor.compile.paths import vlink_candidates
+
+    lk = bw.net.links[_bw_link(bw)]
+    assert (lk.algorithm, lk.backup_num, lk.paths) == ("manual", 0, [])
+    assert vlink_candidates(bw.m.topo, bw.net, lk) == []  # down until a path is set
+    direct = ((2, 4, 7, 1),)
+    around = ((2, 3, 3, 2), (3, 5, 7, 2))
+    assert bw.m.set_link_path(bw.net.id, lk.id, "2/4-7/1", 100) is lk
+    bw.m.set_link_path(bw.net.id, lk.id, "2/3-3/2,3/5-7/2", 50)
+    assert [(p.hops, p.priority) for p in lk.paths] == [(direct, 100), (around, 50)]
+    assert [len(p) for p in vlink_candidates(bw.m.topo, bw.net, lk)] == [1, 2]
+    # the same priority again replaces; a path given from the dst end is stored src -> dst
+    bw.m.set_link_path(bw.net.id, lk.id, "7/2-3/5,3/2-2/3", 200)
+    assert [(p.hops, p.priority) for p in lk.paths] == [(around, 200), (direct, 100)]
+    bw.m.set_link_path(bw.net.id, lk.id, [(2, 4, 7, 1)], 100)
+    assert [p.priority for p in lk.paths] == [200, 100]
+    assert bw.m.remove_link_path(bw.net.id, lk.id, 200) is lk
+    assert [(p.hops, p.priority) for p in lk.paths] == [(direct, 100)]
+    assert len(bw.events) == 1 + 2 + 1 + 1 + 1 + 1 + 1 + 1  # switch, ports, link, paths
+
+
+def test_spf_vlink_keeps_its_backup_number(bw: Big) -> None:
+    sw7 = bw.m.create_switch(bw.net.id, [7])
+    a = bw.m.create_port(bw.net.id, 2, 4)
+    b = bw.m.create_port(bw.net.id, 7, 1)
+    lk = bw.m.create_link(bw.net.id, bw.big.vdpid, a.number, sw7.vdpid, b.number, backup_num=1)
+    assert (lk.algorithm, lk.backup_num, lk.paths) == ("spf", 1, [])
+
+
+def _bw_link(bw: Big, algorithm: str = "manual") -> int:
+    """A vlink from the big switch (b2 port 4) to a vswitch on b7 (port 1)."""
+    sw7 = bw.m.create_switch(bw.net.id, [7])
+    a = bw.m.create_port(bw.net.id, 2, 4)
+    b = bw.m.create_port(bw.net.id, 7, 1)
+    return bw.m.create_link(
+        bw.net.id, bw.big.vdpid, a.number, sw7.vdpid, b.number, algorithm=algorithm
+    ).id
+
+
+def _route(path: object, src: int = 1, dst: int = 3, priority: int = 10) -> Callable[[Big], object]:
+    return lambda bw: bw.m.connect_route(bw.net.id, bw.big.vdpid, src, dst, path, priority)  # type: ignore[arg-type]
+
+
+BIG_REFUSED: dict[str, tuple[Callable[[Big], object], type[TenantvisorError], str]] = {
+    # big switches
+    "switch-dpid-twice": (
+        lambda bw: bw.m.create_switch(bw.net.id, [7, 7]),
+        InvalidRequest,
+        "given twice",
+    ),
+    "switch-pswitch-in-a-big-switch-of-this-network": (
+        lambda bw: bw.m.create_switch(bw.net.id, [4, 3]),
+        Conflict,
+        "already hosts",
+    ),
+    "switch-openflow-10-in-a-big-switch": (
+        lambda bw: bw.m.create_switch(bw.net.id, [7, 5]),
+        InvalidRequest,
+        "OpenFlow 1.0",
+    ),
+    "switch-pswitches-not-joined": (
+        lambda bw: bw.m.create_switch(bw.net.id, [7, 6]),
+        InvalidRequest,
+        "not joined",
+    ),
+    "switch-backup-num-9": (
+        lambda bw: bw.m.create_switch(bw.net.id, [7, 6], backup_num=9),
+        InvalidRequest,
+        "backup_num 9 is out of range 0-8",
+    ),
+    "switch-backup-num-negative": (
+        lambda bw: bw.m.create_switch(bw.net.id, [7, 6], backup_num=-1),
+        InvalidRequest,
+        "backup_num",
+    ),
+    "switch-unknown-routing": (
+        lambda bw: bw.m.create_switch(bw.net.id, [7, 6], routing="ospf"),
+        InvalidRequest,
+        "expected one of spf, manual",
+    ),
+    "switch-routing-on-one-pswitch": (
+        lambda bw: bw.m.create_switch(bw.net.id, [7], routing="manual"),
+        InvalidRequest,
+        "for big switches",
+    ),
+    "port-big-switch-not-on-that-pswitch": (
+        lambda bw: bw.m.create_port(bw.net.id, 7, 3, vdpid=bw.big.vdpid),
+        InvalidRequest,
+        "is not on pswitch",
+    ),
+    "routing-unknown-algorithm": (
+        lambda bw: bw.m.set_internal_routing(bw.net.id, bw.big.vdpid, "SPF", 0),
+        InvalidRequest,
+        "expected one of",
+    ),
+    "routing-backup-num-out-of-range": (
+        lambda bw: bw.m.set_internal_routing(bw.net.id, bw.big.vdpid, "spf", 256),
+        InvalidRequest,
+        "backup_num 256",
+    ),
+    "routing-of-a-one-pswitch-vswitch": (
+        lambda bw: bw.m.set_internal_routing(
+            bw.net.id, bw.m.create_switch(bw.net.id, [7]).vdpid, "spf", 1
+        ),
+        InvalidRequest,
+        "only a big switch",
+    ),
+    "routing-unknown-vswitch": (
+        lambda bw: bw.m.set_internal_routing(bw.net.id, 0x99, "spf", 1),
+        NotFound,
+        "no vswitch",
+    ),
+    # routes
+    "route-bad-path-text": (_route("1/2-2"), InvalidRequest, "bad hop"),
+    "route-empty-path-text": (_route(" , "), InvalidRequest, "empty path"),
+    "route-empty-hop-list": (_route([]), InvalidRequest, "non-empty list of hops"),
+    "route-hop-not-four-numbers": (_route([(1, 2, 2)]), InvalidRequest, "hop 1"),
+    "route-hop-not-numbers": (_route([(1, "x", 2, 2)]), InvalidRequest, "src_port"),
+    "route-text-hops-do-not-join": (
+        _route("1/2-2/2,3/3-4/2"),
+        InvalidRequest,
+        "hops do not join",
+    ),
+    "route-listed-hops-do-not-join": (
+        _route([(1, 2, 2, 2), (4, 2, 3, 3)]),
+        InvalidRequest,
+        "hops do not join",
+    ),
+    "route-starts-elsewhere": (_route("2/3-3/2"), InvalidRequest, "must start on pswitch 1"),
+    "route-ends-elsewhere": (_route("1/2-2/2"), InvalidRequest, "must end on pswitch 3"),
+    "route-leaves-the-big-switch": (
+        _route("1/2-2/2,2/4-7/1,7/2-3/5"),
+        InvalidRequest,
+        "pswitch 7 (0x7) is not part of big switch",
+    ),
+    "route-hop-is-no-link": (_route("1/2-2/1,2/3-3/2"), InvalidRequest, "is not a physical link"),
+    "route-hop-unknown-port": (_route("1/9-2/2,2/3-3/2"), InvalidRequest, "has no port 9"),
+    "route-hop-unknown-pswitch": (_route("1/2-9/2,9/3-3/2"), InvalidRequest, "not part of"),
+    "route-u-turn": (
+        _route("1/2-2/2,2/2-1/2,1/2-2/2,2/3-3/2"),
+        InvalidRequest,
+        "where the one before arrived",
+    ),
+    "route-loop": (
+        _route("1/2-2/2,2/3-3/2,3/3-4/2,4/3-1/3,1/2-2/2,2/3-3/2"),
+        InvalidRequest,
+        "visits pswitch 1 twice",
+    ),
+    "route-priority-too-high": (
+        _route("1/2-2/2,2/3-3/2", priority=65536),
+        InvalidRequest,
+        "priority 65536 is out of range 0-65535",
+    ),
+    "route-priority-negative": (_route("1/2-2/2,2/3-3/2", priority=-1), InvalidRequest, "priority"),
+    "route-to-itself": (_route("1/2-2/2", dst=1), InvalidRequest, "to itself"),
+    "route-vports-on-one-pswitch": (
+        lambda bw: bw.m.connect_route(
+            bw.net.id,
+            bw.big.vdpid,
+            1,
+            bw.m.create_port(bw.net.id, 1, 2).number,
+            "1/2-2/2",
+            1,
+        ),
+        InvalidRequest,
+        "both on pswitch",
+    ),
+    "route-unknown-vport": (_route("1/2-2/2", dst=9), NotFound, "has no vport 9"),
+    "route-on-a-one-pswitch-vswitch": (
+        lambda bw: bw.m.connect_route(
+            bw.net.id, bw.m.create_switch(bw.net.id, [7]).vdpid, 1, 2, "7/2-3/5", 1
+        ),
+        InvalidRequest,
+        "only a big switch",
+    ),
+    "route-under-spf-routing": (
+        lambda bw: (
+            bw.m.set_internal_routing(bw.net.id, bw.big.vdpid, "spf", 0),
+            _route("1/2-2/2,2/3-3/2")(bw),
+        ),
+        InvalidRequest,
+        "set its internal routing to manual",
+    ),
+    "route-same-priority-twice": (
+        lambda bw: (_route("1/2-2/2,2/3-3/2")(bw), _route("1/3-4/3,4/2-3/3")(bw)),
+        Conflict,
+        "with this priority",
+    ),
+    "route-same-path-twice": (
+        lambda bw: (_route("1/2-2/2,2/3-3/2")(bw), _route("1/2-2/2,2/3-3/2", priority=5)(bw)),
+        Conflict,
+        "with this path",
+    ),
+    "route-mirror-conflicts": (
+        lambda bw: (
+            _route("3/2-2/3,2/2-1/2", src=3, dst=1)(bw),
+            bw.m.connect_route(bw.net.id, bw.big.vdpid, 1, 3, "1/2-2/2,2/3-3/2", 10, True),
+        ),
+        Conflict,
+        "joins vport 3 to vport 1",
+    ),
+    "disconnect-unknown-route": (
+        lambda bw: bw.m.disconnect_route(bw.net.id, bw.big.vdpid, 7),
+        NotFound,
+        "has no route 7",
+    ),
+    # vlinks
+    "link-unknown-algorithm": (
+        lambda bw: _bw_link(bw, algorithm="ecmp"),
+        InvalidRequest,
+        "routing algorithm 'ecmp'",
+    ),
+    "link-path-on-an-spf-vlink": (
+        lambda bw: bw.m.set_link_path(bw.net.id, _bw_link(bw, "spf"), "2/4-7/1", 1),
+        InvalidRequest,
+        "only a vlink created with algorithm manual",
+    ),
+    "link-path-wrong-start": (
+        lambda bw: bw.m.set_link_path(bw.net.id, _bw_link(bw), "3/5-7/2", 1),
+        InvalidRequest,
+        "must start on pswitch 2",
+    ),
+    "link-path-wrong-end": (
+        lambda bw: bw.m.set_link_path(bw.net.id, _bw_link(bw), "2/3-3/2", 1),
+        InvalidRequest,
+        "must end on pswitch 7",
+    ),
+    "link-path-discontiguous": (
+        lambda bw: bw.m.set_link_path(bw.net.id, _bw_link(bw), [(2, 3, 3, 2), (4, 2, 7, 2)], 1),
+        InvalidRequest,
+        "hops do not join",
+    ),
+    "link-path-bad-text": (
+        lambda bw: bw.m.set_link_path(bw.net.id, _bw_link(bw), "2:4-7:1", 1),
+        InvalidRequest,
+        "expected dpid/port-dpid/port",
+    ),
+    "link-path-priority-out-of-range": (
+        lambda bw: bw.m.set_link_path(bw.net.id, _bw_link(bw), "2/4-7/1", 1 << 16),
+        InvalidRequest,
+        "priority",
+    ),
+    "link-path-unknown-vlink": (
+        lambda bw: bw.m.set_link_path(bw.net.id, 42, "2/4-7/1", 1),
+        NotFound,
+        "no vlink 42",
+    ),
+    "link-remove-path-unknown-priority": (
+        lambda bw: bw.m.remove_link_path(bw.net.id, _bw_link(bw), 3),
+        NotFound,
+        "no path with priority 3",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BIG_REFUSED))
+def test_big_switch_and_path_refusals_change_nothing(bw: Big, case: str) -> None:
+    call, error, text = BIG_REFUSED[case]
+    with pytest.raises(error) as exc:
+        _run_last_step_checked(bw, call)
+    assert text in str(exc.value), exc.value
+
+
+def _run_last_step_checked(bw: Big, call: Callable[[Big], object]) -> None:
+    """Run `call`; whatever it builds first is fine, but the refused step must leave the
+    intent exactly as it was just before it: every manager method is checked on the way."""
+    m = bw.m
+    for name in (
+        "create_switch",
+        "create_port",
+        "create_link",
+        "set_internal_routing",
+        "connect_route",
+        "disconnect_route",
+        "set_link_path",
+        "remove_link_path",
+    ):
+        real = getattr(m, name)
+
+        def checked(*args: Any, _real: Any = real, **kwargs: Any) -> Any:
+            before = snapshot(m)
+            events = len(bw.events)
+            try:
+                return _real(*args, **kwargs)
+            except TenantvisorError:
+                assert snapshot(m) == before
+                assert len(bw.events) == events
+                raise
+
+        setattr(m, name, checked)
+    call(bw)

@@ -9,16 +9,31 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import itertools
 import re
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+
+import networkx as nx
 
 from tenantvisor.errors import Conflict, Forbidden, InvalidRequest, NotFound, Unauthorized
 from tenantvisor.mapping import layout
-from tenantvisor.mapping.paths import NoPath, vlink_path
+from tenantvisor.mapping.paths import (
+    Hop,
+    NoPath,
+    Path,
+    format_path,
+    parse_path,
+    reverse,
+    vlink_path,
+)
 from tenantvisor.physical.topology import PhysicalTopology
 from tenantvisor.virtual.model import (
+    ROUTING_ALGORITHMS,
     Host,
+    ManualPath,
+    PathHops,
+    Route,
     Tenant,
     VirtualNetwork,
     VLink,
@@ -32,6 +47,11 @@ from tenantvisor.virtual.urls import parse_controller_url
 MAX_VPORT = 0xFFF  # vport numbers live in 12 metadata bits
 MAX_VSWITCH_INDEX = layout.MAX_VSWITCH_INDEX  # fabric-wide vswitch ids: 19 metadata bits
 SCALABILITY_LEVELS = ("exact", "app", "host", "hop", "lite")
+MAX_BACKUP_NUM = 8  # backup paths a vlink or big switch may ask for beyond its primary
+MAX_PATH_PRIORITY = 0xFFFF  # priorities of manual paths and routes: higher is preferred
+PathSpec = str | Sequence[Sequence[int]] | Sequence[Hop]
+"""A physical path as callers give it: OVX text ("dpid/port-dpid/port,...") or hops, each
+(src_dpid, src_port, dst_dpid, dst_port)."""
 _MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 
 
@@ -69,6 +89,7 @@ class NetworkManager:
         self._next_network = 1
         self._next_link = 1
         self._next_host = 1
+        self._next_route = 1
         self._vswitch_index: set[int] = set()
         self.listeners: list[Listener] = []
 
@@ -211,18 +232,52 @@ class NetworkManager:
         self._notify("removed", net)
 
     # --- vswitches -----------------------------------------------------------------------------
-    def create_switch(self, net_id: int, dpids: list[int], vdpid: int | None = None) -> VSwitch:
+    def create_switch(
+        self,
+        net_id: int,
+        dpids: list[int],
+        vdpid: int | None = None,
+        routing: str = "spf",
+        backup_num: int = 0,
+    ) -> VSwitch:
+        """A vswitch on one pswitch, or a big switch over several (OVX `createSwitch`).
+
+        A pswitch hosts at most one vswitch per network.  A big switch's pswitches must speak
+        OpenFlow 1.3 and be joined by physical links among themselves; `routing` and
+        `backup_num` say how it carries packets between them (see `set_internal_routing`).
+        """
         net = self.get_network(net_id)
         if not isinstance(dpids, list) or not dpids:
             raise InvalidRequest("dpids must be a non-empty list of physical dpids")
-        if len(dpids) > 1:
-            raise InvalidRequest("a vswitch over several pswitches (big switch) is not supported")
-        dpid = _int(dpids[0], "dpid", 1 << 64)
-        if dpid not in self.topo.switches:
-            raise NotFound(f"unknown physical dpid {dpid:#018x}")
-        for sw in net.switches.values():
-            if sw.dpid == dpid:
-                raise Conflict(f"pswitch {dpid:#018x} already hosts vswitch {sw.vdpid:#018x}")
+        wanted: list[int] = []
+        for d in dpids:
+            dpid = _int(d, "dpid", 1 << 64)
+            if dpid in wanted:
+                raise InvalidRequest(f"dpid {dpid:#018x} is given twice")
+            if dpid not in self.topo.switches:
+                raise NotFound(f"unknown physical dpid {dpid:#018x}")
+            wanted.append(dpid)
+        for dpid in wanted:
+            for sw in net.switches.values():
+                if dpid in sw.dpids:
+                    raise Conflict(
+                        f"pswitch {dpid:#018x} already hosts vswitch {sw.vdpid:#018x} of "
+                        f"network {net.id} (a pswitch hosts one vswitch per network)"
+                    )
+        routing, backup_num = _routing(routing, backup_num)
+        if len(wanted) > 1:
+            for dpid in wanted:
+                if self.topo.switches[dpid].of_version == 1:
+                    raise InvalidRequest(
+                        f"pswitch {dpid:#018x} speaks only OpenFlow 1.0: a big switch needs "
+                        "OpenFlow 1.3 pswitches"
+                    )
+            self._check_joined(wanted)
+        elif (routing, backup_num) != ("spf", 0):
+            raise InvalidRequest(
+                "internal routing is for big switches (several dpids); a vswitch on one "
+                "pswitch has none"
+            )
         if vdpid is None:
             n = len(net.switches) + 1
             while ((net.id << 48) | n) in net.switches:
@@ -239,7 +294,7 @@ class NetworkManager:
         if not index:
             raise Conflict("vswitch id space exhausted")
         self._vswitch_index.add(index)
-        sw = VSwitch(vdpid, [dpid], index)
+        sw = VSwitch(vdpid, wanted, index, routing=routing, backup_num=backup_num)
         net.switches[vdpid] = sw
         self._changed(net)
         return sw
@@ -256,9 +311,108 @@ class NetworkManager:
         self._vswitch_index.discard(sw.index)
         self._changed(net)
 
+    def set_internal_routing(
+        self, net_id: int, vdpid: int, algorithm: str, backup_num: int = 0
+    ) -> VSwitch:
+        """How a big switch carries packets between its pswitches (OVX `setInternalRouting`):
+        "spf", the shortest path through its own pswitches plus `backup_num` link-disjoint
+        backups, or "manual", the routes set with `connect_route`.  Routes are kept when the
+        switch goes back to spf, and used again when it returns to manual."""
+        net = self.get_network(net_id)
+        sw = self._big_switch(net, vdpid, "internal routing")
+        sw.routing, sw.backup_num = _routing(algorithm, backup_num)
+        self._changed(net)
+        return sw
+
+    def connect_route(
+        self,
+        net_id: int,
+        vdpid: int,
+        src_vport: int,
+        dst_vport: int,
+        path: PathSpec,
+        priority: int,
+        both_ways: bool = False,
+    ) -> Route:
+        """A manual internal route of a big switch (OVX `connectRoute`): what enters at
+        `src_vport` and leaves at `dst_vport` takes `path`, from the src vport's pswitch to
+        the dst vport's, through the big switch's own pswitches only.  Among the routes
+        between two vports the highest priority whose links are up is used; the others are its
+        backups.  `both_ways` also adds the mirror route (dst -> src over the same links
+        backwards, same priority; id + 1), as OVX's routes are bidirectional."""
+        net = self.get_network(net_id)
+        sw = self._big_switch(net, vdpid, "routes")
+        if sw.routing != "manual":
+            raise InvalidRequest(
+                f"vswitch {sw.vdpid:#018x} routes by {sw.routing}: set its internal routing "
+                "to manual before adding routes"
+            )
+        a = self._vport(net, sw.vdpid, src_vport)
+        b = self._vport(net, sw.vdpid, dst_vport)
+        if a.number == b.number:
+            raise InvalidRequest(
+                f"a route joins two different vports, not vport {a.number} to itself"
+            )
+        if a.dpid == b.dpid:
+            raise InvalidRequest(
+                f"vports {a.number} and {b.number} are both on pswitch {a.dpid:#018x}: "
+                "no internal route joins them"
+            )
+        priority = _ranged(priority, "priority", MAX_PATH_PRIORITY)
+        hops = _hops(path)
+        self._check_path(
+            hops, a.dpid, b.dpid, f"route from vport {a.number} to vport {b.number}", sw
+        )
+        wanted = [(a.number, b.number, hops)]
+        if both_ways:
+            wanted.append((b.number, a.number, reverse(hops)))
+        for src, dst, h in wanted:
+            for r in sw.routes.values():
+                if (r.src_vport, r.dst_vport) == (src, dst) and (
+                    r.path.priority == priority or r.path.hops == _key(h)
+                ):
+                    same = "priority" if r.path.priority == priority else "path"
+                    raise Conflict(
+                        f"route {r.id} already joins vport {src} to vport {dst} with this "
+                        f"{same} (priority {r.path.priority} over "
+                        f"{format_path(tuple(Hop(*x) for x in r.path.hops))}); remove it first"
+                    )
+        routes = []
+        for src, dst, h in wanted:
+            r = Route(self._next_route, src, dst, ManualPath(_key(h), priority))
+            self._next_route += 1
+            sw.routes[r.id] = r
+            routes.append(r)
+        self._changed(net)
+        return routes[0]
+
+    def disconnect_route(
+        self, net_id: int, vdpid: int, route_id: int, both_ways: bool = False
+    ) -> None:
+        """Remove a route (OVX `disconnectRoute`); `both_ways` also removes its mirror (the
+        route between the same vports the other way over the same links, same priority)."""
+        net = self.get_network(net_id)
+        sw = self._switch(net, vdpid)
+        r = sw.routes.get(_int(route_id, "route id", 1 << 32))
+        if r is None:
+            raise NotFound(f"vswitch {sw.vdpid:#018x} has no route {route_id}")
+        del sw.routes[r.id]
+        if both_ways:
+            back = tuple((h[2], h[3], h[0], h[1]) for h in reversed(r.path.hops))
+            for m in list(sw.routes.values()):
+                if (m.src_vport, m.dst_vport, m.path.hops, m.path.priority) == (
+                    r.dst_vport,
+                    r.src_vport,
+                    back,
+                    r.path.priority,
+                ):
+                    del sw.routes[m.id]
+        self._changed(net)
+
     # --- vports --------------------------------------------------------------------------------
     def create_port(self, net_id: int, dpid: int, port: int, vdpid: int | None = None) -> VPort:
-        """Map a physical port into the vswitch on that pswitch (OVX `createPort`)."""
+        """Map a physical port into the vswitch on that pswitch (OVX `createPort`); on a big
+        switch, `dpid` is any of its pswitches."""
         net = self.get_network(net_id)
         dpid = _int(dpid, "dpid", 1 << 64)
         port = _int(port, "port", 0xFFFFFF00)
@@ -268,16 +422,16 @@ class NetworkManager:
             raise NotFound(f"pswitch {dpid:#018x} has no port {port}")
         if vdpid is not None:
             sw = self._switch(net, vdpid)
-            if sw.dpid != dpid:
+            if dpid not in sw.dpids:
                 raise InvalidRequest(f"vswitch {sw.vdpid:#018x} is not on pswitch {dpid:#018x}")
         else:
-            found = [s for s in net.switches.values() if s.dpid == dpid]
+            found = [s for s in net.switches.values() if dpid in s.dpids]
             if not found:
                 raise NotFound(f"network {net.id} has no vswitch on pswitch {dpid:#018x}")
             sw = found[0]
         kind = VPortKind.LINK if self.topo.is_link_port(dpid, port) else VPortKind.EDGE
         if kind is VPortKind.EDGE and any(
-            p.port == port and p.kind is VPortKind.EDGE for p in sw.ports.values()
+            (p.dpid, p.port) == (dpid, port) and p.kind is VPortKind.EDGE for p in sw.ports.values()
         ):
             raise Conflict(f"port {port} of {dpid:#018x} is already an edge vport of this vswitch")
         number = next((n for n in range(1, MAX_VPORT + 1) if n not in sw.ports), 0)
@@ -289,25 +443,40 @@ class NetworkManager:
         return vp
 
     def remove_port(self, net_id: int, vdpid: int, vport: int) -> None:
+        """Remove a vport with its vlink, its hosts and the routes that start or end on it."""
         net = self.get_network(net_id)
-        vp = self._vport(net, vdpid, vport)
+        sw = self._switch(net, vdpid)
+        vp = self._vport(net, sw.vdpid, vport)
         if vp.link_id is not None:
             lk = net.links.pop(vp.link_id)
             self._unlink(net, lk)
-        for h in [h for h in net.hosts.values() if (h.vdpid, h.vport) == (vdpid, vport)]:
+        for h in [h for h in net.hosts.values() if (h.vdpid, h.vport) == (sw.vdpid, vp.number)]:
             del net.hosts[h.id]
-        del net.switches[vdpid].ports[vport]
+        for r in [r for r in sw.routes.values() if vp.number in (r.src_vport, r.dst_vport)]:
+            del sw.routes[r.id]
+        del sw.ports[vp.number]
         self._changed(net)
 
     # --- vlinks --------------------------------------------------------------------------------
     def create_link(
-        self, net_id: int, src_vdpid: int, src_vport: int, dst_vdpid: int, dst_vport: int
+        self,
+        net_id: int,
+        src_vdpid: int,
+        src_vport: int,
+        dst_vdpid: int,
+        dst_vport: int,
+        algorithm: str = "spf",
+        backup_num: int = 0,
     ) -> VLink:
+        """Join two link vports of different vswitches (OVX `connectLink`).  "spf" takes the
+        shortest physical path and `backup_num` link-disjoint backups (a path must exist
+        now); "manual" starts with no path, and is down until `set_link_path` gives one."""
         net = self.get_network(net_id)
         a = self._vport(net, src_vdpid, src_vport)
         b = self._vport(net, dst_vdpid, dst_vport)
         if src_vdpid == dst_vdpid:
             raise InvalidRequest("a vlink must join two different vswitches")
+        algorithm, backup_num = _routing(algorithm, backup_num)
         upgrade = []  # created before LLDP found their link; without hosts they can be one
         for end, vp in (((src_vdpid, src_vport), a), ((dst_vdpid, dst_vport), b)):
             kind = vp.kind
@@ -325,13 +494,20 @@ class NetworkManager:
                 )
             if vp.link_id is not None:
                 raise Conflict(f"vport {end[1]} of {end[0]:#018x} is already in vlink {vp.link_id}")
-        try:
-            vlink_path(self.topo, (a.dpid, a.port), (b.dpid, b.port))
-        except NoPath as exc:
-            raise InvalidRequest(f"no physical path joins the two vports: {exc}") from None
+        if algorithm == "spf":
+            try:
+                vlink_path(self.topo, (a.dpid, a.port), (b.dpid, b.port))
+            except NoPath as exc:
+                raise InvalidRequest(f"no physical path joins the two vports: {exc}") from None
         for vp in upgrade:
             vp.kind = VPortKind.LINK
-        lk = VLink(self._next_link, VLinkEnd(src_vdpid, src_vport), VLinkEnd(dst_vdpid, dst_vport))
+        lk = VLink(
+            self._next_link,
+            VLinkEnd(src_vdpid, src_vport),
+            VLinkEnd(dst_vdpid, dst_vport),
+            algorithm=algorithm,
+            backup_num=backup_num,
+        )
         self._next_link += 1
         a.link_id = b.link_id = lk.id
         net.links[lk.id] = lk
@@ -340,11 +516,49 @@ class NetworkManager:
 
     def remove_link(self, net_id: int, link_id: int) -> None:
         net = self.get_network(net_id)
-        lk = net.links.pop(link_id, None)
-        if lk is None:
-            raise NotFound(f"no vlink {link_id} in network {net.id}")
+        lk = self._link(net, link_id)
+        del net.links[lk.id]
         self._unlink(net, lk)
         self._changed(net)
+
+    def set_link_path(self, net_id: int, link_id: int, path: PathSpec, priority: int) -> VLink:
+        """Give a manual vlink a physical path (OVX `setLinkPath`).
+
+        The path joins the src vport's pswitch to the dst vport's (given from the dst end, it
+        is stored reversed, as OVX accepts either).  The highest priority whose links are up
+        carries the vlink, the others are its backups.  A path with the priority, or the
+        links, of one the vlink has replaces that one.
+        """
+        net = self.get_network(net_id)
+        lk = self._link(net, link_id)
+        if lk.algorithm != "manual":
+            raise InvalidRequest(
+                f"vlink {lk.id} routes by {lk.algorithm}: only a vlink created with "
+                "algorithm manual takes paths"
+            )
+        priority = _ranged(priority, "priority", MAX_PATH_PRIORITY)
+        a = self._vport(net, lk.src.vdpid, lk.src.vport)
+        b = self._vport(net, lk.dst.vdpid, lk.dst.vport)
+        hops = _hops(path)
+        if a.dpid != b.dpid and (hops[0].src_dpid, hops[-1].dst_dpid) == (b.dpid, a.dpid):
+            hops = reverse(hops)
+        self._check_path(hops, a.dpid, b.dpid, f"vlink {lk.id}", None)
+        key = _key(hops)
+        kept = [p for p in lk.paths if p.priority != priority and p.hops != key]
+        lk.paths = sorted([*kept, ManualPath(key, priority)], key=lambda p: -p.priority)
+        self._changed(net)
+        return lk
+
+    def remove_link_path(self, net_id: int, link_id: int, priority: int) -> VLink:
+        """Take the path with `priority` off a manual vlink (with none left, it is down)."""
+        net = self.get_network(net_id)
+        lk = self._link(net, link_id)
+        priority = _ranged(priority, "priority", MAX_PATH_PRIORITY)
+        if not any(p.priority == priority for p in lk.paths):
+            raise NotFound(f"vlink {lk.id} has no path with priority {priority}")
+        lk.paths = [p for p in lk.paths if p.priority != priority]
+        self._changed(net)
+        return lk
 
     # --- hosts ---------------------------------------------------------------------------------
     def connect_host(self, net_id: int, vdpid: int, vport: int, mac: object) -> Host:
@@ -387,6 +601,82 @@ class NetworkManager:
             raise NotFound(f"vswitch {vdpid:#018x} has no vport {vport}")
         return vp
 
+    def _big_switch(self, net: VirtualNetwork, vdpid: int, what: str) -> VSwitch:
+        sw = self._switch(net, vdpid)
+        if not sw.is_big:
+            raise InvalidRequest(
+                f"vswitch {sw.vdpid:#018x} is on one pswitch: only a big switch (a vswitch "
+                f"over several pswitches) has {what}"
+            )
+        return sw
+
+    def _link(self, net: VirtualNetwork, link_id: int) -> VLink:
+        lk = net.links.get(_int(link_id, "vlink id", 1 << 32))
+        if lk is None:
+            raise NotFound(f"no vlink {link_id} in network {net.id}")
+        return lk
+
+    def _check_joined(self, dpids: list[int]) -> None:
+        """A big switch routes inside itself: its pswitches must be one connected piece."""
+        g = self.topo.graph().subgraph(dpids)
+        reach = nx.node_connected_component(nx.Graph(g), dpids[0])
+        apart = [d for d in dpids if d not in reach]
+        if apart:
+            raise InvalidRequest(
+                f"pswitch {apart[0]:#018x} is not joined to {dpids[0]:#018x} by physical links "
+                "through the big switch's own pswitches (as LLDP has found them so far)"
+            )
+
+    def _check_path(
+        self, hops: Path, src: int, dst: int, what: str, within: VSwitch | None
+    ) -> None:
+        """A path must run from pswitch `src` to `dst` over discovered physical links, each
+        hop leaving where the previous one arrived, never visiting a pswitch twice, and
+        (for a big switch's route) only through the switch's own pswitches."""
+        text = format_path(hops)
+        if hops[0].src_dpid != src:
+            raise InvalidRequest(
+                f"{what}: the path must start on pswitch {src} ({src:#x}), not on "
+                f"{hops[0].src_dpid} ({text})"
+            )
+        if hops[-1].dst_dpid != dst:
+            raise InvalidRequest(
+                f"{what}: the path must end on pswitch {dst} ({dst:#x}), not on "
+                f"{hops[-1].dst_dpid} ({text})"
+            )
+        for x, y in itertools.pairwise(hops):
+            here = format_path((x, y))
+            if x.dst_dpid != y.src_dpid:
+                raise InvalidRequest(f"{what}: hops do not join: {here}")
+            if x.dst_port == y.src_port:
+                raise InvalidRequest(
+                    f"{what}: a hop leaves pswitch {y.src_dpid} through port {y.src_port}, "
+                    f"where the one before arrived: {here}"
+                )
+        seen = [hops[0].src_dpid, *(h.dst_dpid for h in hops)]
+        for dpid in seen:
+            if seen.count(dpid) > 1:
+                raise InvalidRequest(f"{what}: the path visits pswitch {dpid} twice ({text})")
+            if within is not None and dpid not in within.dpids:
+                raise InvalidRequest(
+                    f"{what}: pswitch {dpid} ({dpid:#x}) is not part of big switch "
+                    f"{within.vdpid:#018x}"
+                )
+        for h in hops:
+            hop = format_path((h,))
+            for dpid, port in ((h.src_dpid, h.src_port), (h.dst_dpid, h.dst_port)):
+                if dpid not in self.topo.switches:
+                    raise InvalidRequest(f"{what}: hop {hop}: unknown pswitch {dpid} ({dpid:#x})")
+                if not self.topo.has_port(dpid, port):
+                    raise InvalidRequest(f"{what}: hop {hop}: pswitch {dpid} has no port {port}")
+            peer = self.topo.peer(h.src_dpid, h.src_port)
+            if peer != (h.dst_dpid, h.dst_port):
+                faces = "no pswitch" if peer is None else f"{peer[0]}/{peer[1]}"
+                raise InvalidRequest(
+                    f"{what}: hop {hop} is not a physical link: port {h.src_port} of pswitch "
+                    f"{h.src_dpid} faces {faces}"
+                )
+
     def _unlink(self, net: VirtualNetwork, lk: VLink) -> None:
         for end in (lk.src, lk.dst):
             vp = net.vport(end.vdpid, end.vport)
@@ -415,6 +705,60 @@ def _int(value: object, what: str, limit: int) -> int:
     if not 0 <= value < limit:
         raise InvalidRequest(f"{what} {value} is out of range")
     return value
+
+
+def _ranged(value: object, what: str, high: int) -> int:
+    number = _int(value, what, 1 << 64) if not isinstance(value, int) else value
+    if isinstance(number, bool) or not isinstance(number, int):
+        raise InvalidRequest(f"{what} {value!r} is not an integer")
+    if not 0 <= number <= high:
+        raise InvalidRequest(f"{what} {number} is out of range 0-{high}")
+    return number
+
+
+def _routing(algorithm: object, backup_num: object) -> tuple[str, int]:
+    """Validate a routing choice: "spf" or "manual", and 0-8 backup paths."""
+    if algorithm not in ROUTING_ALGORITHMS:
+        raise InvalidRequest(
+            f"routing algorithm {algorithm!r}: expected one of {', '.join(ROUTING_ALGORITHMS)}"
+        )
+    assert isinstance(algorithm, str)
+    return algorithm, _ranged(backup_num, "backup_num", MAX_BACKUP_NUM)
+
+
+def _hops(path: object) -> Path:
+    """A path from OVX text or a sequence of (src_dpid, src_port, dst_dpid, dst_port)."""
+    if isinstance(path, str):
+        try:
+            return parse_path(path)
+        except ValueError as exc:
+            raise InvalidRequest(f"path {path!r}: {exc}") from None
+    if not isinstance(path, Sequence) or not path:
+        raise InvalidRequest("a path is text (dpid/port-dpid/port,...) or a non-empty list of hops")
+    out = []
+    for i, h in enumerate(path, 1):
+        if isinstance(h, Hop):
+            out.append(h)
+            continue
+        if isinstance(h, str | bytes) or not isinstance(h, Sequence) or len(h) != 4:
+            raise InvalidRequest(
+                f"hop {i} of the path: expected (src_dpid, src_port, dst_dpid, dst_port)"
+            )
+        sd, sp, dd, dp = (
+            _int(v, w, lim)
+            for v, w, lim in zip(
+                h,
+                ("src_dpid", "src_port", "dst_dpid", "dst_port"),
+                (1 << 64, 1 << 32) * 2,
+                strict=True,
+            )
+        )
+        out.append(Hop(sd, sp, dd, dp))
+    return tuple(out)
+
+
+def _key(hops: Path) -> PathHops:
+    return tuple((h.src_dpid, h.src_port, h.dst_dpid, h.dst_port) for h in hops)
 
 
 __all__ = ["Forbidden", "NetworkManager", "normalize_mac"]
