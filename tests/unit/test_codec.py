@@ -8,15 +8,20 @@ tenant controller sends can only ever raise MalformedMessage (close the channel)
 from __future__ import annotations
 
 import random
+import re
 import struct
 from collections.abc import Callable
+from typing import Any
 
 import pytest
+from os_ken.ofproto import ofproto_v1_0 as ofp_v10
+from os_ken.ofproto import ofproto_v1_0_parser as parser_v10
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 from os_ken.ofproto import ofproto_v1_4 as ofp_v14
+from os_ken.ofproto.ofproto_protocol import ProtocolDesc
 
-from tenantvisor.openflow import codec, oxm
+from tenantvisor.openflow import codec, messages, of10, oxm
 from tenantvisor.openflow.channel import _peer_versions, hello
 from tenantvisor.openflow.codec import (
     FlowMod,
@@ -32,6 +37,7 @@ from tenantvisor.translate.view import PortMap, VSwitchView
 from tests.unit.ofkit import DP, apply, osken_bytes, osken_flow_mod, osken_parse, write
 
 BASIC = codec.OXM_CLASS_OPENFLOW_BASIC
+DP10 = ProtocolDesc(ofp_v10.OFP_VERSION)
 
 # --- literal golden bytes ------------------------------------------------------------------
 # FLOW_MOD xid=0x11, cookie=0x0102030405060708, priority=0x8000, match in_port=1,
@@ -762,3 +768,267 @@ def test_tenant_elements_must_be_whole_aligned_and_at_least_16_bytes() -> None:
     ]:
         with pytest.raises(codec.MalformedMessage, match=says):
             list(codec.elements(bad, 0, "bucket"))
+
+
+# --- message bodies (openflow/messages.py) against os-ken ------------------------------------
+# Each layout of ours, and the os-ken pack string(s) of the same OpenFlow structure.
+LAYOUTS: list[tuple[str, struct.Struct, list[str]]] = [
+    ("HEADER", codec.HEADER, [ofp.OFP_HEADER_PACK_STR]),
+    ("FLOW_MOD_BODY", codec.FLOW_MOD_BODY, [ofp.OFP_FLOW_MOD_PACK_STR0]),
+    ("ERROR_MSG", codec.ERROR_MSG, [ofp.OFP_ERROR_MSG_PACK_STR]),
+    (
+        "MULTIPART_HEADER",
+        messages.MULTIPART_HEADER,
+        [ofp.OFP_MULTIPART_REQUEST_PACK_STR, ofp.OFP_MULTIPART_REPLY_PACK_STR],
+    ),
+    ("DESC", messages.DESC, [ofp.OFP_DESC_PACK_STR]),
+    ("PORT", messages.PORT, [ofp.OFP_PORT_PACK_STR]),
+    (
+        "PORT_STATUS",
+        messages.PORT_STATUS,
+        [ofp.OFP_PORT_STATUS_PACK_STR.removesuffix(ofp._OFP_PORT_PACK_STR)],
+    ),
+    ("SWITCH_FEATURES", messages.SWITCH_FEATURES, [ofp.OFP_SWITCH_FEATURES_PACK_STR]),
+    ("SWITCH_CONFIG", messages.SWITCH_CONFIG, [ofp.OFP_SWITCH_CONFIG_PACK_STR]),
+    ("ROLE", messages.ROLE, [ofp.OFP_ROLE_REQUEST_PACK_STR]),
+    ("ASYNC_CONFIG", messages.ASYNC_CONFIG, [ofp.OFP_ASYNC_CONFIG_PACK_STR]),
+    (
+        "FLOW_STATS_REQUEST",
+        messages.FLOW_STATS_REQUEST,
+        [ofp.OFP_FLOW_STATS_REQUEST_0_PACK_STR, ofp.OFP_AGGREGATE_STATS_REQUEST_0_PACK_STR],
+    ),
+    ("FLOW_STATS", messages.FLOW_STATS, [ofp.OFP_FLOW_STATS_0_PACK_STR]),
+    (
+        "AGGREGATE_STATS_REPLY",
+        messages.AGGREGATE_STATS_REPLY,
+        [ofp.OFP_AGGREGATE_STATS_REPLY_PACK_STR],
+    ),
+    ("TABLE_STATS", messages.TABLE_STATS, [ofp.OFP_TABLE_STATS_PACK_STR]),
+    ("PORT_STATS_REQUEST", messages.PORT_STATS_REQUEST, [ofp.OFP_PORT_STATS_REQUEST_PACK_STR]),
+    ("PORT_STATS", messages.PORT_STATS, [ofp.OFP_PORT_STATS_PACK_STR]),
+    ("GROUP_MOD", messages.GROUP_MOD, [ofp.OFP_GROUP_MOD_PACK_STR]),
+    ("BUCKET", messages.BUCKET, [ofp.OFP_BUCKET_PACK_STR]),
+    ("GROUP_STATS_REQUEST", messages.GROUP_STATS_REQUEST, [ofp.OFP_GROUP_STATS_REQUEST_PACK_STR]),
+    ("GROUP_STATS", messages.GROUP_STATS, [ofp.OFP_GROUP_STATS_PACK_STR]),
+    ("BUCKET_COUNTER", messages.BUCKET_COUNTER, [ofp.OFP_BUCKET_COUNTER_PACK_STR]),
+    ("GROUP_DESC", messages.GROUP_DESC, [ofp.OFP_GROUP_DESC_STATS_PACK_STR]),
+    ("GROUP_FEATURES", messages.GROUP_FEATURES, [ofp.OFP_GROUP_FEATURES_PACK_STR]),
+    ("METER_MOD", messages.METER_MOD, [ofp.OFP_METER_MOD_PACK_STR]),
+    (
+        "METER_MULTIPART_REQUEST",
+        messages.METER_MULTIPART_REQUEST,
+        [ofp.OFP_METER_MULTIPART_REQUEST_PACK_STR],
+    ),
+    ("METER_STATS", messages.METER_STATS, [ofp.OFP_METER_STATS_PACK_STR]),
+    ("METER_CONFIG", messages.METER_CONFIG, [ofp.OFP_METER_CONFIG_PACK_STR]),
+    ("METER_FEATURES", messages.METER_FEATURES, [ofp.OFP_METER_FEATURES_PACK_STR]),
+    ("of10.STATS_HEADER10", of10.STATS_HEADER10, [ofp_v10.OFP_STATS_MSG_PACK_STR]),
+    (
+        "of10.FLOW_STATS_REQUEST10",
+        of10.FLOW_STATS_REQUEST10,
+        [ofp_v10.OFP_FLOW_STATS_REQUEST_ID_PORT_STR],
+    ),
+]
+
+
+def _canonical(fmt: str) -> list[str]:
+    """A struct format as one token per field and pad byte: '!2I4x' == '!IIxxxx'."""
+    assert fmt[0] == "!", f"{fmt!r} is not network byte order"
+    out: list[str] = []
+    for count, code in re.findall(r"(\d*)([a-zA-Z?])", fmt[1:]):
+        n = int(count or 1)
+        out += [f"{n}s"] if code == "s" else [code] * n
+    return out
+
+
+@pytest.mark.parametrize(("name", "ours", "osken"), LAYOUTS, ids=[n for n, _, _ in LAYOUTS])
+def test_each_layout_is_os_kens_pack_string(
+    name: str, ours: struct.Struct, osken: list[str]
+) -> None:
+    for reference in osken:
+        assert _canonical(ours.format) == _canonical(reference), name
+        assert ours.size == struct.calcsize(reference), name
+
+
+def test_every_layout_in_messages_is_checked_against_os_ken() -> None:
+    layouts = {n for n in messages.__all__ if isinstance(getattr(messages, n), struct.Struct)}
+    assert layouts == {n for n, _, _ in LAYOUTS if not n.startswith("of10.")}
+    assert not [n for n in messages.__all__ if not hasattr(messages, n)]
+
+
+def test_multipart_request_is_byte_identical_to_osken() -> None:
+    ours = messages.multipart_request(
+        4, 9, ofp.OFPMP_PORT_STATS, messages.PORT_STATS_REQUEST.pack(5)
+    )
+    theirs = parser.OFPPortStatsRequest(DP, 0, 5)
+    theirs.set_xid(9)
+    assert ours == osken_bytes(theirs)
+    for mtype, body, request in [
+        (ofp.OFPMP_GROUP, messages.GROUP_STATS_REQUEST.pack(ofp.OFPG_ALL),
+         parser.OFPGroupStatsRequest(DP, 0, ofp.OFPG_ALL)),
+        (ofp.OFPMP_METER, messages.METER_MULTIPART_REQUEST.pack(7),
+         parser.OFPMeterStatsRequest(DP, 0, 7)),
+    ]:  # fmt: skip
+        assert messages.multipart_request(4, 0, mtype, body) == osken_bytes(request)
+
+
+def test_flow_stats_request_is_byte_identical_to_osken_and_parses_back() -> None:
+    match = [codec.oxm_u32(oxm.IN_PORT, 3), codec.oxm_u16(oxm.ETH_TYPE, 0x800)]
+    body = messages.flow_stats_request(1, 2, 3, 0xC0FFEE, 0xFFFF, match)
+    theirs = parser.OFPFlowStatsRequest(
+        DP, 0, 1, 2, 3, 0xC0FFEE, 0xFFFF, parser.OFPMatch(in_port=3, eth_type=0x800)
+    )
+    assert messages.multipart_request(4, 0, ofp.OFPMP_FLOW, body) == osken_bytes(theirs)
+    assert messages.parse_flow_stats_request(osken_bytes(theirs)) == (
+        1, 2, 3, 0xC0FFEE, 0xFFFF, match,
+    )  # fmt: skip
+    agg = parser.OFPAggregateStatsRequest(
+        DP, 0, ofp.OFPTT_ALL, ofp.OFPP_ANY, ofp.OFPG_ANY, 0, 0, parser.OFPMatch()
+    )
+    assert messages.multipart_request(
+        4, 0, ofp.OFPMP_AGGREGATE, messages.flow_stats_request()
+    ) == osken_bytes(agg)
+    with pytest.raises(MalformedMessage, match="too short"):
+        messages.parse_flow_stats_request(osken_bytes(agg)[:55])
+
+
+def _reply(mtype: int, body: bytes) -> Any:
+    return osken_parse(messages.multipart_reply(4, 5, mtype, body))
+
+
+def test_multipart_reply_flags_and_desc_read_by_osken() -> None:
+    body = messages.DESC.pack(b"mfr", b"hw", b"sw", b"serial", b"dp")
+    m = _reply(ofp.OFPMP_DESC, body)
+    assert (m.xid, m.flags) == (5, 0)
+    assert (m.body.mfr_desc, m.body.serial_num, m.body.dp_desc) == (b"mfr", b"serial", b"dp")
+    more = osken_parse(messages.multipart_reply(4, 5, ofp.OFPMP_DESC, body, more=True))
+    assert more.flags == ofp.OFPMPF_REPLY_MORE
+
+
+def test_flow_stats_entry_read_by_osken() -> None:
+    match = codec.encode_match([codec.oxm_u32(oxm.IN_PORT, 3)])
+    ins = codec.encode_instructions(apply_actions=codec.output(2))
+    entry = messages.flow_stats_entry(
+        2, messages.sec_nsec(5.25), 100, 6, 7, ofp.OFPFF_SEND_FLOW_REM, 0xAB, 11, 1100, match, ins
+    )
+    (s,) = _reply(ofp.OFPMP_FLOW, entry).body
+    assert (s.length, s.table_id, s.duration_sec, s.duration_nsec, s.priority) == (
+        len(entry), 2, 5, 250_000_000, 100,
+    )  # fmt: skip
+    assert (s.idle_timeout, s.hard_timeout, s.flags, s.cookie) == (6, 7, 1, 0xAB)
+    assert (s.packet_count, s.byte_count, dict(s.match.items())) == (11, 1100, {"in_port": 3})
+    assert s.instructions[0].actions[0].port == 2
+    assert messages.FLOW_STATS.unpack_from(entry)[-3:] == (0xAB, 11, 1100)
+
+
+def test_statistics_entries_read_by_osken() -> None:
+    agg = _reply(ofp.OFPMP_AGGREGATE, messages.AGGREGATE_STATS_REPLY.pack(1, 2, 3)).body
+    assert (agg.packet_count, agg.byte_count, agg.flow_count) == (1, 2, 3)
+    (t,) = _reply(ofp.OFPMP_TABLE, messages.TABLE_STATS.pack(4, 5, 2**64 - 1, 6)).body
+    assert (t.table_id, t.active_count, t.lookup_count, t.matched_count) == (4, 5, 2**64 - 1, 6)
+    (p,) = _reply(ofp.OFPMP_PORT_STATS, messages.PORT_STATS.pack(7, *range(1, 13), 8, 9)).body
+    assert (p.port_no, p.rx_packets, p.tx_packets, p.rx_bytes, p.tx_bytes) == (7, 1, 2, 3, 4)
+    assert (p.collisions, p.duration_sec, p.duration_nsec) == (12, 8, 9)
+    entry = messages.group_stats_entry(3, 4, 5, 6, (7, 8), [(1, 2), (3, 4)])
+    (g,) = _reply(ofp.OFPMP_GROUP, entry).body
+    assert (g.length, g.group_id, g.ref_count, g.packet_count, g.byte_count) == (72, 3, 4, 5, 6)
+    assert (g.duration_sec, g.duration_nsec) == (7, 8)
+    assert [(b.packet_count, b.byte_count) for b in g.bucket_stats] == [(1, 2), (3, 4)]
+    band = struct.pack("!QQ", 9, 10)
+    meter = messages.METER_STATS.pack(2, 56, 3, 4, 5, 6, 7) + band
+    (ms,) = _reply(ofp.OFPMP_METER, meter).body
+    assert (ms.meter_id, ms.len, ms.flow_count, ms.packet_in_count, ms.byte_in_count) == (
+        2, 56, 3, 4, 5,
+    )  # fmt: skip
+    assert (ms.duration_sec, ms.duration_nsec, ms.band_stats[0].packet_band_count) == (6, 7, 9)
+
+
+def test_group_and_meter_descriptions_read_by_osken() -> None:
+    bucket = messages.BUCKET.pack(16 + 16, 0, ofp.OFPP_ANY, ofp.OFPG_ANY) + codec.output(3)
+    desc = messages.GROUP_DESC.pack(8 + len(bucket), ofp.OFPGT_ALL, 9) + bucket
+    (d,) = _reply(ofp.OFPMP_GROUP_DESC, desc).body
+    assert (d.type, d.group_id, d.buckets[0].actions[0].port) == (ofp.OFPGT_ALL, 9, 3)
+    feats = messages.GROUP_FEATURES.pack(15, 7, 1, 2, 3, 4, 5, 6, 7, 8)
+    f = _reply(ofp.OFPMP_GROUP_FEATURES, feats).body
+    assert (f.types, f.capabilities, f.max_groups, f.actions) == (15, 7, [1, 2, 3, 4], [5, 6, 7, 8])
+    band = struct.pack("!HHII4x", ofp.OFPMBT_DROP, 16, 1000, 10)
+    (c,) = _reply(ofp.OFPMP_METER_CONFIG, messages.METER_CONFIG.pack(24, 1, 4) + band).body
+    assert (c.length, c.flags, c.meter_id, c.bands[0].rate) == (24, 1, 4, 1000)
+    mf = _reply(ofp.OFPMP_METER_FEATURES, messages.METER_FEATURES.pack(100, 2, 3, 4, 5)).body
+    assert (mf[0].max_meter, mf[0].band_types, mf[0].max_bands, mf[0].max_color) == (100, 2, 4, 5)
+
+
+def test_group_and_meter_mods_are_byte_identical_to_osken() -> None:
+    bucket = parser.OFPBucket(weight=3, watch_port=ofp.OFPP_ANY, watch_group=ofp.OFPG_ANY,
+                              actions=[parser.OFPActionOutput(4, max_len=0)])  # fmt: skip
+    gm = parser.OFPGroupMod(DP, ofp.OFPGC_ADD, ofp.OFPGT_SELECT, 6, [bucket])
+    ours = (
+        messages.GROUP_MOD.pack(ofp.OFPGC_ADD, ofp.OFPGT_SELECT, 6)
+        + messages.BUCKET.pack(32, 3, ofp.OFPP_ANY, ofp.OFPG_ANY)
+        + codec.output(4)
+    )
+    assert codec.header(4, ofp.OFPT_GROUP_MOD, 0, ours) == osken_bytes(gm)
+    mm = parser.OFPMeterMod(DP, ofp.OFPMC_DELETE, 0, ofp.OFPM_ALL, [])
+    ours = messages.METER_MOD.pack(ofp.OFPMC_DELETE, 0, ofp.OFPM_ALL)
+    assert codec.header(4, ofp.OFPT_METER_MOD, 0, ours) == osken_bytes(mm)
+
+
+def test_switch_messages_read_and_written_like_osken() -> None:
+    feats = messages.SWITCH_FEATURES.pack(0x0102030405060708, 0, 64, 0, 0x4F, 0)
+    f = osken_parse(codec.header(4, ofp.OFPT_FEATURES_REPLY, 1, feats))
+    assert (f.datapath_id, f.n_buffers, f.n_tables, f.capabilities) == (
+        0x0102030405060708, 0, 64, 0x4F,
+    )  # fmt: skip
+    c = osken_parse(
+        codec.header(4, ofp.OFPT_GET_CONFIG_REPLY, 1, messages.SWITCH_CONFIG.pack(1, 128))
+    )
+    assert (c.flags, c.miss_send_len) == (1, 128)
+    sc = parser.OFPSetConfig(DP, 1, 0xFFFF)
+    assert codec.header(4, ofp.OFPT_SET_CONFIG, 0, messages.SWITCH_CONFIG.pack(1, 0xFFFF)) == (
+        osken_bytes(sc)
+    )
+    rr = parser.OFPRoleRequest(DP, ofp.OFPCR_ROLE_MASTER, 0x1122334455667788)
+    role = messages.ROLE.pack(ofp.OFPCR_ROLE_MASTER, 0x1122334455667788)
+    assert codec.header(4, ofp.OFPT_ROLE_REQUEST, 0, role) == osken_bytes(rr)
+    reply = osken_parse(codec.header(4, ofp.OFPT_ROLE_REPLY, 2, role))
+    assert (reply.role, reply.generation_id) == (ofp.OFPCR_ROLE_MASTER, 0x1122334455667788)
+    sa = parser.OFPSetAsync(DP, [1, 2], [3, 4], [5, 6])
+    assert codec.header(4, ofp.OFPT_SET_ASYNC, 0, messages.ASYNC_CONFIG.pack(1, 2, 3, 4, 5, 6)) == (
+        osken_bytes(sa)
+    )
+    ga = osken_parse(
+        codec.header(4, ofp.OFPT_GET_ASYNC_REPLY, 3, messages.ASYNC_CONFIG.pack(1, 2, 3, 4, 5, 6))
+    )
+    assert (ga.packet_in_mask, ga.port_status_mask, ga.flow_removed_mask) == (
+        [1, 2],
+        [3, 4],
+        [5, 6],
+    )
+
+
+def test_port_status_and_port_description_read_by_osken() -> None:
+    port = messages.PORT.pack(3, bytes.fromhex("027600000003"), b"vport3", 0, ofp.OFPPS_LIVE,
+                              1, 2, 3, 4, 10_000_000, 20_000_000)  # fmt: skip
+    ps = osken_parse(
+        codec.header(4, ofp.OFPT_PORT_STATUS, 0, messages.port_status(ofp.OFPPR_MODIFY, port))
+    )
+    assert (ps.reason, ps.desc.port_no, ps.desc.hw_addr, ps.desc.name) == (
+        ofp.OFPPR_MODIFY, 3, "02:76:00:00:00:03", b"vport3",
+    )  # fmt: skip
+    assert (ps.desc.state, ps.desc.curr_speed, ps.desc.max_speed) == (
+        ofp.OFPPS_LIVE, 10_000_000, 20_000_000,
+    )  # fmt: skip
+    (pd,) = _reply(ofp.OFPMP_PORT_DESC, port).body
+    assert (pd.port_no, pd.name) == (3, b"vport3")
+
+
+def test_openflow10_flow_stats_request_is_byte_identical_to_osken() -> None:
+    theirs = parser_v10.OFPFlowStatsRequest(DP10, 0, parser_v10.OFPMatch(), 0xFF, ofp_v10.OFPP_NONE)
+    assert codec.header(1, ofp_v10.OFPT_STATS_REQUEST, 0, of10.flow_stats_request10()) == (
+        osken_bytes(theirs)
+    )
+
+
+def test_sec_nsec_splits_a_duration() -> None:
+    assert messages.sec_nsec(3.5) == (3, 500_000_000)
+    assert messages.sec_nsec(0) == (0, 0)

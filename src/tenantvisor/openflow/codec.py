@@ -23,7 +23,9 @@ FLOW_MOD_BODY = struct.Struct("!QQBBHHHIIIH2x")  # after the header, before the 
 _PACKET_OUT = struct.Struct("!IIH6x")  # buffer_id, in_port, actions_len
 _PACKET_IN = struct.Struct("!IHBBQ")  # buffer_id, total_len, reason, table_id, cookie
 _FLOW_REMOVED = struct.Struct("!QHBBIIHHQQ")
-_ERROR = struct.Struct("!HH")
+ERROR_MSG = struct.Struct("!HH")
+"""ofp_error_msg (OFPT_ERROR body) before its data: type (OFPET_*), code."""
+_ERROR = ERROR_MSG
 _U16 = struct.Struct("!H")
 _U32 = struct.Struct("!I")
 _U64 = struct.Struct("!Q")

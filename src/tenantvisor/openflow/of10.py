@@ -30,6 +30,12 @@ _FLOW_REMOVED = struct.Struct("!QHBxIIH2xQQ")
 _FLOW_STATS = struct.Struct("!HBx")
 _FLOW_STATS_TAIL = struct.Struct("!IIHHH6xQQQ")
 _TABLE_STATS = struct.Struct("!B3x32sIIIQQ")
+STATS_HEADER10 = struct.Struct("!HH")
+"""OpenFlow 1.0 ofp_stats_request / ofp_stats_reply after the ofp_header: type (OFPST_*),
+flags; the body follows at offset 12."""
+FLOW_STATS_REQUEST10 = struct.Struct("!BxH")
+"""OpenFlow 1.0 ofp_flow_stats_request after its 40-byte ofp_match: table_id (0xff: all),
+pad, out_port (OFPP_NONE: any)."""
 _B = codec.OXM_CLASS_OPENFLOW_BASIC
 # 1.0 actions a vswitch offers: OUTPUT .. SET_TP_DST
 ACTIONS_OFFERED = (1 << (o10.OFPAT_SET_TP_DST + 1)) - 1
@@ -316,6 +322,16 @@ def stats_request_to13(msg: bytes, xid: int) -> bytes:
     else:
         raise OFError(o13.OFPET_BAD_REQUEST, o13.OFPBRC_BAD_MULTIPART, f"stats type {stype}")
     return _h13(o13.OFPT_MULTIPART_REQUEST, xid, struct.pack("!HH4x", stype, 0) + req)
+
+
+def flow_stats_request10(table_id: int = 0xFF, out_port: int = o10.OFPP_NONE) -> bytes:
+    """OpenFlow 1.0 STATS_REQUEST body (OFPST_FLOW) for every rule: the stats header, an
+    all-wildcard ofp_match, table_id and out_port (OFPP_NONE: any)."""
+    return (
+        STATS_HEADER10.pack(o10.OFPST_FLOW, 0)
+        + match_to10([])
+        + FLOW_STATS_REQUEST10.pack(table_id, out_port)
+    )
 
 
 # --- messages, vswitch -> tenant -------------------------------------------------------------
