@@ -7,7 +7,6 @@ every method works on one endpoint (`self`).
 
 from __future__ import annotations
 
-import struct
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -17,6 +16,7 @@ from os_ken.ofproto import ofproto_v1_3 as ofp
 from tenantvisor import __version__
 from tenantvisor.mapping import layout
 from tenantvisor.openflow import codec
+from tenantvisor.openflow import messages as msgs
 from tenantvisor.openflow.channel import Channel
 from tenantvisor.openflow.codec import MalformedMessage, OFError
 from tenantvisor.translate.group import parse_buckets
@@ -29,19 +29,7 @@ if TYPE_CHECKING:
     from tenantvisor.virtual.flowtable import VirtualFlowTable
     from tenantvisor.virtual.groups import VGroup, VMeter
 
-_PORT = struct.Struct(ofp.OFP_PORT_PACK_STR)
-_DESC = struct.Struct(ofp.OFP_DESC_PACK_STR)
-_MP_REPLY = struct.Struct("!HH4x")
-_FLOW_STATS_REQ = struct.Struct("!B3xII4xQQ")  # table, out_port, out_group, cookie, mask
-_FLOW_STATS = struct.Struct("!HBxIIHHHH4xQQQ")
-_COUNTERS = struct.Struct("!QQQ")  # cookie, packet_count, byte_count in ofp_flow_stats
-_AGGREGATE = struct.Struct("!QQI4x")
-_TABLE_STATS = struct.Struct("!B3xIQQ")
-_UNKNOWN = 0xFFFFFFFFFFFFFFFF
-_PK_BY = struct.Struct("!QQ")
-_GROUP_DESC = struct.Struct("!HBxI")
-_METER_CONFIG = struct.Struct("!HHI")
-_GROUP_STATS = struct.Struct("!H2xII4xQQII")
+_UNKNOWN = 0xFFFFFFFFFFFFFFFF  # OpenFlow's value for a counter the switch does not have
 
 
 def _group_features() -> bytes:
@@ -55,10 +43,9 @@ def _group_features() -> bytes:
         ofp.OFPAT_POP_MPLS, ofp.OFPAT_GROUP, ofp.OFPAT_SET_NW_TTL, ofp.OFPAT_DEC_NW_TTL,
         ofp.OFPAT_SET_FIELD,
     ))  # fmt: skip
-    return struct.pack("!II4I4I", types, caps, *[65535] * 4, *[actions] * 4)
+    return msgs.GROUP_FEATURES.pack(types, caps, *[65535] * 4, *[actions] * 4)
 
 
-_PORT_STATS = struct.Struct("!I4x" + "Q" * 12 + "II")
 MAX_REPLY_BODY = 65535 - 16
 PORTS_PER_REPLY = 512
 
@@ -80,11 +67,12 @@ class StatsMixin:
     def _port_desc(self, n: int) -> bytes:
         pm = self.view.ports.get(n)
         up = pm is not None and pm.up
-        hw = struct.pack("!BBIB", 0x02, 0x76, self.view.index, 0)[:5] + bytes([n & 0xFF])
+        # 02:76, then the top three bytes of the vswitch's index (as it always was), vport
+        hw = bytes((0x02, 0x76)) + self.view.index.to_bytes(4, "big")[:3] + bytes([n & 0xFF])
         name = self.port_names.get(n, f"vport{n}").encode()[:15]
         state = ofp.OFPPS_LIVE if up else ofp.OFPPS_LINK_DOWN
         curr = ofp.OFPPF_10GB_FD | ofp.OFPPF_COPPER
-        return _PORT.pack(n, hw, name, 0, state, curr, curr, curr, 0, 10_000_000, 10_000_000)
+        return msgs.PORT.pack(n, hw, name, 0, state, curr, curr, curr, 0, 10_000_000, 10_000_000)
 
     def _multipart(self, conn: ControllerConn, xid: int, msg: bytes) -> None:
         if len(msg) < 16:
@@ -92,27 +80,22 @@ class StatsMixin:
         mtype = codec.u16(msg, 8)
         ch = conn.channel
         if mtype == ofp.OFPMP_DESC:
-            body = _DESC.pack(
+            body = msgs.DESC.pack(
                 b"tenantvisor",
                 f"virtual switch over pswitch {self.view.dpid:016x}".encode(),
                 f"tenantvisor {__version__}".encode(),
                 f"net{self.view.net_id}-{self.vdpid:016x}".encode(),
                 self.label.encode(),
             )
-            ch.send(
-                codec.header(
-                    ch.version, ofp.OFPT_MULTIPART_REPLY, xid, _MP_REPLY.pack(mtype, 0) + body
-                )
-            )
+            ch.send(msgs.multipart_reply(ch.version, xid, mtype, body))
         elif mtype == ofp.OFPMP_PORT_DESC:
             ports = sorted(self.view.ports)
             chunks = [
                 ports[i : i + PORTS_PER_REPLY] for i in range(0, len(ports), PORTS_PER_REPLY)
             ] or [[]]
             for i, chunk in enumerate(chunks):
-                more = ofp.OFPMPF_REPLY_MORE if i < len(chunks) - 1 else 0
-                body = _MP_REPLY.pack(mtype, more) + b"".join(self._port_desc(n) for n in chunk)
-                ch.send(codec.header(ch.version, ofp.OFPT_MULTIPART_REPLY, xid, body))
+                body = b"".join(self._port_desc(n) for n in chunk)
+                ch.send(msgs.multipart_reply(ch.version, xid, mtype, body, i < len(chunks) - 1))
         elif mtype in (ofp.OFPMP_FLOW, ofp.OFPMP_AGGREGATE):
             self._flow_stats(conn, xid, msg, mtype)
         elif mtype == ofp.OFPMP_TABLE:
@@ -121,20 +104,20 @@ class StatsMixin:
             self._port_stats(conn, xid, msg)
         elif mtype == ofp.OFPMP_GROUP_DESC:
             entries = [
-                _GROUP_DESC.pack(8 + len(g.buckets), g.type, gid) + g.buckets
+                msgs.GROUP_DESC.pack(msgs.GROUP_DESC.size + len(g.buckets), g.type, gid) + g.buckets
                 for gid, g in sorted(self.groups.items())
             ]
             self._multipart_reply(ch, xid, mtype, entries)
         elif mtype == ofp.OFPMP_GROUP_FEATURES:
-            body = _MP_REPLY.pack(mtype, 0) + _group_features()
-            ch.send(codec.header(ch.version, ofp.OFPT_MULTIPART_REPLY, xid, body))
+            ch.send(msgs.multipart_reply(ch.version, xid, mtype, _group_features()))
         elif mtype == ofp.OFPMP_GROUP:
             self._group_stats(conn, xid, msg)
         elif mtype == ofp.OFPMP_METER_CONFIG:
             mid = codec.u32(msg, 16) if len(msg) >= 20 else ofp.OFPM_ALL
             entries = [
-                _METER_CONFIG.pack(8 + len(m.bands), m.flags, vid) + m.bands
-                for vid, m in sorted(self.meters.items())
+                msgs.METER_CONFIG.pack(msgs.METER_CONFIG.size + len(mc.bands), mc.flags, vid)
+                + mc.bands
+                for vid, mc in sorted(self.meters.items())
                 if mid in (ofp.OFPM_ALL, vid)
             ]
             self._multipart_reply(ch, xid, mtype, entries)
@@ -162,24 +145,21 @@ class StatsMixin:
 
         def parse(parts: list[bytes] | None) -> None:
             counts: dict[int, list[int]] = {}
-            for body, off, _ in codec.entries(parts, 48):
-                cookie, packets, nbytes = _COUNTERS.unpack_from(body, off + 24)
+            for body, off, _ in codec.entries(parts, msgs.FLOW_STATS.size):
+                *_, cookie, packets, nbytes = msgs.FLOW_STATS.unpack_from(body, off)
                 c = counts.setdefault(cookie & layout.SERIAL_MASK, [0, 0])
                 c[0] += packets
                 c[1] += nbytes
             done(counts)
 
-        req = _FLOW_STATS_REQ.pack(
-            ofp.OFPTT_ALL, ofp.OFPP_ANY, ofp.OFPG_ANY,
-            layout.net_cookie(self.view.net_id), layout.NET_COOKIE_MASK | layout.INFRA_BIT,
-        )  # fmt: skip
-        session.multipart(ofp.OFPMP_FLOW, req + codec.encode_match([]), parse)
+        req = msgs.flow_stats_request(
+            cookie=layout.net_cookie(self.view.net_id),
+            cookie_mask=layout.NET_COOKIE_MASK | layout.INFRA_BIT,
+        )
+        session.multipart(ofp.OFPMP_FLOW, req, parse)
 
     def _flow_stats(self, conn: ControllerConn, xid: int, msg: bytes, mtype: int) -> None:
-        if len(msg) < 56:
-            raise MalformedMessage("flow statistics request too short")
-        table_id, out_port, out_group, cookie, mask = _FLOW_STATS_REQ.unpack_from(msg, 16)
-        match, _ = codec.parse_match(msg, 48)
+        table_id, out_port, out_group, cookie, mask, match = msgs.parse_flow_stats_request(msg)
         if table_id != ofp.OFPTT_ALL and table_id >= self.view.n_tables:
             raise OFError(ofp.OFPET_BAD_REQUEST, ofp.OFPBRC_BAD_TABLE_ID, f"table {table_id}")
         selected = self.table.select_stats(table_id, out_port, cookie, mask, normalize(match))
@@ -192,20 +172,18 @@ class StatsMixin:
             if mtype == ofp.OFPMP_AGGREGATE:
                 pk = sum(counts.get(v.serial, (0, 0))[0] for v in selected)
                 by = sum(counts.get(v.serial, (0, 0))[1] for v in selected)
-                body = _MP_REPLY.pack(mtype, 0) + _AGGREGATE.pack(pk, by, len(selected))
-                ch.send(codec.header(ch.version, ofp.OFPT_MULTIPART_REPLY, xid, body))
+                body = msgs.AGGREGATE_STATS_REPLY.pack(pk, by, len(selected))
+                ch.send(msgs.multipart_reply(ch.version, xid, mtype, body))
                 return
             entries = []
             for v in selected:
                 pk, by = counts.get(v.serial, (0, 0))
-                age = now - v.created
-                m = codec.encode_match(v.match)
                 entries.append(
-                    _FLOW_STATS.pack(
-                        48 + len(m) + len(v.instructions), v.table, int(age),
-                        int(age % 1 * 1e9), v.priority, v.idle_timeout, v.hard_timeout,
-                        v.flags, v.cookie, pk, by,
-                    ) + m + v.instructions
+                    msgs.flow_stats_entry(
+                        v.table, msgs.sec_nsec(now - v.created), v.priority, v.idle_timeout,
+                        v.hard_timeout, v.flags, v.cookie, pk, by, codec.encode_match(v.match),
+                        v.instructions,
+                    )
                 )  # fmt: skip
             self._multipart_reply(ch, xid, mtype, entries)
 
@@ -224,7 +202,7 @@ class StatsMixin:
             for t in range(self.view.n_tables):
                 rules = by_table.get(t, [])
                 matched = sum(counts.get(v.serial, (0, 0))[0] for v in rules)
-                entries.append(_TABLE_STATS.pack(t, len(rules), _UNKNOWN, matched))
+                entries.append(msgs.TABLE_STATS.pack(t, len(rules), _UNKNOWN, matched))
             self._multipart_reply(ch, xid, ofp.OFPMP_TABLE, entries)
 
         self._counters(conn, reply)
@@ -235,9 +213,9 @@ class StatsMixin:
         the indirect groups every output to it is translated into (1.3 pswitches).  Errors
         and drops have no counter of their own on a shared pswitch: all ones, as OpenFlow
         asks for counters a switch does not have."""
-        if len(msg) < 24:
+        if len(msg) < 16 + msgs.PORT_STATS_REQUEST.size:
             raise MalformedMessage("port statistics request too short")
-        port_no = codec.u32(msg, 16)
+        (port_no,) = msgs.PORT_STATS_REQUEST.unpack_from(msg, 16)
         view = self.view
         if port_no == ofp.OFPP_ANY:
             ports = sorted(view.ports)
@@ -252,7 +230,7 @@ class StatsMixin:
         }
         dpids = {view.dpid} | {pe[0] for pe in peers.values() if pe is not None}
         conn.touched |= dpids
-        age = time.monotonic() - self.created
+        duration = msgs.sec_nsec(time.monotonic() - self.created)
         ch = conn.channel
         edge_groups = {
             n: (pm.tx_group, pm.hairpin_group)
@@ -276,9 +254,8 @@ class StatsMixin:
                 else:
                     tx = [_UNKNOWN, _UNKNOWN]
                 entries.append(
-                    _PORT_STATS.pack(n, rx[0], tx[0], rx[1], tx[1], *[_UNKNOWN] * 8,
-                                     int(age), int(age % 1 * 1e9))
-                )  # fmt: skip
+                    msgs.PORT_STATS.pack(n, rx[0], tx[0], rx[1], tx[1], *[_UNKNOWN] * 8, *duration)
+                )
             self._multipart_reply(ch, xid, ofp.OFPMP_PORT_STATS, entries)
 
         def then_groups(counts: dict[tuple[int, int], list[int]]) -> None:
@@ -286,15 +263,16 @@ class StatsMixin:
             if not edge_groups or s is None or not s.ready:
                 reply(counts, {})
                 return
-            s.multipart(ofp.OFPMP_GROUP, struct.pack("!I4x", ofp.OFPG_ALL),
+            s.multipart(ofp.OFPMP_GROUP, msgs.GROUP_STATS_REQUEST.pack(ofp.OFPG_ALL),
                         lambda parts: edge_tx(counts, parts))  # fmt: skip
 
         def edge_tx(counts: dict[tuple[int, int], list[int]], parts: list[bytes] | None) -> None:
             wanted = {g for pair in edge_groups.values() for g in pair}
             sent: dict[int, list[int]] = {}
-            for body, off, _ in codec.entries(parts, 40):
-                if (gid := codec.u32(body, off + 4)) in wanted:
-                    sent[gid] = list(_PK_BY.unpack_from(body, off + 16))
+            for body, off, _ in codec.entries(parts, msgs.GROUP_STATS.size):
+                _, gid, _, packets, nbytes, _, _ = msgs.GROUP_STATS.unpack_from(body, off)
+                if gid in wanted:
+                    sent[gid] = [packets, nbytes]
             reply(counts, sent)
 
         self.host.classified_counts(view.net_id, dpids, then_groups)
@@ -311,16 +289,16 @@ class StatsMixin:
             parts[-1].append(e)
             size += len(e)
         for i, part in enumerate(parts):
-            more = ofp.OFPMPF_REPLY_MORE if i < len(parts) - 1 else 0
-            body = _MP_REPLY.pack(mtype, more) + b"".join(part)
-            ch.send(codec.header(ch.version, ofp.OFPT_MULTIPART_REPLY, xid, body))
+            ch.send(
+                msgs.multipart_reply(ch.version, xid, mtype, b"".join(part), i < len(parts) - 1)
+            )
 
     def _group_stats(self, conn: ControllerConn, xid: int, msg: bytes) -> None:
         """Counters of the physical groups, under the tenant's group ids; ref_count counts
         the tenant's own rules, not their expansions."""
-        if len(msg) < 24:
+        if len(msg) < 16 + msgs.GROUP_STATS_REQUEST.size:
             raise MalformedMessage("group statistics request too short")
-        gid = codec.u32(msg, 16)
+        (gid,) = msgs.GROUP_STATS_REQUEST.unpack_from(msg, 16)
         if gid == ofp.OFPG_ALL:
             wanted = dict(self.groups)
         elif gid in self.groups:
@@ -335,31 +313,29 @@ class StatsMixin:
 
         def reply(parts: list[bytes] | None) -> None:
             found: dict[int, bytes] = {}
-            for body, off, length in codec.entries(parts, 40):
-                vid = by_phys.get(codec.u32(body, off + 4))
-                if vid is not None:
+            for body, off, length in codec.entries(parts, msgs.GROUP_STATS.size):
+                size, phys, _, packets, nbytes, sec, nsec = msgs.GROUP_STATS.unpack_from(body, off)
+                vid = by_phys.get(phys)
+                if vid is not None:  # the same entry under the tenant's id and ref_count
                     found[vid] = (
-                        body[off : off + 4] + struct.pack("!II", vid, refs[vid])
-                        + body[off + 12 : off + length]
-                    )  # fmt: skip
+                        msgs.GROUP_STATS.pack(size, vid, refs[vid], packets, nbytes, sec, nsec)
+                        + body[off + msgs.GROUP_STATS.size : off + length]
+                    )
             entries = []
             for vid, g in sorted(wanted.items()):
                 if vid in found:
                     entries.append(found[vid])
                     continue
-                age = now - g.created  # not on the pswitch (it is down): no packets yet
-                n = len(parse_buckets(g.buckets))
-                entries.append(
-                    _GROUP_STATS.pack(40 + 16 * n, vid, refs[vid], 0, 0, int(age),
-                                      int(age % 1 * 1e9)) + bytes(16 * n)
-                )  # fmt: skip
+                n = len(parse_buckets(g.buckets))  # not on the pswitch (it is down): no packets
+                age = msgs.sec_nsec(now - g.created)
+                entries.append(msgs.group_stats_entry(vid, refs[vid], 0, 0, age, [(0, 0)] * n))
             self._multipart_reply(ch, xid, ofp.OFPMP_GROUP, entries)
 
         if not wanted or session is None or not session.ready:
             reply(None)
             return
         conn.touched.add(self.view.dpid)
-        session.multipart(ofp.OFPMP_GROUP, struct.pack("!I4x", ofp.OFPG_ALL), reply)
+        session.multipart(ofp.OFPMP_GROUP, msgs.GROUP_STATS_REQUEST.pack(ofp.OFPG_ALL), reply)
 
     def _meter_stats(self, conn: ControllerConn, xid: int, msg: bytes, mtype: int) -> None:
         """METER stats under the tenant's ids (flow_count: the tenant's rules); METER_FEATURES
@@ -367,32 +343,37 @@ class StatsMixin:
         session = self.host.session(self.view.dpid)
         ch = conn.channel
         mid = codec.u32(msg, 16) if len(msg) >= 20 else ofp.OFPM_ALL
-        wanted = {v: m for v, m in self.meters.items() if mid in (ofp.OFPM_ALL, v)}
-        by_phys = {m.phys_id: v for v, m in wanted.items()}
+        wanted = {v: mt for v, mt in self.meters.items() if mid in (ofp.OFPM_ALL, v)}
+        by_phys = {mt.phys_id: v for v, mt in wanted.items()}
 
         def reply(parts: list[bytes] | None) -> None:
             if mtype == ofp.OFPMP_METER_FEATURES:
-                body = parts[0][:16] if parts and len(parts[0]) >= 16 else bytes(16)
-                out = _MP_REPLY.pack(mtype, 0) + body
-                ch.send(codec.header(ch.version, ofp.OFPT_MULTIPART_REPLY, xid, out))
+                size = msgs.METER_FEATURES.size
+                body = parts[0][:size] if parts and len(parts[0]) >= size else bytes(size)
+                ch.send(msgs.multipart_reply(ch.version, xid, mtype, body))
                 return
             entries = []
-            for body, off, length in codec.entries(parts, 40, len_at=4):
-                vid = by_phys.get(codec.u32(body, off))
-                if vid is not None:
+            for body, off, length in codec.entries(parts, msgs.METER_STATS.size, len_at=4):
+                phys, size, _, pk_in, by_in, sec, nsec = msgs.METER_STATS.unpack_from(body, off)
+                vid = by_phys.get(phys)
+                if vid is not None:  # the same entry under the tenant's id and flow_count
                     flows = sum(
                         1 for vf in self.table
                         if codec.parse_instructions(vf.instructions).meter == vid
                     )  # fmt: skip
                     entries.append(
-                        struct.pack("!I", vid) + body[off + 4 : off + 12]
-                        + struct.pack("!I", flows) + body[off + 16 : off + length]
-                    )  # fmt: skip
+                        msgs.METER_STATS.pack(vid, size, flows, pk_in, by_in, sec, nsec)
+                        + body[off + msgs.METER_STATS.size : off + length]
+                    )
             self._multipart_reply(ch, xid, ofp.OFPMP_METER, entries)
 
         if session is None or not session.ready or (mtype == ofp.OFPMP_METER and not wanted):
             reply(None)
             return
         conn.touched.add(self.view.dpid)
-        body = b"" if mtype == ofp.OFPMP_METER_FEATURES else struct.pack("!I4x", ofp.OFPM_ALL)
+        body = (
+            b""
+            if mtype == ofp.OFPMP_METER_FEATURES
+            else msgs.METER_MULTIPART_REQUEST.pack(ofp.OFPM_ALL)
+        )
         session.multipart(mtype, body, reply)
