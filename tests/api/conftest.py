@@ -43,8 +43,8 @@ def quiet_testclient() -> type[TestClient]:
     return TestClient
 
 
-def _switch(topo: PhysicalTopology, dpid: int, ports: list[int]) -> None:
-    topo.add_switch(PSwitchInfo(dpid=dpid, n_tables=254))
+def _switch(topo: PhysicalTopology, dpid: int, ports: list[int], of_version: int = 4) -> None:
+    topo.add_switch(PSwitchInfo(dpid=dpid, n_tables=254, of_version=of_version))
     for n in ports:
         topo.set_port(dpid, PPort(n, f"s{dpid}-eth{n}", f"02:00:00:00:{dpid:02x}:{n:02x}"))
 
@@ -67,6 +67,33 @@ def build_topology() -> PhysicalTopology:
     return topo
 
 
+def build_ring() -> PhysicalTopology:
+    """A ring for big switches and backup paths, and an OpenFlow 1.0 pswitch off it:
+
+     h           h
+     1           1
+    [r1]2 ---- 2[r2]
+     3           3
+     |           |
+     3           2
+    [r4]2 ---- 3[r3]1 h          [r5]2 ---- 4[r4]   (r5: OpenFlow 1.0, host on port 1)
+     1
+     h
+    """
+    topo = PhysicalTopology()
+    _switch(topo, 1, [1, 2, 3])
+    _switch(topo, 2, [1, 2, 3])
+    _switch(topo, 3, [1, 2, 3])
+    _switch(topo, 4, [1, 2, 3, 4])
+    _switch(topo, 5, [1, 2], of_version=1)
+    _link(topo, (1, 2), (2, 2))
+    _link(topo, (2, 3), (3, 2))
+    _link(topo, (3, 3), (4, 2))
+    _link(topo, (4, 3), (1, 3))
+    _link(topo, (5, 2), (4, 4))
+    return topo
+
+
 def snapshot(manager: NetworkManager) -> Any:
     """Everything a refused request must leave as it was: tenants and networks, deep."""
     return copy.deepcopy((manager.tenants, manager.networks, manager._vswitch_index))
@@ -84,6 +111,17 @@ def manager() -> NetworkManager:
 @pytest.fixture
 def client(manager: NetworkManager) -> Iterator[TestClient]:
     with quiet_testclient()(create_app(manager)) as c:
+        yield c
+
+
+@pytest.fixture
+def ring_manager() -> NetworkManager:
+    return NetworkManager(build_ring(), ADMIN)
+
+
+@pytest.fixture
+def ring_client(ring_manager: NetworkManager) -> Iterator[TestClient]:
+    with quiet_testclient()(create_app(ring_manager)) as c:
         yield c
 
 

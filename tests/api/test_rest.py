@@ -89,6 +89,10 @@ def test_full_flow(client: TestClient, manager: NetworkManager) -> None:
         for d in (DPID[1], "0x2", 3)
     ]
     assert [s["dpid"] for s in sws] == [1, 2, 3]
+    assert [(s["dpids"], s["routing"], s["backup_num"], s["routes"]) for s in sws] == [
+        ([d], "spf", 0, []) for d in (1, 2, 3)
+    ]
+    assert sws[1]["dpids_str"] == [DPID[2]]
     v1, v2, v3 = (s["vdpid"] for s in sws)
     for sw in sws:  # OVX's colon hex, 8 bytes
         assert re.fullmatch(r"([0-9a-f]{2}:){7}[0-9a-f]{2}", sw["vdpid_str"])
@@ -129,6 +133,12 @@ def test_full_flow(client: TestClient, manager: NetworkManager) -> None:
     link = {"src_vdpid": v1, "src_vport": l1["number"], "dst_vdpid": v2, "dst_vport": l2a["number"]}
     lk1 = ok(client.post(f"/v1/networks/{n}/links", json=link, headers=T), 201)
     assert lk1["path"] == [{"src_dpid": 1, "src_port": 3, "dst_dpid": 2, "dst_port": 3}]
+    assert (lk1["algorithm"], lk1["backup_num"], lk1["paths"], lk1["backup_paths"]) == (
+        "spf",
+        0,
+        [],
+        [],
+    )
     link = {"src_vdpid": v2, "src_vport": l2b["number"], "dst_vdpid": v3, "dst_vport": l3["number"]}
     lk2 = ok(client.post(f"/v1/networks/{n}/links", json=link, headers=T), 201)
 
@@ -235,7 +245,11 @@ def test_bad_input_changes_nothing(
     )
     assert no("POST", "/switches", {"dpids": [1]})[0] == 409  # pswitch already hosts one
     assert no("POST", "/switches", {"dpids": [3], "vdpid": v[1]})[0] == 409
-    assert no("POST", "/switches", {"dpids": [3, 5]})[0] == 400  # big switch
+    code, msg = no("POST", "/switches", {"dpids": [3, 5]})  # a big switch in two pieces
+    assert code == 400 and "is not joined to" in msg
+    assert no("POST", "/switches", {"dpids": [3, 3]})[0] == 400
+    assert no("POST", "/switches", {"dpids": [3, 5], "routing": "ecmp"})[0] == 400
+    assert no("POST", "/switches", {"dpids": [3], "backup_num": "1"})[0] == 422
     assert no("POST", "/switches", {"dpids": []})[0] == 422
     assert no("POST", "/switches", {"dpids": "1"})[0] == 422
     assert no("POST", "/switches", {"dpids": [True]})[0] == 422
@@ -376,6 +390,10 @@ def test_openapi_served(client: TestClient) -> None:
         "/v1/networks/{net_id}/switches",
         "/v1/networks/{net_id}/switches/{vdpid}/ports/{vport}",
         "/v1/networks/{net_id}/links/{link_id}",
+        "/v1/networks/{net_id}/links/{link_id}/paths/{priority}",
+        "/v1/networks/{net_id}/switches/{vdpid}/routing",
+        "/v1/networks/{net_id}/switches/{vdpid}/routes",
+        "/v1/networks/{net_id}/switches/{vdpid}/routes/{route_id}",
         "/v1/networks/{net_id}/hosts",
         "/v1/status",
         "/tenant",
@@ -386,3 +404,168 @@ def test_openapi_served(client: TestClient) -> None:
     assert "NetworkOut" in spec["components"]["schemas"]
     docs = client.get("/docs")
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
+
+
+# --- big switches, routes, manual and backup vlink paths (on the ring of conftest.build_ring) ----
+def hops(*text: str) -> list[dict[str, int]]:
+    """'1/2-2/2' -> the HopOut dict, for comparing replies."""
+    out = []
+    for t in text:
+        a, b = t.split("-")
+        (sd, sp), (dd, dp) = (x.split("/") for x in (a, b))
+        out.append(
+            {"src_dpid": int(sd), "src_port": int(sp), "dst_dpid": int(dd), "dst_port": int(dp)}
+        )
+    return out
+
+
+@pytest.fixture
+def ring(ring_client: TestClient, ring_manager: NetworkManager) -> dict[str, Any]:
+    """A big switch over r1+r2 (manual routing) with edge vports 1 (r1:1), 2 (r2:1) and a
+    link vport 3 (r2:3, facing r3); vswitches on r3 (vport 1: r3:2, vport 2: r3:3) and r4
+    (vport 1: r4:2)."""
+    client = ring_client
+    T = new_tenant(client, "alice")
+    n = ok(client.post("/v1/networks", json={}, headers=T), 201)["id"]
+    net = f"/v1/networks/{n}"
+    big = ok(
+        client.post(net + "/switches", json={"dpids": [1, "0x2"], "routing": "manual"}, headers=T),
+        201,
+    )
+    v3 = ok(client.post(net + "/switches", json={"dpids": [3]}, headers=T), 201)["vdpid"]
+    v4 = ok(client.post(net + "/switches", json={"dpids": [4]}, headers=T), 201)["vdpid"]
+    for d, p in ((1, 1), (2, 1), (2, 3), (3, 2), (3, 3), (4, 2)):
+        ok(client.post(net + "/ports", json={"dpid": d, "port": p}, headers=T), 201)
+    return {"c": client, "m": ring_manager, "T": T, "net": net, "big": big, "v3": v3, "v4": v4}
+
+
+def test_big_switch_routing_and_routes(ring: dict[str, Any]) -> None:
+    c, T, net, big = ring["c"], ring["T"], ring["net"], ring["big"]
+    assert (big["dpids"], big["dpids_str"], big["dpid"]) == ([1, 2], [DPID[1], DPID[2]], 1)
+    assert (big["routing"], big["backup_num"], big["routes"]) == ("manual", 0, [])
+    sw = f"{net}/switches/{big['vdpid_str']}"
+
+    body = {"src_vport": 1, "dst_vport": 2, "path": "1/2-2/2", "priority": 10, "both_ways": True}
+    r = ok(c.post(sw + "/routes", json=body, headers=T), 201)
+    assert r == {
+        "id": 1,
+        "src_vport": 1,
+        "dst_vport": 2,
+        "priority": 10,
+        "path": hops("1/2-2/2"),
+        "live": True,
+    }
+    listed = ok(
+        c.post(
+            sw + "/routes",
+            json={
+                **body,
+                "path": hops("2/2-1/2"),
+                "src_vport": 3,
+                "dst_vport": 1,
+                "both_ways": False,
+                "priority": 7,
+            },
+            headers=T,
+        ),
+        201,
+    )
+    assert listed["id"] == 3
+    vn = ok(c.get(net, headers=T))
+    routes = vn["switches"][0]["routes"]
+    assert [(x["id"], x["src_vport"], x["dst_vport"]) for x in routes] == [
+        (1, 1, 2),
+        (2, 2, 1),
+        (3, 3, 1),
+    ]
+    assert routes[1]["path"] == hops("2/2-1/2")
+
+    sw_out = ok(c.put(sw + "/routing", json={"algorithm": "spf", "backup_num": 1}, headers=T))
+    assert (sw_out["routing"], sw_out["backup_num"], len(sw_out["routes"])) == ("spf", 1, 3)
+    ok(c.put(sw + "/routing", json={"algorithm": "manual"}, headers=T))
+    ok(c.delete(sw + "/routes/1?both_ways=true", headers=T), 204)
+    ok(c.delete(sw + "/routes/3", headers=T), 204)
+    assert ok(c.get(net, headers=T))["switches"][0]["routes"] == []
+
+
+def test_manual_vlink_paths_and_spf_backups(ring: dict[str, Any]) -> None:
+    c, T, net, big, v3, v4 = (ring[k] for k in ("c", "T", "net", "big", "v3", "v4"))
+    body = {"src_vdpid": big["vdpid"], "src_vport": 3, "dst_vdpid": v3, "dst_vport": 1}
+    lk = ok(c.post(net + "/links", json={**body, "algorithm": "manual"}, headers=T), 201)
+    assert (lk["algorithm"], lk["paths"], lk["path"], lk["backup_paths"]) == (
+        "manual",
+        [],
+        None,  # down until a path is set
+        [],
+    )
+    paths = f"{net}/links/{lk['id']}/paths"
+    lk = ok(c.put(paths + "/100", json={"path": "2/3-3/2"}, headers=T))
+    assert lk["path"] == hops("2/3-3/2") and lk["backup_paths"] == []
+    around = hops("2/2-1/2", "1/3-4/3", "4/2-3/3")
+    lk = ok(c.put(paths + "/50", json={"path": around}, headers=T))
+    assert lk["paths"] == [
+        {"priority": 100, "path": hops("2/3-3/2"), "live": True},
+        {"priority": 50, "path": around, "live": True},
+    ]
+    assert (lk["path"], lk["backup_paths"]) == (hops("2/3-3/2"), [around])
+    # given from the dst end, stored src -> dst; the same priority replaces
+    lk = ok(c.put(paths + "/100", json={"path": "3/2-2/3"}, headers=T))
+    assert [p["priority"] for p in lk["paths"]] == [100, 50]
+    ok(c.delete(paths + "/100", headers=T), 204)
+    vn = ok(c.get(net, headers=T))
+    assert vn["links"][0]["path"] == around and vn["links"][0]["backup_paths"] == []
+
+    # spf with a backup: the direct link, then the rest of the ring
+    body = {"src_vdpid": v3, "src_vport": 2, "dst_vdpid": v4, "dst_vport": 1, "backup_num": 1}
+    lk2 = ok(c.post(net + "/links", json=body, headers=T), 201)
+    assert (lk2["algorithm"], lk2["backup_num"], lk2["paths"]) == ("spf", 1, [])
+    assert lk2["path"] == hops("3/3-4/2")
+    assert lk2["backup_paths"] == [hops("3/2-2/3", "2/2-1/2", "1/3-4/3")]
+
+
+def test_big_switch_and_path_refusals_change_nothing(
+    ring: dict[str, Any], ring_manager: NetworkManager
+) -> None:
+    c, T, net, big, v3 = (ring[k] for k in ("c", "T", "net", "big", "v3"))
+    sw = f"/switches/{big['vdpid']}"
+
+    def no(method: str, path: str, body: Any = None) -> Any:
+        return refused(c, ring_manager, method, net + path, T, body)
+
+    other = ok(c.post("/v1/networks", json={}, headers=T), 201)["id"]
+    code, msg = refused(
+        c, ring_manager, "POST", f"/v1/networks/{other}/switches", T, {"dpids": [4, 5]}
+    )
+    assert code == 400 and "OpenFlow 1.0" in msg
+    assert no("POST", "/switches", {"dpids": [3, 2]})[0] == 409  # r2 is the big switch's
+    code, msg = no("PUT", sw + "/routing", {"algorithm": "spf", "backup_num": 9})
+    assert (code, msg) == (400, "backup_num 9 is out of range 0-8")
+    assert no("PUT", sw + "/routing", {"algorithm": "bgp"})[0] == 400
+    assert no("PUT", sw + "/routing", {"backup_num": 1})[0] == 422
+    assert no("PUT", f"/switches/{v3}/routing", {"algorithm": "spf"})[0] == 400  # not big
+    route = {"src_vport": 1, "dst_vport": 2, "path": "1/2-2/2", "priority": 10}
+    code, msg = no("POST", sw + "/routes", {**route, "path": "1/2-2"})
+    assert code == 400 and "bad hop" in msg
+    code, msg = no("POST", sw + "/routes", {**route, "path": "1/3-4/3,4/2-3/3,3/2-2/3"})
+    assert code == 400 and "not part of big switch" in msg
+    assert no("POST", sw + "/routes", {**route, "priority": 1 << 16})[0] == 400
+    assert no("POST", sw + "/routes", {**route, "path": 12})[0] == 422
+    assert no("POST", sw + "/routes", {**route, "path": [{"src_dpid": 1}]})[0] == 422
+    assert no("POST", sw + "/routes", {**route, "both": True})[0] == 422
+    assert no("POST", sw + "/routes", {**route, "dst_vport": 9})[0] == 404
+    assert no("DELETE", sw + "/routes/4")[0] == 404
+    link = {"src_vdpid": big["vdpid"], "src_vport": 3, "dst_vdpid": v3, "dst_vport": 1}
+    assert no("POST", "/links", {**link, "algorithm": "shortest"})[0] == 400
+    assert no("POST", "/links", {**link, "backup_num": -1})[0] == 400
+    lk = ok(c.post(net + "/links", json=link, headers=T), 201)  # spf
+    code, msg = no("PUT", f"/links/{lk['id']}/paths/1", {"path": "2/3-3/2"})
+    assert code == 400 and "algorithm manual" in msg
+    ok(c.delete(f"{net}/links/{lk['id']}", headers=T), 204)
+    lk = ok(c.post(net + "/links", json={**link, "algorithm": "manual"}, headers=T), 201)
+    paths = f"/links/{lk['id']}/paths"
+    code, msg = no("PUT", paths + "/1", {"path": "2/2-1/2"})
+    assert code == 400 and "must end on pswitch 3" in msg
+    assert no("PUT", paths + "/70000", {"path": "2/3-3/2"})[0] == 400
+    assert no("PUT", paths + "/1", {"path": "2/3-3/2", "priority": 1})[0] == 422
+    assert no("PUT", "/links/77/paths/1", {"path": "2/3-3/2"})[0] == 404
+    assert no("DELETE", paths + "/1")[0] == 404

@@ -45,6 +45,12 @@ def _vdpid(value: str) -> int:
         raise InvalidRequest(str(exc)) from None
 
 
+def _path(path: str | list[s.HopIn]) -> str | list[tuple[int, int, int, int]]:
+    if isinstance(path, str):
+        return path
+    return [(h.src_dpid, h.src_port, h.dst_dpid, h.dst_port) for h in path]
+
+
 def build_router(manager: NetworkManager, status_fn: StatusFn | None) -> APIRouter:
     """Routes bound to `manager`; `status_fn` feeds GET /v1/status when the daemon gives one."""
     router = APIRouter(prefix="/v1", responses=_ERRORS)
@@ -150,8 +156,16 @@ def build_router(manager: NetworkManager, status_fn: StatusFn | None) -> APIRout
         tags=["switches"],
     )
     async def create_switch(net_id: int, body: s.SwitchCreate, caller: Auth) -> s.VSwitchOut:
-        sw = manager.create_switch(network(caller, net_id).id, list(body.dpids), body.vdpid)
-        return s.vswitch_out(sw)
+        """A vswitch on one pswitch, or a big switch over several (OpenFlow 1.3, joined by
+        links among themselves) with its internal routing."""
+        sw = manager.create_switch(
+            network(caller, net_id).id,
+            list(body.dpids),
+            body.vdpid,
+            routing=body.routing,
+            backup_num=body.backup_num,
+        )
+        return s.vswitch_out(topo, sw)
 
     @router.put(
         "/networks/{net_id}/switches/{vdpid}/controllers",
@@ -165,7 +179,61 @@ def build_router(manager: NetworkManager, status_fn: StatusFn | None) -> APIRout
         can talk to; null returns it to the network's."""
         urls = None if body.controller_urls is None else list(body.controller_urls)
         sw = manager.set_switch_controllers(network(caller, net_id).id, _vdpid(vdpid), urls)
-        return s.vswitch_out(sw)
+        return s.vswitch_out(topo, sw)
+
+    @router.put(
+        "/networks/{net_id}/switches/{vdpid}/routing",
+        response_model=s.VSwitchOut,
+        tags=["switches"],
+    )
+    async def set_routing(
+        net_id: int, vdpid: str, body: s.RoutingSet, caller: Auth
+    ) -> s.VSwitchOut:
+        """A big switch's internal routing (OVX setInternalRouting): spf with `backup_num`
+        link-disjoint backups, or manual (its routes; kept while it routes by spf)."""
+        sw = manager.set_internal_routing(
+            network(caller, net_id).id, _vdpid(vdpid), body.algorithm, body.backup_num
+        )
+        return s.vswitch_out(topo, sw)
+
+    @router.post(
+        "/networks/{net_id}/switches/{vdpid}/routes",
+        status_code=status.HTTP_201_CREATED,
+        response_model=s.RouteOut,
+        tags=["switches"],
+    )
+    async def create_route(
+        net_id: int, vdpid: str, body: s.RouteCreate, caller: Auth
+    ) -> s.RouteOut:
+        """A manual internal route of a big switch (OVX connectRoute), one direction: from
+        the src vport's pswitch to the dst vport's through the switch's own pswitches.
+        `both_ways` adds the mirror route too (its id is this one's + 1)."""
+        sw_id = _vdpid(vdpid)
+        r = manager.connect_route(
+            network(caller, net_id).id,
+            sw_id,
+            body.src_vport,
+            body.dst_vport,
+            _path(body.path),
+            body.priority,
+            both_ways=body.both_ways,
+        )
+        return s.route_out(topo, r)
+
+    @router.delete(
+        "/networks/{net_id}/switches/{vdpid}/routes/{route_id}",
+        status_code=status.HTTP_204_NO_CONTENT,
+        tags=["switches"],
+    )
+    async def delete_route(
+        net_id: int, vdpid: str, route_id: int, caller: Auth, both_ways: bool = False
+    ) -> Response:
+        """Remove a route; `?both_ways=true` also removes its mirror (same links backwards,
+        same priority)."""
+        manager.disconnect_route(
+            network(caller, net_id).id, _vdpid(vdpid), route_id, both_ways=both_ways
+        )
+        return Response(status_code=status.HTTP_204_NO_CONTENT)
 
     @router.delete(
         "/networks/{net_id}/switches/{vdpid}",
@@ -206,12 +274,45 @@ def build_router(manager: NetworkManager, status_fn: StatusFn | None) -> APIRout
         tags=["links"],
     )
     async def create_link(net_id: int, body: s.LinkCreate, caller: Auth) -> s.VLinkOut:
-        """Join two link vports of different vswitches over the shortest physical path."""
+        """Join two link vports of different vswitches: over the shortest physical path and
+        `backup_num` link-disjoint backups (spf), or over paths set later (manual)."""
         net = network(caller, net_id)
         lk = manager.create_link(
-            net.id, body.src_vdpid, body.src_vport, body.dst_vdpid, body.dst_vport
+            net.id,
+            body.src_vdpid,
+            body.src_vport,
+            body.dst_vdpid,
+            body.dst_vport,
+            algorithm=body.algorithm,
+            backup_num=body.backup_num,
         )
         return s.vlink_out(topo, net, lk)
+
+    @router.put(
+        "/networks/{net_id}/links/{link_id}/paths/{priority}",
+        response_model=s.VLinkOut,
+        tags=["links"],
+    )
+    async def set_link_path(
+        net_id: int, link_id: int, priority: int, body: s.LinkPathSet, caller: Auth
+    ) -> s.VLinkOut:
+        """Give a manual vlink the path with this priority (OVX setLinkPath): the highest
+        priority whose links are up carries it, the others are backups.  The path runs from
+        the src vport's pswitch to the dst vport's (or the other way: stored reversed); it
+        replaces a path with the same priority or the same links."""
+        net = network(caller, net_id)
+        lk = manager.set_link_path(net.id, link_id, _path(body.path), priority)
+        return s.vlink_out(topo, net, lk)
+
+    @router.delete(
+        "/networks/{net_id}/links/{link_id}/paths/{priority}",
+        status_code=status.HTTP_204_NO_CONTENT,
+        tags=["links"],
+    )
+    async def delete_link_path(net_id: int, link_id: int, priority: int, caller: Auth) -> Response:
+        """Take a path off a manual vlink; with none left the vlink is down."""
+        manager.remove_link_path(network(caller, net_id).id, link_id, priority)
+        return Response(status_code=status.HTTP_204_NO_CONTENT)
 
     @router.delete(
         "/networks/{net_id}/links/{link_id}",

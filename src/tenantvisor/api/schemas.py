@@ -11,13 +11,32 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, StrictStr
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+)
 from pydantic.json_schema import WithJsonSchema
 
 from tenantvisor.api.ids import dpid_str, parse_dpid
-from tenantvisor.mapping.paths import NoPath, vlink_path
+from tenantvisor.compile.paths import vlink_candidates
+from tenantvisor.mapping.paths import Hop, Path, is_live
 from tenantvisor.physical.topology import PhysicalTopology
-from tenantvisor.virtual.model import Host, Tenant, VirtualNetwork, VLink, VPort, VSwitch
+from tenantvisor.virtual.model import (
+    Host,
+    ManualPath,
+    PathHops,
+    Route,
+    Tenant,
+    VirtualNetwork,
+    VLink,
+    VPort,
+    VSwitch,
+)
 
 
 def _dpid_before(value: object) -> int:
@@ -71,8 +90,59 @@ class SwitchControllersSet(_Model):
 
 
 class SwitchCreate(_Model):
-    dpids: list[DpidIn] = Field(min_length=1, description="physical dpids the vswitch maps onto")
+    dpids: list[DpidIn] = Field(
+        min_length=1,
+        description="physical dpids the vswitch maps onto; several make a big switch",
+    )
     vdpid: DpidIn | None = Field(default=None, description="virtual dpid; chosen when absent")
+    routing: StrictStr = Field(
+        default="spf",
+        description="a big switch's internal routing: spf (shortest paths through its own "
+        "pswitches) or manual (its routes)",
+    )
+    backup_num: StrictInt = Field(
+        default=0, description="spf: link-disjoint backup paths inside a big switch, 0-8"
+    )
+
+
+class RoutingSet(_Model):
+    algorithm: StrictStr = Field(description="spf or manual")
+    backup_num: StrictInt = Field(default=0, description="spf backups, 0-8")
+
+
+class HopIn(_Model):
+    src_dpid: DpidIn
+    src_port: StrictInt
+    dst_dpid: DpidIn
+    dst_port: StrictInt
+
+
+PathIn = Annotated[
+    StrictStr | list[HopIn],
+    Field(
+        description="physical hops, as OpenVirteX text (dpid/port-dpid/port,...) or a list "
+        "of {src_dpid, src_port, dst_dpid, dst_port}",
+        examples=["1/3-2/3,2/4-3/3"],
+    ),
+]
+
+
+class RouteCreate(_Model):
+    src_vport: StrictInt
+    dst_vport: StrictInt
+    path: PathIn
+    priority: StrictInt = Field(
+        description="0-65535; among routes between two vports the "
+        "highest whose links are up is used"
+    )
+    both_ways: StrictBool = Field(
+        default=False,
+        description="also add the mirror route dst -> src over the same links (id + 1)",
+    )
+
+
+class LinkPathSet(_Model):
+    path: PathIn
 
 
 class PortCreate(_Model):
@@ -86,6 +156,12 @@ class LinkCreate(_Model):
     src_vport: StrictInt
     dst_vdpid: DpidIn
     dst_vport: StrictInt
+    algorithm: StrictStr = Field(
+        default="spf",
+        description="spf (shortest path, recomputed as the fabric changes) or manual (paths "
+        "set with PUT .../paths/{priority}; down until one is)",
+    )
+    backup_num: StrictInt = Field(default=0, description="spf: link-disjoint backup paths, 0-8")
 
 
 class HostCreate(_Model):
@@ -152,22 +228,42 @@ class VPortCreated(VPortOut):
     vdpid_str: str
 
 
+class HopOut(BaseModel):
+    src_dpid: int
+    src_port: int
+    dst_dpid: int
+    dst_port: int
+
+
+class RouteOut(BaseModel):
+    id: int
+    src_vport: int
+    dst_vport: int
+    priority: int
+    path: list[HopOut]
+    live: bool = Field(description="whether every link of the path is up now")
+
+
 class VSwitchOut(BaseModel):
     vdpid: int
     vdpid_str: str
-    dpid: int
+    dpid: int = Field(description="the first pswitch (the only one unless a big switch)")
     dpid_str: str
+    dpids: list[int] = Field(description="every pswitch the vswitch spans")
+    dpids_str: list[str]
+    routing: str = Field(description="internal routing of a big switch: spf or manual")
+    backup_num: int
+    routes: list[RouteOut] = Field(description="manual internal routes, by id")
     ports: list[VPortOut]
     controller_urls: list[str] | None = Field(
         default=None, description="this vswitch's own controllers; null: the network's"
     )
 
 
-class HopOut(BaseModel):
-    src_dpid: int
-    src_port: int
-    dst_dpid: int
-    dst_port: int
+class ManualPathOut(BaseModel):
+    priority: int
+    path: list[HopOut]
+    live: bool = Field(description="whether every link of the path is up now")
 
 
 class VLinkOut(BaseModel):
@@ -176,8 +272,16 @@ class VLinkOut(BaseModel):
     src_vport: int
     dst_vdpid: int
     dst_vport: int
+    algorithm: str = Field(description="spf or manual")
+    backup_num: int
+    paths: list[ManualPathOut] = Field(
+        description="a manual vlink's paths, highest priority first (empty for spf)"
+    )
     path: list[HopOut] | None = Field(
-        description="current physical path, src to dst; null when the fabric has none now"
+        description="current physical path (the primary), src to dst; null when there is none now"
+    )
+    backup_paths: list[list[HopOut]] = Field(
+        description="the backups behind the primary, in the order they would take over"
     )
 
 
@@ -249,41 +353,65 @@ def vport_created(vdpid: int, vp: VPort) -> VPortCreated:
     return VPortCreated(vdpid=vdpid, vdpid_str=dpid_str(vdpid), **vport_out(vp).model_dump())
 
 
-def vswitch_out(sw: VSwitch) -> VSwitchOut:
+def hops_out(hops: Path | PathHops) -> list[HopOut]:
+    return [
+        HopOut(src_dpid=a, src_port=b, dst_dpid=c, dst_port=d)
+        for a, b, c, d in (
+            (h.src_dpid, h.src_port, h.dst_dpid, h.dst_port) if isinstance(h, Hop) else h
+            for h in hops
+        )
+    ]
+
+
+def _live(topo: PhysicalTopology, mp: ManualPath) -> bool:
+    return is_live(topo, tuple(Hop(*h) for h in mp.hops))
+
+
+def route_out(topo: PhysicalTopology, r: Route) -> RouteOut:
+    return RouteOut(
+        id=r.id,
+        src_vport=r.src_vport,
+        dst_vport=r.dst_vport,
+        priority=r.path.priority,
+        path=hops_out(r.path.hops),
+        live=_live(topo, r.path),
+    )
+
+
+def vswitch_out(topo: PhysicalTopology, sw: VSwitch) -> VSwitchOut:
     return VSwitchOut(
         vdpid=sw.vdpid,
         vdpid_str=dpid_str(sw.vdpid),
         dpid=sw.dpid,
         dpid_str=dpid_str(sw.dpid),
+        dpids=list(sw.dpids),
+        dpids_str=[dpid_str(d) for d in sw.dpids],
+        routing=sw.routing,
+        backup_num=sw.backup_num,
+        routes=[route_out(topo, sw.routes[i]) for i in sorted(sw.routes)],
         ports=[vport_out(sw.ports[n]) for n in sorted(sw.ports)],
         controller_urls=sw.controller_urls,
     )
 
 
-def link_path(topo: PhysicalTopology, net: VirtualNetwork, lk: VLink) -> list[HopOut] | None:
-    """The path the vlink would take on the fabric as it is now (None when there is none)."""
-    a = net.vport(lk.src.vdpid, lk.src.vport)
-    b = net.vport(lk.dst.vdpid, lk.dst.vport)
-    if a is None or b is None:
-        return None
-    try:
-        hops = vlink_path(topo, (a.dpid, a.port), (b.dpid, b.port))
-    except NoPath:
-        return None
-    return [
-        HopOut(src_dpid=h.src_dpid, src_port=h.src_port, dst_dpid=h.dst_dpid, dst_port=h.dst_port)
-        for h in hops
-    ]
-
-
 def vlink_out(topo: PhysicalTopology, net: VirtualNetwork, lk: VLink) -> VLinkOut:
+    """The vlink with the paths it would take on the fabric as it is now: the primary first
+    (`path`), then its backups (`compile.paths.vlink_candidates`, as the compiler sees them)."""
+    candidates = vlink_candidates(topo, net, lk)
     return VLinkOut(
         id=lk.id,
         src_vdpid=lk.src.vdpid,
         src_vport=lk.src.vport,
         dst_vdpid=lk.dst.vdpid,
         dst_vport=lk.dst.vport,
-        path=link_path(topo, net, lk),
+        algorithm=lk.algorithm,
+        backup_num=lk.backup_num,
+        paths=[
+            ManualPathOut(priority=p.priority, path=hops_out(p.hops), live=_live(topo, p))
+            for p in sorted(lk.paths, key=lambda p: -p.priority)
+        ],
+        path=hops_out(candidates[0]) if candidates else None,
+        backup_paths=[hops_out(p) for p in candidates[1:]],
     )
 
 
@@ -300,7 +428,7 @@ def network_out(topo: PhysicalTopology, net: VirtualNetwork) -> NetworkOut:
         mask=net.mask,
         scalability=net.scalability,
         started=net.started,
-        switches=[vswitch_out(net.switches[v]) for v in sorted(net.switches)],
+        switches=[vswitch_out(topo, net.switches[v]) for v in sorted(net.switches)],
         links=[vlink_out(topo, net, net.links[i]) for i in sorted(net.links)],
         hosts=[host_out(net.hosts[i]) for i in sorted(net.hosts)],
     )
