@@ -14,7 +14,7 @@ rules stay as they were and only the head-end's failover group changes order.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from os_ken.ofproto import ofproto_v1_3 as ofp
 
@@ -113,19 +113,25 @@ class _Compiler:
         in_port that is also an exit (that bucket must say IN_PORT, or OVS drops it)."""
         if len(exits) <= 1 or self._of10(dpid):
             return ()
-        out = []
-        for variant in [0, *sorted({p for p, _ in exits} & ingress)]:
-            gid = self._id(("group", dpid), (self.net.id, "ff", *owner, variant), OFPG_MAX)
-            buckets = b"".join(
-                bucket(
-                    _fabric_push(tag) + codec.output(ofp.OFPP_IN_PORT if port == variant else port),
-                    watch_port=port,
-                )
-                for port, tag in exits
+        variants = [0, *sorted({p for p, _ in exits} & ingress)]
+        return tuple((v, self._ff_group(dpid, owner, exits, v)) for v in variants)
+
+    def _ff_group(
+        self, dpid: int, owner: tuple[object, ...], exits: tuple[tuple[int, int], ...],
+        variant: int,
+    ) -> int:  # fmt: skip
+        """One fast-failover group: a bucket per exit, watching its port, the one leaving
+        through `variant` (the packet's in_port) saying IN_PORT."""
+        gid = self._id(("group", dpid), (self.net.id, "ff", *owner, variant), OFPG_MAX)
+        buckets = b"".join(
+            bucket(
+                _fabric_push(tag) + codec.output(ofp.OFPP_IN_PORT if port == variant else port),
+                watch_port=port,
             )
-            self.st.groups[(dpid, gid)] = GroupSpec(dpid, gid, ofp.OFPGT_FF, buckets)
-            out.append((variant, gid))
-        return tuple(out)
+            for port, tag in exits
+        )
+        self.st.groups[(dpid, gid)] = GroupSpec(dpid, gid, ofp.OFPGT_FF, buckets)
+        return gid
 
     # --- the network ---------------------------------------------------------------------
     def run(self) -> NetworkState:
@@ -234,7 +240,14 @@ class _Compiler:
                     except IdSpaceExhausted as exc:
                         log.error("net=%d vswitch %016x: %s", self.net.id, vdpid, exc)
                         continue
-                    lp = infra.LinkPath(path, tags, sw.index, n, deliver=deliver_actions(target))
+                    arrival = path[-1].dst_port
+                    if target.groups and arrival in {p for p, _ in target.exits}:
+                        # the link vport's failover group with IN_PORT in the bucket that
+                        # leaves through the port this route arrives on
+                        gid = self._ff_group(vp.dpid, ("vlink", vdpid, n), target.exits, arrival)
+                        target = replace(target, groups=((arrival, gid), *target.groups))
+                    deliver = deliver_actions(target, arrival)
+                    lp = infra.LinkPath(path, tags, sw.index, n, deliver=deliver)
                     for pf in infra.link_flows(self.net.id, lp):
                         self._add(pf)
                     cands.append((path, tags))

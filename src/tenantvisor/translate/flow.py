@@ -381,22 +381,25 @@ def translate_flow(
     return TranslatedFlow(tuple(flows), table_id + layout.TABLE_OFFSET)
 
 
-def deliver_actions(pm: PortMap) -> bytes:
-    """Actions that send a packet out of `pm` whatever its ingress: the end of a big
-    switch's internal route, where the tenant's rule has already decided (and in_port was
-    made CONTROLLER, so no port is suppressed)."""
+def deliver_actions(pm: PortMap, arrival: int) -> bytes:
+    """Actions that send a packet that arrived on physical port `arrival` out of `pm`,
+    whatever vport it entered the vswitch by: the end of a big switch's internal route,
+    where the tenant's rule has already decided.  `pm.groups` must hold a variant for
+    `arrival` when it is one of the exits (compile builds it)."""
     if not pm.up:
         return b""
     if pm.link_tag is None:
-        if pm.tx_group is not None:
+        if pm.tx_group is not None and pm.phys_port != arrival:
             return _GROUP.pack(ofp.OFPAT_GROUP, 8, pm.tx_group)
-        return codec.output(pm.phys_port)
-    gid = dict(pm.groups).get(0)
+        return codec.output(ofp.OFPP_IN_PORT if pm.phys_port == arrival else pm.phys_port)
+    variants = dict(pm.groups)
+    gid = variants.get(arrival, variants.get(0))
     if gid is not None:
         return _GROUP.pack(ofp.OFPAT_GROUP, 8, gid)
     exit_port, first_tag = pm.exits[0] if pm.exits else (pm.phys_port, pm.link_tag)
     tag = codec.set_field(codec.oxm_u16(oxm.VLAN_VID, first_tag | oxm.VLAN_PRESENT))
-    return _PUSH_FABRIC + tag + codec.output(exit_port)
+    port = ofp.OFPP_IN_PORT if exit_port == arrival else exit_port
+    return _PUSH_FABRIC + tag + codec.output(port)
 
 
 def translate_packet_out(

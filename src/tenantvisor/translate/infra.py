@@ -45,8 +45,9 @@ class LinkPath:
     # the packet's in_port is set to it, so OVS's "never out of the in_port" and every
     # IN_PORT decision of translation hold as if it had come over the primary path.
     in_port: int | None = None
-    # A big switch's internal route ends by delivering to a vport with these actions
-    # (its ingress was decided where the packet entered) instead of classifying.
+    # A big switch's internal route ends by delivering to a vport with these actions (built
+    # for the port the route arrives on) instead of classifying: the tenant's rule was
+    # applied where the packet entered the big switch.
     deliver: bytes | None = None
 
 
@@ -119,10 +120,8 @@ def link_flows(net_id: int, lp: LinkPath) -> list[PhysFlow]:
             ]
         )
         if i == last and lp.deliver is not None:
-            # the tenant's rule was applied where the packet entered the big switch: no
-            # in_port here may suppress the output, so it looks injected (CONTROLLER)
-            fwd = codec.set_field(codec.oxm_u32(oxm.IN_PORT, ofp.OFPP_CONTROLLER)) + lp.deliver
-            ins = codec.encode_instructions(apply_actions=codec.pop_vlan() + fwd)
+            # the tenant's rule was applied where the packet entered the big switch
+            ins = codec.encode_instructions(apply_actions=codec.pop_vlan() + lp.deliver)
         elif i == last:
             pre = codec.pop_vlan()
             if lp.in_port is not None and lp.in_port != hop.dst_port:
