@@ -11,7 +11,7 @@ import pytest
 
 from tenantvisor.cli import tvctl
 from tenantvisor.virtual.manager import NetworkManager
-from tests.api.conftest import ADMIN, LiveServer
+from tests.api.conftest import ADMIN, LiveServer, build_ring
 
 
 class Cli:
@@ -97,14 +97,21 @@ def test_full_session(cli: Cli, manager: NetworkManager) -> None:
     assert "controller_urls : [tcp:127.0.0.1:6653, ptcp:6654:0.0.0.0]" in shown
     lines = shown.splitlines()
     at = lines.index("links:")
-    assert lines[at + 1].split() == ["id", "src", "dst", "path"]
+    assert lines[at + 1].split() == ["id", "src", "dst", "algorithm", "backup_num", "path"]
     assert set(lines[at + 2]) <= {"-", " "}
     assert lines[at + 3].split() == [
         "1",
         f"{s1['vdpid_str']}/{l1}",
         f"00:00:00:00:00:00:0b:02/{l2}",
+        "spf",
+        "0",
         "00:00:00:00:00:00:00:01/3->00:00:00:00:00:00:00:02/3",
     ]
+    assert "routes:" not in lines and "backup paths:" not in lines  # only when there are
+    at = lines.index("switches:")
+    assert lines[at + 1].split() == ["vdpid", "dpids", "routing", "backup_num"]
+    rows = [row.split() for row in lines[at + 3 : at + 6]]
+    assert [s1["vdpid_str"], "[00:00:00:00:00:00:00:01]", "spf", "0"] in rows
     # columns are aligned: every cell of a column starts where its header starts
     ports_at = lines.index("ports:")
     header, rule, *rows = lines[ports_at + 1 : ports_at + 6]
@@ -222,3 +229,81 @@ def test_format_table_and_record() -> None:
         "a    : true",
         "long :",
     ]
+
+
+def test_big_switch_routes_and_paths(capsys: pytest.CaptureFixture[str]) -> None:
+    """Big switch, routing, routes, manual and backup vlink paths on conftest's ring."""
+    manager = NetworkManager(build_ring(), ADMIN)
+    with LiveServer(manager) as live:
+        cli = Cli(live, capsys)
+        tok = cli.json(ADMIN, "tenant-add", "carol")["token"]
+        n = str(cli.json(tok, "net-add")["id"])
+        big = cli.ok(tok, "switch-add", n, "1", "0x2", "--routing", "manual", "--vdpid", "0xb")
+        assert big.splitlines() == [
+            "vdpid      : 00:00:00:00:00:00:00:0b",
+            "dpid       : 00:00:00:00:00:00:00:01",
+            "dpids      : [00:00:00:00:00:00:00:01, 00:00:00:00:00:00:00:02]",
+            "routing    : manual",
+            "backup_num : 0",
+        ]
+        cli.ok(tok, "switch-add", n, "3", "--vdpid", "0xc")
+        for dpid, port in (("1", "1"), ("2", "1"), ("2", "3"), ("3", "2")):
+            cli.ok(tok, "port-add", n, dpid, port)
+        route = cli.json(
+            tok, "route-add", n, "0xb", "1", "2", "1/2-2/2", "--priority", "9", "--both-ways"
+        )
+        assert (route["id"], route["priority"], route["live"]) == (1, 9, True)
+        out = cli.ok(tok, "route-add", n, "0xb", "3", "1", "2/2-1/2", "--priority", "5")
+        assert "path      : 00:00:00:00:00:00:00:02/2->00:00:00:00:00:00:00:01/2" in out
+
+        lk = cli.ok(tok, "link-add", n, "0xb", "3", "0xc", "1", "--algorithm", "manual")
+        assert "algorithm  : manual" in lk and "path       : (none)" in lk
+        direct = "00:00:00:00:00:00:00:02/3-3/2"  # colon dpids work in paths too
+        out = cli.ok(tok, "link-set-path", n, "1", direct, "--priority", "100")
+        assert "path       : 00:00:00:00:00:00:00:02/3->00:00:00:00:00:00:00:03/2" in out
+        around = "2/2-1/2,1/3-4/3,4/2-3/3"
+        lk = cli.json(tok, "link-set-path", n, "1", around, "--priority", "50")
+        assert [p["priority"] for p in lk["paths"]] == [100, 50] and len(lk["backup_paths"]) == 1
+
+        shown = cli.ok(tok, "net-show", n).splitlines()
+        at = shown.index("routes:")
+        assert shown[at + 1].split() == ["vdpid", "id", "src", "dst", "priority", "live", "path"]
+        assert [row.split()[1:5] for row in shown[at + 3 : at + 6]] == [
+            ["1", "1", "2", "9"],
+            ["2", "2", "1", "9"],
+            ["3", "3", "1", "5"],
+        ]
+        at = shown.index("backup paths:")
+        assert shown[at + 1].split() == ["link", "backup", "path"]
+        assert shown[at + 3].split()[:2] == ["1", "1"]
+        at = shown.index("manual paths:")
+        assert [row.split()[:3] for row in shown[at + 3 : at + 5]] == [
+            ["1", "100", "true"],
+            ["1", "50", "true"],
+        ]
+
+        sw = cli.json(tok, "switch-set-routing", n, "0xb", "spf", "--backup-num", "1")
+        assert (sw["routing"], sw["backup_num"], len(sw["routes"])) == ("spf", 1, 3)
+        assert cli.ok(tok, "route-del", n, "0xb", "1", "--both-ways") == ""
+        assert cli.ok(tok, "route-del", n, "0xb", "3") == ""
+        assert manager.networks[int(n)].switches[0xB].routes == {}
+        assert cli.ok(tok, "link-del-path", n, "1", "--priority", "100") == ""
+        assert [p.priority for p in manager.networks[int(n)].links[1].paths] == [50]
+
+        # refusals: one line, exit 1
+        assert "OpenFlow 1.0" in cli.fails(tok, "switch-add", n, "4", "5")
+        assert "invalid choice" in cli.fails(tok, "switch-set-routing", n, "0xb", "ospf")
+        assert "out of range 0-8" in cli.fails(
+            tok, "switch-set-routing", n, "0xb", "spf", "--backup-num", "9"
+        )
+        assert "--priority" in cli.fails(tok, "link-set-path", n, "1", "2/3-3/2")
+        assert "bad hop" in cli.fails(tok, "link-set-path", n, "1", "2/3", "--priority", "1")
+        err = cli.fails(tok, "link-del-path", n, "1", "--priority", "7")
+        assert "no path with priority 7" in err
+        assert "set its internal routing to manual" in cli.fails(
+            tok, "route-add", n, "0xb", "1", "2", "1/2-2/2", "--priority", "1"
+        )
+        assert "has no route 9" in cli.fails(tok, "route-del", n, "0xb", "9")
+        assert "invalid choice" in cli.fails(
+            tok, "link-add", n, "0xb", "1", "0xc", "1", "--algorithm", "ecmp"
+        )

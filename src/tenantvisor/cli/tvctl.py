@@ -164,9 +164,30 @@ def _network_record(n: dict[str, Any]) -> str:
     )
 
 
+def _end(vdpid: int, vport: int) -> str:
+    return f"{dpid_str(vdpid)}/{vport}"
+
+
 def show_network(n: dict[str, Any]) -> str:
     switches = format_table(
-        ["vdpid", "dpid"], [[s["vdpid_str"], s["dpid_str"]] for s in n["switches"]]
+        ["vdpid", "dpids", "routing", "backup_num"],
+        [[s["vdpid_str"], s["dpids_str"], s["routing"], s["backup_num"]] for s in n["switches"]],
+    )
+    routes = [(s, r) for s in n["switches"] for r in s["routes"]]
+    route_table = format_table(
+        ["vdpid", "id", "src", "dst", "priority", "live", "path"],
+        [
+            [
+                s["vdpid_str"],
+                r["id"],
+                r["src_vport"],
+                r["dst_vport"],
+                r["priority"],
+                r["live"],
+                _path(r["path"]),
+            ]
+            for s, r in routes
+        ],
     )
     ports = format_table(
         ["vdpid", "vport", "dpid", "port", "kind", "link"],
@@ -177,34 +198,73 @@ def show_network(n: dict[str, Any]) -> str:
         ],
     )
     links = format_table(
-        ["id", "src", "dst", "path"],
+        ["id", "src", "dst", "algorithm", "backup_num", "path"],
         [
             [
                 lk["id"],
-                f"{dpid_str(lk['src_vdpid'])}/{lk['src_vport']}",
-                f"{dpid_str(lk['dst_vdpid'])}/{lk['dst_vport']}",
+                _end(lk["src_vdpid"], lk["src_vport"]),
+                _end(lk["dst_vdpid"], lk["dst_vport"]),
+                lk["algorithm"],
+                lk["backup_num"],
                 _path(lk["path"]),
             ]
             for lk in n["links"]
         ],
     )
+    backups = [
+        [lk["id"], i, _path(p)] for lk in n["links"] for i, p in enumerate(lk["backup_paths"], 1)
+    ]
+    manual = [
+        [lk["id"], p["priority"], p["live"], _path(p["path"])]
+        for lk in n["links"]
+        for p in lk["paths"]
+    ]
     hosts = format_table(
         ["id", "vdpid", "vport", "mac"],
         [[h["id"], dpid_str(h["vdpid"]), h["vport"], h["mac"]] for h in n["hosts"]],
     )
-    return _sections(
-        [
-            ("", _network_record(n)),
-            ("switches", switches),
-            ("ports", ports),
-            ("links", links),
-            ("hosts", hosts),
-        ]
-    )
+    parts = [("", _network_record(n)), ("switches", switches), ("ports", ports)]
+    if routes:
+        parts.append(("routes", route_table))
+    parts.append(("links", links))
+    if backups:  # the paths that take over, in order, when the one before fails
+        parts.append(("backup paths", format_table(["link", "backup", "path"], backups)))
+    if manual:
+        parts.append(("manual paths", format_table(["link", "priority", "live", "path"], manual)))
+    parts.append(("hosts", hosts))
+    return _sections(parts)
 
 
 def show_switch(s: dict[str, Any]) -> str:
-    return format_record([("vdpid", s["vdpid_str"]), ("dpid", s["dpid_str"])])
+    fields: list[tuple[str, Any]] = [
+        ("vdpid", s["vdpid_str"]),
+        ("dpid", s["dpid_str"]),
+        ("dpids", s["dpids_str"]),
+        ("routing", s["routing"]),
+        ("backup_num", s["backup_num"]),
+    ]
+    fields += [
+        (
+            f"route {r['id']}",
+            f"{r['src_vport']}->{r['dst_vport']} priority {r['priority']}"
+            f"{'' if r['live'] else ' (down)'}: {_path(r['path'])}",
+        )
+        for r in s["routes"]
+    ]
+    return format_record(fields)
+
+
+def show_route(r: dict[str, Any]) -> str:
+    return format_record(
+        [
+            ("id", r["id"]),
+            ("src_vport", r["src_vport"]),
+            ("dst_vport", r["dst_vport"]),
+            ("priority", r["priority"]),
+            ("live", r["live"]),
+            ("path", _path(r["path"])),
+        ]
+    )
 
 
 def show_port(p: dict[str, Any]) -> str:
@@ -220,14 +280,20 @@ def show_port(p: dict[str, Any]) -> str:
 
 
 def show_link(lk: dict[str, Any]) -> str:
-    return format_record(
-        [
-            ("id", lk["id"]),
-            ("src", f"{dpid_str(lk['src_vdpid'])}/{lk['src_vport']}"),
-            ("dst", f"{dpid_str(lk['dst_vdpid'])}/{lk['dst_vport']}"),
-            ("path", _path(lk["path"])),
-        ]
-    )
+    fields: list[tuple[str, Any]] = [
+        ("id", lk["id"]),
+        ("src", _end(lk["src_vdpid"], lk["src_vport"])),
+        ("dst", _end(lk["dst_vdpid"], lk["dst_vport"])),
+        ("algorithm", lk["algorithm"]),
+        ("backup_num", lk["backup_num"]),
+        ("path", _path(lk["path"])),
+    ]
+    fields += [(f"backup {i}", _path(p)) for i, p in enumerate(lk["backup_paths"], 1)]
+    fields += [
+        (f"manual {p['priority']}", _path(p["path"]) + ("" if p["live"] else " (down)"))
+        for p in lk["paths"]
+    ]
+    return format_record(fields)
 
 
 def show_host(h: dict[str, Any]) -> str:
@@ -375,17 +441,37 @@ def _net_del(api: Api, a: argparse.Namespace) -> Reply:
     return api.call("DELETE", f"/v1/networks/{a.net}"), None
 
 
+def _routing_args(p: argparse.ArgumentParser, positional: bool) -> None:
+    if positional:
+        p.add_argument("algorithm", choices=["spf", "manual"], metavar="{spf,manual}")
+    else:
+        p.add_argument(
+            "--routing", choices=["spf", "manual"], help="a big switch's internal routing"
+        )
+    p.add_argument(
+        "--backup-num", type=_int_arg, metavar="N", help="spf: link-disjoint backup paths (0-8)"
+    )
+
+
 def _switch_add_args(p: argparse.ArgumentParser) -> None:
     _net(p)
-    p.add_argument("dpid", type=_dpid_arg, metavar="DPID", help="physical dpid")
+    p.add_argument(
+        "dpids",
+        type=_dpid_arg,
+        nargs="+",
+        metavar="DPID",
+        help="physical dpid; several make a big switch",
+    )
     p.add_argument("--vdpid", type=_dpid_arg, metavar="V", help="virtual dpid to use")
+    _routing_args(p, positional=False)
 
 
-@command("switch-add", "add a vswitch mapped onto pswitch DPID", _switch_add_args)
+@command("switch-add", "add a vswitch on pswitch DPID (a big switch on several)", _switch_add_args)
 def _switch_add(api: Api, a: argparse.Namespace) -> Reply:
-    body: dict[str, Any] = {"dpids": [a.dpid]}
-    if a.vdpid is not None:
-        body["vdpid"] = a.vdpid
+    body: dict[str, Any] = {"dpids": a.dpids}
+    for key, value in (("vdpid", a.vdpid), ("routing", a.routing), ("backup_num", a.backup_num)):
+        if value is not None:
+            body[key] = value
     return api.call("POST", f"/v1/networks/{a.net}/switches", body), show_switch
 
 
@@ -412,6 +498,61 @@ def _switch_set_controller(api: Api, a: argparse.Namespace) -> Reply:
     body = {"controller_urls": a.url or None}
     path = f"/v1/networks/{a.net}/switches/{a.vdpid}/controllers"
     return api.call("PUT", path, body), show_switch
+
+
+def _switch_routing_args(p: argparse.ArgumentParser) -> None:
+    _vdpid_args(p)
+    _routing_args(p, positional=True)
+
+
+@command(
+    "switch-set-routing",
+    "set a big switch's internal routing: spf (with backups) or manual (its routes)",
+    _switch_routing_args,
+)
+def _switch_set_routing(api: Api, a: argparse.Namespace) -> Reply:
+    body = {"algorithm": a.algorithm, "backup_num": a.backup_num or 0}
+    path = f"/v1/networks/{a.net}/switches/{a.vdpid}/routing"
+    return api.call("PUT", path, body), show_switch
+
+
+def _priority_arg(p: argparse.ArgumentParser, help_text: str) -> None:
+    p.add_argument("--priority", type=_int_arg, metavar="N", required=True, help=help_text)
+
+
+def _route_add_args(p: argparse.ArgumentParser) -> None:
+    _vdpid_args(p)
+    p.add_argument("src_vport", type=_int_arg, metavar="SRC_VPORT")
+    p.add_argument("dst_vport", type=_int_arg, metavar="DST_VPORT")
+    p.add_argument("path", metavar="PATH", help="dpid/port-dpid/port,... from SRC to DST")
+    _priority_arg(p, "0-65535; the highest live route between two vports is used")
+    p.add_argument("--both-ways", action="store_true", help="also add the route back (DST to SRC)")
+
+
+@command("route-add", "add a manual internal route to a big switch", _route_add_args)
+def _route_add(api: Api, a: argparse.Namespace) -> Reply:
+    body = {
+        "src_vport": a.src_vport,
+        "dst_vport": a.dst_vport,
+        "path": a.path,
+        "priority": a.priority,
+        "both_ways": a.both_ways,
+    }
+    return api.call("POST", f"/v1/networks/{a.net}/switches/{a.vdpid}/routes", body), show_route
+
+
+def _route_del_args(p: argparse.ArgumentParser) -> None:
+    _vdpid_args(p)
+    p.add_argument("route", type=_int_arg, metavar="ROUTE", help="route id")
+    p.add_argument(
+        "--both-ways", action="store_true", help="also remove the route back (same links)"
+    )
+
+
+@command("route-del", "remove a big switch's route", _route_del_args)
+def _route_del(api: Api, a: argparse.Namespace) -> Reply:
+    path = f"/v1/networks/{a.net}/switches/{a.vdpid}/routes/{a.route}"
+    return api.call("DELETE", path + ("?both_ways=true" if a.both_ways else "")), None
 
 
 def _port_add_args(p: argparse.ArgumentParser) -> None:
@@ -447,17 +588,54 @@ def _link_add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("src_vport", type=_int_arg, metavar="SRC_VPORT")
     p.add_argument("dst_vdpid", type=_dpid_arg, metavar="DST_VDPID")
     p.add_argument("dst_vport", type=_int_arg, metavar="DST_VPORT")
+    p.add_argument(
+        "--algorithm",
+        choices=["spf", "manual"],
+        help="spf (default: shortest path) or manual (down until link-set-path)",
+    )
+    p.add_argument(
+        "--backup-num", type=_int_arg, metavar="N", help="spf: link-disjoint backup paths (0-8)"
+    )
 
 
 @command("link-add", "join two link vports with a vlink", _link_add_args)
 def _link_add(api: Api, a: argparse.Namespace) -> Reply:
-    body = {
+    body: dict[str, Any] = {
         "src_vdpid": a.src_vdpid,
         "src_vport": a.src_vport,
         "dst_vdpid": a.dst_vdpid,
         "dst_vport": a.dst_vport,
     }
+    for key, value in (("algorithm", a.algorithm), ("backup_num", a.backup_num)):
+        if value is not None:
+            body[key] = value
     return api.call("POST", f"/v1/networks/{a.net}/links", body), show_link
+
+
+def _link_path_args(p: argparse.ArgumentParser) -> None:
+    _net(p)
+    p.add_argument("id", type=_int_arg, metavar="LINK")
+    p.add_argument("path", metavar="PATH", help="dpid/port-dpid/port,... between its ends")
+    _priority_arg(p, "0-65535; replaces the path with this priority, if any")
+
+
+@command(
+    "link-set-path", "give a manual vlink a path (highest live priority wins)", _link_path_args
+)
+def _link_set_path(api: Api, a: argparse.Namespace) -> Reply:
+    path = f"/v1/networks/{a.net}/links/{a.id}/paths/{a.priority}"
+    return api.call("PUT", path, {"path": a.path}), show_link
+
+
+def _link_del_path_args(p: argparse.ArgumentParser) -> None:
+    _net(p)
+    p.add_argument("id", type=_int_arg, metavar="LINK")
+    _priority_arg(p, "the priority of the path to remove")
+
+
+@command("link-del-path", "take a path off a manual vlink", _link_del_path_args)
+def _link_del_path(api: Api, a: argparse.Namespace) -> Reply:
+    return api.call("DELETE", f"/v1/networks/{a.net}/links/{a.id}/paths/{a.priority}"), None
 
 
 def _id_args(p: argparse.ArgumentParser) -> None:
