@@ -239,13 +239,16 @@ class Hypervisor:
         return want
 
     def switch_gone(self, s: PSwitchSession) -> None:
+        """A lost control connection is not a lost switch: in fail_mode=secure it keeps
+        forwarding with the rules it has, so it stays in the topology (marked disconnected)
+        with its links, and nothing is re-derived.  If its cables really went, its
+        neighbours report their ports down and that moves traffic away."""
         if s.dpid is not None and self.sessions.get(s.dpid) is s:
             del self.sessions[s.dpid]
-            self.topo.remove_switch(s.dpid)
-            self._link_seen = {
-                k: v for k, v in self._link_seen.items() if s.dpid not in (k.src_dpid, k.dst_dpid)
-            }
-            self._topology_changed()
+            info = self.topo.switches.get(s.dpid)
+            if info is not None:
+                info.connected = False
+            log.warning("%r: control connection lost; its rules stay in force", s)
 
     def port_status(self, s: PSwitchSession, port: PPort, reason: int) -> None:
         assert s.dpid is not None
@@ -322,6 +325,12 @@ class Hypervisor:
                 self._link_first_seen.setdefault(lk, now)
             self._check_mtu(now)
             deadline = now - 3 * self.lldp_interval - 1.0
+            # no probe crosses a link of a pswitch we cannot talk to: its links age only
+            # once it is back (or go when a neighbour reports the port down)
+            down = {d for d, sw in self.topo.switches.items() if not sw.connected}
+            for lk in self._link_seen:
+                if lk.src_dpid in down or lk.dst_dpid in down:
+                    self._link_seen[lk] = now
             stale = [lk for lk, t in self._link_seen.items() if t < deadline]
             for lk in stale:
                 del self._link_seen[lk]
