@@ -87,13 +87,27 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--topology", default="fat-tree", choices=["fat-tree", "two-tier"])
     d.add_argument("--keep-logs", action="store_true")
     b = sub.add_parser("bench", help="benchmarks (JSON with --json)")
-    b.add_argument("name", choices=["overhead", "dnb"])
+    b.add_argument("name", choices=["overhead", "dnb", "failover", "reconnect"])
     b.add_argument("--json", action="store_true", help="print one JSON object")
     b.add_argument("-n", "--flows", type=int, default=20000, help="FLOW_MODs per run")
     b.add_argument("--barriers", type=int, default=200, help="BARRIER round trips per run")
     b.add_argument("--repeat", type=int, default=3, help="alternating runs; medians kept")
     b.add_argument("--plot", help="write a PNG plot here")
-    b.add_argument("--quick", action="store_true", help="dnb: a short run (under 2 minutes)")
+    b.add_argument("--quick", action="store_true", help="dnb, failover, reconnect: a short run")
+    b.add_argument("--cuts", type=int, help="failover: link cuts per series (default 10)")
+    b.add_argument("--hold", type=float, help="failover: seconds a link stays cut (default 2)")
+    b.add_argument(
+        "--remote", action="store_true", help="failover: also cut a link remote to the head-end"
+    )
+    b.add_argument("--iperf", action="store_true", help="failover: an iperf3 TCP stream too")
+    b.add_argument("--flaps", type=int, help="reconnect: flaps per pswitch (default 10)")
+    b.add_argument(
+        "--down", type=float, help="reconnect: seconds a pswitch stays disconnected (default 1)"
+    )
+    b.add_argument(
+        "--role", choices=["both", "edge", "transit"], default="both",
+        help="reconnect: flap the head-end pswitch, a transit one, or both",
+    )  # fmt: skip
     args = p.parse_args(argv)
     if args.cmd == "serve":
         try:
@@ -124,6 +138,20 @@ def main(argv: list[str] | None = None) -> int:
         from tenantvisor.demo import run_demo
 
         return run_demo(args.topology, keep_logs=args.keep_logs)
+    if args.cmd == "bench" and args.name == "failover":
+        from tenantvisor.bench.failover import run_failover
+
+        return run_failover(
+            cuts=args.cuts, quick=args.quick, remote=args.remote, iperf=args.iperf,
+            as_json=args.json, plot_path=args.plot, hold=args.hold,
+        )  # fmt: skip
+    if args.cmd == "bench" and args.name == "reconnect":
+        from tenantvisor.bench.reconnect import run_reconnect
+
+        return run_reconnect(
+            flaps=args.flaps, quick=args.quick, role=args.role, down=args.down,
+            as_json=args.json, plot_path=args.plot,
+        )  # fmt: skip
     if args.cmd == "bench" and args.name == "dnb":
         from tenantvisor.bench.dnb import run_dnb
 
