@@ -17,6 +17,8 @@ import pytest
 from tenantvisor.virtual.manager import NetworkManager
 from tests.api.conftest import ADMIN, LiveServer, bearer, snapshot
 
+DPIDS = {n: f"00:00:00:00:00:00:00:{n:02x}" for n in range(1, 6)}
+
 if TYPE_CHECKING:
     from fastapi.testclient import TestClient
 
@@ -115,7 +117,7 @@ def test_ovx_session(rpc: Rpc, manager: NetworkManager) -> None:
         "linkId": 1,
         "priority": 0,
         "algorithm": "spf",
-        "backup_num": 0,  # honest: no backup paths are computed
+        "backup_num": 1,  # the line has no second path: the backup appears once one exists
         "path": [{"srcDpid": 1, "srcPort": 3, "dstDpid": 2, "dstPort": 3}],
         "tenantId": tid,
     }
@@ -297,16 +299,16 @@ BAD_CALLS: list[tuple[str, str, Any, str]] = [
             "srcPort": 2,
             "dstDpid": OVX | 2,
             "dstPort": 1,
-            "algorithm": "manual",
+            "algorithm": "ecmp",
             "backup_num": 1,
         },
-        "manual",
+        "routing algorithm 'ecmp'",
     ),
     (
         "tenant",
         "connectLink",
         {"srcDpid": OVX | 1, "srcPort": 2, "dstDpid": OVX | 2, "dstPort": 1, "backup_num": 900},
-        "backup_num",
+        "backup_num 900 is out of range 0-8",
     ),
     (
         "tenant",
@@ -478,3 +480,215 @@ def test_ovxctl_urllib_basic_auth_over_a_socket(live: LiveServer) -> None:
         reply = json.loads(resp.read())
     assert reply["result"]["tenantId"] == 1
     assert live.manager.networks[1].controller_urls == ["tcp:127.0.0.1:6633"]
+
+
+# --- big switches, internal routes, manual and backup vlink paths, status mappings ---------------
+def test_ovx_big_switch_routes_and_paths(
+    ring_client: TestClient, ring_manager: NetworkManager
+) -> None:
+    """An ovxctl session on conftest's ring: r1+r2 as a big switch with a manual route, a
+    manual vlink with two paths, an spf vlink with a backup, then the status mappings."""
+    rpc = Rpc(ring_client, ovx_auth())
+    tid = rpc(
+        "tenant",
+        "createNetwork",
+        {"controllerUrls": ["tcp:127.0.0.1:6633"], "networkAddress": "10.0.0.0", "mask": 16},
+    )["tenantId"]
+    big = rpc("tenant", "createSwitch", {"tenantId": tid, "dpids": [1, 2], "dpid": 0})
+    assert big == {  # OVXBigSwitch.getDBObject: spf with one backup by default
+        "vdpid": OVX | 1,
+        "dpids": [1, 2],
+        "tenantId": tid,
+        "algorithm": "spf",
+        "backup_num": 1,
+    }
+    for d in (3, 4):
+        rpc("tenant", "createSwitch", {"tenantId": tid, "dpids": [d]})
+    for d, port, vport in ((1, 1, 1), (2, 1, 2), (2, 3, 3), (3, 2, 1), (3, 3, 2), (4, 2, 1)):
+        reply = rpc("tenant", "createPort", {"tenantId": tid, "dpid": d, "port": port})
+        assert reply["vport"] == vport
+
+    routing = {"tenantId": tid, "vdpid": OVX | 1, "algorithm": "manual", "backup_num": 0}
+    assert rpc("tenant", "setInternalRouting", routing) == {
+        "vdpid": OVX | 1,
+        "dpids": [1, 2],
+        "tenantId": tid,
+        "algorithm": "manual",
+        "backup_num": 0,
+    }
+    # ovxctl's translate_path leaves a trailing comma
+    route = {"tenantId": tid, "vdpid": OVX | 1, "srcPort": 1, "dstPort": 2}
+    reply = rpc("tenant", "connectRoute", {**route, "path": "1/2-2/2,", "priority": 100})
+    assert reply == {
+        "vdpid": OVX | 1,
+        "srcPort": 1,
+        "dstPort": 2,
+        "priority": 100,
+        "routeId": 1,
+        "path": [{"srcDpid": 1, "srcPort": 2, "dstDpid": 2, "dstPort": 2}],
+        "tenantId": tid,
+    }
+    routes = ring_manager.networks[tid].switches[OVX | 1].routes
+    assert [(r.src_vport, r.dst_vport) for r in routes.values()] == [(1, 2), (2, 1)]
+
+    link = {"tenantId": tid, "srcDpid": OVX | 1, "srcPort": 3, "dstDpid": OVX | 2, "dstPort": 1}
+    lk = rpc("tenant", "connectLink", {**link, "algorithm": "manual", "backup_num": 0})
+    assert (lk["linkId"], lk["algorithm"], lk["path"], lk["priority"]) == (1, "manual", None, 0)
+    set_path = {"tenantId": tid, "linkId": 1}
+    lk = rpc("tenant", "setLinkPath", {**set_path, "path": "2/3-3/2", "priority": 100})
+    assert (lk["priority"], lk["path"]) == (
+        100,
+        [{"srcDpid": 2, "srcPort": 3, "dstDpid": 3, "dstPort": 2}],
+    )
+    around = f"{DPIDS[2]}/2-{DPIDS[1]}/2,{DPIDS[1]}/3-{DPIDS[4]}/3,{DPIDS[4]}/2-{DPIDS[3]}/3"
+    lk = rpc("tenant", "setLinkPath", {**set_path, "path": around, "priority": 50})
+    assert lk["priority"] == 100 and len(lk["path"]) == 1  # the backup waits
+    assert [p.priority for p in ring_manager.networks[tid].links[1].paths] == [100, 50]
+    link = {"tenantId": tid, "srcDpid": OVX | 2, "srcPort": 2, "dstDpid": OVX | 3, "dstPort": 1}
+    lk2 = rpc("tenant", "connectLink", {**link, "algorithm": "spf", "backup_num": 1})
+    assert (lk2["algorithm"], lk2["backup_num"], lk2["priority"]) == ("spf", 1, 0)
+    assert lk2["path"] == [{"srcDpid": 3, "srcPort": 3, "dstDpid": 4, "dstPort": 2}]
+    host = {"tenantId": tid, "vdpid": OVX | 1, "vport": 2, "mac": "02:00:00:00:00:02"}
+    rpc("tenant", "connectHost", host)
+
+    phys = rpc("status", "getPhysicalTopology")
+
+    def link_id(a: tuple[int, int], b: tuple[int, int]) -> int:
+        for lk in phys["links"]:
+            if (lk["src"], lk["dst"]) == (
+                {"dpid": DPIDS[a[0]], "port": a[1]},
+                {"dpid": DPIDS[b[0]], "port": b[1]},
+            ):
+                return int(lk["linkId"])
+        raise AssertionError((a, b))
+
+    assert rpc("status", "getVirtualSwitchMapping", {"tenantId": tid}) == {
+        "00:a4:23:05:00:00:00:01": {
+            "switches": [DPIDS[1], DPIDS[2]],
+            "links": sorted([link_id((1, 2), (2, 2)), link_id((2, 2), (1, 2))]),
+        },
+        "00:a4:23:05:00:00:00:02": {"switches": [DPIDS[3]], "links": []},
+        "00:a4:23:05:00:00:00:03": {"switches": [DPIDS[4]], "links": []},
+    }
+    assert rpc("status", "getVirtualLinkMapping", {"tenantId": tid}) == {
+        "1": [[link_id((2, 3), (3, 2))], [link_id((3, 2), (2, 3))]],
+        "2": [[link_id((3, 3), (4, 2))], [link_id((4, 2), (3, 3))]],
+    }
+    assert rpc("status", "getSubnet", {"tenantId": tid}) == "10.0.0.0/16"
+    assert rpc("status", "getVirtualHosts", {"tenantId": tid}) == [
+        {
+            "hostId": 1,
+            "ipAddress": "0.0.0.0",
+            "mac": "02:00:00:00:00:02",
+            "dpid": "00:a4:23:05:00:00:00:01",
+            "port": 2,
+        }
+    ]
+    assert rpc("status", "getPhysicalHosts") == [
+        {"hostId": 1, "dpid": DPIDS[2], "port": 1, "mac": "02:00:00:00:00:02"}
+    ]
+
+    gone = {"tenantId": tid, "vdpid": OVX | 1, "routeId": 1}
+    assert rpc("tenant", "disconnectRoute", gone) is None
+    assert routes == {}  # both directions, as OVX's one route
+    mapping = rpc("status", "getVirtualSwitchMapping", {"tenantId": tid})
+    assert mapping["00:a4:23:05:00:00:00:01"]["links"] == []
+
+
+@pytest.fixture
+def ring_net(ring_client: TestClient) -> dict[str, Any]:
+    """On the ring: big switch OVX|1 over r1+r2 (manual; vports 1: r1:1, 2: r2:1, 3: r2:3),
+    OVX|2 on r3 (vports 1: r3:2, 2: r3:3), OVX|3 on r4 (vport 1: r4:2); manual vlink 1
+    OVX|1/3 - OVX|2/1, spf vlink 2 OVX|2/2 - OVX|3/1; a network 'bare' without address."""
+    rpc = Rpc(ring_client, ovx_auth())
+    tid = rpc("tenant", "createNetwork", {"controllerUrls": []})["tenantId"]
+    rpc("tenant", "createSwitch", {"tenantId": tid, "dpids": [1, 2]})
+    rpc("tenant", "createSwitch", {"tenantId": tid, "dpids": [3]})
+    rpc("tenant", "createSwitch", {"tenantId": tid, "dpids": [4]})
+    for d, port in ((1, 1), (2, 1), (2, 3), (3, 2), (3, 3), (4, 2)):
+        rpc("tenant", "createPort", {"tenantId": tid, "dpid": d, "port": port})
+    routing = {"tenantId": tid, "vdpid": OVX | 1, "algorithm": "manual", "backup_num": 0}
+    rpc("tenant", "setInternalRouting", routing)
+    for (a, pa, b, pb), alg in (((1, 3, 2, 1), "manual"), ((2, 2, 3, 1), "spf")):
+        link = {"srcDpid": OVX | a, "srcPort": pa, "dstDpid": OVX | b, "dstPort": pb}
+        rpc("tenant", "connectLink", {"tenantId": tid, **link, "algorithm": alg, "backup_num": 0})
+    return {"rpc": rpc, "tid": tid}
+
+
+RING_BAD_CALLS: list[tuple[str, str, Any, str]] = [
+    ("tenant", "createSwitch", {"dpids": [1, 2]}, "already hosts"),
+    (
+        "tenant",
+        "setInternalRouting",
+        {"vdpid": OVX | 2, "algorithm": "spf", "backup_num": 0},
+        "only a big switch",
+    ),
+    (
+        "tenant",
+        "setInternalRouting",
+        {"vdpid": OVX | 1, "algorithm": "ecmp", "backup_num": 0},
+        "routing algorithm 'ecmp'",
+    ),
+    (
+        "tenant",
+        "setInternalRouting",
+        {"vdpid": OVX | 1, "algorithm": "spf", "backup_num": 128},
+        "backup_num 128 is out of range 0-8",
+    ),
+    ("tenant", "setInternalRouting", {"vdpid": OVX | 1, "algorithm": "spf"}, "'backup_num'"),
+    (
+        "tenant",
+        "connectRoute",
+        {"vdpid": OVX | 1, "srcPort": 1, "dstPort": 2, "path": "1/2-2", "priority": 1},
+        "bad hop",
+    ),
+    (
+        "tenant",
+        "connectRoute",
+        {"vdpid": OVX | 1, "srcPort": 1, "dstPort": 2, "path": "1/2-2/2", "priority": 70000},
+        "priority 70000 is out of range",
+    ),
+    (
+        "tenant",
+        "connectRoute",
+        {"vdpid": OVX | 1, "srcPort": 1, "dstPort": 2, "path": "1/3-4/3", "priority": 1},
+        "must end on pswitch 2",
+    ),
+    (
+        "tenant",
+        "connectRoute",
+        {"vdpid": OVX | 1, "srcPort": 1, "dstPort": 2, "path": [1, 2], "priority": 1},
+        "'path' must be a string",
+    ),
+    ("tenant", "disconnectRoute", {"vdpid": OVX | 1, "routeId": 9}, "has no route 9"),
+    ("tenant", "setLinkPath", {"linkId": 2, "path": "3/3-4/2", "priority": 1}, "manual"),
+    ("tenant", "setLinkPath", {"linkId": 1, "path": "2/3-3/3", "priority": 1}, "physical link"),
+    ("tenant", "setLinkPath", {"linkId": 1, "path": "2/3-3/2"}, "'priority'"),
+    ("tenant", "setLinkPath", {"linkId": 7, "path": "2/3-3/2", "priority": 1}, "no vlink 7"),
+    ("status", "getSubnet", {}, "without an address"),
+    ("status", "getVirtualLinkMapping", {"tenantId": 77}, "no virtual network 77"),
+    ("status", "getVirtualSwitchMapping", {"tenantId": "1"}, "'tenantId' must be an integer"),
+]
+
+
+@pytest.mark.parametrize(("service", "method", "params", "text"), RING_BAD_CALLS)
+def test_bad_big_switch_and_path_params_change_nothing(
+    ring_net: dict[str, Any],
+    ring_manager: NetworkManager,
+    service: str,
+    method: str,
+    params: dict[str, Any],
+    text: str,
+) -> None:
+    before = snapshot(ring_manager)
+    err = ring_net["rpc"].error(service, method, {"tenantId": ring_net["tid"], **params})
+    assert err["code"] == -32602, err
+    assert text in err["message"], err
+    assert snapshot(ring_manager) == before
+
+
+def test_big_switch_with_an_openflow_10_pswitch_is_refused(ring_net: dict[str, Any]) -> None:
+    rpc = ring_net["rpc"]
+    other = rpc("tenant", "createNetwork", {"controllerUrls": []})["tenantId"]
+    err = rpc.error("tenant", "createSwitch", {"tenantId": other, "dpids": [4, 5]})
+    assert "OpenFlow 1.0" in err["message"] and err["data"]["kind"] == "InvalidRequest"

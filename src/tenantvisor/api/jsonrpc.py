@@ -10,8 +10,14 @@ Where OVX is loose we are exact, and say so in the error:
 - OVX answers a parse error with id 0; the JSON-RPC 2.0 spec says null, which we send.
 - Invalid input, including every intent refusal from the core, is -32602 with the core's
   message; `data` carries the HTTP status and error kind for programs that want them.
-- `connectLink` computes one shortest path (`algorithm` "spf"); it reports `backup_num` 0
-  because no backup paths are computed, and refuses "manual" (we have no setLinkPath).
+- `algorithm` and `backup_num` may be left out of `connectLink` ("spf", 0); `backup_num`
+  is 0-8 (OVX takes a byte), priorities of paths and routes 0-65535 (OVX: 0-127).
+- A big switch made by `createSwitch` routes by spf with 1 backup, OVX's default.
+- `connectRoute` makes a route both ways, as OVX does: two one-way routes in our intent, the
+  one back with the next id; the reply's `routeId` is the first, and `disconnectRoute` with it
+  removes both.
+- Physical link ids in the mapping replies are the `linkId`s of `getPhysicalTopology` (the
+  index of the link direction in its list), as OVX's are its own physical link ids.
 """
 
 from __future__ import annotations
@@ -23,10 +29,12 @@ from typing import Any
 
 from tenantvisor.api.auth import Caller
 from tenantvisor.api.ids import dpid_str, ip_to_int, mac_to_int, parse_dpid
-from tenantvisor.errors import TenantvisorError
-from tenantvisor.mapping.paths import NoPath, vlink_path
+from tenantvisor.compile.paths import internal_routes, vlink_candidates
+from tenantvisor.errors import InvalidRequest, TenantvisorError
+from tenantvisor.mapping.paths import Hop, Path, reverse
+from tenantvisor.physical.topology import PhysicalTopology
 from tenantvisor.virtual.manager import NetworkManager
-from tenantvisor.virtual.model import VirtualNetwork, VLink, VSwitch
+from tenantvisor.virtual.model import PathHops, Route, VirtualNetwork, VLink, VSwitch
 from tenantvisor.virtual.urls import parse_controller_url
 
 log = logging.getLogger(__name__)
@@ -195,41 +203,113 @@ def network_db(net: VirtualNetwork) -> dict[str, Any]:
 
 
 def switch_db(net: VirtualNetwork, sw: VSwitch) -> dict[str, Any]:
-    """OVXSwitch.getDBObject plus tenantId (CreateOVXSwitch)."""
-    return {"vdpid": sw.vdpid, "dpids": [sw.dpid], "tenantId": net.id}
+    """OVXSwitch.getDBObject plus tenantId (CreateOVXSwitch); a big switch adds its routing
+    (OVXBigSwitch.getDBObject)."""
+    db: dict[str, Any] = {"vdpid": sw.vdpid, "dpids": list(sw.dpids), "tenantId": net.id}
+    if sw.is_big:
+        db["algorithm"] = sw.routing
+        db["backup_num"] = sw.backup_num
+    return db
+
+
+def _hops(hops: Path | PathHops) -> list[dict[str, int]]:
+    """Physical links as Link.getDBObject writes them (without their ids, as OVX drops them)."""
+    return [
+        {"srcDpid": a, "srcPort": b, "dstDpid": c, "dstPort": d}
+        for a, b, c, d in (
+            (h.src_dpid, h.src_port, h.dst_dpid, h.dst_port) if isinstance(h, Hop) else h
+            for h in hops
+        )
+    ]
 
 
 def link_db(manager: NetworkManager, net: VirtualNetwork, lk: VLink) -> dict[str, Any]:
-    """OVXLink.getDBObject plus tenantId (ConnectOVXLink): ends are virtual, path physical."""
-    a = net.vport(lk.src.vdpid, lk.src.vport)
-    b = net.vport(lk.dst.vdpid, lk.dst.vport)
-    path: list[dict[str, int]] | None = None
-    if a is not None and b is not None:
-        try:
-            hops = vlink_path(manager.topo, (a.dpid, a.port), (b.dpid, b.port))
-            path = [
-                {
-                    "srcDpid": h.src_dpid,
-                    "srcPort": h.src_port,
-                    "dstDpid": h.dst_dpid,
-                    "dstPort": h.dst_port,
-                }
-                for h in hops
-            ]
-        except NoPath:
-            path = None
+    """OVXLink.getDBObject plus tenantId (ConnectOVXLink): ends are virtual, `path` is the
+    physical path carrying the vlink now (null: none), `priority` that path's (0 for spf)."""
+    candidates = vlink_candidates(manager.topo, net, lk)
+    primary = candidates[0] if candidates else None
+    priority = 0
+    if primary is not None and lk.algorithm == "manual":
+        key = tuple((h.src_dpid, h.src_port, h.dst_dpid, h.dst_port) for h in primary)
+        priority = max(p.priority for p in lk.paths if p.hops == key)
     return {
         "srcDpid": lk.src.vdpid,
         "srcPort": lk.src.vport,
         "dstDpid": lk.dst.vdpid,
         "dstPort": lk.dst.vport,
         "linkId": lk.id,
-        "priority": 0,
-        "algorithm": "spf",
-        "backup_num": 0,
-        "path": path,
+        "priority": priority,
+        "algorithm": lk.algorithm,
+        "backup_num": lk.backup_num,
+        "path": None if primary is None else _hops(primary),
         "tenantId": net.id,
     }
+
+
+def route_db(net: VirtualNetwork, sw: VSwitch, r: Route) -> dict[str, Any]:
+    """SwitchRoute.getDBObject plus tenantId (ConnectOVXRoute)."""
+    return {
+        "vdpid": sw.vdpid,
+        "srcPort": r.src_vport,
+        "dstPort": r.dst_vport,
+        "priority": r.path.priority,
+        "routeId": r.id,
+        "path": _hops(r.path.hops),
+        "tenantId": net.id,
+    }
+
+
+def _link_ids(topo: PhysicalTopology) -> dict[tuple[int, int, int, int], int]:
+    """Physical link ids as getPhysicalTopology numbers them."""
+    return {
+        (lk.src_dpid, lk.src_port, lk.dst_dpid, lk.dst_port): i for i, lk in enumerate(topo.links())
+    }
+
+
+def _ids(ids: dict[tuple[int, int, int, int], int], path: Path) -> list[int]:
+    """A path's links by id; a direction LLDP has not proved yet is named by the other's."""
+    out = []
+    for h in path:
+        key = (h.src_dpid, h.src_port, h.dst_dpid, h.dst_port)
+        i = ids.get(key, ids.get((h.dst_dpid, h.dst_port, h.src_dpid, h.src_port)))
+        if i is not None:
+            out.append(i)
+    return out
+
+
+def switch_mapping(topo: PhysicalTopology, net: VirtualNetwork) -> dict[str, Any]:
+    """GetVirtualSwitchMapping: per vswitch name its pswitches, and for a big switch the
+    physical links its current internal routes use (OVXBigSwitch.getAllLinks)."""
+    ids = _link_ids(topo)
+    out: dict[str, Any] = {}
+    for vdpid in sorted(net.switches):
+        sw = net.switches[vdpid]
+        used: set[int] = set()
+        for a in sw.ports.values():
+            for b in sw.ports.values():
+                if a.dpid != b.dpid:
+                    routes = internal_routes(topo, sw, a.dpid, b.number)
+                    if routes:
+                        used.update(_ids(ids, routes[0]))
+        out[dpid_str(vdpid)] = {
+            "switches": [dpid_str(d) for d in sw.dpids],
+            "links": sorted(used),
+        }
+    return out
+
+
+def link_mapping(topo: PhysicalTopology, net: VirtualNetwork) -> dict[str, list[list[int]]]:
+    """GetVirtualLinkMapping: per vlink id, the physical link ids of its current path in each
+    direction (src -> dst, then back); empty lists while the vlink has no path."""
+    ids = _link_ids(topo)
+    out: dict[str, list[list[int]]] = {}
+    for i in sorted(net.links):
+        candidates = vlink_candidates(topo, net, net.links[i])
+        if candidates:
+            out[str(i)] = [_ids(ids, candidates[0]), _ids(ids, reverse(candidates[0]))]
+        else:
+            out[str(i)] = [[], []]
+    return out
 
 
 def virtual_topology(net: VirtualNetwork) -> dict[str, Any]:
@@ -299,7 +379,15 @@ def tenant_service(manager: NetworkManager) -> Service:
         vdpid = p.dpid("vdpid") if p.has("vdpid") else p.dpid("dpid") if p.has("dpid") else 0
         if not vdpid:
             vdpid = ovx_vdpid(net)
-        sw = manager.create_switch(net.id, dpids, vdpid)
+        backups = 1 if len(dpids) > 1 else 0  # OVXBigSwitch: spf with one backup
+        sw = manager.create_switch(net.id, dpids, vdpid, backup_num=backups)
+        return switch_db(net, sw)
+
+    def set_internal_routing(caller: Caller, p: Params) -> dict[str, Any]:
+        net = net_of(caller, p)
+        vdpid = p.dpid("vdpid")
+        algorithm, backups = p.text("algorithm").lower(), p.integer("backup_num")
+        sw = manager.set_internal_routing(net.id, vdpid, algorithm, backups)
         return switch_db(net, sw)
 
     def create_port(caller: Caller, p: Params) -> dict[str, Any]:
@@ -320,17 +408,26 @@ def tenant_service(manager: NetworkManager) -> Service:
         net = net_of(caller, p)
         ends = (p.dpid("srcDpid"), p.integer("srcPort"), p.dpid("dstDpid"), p.integer("dstPort"))
         algorithm = p.text("algorithm").lower() if p.has("algorithm") else "spf"
-        if algorithm != "spf":
-            raise RpcError(
-                INVALID_PARAMS,
-                f"connectLink: algorithm {algorithm!r} is not supported; use 'spf' "
-                "(manual paths via setLinkPath are not available)",
-            )
         backups = p.integer_or("backup_num", 0)
-        if not 0 <= backups <= 255:
-            raise RpcError(INVALID_PARAMS, "connectLink: backup_num must be 0-255")
-        lk = manager.create_link(net.id, *ends)
+        lk = manager.create_link(net.id, *ends, algorithm=algorithm, backup_num=backups)
         return link_db(manager, net, lk)
+
+    def set_link_path(caller: Caller, p: Params) -> dict[str, Any]:
+        net = net_of(caller, p)
+        link_id, path, priority = p.integer("linkId"), p.text("path"), p.integer("priority")
+        lk = manager.set_link_path(net.id, link_id, path, priority)
+        return link_db(manager, net, lk)
+
+    def connect_route(caller: Caller, p: Params) -> dict[str, Any]:
+        net = net_of(caller, p)
+        vdpid, src, dst = p.dpid("vdpid"), p.integer("srcPort"), p.integer("dstPort")
+        path, priority = p.text("path"), p.integer("priority")
+        r = manager.connect_route(net.id, vdpid, src, dst, path, priority, both_ways=True)
+        return route_db(net, net.switches[vdpid], r)
+
+    def disconnect_route(caller: Caller, p: Params) -> None:
+        net = net_of(caller, p)
+        manager.disconnect_route(net.id, p.dpid("vdpid"), p.integer("routeId"), both_ways=True)
 
     def connect_host(caller: Caller, p: Params) -> dict[str, Any]:
         net = net_of(caller, p)
@@ -374,6 +471,10 @@ def tenant_service(manager: NetworkManager) -> Service:
         "createSwitch": create_switch,
         "createPort": create_port,
         "connectLink": connect_link,
+        "setLinkPath": set_link_path,
+        "setInternalRouting": set_internal_routing,
+        "connectRoute": connect_route,
+        "disconnectRoute": disconnect_route,
         "connectHost": connect_host,
         "startNetwork": start_network,
         "stopNetwork": stop_network,
@@ -404,12 +505,61 @@ def status_service(manager: NetworkManager) -> Service:
     def list_networks(caller: Caller, p: Params) -> list[int]:
         return sorted(n.id for n in manager.list_networks(caller.tenant))
 
+    def net_of(caller: Caller, p: Params) -> VirtualNetwork:
+        return manager.get_network(p.integer("tenantId"), caller.tenant)
+
     def get_virtual_topology(caller: Caller, p: Params) -> dict[str, Any]:
-        return virtual_topology(manager.get_network(p.integer("tenantId"), caller.tenant))
+        return virtual_topology(net_of(caller, p))
+
+    def get_switch_mapping(caller: Caller, p: Params) -> dict[str, Any]:
+        return switch_mapping(manager.topo, net_of(caller, p))
+
+    def get_link_mapping(caller: Caller, p: Params) -> dict[str, list[list[int]]]:
+        return link_mapping(manager.topo, net_of(caller, p))
+
+    def get_subnet(caller: Caller, p: Params) -> str:
+        net = net_of(caller, p)
+        if net.network_address is None or net.mask is None:
+            raise InvalidRequest(f"virtual network {net.id} was created without an address")
+        return f"{net.network_address}/{net.mask}"
+
+    def get_virtual_hosts(caller: Caller, p: Params) -> list[dict[str, Any]]:
+        """HostSerializer: hosts on their vswitch and vport.  IPs are not learnt here, so
+        ipAddress is 0.0.0.0, what OVX reports before it has seen one."""
+        net = net_of(caller, p)
+        return [
+            {
+                "hostId": h.id,
+                "ipAddress": "0.0.0.0",
+                "mac": h.mac,
+                "dpid": dpid_str(h.vdpid),
+                "port": h.vport,
+            }
+            for h in (net.hosts[i] for i in sorted(net.hosts))
+        ]
+
+    def get_physical_hosts(caller: Caller, p: Params) -> list[dict[str, Any]]:
+        """Host.convertToPhysical for every host the caller may see (no ipAddress: unknown)."""
+        out = []
+        for net in sorted(manager.list_networks(caller.tenant), key=lambda n: n.id):
+            for h in (net.hosts[i] for i in sorted(net.hosts)):
+                vp = net.vport(h.vdpid, h.vport)
+                if vp is not None:
+                    out.append(
+                        {"hostId": h.id, "dpid": dpid_str(vp.dpid), "port": vp.port, "mac": h.mac}
+                    )
+        return out
 
     methods: dict[str, Handler] = {
         "getPhysicalTopology": physical_topology,
         "listVirtualNetworks": list_networks,
         "getVirtualTopology": get_virtual_topology,
+        "getVirtualSwitchMapping": get_switch_mapping,
+        "getVirtualLinkMapping": get_link_mapping,
+        "getSubnet": get_subnet,
+        "getVirtualHosts": get_virtual_hosts,
+        "getPhysicalHosts": get_physical_hosts,
     }
-    return Service("status", methods, {"getPhysicalTopology", "listVirtualNetworks"})
+    return Service(
+        "status", methods, {"getPhysicalTopology", "listVirtualNetworks", "getPhysicalHosts"}
+    )
