@@ -107,14 +107,16 @@ class _Compiler:
     # --- failover groups -----------------------------------------------------------------
     def _ff_groups(
         self, dpid: int, owner: tuple[object, ...], exits: tuple[tuple[int, int], ...],
-        ingress: set[int],
+        ingress: set[int], protected: bool,
     ) -> tuple[tuple[int, int], ...]:  # fmt: skip
-        """Fast-failover groups over `exits` on `dpid`: one for any in_port, and one per
-        in_port that is also an exit (that bucket must say IN_PORT, or OVS drops it)."""
-        if len(exits) <= 1 or self._of10(dpid):
+        """Fast-failover groups over `exits` on `dpid`, for an output the tenant asked to
+        protect (backups) or that has several paths now: one per physical in_port a packet
+        can have here (that bucket says IN_PORT, or OVS would drop it) and one (0) for
+        packets the controller injected.  The set depends on the ports, not on which paths
+        are alive, so a failure or a repair changes buckets, never the tenant's rules."""
+        if not (protected or len(exits) > 1) or self._of10(dpid):
             return ()
-        variants = [0, *sorted({p for p, _ in exits} & ingress)]
-        return tuple((v, self._ff_group(dpid, owner, exits, v)) for v in variants)
+        return tuple((v, self._ff_group(dpid, owner, exits, v)) for v in [0, *sorted(ingress)])
 
     def _ff_group(
         self, dpid: int, owner: tuple[object, ...], exits: tuple[tuple[int, int], ...],
@@ -197,10 +199,18 @@ class _Compiler:
                 if vp.kind is VPortKind.LINK:
                     cands = heads.get((vdpid, n), [])
                     exits = tuple((p[0].src_port, t[0]) for p, t in cands)
-                    groups = self._ff_groups(vp.dpid, ("vlink", vdpid, n), exits, ingress)
+                    vl = net.links.get(vp.link_id) if vp.link_id is not None else None
+                    protected = vl is not None and (
+                        vl.backup_num > 0 or (vl.algorithm == "manual" and len(vl.paths) > 1)
+                    )
+                    groups = self._ff_groups(
+                        vp.dpid, ("vlink", vdpid, n), exits, ingress, protected
+                    )
                     tag = exits[0][1] if exits else None
+                    # up while any path is: its own port failing is what backups are for
                     local[vp.dpid][n] = PortMap(
-                        n, vp.port, tag, True, up and tag is not None, in_tags.get((vdpid, n)),
+                        n, vp.port, tag, True, pinfo is not None and tag is not None,
+                        in_tags.get((vdpid, n)),
                         exits=exits, groups=groups,
                     )  # fmt: skip
                     continue
@@ -229,6 +239,8 @@ class _Compiler:
             return
         for a in sw.dpids:
             ingress = {p.port for p in sw.ports.values() if p.dpid == a}
+            if not ingress and a != sw.dpid:
+                continue  # no packet enters here (controller packets enter the first one)
             for n, vp in sorted(sw.ports.items()):
                 if vp.dpid == a or vp.dpid not in local or n not in local[vp.dpid]:
                     continue
@@ -252,7 +264,8 @@ class _Compiler:
                         self._add(pf)
                     cands.append((path, tags))
                 exits = tuple((p[0].src_port, t[0]) for p, t in cands)
-                groups = self._ff_groups(a, ("route", vdpid, n), exits, ingress)
+                protected = sw.backup_num > 0 if sw.routing == "spf" else len(cands) > 1
+                groups = self._ff_groups(a, ("route", vdpid, n), exits, ingress, protected)
                 local[a][n] = PortMap(
                     n, exits[0][0] if exits else 0, exits[0][1] if exits else None, True,
                     target.up and bool(exits), exits=exits, groups=groups, remote=True,

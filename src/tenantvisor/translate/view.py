@@ -65,13 +65,7 @@ class VSwitchView:
 
     def needs_ingress(self, pm: PortMap) -> bool:
         """Whether output to `pm` depends on which vport the packet came in on, beyond what
-        OVS's "never out of the in_port" rule settles: a port several vports share, or
-        several paths (a backup may leave through a port some ingress vport uses, and a
-        packet must never be sent back toward the vport it came from)."""
-        if pm.phys_port in self.shared_ports:
-            return True
-        if len(pm.exits) <= 1:
-            return False
-        if not pm.remote:
-            return True
-        return any(port in self.ingress_ports for port, _ in pm.exits[1:])
+        OVS's "never out of the in_port" rule settles: a port several vports share, or a
+        protected output (its failover group is chosen by the packet's in_port, and a
+        packet must never go back toward the vport it came from over a backup)."""
+        return pm.phys_port in self.shared_ports or bool(pm.groups) or len(pm.exits) > 1

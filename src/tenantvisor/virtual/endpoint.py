@@ -383,6 +383,8 @@ class VSwitchEndpoint(StatsMixin, GroupsMetersMixin):
         groups and meters.  Raises OFError for what the tenant may not do."""
         out = []
         for dpid, view in self.views.items():
+            if view is not self.view and not view.ingress_ports:
+                continue  # a big switch's pswitch with no vport of its own: nothing enters
             if view.of10:
                 miss = priority == 0 and not normalize(match)
                 out.append((dpid, translate_flow10(view, table, match, instructions, miss)))

@@ -1,0 +1,293 @@
+"""The compile stage: desired physical state from intent, topology and allocations (pure).
+
+Small intents on hand-built fabrics, with the rules and groups they must give spelled out:
+a vlink over a line, backups on a ring and what a link failure changes, a big switch over
+three pswitches, manual paths, and determinism (the same inputs give the same state).
+"""
+
+from __future__ import annotations
+
+from os_ken.ofproto import ofproto_v1_3 as ofp
+
+from tenantvisor.compile.network import NetworkState, compile_network, release_unused
+from tenantvisor.mapping import layout
+from tenantvisor.mapping.alloc import IdAllocator
+from tenantvisor.openflow import codec, oxm
+from tenantvisor.physical.topology import PhysicalTopology, PLink, PPort, PSwitchInfo
+from tenantvisor.translate.flow import PhysFlow, translate_flow
+from tenantvisor.translate.group import parse_buckets
+from tenantvisor.virtual.model import (
+    Host,
+    ManualPath,
+    Route,
+    VirtualNetwork,
+    VLink,
+    VLinkEnd,
+    VPort,
+    VPortKind,
+    VSwitch,
+)
+
+N_TABLES = 4
+
+
+def _topo(n: int, links: list[tuple[int, int, int, int]], ports: int = 4) -> PhysicalTopology:
+    t = PhysicalTopology()
+    for d in range(1, n + 1):
+        t.add_switch(PSwitchInfo(d, {p: PPort(p, f"s{d}-eth{p}", "") for p in range(1, ports + 1)}))
+    for a, pa, b, pb in links:
+        t.add_link(PLink(a, pa, b, pb))
+        t.add_link(PLink(b, pb, a, pa))
+    return t
+
+
+def line3() -> PhysicalTopology:
+    """s1:2 - 1:s2:2 - 1:s3; hosts on port 3 of every switch."""
+    return _topo(3, [(1, 2, 2, 1), (2, 2, 3, 1)])
+
+
+def ring4() -> PhysicalTopology:
+    """s1 -2/1- s2 -2/1- s3 -2/1- s4 -2/1- s1 (port 2 clockwise, port 1 back)."""
+    return _topo(4, [(1, 2, 2, 1), (2, 2, 3, 1), (3, 2, 4, 1), (4, 2, 1, 1)])
+
+
+def two_switch_net(
+    src: tuple[int, int], dst: tuple[int, int], backup_num: int = 0
+) -> VirtualNetwork:
+    """vswitch A on src's pswitch (host on port 3, link vport on src's port), vswitch B on
+    dst's pswitch likewise, one vlink between them."""
+    net = VirtualNetwork(1, 1, [])
+    a = VSwitch(0xA, [src[0]], 1)
+    a.ports = {
+        1: VPort(1, src[0], 3, VPortKind.EDGE),
+        2: VPort(2, src[0], src[1], VPortKind.LINK, 1),
+    }
+    b = VSwitch(0xB, [dst[0]], 2)
+    b.ports = {
+        1: VPort(1, dst[0], 3, VPortKind.EDGE),
+        2: VPort(2, dst[0], dst[1], VPortKind.LINK, 1),
+    }
+    net.switches = {0xA: a, 0xB: b}
+    net.links = {1: VLink(1, VLinkEnd(0xA, 2), VLinkEnd(0xB, 2), backup_num=backup_num)}
+    net.hosts = {
+        1: Host(1, 0xA, 1, "02:00:00:00:00:01"),
+        2: Host(2, 0xB, 1, "02:00:00:00:00:02"),
+    }
+    return net
+
+
+def _compile(
+    net: VirtualNetwork, topo: PhysicalTopology, alloc: IdAllocator | None = None
+) -> NetworkState:
+    return compile_network(net, topo, alloc or IdAllocator(), N_TABLES)
+
+
+def _rules_on(st: NetworkState, dpid: int) -> list[PhysFlow]:
+    return sorted((pf for pf in st.rules.values() if pf.dpid == dpid), key=lambda p: p.key)
+
+
+def _match(pf: PhysFlow) -> dict[int, int]:
+    return {o.field: codec.oxm_int(o) for o in codec.parse_match(pf.match, 0)[0]}
+
+
+def _actions(pf: PhysFlow) -> list[tuple[int, int | None]]:
+    ins = codec.parse_instructions(pf.instructions)
+    out = []
+    for a in ins.apply_actions or []:
+        if a.type == ofp.OFPAT_OUTPUT:
+            out.append((a.type, a.output_port))
+        elif a.type == ofp.OFPAT_SET_FIELD:
+            f = a.set_field_oxm()
+            out.append((a.type, codec.oxm_int(f) if f.field == oxm.VLAN_VID else -f.field))
+        elif a.type == ofp.OFPAT_GROUP:
+            out.append((a.type, codec.u32(a.raw, 4)))
+        else:
+            out.append((a.type, None))
+    return out
+
+
+# --- a vlink over a line ----------------------------------------------------------------------
+def test_a_vlink_over_a_line_classifies_swaps_and_terminates() -> None:
+    st = _compile(two_switch_net((1, 2), (3, 1)), line3())
+    # s1: the host is classified into (vswitch 1, vport 1); the reverse direction ends here
+    s1 = _rules_on(st, 1)
+    host = [pf for pf in s1 if oxm.ETH_SRC in _match(pf)]
+    assert len(host) == 1 and _match(host[0])[oxm.IN_PORT] == 3
+    ins = codec.parse_instructions(host[0].instructions)
+    assert ins.write_metadata == (layout.vswitch_meta(1, 1), layout.HV_META_MASK)
+    assert ins.goto_table == layout.TABLE_OFFSET
+    # s2: transit in both directions, each swapping the tag of the port it enters next
+    s2 = _rules_on(st, 2)
+    assert len(s2) == 2
+    for pf in s2:
+        acts = _actions(pf)
+        assert acts[0][0] == ofp.OFPAT_SET_FIELD and acts[-1][0] == ofp.OFPAT_OUTPUT
+        assert acts[-1][1] == (2 if _match(pf)[oxm.IN_PORT] == 1 else 1)
+    # s3: the s1 -> s3 direction ends by popping the tag and classifying into (2, 2)
+    end = [pf for pf in _rules_on(st, 3) if _match(pf).get(oxm.IN_PORT) == 1]
+    assert len(end) == 1
+    assert _actions(end[0]) == [(ofp.OFPAT_POP_VLAN, None)]
+    assert codec.parse_instructions(end[0].instructions).write_metadata == (
+        layout.vswitch_meta(2, 2), layout.HV_META_MASK,
+    )  # fmt: skip
+    # every rule says it is this network's infrastructure
+    assert {pf.cookie for pf in st.rules.values()} == {layout.infra_cookie(1)}
+    # the head end's view: the link vport pushes tag 1 out of port 2, no failover group
+    pm = st.views[(0xA, 1)].ports[2]
+    assert pm.exits == ((2, pm.link_tag),) and pm.groups == () and pm.up
+
+
+def test_the_same_inputs_compile_to_the_same_state() -> None:
+    net, topo = two_switch_net((1, 2), (4, 1), backup_num=1), ring4()
+    one, two = _compile(net, topo), _compile(net, topo)
+    assert one.rules == two.rules and one.groups == two.groups and one.views == two.views
+
+
+def test_allocations_are_kept_across_compiles_and_released_when_unused() -> None:
+    net, topo, alloc = two_switch_net((1, 2), (3, 1)), line3(), IdAllocator()
+    first = _compile(net, topo, alloc)
+    release_unused(alloc, 1, first.owners)
+    again = _compile(net, topo, alloc)
+    assert again.rules == first.rules
+    release_unused(alloc, 1, set())
+    assert len(alloc) == 0
+
+
+# --- backups on a ring and a link failure -------------------------------------------------------
+def test_a_protected_vlink_gets_a_fast_failover_group_over_disjoint_paths() -> None:
+    st = _compile(two_switch_net((1, 2), (2, 1), backup_num=1), ring4())
+    pm = st.views[(0xA, 1)].ports[2]
+    assert [port for port, _ in pm.exits] == [2, 1]  # primary s1->s2 direct, backup s1->s4
+    # one group per possible in_port (0: injected, 2 and 3 are the vports' own ports)
+    assert [v for v, _ in pm.groups] == [0, 2, 3]
+    for variant, gid in pm.groups:
+        g = st.groups[(1, gid)]
+        assert g.type == ofp.OFPGT_FF
+        buckets = parse_buckets(g.buckets)
+        assert [b[1] for b in buckets] == [2, 1]  # each bucket watches the port it leaves by
+        outs = [codec.parse_actions(b[3])[-1].output_port for b in buckets]
+        assert outs == [ofp.OFPP_IN_PORT if p == variant else p for p in (2, 1)]
+    # the backup enters s2 through port 2, not the vport's port 1: in_port is made 1
+    ends = [pf for pf in _rules_on(st, 2) if _match(pf).get(oxm.IN_PORT) == 2]
+    assert len(ends) == 1
+    sets = [a for a in codec.parse_instructions(ends[0].instructions).apply_actions or []]
+    in_port_sets = [
+        codec.oxm_int(a.set_field_oxm()) for a in sets
+        if a.type == ofp.OFPAT_SET_FIELD and a.set_field_oxm().field == oxm.IN_PORT
+    ]  # fmt: skip
+    assert in_port_sets == [1]
+
+
+def test_a_tenant_rule_to_a_protected_vport_uses_the_group_of_its_in_port() -> None:
+    st = _compile(two_switch_net((1, 2), (2, 1), backup_num=1), ring4())
+    view = st.views[(0xA, 1)]
+    variants = dict(view.ports[2].groups)
+    pinned = translate_flow(
+        view, 0, [codec.oxm_u32(oxm.IN_PORT, 1)],
+        codec.encode_instructions(apply_actions=codec.output(2)),
+    )  # fmt: skip
+    (flow,) = pinned.flows
+    acts = codec.parse_instructions(flow[1]).apply_actions or []
+    assert [(a.type, codec.u32(a.raw, 4)) for a in acts] == [(ofp.OFPAT_GROUP, variants[3])]
+    # not pinned: one rule per ingress, none back toward the vlink it came from
+    loose = translate_flow(view, 0, [], codec.encode_instructions(apply_actions=codec.output(2)))
+    assert len(loose.flows) == 1 + len(view.ports)
+    groups_used = {
+        codec.u32(a.raw, 4)
+        for _, ins in loose.flows
+        for a in codec.parse_instructions(ins).apply_actions or []
+        if a.type == ofp.OFPAT_GROUP
+    }
+    assert groups_used == {variants[0], variants[3]}  # from the controller, from the host
+
+
+def test_a_failed_link_keeps_the_backup_rules_and_changes_only_the_group() -> None:
+    net, alloc = two_switch_net((1, 2), (2, 1), backup_num=1), IdAllocator()
+    before = _compile(net, ring4(), alloc)
+    cut = ring4()
+    cut.set_port(1, PPort(2, "s1-eth2", "", up=False))  # the primary's first link
+    after = _compile(net, cut, alloc)
+    pm_b, pm_a = before.views[(0xA, 1)].ports[2], after.views[(0xA, 1)].ports[2]
+    assert pm_a.up and [p for p, _ in pm_a.exits] == [1]
+    assert pm_a.groups == pm_b.groups  # same group ids: the tenant's rules do not change
+    assert pm_a.exits[0] == pm_b.exits[1]  # the backup, with the tag it had
+    backup_rules = {k: pf for k, pf in before.rules.items() if k[0] in (3, 4)}
+    assert backup_rules.items() <= after.rules.items()  # transit on s4/s3 untouched
+    assert not any(
+        k[0] == 2 and _match(pf).get(oxm.IN_PORT) == 1
+        for k, pf in after.rules.items()
+        if oxm.VLAN_VID in _match(pf)
+    )
+    for _, gid in pm_a.groups:
+        assert len(parse_buckets(after.groups[(1, gid)].buckets)) == 1
+
+
+def test_no_path_left_takes_the_vport_down() -> None:
+    topo = line3()
+    topo.set_port(2, PPort(2, "s2-eth2", "", up=False))
+    st = _compile(two_switch_net((1, 2), (3, 1)), topo)
+    assert not st.views[(0xA, 1)].ports[2].up
+    assert st.vlink_paths[(1, 0)] == []
+
+
+# --- manual paths ----------------------------------------------------------------------------------
+def test_manual_paths_follow_priority_and_fall_back_when_a_link_fails() -> None:
+    net = two_switch_net((1, 2), (2, 1))
+    lk = net.links[1]
+    lk.algorithm = "manual"
+    direct = ((1, 2, 2, 1),)
+    around = ((1, 1, 4, 2), (4, 1, 3, 2), (3, 1, 2, 2))
+    lk.paths = [ManualPath(direct, 10), ManualPath(around, 20)]
+    st = _compile(net, ring4())
+    assert [len(p) for p in st.vlink_paths[(1, 0)]] == [3, 1]  # highest priority first
+    assert st.views[(0xA, 1)].ports[2].groups  # two paths: protected
+    cut = ring4()
+    cut.set_port(4, PPort(1, "s4-eth1", "", up=False))
+    assert [len(p) for p in _compile(net, cut).vlink_paths[(1, 0)]] == [1]
+
+
+# --- a big switch ----------------------------------------------------------------------------------
+def big_net(routing: str = "spf", backup_num: int = 0) -> VirtualNetwork:
+    """One vswitch over s1, s2, s3 of the line; a host vport on s1 and on s3."""
+    net = VirtualNetwork(1, 1, [])
+    sw = VSwitch(0xB16, [1, 2, 3], 7, routing=routing, backup_num=backup_num)
+    sw.ports = {1: VPort(1, 1, 3, VPortKind.EDGE), 2: VPort(2, 3, 3, VPortKind.EDGE)}
+    net.switches = {sw.vdpid: sw}
+    net.hosts = {
+        1: Host(1, sw.vdpid, 1, "02:00:00:00:00:01"),
+        2: Host(2, sw.vdpid, 2, "02:00:00:00:00:02"),
+    }
+    return net
+
+
+def test_a_big_switch_reaches_its_other_pswitches_over_internal_routes() -> None:
+    st = _compile(big_net(), line3())
+    assert set(st.views) == {(0xB16, 1), (0xB16, 2), (0xB16, 3)}
+    remote = st.views[(0xB16, 1)].ports[2]
+    assert remote.remote and remote.up and remote.exits[0][0] == 2  # toward s2
+    local = st.views[(0xB16, 3)].ports[2]
+    assert not local.remote and local.phys_port == 3
+    # s3 ends the route from s1 by delivering to vport 2's port (through its tx group)
+    ends = [
+        pf
+        for pf in _rules_on(st, 3)
+        if _match(pf).get(oxm.IN_PORT) == 1 and oxm.VLAN_VID in _match(pf)
+    ]
+    assert len(ends) == 1
+    assert _actions(ends[0]) == [(ofp.OFPAT_POP_VLAN, None), (ofp.OFPAT_GROUP, local.tx_group)]
+    # s2 only carries: no host is on it, its view has only remote vports
+    assert all(pm.remote for pm in st.views[(0xB16, 2)].ports.values())
+    # a tenant rule on the big switch is installed where packets enter: s1 and s3 (on s2
+    # it would match nothing, and pinned to a remote vport it is not installed at all)
+    ins = codec.encode_instructions(apply_actions=codec.output(2))
+    pinned = translate_flow(st.views[(0xB16, 3)], 0, [codec.oxm_u32(oxm.IN_PORT, 1)], ins)
+    assert pinned.flows == ()
+
+
+def test_manual_internal_routes() -> None:
+    net = big_net(routing="manual")
+    sw = net.switches[0xB16]
+    sw.routes = {1: Route(1, 1, 2, ManualPath(((1, 2, 2, 1), (2, 2, 3, 1)), 5))}
+    st = _compile(net, line3())
+    assert st.views[(0xB16, 1)].ports[2].up
+    assert not st.views[(0xB16, 3)].ports[1].up  # no route back set: that way is down
