@@ -153,7 +153,7 @@ def test_allocations_are_kept_across_compiles_and_released_when_unused() -> None
     assert len(alloc) == 0
 
 
-# --- backups on a ring and a link failure -------------------------------------------------------
+# --- backups on a ring and a link failure -----------------------------------------------------
 def test_a_protected_vlink_gets_a_fast_failover_group_over_disjoint_paths() -> None:
     st = _compile(two_switch_net((1, 2), (2, 1), backup_num=1), ring4())
     pm = st.views[(0xA, 1)].ports[2]
@@ -230,7 +230,7 @@ def test_no_path_left_takes_the_vport_down() -> None:
     assert st.vlink_paths[(1, 0)] == []
 
 
-# --- manual paths ----------------------------------------------------------------------------------
+# --- manual paths -----------------------------------------------------------------------------
 def test_manual_paths_follow_priority_and_fall_back_when_a_link_fails() -> None:
     net = two_switch_net((1, 2), (2, 1))
     lk = net.links[1]
@@ -246,7 +246,7 @@ def test_manual_paths_follow_priority_and_fall_back_when_a_link_fails() -> None:
     assert [len(p) for p in _compile(net, cut).vlink_paths[(1, 0)]] == [1]
 
 
-# --- a big switch ----------------------------------------------------------------------------------
+# --- a big switch -----------------------------------------------------------------------------
 def big_net(routing: str = "spf", backup_num: int = 0) -> VirtualNetwork:
     """One vswitch over s1, s2, s3 of the line; a host vport on s1 and on s3."""
     net = VirtualNetwork(1, 1, [])
