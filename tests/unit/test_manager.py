@@ -611,8 +611,8 @@ def _bw_link(bw: Big, algorithm: str = "manual") -> int:
     ).id
 
 
-def _route(path: object, src: int = 1, dst: int = 3, priority: int = 10) -> Callable[[Big], object]:
-    return lambda bw: bw.m.connect_route(bw.net.id, bw.big.vdpid, src, dst, path, priority)  # type: ignore[arg-type]
+def _route(path: Any, src: int = 1, dst: int = 3, priority: int = 10) -> Callable[[Big], object]:
+    return lambda bw: bw.m.connect_route(bw.net.id, bw.big.vdpid, src, dst, path, priority)
 
 
 BIG_REFUSED: dict[str, tuple[Callable[[Big], object], type[TenantvisorError], str]] = {
