@@ -224,6 +224,20 @@ def set_field(oxm: Oxm) -> bytes:
     return _TLV.pack(ofp.OFPAT_SET_FIELD, length + pad) + body + b"\0" * pad
 
 
+NX_VENDOR_ID = 0x00002320
+_NX_REG_LOAD = struct.Struct("!HHIHHIQ")  # type, len, vendor, subtype, ofs_nbits, dst, value
+_NXAST_REG_LOAD = 7
+_NXM_OF_IN_PORT = 0x00000002  # NXM_HEADER(0x0000, 0, 2): the 16-bit in_port field
+
+
+def load_in_port(port: int) -> bytes:
+    """Open vSwitch's `load:PORT->NXM_OF_IN_PORT[]` (nx_action_reg_load): OpenFlow 1.3 does
+    not let set_field write in_port (OVS answers BAD_SET_ARGUMENT), this extension does."""
+    return _NX_REG_LOAD.pack(
+        ofp.OFPAT_EXPERIMENTER, 24, NX_VENDOR_ID, _NXAST_REG_LOAD, 15, _NXM_OF_IN_PORT, port
+    )
+
+
 # --- instructions ------------------------------------------------------------------------
 @dataclass(slots=True)
 class Instructions:

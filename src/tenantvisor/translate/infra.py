@@ -125,7 +125,7 @@ def link_flows(net_id: int, lp: LinkPath) -> list[PhysFlow]:
         elif i == last:
             pre = codec.pop_vlan()
             if lp.in_port is not None and lp.in_port != hop.dst_port:
-                pre += codec.set_field(codec.oxm_u32(oxm.IN_PORT, lp.in_port))
+                pre += codec.load_in_port(lp.in_port)
             ins = _goto_tenant(lp.dst_index, lp.dst_vport, pre)
         else:
             nxt = lp.hops[i + 1]
