@@ -389,9 +389,13 @@ class VSwitchEndpoint(StatsMixin, GroupsMetersMixin):
                 miss = priority == 0 and not normalize(match)
                 out.append((dpid, translate_flow10(view, table, match, instructions, miss)))
             else:
-                tf = translate_flow(view, table, match, instructions, self.group_map,
-                                    self.meter_map)  # fmt: skip
-                out.append((dpid, tf))
+                # the tenant's groups and meters exist on the first pswitch only: their
+                # physical ids mean nothing (or someone else's) on the others
+                primary = view is self.view
+                groups = self.group_map if primary else {}
+                meters = self.meter_map if primary else {}
+                out.append((dpid, translate_flow(view, table, match, instructions, groups,
+                                                 meters)))  # fmt: skip
         return out
 
     def desired_groups(self, dpid: int) -> list[GroupSpec]:
