@@ -39,6 +39,16 @@ from tenantvisor.translate.flow10 import translate_flow10
 from tenantvisor.translate.group import GroupMod, GroupSpec, delete_group, translate_group
 from tenantvisor.translate.meter import meter_mod
 from tenantvisor.translate.view import PortMap, VSwitchView
+from tenantvisor.virtual.decide import (
+    Added,
+    Modified,
+    PhysOp,
+    decide_flow_mod,
+    decide_role,
+    drop,
+    release,
+    reprogram,
+)
 from tenantvisor.virtual.flowtable import VFlow, VirtualFlowTable, normalize
 from tenantvisor.virtual.groups import GroupsMetersMixin, VGroup, VMeter
 from tenantvisor.virtual.stats import StatsMixin
@@ -487,25 +497,17 @@ class VSwitchEndpoint(StatsMixin, GroupsMetersMixin):
             raise OFError(ofp.OFPET_BAD_REQUEST, ofp.OFPBRC_BAD_TYPE, f"message type {t}")
 
     def _role_request(self, conn: ControllerConn, xid: int, msg: bytes) -> None:
-        """OF1.3 7.3.9: MASTER/SLAVE requests carry a generation id that must not go back;
-        a new MASTER makes the previous one SLAVE; EQUAL needs no generation."""
+        """OF1.3 7.3.9, decided by decide.decide_role."""
         if len(msg) < 8 + _ROLE.size:
             raise MalformedMessage("ROLE_REQUEST too short")
         role, gen = _ROLE.unpack_from(msg, 8)
-        if role not in (ofp.OFPCR_ROLE_NOCHANGE, ofp.OFPCR_ROLE_EQUAL, ofp.OFPCR_ROLE_MASTER,
-                        ofp.OFPCR_ROLE_SLAVE):  # fmt: skip
-            raise OFError(ofp.OFPET_ROLE_REQUEST_FAILED, ofp.OFPRRFC_BAD_ROLE, f"role {role}")
-        if role in (ofp.OFPCR_ROLE_MASTER, ofp.OFPCR_ROLE_SLAVE):
-            last = self.generation
-            if last is not None and ((gen - last) & (1 << 64) - 1) >= 1 << 63:
-                raise OFError(ofp.OFPET_ROLE_REQUEST_FAILED, ofp.OFPRRFC_STALE, "stale generation")
-            self.generation = gen
+        roles, self.generation = decide_role(
+            {c: c.role for c in self.conns}, self.generation, conn, role, gen
+        )
+        for c, r in roles.items():
+            assert isinstance(c, ControllerConn)
+            c.role = r
         if role != ofp.OFPCR_ROLE_NOCHANGE:
-            if role == ofp.OFPCR_ROLE_MASTER:
-                for other in self.conns:
-                    if other is not conn and other.role == ofp.OFPCR_ROLE_MASTER:
-                        other.role = ofp.OFPCR_ROLE_SLAVE
-            conn.role = role
             log.info("%s: controller %s is now %s", self.label, conn.url, _ROLE_NAMES[role])
         ch = conn.channel
         body = _ROLE.pack(conn.role, self.generation or 0)
@@ -561,111 +563,75 @@ class VSwitchEndpoint(StatsMixin, GroupsMetersMixin):
         return tuple(out)
 
     def _flow_mod(self, conn: ControllerConn, xid: int, msg: bytes) -> None:
+        """Decide (virtual/decide.py), then apply: the table, the rule map, the pswitches."""
         fm = FlowMod.parse(msg)
-        cmd = fm.command
-        view = self.view
-        session = self.host.session(view.dpid)
+
+        def translate(
+            vf: VFlow, table: int, match: list[codec.Oxm], instructions: bytes, priority: int
+        ) -> tuple[PhysFlow, ...]:
+            return self._phys(vf, self._translate(table, match, instructions, priority))
+
+        changes = decide_flow_mod(fm, self.table, self.view.n_tables, self.host.max_rules,
+                                  translate)  # fmt: skip
         table = self.table
-        if cmd == ofp.OFPFC_ADD:
-            if fm.buffer_id != ofp.OFP_NO_BUFFER:
-                raise OFError(ofp.OFPET_BAD_REQUEST, ofp.OFPBRC_BUFFER_UNKNOWN, "no buffers")
-            if fm.table_id == ofp.OFPTT_ALL:
-                raise OFError(ofp.OFPET_FLOW_MOD_FAILED, ofp.OFPFMFC_BAD_TABLE_ID, "table ALL")
-            norm = normalize(fm.match)
-            tf = self._translate(fm.table_id, fm.match, fm.instructions, fm.priority)
-            if fm.flags & ofp.OFPFF_CHECK_OVERLAP:
-                table.check_overlap(fm, norm)
-            old = table.get(fm.table_id, fm.priority, norm)
-            if old is None and len(table) >= self.host.max_rules:
-                raise OFError(ofp.OFPET_FLOW_MOD_FAILED, ofp.OFPFMFC_TABLE_FULL,
-                              f"{len(table)} rules: the vswitch's limit")  # fmt: skip
-            vf = VFlow(
-                old.serial if old is not None else table.new_serial(),
-                fm.table_id, fm.priority, fm.match, norm, fm.instructions, fm.cookie,
-                fm.idle_timeout, fm.hard_timeout, fm.flags,
-            )  # fmt: skip
-            vf.phys = old.phys if old is not None else ()  # what the pswitch has for it now
-            table.put(vf)
-            relay = self._error_relay(conn, xid, msg, vf)
-            new = self._phys(vf, tf)
-            self._reprogram(session, vf, new, relay, conn, modify=False)
-        elif cmd in (ofp.OFPFC_MODIFY, ofp.OFPFC_MODIFY_STRICT):
-            norm = normalize(fm.match)
-            targets = table.select(fm, norm, cmd == ofp.OFPFC_MODIFY_STRICT, filter_out=False)
-            planned = [
-                (vf, self._translate(vf.table, vf.match, fm.instructions, vf.priority))
-                for vf in targets
-            ]
-            relay = self._error_relay(conn, xid, msg, None)
-            for vf, tf in planned:
-                vf.instructions = fm.instructions
-                self._reprogram(session, vf, self._phys(vf, tf), relay, conn)
-        elif cmd in (ofp.OFPFC_DELETE, ofp.OFPFC_DELETE_STRICT):
-            norm = normalize(fm.match)
-            if fm.table_id != ofp.OFPTT_ALL and fm.table_id >= view.n_tables:
-                raise OFError(ofp.OFPET_FLOW_MOD_FAILED, ofp.OFPFMFC_BAD_TABLE_ID, "bad table")
-            targets = table.select(fm, norm, cmd == ofp.OFPFC_DELETE_STRICT, filter_out=True)
-            relay = self._error_relay(conn, xid, msg, None)
-            for vf in targets:
+        for ch in changes:
+            if isinstance(ch, Added):
+                vf = ch.vflow
+                old = table.get(vf.table, vf.priority, vf.norm)
+                vf.phys = old.phys if old is not None else ()  # what the pswitch has now
+                table.put(vf)
+                relay = self._error_relay(conn, xid, msg, vf)
+                self._reprogram(None, vf, ch.phys, relay, conn, modify=False)
+            elif isinstance(ch, Modified):
+                ch.vflow.instructions = ch.instructions
+                relay = self._error_relay(conn, xid, msg, None)
+                self._reprogram(None, ch.vflow, ch.phys, relay, conn)
+            else:
+                vf = ch.vflow
                 table.remove(vf)
-                sent = self._drop(vf, session, conn, relay)
+                sent = self._drop(vf, None, conn, self._error_relay(conn, xid, msg, None))
                 if vf.flags & ofp.OFPFF_SEND_FLOW_REM:
                     rec = _Dying(vf, sent, ofp.OFPRR_DELETE)
                     if sent:
                         self._dying[vf.serial] = rec  # counters come with the pswitch's replies
                     else:
                         self._flow_removed_to_tenant(rec, 0, 0)
-        else:
-            raise OFError(ofp.OFPET_FLOW_MOD_FAILED, ofp.OFPFMFC_BAD_COMMAND, f"command {cmd}")
+
+    def _send_ops(
+        self, ops: list[PhysOp], conn: ControllerConn | None,
+        relay: Callable[[int, int, bytes], None] | None,
+    ) -> int:  # fmt: skip
+        """Send what a decision returned; the number of deletes that reached a pswitch."""
+        deletes = 0
+        for op in ops:
+            s = self.host.session(op.pf.dpid)
+            self._send_phys(conn, s, self._rule(s, op.pf, op.command), relay if op.tenant else None)
+            if op.command == ofp.OFPFC_DELETE_STRICT and s is not None and s.synced:
+                deletes += 1
+        return deletes
 
     def _reprogram(
         self, session: PSwitchSession | None, vf: VFlow, new: tuple[PhysFlow, ...],
         relay: Callable[[int, int, bytes], None] | None, conn: ControllerConn | None,
         modify: bool = True,
     ) -> None:  # fmt: skip
-        """Move the pswitch from the rules `vf` has to `new`.  With `modify`, a rule whose
-        key stays is modified in place (its counters stay, as OpenFlow's MODIFY wants)."""
+        """Move the pswitches from the rules `vf` has to `new` (see decide.reprogram)."""
         old, vf.phys = vf.phys, new
-        new_keys = {pf.key for pf in new}
-        host = self.host
-        for pf in old:
-            if pf.key not in new_keys:
-                self._release(host.session(pf.dpid), conn, vf.serial, pf, None)
-        old_keys = {pf.key for pf in old}
-        for pf in new:
-            s = session if session is not None and session.dpid == pf.dpid else None
-            s = s or host.session(pf.dpid)
-            was_installed = self.rules.add(vf.serial, pf)
-            in_place = modify and was_installed and pf.key in old_keys
-            # ADD also sets our cookie over another owner's rule
-            build = self._rule(s, pf, ofp.OFPFC_MODIFY_STRICT if in_place else ofp.OFPFC_ADD)
-            self._send_phys(conn, s, build, relay)
+        self._send_ops(reprogram(self.rules, vf.serial, old, new, modify), conn, relay)
 
     def _release(
         self, session: PSwitchSession | None, conn: ControllerConn | None, serial: int,
         pf: PhysFlow, relay: Callable[[int, int, bytes], None] | None, gone: bool = False,
     ) -> bool:  # fmt: skip
-        """`serial` gives up `pf`: delete it, or put back the rule of the key's next owner.
-        `gone`: the pswitch already removed it (expiry).  True when a delete was sent."""
-        nxt = self.rules.remove(serial, pf)
-        if nxt is None or (nxt is pf and gone):
-            return False
-        if nxt is pf:
-            self._send_phys(conn, session, self._rule(session, pf, ofp.OFPFC_DELETE_STRICT), relay)
-            return session is not None and session.synced
-        self._send_phys(conn, session, self._rule(session, nxt), None)
-        return False
+        """`serial` gives up `pf` (see decide.release).  True when a delete was sent."""
+        return self._send_ops(release(self.rules, serial, pf, gone), conn, relay) > 0
 
     def _drop(
         self, vf: VFlow, session: PSwitchSession | None, conn: ControllerConn | None,
         relay: Callable[[int, int, bytes], None] | None, gone: PhysFlow | None = None,
     ) -> int:  # fmt: skip
         """Take a removed rule's physical rules away; returns how many deletes were sent."""
-        sent = 0
-        for pf in vf.phys:
-            s = self.host.session(pf.dpid)
-            sent += self._release(s, conn, vf.serial, pf, relay, gone=pf is gone)
-        return sent
+        return self._send_ops(drop(self.rules, vf, gone), conn, relay)
 
     # --- PACKET_OUT ------------------------------------------------------------------------
     def _packet_out(self, conn: ControllerConn, xid: int, msg: bytes) -> None:
