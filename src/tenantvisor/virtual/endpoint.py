@@ -36,8 +36,7 @@ from tenantvisor.translate.flow import (
     translate_packet_out,
 )
 from tenantvisor.translate.flow10 import translate_flow10
-from tenantvisor.translate.group import GroupMod, GroupSpec, delete_group, translate_group
-from tenantvisor.translate.meter import meter_mod
+from tenantvisor.translate.group import GroupSpec
 from tenantvisor.translate.view import PortMap, VSwitchView
 from tenantvisor.virtual.decide import (
     Added,
@@ -50,8 +49,8 @@ from tenantvisor.virtual.decide import (
     reprogram,
 )
 from tenantvisor.virtual.flowtable import VFlow, VirtualFlowTable, normalize
-from tenantvisor.virtual.groups import GroupsMetersMixin, VGroup, VMeter
-from tenantvisor.virtual.stats import StatsMixin
+from tenantvisor.virtual.groups import VSwitchGroups
+from tenantvisor.virtual.stats import VSwitchStats
 from tenantvisor.virtual.urls import ControllerUrl, parse_controller_url
 
 log = logging.getLogger(__name__)
@@ -222,7 +221,7 @@ class ControllerConn:
             ch.send_error(xid, ofp.OFPET_BAD_REQUEST, ofp.OFPBRC_EPERM, msg)
 
 
-class VSwitchEndpoint(StatsMixin, GroupsMetersMixin):
+class VSwitchEndpoint:
     def __init__(
         self, host: EndpointHost, views: dict[int, VSwitchView], urls: list[str], tenant: str
     ) -> None:
@@ -249,9 +248,22 @@ class VSwitchEndpoint(StatsMixin, GroupsMetersMixin):
         self.packet_ins = 0
         self.rx_msgs = 0  # from controllers whose connection has closed
         self.generation: int | None = None  # last MASTER/SLAVE generation id (OF1.3 6.3.5)
-        self.groups: dict[int, VGroup] = {}  # the tenant's group id -> its group
-        self.meters: dict[int, VMeter] = {}  # the tenant's meter id -> its meter
         self.created = time.monotonic()
+        # parts: the tenant's groups and meters (GROUP_MOD, METER_MOD), statistics (MULTIPART)
+        self.groups_meters = VSwitchGroups(self)
+        self.stats = VSwitchStats(self, self.groups_meters)
+
+    @property
+    def group_map(self) -> dict[int, int]:
+        """The tenant's group ids -> physical ids, on the first pswitch."""
+        return self.groups_meters.group_map
+
+    @property
+    def meter_map(self) -> dict[int, int]:
+        return self.groups_meters.meter_map
+
+    def _port_desc(self, n: int) -> bytes:
+        return self.stats.port_desc(n)
 
     # --- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
@@ -410,23 +422,10 @@ class VSwitchEndpoint(StatsMixin, GroupsMetersMixin):
 
     def desired_groups(self, dpid: int) -> list[GroupSpec]:
         """The tenant's groups as pswitch `dpid` should hold them (for reconciliation)."""
-        if dpid != self.view.dpid:
-            return []
-        out = []
-        gmap = self.group_map
-        for gid, g in self.groups.items():
-            gm = GroupMod(ofp.OFPGC_ADD, g.type, gid, g.buckets)
-            try:
-                msg = translate_group(self.view, gmap, gm, g.phys_id)
-            except OFError:
-                continue  # no longer translatable; the tenant's rules using it went too
-            out.append(GroupSpec(dpid, g.phys_id, msg[10], msg[16:]))
-        return out
+        return self.groups_meters.desired_groups(dpid)
 
     def desired_meters(self, dpid: int) -> dict[int, tuple[int, bytes]]:
-        if dpid != self.view.dpid:
-            return {}
-        return {m.phys_id: (m.flags, m.bands) for m in self.meters.values()}
+        return self.groups_meters.desired_meters(dpid)
 
     def drop_all(self) -> None:
         """The vswitch goes away: its rules, groups and meters leave the pswitches."""
@@ -436,21 +435,10 @@ class VSwitchEndpoint(StatsMixin, GroupsMetersMixin):
             if s is not None and s.synced:
                 s.send_flow(s.rule(pf, ofp.OFPFC_DELETE_STRICT), None)
         session = self.host.session(self.view.dpid)
-        up = session is not None and session.synced
-        for g in self.groups.values():
-            if up:
-                assert session is not None
-                msg = delete_group(g.phys_id)
+        deletes = self.groups_meters.clear()  # forgotten, their ids freed
+        if session is not None and session.synced:
+            for msg in deletes:
                 session.send_flow(lambda x, m=msg: codec.set_xid(m, x), None)  # type: ignore[misc]
-            self.host.free_id("group", self.view.dpid, g.phys_id)
-        self.groups.clear()
-        for mt in self.meters.values():
-            if up:
-                assert session is not None
-                msg = meter_mod(ofp.OFPMC_DELETE, 0, mt.phys_id, b"")
-                session.send_flow(lambda x, m=msg: codec.set_xid(m, x), None)  # type: ignore[misc]
-            self.host.free_id("meter", self.view.dpid, mt.phys_id)
-        self.meters.clear()
 
     # --- tenant messages ---------------------------------------------------------------------
     def handle(self, conn: ControllerConn, t: int, xid: int, msg: bytes) -> None:
@@ -474,11 +462,11 @@ class VSwitchEndpoint(StatsMixin, GroupsMetersMixin):
                 raise MalformedMessage("SET_CONFIG too short")
             self.flags, self.miss_send_len = struct.unpack_from("!HH", msg, 8)
         elif t == ofp.OFPT_MULTIPART_REQUEST:
-            self._multipart(conn, xid, msg)
+            self.stats.multipart(conn, xid, msg)
         elif t == ofp.OFPT_GROUP_MOD:
-            self._group_mod(conn, xid, msg)
+            self.groups_meters.group_mod(conn, xid, msg)
         elif t == ofp.OFPT_METER_MOD:
-            self._meter_mod(conn, xid, msg)
+            self.groups_meters.meter_mod(conn, xid, msg)
         elif t == ofp.OFPT_ROLE_REQUEST:
             self._role_request(conn, xid, msg)
         elif t == ofp.OFPT_GET_ASYNC_REQUEST:

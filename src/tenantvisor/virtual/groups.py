@@ -1,30 +1,34 @@
 """A vswitch's groups and meters: the tenant's own ids on physical ids the hypervisor
 allocates per pswitch, translated and kept so a reconnecting pswitch gets them back.
 
-A mixin of `VSwitchEndpoint` (virtual/endpoint.py); every method works on one endpoint.
+`VSwitchGroups` is a part of `VSwitchEndpoint` (virtual/endpoint.py), held as its
+`groups_meters`.  Tenant groups and meters live on the vswitch's first pswitch only (the
+others of a big switch never see them).  The decisions (`decide_group_mod`,
+`decide_meter_mod`) send nothing: they change the part's state (and the tenant's table, for
+rules the pswitch drops with a group or meter) and return the steps for the pswitch, each
+GROUP_MOD/METER_MOD with what to take back should the pswitch refuse it.  `group_mod` and
+`meter_mod` decide, then send the steps through the endpoint.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from os_ken.ofproto import ofproto_v1_3 as ofp
 
 from tenantvisor.openflow import codec
 from tenantvisor.openflow.codec import MalformedMessage, OFError
-from tenantvisor.physical.session import PSwitchSession
-from tenantvisor.translate.group import GroupMod, delete_group, translate_group
+from tenantvisor.translate.group import GroupMod, GroupSpec, delete_group, translate_group
 from tenantvisor.translate.meter import MeterMod, meter_mod
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
-    from tenantvisor.physical.session import ErrorCallback
+    from tenantvisor.physical.session import ErrorCallback, PSwitchSession
     from tenantvisor.translate.flow import PhysFlow
     from tenantvisor.translate.view import VSwitchView
-    from tenantvisor.virtual.endpoint import ControllerConn, EndpointHost
+    from tenantvisor.virtual.endpoint import ControllerConn
     from tenantvisor.virtual.flowtable import VFlow, VirtualFlowTable
 
 
@@ -47,155 +51,291 @@ class VMeter:
     phys_id: int
 
 
-class GroupsMetersMixin:
-    """GROUP_MOD and METER_MOD of a vswitch."""
+@dataclass(frozen=True, slots=True)
+class Send:
+    """A GROUP_MOD or METER_MOD for the vswitch's first pswitch (xid 0: set when sent)."""
 
-    # provided by VSwitchEndpoint
-    view: VSwitchView
-    host: EndpointHost
-    table: VirtualFlowTable
-    groups: dict[int, VGroup]
-    meters: dict[int, VMeter]
-    if TYPE_CHECKING:
+    msg: bytes
+    # the part's state change to take back when the pswitch refuses the message
+    undo: Callable[[], None] | None = None
+    # the pswitch's refusal reaches the tenant as the error to its own message
+    report: bool = False
 
-        def _send_phys(
-            self,
-            conn: ControllerConn | None,
-            session: PSwitchSession | None,
-            build: Callable[[int], bytes],
-            on_error: ErrorCallback | None,
-        ) -> None: ...
 
-        def _error_relay(
-            self, conn: ControllerConn, xid: int, msg: bytes, rollback: VFlow | None
-        ) -> ErrorCallback: ...
+@dataclass(frozen=True, slots=True)
+class Forget:
+    """A tenant rule the pswitch removes itself with a group or meter being deleted: it has
+    left the tenant's table; its physical rules are gone (another owner's may come back)."""
 
-        def _release(
-            self,
-            session: PSwitchSession | None,
-            conn: ControllerConn | None,
-            serial: int,
-            pf: PhysFlow,
-            relay: ErrorCallback | None,
-            gone: bool = False,
-        ) -> bool: ...
+    vflow: VFlow
+
+
+Step = Send | Forget
+
+
+class PhysIds(Protocol):
+    """The hypervisor's physical id spaces, per pswitch ("group", "meter")."""
+
+    def alloc_id(self, kind: str, dpid: int) -> int | None: ...
+
+    def free_id(self, kind: str, dpid: int, value: int) -> None: ...
+
+
+class GroupsContext(Protocol):
+    """What the decisions read of their vswitch."""
+
+    @property
+    def view(self) -> VSwitchView: ...  # the first pswitch's: where groups and meters live
+
+    @property
+    def table(self) -> VirtualFlowTable: ...
+
+    @property
+    def host(self) -> PhysIds: ...
+
+
+class GroupsHost(PhysIds, Protocol):
+    def session(self, dpid: int) -> PSwitchSession | None: ...
+
+
+class GroupsEndpoint(GroupsContext, Protocol):
+    """What the part uses of its endpoint: the decisions' context, and to send the steps
+    the endpoint's own sending (which the tenant's BARRIER then waits for) and release of
+    physical rules (which may give a key back to another of its rules)."""
+
+    @property
+    def host(self) -> GroupsHost: ...
+
+    def _send_phys(
+        self,
+        conn: ControllerConn | None,
+        session: PSwitchSession | None,
+        build: Callable[[int], bytes],
+        on_error: ErrorCallback | None,
+    ) -> None: ...
+
+    def _error_relay(
+        self, conn: ControllerConn, xid: int, msg: bytes, rollback: VFlow | None
+    ) -> ErrorCallback: ...
+
+    def _release(
+        self,
+        session: PSwitchSession | None,
+        conn: ControllerConn | None,
+        serial: int,
+        pf: PhysFlow,
+        relay: ErrorCallback | None,
+        gone: bool = False,
+    ) -> bool: ...
+
+
+def _uses_group(vf: VFlow, gid: int) -> bool:
+    return vf.uses_group(gid)
+
+
+def _uses_meter(vf: VFlow, mid: int) -> bool:
+    return codec.parse_instructions(vf.instructions).meter == mid
+
+
+def _builder(msg: bytes) -> Callable[[int], bytes]:
+    return lambda xid: codec.set_xid(msg, xid)
+
+
+def _undo_then(undo: Callable[[], None], relay: ErrorCallback) -> ErrorCallback:
+    def refused(etype: int, code: int, data: bytes) -> None:
+        undo()
+        relay(etype, code, data)
+
+    return refused
+
+
+class VSwitchGroups:
+    """GROUP_MOD and METER_MOD of one vswitch, and the groups and meters they made.  The
+    decisions, `clear` and `desired_*` use only the `GroupsContext` of `ep`."""
+
+    def __init__(self, ep: GroupsEndpoint) -> None:
+        self._ep = ep
+        self.groups: dict[int, VGroup] = {}  # the tenant's group id -> its group
+        self.meters: dict[int, VMeter] = {}  # the tenant's meter id -> its meter
 
     @property
     def group_map(self) -> dict[int, int]:
+        """The tenant's group ids -> their physical ids on the first pswitch."""
         return {gid: g.phys_id for gid, g in self.groups.items()}
 
     @property
     def meter_map(self) -> dict[int, int]:
         return {mid: m.phys_id for mid, m in self.meters.items()}
 
-    def _group_mod(self, conn: ControllerConn, xid: int, msg: bytes) -> None:
-        if self.view.of10:
+    # --- decisions: state changes and the steps for the pswitch, nothing sent --------------
+    def decide_group_mod(self, msg: bytes) -> list[Step]:
+        """A tenant's GROUP_MOD.  Raises OFError (the spec's error for the tenant) or
+        MalformedMessage, with nothing changed."""
+        ep = self._ep
+        view = ep.view
+        if view.of10:
             raise OFError(
                 ofp.OFPET_GROUP_MOD_FAILED, ofp.OFPGMFC_EPERM, "groups on an OpenFlow 1.0 pswitch"
             )
         gm = GroupMod.parse(msg)
-        view, dpid, gid = self.view, self.view.dpid, gm.group_id
-        session = self.host.session(dpid)
+        dpid, gid = view.dpid, gm.group_id
+        ids = ep.host
         if gm.command == ofp.OFPGC_ADD:
             if gid > ofp.OFPG_MAX:
                 raise OFError(ofp.OFPET_GROUP_MOD_FAILED, ofp.OFPGMFC_INVALID_GROUP, f"{gid:#x}")
             if gid in self.groups:
                 raise OFError(ofp.OFPET_GROUP_MOD_FAILED, ofp.OFPGMFC_GROUP_EXISTS, str(gid))
-            phys = self.host.alloc_id("group", dpid)
+            phys = ids.alloc_id("group", dpid)
             if phys is None:
                 raise OFError(ofp.OFPET_GROUP_MOD_FAILED, ofp.OFPGMFC_OUT_OF_GROUPS, "none left")
             try:
                 out = translate_group(view, self.group_map, gm, phys)
             except (OFError, MalformedMessage):
-                self.host.free_id("group", dpid, phys)
+                ids.free_id("group", dpid, phys)
                 raise
             group = VGroup(gm.type, gm.buckets, phys, time.monotonic())
             self.groups[gid] = group
 
-            def undo(etype: int, code: int, data: bytes) -> None:
+            def undo() -> None:
                 if self.groups.get(gid) is group:  # the pswitch refused it: it never existed
                     del self.groups[gid]
-                    self.host.free_id("group", dpid, phys)
-                conn.channel.send_error(xid, etype, code, msg)
+                    ids.free_id("group", dpid, phys)
 
-            self._send_phys(conn, session, lambda x: codec.set_xid(out, x), undo)
-        elif gm.command == ofp.OFPGC_MODIFY:
+            return [Send(out, undo, report=True)]
+        if gm.command == ofp.OFPGC_MODIFY:
             old = self.groups.get(gid)
             if old is None:
                 raise OFError(ofp.OFPET_GROUP_MOD_FAILED, ofp.OFPGMFC_UNKNOWN_GROUP, str(gid))
             out = translate_group(view, self.group_map, gm, old.phys_id)
             old.type, old.buckets = gm.type, gm.buckets
-            relay = self._error_relay(conn, xid, msg, None)
-            self._send_phys(conn, session, lambda x: codec.set_xid(out, x), relay)
-        elif gm.command == ofp.OFPGC_DELETE:
+            return [Send(out, report=True)]
+        if gm.command == ofp.OFPGC_DELETE:
             gone = list(self.groups) if gid == ofp.OFPG_ALL else [gid] if gid in self.groups else []
+            steps: list[Step] = []
             for g in gone:
-                self._delete_group(conn, session, g)
-        else:
-            raise OFError(ofp.OFPET_GROUP_MOD_FAILED, ofp.OFPGMFC_BAD_COMMAND, str(gm.command))
+                # the pswitch deletes the group and the rules forwarding to it; rules it will
+                # report (SEND_FLOW_REM) leave the tenant's table with that report
+                group = self.groups.pop(g)
+                steps.append(Send(delete_group(group.phys_id)))
+                ids.free_id("group", dpid, group.phys_id)
+                steps += self._forget(_uses_group, g)
+            return steps
+        raise OFError(ofp.OFPET_GROUP_MOD_FAILED, ofp.OFPGMFC_BAD_COMMAND, str(gm.command))
 
-    def _delete_group(self, conn: ControllerConn, session: PSwitchSession | None, gid: int) -> None:
-        """The pswitch deletes the group and the rules forwarding to it; rules it will report
-        (SEND_FLOW_REM) leave the tenant's table with that report, the others go now."""
-        group = self.groups.pop(gid)
-        out = delete_group(group.phys_id)
-        self._send_phys(conn, session, lambda x: codec.set_xid(out, x), None)
-        self.host.free_id("group", self.view.dpid, group.phys_id)
-        for vf in self.table:
-            if vf.uses_group(gid) and not any(pf.flags & ofp.OFPFF_SEND_FLOW_REM for pf in vf.phys):
-                self.table.remove(vf)
-                for pf in vf.phys:
-                    self._release(session, conn, vf.serial, pf, None, gone=True)
-
-    def _meter_mod(self, conn: ControllerConn, xid: int, msg: bytes) -> None:
-        if self.view.of10:
+    def decide_meter_mod(self, msg: bytes) -> list[Step]:
+        """A tenant's METER_MOD, as `decide_group_mod`."""
+        ep = self._ep
+        if ep.view.of10:
             raise OFError(
                 ofp.OFPET_METER_MOD_FAILED, ofp.OFPMMFC_UNKNOWN, "meters on an OpenFlow 1.0 pswitch"
             )
         mm = MeterMod.parse(msg)
-        dpid, mid = self.view.dpid, mm.meter_id
-        session = self.host.session(dpid)
+        dpid, mid = ep.view.dpid, mm.meter_id
+        ids = ep.host
         if mm.command == ofp.OFPMC_ADD:
             mm.check_id()
             if mid in self.meters:
                 raise OFError(ofp.OFPET_METER_MOD_FAILED, ofp.OFPMMFC_METER_EXISTS, str(mid))
-            phys = self.host.alloc_id("meter", dpid)
+            phys = ids.alloc_id("meter", dpid)
             if phys is None:
                 raise OFError(ofp.OFPET_METER_MOD_FAILED, ofp.OFPMMFC_OUT_OF_METERS, "none left")
             meter = VMeter(mm.flags, mm.bands, phys)
             self.meters[mid] = meter
-            out = meter_mod(ofp.OFPMC_ADD, mm.flags, phys, mm.bands)
 
-            def undo(etype: int, code: int, data: bytes) -> None:
+            def undo() -> None:
                 if self.meters.get(mid) is meter:  # refused by the pswitch: never existed
                     del self.meters[mid]
-                    self.host.free_id("meter", dpid, phys)
-                conn.channel.send_error(xid, etype, code, msg)
+                    ids.free_id("meter", dpid, phys)
 
-            self._send_phys(conn, session, lambda x: codec.set_xid(out, x), undo)
-        elif mm.command == ofp.OFPMC_MODIFY:
+            return [Send(meter_mod(ofp.OFPMC_ADD, mm.flags, phys, mm.bands), undo, report=True)]
+        if mm.command == ofp.OFPMC_MODIFY:
             mm.check_id()
             old = self.meters.get(mid)
             if old is None:
                 raise OFError(ofp.OFPET_METER_MOD_FAILED, ofp.OFPMMFC_UNKNOWN_METER, str(mid))
             out = meter_mod(ofp.OFPMC_MODIFY, mm.flags, old.phys_id, mm.bands)
             old.flags, old.bands = mm.flags, mm.bands
-            relay = self._error_relay(conn, xid, msg, None)
-            self._send_phys(conn, session, lambda x: codec.set_xid(out, x), relay)
-        elif mm.command == ofp.OFPMC_DELETE:
+            return [Send(out, report=True)]
+        if mm.command == ofp.OFPMC_DELETE:
             gone = list(self.meters) if mid == ofp.OFPM_ALL else [mid] if mid in self.meters else []
+            steps: list[Step] = []
             for m in gone:
                 meter = self.meters.pop(m)
-                out = meter_mod(ofp.OFPMC_DELETE, 0, meter.phys_id, b"")
-                self._send_phys(conn, session, lambda x, o=out: codec.set_xid(o, x), None)  # type: ignore[misc]
-                self.host.free_id("meter", dpid, meter.phys_id)
+                steps.append(Send(meter_mod(ofp.OFPMC_DELETE, 0, meter.phys_id, b"")))
+                ids.free_id("meter", dpid, meter.phys_id)
                 # the pswitch removes the rules using it; the tenant's table follows
-                for vf in self.table:
-                    if codec.parse_instructions(vf.instructions).meter == m and not any(
-                        pf.flags & ofp.OFPFF_SEND_FLOW_REM for pf in vf.phys
-                    ):
-                        self.table.remove(vf)
-                        for pf in vf.phys:
-                            self._release(session, conn, vf.serial, pf, None, gone=True)
-        else:
-            raise OFError(ofp.OFPET_METER_MOD_FAILED, ofp.OFPMMFC_BAD_COMMAND, str(mm.command))
+                steps += self._forget(_uses_meter, m)
+            return steps
+        raise OFError(ofp.OFPET_METER_MOD_FAILED, ofp.OFPMMFC_BAD_COMMAND, str(mm.command))
+
+    def _forget(self, uses: Callable[[VFlow, int], bool], ident: int) -> list[Step]:
+        """The tenant's rules using a deleted group or meter that the pswitch removes without
+        a FLOW_REMOVED to follow: out of the table now."""
+        table = self._ep.table
+        out: list[Step] = []
+        for vf in table:
+            if uses(vf, ident) and not any(pf.flags & ofp.OFPFF_SEND_FLOW_REM for pf in vf.phys):
+                table.remove(vf)
+                out.append(Forget(vf))
+        return out
+
+    def clear(self) -> list[bytes]:
+        """The vswitch goes away: every group and meter forgotten, their ids freed; returns
+        the GROUP_MOD and METER_MOD deletes (xid 0) for the first pswitch."""
+        ids, dpid = self._ep.host, self._ep.view.dpid
+        out = []
+        for g in self.groups.values():
+            out.append(delete_group(g.phys_id))
+            ids.free_id("group", dpid, g.phys_id)
+        self.groups.clear()
+        for mt in self.meters.values():
+            out.append(meter_mod(ofp.OFPMC_DELETE, 0, mt.phys_id, b""))
+            ids.free_id("meter", dpid, mt.phys_id)
+        self.meters.clear()
+        return out
+
+    # --- what the first pswitch should hold (reconciliation) --------------------------------
+    def desired_groups(self, dpid: int) -> list[GroupSpec]:
+        """The tenant's groups as pswitch `dpid` should hold them."""
+        view = self._ep.view
+        if dpid != view.dpid:
+            return []
+        out = []
+        gmap = self.group_map
+        for gid, g in self.groups.items():
+            gm = GroupMod(ofp.OFPGC_ADD, g.type, gid, g.buckets)
+            try:
+                msg = translate_group(view, gmap, gm, g.phys_id)
+            except OFError:
+                continue  # no longer translatable; the tenant's rules using it went too
+            out.append(GroupSpec(dpid, g.phys_id, msg[10], msg[16:]))
+        return out
+
+    def desired_meters(self, dpid: int) -> dict[int, tuple[int, bytes]]:
+        if dpid != self._ep.view.dpid:
+            return {}
+        return {m.phys_id: (m.flags, m.bands) for m in self.meters.values()}
+
+    # --- sending: decisions to the first pswitch, through the endpoint --------------------
+    def group_mod(self, conn: ControllerConn, xid: int, msg: bytes) -> None:
+        self.send(conn, xid, msg, self.decide_group_mod(msg))
+
+    def meter_mod(self, conn: ControllerConn, xid: int, msg: bytes) -> None:
+        self.send(conn, xid, msg, self.decide_meter_mod(msg))
+
+    def send(self, conn: ControllerConn, xid: int, msg: bytes, steps: list[Step]) -> None:
+        """The steps decided for the tenant message `msg`, in order."""
+        ep = self._ep
+        session = ep.host.session(ep.view.dpid)
+        relay: ErrorCallback | None = None
+        for step in steps:
+            if isinstance(step, Forget):
+                vf = step.vflow
+                for pf in vf.phys:
+                    ep._release(session, conn, vf.serial, pf, None, gone=True)
+                continue
+            on_error: ErrorCallback | None = None
+            if step.report:
+                relay = relay or ep._error_relay(conn, xid, msg, None)
+                on_error = relay if step.undo is None else _undo_then(step.undo, relay)
+            ep._send_phys(conn, session, _builder(step.msg), on_error)

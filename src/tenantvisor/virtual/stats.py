@@ -1,15 +1,17 @@
 """A vswitch's statistics and descriptions: multipart requests, answered from the
 pswitch's counters mapped back to the tenant's rules, ports, groups and meters.
 
-Kept apart from the switch itself (virtual/endpoint.py) as a mixin of `VSwitchEndpoint`;
-every method works on one endpoint (`self`).
+`VSwitchStats` is a part of `VSwitchEndpoint` (virtual/endpoint.py), held as its `stats`;
+it reads the vswitch through `StatsContext` and its groups and meters from the groups part,
+asks the first pswitch for counters and answers the tenant's connection.  The bodies of the
+replies are built by the functions below, which do no I/O.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Protocol
 
 from os_ken.ofproto import ofproto_v1_3 as ofp
 
@@ -17,7 +19,6 @@ from tenantvisor import __version__
 from tenantvisor.mapping import layout
 from tenantvisor.openflow import codec
 from tenantvisor.openflow import messages as msgs
-from tenantvisor.openflow.channel import Channel
 from tenantvisor.openflow.codec import MalformedMessage, OFError
 from tenantvisor.translate.group import parse_buckets
 from tenantvisor.virtual.features import table_features
@@ -25,11 +26,77 @@ from tenantvisor.virtual.flowtable import VFlow, normalize
 
 if TYPE_CHECKING:
     from tenantvisor.translate.view import VSwitchView
-    from tenantvisor.virtual.endpoint import ControllerConn, EndpointHost
     from tenantvisor.virtual.flowtable import VirtualFlowTable
-    from tenantvisor.virtual.groups import VGroup, VMeter
+    from tenantvisor.virtual.groups import VGroup, VSwitchGroups
 
 _UNKNOWN = 0xFFFFFFFFFFFFFFFF  # OpenFlow's value for a counter the switch does not have
+Counts = dict[int, list[int]]  # rule serial -> [packets, bytes]
+Parts = list[bytes] | None  # the bodies of a pswitch's multipart reply (None: no reply)
+
+
+class StatsSession(Protocol):
+    """What the part asks of a pswitch session."""
+
+    @property
+    def ready(self) -> bool: ...
+
+    def multipart(self, mtype: int, body: bytes, done: Callable[[Parts], None]) -> None: ...
+
+
+class StatsHost(Protocol):
+    """What the part asks of the daemon."""
+
+    @property
+    def max_rules(self) -> int: ...
+
+    def session(self, dpid: int) -> StatsSession | None: ...
+
+    def vlink_peer(self, net_id: int, vdpid: int, vport: int) -> tuple[int, int, int] | None: ...
+
+    def classified_counts(
+        self, net_id: int, dpids: set[int], done: Callable[[dict[tuple[int, int], list[int]]], None]
+    ) -> None: ...
+
+
+class StatsContext(Protocol):
+    """What the part reads of its vswitch (read at each request: views change)."""
+
+    @property
+    def view(self) -> VSwitchView: ...  # the first pswitch's
+
+    @property
+    def vdpid(self) -> int: ...
+
+    @property
+    def label(self) -> str: ...
+
+    @property
+    def host(self) -> StatsHost: ...
+
+    @property
+    def table(self) -> VirtualFlowTable: ...
+
+    @property
+    def port_names(self) -> Mapping[int, str]: ...
+
+    @property
+    def created(self) -> float: ...
+
+
+class ReplyChannel(Protocol):
+    @property
+    def version(self) -> int: ...
+
+    def send(self, msg: bytes) -> None: ...
+
+
+class TenantConn(Protocol):
+    """The tenant connection a request came on."""
+
+    touched: set[int]  # pswitches a later BARRIER reply must wait for
+
+    @property
+    def channel(self) -> ReplyChannel: ...
 
 
 def _group_features() -> bytes:
@@ -50,51 +117,178 @@ MAX_REPLY_BODY = 65535 - 16
 PORTS_PER_REPLY = 512
 
 
-class StatsMixin:
-    """Multipart requests of a vswitch."""
+# --- reply bodies, without I/O ---------------------------------------------------------------
+def port_desc(view: VSwitchView, port_names: Mapping[int, str], n: int) -> bytes:
+    """The ofp_port of vport `n` (PORT_DESC, PORT_STATUS, OpenFlow 1.0's FEATURES_REPLY)."""
+    pm = view.ports.get(n)
+    up = pm is not None and pm.up
+    # 02:76, then the top three bytes of the vswitch's index (as it always was), vport
+    hw = bytes((0x02, 0x76)) + view.index.to_bytes(4, "big")[:3] + bytes([n & 0xFF])
+    name = port_names.get(n, f"vport{n}").encode()[:15]
+    state = ofp.OFPPS_LIVE if up else ofp.OFPPS_LINK_DOWN
+    curr = ofp.OFPPF_10GB_FD | ofp.OFPPF_COPPER
+    return msgs.PORT.pack(n, hw, name, 0, state, curr, curr, curr, 0, 10_000_000, 10_000_000)
 
-    # provided by VSwitchEndpoint
-    view: VSwitchView
-    vdpid: int
-    label: str
-    host: EndpointHost
-    table: VirtualFlowTable
-    groups: dict[int, VGroup]
-    meters: dict[int, VMeter]
-    port_names: dict[int, str]
-    created: float
 
-    def _port_desc(self, n: int) -> bytes:
-        pm = self.view.ports.get(n)
-        up = pm is not None and pm.up
-        # 02:76, then the top three bytes of the vswitch's index (as it always was), vport
-        hw = bytes((0x02, 0x76)) + self.view.index.to_bytes(4, "big")[:3] + bytes([n & 0xFF])
-        name = self.port_names.get(n, f"vport{n}").encode()[:15]
-        state = ofp.OFPPS_LIVE if up else ofp.OFPPS_LINK_DOWN
-        curr = ofp.OFPPF_10GB_FD | ofp.OFPPF_COPPER
-        return msgs.PORT.pack(n, hw, name, 0, state, curr, curr, curr, 0, 10_000_000, 10_000_000)
+def desc_body(view: VSwitchView, vdpid: int, label: str) -> bytes:
+    return msgs.DESC.pack(
+        b"tenantvisor",
+        f"virtual switch over pswitch {view.dpid:016x}".encode(),
+        f"tenantvisor {__version__}".encode(),
+        f"net{view.net_id}-{vdpid:016x}".encode(),
+        label.encode(),
+    )
 
-    def _multipart(self, conn: ControllerConn, xid: int, msg: bytes) -> None:
+
+def reply_messages(version: int, xid: int, mtype: int, entries: list[bytes]) -> list[bytes]:
+    """Entries in as many MULTIPART_REPLY parts as the 64 KiB message size needs."""
+    parts: list[list[bytes]] = [[]]
+    size = 0
+    for e in entries:
+        if size + len(e) > MAX_REPLY_BODY and parts[-1]:
+            parts.append([])
+            size = 0
+        parts[-1].append(e)
+        size += len(e)
+    return [
+        msgs.multipart_reply(version, xid, mtype, b"".join(part), i < len(parts) - 1)
+        for i, part in enumerate(parts)
+    ]
+
+
+def flow_counts(parts: Parts) -> Counts:
+    """Packet and byte counts by rule serial from a pswitch's flow statistics (the
+    expansions of one tenant rule add up)."""
+    counts: Counts = {}
+    for body, off, _ in codec.entries(parts, msgs.FLOW_STATS.size):
+        *_, cookie, packets, nbytes = msgs.FLOW_STATS.unpack_from(body, off)
+        c = counts.setdefault(cookie & layout.SERIAL_MASK, [0, 0])
+        c[0] += packets
+        c[1] += nbytes
+    return counts
+
+
+def flow_stats_entries(selected: Iterable[VFlow], counts: Counts, now: float) -> list[bytes]:
+    """An ofp_flow_stats per tenant rule: its own fields and its physical rules' counts."""
+    entries = []
+    for v in selected:
+        pk, by = counts.get(v.serial, (0, 0))
+        entries.append(
+            msgs.flow_stats_entry(
+                v.table, msgs.sec_nsec(now - v.created), v.priority, v.idle_timeout,
+                v.hard_timeout, v.flags, v.cookie, pk, by, codec.encode_match(v.match),
+                v.instructions,
+            )
+        )  # fmt: skip
+    return entries
+
+
+def aggregate_body(selected: list[VFlow], counts: Counts) -> bytes:
+    pk = sum(counts.get(v.serial, (0, 0))[0] for v in selected)
+    by = sum(counts.get(v.serial, (0, 0))[1] for v in selected)
+    return msgs.AGGREGATE_STATS_REPLY.pack(pk, by, len(selected))
+
+
+def table_stats_entries(n_tables: int, rules: Iterable[VFlow], counts: Counts) -> list[bytes]:
+    """active_count and matched_count are the tenant's own; lookup_count is not knowable
+    per tenant (the physical tables are shared), so it says so: -1, not an invention."""
+    by_table: dict[int, list[VFlow]] = {}
+    for v in rules:
+        by_table.setdefault(v.table, []).append(v)
+    entries = []
+    for t in range(n_tables):
+        in_table = by_table.get(t, [])
+        matched = sum(counts.get(v.serial, (0, 0))[0] for v in in_table)
+        entries.append(msgs.TABLE_STATS.pack(t, len(in_table), _UNKNOWN, matched))
+    return entries
+
+
+def group_desc_entries(groups: Mapping[int, VGroup]) -> list[bytes]:
+    return [
+        msgs.GROUP_DESC.pack(msgs.GROUP_DESC.size + len(g.buckets), g.type, gid) + g.buckets
+        for gid, g in sorted(groups.items())
+    ]
+
+
+def group_stats_entries(
+    wanted: Mapping[int, VGroup], refs: Mapping[int, int], parts: Parts, now: float
+) -> list[bytes]:
+    """The pswitch's entries of the `wanted` groups under the tenant's ids and ref_counts
+    (`refs`); a group the pswitch did not report (it is down) counts nothing."""
+    by_phys = {g.phys_id: vid for vid, g in wanted.items()}
+    found: dict[int, bytes] = {}
+    for body, off, length in codec.entries(parts, msgs.GROUP_STATS.size):
+        size, phys, _, packets, nbytes, sec, nsec = msgs.GROUP_STATS.unpack_from(body, off)
+        vid = by_phys.get(phys)
+        if vid is not None:  # the same entry under the tenant's id and ref_count
+            found[vid] = (
+                msgs.GROUP_STATS.pack(size, vid, refs[vid], packets, nbytes, sec, nsec)
+                + body[off + msgs.GROUP_STATS.size : off + length]
+            )
+    entries = []
+    for vid, g in sorted(wanted.items()):
+        if vid in found:
+            entries.append(found[vid])
+            continue
+        n = len(parse_buckets(g.buckets))  # not on the pswitch (it is down): no packets
+        age = msgs.sec_nsec(now - g.created)
+        entries.append(msgs.group_stats_entry(vid, refs[vid], 0, 0, age, [(0, 0)] * n))
+    return entries
+
+
+def meter_stats_entries(
+    by_phys: Mapping[int, int], flows: Callable[[int], int], parts: Parts
+) -> list[bytes]:
+    """The pswitch's entries of the physical meters `by_phys` names, under the tenant's ids
+    and flow_count (`flows` of a tenant id); others' meters are left out."""
+    entries = []
+    for body, off, length in codec.entries(parts, msgs.METER_STATS.size, len_at=4):
+        phys, size, _, pk_in, by_in, sec, nsec = msgs.METER_STATS.unpack_from(body, off)
+        vid = by_phys.get(phys)
+        if vid is not None:  # the same entry under the tenant's id and flow_count
+            entries.append(
+                msgs.METER_STATS.pack(vid, size, flows(vid), pk_in, by_in, sec, nsec)
+                + body[off + msgs.METER_STATS.size : off + length]
+            )
+    return entries
+
+
+def meter_features_body(parts: Parts) -> bytes:
+    """The pswitch's METER_FEATURES (the vswitch meters are the pswitch's); zeros without."""
+    size = msgs.METER_FEATURES.size
+    return parts[0][:size] if parts and len(parts[0]) >= size else bytes(size)
+
+
+# --- the part --------------------------------------------------------------------------------
+class VSwitchStats:
+    """Multipart requests of one vswitch."""
+
+    def __init__(self, ep: StatsContext, groups: VSwitchGroups) -> None:
+        self._ep = ep
+        self._groups = groups
+
+    def port_desc(self, n: int) -> bytes:
+        ep = self._ep
+        return port_desc(ep.view, ep.port_names, n)
+
+    def multipart(self, conn: TenantConn, xid: int, msg: bytes) -> None:
         if len(msg) < 16:
             raise MalformedMessage("MULTIPART_REQUEST too short")
+        ep = self._ep
+        view = ep.view
         mtype = codec.u16(msg, 8)
         ch = conn.channel
         if mtype == ofp.OFPMP_DESC:
-            body = msgs.DESC.pack(
-                b"tenantvisor",
-                f"virtual switch over pswitch {self.view.dpid:016x}".encode(),
-                f"tenantvisor {__version__}".encode(),
-                f"net{self.view.net_id}-{self.vdpid:016x}".encode(),
-                self.label.encode(),
+            ch.send(
+                msgs.multipart_reply(ch.version, xid, mtype, desc_body(view, ep.vdpid, ep.label))
             )
-            ch.send(msgs.multipart_reply(ch.version, xid, mtype, body))
         elif mtype == ofp.OFPMP_PORT_DESC:
-            ports = sorted(self.view.ports)
+            ports = sorted(view.ports)
             chunks = [
                 ports[i : i + PORTS_PER_REPLY] for i in range(0, len(ports), PORTS_PER_REPLY)
             ] or [[]]
             for i, chunk in enumerate(chunks):
-                body = b"".join(self._port_desc(n) for n in chunk)
+                body = b"".join(self.port_desc(n) for n in chunk)
                 ch.send(msgs.multipart_reply(ch.version, xid, mtype, body, i < len(chunks) - 1))
         elif mtype in (ofp.OFPMP_FLOW, ofp.OFPMP_AGGREGATE):
             self._flow_stats(conn, xid, msg, mtype)
@@ -103,11 +297,7 @@ class StatsMixin:
         elif mtype == ofp.OFPMP_PORT_STATS:
             self._port_stats(conn, xid, msg)
         elif mtype == ofp.OFPMP_GROUP_DESC:
-            entries = [
-                msgs.GROUP_DESC.pack(msgs.GROUP_DESC.size + len(g.buckets), g.type, gid) + g.buckets
-                for gid, g in sorted(self.groups.items())
-            ]
-            self._multipart_reply(ch, xid, mtype, entries)
+            self._reply(conn, xid, mtype, group_desc_entries(self._groups.groups))
         elif mtype == ofp.OFPMP_GROUP_FEATURES:
             ch.send(msgs.multipart_reply(ch.version, xid, mtype, _group_features()))
         elif mtype == ofp.OFPMP_GROUP:
@@ -117,10 +307,10 @@ class StatsMixin:
             entries = [
                 msgs.METER_CONFIG.pack(msgs.METER_CONFIG.size + len(mc.bands), mc.flags, vid)
                 + mc.bands
-                for vid, mc in sorted(self.meters.items())
+                for vid, mc in sorted(self._groups.meters.items())
                 if mid in (ofp.OFPM_ALL, vid)
             ]
-            self._multipart_reply(ch, xid, mtype, entries)
+            self._reply(conn, xid, mtype, entries)
         elif mtype in (ofp.OFPMP_METER, ofp.OFPMP_METER_FEATURES):
             self._meter_stats(conn, xid, msg, mtype)
         elif mtype == ofp.OFPMP_TABLE_FEATURES:
@@ -128,86 +318,62 @@ class StatsMixin:
                 raise OFError(
                     ofp.OFPET_TABLE_FEATURES_FAILED, ofp.OFPTFFC_EPERM, "tables are fixed"
                 )
-            features = table_features(self.view.n_tables, self.view.of10, self.host.max_rules)
-            self._multipart_reply(ch, xid, mtype, features)
+            features = table_features(view.n_tables, view.of10, ep.host.max_rules)
+            self._reply(conn, xid, mtype, features)
         else:
             raise OFError(ofp.OFPET_BAD_REQUEST, ofp.OFPBRC_BAD_MULTIPART, f"multipart {mtype}")
 
-    def _counters(self, conn: ControllerConn, done: Callable[[dict[int, list[int]]], None]) -> None:
+    @staticmethod
+    def _reply(conn: TenantConn, xid: int, mtype: int, entries: list[bytes]) -> None:
+        ch = conn.channel
+        for m in reply_messages(ch.version, xid, mtype, entries):
+            ch.send(m)
+
+    def _counters(self, conn: TenantConn, done: Callable[[Counts], None]) -> None:
         """Packet and byte counts of this vswitch's rules, by serial, read from the pswitch in
         one request (the network's cookie, infrastructure rules excluded).  A pswitch that is
         down has none of the rules: their counts are 0."""
-        session = self.host.session(self.view.dpid)
+        view = self._ep.view
+        session = self._ep.host.session(view.dpid)
         if session is None or not session.ready:
             done({})
             return
-        conn.touched.add(self.view.dpid)  # a later BARRIER reply must follow this reply
-
-        def parse(parts: list[bytes] | None) -> None:
-            counts: dict[int, list[int]] = {}
-            for body, off, _ in codec.entries(parts, msgs.FLOW_STATS.size):
-                *_, cookie, packets, nbytes = msgs.FLOW_STATS.unpack_from(body, off)
-                c = counts.setdefault(cookie & layout.SERIAL_MASK, [0, 0])
-                c[0] += packets
-                c[1] += nbytes
-            done(counts)
-
+        conn.touched.add(view.dpid)  # a later BARRIER reply must follow this reply
         req = msgs.flow_stats_request(
-            cookie=layout.net_cookie(self.view.net_id),
+            cookie=layout.net_cookie(view.net_id),
             cookie_mask=layout.NET_COOKIE_MASK | layout.INFRA_BIT,
         )
-        session.multipart(ofp.OFPMP_FLOW, req, parse)
+        session.multipart(ofp.OFPMP_FLOW, req, lambda parts: done(flow_counts(parts)))
 
-    def _flow_stats(self, conn: ControllerConn, xid: int, msg: bytes, mtype: int) -> None:
+    def _flow_stats(self, conn: TenantConn, xid: int, msg: bytes, mtype: int) -> None:
         table_id, out_port, out_group, cookie, mask, match = msgs.parse_flow_stats_request(msg)
-        if table_id != ofp.OFPTT_ALL and table_id >= self.view.n_tables:
+        if table_id != ofp.OFPTT_ALL and table_id >= self._ep.view.n_tables:
             raise OFError(ofp.OFPET_BAD_REQUEST, ofp.OFPBRC_BAD_TABLE_ID, f"table {table_id}")
-        selected = self.table.select_stats(table_id, out_port, cookie, mask, normalize(match))
+        selected = self._ep.table.select_stats(table_id, out_port, cookie, mask, normalize(match))
         if out_group != ofp.OFPG_ANY:
             selected = []  # no rule outputs to a group: groups are not offered yet
         now = time.monotonic()
         ch = conn.channel
 
-        def reply(counts: dict[int, list[int]]) -> None:
+        def reply(counts: Counts) -> None:
             if mtype == ofp.OFPMP_AGGREGATE:
-                pk = sum(counts.get(v.serial, (0, 0))[0] for v in selected)
-                by = sum(counts.get(v.serial, (0, 0))[1] for v in selected)
-                body = msgs.AGGREGATE_STATS_REPLY.pack(pk, by, len(selected))
+                body = aggregate_body(selected, counts)
                 ch.send(msgs.multipart_reply(ch.version, xid, mtype, body))
                 return
-            entries = []
-            for v in selected:
-                pk, by = counts.get(v.serial, (0, 0))
-                entries.append(
-                    msgs.flow_stats_entry(
-                        v.table, msgs.sec_nsec(now - v.created), v.priority, v.idle_timeout,
-                        v.hard_timeout, v.flags, v.cookie, pk, by, codec.encode_match(v.match),
-                        v.instructions,
-                    )
-                )  # fmt: skip
-            self._multipart_reply(ch, xid, mtype, entries)
+            self._reply(conn, xid, mtype, flow_stats_entries(selected, counts, now))
 
         self._counters(conn, reply)
 
-    def _table_stats(self, conn: ControllerConn, xid: int) -> None:
-        """active_count and matched_count are the tenant's own; lookup_count is not knowable
-        per tenant (the physical tables are shared), so it says so: -1, not an invention."""
-        ch = conn.channel
-        by_table: dict[int, list[VFlow]] = {}
-        for v in self.table:
-            by_table.setdefault(v.table, []).append(v)
+    def _table_stats(self, conn: TenantConn, xid: int) -> None:
+        rules = list(self._ep.table)
 
-        def reply(counts: dict[int, list[int]]) -> None:
-            entries = []
-            for t in range(self.view.n_tables):
-                rules = by_table.get(t, [])
-                matched = sum(counts.get(v.serial, (0, 0))[0] for v in rules)
-                entries.append(msgs.TABLE_STATS.pack(t, len(rules), _UNKNOWN, matched))
-            self._multipart_reply(ch, xid, ofp.OFPMP_TABLE, entries)
+        def reply(counts: Counts) -> None:
+            entries = table_stats_entries(self._ep.view.n_tables, rules, counts)
+            self._reply(conn, xid, ofp.OFPMP_TABLE, entries)
 
         self._counters(conn, reply)
 
-    def _port_stats(self, conn: ControllerConn, xid: int, msg: bytes) -> None:
+    def _port_stats(self, conn: TenantConn, xid: int, msg: bytes) -> None:
         """rx: what the table-0 rules that classify into the vport counted; tx of a link
         vport: what its peer received over the vlink; tx of an edge vport: what went through
         the indirect groups every output to it is translated into (1.3 pswitches).  Errors
@@ -216,22 +382,18 @@ class StatsMixin:
         if len(msg) < 16 + msgs.PORT_STATS_REQUEST.size:
             raise MalformedMessage("port statistics request too short")
         (port_no,) = msgs.PORT_STATS_REQUEST.unpack_from(msg, 16)
-        view = self.view
+        ep = self._ep
+        view, vdpid, host = ep.view, ep.vdpid, ep.host
         if port_no == ofp.OFPP_ANY:
             ports = sorted(view.ports)
         elif port_no in view.ports:
             ports = [port_no]
         else:
             raise OFError(ofp.OFPET_BAD_REQUEST, ofp.OFPBRC_BAD_PORT, f"port {port_no}")
-        peers = {
-            n: self.host.vlink_peer(view.net_id, self.vdpid, n)
-            for n in ports
-            if view.ports[n].is_link
-        }
+        peers = {n: host.vlink_peer(view.net_id, vdpid, n) for n in ports if view.ports[n].is_link}
         dpids = {view.dpid} | {pe[0] for pe in peers.values() if pe is not None}
         conn.touched |= dpids
-        duration = msgs.sec_nsec(time.monotonic() - self.created)
-        ch = conn.channel
+        duration = msgs.sec_nsec(time.monotonic() - ep.created)
         edge_groups = {
             n: (pm.tx_group, pm.hairpin_group)
             for n in ports
@@ -241,8 +403,8 @@ class StatsMixin:
         def reply(counts: dict[tuple[int, int], list[int]], sent: dict[int, list[int]]) -> None:
             entries = []
             for n in ports:
-                rx = counts.get((self.vdpid, n), [0, 0])
-                if self.view.of10:  # classification is folded into rules there: no count
+                rx = counts.get((vdpid, n), [0, 0])
+                if ep.view.of10:  # classification is folded into rules there: no count
                     rx = [_UNKNOWN, _UNKNOWN]
                 if n in peers:
                     pe = peers[n]
@@ -256,17 +418,17 @@ class StatsMixin:
                 entries.append(
                     msgs.PORT_STATS.pack(n, rx[0], tx[0], rx[1], tx[1], *[_UNKNOWN] * 8, *duration)
                 )
-            self._multipart_reply(ch, xid, ofp.OFPMP_PORT_STATS, entries)
+            self._reply(conn, xid, ofp.OFPMP_PORT_STATS, entries)
 
         def then_groups(counts: dict[tuple[int, int], list[int]]) -> None:
-            s = self.host.session(view.dpid)
+            s = host.session(view.dpid)
             if not edge_groups or s is None or not s.ready:
                 reply(counts, {})
                 return
             s.multipart(ofp.OFPMP_GROUP, msgs.GROUP_STATS_REQUEST.pack(ofp.OFPG_ALL),
                         lambda parts: edge_tx(counts, parts))  # fmt: skip
 
-        def edge_tx(counts: dict[tuple[int, int], list[int]], parts: list[bytes] | None) -> None:
+        def edge_tx(counts: dict[tuple[int, int], list[int]], parts: Parts) -> None:
             wanted = {g for pair in edge_groups.values() for g in pair}
             sent: dict[int, list[int]] = {}
             for body, off, _ in codec.entries(parts, msgs.GROUP_STATS.size):
@@ -275,102 +437,61 @@ class StatsMixin:
                     sent[gid] = [packets, nbytes]
             reply(counts, sent)
 
-        self.host.classified_counts(view.net_id, dpids, then_groups)
+        host.classified_counts(view.net_id, dpids, then_groups)
 
-    @staticmethod
-    def _multipart_reply(ch: Channel, xid: int, mtype: int, entries: list[bytes]) -> None:
-        """Entries in as many reply parts as the 64 KiB message size needs."""
-        parts: list[list[bytes]] = [[]]
-        size = 0
-        for e in entries:
-            if size + len(e) > MAX_REPLY_BODY and parts[-1]:
-                parts.append([])
-                size = 0
-            parts[-1].append(e)
-            size += len(e)
-        for i, part in enumerate(parts):
-            ch.send(
-                msgs.multipart_reply(ch.version, xid, mtype, b"".join(part), i < len(parts) - 1)
-            )
-
-    def _group_stats(self, conn: ControllerConn, xid: int, msg: bytes) -> None:
+    def _group_stats(self, conn: TenantConn, xid: int, msg: bytes) -> None:
         """Counters of the physical groups, under the tenant's group ids; ref_count counts
         the tenant's own rules, not their expansions."""
         if len(msg) < 16 + msgs.GROUP_STATS_REQUEST.size:
             raise MalformedMessage("group statistics request too short")
         (gid,) = msgs.GROUP_STATS_REQUEST.unpack_from(msg, 16)
+        groups = self._groups.groups
         if gid == ofp.OFPG_ALL:
-            wanted = dict(self.groups)
-        elif gid in self.groups:
-            wanted = {gid: self.groups[gid]}
+            wanted = dict(groups)
+        elif gid in groups:
+            wanted = {gid: groups[gid]}
         else:
             wanted = {}
-        by_phys = {g.phys_id: vid for vid, g in wanted.items()}
-        refs = {vid: sum(1 for vf in self.table if vf.uses_group(vid)) for vid in wanted}
-        session = self.host.session(self.view.dpid)
-        ch = conn.channel
+        table = self._ep.table
+        refs = {vid: sum(1 for vf in table if vf.uses_group(vid)) for vid in wanted}
+        dpid = self._ep.view.dpid
+        session = self._ep.host.session(dpid)
         now = time.monotonic()
 
-        def reply(parts: list[bytes] | None) -> None:
-            found: dict[int, bytes] = {}
-            for body, off, length in codec.entries(parts, msgs.GROUP_STATS.size):
-                size, phys, _, packets, nbytes, sec, nsec = msgs.GROUP_STATS.unpack_from(body, off)
-                vid = by_phys.get(phys)
-                if vid is not None:  # the same entry under the tenant's id and ref_count
-                    found[vid] = (
-                        msgs.GROUP_STATS.pack(size, vid, refs[vid], packets, nbytes, sec, nsec)
-                        + body[off + msgs.GROUP_STATS.size : off + length]
-                    )
-            entries = []
-            for vid, g in sorted(wanted.items()):
-                if vid in found:
-                    entries.append(found[vid])
-                    continue
-                n = len(parse_buckets(g.buckets))  # not on the pswitch (it is down): no packets
-                age = msgs.sec_nsec(now - g.created)
-                entries.append(msgs.group_stats_entry(vid, refs[vid], 0, 0, age, [(0, 0)] * n))
-            self._multipart_reply(ch, xid, ofp.OFPMP_GROUP, entries)
+        def reply(parts: Parts) -> None:
+            entries = group_stats_entries(wanted, refs, parts, now)
+            self._reply(conn, xid, ofp.OFPMP_GROUP, entries)
 
         if not wanted or session is None or not session.ready:
             reply(None)
             return
-        conn.touched.add(self.view.dpid)
+        conn.touched.add(dpid)
         session.multipart(ofp.OFPMP_GROUP, msgs.GROUP_STATS_REQUEST.pack(ofp.OFPG_ALL), reply)
 
-    def _meter_stats(self, conn: ControllerConn, xid: int, msg: bytes, mtype: int) -> None:
+    def _meter_stats(self, conn: TenantConn, xid: int, msg: bytes, mtype: int) -> None:
         """METER stats under the tenant's ids (flow_count: the tenant's rules); METER_FEATURES
         is what the pswitch has (the vswitch meters are the pswitch's)."""
-        session = self.host.session(self.view.dpid)
+        dpid = self._ep.view.dpid
+        session = self._ep.host.session(dpid)
         ch = conn.channel
         mid = codec.u32(msg, 16) if len(msg) >= 20 else ofp.OFPM_ALL
-        wanted = {v: mt for v, mt in self.meters.items() if mid in (ofp.OFPM_ALL, v)}
+        wanted = {v: mt for v, mt in self._groups.meters.items() if mid in (ofp.OFPM_ALL, v)}
         by_phys = {mt.phys_id: v for v, mt in wanted.items()}
 
-        def reply(parts: list[bytes] | None) -> None:
+        def flows(vid: int) -> int:
+            table = self._ep.table
+            return sum(1 for vf in table if codec.parse_instructions(vf.instructions).meter == vid)
+
+        def reply(parts: Parts) -> None:
             if mtype == ofp.OFPMP_METER_FEATURES:
-                size = msgs.METER_FEATURES.size
-                body = parts[0][:size] if parts and len(parts[0]) >= size else bytes(size)
-                ch.send(msgs.multipart_reply(ch.version, xid, mtype, body))
+                ch.send(msgs.multipart_reply(ch.version, xid, mtype, meter_features_body(parts)))
                 return
-            entries = []
-            for body, off, length in codec.entries(parts, msgs.METER_STATS.size, len_at=4):
-                phys, size, _, pk_in, by_in, sec, nsec = msgs.METER_STATS.unpack_from(body, off)
-                vid = by_phys.get(phys)
-                if vid is not None:  # the same entry under the tenant's id and flow_count
-                    flows = sum(
-                        1 for vf in self.table
-                        if codec.parse_instructions(vf.instructions).meter == vid
-                    )  # fmt: skip
-                    entries.append(
-                        msgs.METER_STATS.pack(vid, size, flows, pk_in, by_in, sec, nsec)
-                        + body[off + msgs.METER_STATS.size : off + length]
-                    )
-            self._multipart_reply(ch, xid, ofp.OFPMP_METER, entries)
+            self._reply(conn, xid, ofp.OFPMP_METER, meter_stats_entries(by_phys, flows, parts))
 
         if session is None or not session.ready or (mtype == ofp.OFPMP_METER and not wanted):
             reply(None)
             return
-        conn.touched.add(self.view.dpid)
+        conn.touched.add(dpid)
         body = (
             b""
             if mtype == ofp.OFPMP_METER_FEATURES
