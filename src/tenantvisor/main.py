@@ -105,6 +105,10 @@ def main(argv: list[str] | None = None) -> int:
         "--down", type=float, help="reconnect: seconds a pswitch stays disconnected (default 1)"
     )
     b.add_argument(
+        "--interval", type=float,
+        help="failover, reconnect: ping interval in seconds (default 0.01)",
+    )  # fmt: skip
+    b.add_argument(
         "--role", choices=["both", "edge", "transit"], default="both",
         help="reconnect: flap the head-end pswitch, a transit one, or both",
     )  # fmt: skip
@@ -143,14 +147,14 @@ def main(argv: list[str] | None = None) -> int:
 
         return run_failover(
             cuts=args.cuts, quick=args.quick, remote=args.remote, iperf=args.iperf,
-            as_json=args.json, plot_path=args.plot, hold=args.hold,
+            as_json=args.json, plot_path=args.plot, hold=args.hold, interval=args.interval,
         )  # fmt: skip
     if args.cmd == "bench" and args.name == "reconnect":
         from tenantvisor.bench.reconnect import run_reconnect
 
         return run_reconnect(
             flaps=args.flaps, quick=args.quick, role=args.role, down=args.down,
-            as_json=args.json, plot_path=args.plot,
+            as_json=args.json, plot_path=args.plot, interval=args.interval,
         )  # fmt: skip
     if args.cmd == "bench" and args.name == "dnb":
         from tenantvisor.bench.dnb import run_dnb

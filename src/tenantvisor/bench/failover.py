@@ -269,10 +269,8 @@ def table(r: dict[str, Any]) -> str:
                 f"{_fmt(percentile([float(v) for v in lost], 99)):>8}"
                 f"{_fmt(float(max(lost, default=0))):>8}{'0' if phase == 'revert' else '':>8}"
             )
-            lines.append(
-                f"{label + 's the tenant saw':26}{x['tenant_saw']:>8}/{len(s['cuts'])}"
-                f"{'':>15}{'0':>8}"
-            )
+            saw = f"{x['tenant_saw']}/{len(s['cuts'])}"
+            lines.append(f"{label + 's the tenant saw':26}{saw:>8}{'':>16}{'0':>8}")
         downs = [c["cut"]["ovs_link_down_ms"] for c in s["cuts"] if c["cut"]["ovs_link_down_ms"]]
         lines.append(
             f"OVS reports both ports LINK_DOWN after {_fmt(percentile(downs, 50))} ms (p50)"
@@ -324,7 +322,8 @@ def plot(r: dict[str, Any], path: str) -> None:
             if seen:
                 ax.plot([p[0] for p in seen], [max(p[1], 1) * 1.3 for p in seen], "kv",
                         ms=5, ls="none", label="tenant got a message")  # fmt: skip
-        ax.set_yscale("symlog", linthresh=10)
+        if max(cut + rev, default=0) > 10 * GOAL_LOCAL_OUTAGE_MS:
+            ax.set_yscale("symlog", linthresh=10)  # seconds-long outages next to milliseconds
         ax.set(title=f"{name}: cut {s['cut_link']} ({s['ping']})", xlabel="cut",
                ylabel="outage (ms)")  # fmt: skip
         ax.set_xticks(xs)
@@ -351,6 +350,7 @@ def run_failover(
     as_json: bool = False,
     plot_path: str | None = None,
     hold: float | None = None,
+    interval: float | None = None,
 ) -> int:
     if os.geteuid() != 0:
         print("tenantvisor bench: run as root (network namespaces, Open vSwitch)", file=sys.stderr)
@@ -361,9 +361,13 @@ def run_failover(
         hold=hold if hold is not None else base.hold,
         remote=remote,
         iperf=iperf,
+        interval=interval if interval is not None else base.interval,
     )
-    if cfg.cuts < 1 or cfg.hold <= 0:
-        print("tenantvisor bench: --cuts must be >= 1 and --hold > 0", file=sys.stderr)
+    if cfg.cuts < 1 or cfg.hold <= 0 or not 0.001 <= cfg.interval <= 1:
+        print(
+            "tenantvisor bench: --cuts must be >= 1, --hold > 0, --interval 0.001-1 s",
+            file=sys.stderr,
+        )
         return 2
     result = run(cfg)
     path = plot_path or (None if as_json else "bench-failover.png")

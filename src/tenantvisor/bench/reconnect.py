@@ -55,13 +55,19 @@ class Config:
 QUICK = Config(flaps=3, down=0.5, settle=1.0)
 
 
-def flow_mods_for_reconnect(before: int | None, after: int | None) -> int | None:
-    """FLOW_MODs sent for one reconnect from the per-pswitch counter read before and after.
+def flow_mods_for_reconnect(
+    before: int | None, after: int | None, restarted: bool = False
+) -> int | None:
+    """FLOW_MODs sent for one reconnect, from the pswitch's `flow_mods_sent` read before and
+    after.
 
-    A lower value after means the counter restarted with the new session: all of it counts."""
+    The daemon may count per connection: a value lower after than before shows the count
+    restarted with the new session, and all of it was sent for the reconnect; `restarted`
+    says so when an earlier flap proved it (a restarted count equal to the old one would
+    otherwise read as 0).  Otherwise the counter is taken as cumulative: the difference."""
     if before is None or after is None:
         return None
-    return after if after < before else after - before
+    return after if restarted or after < before else after - before
 
 
 def role_switches(net: RingNet) -> dict[str, str]:
@@ -72,7 +78,16 @@ def role_switches(net: RingNet) -> dict[str, str]:
     return {"edge": path[0][0], "transit": path[0][1]}
 
 
-def flap(net: RingNet, pm: PingMonitor, mon: FlowMonitor, sw: str, cfg: Config) -> dict[str, Any]:
+@dataclass
+class Counting:
+    """What the run learned about the daemon's `flow_mods_sent`: per session or not."""
+
+    per_session: bool = False
+
+
+def flap(
+    net: RingNet, pm: PingMonitor, mon: FlowMonitor, sw: str, cfg: Config, counting: Counting
+) -> dict[str, Any]:
     if not pm.wait_replies(5, time.time(), timeout=10):
         raise RuntimeError(net.explain(f"no replies h1 -> h3 before flapping {sw}"))
     before_status = net.pswitch(sw) or {}
@@ -81,10 +96,11 @@ def flap(net: RingNet, pm: PingMonitor, mon: FlowMonitor, sw: str, cfg: Config) 
     t_dump0 = time.time()
     t0 = time.time()
     net.fab.disconnect_controller([sw])
-    gone = net.wait_pswitch(sw, present=False, timeout=max(5.0, cfg.down + 4))
+    gone = net.wait_pswitch(sw, present=False, timeout=cfg.down)
     time.sleep(max(0.0, t0 + cfg.down - time.time()))
     t_back = time.time()
     net.fab.reconnect_controller([sw])
+    # the daemon's view: OVS's own is_connected column lags by seconds
     back = net.wait_pswitch(sw, present=True, timeout=20)
     time.sleep(cfg.settle)
     after_status = net.pswitch(sw) or {}
@@ -93,17 +109,19 @@ def flap(net: RingNet, pm: PingMonitor, mon: FlowMonitor, sw: str, cfg: Config) 
     t_dump1 = t_end = time.time()
     time.sleep(0.2)
     w = pm.window(t0, t_end)
+    if fm0 is not None and fm1 is not None and fm1 < fm0:
+        counting.per_session = True
     return {
         "switch": sw,
         **w.as_dict(),
-        "flow_mods": flow_mods_for_reconnect(fm0, fm1),
+        "flow_mods": flow_mods_for_reconnect(fm0, fm1, counting.per_session and gone is not None),
         "flow_mods_sent_before": fm0,
         "flow_mods_sent_after": fm1,
         "table_changes": mon.since(t0),
         "rules_not_kept": younger(flows0, flows1, t_dump1 - t_dump0),
         "rules": len(flows0),
         "tenant_messages": [e.name for e in net.ctl.since(t0, t_end)],
-        "daemon_saw_gone_ms": None if gone is None else round(gone * 1e3, 1),
+        "daemon_saw_gone_ms": None if gone is None else round(gone * 1e3, 1),  # from the cut
         "reconnect_ms": None if back is None else round(back * 1e3, 1),
         "disconnected_s": round(t_back - t0, 3),
         "status_after": {k: v for k, v in after_status.items() if k not in ("dpid", "peer")},
@@ -125,6 +143,7 @@ def run(cfg: Config, progress: bool = True) -> dict[str, Any]:
     with ring_network(strict_backup=False, log_level="warning") as net:
         bar.step("ring, daemon, tenant and controller up")
         switches = role_switches(net)
+        counting = Counting()
         result["path"] = " ".join(f"{a}-{b}" for a, b in net.path("AC") or [])
         pm = PingMonitor(net.fab.host("h1").netns, net.host_ip("h3"), cfg.interval).start()
         try:
@@ -133,7 +152,7 @@ def run(cfg: Config, progress: bool = True) -> dict[str, Any]:
                 flaps = []
                 with FlowMonitor(net.fab, sw) as mon:
                     for i in range(cfg.flaps):
-                        f = flap(net, pm, mon, sw, cfg)
+                        f = flap(net, pm, mon, sw, cfg, counting)
                         f["i"] = i
                         flaps.append(f)
                         bar.step(
@@ -271,6 +290,7 @@ def run_reconnect(
     down: float | None = None,
     as_json: bool = False,
     plot_path: str | None = None,
+    interval: float | None = None,
 ) -> int:
     if os.geteuid() != 0:
         print("tenantvisor bench: run as root (network namespaces, Open vSwitch)", file=sys.stderr)
@@ -281,9 +301,13 @@ def run_reconnect(
         down=down if down is not None else base.down,
         settle=base.settle,
         roles=("edge", "transit") if role == "both" else (role,),
+        interval=interval if interval is not None else base.interval,
     )
-    if cfg.flaps < 1 or cfg.down <= 0:
-        print("tenantvisor bench: --flaps must be >= 1 and --down > 0", file=sys.stderr)
+    if cfg.flaps < 1 or cfg.down <= 0 or not 0.001 <= cfg.interval <= 1:
+        print(
+            "tenantvisor bench: --flaps must be >= 1, --down > 0, --interval 0.001-1 s",
+            file=sys.stderr,
+        )
         return 2
     result = run(cfg)
     path = plot_path or (None if as_json else "bench-reconnect.png")

@@ -586,7 +586,11 @@ class Fabric:
         self.set_controller(self.controller, switches)
 
     def controller_connected(self, switch: str) -> bool:
-        """Whether OVS reports ``switch``'s controller connection as up."""
+        """Whether OVS reports ``switch``'s controller connection as up in its database.
+
+        OVS refreshes that column only every few seconds (measured: 3.5 s after the
+        connection was really back), so this tells a state, not the moment it changed; ask
+        the controller for that."""
         ovs = self._require_ovs()
         uuids = ovs.vsctl("get", "Bridge", self.bridge(switch), "controller").strip(" []\n")
         if not uuids:

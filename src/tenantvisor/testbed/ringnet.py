@@ -96,21 +96,31 @@ class RingNet:
         return [(self.switch_of(h["src_dpid"]), self.switch_of(h["dst_dpid"])) for h in hops]
 
     def pswitch(self, switch: str) -> dict[str, Any] | None:
-        """The daemon's status entry of ``switch`` (None while it is not connected)."""
+        """The daemon's status entry of ``switch``; None while it is not connected (absent,
+        or listed with ``connected: false``)."""
         dpid = self.dpid(switch)
         for ps in self.daemon.get("/v1/status").json()["pswitches"]:
-            if ps["dpid"] == dpid:
+            if ps["dpid"] == dpid and ps.get("connected", True):
                 return dict(ps)
         return None
 
     def wait_pswitch(self, switch: str, present: bool, timeout: float = 15.0) -> float | None:
-        """Wait until the daemon has (or has no longer) ``switch``; the time it took, or None."""
+        """Wait until the daemon has ``switch`` connected (and synced, when its status says
+        so), or no longer connected; the time it took, or None."""
         t0 = time.monotonic()
         while time.monotonic() - t0 < timeout:
-            if (self.pswitch(switch) is not None) == present:
+            ps = self.pswitch(switch)
+            if present and ps is not None and ps.get("synced", True):
+                return time.monotonic() - t0
+            if not present and ps is None:
                 return time.monotonic() - t0
             time.sleep(0.02)
         return None
+
+    def wait_links(self, timeout: float = 20.0) -> None:
+        """Wait until the daemon knows every fabric link again (both directions)."""
+        want = 2 * len(self.fab.topo.links)
+        self.daemon.wait_for(f"{want} link directions", lambda st: st["links"] == want, timeout)
 
     def flow_mods_sent(self, switch: str) -> int | None:
         ps = self.pswitch(switch)
