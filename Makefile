@@ -10,7 +10,8 @@ APT_PKGS  := openvswitch-switch openvswitch-common openvswitch-testcontroller mi
 # One binary per package above, to tell whether apt-get has anything to do.
 APT_BINS  := ovs-vswitchd ovsdb-server ovs-testcontroller mn iperf3 ethtool ip ping pgrep gcc
 
-.PHONY: demo test deps venv faucet-venv lint typecheck unit check-root clean bench
+.PHONY: demo test deps venv faucet-venv lint typecheck unit check-root clean bench bench-dnb \
+        bench-failover bench-reconnect
 
 demo: deps venv
 	$(VENV)/bin/tenantvisor demo
@@ -33,6 +34,14 @@ bench: deps venv
 
 bench-dnb: deps venv
 	$(VENV)/bin/tenantvisor bench dnb
+
+# Link cuts on a vlink with a backup path (local and remote to the head-end), then control
+# connection flaps of a head-end and a transit pswitch; each writes bench-<name>.png.
+bench-failover: deps venv
+	$(VENV)/bin/tenantvisor bench failover --remote
+
+bench-reconnect: deps venv
+	$(VENV)/bin/tenantvisor bench reconnect
 
 check-root:
 	@[ "$$(id -u)" = 0 ] || { echo "tenantvisor: run as root (network namespaces, Open vSwitch)"; exit 1; }
