@@ -94,6 +94,7 @@ class VSwitch:
 
     def __init__(self, view: VSwitchView = VIEW) -> None:
         self.view = view
+        self.views = {view.dpid: view}
         self.vdpid = VDPID
         self.label = "tenant=t net=1 vswitch=0000000000000033 dpid=0000000000000009"
         self.host = Host()
@@ -408,3 +409,47 @@ def test_unknown_malformed_and_table_changing_requests() -> None:
     assert exc.value.type == ofp.OFPET_TABLE_FEATURES_FAILED
     stats.multipart(conn, 7, msgs.multipart_request(codec.VERSION, 7, ofp.OFPMP_TABLE_FEATURES))
     assert [t.table_id for r in replies(conn) for t in r.body] == [0, 1, 2, 3]
+
+
+# --- a big switch: counters from every pswitch it spans ----------------------------------------
+OTHER_DPID = 11
+BIG_FIRST = VSwitchView(NET, 3, VDPID, DPID, 4, {
+    1: PortMap(1, 11, tx_group=901, hairpin_group=902),
+    4: PortMap(4, 2, link_tag=7, is_link=True, exits=((2, 7),), remote=True),
+})  # fmt: skip
+BIG_OTHER = VSwitchView(NET, 3, VDPID, OTHER_DPID, 4, {
+    1: PortMap(1, 3, link_tag=8, is_link=True, exits=((3, 8),), remote=True),
+    4: PortMap(4, 5, tx_group=911, hairpin_group=912),
+})  # fmt: skip
+
+
+def big_setup() -> tuple[VSwitch, VSwitchStats, Conn]:
+    vs, _, stats, conn = setup(BIG_FIRST)
+    vs.views = {DPID: BIG_FIRST, OTHER_DPID: BIG_OTHER}
+    vs.host.sessions[OTHER_DPID] = Session()
+    return vs, stats, conn
+
+
+def test_a_big_switchs_rule_counts_what_every_copy_counted() -> None:
+    vs, stats, conn = big_setup()
+    a = rule(vs, 0, 10, cookie=0xA)
+    ask(stats, conn, p.OFPFlowStatsRequest(DP, 0, ofp.OFPTT_ALL, ofp.OFPP_ANY, ofp.OFPG_ANY))
+    assert conn.touched == {DPID, OTHER_DPID}
+    vs.host.sessions[DPID].answer(phys_flow_stats(a.serial, 2, 200))
+    assert conn.channel.sent == []  # waits for every pswitch
+    vs.host.sessions[OTHER_DPID].answer(phys_flow_stats(a.serial, 3, 300))
+    (r,) = replies(conn)
+    assert [(s.packet_count, s.byte_count) for s in r.body] == [(5, 500)]
+
+
+def test_a_big_switchs_vport_counts_tx_on_its_own_pswitch() -> None:
+    vs, stats, conn = big_setup()
+    vs.host.classified = {(VDPID, 1): [1, 100], (VDPID, 4): [2, 200]}
+    ask(stats, conn, p.OFPPortStatsRequest(DP, 0, ofp.OFPP_ANY))
+    assert vs.host.classified_dpids == {DPID, OTHER_DPID}
+    vs.host.sessions[DPID].answer(group_stats(901, 4, 400) + group_stats(911, 50, 50))
+    vs.host.sessions[OTHER_DPID].answer(group_stats(911, 6, 600) + group_stats(901, 70, 70))
+    (r,) = replies(conn)
+    got = {s.port_no: (s.rx_packets, s.tx_packets, s.tx_bytes) for s in r.body}
+    # the same group id on another pswitch is somebody else's: never mixed in
+    assert got == {1: (1, 4, 400), 4: (2, 6, 600)}

@@ -65,6 +65,9 @@ class StatsContext(Protocol):
     def view(self) -> VSwitchView: ...  # the first pswitch's
 
     @property
+    def views(self) -> Mapping[int, VSwitchView]: ...  # every pswitch's (a big switch: several)
+
+    @property
     def vdpid(self) -> int: ...
 
     @property
@@ -333,17 +336,31 @@ class VSwitchStats:
         """Packet and byte counts of this vswitch's rules, by serial, read from the pswitch in
         one request (the network's cookie, infrastructure rules excluded).  A pswitch that is
         down has none of the rules: their counts are 0."""
-        view = self._ep.view
-        session = self._ep.host.session(view.dpid)
-        if session is None or not session.ready:
+        ep = self._ep
+        sessions = [(d, s) for d in ep.views if (s := ep.host.session(d)) is not None and s.ready]
+        if not sessions:
             done({})
             return
-        conn.touched.add(view.dpid)  # a later BARRIER reply must follow this reply
         req = msgs.flow_stats_request(
-            cookie=layout.net_cookie(view.net_id),
+            cookie=layout.net_cookie(ep.view.net_id),
             cookie_mask=layout.NET_COOKIE_MASK | layout.INFRA_BIT,
         )
-        session.multipart(ofp.OFPMP_FLOW, req, lambda parts: done(flow_counts(parts)))
+        # a big switch's rule has a copy on each pswitch where packets enter: they add up
+        total: Counts = {}
+        waiting = {d for d, _ in sessions}
+
+        def add(dpid: int, parts: Parts) -> None:
+            for serial, (pk, by) in flow_counts(parts).items():
+                c = total.setdefault(serial, [0, 0])
+                c[0] += pk
+                c[1] += by
+            waiting.discard(dpid)
+            if not waiting:
+                done(total)
+
+        for d, s in sessions:
+            conn.touched.add(d)  # a later BARRIER reply must follow this reply
+            s.multipart(ofp.OFPMP_FLOW, req, lambda parts, d=d: add(d, parts))  # type: ignore[misc]
 
     def _flow_stats(self, conn: TenantConn, xid: int, msg: bytes, mtype: int) -> None:
         table_id, out_port, out_group, cookie, mask, match = msgs.parse_flow_stats_request(msg)
@@ -390,29 +407,43 @@ class VSwitchStats:
             ports = [port_no]
         else:
             raise OFError(ofp.OFPET_BAD_REQUEST, ofp.OFPBRC_BAD_PORT, f"port {port_no}")
-        peers = {n: host.vlink_peer(view.net_id, vdpid, n) for n in ports if view.ports[n].is_link}
-        dpids = {view.dpid} | {pe[0] for pe in peers.values() if pe is not None}
+        # each vport as the pswitch it is on sees it (a big switch's vports are on several)
+        local = {}
+        for n in ports:
+            local[n] = next(
+                (v for v in ep.views.values() if n in v.ports and not v.ports[n].remote), view
+            )
+        peers = {
+            n: host.vlink_peer(view.net_id, vdpid, n)
+            for n in ports
+            if local[n].ports[n].is_link and not local[n].ports[n].remote
+        }
+        dpids = set(ep.views) | {pe[0] for pe in peers.values() if pe is not None}
         conn.touched |= dpids
         duration = msgs.sec_nsec(time.monotonic() - ep.created)
         edge_groups = {
-            n: (pm.tx_group, pm.hairpin_group)
+            n: (local[n].dpid, pm.tx_group, pm.hairpin_group)
             for n in ports
-            if (pm := view.ports[n]).tx_group is not None and pm.hairpin_group is not None
+            if (pm := local[n].ports[n]).tx_group is not None and pm.hairpin_group is not None
         }
 
-        def reply(counts: dict[tuple[int, int], list[int]], sent: dict[int, list[int]]) -> None:
+        def reply(
+            counts: dict[tuple[int, int], list[int]], sent: dict[tuple[int, int], list[int]]
+        ) -> None:
             entries = []
             for n in ports:
                 rx = counts.get((vdpid, n), [0, 0])
-                if ep.view.of10:  # classification is folded into rules there: no count
+                if local[n].of10:  # classification is folded into rules there: no count
                     rx = [_UNKNOWN, _UNKNOWN]
                 if n in peers:
                     pe = peers[n]
                     tx = counts.get((pe[1], pe[2]), [0, 0]) if pe is not None else [0, 0]
                 elif n in edge_groups:
                     tx = [0, 0]
-                    for gid in edge_groups[n]:
-                        tx = [a + b for a, b in zip(tx, sent.get(gid, [0, 0]), strict=True)]
+                    dpid, *gids = edge_groups[n]
+                    for gid in gids:
+                        got = sent.get((dpid, gid), [0, 0])
+                        tx = [a + b for a, b in zip(tx, got, strict=True)]
                 else:
                     tx = [_UNKNOWN, _UNKNOWN]
                 entries.append(
@@ -421,21 +452,28 @@ class VSwitchStats:
             self._reply(conn, xid, ofp.OFPMP_PORT_STATS, entries)
 
         def then_groups(counts: dict[tuple[int, int], list[int]]) -> None:
-            s = host.session(view.dpid)
-            if not edge_groups or s is None or not s.ready:
+            want: dict[int, set[int]] = {}
+            for dpid, tx, hp in edge_groups.values():
+                want.setdefault(dpid, set()).update((tx, hp))
+            asks = [(d, s) for d in want if (s := host.session(d)) is not None and s.ready]
+            if not asks:
                 reply(counts, {})
                 return
-            s.multipart(ofp.OFPMP_GROUP, msgs.GROUP_STATS_REQUEST.pack(ofp.OFPG_ALL),
-                        lambda parts: edge_tx(counts, parts))  # fmt: skip
+            sent: dict[tuple[int, int], list[int]] = {}
+            waiting = {d for d, _ in asks}
 
-        def edge_tx(counts: dict[tuple[int, int], list[int]], parts: Parts) -> None:
-            wanted = {g for pair in edge_groups.values() for g in pair}
-            sent: dict[int, list[int]] = {}
-            for body, off, _ in codec.entries(parts, msgs.GROUP_STATS.size):
-                _, gid, _, packets, nbytes, _, _ = msgs.GROUP_STATS.unpack_from(body, off)
-                if gid in wanted:
-                    sent[gid] = [packets, nbytes]
-            reply(counts, sent)
+            def edge_tx(dpid: int, parts: Parts) -> None:
+                for body, off, _ in codec.entries(parts, msgs.GROUP_STATS.size):
+                    _, gid, _, packets, nbytes, _, _ = msgs.GROUP_STATS.unpack_from(body, off)
+                    if gid in want[dpid]:
+                        sent[(dpid, gid)] = [packets, nbytes]
+                waiting.discard(dpid)
+                if not waiting:
+                    reply(counts, sent)
+
+            for d, s in asks:
+                s.multipart(ofp.OFPMP_GROUP, msgs.GROUP_STATS_REQUEST.pack(ofp.OFPG_ALL),
+                            lambda parts, d=d: edge_tx(d, parts))  # type: ignore[misc]  # fmt: skip
 
         host.classified_counts(view.net_id, dpids, then_groups)
 
