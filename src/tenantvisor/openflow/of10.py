@@ -15,18 +15,32 @@ from collections.abc import Callable
 from os_ken.ofproto import ofproto_v1_0 as o10
 from os_ken.ofproto import ofproto_v1_3 as o13
 
-from tenantvisor.openflow import codec, oxm
+from tenantvisor.openflow import codec, messages, oxm
 from tenantvisor.openflow.codec import MalformedMessage, OFError, Oxm
 
 V10 = o10.OFP_VERSION
 MATCH = struct.Struct(o10.OFP_MATCH_PACK_STR)  # 40 bytes
-_FLOW_MOD = struct.Struct("!QHHHHIHH")  # cookie, command, idle, hard, prio, buffer, out_port, flags
-_PACKET_OUT = struct.Struct("!IHH")
-_PACKET_IN = struct.Struct("!IHHBx")
-_PHY_PORT = struct.Struct(o10.OFP_PHY_PORT_PACK_STR)
+FLOW_MOD10 = struct.Struct("!QHHHHIHH")
+"""OpenFlow 1.0 ofp_flow_mod after its 40-byte ofp_match: cookie, command, idle_timeout,
+hard_timeout, priority, buffer_id, out_port, flags; the actions follow (offset 72)."""
+PACKET_OUT10 = struct.Struct("!IHH")
+"""OpenFlow 1.0 ofp_packet_out body: buffer_id, in_port, actions_len; the actions, then the
+frame, follow (offset 16)."""
+PACKET_IN10 = struct.Struct("!IHHBx")
+"""OpenFlow 1.0 ofp_packet_in body: buffer_id, total_len, in_port, reason, pad; the frame
+follows (offset 18)."""
+PHY_PORT = struct.Struct(o10.OFP_PHY_PORT_PACK_STR)
+"""OpenFlow 1.0 ofp_phy_port (FEATURES_REPLY entries, PORT_STATUS): port_no, hw_addr, name,
+config, state, curr, advertised, supported, peer (48 bytes)."""
+PORT_STATUS10 = struct.Struct("!B7x")
+"""OpenFlow 1.0 ofp_port_status body before its ofp_phy_port: reason (OFPPR_*), 7 pad."""
 _PORT13 = struct.Struct(o13.OFP_PORT_PACK_STR)
-_FEATURES = struct.Struct("!QIB3xII")
-_FLOW_REMOVED = struct.Struct("!QHBxIIH2xQQ")
+SWITCH_FEATURES10 = struct.Struct("!QIB3xII")
+"""OpenFlow 1.0 ofp_switch_features (FEATURES_REPLY body): datapath_id, n_buffers, n_tables,
+3 pad, capabilities, actions; one PHY_PORT per port follows (offset 32)."""
+FLOW_REMOVED10 = struct.Struct("!QHBxIIH2xQQ")
+"""OpenFlow 1.0 ofp_flow_removed after its 40-byte ofp_match: cookie, priority, reason, pad,
+duration_sec, duration_nsec, idle_timeout, 2 pad, packet_count, byte_count (offset 48)."""
 _FLOW_STATS = struct.Struct("!HBx")
 _FLOW_STATS_TAIL = struct.Struct("!IIHHH6xQQQ")
 _TABLE_STATS = struct.Struct("!B3x32sIIIQQ")
@@ -37,6 +51,7 @@ FLOW_STATS_REQUEST10 = struct.Struct("!BxH")
 """OpenFlow 1.0 ofp_flow_stats_request after its 40-byte ofp_match: table_id (0xff: all),
 pad, out_port (OFPP_NONE: any)."""
 _B = codec.OXM_CLASS_OPENFLOW_BASIC
+_EMPTY_MATCH13 = codec.encode_match([])
 # 1.0 actions a vswitch offers: OUTPUT .. SET_TP_DST
 ACTIONS_OFFERED = (1 << (o10.OFPAT_SET_TP_DST + 1)) - 1
 CAPABILITIES = o10.OFPC_FLOW_STATS | o10.OFPC_TABLE_STATS | o10.OFPC_PORT_STATS
@@ -278,7 +293,7 @@ def flow_mod_to13(msg: bytes, xid: int) -> bytes:
     if len(msg) < 72:
         raise MalformedMessage("OpenFlow 1.0 FLOW_MOD shorter than 72 bytes")
     match, proto, untagged = match_to13(msg, 8)
-    cookie, command, idle, hard, prio, buffer_id, out_port, flags = _FLOW_MOD.unpack_from(msg, 48)
+    cookie, command, idle, hard, prio, buffer_id, out_port, flags = FLOW_MOD10.unpack_from(msg, 48)
     if flags & o10.OFPFF_EMERG:
         raise OFError(o13.OFPET_FLOW_MOD_FAILED, o13.OFPFMFC_BAD_FLAGS, "no emergency table")
     actions = actions_to13(msg[72:], proto, untagged)
@@ -294,7 +309,7 @@ def flow_mod_to13(msg: bytes, xid: int) -> bytes:
 def packet_out_to13(msg: bytes, xid: int) -> bytes:
     if len(msg) < 16:
         raise MalformedMessage("OpenFlow 1.0 PACKET_OUT shorter than 16 bytes")
-    buffer_id, in_port, alen = _PACKET_OUT.unpack_from(msg, 8)
+    buffer_id, in_port, alen = PACKET_OUT10.unpack_from(msg, 8)
     if 16 + alen > len(msg):
         raise MalformedMessage("OpenFlow 1.0 PACKET_OUT actions overrun the message")
     actions = actions_to13(msg[16 : 16 + alen], None, None)
@@ -343,12 +358,12 @@ def phy_port(port13: bytes) -> bytes:
     (port_no, hw, name, config, state, _curr, _adv, _sup, _peer, _cs, _ms) = _PORT13.unpack(port13)
     state10 = o10.OFPPS_LINK_DOWN if state & o13.OFPPS_LINK_DOWN else 0
     feats = o10.OFPPF_10GB_FD | o10.OFPPF_COPPER
-    return _PHY_PORT.pack(port_to10(port_no), hw, name, config & 0x7F, state10, feats, feats,
+    return PHY_PORT.pack(port_to10(port_no), hw, name, config & 0x7F, state10, feats, feats,
                           feats, 0)  # fmt: skip
 
 
 def features_reply(xid: int, dpid: int, ports13: list[bytes]) -> bytes:
-    body = _FEATURES.pack(dpid, 0, 1, CAPABILITIES, ACTIONS_OFFERED)
+    body = SWITCH_FEATURES10.pack(dpid, 0, 1, CAPABILITIES, ACTIONS_OFFERED)
     return _h10(o10.OFPT_FEATURES_REPLY, xid, body + b"".join(phy_port(p) for p in ports13))
 
 
@@ -435,12 +450,12 @@ class Of10Adapter:
             pi = codec.PacketIn.parse(msg)
             in_port = next((codec.oxm_int(o) for o in pi.match if o.field == oxm.IN_PORT), 0)
             reason = o10.OFPR_NO_MATCH if pi.reason == o13.OFPR_NO_MATCH else o10.OFPR_ACTION
-            body = _PACKET_IN.pack(o10.OFP_NO_BUFFER, pi.total_len, port_to10(in_port), reason)
+            body = PACKET_IN10.pack(o10.OFP_NO_BUFFER, pi.total_len, port_to10(in_port), reason)
             return _h10(o10.OFPT_PACKET_IN, xid, body + pi.data)
         if t == o13.OFPT_FLOW_REMOVED:
             fr = codec.FlowRemoved.parse(msg)
             reason = min(fr.reason, o10.OFPRR_DELETE)
-            body = match_to10(fr.match) + _FLOW_REMOVED.pack(
+            body = match_to10(fr.match) + FLOW_REMOVED10.pack(
                 fr.cookie, fr.priority, reason, fr.duration_sec, fr.duration_nsec,
                 fr.idle_timeout, fr.packet_count, fr.byte_count,
             )  # fmt: skip
@@ -547,7 +562,7 @@ def flow_mod10(
         if command in (o10.OFPFC_DELETE, o10.OFPFC_DELETE_STRICT)
         else rule_actions10(instructions)
     )
-    body = match_to10(oxms) + _FLOW_MOD.pack(cookie, command, 0, 0, priority, o10.OFP_NO_BUFFER,
+    body = match_to10(oxms) + FLOW_MOD10.pack(cookie, command, 0, 0, priority, o10.OFP_NO_BUFFER,
                                              out_port, 0)  # fmt: skip
     return _h10(o10.OFPT_FLOW_MOD, xid, body + acts)
 
@@ -555,7 +570,7 @@ def flow_mod10(
 def packet_out10(xid: int, port: int, data: bytes) -> bytes:
     """A PACKET_OUT sending `data` out of one port of a 1.0 pswitch."""
     action = struct.pack("!HHHH", o10.OFPAT_OUTPUT, 8, port_to10(port), 0)
-    body = _PACKET_OUT.pack(o10.OFP_NO_BUFFER, o10.OFPP_NONE, len(action)) + action + data
+    body = PACKET_OUT10.pack(o10.OFP_NO_BUFFER, o10.OFPP_NONE, len(action)) + action + data
     return _h10(o10.OFPT_PACKET_OUT, xid, body)
 
 
@@ -563,7 +578,7 @@ def packet_out13_to10(msg: bytes) -> bytes:
     """A PACKET_OUT built for 1.3 (by the vswitch's translation) for a 1.0 pswitch."""
     po = codec.PacketOut.parse(msg)
     acts = actions10(po.actions)
-    body = _PACKET_OUT.pack(o10.OFP_NO_BUFFER, port_to10(po.in_port), len(acts)) + acts
+    body = PACKET_OUT10.pack(o10.OFP_NO_BUFFER, port_to10(po.in_port), len(acts)) + acts
     return _h10(o10.OFPT_PACKET_OUT, codec.u32(msg, 4), body + po.data)
 
 
@@ -572,10 +587,10 @@ def features10(msg: bytes) -> tuple[int, int, list[tuple[int, bytes, bytes, int,
     FEATURES_REPLY."""
     if len(msg) < 32:
         raise MalformedMessage("OpenFlow 1.0 FEATURES_REPLY too short")
-    dpid, _, n_tables, _, _ = _FEATURES.unpack_from(msg, 8)
+    dpid, _, n_tables, _, _ = SWITCH_FEATURES10.unpack_from(msg, 8)
     ports = []
-    for off in range(32, len(msg) - _PHY_PORT.size + 1, _PHY_PORT.size):
-        no, hw, name, config, state, *_ = _PHY_PORT.unpack_from(msg, off)
+    for off in range(32, len(msg) - PHY_PORT.size + 1, PHY_PORT.size):
+        no, hw, name, config, state, *_ = PHY_PORT.unpack_from(msg, off)
         ports.append((no, hw, name, config, state))
     return dpid, n_tables, ports
 
@@ -591,8 +606,36 @@ def flow_stats_to13(body: bytes) -> bytes:
             break
         dsec, dnsec, prio, idle, hard, cookie, pk, by = _FLOW_STATS_TAIL.unpack_from(body, off + 44)
         out.append(
-            struct.pack("!HBxIIHHHH4xQQQ", 56, table, dsec, dnsec, prio, idle, hard, 0, cookie,
-                        pk, by) + codec.encode_match([])
+            messages.flow_stats_entry(table, (dsec, dnsec), prio, idle, hard, 0, cookie, pk, by,
+                                      _EMPTY_MATCH13, b"")
         )  # fmt: skip
         off += length
     return b"".join(out)
+
+
+def packet_in10_to13(msg: bytes) -> codec.PacketIn:
+    """A 1.0 pswitch's PACKET_IN in the shape of a 1.3 one: the in_port as an IN_PORT match
+    field; cookie, table and metadata 0 (a 1.0 switch names neither its rule nor a table)."""
+    if len(msg) < 8 + PACKET_IN10.size:
+        raise MalformedMessage("OpenFlow 1.0 PACKET_IN too short")
+    buffer_id, total_len, in_port, reason = PACKET_IN10.unpack_from(msg, 8)
+    match = [_oxm(oxm.IN_PORT, port_to13(in_port), 4)]
+    return codec.PacketIn(buffer_id, total_len, reason, 0, 0, match, msg[8 + PACKET_IN10.size :])
+
+
+def flow_removed10_to13(msg: bytes) -> codec.FlowRemoved:
+    """A 1.0 pswitch's FLOW_REMOVED in the shape of a 1.3 one (table 0, no hard timeout)."""
+    if len(msg) < 8 + MATCH.size + FLOW_REMOVED10.size:
+        raise MalformedMessage("OpenFlow 1.0 FLOW_REMOVED too short")
+    match, _, _ = match_to13(msg, 8)
+    cookie, prio, reason, dsec, dnsec, idle, pk, by = FLOW_REMOVED10.unpack_from(msg, 48)
+    return codec.FlowRemoved(cookie, prio, reason, 0, dsec, dnsec, idle, 0, pk, by, match)
+
+
+def port_status10(msg: bytes) -> tuple[int, tuple[int, bytes, bytes, int, int]]:
+    """(reason, (port_no, hw_addr, name, config, state)) of a 1.0 PORT_STATUS."""
+    if len(msg) < 8 + PORT_STATUS10.size + PHY_PORT.size:
+        raise MalformedMessage("OpenFlow 1.0 PORT_STATUS too short")
+    (reason,) = PORT_STATUS10.unpack_from(msg, 8)
+    no, hw, name, config, state, *_ = PHY_PORT.unpack_from(msg, 8 + PORT_STATUS10.size)
+    return reason, (no, hw, name, config, state)
