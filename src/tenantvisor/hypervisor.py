@@ -24,7 +24,7 @@ from os_ken.ofproto import ofproto_v1_3 as ofp
 from tenantvisor.compile.network import NetworkState, compile_network, release_unused
 from tenantvisor.mapping import layout
 from tenantvisor.mapping.alloc import IdAllocator, IdSpaceExhausted
-from tenantvisor.openflow import codec, of10, oxm
+from tenantvisor.openflow import codec, oxm
 from tenantvisor.openflow.codec import MalformedMessage
 from tenantvisor.physical import discovery
 from tenantvisor.physical.session import PSwitchSession
@@ -135,10 +135,6 @@ class Hypervisor:
         if ep is not None:
             ep.lldp_in(other.vport, data)
 
-    def _is_of10(self, dpid: int) -> bool:
-        info = self.topo.switches.get(dpid)
-        return info is not None and info.of_version == 1
-
     def alloc_id(self, kind: str, dpid: int) -> int | None:
         """A physical group or meter id on this pswitch for some tenant's group or meter
         (None: none left).  Same space as the compiler's own groups."""
@@ -211,7 +207,7 @@ class Hypervisor:
             old.channel.close("replaced by a new connection")
         self.sessions[s.dpid] = s
         self.topo.add_switch(
-            PSwitchInfo(s.dpid, dict(s.ports), s.n_tables, of_version=s.channel.version)
+            PSwitchInfo(s.dpid, dict(s.ports), s.n_tables, of_version=s.driver.version)
         )
         dpid = s.dpid
 
@@ -219,15 +215,17 @@ class Hypervisor:
             s.synced = True
             self.sync_messages[dpid] = sent
 
-        sync(s, lambda: self._desired_for(dpid, s.is_of10), synced)
+        sync(s, lambda: self._desired_for(dpid, s), synced)
         for other in self.sessions.values():  # its neighbours find it now, not in a second
             self._probe(other)
         self._topology_changed()
 
-    def _desired_for(self, dpid: int, is_of10: bool) -> SwitchDesired:
+    def _desired_for(self, dpid: int, s: PSwitchSession) -> SwitchDesired:
         """Everything pswitch `dpid` should hold now: the provider's rules, every network's
         compiled rules and groups there, and the tenants' rules, groups and meters."""
-        want = SwitchDesired(rules=infra.provider_flows(dpid, of10=is_of10))
+        # one table: discovery and an explicit drop (table misses go to the controller)
+        one_table = not s.driver.multi_table
+        want = SwitchDesired(rules=infra.provider_flows(dpid, of10=one_table))
         for st in self.states.values():
             want.rules.extend(pf for pf in st.rules.values() if pf.dpid == dpid)
             want.groups.extend(g for (d, _), g in st.groups.items() if d == dpid)
@@ -262,27 +260,12 @@ class Hypervisor:
                 self._probe(s)
         self._topology_changed()
 
-    def packet_in(self, s: PSwitchSession, msg: bytes) -> None:
-        if s.is_of10:  # our probes, and tenants' packets marked with their ingress vport
-            if len(msg) < 18 or s.dpid is None:
-                return
-            data = msg[18:]
-            if data[12:14] == b"\x81\x00" and len(data) >= 18:
-                owner = self.marker_owner.get((s.dpid, codec.u16(data, 14) & 0xFFF))
-                ep = None if owner is None else self.by_index.get(owner[0])
-                if owner is not None and ep is not None and ep.view.dpid == s.dpid:
-                    total = codec.u16(msg, 12) - 4
-                    ep.packet_in_marked(owner[1], data[:12] + data[16:], total, owner[2])
-                return
-            self._lldp_in(s, of10.port_to13(codec.u16(msg, 14)), data)  # 1.0 in_port
-            return
-        try:
-            pi = codec.PacketIn.parse(msg)
-        except (MalformedMessage, codec.OFError) as exc:
-            log.warning("%r: bad PACKET_IN: %s", s, exc)
+    def packet_in(self, s: PSwitchSession, pi: codec.PacketIn) -> None:
+        if not s.driver.packet_in_names_rule:
+            self._packet_in_marked(s, pi)
             return
         if pi.cookie == layout.DISCOVERY_COOKIE:
-            in_port = next((codec.oxm_int(o) for o in pi.match if o.field == oxm.IN_PORT), None)
+            in_port = _in_port(pi)
             if in_port is not None:
                 self._lldp_in(s, in_port, pi.data)
             return
@@ -297,12 +280,23 @@ class Hypervisor:
             return
         ep.packet_in(pi, meta)
 
-    def flow_removed(self, s: PSwitchSession, msg: bytes) -> None:
-        try:
-            fr = codec.FlowRemoved.parse(msg)
-        except (MalformedMessage, codec.OFError) as exc:
-            log.warning("%r: bad FLOW_REMOVED: %s", s, exc)
+    def _packet_in_marked(self, s: PSwitchSession, pi: codec.PacketIn) -> None:
+        """A switch whose PACKET_IN names no rule (OpenFlow 1.0): our probes, and tenants'
+        packets marked with a VLAN that names their ingress vport and reason."""
+        data = pi.data
+        if s.dpid is None:
             return
+        if data[12:14] == b"\x81\x00" and len(data) >= 18:
+            owner = self.marker_owner.get((s.dpid, codec.u16(data, 14) & 0xFFF))
+            ep = None if owner is None else self.by_index.get(owner[0])
+            if owner is not None and ep is not None and ep.view.dpid == s.dpid:
+                ep.packet_in_marked(owner[1], data[:12] + data[16:], pi.total_len - 4, owner[2])
+            return
+        in_port = _in_port(pi)
+        if in_port is not None:
+            self._lldp_in(s, in_port, data)
+
+    def flow_removed(self, s: PSwitchSession, fr: codec.FlowRemoved) -> None:
         if fr.cookie & layout.INFRA_BIT:
             return
         net_id = fr.cookie >> layout.NET_SHIFT
@@ -592,3 +586,7 @@ class Hypervisor:
                 for _, ep in sorted(self.endpoints.items())
             ],
         }
+
+
+def _in_port(pi: codec.PacketIn) -> int | None:
+    return next((codec.oxm_int(o) for o in pi.match if o.field == oxm.IN_PORT), None)

@@ -65,9 +65,13 @@ def sync(
     """Read what `s` has and send the difference from `desired()` (called when the dump is
     complete, so it sees every change made meanwhile); `done(messages sent)`."""
     assert s.dpid is not None
-    dpid = s.dpid
+    driver = s.driver
     got: dict[str, list[bytes] | None] = {}
-    kinds = ["flows"] if s.is_of10 else ["flows", "groups", "meters"]
+    kinds = ["flows"]
+    if driver.can_reconcile and driver.supports_groups:
+        kinds.append("groups")
+    if driver.can_reconcile and driver.supports_meters:
+        kinds.append("meters")
 
     def collect(kind: str) -> Callable[[list[bytes] | None], None]:
         def reply(parts: list[bytes] | None) -> None:
@@ -80,11 +84,10 @@ def sync(
     def finish() -> None:
         want = desired()
         before = s.flow_mods_sent
-        if s.is_of10:
-            # 1.0 flow statistics carry no comparable match: re-assert every rule with ADD,
-            # which replaces an identical rule in place (no loss), and delete nothing.
-            for pf in want.rules:
-                send_rule(s, pf, ofp.OFPFC_ADD)
+        if not driver.can_reconcile:
+            # flow statistics with no comparable match (OpenFlow 1.0): re-assert every rule
+            # with ADD, which replaces an identical rule in place (no loss), delete nothing
+            _reassert(s, want)
         else:
             _apply(s, want, got)
         sent = s.flow_mods_sent - before
@@ -92,10 +95,20 @@ def sync(
         done(sent)
 
     s.multipart(ofp.OFPMP_FLOW, _ALL_FLOWS + codec.encode_match([]), collect("flows"))
-    if not s.is_of10:
+    if "groups" in kinds:
         s.multipart(ofp.OFPMP_GROUP_DESC, b"", collect("groups"))
+    if "meters" in kinds:
         s.multipart(ofp.OFPMP_METER_CONFIG, struct.pack("!I4x", ofp.OFPM_ALL), collect("meters"))
-    del dpid
+
+
+def _reassert(s: PSwitchSession, want: SwitchDesired) -> None:
+    """Send every desired group and rule with ADD (which replaces in place): for a switch
+    that cannot be diffed against, or would not say what it has."""
+    if s.driver.supports_groups:
+        for g in want.groups:
+            send_group(s, g, ofp.OFPGC_ADD)
+    for pf in want.rules:
+        send_rule(s, pf, ofp.OFPFC_ADD)
 
 
 def _apply(s: PSwitchSession, want: SwitchDesired, got: Mapping[str, list[bytes] | None]) -> None:
@@ -103,10 +116,7 @@ def _apply(s: PSwitchSession, want: SwitchDesired, got: Mapping[str, list[bytes]
         # the switch would not tell: re-assert everything (ADD replaces in place), delete
         # nothing, rather than guess
         log.warning("%r gave no flow dump: re-asserting every rule", s)
-        for g in want.groups:
-            send_group(s, g, ofp.OFPGC_ADD)
-        for pf in want.rules:
-            send_rule(s, pf, ofp.OFPFC_ADD)
+        _reassert(s, want)
         return
     gplan = diff.reconcile_groups(want.groups, diff.parse_group_desc(got.get("groups")))
     have_meters = diff.parse_meter_config(got.get("meters"))
