@@ -13,7 +13,6 @@ import asyncio
 import itertools
 import logging
 import secrets
-import struct
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -24,7 +23,7 @@ from os_ken.ofproto import ofproto_v1_3 as ofp
 from tenantvisor.compile.network import NetworkState, compile_network, release_unused
 from tenantvisor.mapping import layout
 from tenantvisor.mapping.alloc import IdAllocator, IdSpaceExhausted
-from tenantvisor.openflow import codec, oxm
+from tenantvisor.openflow import codec, messages, oxm
 from tenantvisor.openflow.codec import MalformedMessage
 from tenantvisor.physical import discovery
 from tenantvisor.physical.session import PSwitchSession
@@ -46,8 +45,6 @@ from tenantvisor.virtual.model import VirtualNetwork, VPortKind
 
 log = logging.getLogger(__name__)
 N_TABLES_OFFERED = 64
-_STATS_REQ = struct.Struct("!B3xII4xQQ")
-_PK_BY = struct.Struct("!QQ")
 
 
 class Hypervisor:
@@ -171,21 +168,23 @@ class Hypervisor:
         if not waiting:
             done(counts)
             return
-        req = _STATS_REQ.pack(
-            ofp.OFPTT_ALL, ofp.OFPP_ANY, ofp.OFPG_ANY, layout.infra_cookie(net_id),
-            layout.ALL_ONES,
-        ) + codec.encode_match([])  # fmt: skip
+        req = messages.flow_stats_request(
+            cookie=layout.infra_cookie(net_id), cookie_mask=layout.ALL_ONES
+        )
 
         def collect(dpid: int) -> Callable[[list[bytes] | None], None]:
             def parse(parts: list[bytes] | None) -> None:
-                for body, off, length in codec.entries(parts, 56):
-                    prio = codec.u16(body, off + 12)
-                    packets, nbytes = _PK_BY.unpack_from(body, off + 32)
+                for body, off, length in codec.entries(parts, messages.FLOW_STATS.size + 8):
+                    _, table, _, _, prio, *_, packets, nbytes = messages.FLOW_STATS.unpack_from(
+                        body, off
+                    )
                     try:
-                        oxms, _ = codec.parse_match(body[: off + length], off + 48)
+                        oxms, _ = codec.parse_match(
+                            body[: off + length], off + messages.FLOW_STATS.size
+                        )
                     except (MalformedMessage, codec.OFError):
                         continue  # not one of our classification rules
-                    into = keys.get((dpid, body[off + 2], prio, normalize(oxms)))
+                    into = keys.get((dpid, table, prio, normalize(oxms)))
                     if into is not None:
                         c = counts.setdefault((into[0], into[1]), [0, 0])
                         c[0] += packets

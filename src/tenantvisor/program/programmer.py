@@ -11,13 +11,12 @@ or group changes: they are part of the desired state the sync reads when the dum
 from __future__ import annotations
 
 import logging
-import struct
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from os_ken.ofproto import ofproto_v1_3 as ofp
 
-from tenantvisor.openflow import codec
+from tenantvisor.openflow import codec, messages
 from tenantvisor.physical.session import PSwitchSession
 from tenantvisor.program import diff
 from tenantvisor.translate.flow import PhysFlow
@@ -25,7 +24,6 @@ from tenantvisor.translate.group import GroupSpec, delete_group
 from tenantvisor.translate.meter import meter_mod
 
 log = logging.getLogger(__name__)
-_ALL_FLOWS = struct.pack("!B3xII4xQQ", ofp.OFPTT_ALL, ofp.OFPP_ANY, ofp.OFPG_ANY, 0, 0)
 
 
 @dataclass
@@ -94,11 +92,12 @@ def sync(
         log.info("%r reconciled: %d messages sent", s, sent)
         done(sent)
 
-    s.multipart(ofp.OFPMP_FLOW, _ALL_FLOWS + codec.encode_match([]), collect("flows"))
+    s.multipart(ofp.OFPMP_FLOW, messages.flow_stats_request(), collect("flows"))
     if "groups" in kinds:
         s.multipart(ofp.OFPMP_GROUP_DESC, b"", collect("groups"))
     if "meters" in kinds:
-        s.multipart(ofp.OFPMP_METER_CONFIG, struct.pack("!I4x", ofp.OFPM_ALL), collect("meters"))
+        all_meters = messages.METER_MULTIPART_REQUEST.pack(ofp.OFPM_ALL)
+        s.multipart(ofp.OFPMP_METER_CONFIG, all_meters, collect("meters"))
 
 
 def _reassert(s: PSwitchSession, want: SwitchDesired) -> None:
