@@ -303,7 +303,7 @@ class Hypervisor:
         # whose serial the cookie carries.
         ep = self.by_net_dpid.get((net_id, s.dpid or 0))
         if ep is not None:
-            ep.flow_removed(fr.cookie & layout.SERIAL_MASK, fr)
+            ep.flow_removed(fr.cookie & layout.SERIAL_MASK, fr, s.dpid or 0)
         else:
             self.unclaimed[(s.dpid or 0, "flow_removed")] += 1
 

@@ -10,19 +10,26 @@ from __future__ import annotations
 
 import os
 import shutil
+import struct
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from os_ken.ofproto import ofproto_v1_3 as ofp
+from os_ken.ofproto import ofproto_v1_3_parser as p
+from os_ken.ofproto.ofproto_protocol import ProtocolDesc
 
 from tenantvisor.testbed.controllers import TestController, free_tcp_port
 from tenantvisor.testbed.daemon import Daemon
 from tenantvisor.testbed.fabric import Fabric
+from tenantvisor.testbed.ofclient import ControllerListener, OFPeer
 from tenantvisor.testbed.scenario import Layout, rx_packets, two_tier_layout, wait_physical
 
 pytestmark = pytest.mark.root
+DP = ProtocolDesc(ofp.OFP_VERSION)
+ALL_ONES = 0xFFFFFFFFFFFFFFFF
 
 
 @dataclass
@@ -161,3 +168,81 @@ def test_each_big_switch_routes_through_its_own_spine_only(big: BigEnv) -> None:
 
     assert networks_on("sp1") == {nets["alice"]}
     assert networks_on("sp2") == {nets["bob"]}
+
+
+def test_an_idle_timeout_counts_the_traffic_of_every_copy(big: BigEnv) -> None:
+    """carol's big switch over lf1, lf3 and sp1 carries ho -> hx.  Her rule toward hx has a
+    2 s idle timeout and no in_port, so it has a copy on lf1 (where the traffic enters) and
+    on lf3 (where none does).  As on one switch, it must live while traffic flows and expire
+    (FLOW_REMOVED, reason IDLE_TIMEOUT, the packets counted) once it stops."""
+    daemon, fab, topo = big.daemon, big.fab, big.layout.topo
+    dpid = {n: s.dpid for n, s in topo.switches.items()}
+    ho, hx = topo.hosts["ho"], topo.hosts["hx"]
+    listener = ControllerListener()
+    try:
+        tok = daemon.rest("POST", "/v1/tenants", {"name": "carol"})["token"]
+        url = f"tcp:127.0.0.1:{listener.port}"
+        nid = daemon.rest("POST", "/v1/networks", {"controller_urls": [url]}, tok)["id"]
+        dpids = [dpid["lf1"], dpid["lf3"], dpid["sp1"]]
+        vdpid = daemon.rest("POST", f"/v1/networks/{nid}/switches", {"dpids": dpids}, tok)["vdpid"]
+        vport = {}
+        for name, sw in (("ho", "lf1"), ("hx", "lf3")):
+            h = topo.hosts[name]
+            vport[name] = daemon.rest(
+                "POST", f"/v1/networks/{nid}/ports",
+                {"dpid": dpid[sw], "port": h.port, "vdpid": vdpid}, tok,
+            )["number"]  # fmt: skip
+            daemon.rest("POST", f"/v1/networks/{nid}/hosts",
+                        {"vdpid": vdpid, "vport": vport[name], "mac": h.mac}, tok)  # fmt: skip
+        daemon.rest("POST", f"/v1/networks/{nid}/start", None, tok)
+        (peer,) = listener.accept(1)
+        to_hx = p.OFPFlowMod(
+            DP, match=p.OFPMatch(eth_dst=hx.mac), priority=10, idle_timeout=2,
+            flags=ofp.OFPFF_SEND_FLOW_REM, cookie=0xC0FFEE,
+            instructions=[p.OFPInstructionActions(
+                ofp.OFPIT_APPLY_ACTIONS, [p.OFPActionOutput(vport["hx"])])],
+        )  # fmt: skip
+        to_ho = p.OFPFlowMod(
+            DP, match=p.OFPMatch(eth_dst=ho.mac), priority=10,
+            instructions=[p.OFPInstructionActions(
+                ofp.OFPIT_APPLY_ACTIONS, [p.OFPActionOutput(vport["ho"])])],
+        )  # fmt: skip
+        for xid, fm in ((10, to_hx), (11, to_ho)):
+            fm.set_xid(xid)
+            fm.serialize()
+            peer.send(bytes(fm.buf))
+        peer.send(struct.pack("!BBHI", 4, ofp.OFPT_BARRIER_REQUEST, 8, 13))
+        assert peer.recv_until(lambda m: m[0] == ofp.OFPT_BARRIER_REPLY) is not None
+        for a, b in (("ho", hx), ("hx", ho)):
+            fab.host(a).exec(f"ip neigh replace {b.ip} lladdr {b.mac} dev eth0")
+        # 4 s of traffic: twice the idle timeout, all of it through lf1's copy
+        r = fab.host("ho").exec(["ping", "-n", "-q", "-c", "20", "-i", "0.2", hx.ip],
+                                timeout=15, check=False)  # fmt: skip
+        assert r.returncode == 0, r.stdout
+        early = [m for m in _drain(peer, 0.1) if m[0] == ofp.OFPT_FLOW_REMOVED]
+        assert early == [], "the rule expired while its traffic was flowing"
+        # and the vswitch still holds it, with the packets counted where they entered
+        req = p.OFPFlowStatsRequest(DP, cookie=0xC0FFEE, cookie_mask=ALL_ONES)
+        req.set_xid(12)
+        req.serialize()
+        peer.send(bytes(req.buf))
+        reply = peer.recv_until(lambda m: m[0] == ofp.OFPT_MULTIPART_REPLY, timeout=5)
+        assert reply is not None
+        stats = p.OFPFlowStatsReply.parser(DP, 4, reply[0], len(reply[2]), reply[1], reply[2])
+        # (OVS folds datapath counters into its rules about once a second: the last pings
+        # may not be counted yet)
+        assert [s.packet_count >= 10 for s in stats.body] == [True], stats.body
+        m = peer.recv_until(lambda m: m[0] == ofp.OFPT_FLOW_REMOVED, timeout=8)
+        assert m is not None, "the rule never expired after its traffic stopped"
+        fr = p.OFPFlowRemoved.parser(DP, 4, m[0], len(m[2]), m[1], m[2])
+        assert fr.cookie == 0xC0FFEE and fr.reason == ofp.OFPRR_IDLE_TIMEOUT
+        assert fr.packet_count >= 20
+    finally:
+        listener.close()
+
+
+def _drain(peer: OFPeer, timeout: float) -> list[tuple[int, int, bytes]]:
+    out = []
+    while (m := peer.recv(timeout)) is not None:
+        out.append(m)
+    return out

@@ -23,6 +23,7 @@ from os_ken.ofproto import ofproto_v1_3 as ofp
 from tenantvisor.mapping import layout
 from tenantvisor.mapping.frmap import PhysRuleMap
 from tenantvisor.openflow import codec, of10, oxm
+from tenantvisor.openflow import messages as msgs
 from tenantvisor.openflow.channel import Channel
 from tenantvisor.openflow.codec import FlowMod, MalformedMessage, OFError, PacketIn, PacketOut
 from tenantvisor.openflow.of10 import Of10Adapter
@@ -50,13 +51,14 @@ from tenantvisor.virtual.decide import (
 )
 from tenantvisor.virtual.flowtable import VFlow, VirtualFlowTable, normalize
 from tenantvisor.virtual.groups import VSwitchGroups
-from tenantvisor.virtual.stats import VSwitchStats
+from tenantvisor.virtual.stats import VSwitchStats, flow_counts
 from tenantvisor.virtual.urls import ControllerUrl, parse_controller_url
 
 log = logging.getLogger(__name__)
 _FEATURES = struct.Struct("!QIBB2xII")
 _PORT = struct.Struct(ofp.OFP_PORT_PACK_STR)
 _PI_NO_COOKIE = 0xFFFFFFFFFFFFFFFF
+IDLE_POLL = 1.0  # seconds between counter reads of rules whose idle timeout is emulated
 _ROLE_NAMES = {
     ofp.OFPCR_ROLE_EQUAL: "EQUAL",
     ofp.OFPCR_ROLE_MASTER: "MASTER",
@@ -245,6 +247,7 @@ class VSwitchEndpoint:
         self._servers: list[asyncio.Server] = []
         self._stopped = False
         self._dying: dict[int, _Dying] = {}  # removed rules whose FLOW_REMOVED is pending
+        self._idle_watch: dict[int, VFlow] = {}  # rules whose idle timeout we emulate
         self.packet_ins = 0
         self.rx_msgs = 0  # from controllers whose connection has closed
         self.generation: int | None = None  # last MASTER/SLAVE generation id (OF1.3 6.3.5)
@@ -267,6 +270,7 @@ class VSwitchEndpoint:
 
     # --- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
+        self._tasks.append(asyncio.ensure_future(self._idle_loop()))
         for url in self.urls:
             self._tasks.append(asyncio.ensure_future(self._run(url)))
 
@@ -538,17 +542,96 @@ class VSwitchEndpoint:
         if vf.flags & ofp.OFPFF_SEND_FLOW_REM or vf.idle_timeout or vf.hard_timeout:
             flags |= ofp.OFPFF_SEND_FLOW_REM  # we must hear of expiry to forget the rule
         cookie = layout.tenant_cookie(self.view.net_id, vf.serial)
+        # A rule with several physical copies (expanded per ingress, or on each pswitch of a
+        # big switch) is idle only when all of them are: the copies get no idle timeout of
+        # their own and the endpoint watches their counters instead (_idle_loop).
+        copies = sum(len(tf.flows) for _, tf in translated)
+        idle = vf.idle_timeout
+        if idle and copies > 1:
+            self._idle_watch[vf.serial] = vf
+            idle = 0
+        else:
+            self._idle_watch.pop(vf.serial, None)
         out: list[PhysFlow] = []
         for dpid, tf in translated:
             # on an OpenFlow 1.0 pswitch the tenant's priorities sit above its drop-all rule
             prio = min(vf.priority + 1, 0xFFFF) if self.views[dpid].of10 else vf.priority
             out.extend(
-                PhysFlow(
-                    dpid, tf.table, prio, m, i, cookie, vf.idle_timeout, vf.hard_timeout, flags
-                )
+                PhysFlow(dpid, tf.table, prio, m, i, cookie, idle, vf.hard_timeout, flags)
                 for m, i in tf.flows
             )
         return tuple(out)
+
+    async def _idle_loop(self) -> None:
+        """Idle timeouts of rules with several copies: expire the virtual rule when the sum
+        of its copies' packet counts has not moved for its idle_timeout (checked every
+        second, so within a second of when a switch would)."""
+        last: dict[int, tuple[int, int, float]] = {}  # serial -> packets, bytes, since
+        while not self._stopped:
+            await asyncio.sleep(IDLE_POLL)
+            watched = {s: vf for s, vf in self._idle_watch.items()
+                       if self.table.by_serial.get(s) is vf}  # fmt: skip
+            self._idle_watch = watched
+            if not watched:
+                last.clear()
+                continue
+            counts = await self._read_counts()
+            if counts is None:
+                continue  # a pswitch did not answer: decide next time
+            now = time.monotonic()
+            for serial, vf in watched.items():
+                pk, by = counts.get(serial, (0, 0))
+                seen = last.get(serial)
+                if seen is None or seen[0] != pk:
+                    last[serial] = (pk, by, now)
+                elif now - seen[2] >= vf.idle_timeout:
+                    del last[serial]
+                    self._expire(vf, ofp.OFPRR_IDLE_TIMEOUT, pk, by)
+            for serial in [s for s in last if s not in watched]:
+                del last[serial]
+
+    async def _read_counts(self) -> dict[int, list[int]] | None:
+        """Packet and byte counts of this vswitch's rules by serial, over its pswitches."""
+        loop = asyncio.get_running_loop()
+        req = msgs.flow_stats_request(
+            cookie=layout.net_cookie(self.view.net_id),
+            cookie_mask=layout.NET_COOKIE_MASK | layout.INFRA_BIT,
+        )
+        futures = []
+        for d in self.views:
+            s = self.host.session(d)
+            if s is None or not s.synced:
+                continue
+            fut: asyncio.Future[list[bytes] | None] = loop.create_future()
+            s.multipart(ofp.OFPMP_FLOW, req,
+                        lambda parts, f=fut: f.done() or f.set_result(parts))  # type: ignore[misc]  # fmt: skip
+            futures.append(fut)
+        total: dict[int, list[int]] = {}
+        for fut in futures:
+            parts = await fut
+            if parts is None:
+                return None
+            for serial, (pk, by) in flow_counts(parts).items():
+                c = total.setdefault(serial, [0, 0])
+                c[0] += pk
+                c[1] += by
+        return total
+
+    def _expire(self, vf: VFlow, reason: int, packets: int, nbytes: int) -> None:
+        """A rule's time is up (emulated idle timeout): it leaves the table and the
+        pswitches; the tenant hears of it (send_flow_rem) with its copies' last counts."""
+        log.debug("%s: rule %d idle for %d s", self.label, vf.serial, vf.idle_timeout)
+        self.table.remove(vf)
+        self._idle_watch.pop(vf.serial, None)
+        sent = self._drop(vf, None, None, None)
+        if vf.flags & ofp.OFPFF_SEND_FLOW_REM:
+            rec = _Dying(vf, sent, reason)
+            if sent:
+                self._dying[vf.serial] = rec  # the deletes' FLOW_REMOVEDs bring the counts
+            else:
+                rec.packets, rec.bytes = packets, nbytes
+                elapsed = time.monotonic() - vf.created
+                self._flow_removed_to_tenant(rec, int(elapsed), int(elapsed % 1 * 1e9))
 
     def _flow_mod(self, conn: ControllerConn, xid: int, msg: bytes) -> None:
         """Decide (virtual/decide.py), then apply: the table, the rule map, the pswitches."""
@@ -738,19 +821,25 @@ class VSwitchEndpoint:
         ).encode(0)
         self._broadcast(msg, _PACKET_IN, ofp.OFPR_ACTION)
 
-    def flow_removed(self, serial: int, fr: codec.FlowRemoved) -> None:
-        """A physical rule of ours is gone: a timeout expires the tenant's rule (with all its
-        expansions); our own deletes bring the counters of rules the tenant removed."""
+    def flow_removed(self, serial: int, fr: codec.FlowRemoved, dpid: int = 0) -> None:
+        """A physical rule of ours on pswitch `dpid` is gone: a timeout expires the tenant's
+        rule (with all its copies); our own deletes bring the counters of rules the tenant
+        removed."""
         vf = self.table.by_serial.get(serial)
         if vf is not None:
             if fr.reason == ofp.OFPRR_DELETE:
                 return  # a re-program replaced it; the virtual rule lives on
             self.table.remove(vf)
-            want = normalize(fr.match)
+            self._idle_watch.pop(serial, None)
+            want = (dpid or self.view.dpid, fr.table_id, fr.priority, normalize(fr.match))
             gone = next(
-                (pf for pf in vf.phys if normalize(codec.parse_match(pf.match, 0)[0]) == want),
+                (
+                    pf for pf in vf.phys
+                    if (pf.dpid, pf.table, pf.priority,
+                        normalize(codec.parse_match(pf.match, 0)[0])) == want
+                ),
                 None,
-            )
+            )  # fmt: skip
             sent = self._drop(vf, self.host.session(self.view.dpid), None, None, gone)
             if vf.flags & ofp.OFPFF_SEND_FLOW_REM:
                 self._dying[serial] = _Dying(vf, sent + 1, fr.reason)
