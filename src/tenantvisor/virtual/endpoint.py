@@ -22,7 +22,7 @@ from os_ken.ofproto import ofproto_v1_3 as ofp
 
 from tenantvisor.mapping import layout
 from tenantvisor.mapping.frmap import PhysRuleMap
-from tenantvisor.openflow import codec, of10, oxm
+from tenantvisor.openflow import codec, oxm
 from tenantvisor.openflow import messages as msgs
 from tenantvisor.openflow.channel import Channel
 from tenantvisor.openflow.codec import FlowMod, MalformedMessage, OFError, PacketIn, PacketOut
@@ -397,10 +397,10 @@ class VSwitchEndpoint:
             return session.rule(pf, command)
         return pf.delete_strict if command == ofp.OFPFC_DELETE_STRICT else pf.flow_mod
 
-    def _packet_out_bytes(self, session: PSwitchSession | None, out13: bytes) -> bytes:
-        if session is not None and session.is_of10:
-            return of10.packet_out13_to10(out13)
-        return out13
+    @staticmethod
+    def _packet_out_bytes(session: PSwitchSession | None, out13: bytes) -> bytes:
+        """A PACKET_OUT built in OpenFlow 1.3, as the pswitch's driver takes it."""
+        return out13 if session is None else session.driver.packet_out13(out13)
 
     def _translate(
         self, table: int, match: list[codec.Oxm], instructions: bytes, priority: int = 1
