@@ -79,6 +79,8 @@ class Hypervisor:
         self._reconcile_pending = False
         # messages the last sync sent each pswitch (0 when nothing had changed)
         self.sync_messages: dict[int, int] = {}
+        # FLOW_MODs sent over earlier connections of each pswitch (a session counts its own)
+        self._flow_mods_before: Counter[int] = Counter()
         # PACKET_INs / FLOW_REMOVEDs no vswitch claimed, by (dpid, message kind): normally
         # a rule or network removed while the message was on its way; metrics show them
         self.unclaimed: Counter[tuple[int, str]] = Counter()
@@ -242,6 +244,7 @@ class Hypervisor:
         neighbours report their ports down and that moves traffic away."""
         if s.dpid is not None and self.sessions.get(s.dpid) is s:
             del self.sessions[s.dpid]
+            self._flow_mods_before[s.dpid] += s.flow_mods_sent
             info = self.topo.switches.get(s.dpid)
             if info is not None:
                 info.connected = False
@@ -557,6 +560,12 @@ class Hypervisor:
             if s.synced:
                 s.delete_cookie(layout.net_cookie(net.id), layout.NET_COOKIE_MASK)
 
+    def flow_mods_total(self, dpid: int) -> int:
+        """FLOW_MODs sent to a pswitch since the daemon started, over all its connections
+        (monotonic, as a Prometheus counter must be)."""
+        s = self.sessions.get(dpid)
+        return self._flow_mods_before[dpid] + (s.flow_mods_sent if s is not None else 0)
+
     # --- status ------------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
         return {
@@ -566,6 +575,7 @@ class Hypervisor:
                     "peer": s.channel.peer,
                     "ports": len(s.ports),
                     "flow_mods_sent": s.flow_mods_sent,
+                    "flow_mods_total": self.flow_mods_total(dpid),
                     "synced": s.synced,
                     "sync_messages": self.sync_messages.get(dpid, 0),
                 }

@@ -48,7 +48,7 @@ class HypervisorCollector(Collector):
             up.add_metric(lab, 1.0)
             p_rx.add_metric(lab, s.channel.rx_msgs)
             p_tx.add_metric(lab, s.channel.tx_msgs)
-            p_fm.add_metric(lab, s.flow_mods_sent)
+            p_fm.add_metric(lab, hv.flow_mods_total(dpid))
             for kind in ("packet_in", "flow_removed"):
                 p_un.add_metric([*lab, kind], hv.unclaimed.get((dpid, kind), 0))
         yield from (up, p_rx, p_tx, p_fm, p_un)
