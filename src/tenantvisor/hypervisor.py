@@ -81,6 +81,7 @@ class Hypervisor:
         self.sync_messages: dict[int, int] = {}
         # FLOW_MODs sent over earlier connections of each pswitch (a session counts its own)
         self._flow_mods_before: Counter[int] = Counter()
+        self._inflight: Counter[int] = Counter()  # rollouts under way per network
         # PACKET_INs / FLOW_REMOVEDs no vswitch claimed, by (dpid, message kind): normally
         # a rule or network removed while the message was on its way; metrics show them
         self.unclaimed: Counter[tuple[int, str]] = Counter()
@@ -439,7 +440,10 @@ class Hypervisor:
         changed in place (failover groups, modified rules, the endpoints' views and so the
         tenants' re-translated rules); once those are confirmed, what is gone."""
         new = compile_network(net, self.topo, self.alloc, self.n_tables)
-        release_unused(self.alloc, net.id, new.owners)
+        # ids the network no longer uses are given back only once their rules are gone
+        # everywhere (the last rollout's final phase): a tag reused at once could match this
+        # network's packets still in flight under another network's rule
+        self._inflight[net.id] += 1
         old = self.states.get(net.id) or NetworkState(net.id)
         self.states[net.id] = new
         for key in old.markers:
@@ -496,7 +500,15 @@ class Hypervisor:
                     touched.add(g.dpid)
             return touched
 
-        Rollout(self.sessions).then(add).then(modify).then(delete).start()
+        def release() -> Iterable[int]:
+            self._inflight[net_id] -= 1
+            if self._inflight[net_id] <= 0:
+                del self._inflight[net_id]
+                st = self.states.get(net_id)
+                release_unused(self.alloc, net_id, st.owners if st is not None else set())
+            return ()
+
+        Rollout(self.sessions).then(add).then(modify).then(delete).then(release).start()
 
     def _update_endpoints(self, net: VirtualNetwork, st: NetworkState) -> set[int]:
         """Create, re-view or stop the network's vswitch endpoints; the pswitches they may
@@ -555,7 +567,8 @@ class Hypervisor:
                     send_group_delete(s, g.group_id)
             for key in st.markers:
                 self.marker_owner.pop(key, None)
-        release_unused(self.alloc, net.id, set())
+        if not self._inflight.get(net.id):  # else the last rollout gives them back
+            release_unused(self.alloc, net.id, set())
         for s in self.sessions.values():  # anything left with this network's cookie
             if s.synced:
                 s.delete_cookie(layout.net_cookie(net.id), layout.NET_COOKIE_MASK)

@@ -114,3 +114,13 @@ def test_desired_to_desired() -> None:
     gplan = diff.diff_groups({(7, 1): g1}, {(7, 1): g1b, (7, 2): g2})
     assert gplan.add == [g2] and gplan.modify == [g1b]
     assert diff.stale_groups({(7, 1): g1, (7, 2): g2}, {(7, 1): g1}) == [g2]
+
+
+def test_a_delete_only_takes_a_rule_that_still_carries_its_cookie() -> None:
+    """A freed tag may be reused by another network at the same (table, priority, match):
+    a late delete of the old rule must not take the new one."""
+    pf = _rule(1, 2)
+    msg = pf.delete_strict(9)
+    cookie, mask, table, command = codec.FLOW_MOD_BODY.unpack_from(msg, 8)[:4]
+    assert (cookie, mask) == (COOKIE, layout.ALL_ONES)
+    assert (table, command) == (0, ofp.OFPFC_DELETE_STRICT)

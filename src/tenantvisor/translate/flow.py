@@ -68,8 +68,11 @@ class PhysFlow:
         )
 
     def delete_strict(self, xid: int) -> bytes:
+        """Delete exactly this rule, and only while it carries this rule's cookie: the same
+        (table, priority, match) may meanwhile belong to someone else (an id freed and
+        reused), and a stale delete must never take that away."""
         body = codec.FLOW_MOD_BODY.pack(
-            0, 0, self.table, ofp.OFPFC_DELETE_STRICT, 0, 0, self.priority,
+            self.cookie, layout.ALL_ONES, self.table, ofp.OFPFC_DELETE_STRICT, 0, 0, self.priority,
             ofp.OFP_NO_BUFFER, ofp.OFPP_ANY, ofp.OFPG_ANY, 0,
         )  # fmt: skip
         return codec.header(codec.VERSION, ofp.OFPT_FLOW_MOD, xid, body + self.match)
