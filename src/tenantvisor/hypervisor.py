@@ -12,29 +12,24 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import secrets
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 from os_ken.ofproto import ofproto_v1_3 as ofp
 
-from tenantvisor.compile.network import NetworkState, compile_network, release_unused
+from tenantvisor.compile.network import NetworkState, compile_network
 from tenantvisor.mapping import layout
 from tenantvisor.mapping.alloc import IdAllocator, IdSpaceExhausted
 from tenantvisor.openflow import codec, messages, oxm
 from tenantvisor.openflow.codec import MalformedMessage
-from tenantvisor.physical import discovery
+from tenantvisor.physical.links import LinkDiscovery
 from tenantvisor.physical.session import PSwitchSession
-from tenantvisor.physical.topology import PhysicalTopology, PLink, PPort, PSwitchInfo
-from tenantvisor.program import diff
+from tenantvisor.physical.topology import PhysicalTopology, PPort, PSwitchInfo
+from tenantvisor.program.networks import NetworkProgrammer
 from tenantvisor.program.programmer import (
-    Rollout,
     SwitchDesired,
-    send_group,
-    send_group_delete,
-    send_rule,
     sync,
 )
 from tenantvisor.translate import infra
@@ -60,8 +55,8 @@ class Hypervisor:
         self.manager.listeners.append(self._intent_changed)
         self.alloc = IdAllocator()  # every id that reaches the wire
         self._tenant_ids = itertools.count(1)  # owners of tenants' group/meter ids
-        self.states: dict[int, NetworkState] = {}  # compiled desired state per network
         self.sessions: dict[int, PSwitchSession] = {}
+        self.program = NetworkProgrammer(self.sessions, self.alloc)
         self.endpoints: dict[tuple[int, int], VSwitchEndpoint] = {}
         self.by_index: dict[int, VSwitchEndpoint] = {}
         self.by_net_dpid: dict[tuple[int, int], VSwitchEndpoint] = {}
@@ -69,11 +64,8 @@ class Hypervisor:
         self.n_tables = n_tables
         # a tenant's rules cost pswitch table space every tenant shares: bounded per vswitch
         self.max_rules = max_rules
-        self._secret = secrets.token_bytes(16)
-        self._link_seen: dict[PLink, float] = {}
-        self._link_first_seen: dict[PLink, float] = {}
-        self._big_seen: dict[PLink, float] = {}  # last big probe per link direction (MTU)
-        self._mtu_warned: set[PLink] = set()
+        self.links = LinkDiscovery(self.topo, lldp_interval, self._topology_changed,
+                                   self._edge_ports)  # fmt: skip
         self._server: asyncio.Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._reconcile_pending = False
@@ -81,7 +73,6 @@ class Hypervisor:
         self.sync_messages: dict[int, int] = {}
         # FLOW_MODs sent over earlier connections of each pswitch (a session counts its own)
         self._flow_mods_before: Counter[int] = Counter()
-        self._inflight: Counter[int] = Counter()  # rollouts under way per network
         # PACKET_INs / FLOW_REMOVEDs no vswitch claimed, by (dpid, message kind): normally
         # a rule or network removed while the message was on its way; metrics show them
         self.unclaimed: Counter[tuple[int, str]] = Counter()
@@ -164,7 +155,7 @@ class Hypervisor:
         """Packets and bytes each vport of the network received, by (vdpid, vport): the
         counters of the table-0 rules that classified them, read from `dpids`.  These rules
         match only this network's packets, so no other tenant's traffic is ever counted."""
-        st = self.states.get(net_id)
+        st = self.program.states.get(net_id)
         keys = st.classify if st is not None else {}
         counts: dict[tuple[int, int], list[int]] = {}
         waiting = {d for d in dpids if (s := self.sessions.get(d)) is not None and s.ready}
@@ -219,7 +210,7 @@ class Hypervisor:
 
         sync(s, lambda: self._desired_for(dpid, s), synced)
         for other in self.sessions.values():  # its neighbours find it now, not in a second
-            self._probe(other)
+            self.links.probe(other)
         self._topology_changed()
 
     def _desired_for(self, dpid: int, s: PSwitchSession) -> SwitchDesired:
@@ -228,9 +219,8 @@ class Hypervisor:
         # one table: discovery and an explicit drop (table misses go to the controller)
         one_table = not s.driver.multi_table
         want = SwitchDesired(rules=infra.provider_flows(dpid, of10=one_table))
-        for st in self.states.values():
-            want.rules.extend(pf for pf in st.rules.values() if pf.dpid == dpid)
-            want.groups.extend(g for (d, _), g in st.groups.items() if d == dpid)
+        want.rules.extend(self.program.rules_on(dpid))
+        want.groups.extend(self.program.groups_on(dpid))
         for ep in self.endpoints.values():
             if dpid in ep.views:
                 want.rules.extend(pf for pf in ep.rules.installed() if pf.dpid == dpid)
@@ -260,7 +250,7 @@ class Hypervisor:
         else:
             self.topo.set_port(s.dpid, port)
             if port.up:
-                self._probe(s)
+                self.links.probe(s)
         self._topology_changed()
 
     def packet_in(self, s: PSwitchSession, pi: codec.PacketIn) -> None:
@@ -270,7 +260,7 @@ class Hypervisor:
         if pi.cookie == layout.DISCOVERY_COOKIE:
             in_port = _in_port(pi)
             if in_port is not None:
-                self._lldp_in(s, in_port, pi.data)
+                self.links.probe_in(s, in_port, pi.data, time.monotonic())
             return
         meta = 0
         for o in pi.match:
@@ -297,7 +287,7 @@ class Hypervisor:
             return
         in_port = _in_port(pi)
         if in_port is not None:
-            self._lldp_in(s, in_port, data)
+            self.links.probe_in(s, in_port, data, time.monotonic())
 
     def flow_removed(self, s: PSwitchSession, fr: codec.FlowRemoved) -> None:
         if fr.cookie & layout.INFRA_BIT:
@@ -315,32 +305,7 @@ class Hypervisor:
     async def _discovery_loop(self) -> None:
         while True:
             await asyncio.sleep(self.lldp_interval)
-            for s in list(self.sessions.values()):
-                self._probe(s)
-            now = time.monotonic()
-            for lk in self._link_seen:
-                self._link_first_seen.setdefault(lk, now)
-            self._check_mtu(now)
-            deadline = now - 3 * self.lldp_interval - 1.0
-            # no probe crosses a link of a pswitch we cannot talk to: its links age only
-            # once it is back (or go when a neighbour reports the port down)
-            down = {d for d, sw in self.topo.switches.items() if not sw.connected}
-            for lk in self._link_seen:
-                if lk.src_dpid in down or lk.dst_dpid in down:
-                    self._link_seen[lk] = now
-            stale = [lk for lk, t in self._link_seen.items() if t < deadline]
-            for lk in stale:
-                del self._link_seen[lk]
-                self.topo.remove_link(lk)
-                log.info(
-                    "link %016x:%d -> %016x:%d timed out",
-                    lk.src_dpid,
-                    lk.src_port,
-                    lk.dst_dpid,
-                    lk.dst_port,
-                )
-            if stale:
-                self._topology_changed()
+            self.links.tick(list(self.sessions.values()), time.monotonic())
 
     def _edge_ports(self) -> set[tuple[int, int]]:
         """Physical ports some tenant uses as an edge vport: hosts live there."""
@@ -351,61 +316,6 @@ class Hypervisor:
             for vp in sw.ports.values()
             if vp.kind is VPortKind.EDGE
         }
-
-    def _probe(self, s: PSwitchSession) -> None:
-        """LLDP out of every port that may face a pswitch.  Ports mapped as edge vports are
-        skipped: probes would show tenants' hosts the physical dpids and port numbers."""
-        if s.dpid is None or not s.ready:
-            return
-        edge = self._edge_ports()
-        for p in s.ports.values():
-            if p.up and p.port_no < ofp.OFPP_MAX and (s.dpid, p.port_no) not in edge:
-                s.probe(p.port_no, discovery.probe(self._secret, s.dpid, p.port_no))
-                # the MTU check only where a pswitch is known to face the port: elsewhere
-                # (hosts, 1500-byte ports) the padded probe would only be dropped and logged
-                if self.topo.is_link_port(s.dpid, p.port_no):
-                    frame = discovery.probe(self._secret, s.dpid, p.port_no, big=True)
-                    s.probe(p.port_no, frame)
-
-    def _lldp_in(self, s: PSwitchSession, in_port: int, data: bytes) -> None:
-        src = discovery.parse_any_probe(self._secret, data)
-        if src is None or s.dpid is None:
-            return
-        lk = PLink(src[0], src[1], s.dpid, in_port)
-        now = time.monotonic()
-        if src[2]:  # a big probe crossed: this direction carries full-size tagged frames
-            self._big_seen[lk] = now
-            if self.topo.mtu_ok.get(lk) is not True:
-                self.topo.mtu_ok[lk] = True
-                if lk in self._mtu_warned:
-                    self._mtu_warned.discard(lk)
-                    log.info("link %016x:%d -> %016x:%d now carries full-size frames",
-                             *src[:2], s.dpid, in_port)  # fmt: skip
-            return
-        self._link_seen[lk] = now
-        if self.topo.add_link(lk):
-            log.info("link %016x:%d -> %016x:%d discovered", *src[:2], s.dpid, in_port)
-            self._topology_changed()
-
-    def _check_mtu(self, now: float) -> None:
-        """Warn (once per episode) about links that pass small probes but not big ones: a
-        tenant's 1500-byte frame with our 4-byte tag would be dropped there, silently."""
-        grace = 3 * self.lldp_interval + 1.0
-        for lk, first in list(self._link_first_seen.items()):
-            if lk not in self._link_seen:
-                del self._link_first_seen[lk]
-                continue
-            if now - first < grace or now - self._big_seen.get(lk, 0.0) < grace:
-                continue
-            self.topo.mtu_ok[lk] = False
-            if lk not in self._mtu_warned:
-                self._mtu_warned.add(lk)
-                log.warning(
-                    "link %016x:%d -> %016x:%d drops frames with more than 1500 bytes of "
-                    "payload: tenant frames carry a 4-byte fabric tag, so full-size ones will "
-                    "be lost; set the MTU of both ends to at least %d",
-                    lk.src_dpid, lk.src_port, lk.dst_dpid, lk.dst_port, discovery.BIG_PAYLOAD,
-                )  # fmt: skip
 
     # --- intent -> runtime -------------------------------------------------------------------
     def _intent_changed(self, event: str, net: VirtualNetwork) -> None:
@@ -430,85 +340,22 @@ class Hypervisor:
         t = self.manager.tenants.get(net.tenant_id)
         return t.name if t else str(net.tenant_id)
 
-    def _synced(self, dpid: int) -> PSwitchSession | None:
-        s = self.sessions.get(dpid)
-        return s if s is not None and s.synced else None
-
     def _reconcile(self, net: VirtualNetwork) -> None:
-        """Compile this network and roll the difference out, make before break: new rules
-        and groups first; once every pswitch touched has confirmed them (barriers), what
-        changed in place (failover groups, modified rules, the endpoints' views and so the
-        tenants' re-translated rules); once those are confirmed, what is gone."""
+        """Compile this network and roll the difference out (program/networks.py); the
+        endpoints take their new views once what they refer to is on the pswitches."""
         new = compile_network(net, self.topo, self.alloc, self.n_tables)
-        # ids the network no longer uses are given back only once their rules are gone
-        # everywhere (the last rollout's final phase): a tag reused at once could match this
-        # network's packets still in flight under another network's rule
-        self._inflight[net.id] += 1
-        old = self.states.get(net.id) or NetworkState(net.id)
-        self.states[net.id] = new
+        net_id = net.id
+
+        def installed(st: NetworkState) -> set[int]:
+            live = self.manager.networks.get(net_id)
+            if live is None or not live.started:
+                return set()
+            return self._update_endpoints(live, st)
+
+        old = self.program.apply(new, installed)
         for key in old.markers:
             self.marker_owner.pop(key, None)
         self.marker_owner.update(new.markers)
-        rules = diff.diff_rules(old.rules, new.rules)
-        groups = diff.diff_groups(old.groups, new.groups)
-        net_id = net.id
-
-        def current() -> NetworkState | None:
-            st = self.states.get(net_id)
-            return st if st is new else None  # a later compile took over from here
-
-        def add() -> set[int]:
-            touched = set()
-            for g in groups.add:
-                if (s := self._synced(g.dpid)) is not None:
-                    send_group(s, g, ofp.OFPGC_ADD)
-                    touched.add(g.dpid)
-            for pf in rules.add:
-                if (s := self._synced(pf.dpid)) is not None:
-                    send_rule(s, pf, ofp.OFPFC_ADD)
-                    touched.add(pf.dpid)
-            return touched
-
-        def modify() -> Iterable[int]:
-            # a later compile may have changed an item again: it sends its own value then
-            st = self.states.get(net_id) or NetworkState(net_id)
-            touched = set()
-            for g in groups.modify:
-                key = (g.dpid, g.group_id)
-                if st.groups.get(key) == g and (s := self._synced(g.dpid)) is not None:
-                    send_group(s, g, ofp.OFPGC_MODIFY)
-                    touched.add(g.dpid)
-            for pf in rules.modify:
-                if st.rules.get(pf.key) == pf and (s := self._synced(pf.dpid)) is not None:
-                    send_rule(s, pf, ofp.OFPFC_MODIFY_STRICT)
-                    touched.add(pf.dpid)
-            live = self.manager.networks.get(net_id)
-            if current() is not None and live is not None and live.started:
-                touched |= self._update_endpoints(live, new)
-            return touched
-
-        def delete() -> Iterable[int]:
-            st = self.states.get(net_id) or NetworkState(net_id)
-            touched = set()
-            for pf in rules.delete:
-                if pf.key not in st.rules and (s := self._synced(pf.dpid)) is not None:
-                    send_rule(s, pf, ofp.OFPFC_DELETE_STRICT)
-                    touched.add(pf.dpid)
-            for key, g in old.groups.items():
-                if key not in st.groups and (s := self._synced(g.dpid)) is not None:
-                    send_group_delete(s, g.group_id)
-                    touched.add(g.dpid)
-            return touched
-
-        def release() -> Iterable[int]:
-            self._inflight[net_id] -= 1
-            if self._inflight[net_id] <= 0:
-                del self._inflight[net_id]
-                st = self.states.get(net_id)
-                release_unused(self.alloc, net_id, st.owners if st is not None else set())
-            return ()
-
-        Rollout(self.sessions).then(add).then(modify).then(delete).then(release).start()
 
     def _update_endpoints(self, net: VirtualNetwork, st: NetworkState) -> set[int]:
         """Create, re-view or stop the network's vswitch endpoints; the pswitches they may
@@ -557,21 +404,9 @@ class Hypervisor:
     def _teardown(self, net: VirtualNetwork) -> None:
         for key in [k for k in self.endpoints if k[0] == net.id]:
             self._drop_endpoint(key)
-        st = self.states.pop(net.id, None)
-        if st is not None:
-            for pf in st.rules.values():
-                if (s := self._synced(pf.dpid)) is not None:
-                    send_rule(s, pf, ofp.OFPFC_DELETE_STRICT)
-            for g in st.groups.values():
-                if (s := self._synced(g.dpid)) is not None:
-                    send_group_delete(s, g.group_id)
-            for key in st.markers:
-                self.marker_owner.pop(key, None)
-        if not self._inflight.get(net.id):  # else the last rollout gives them back
-            release_unused(self.alloc, net.id, set())
-        for s in self.sessions.values():  # anything left with this network's cookie
-            if s.synced:
-                s.delete_cookie(layout.net_cookie(net.id), layout.NET_COOKIE_MASK)
+        st = self.program.remove(net.id)
+        for key in st.markers if st is not None else ():
+            self.marker_owner.pop(key, None)
 
     def flow_mods_total(self, dpid: int) -> int:
         """FLOW_MODs sent to a pswitch since the daemon started, over all its connections

@@ -1,0 +1,118 @@
+"""Link discovery: authenticated LLDP probes find and age the fabric's links, and padded
+probes check that each link carries full-size tenant frames with the fabric tag.
+
+It writes what it learns into `PhysicalTopology` and calls `changed` when the set of links
+changed (the daemon then recompiles); sending goes through the pswitch sessions.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Callable, Iterable
+
+from os_ken.ofproto import ofproto_v1_3 as ofp
+
+from tenantvisor.physical import discovery
+from tenantvisor.physical.session import PSwitchSession
+from tenantvisor.physical.topology import PhysicalTopology, PLink
+
+log = logging.getLogger(__name__)
+
+
+class LinkDiscovery:
+    def __init__(
+        self,
+        topo: PhysicalTopology,
+        interval: float,
+        changed: Callable[[], None],
+        edge_ports: Callable[[], set[tuple[int, int]]],
+    ) -> None:
+        self.topo = topo
+        self.interval = interval
+        self._changed = changed
+        self._edge_ports = edge_ports
+        # probes are signed with a secret of this instance, so a host cannot forge links
+        self.secret = secrets.token_bytes(16)
+        self._seen: dict[PLink, float] = {}  # last small probe per link direction
+        self._first_seen: dict[PLink, float] = {}
+        self._big_seen: dict[PLink, float] = {}  # last big probe per link direction (MTU)
+        self._mtu_warned: set[PLink] = set()
+
+    def tick(self, sessions: Iterable[PSwitchSession], now: float) -> None:
+        """Once per interval: probe every pswitch, age links, check MTUs."""
+        for s in sessions:
+            self.probe(s)
+        for lk in self._seen:
+            self._first_seen.setdefault(lk, now)
+        self._check_mtu(now)
+        deadline = now - 3 * self.interval - 1.0
+        # no probe crosses a link of a pswitch we cannot talk to: its links age only once
+        # it is back (or go when a neighbour reports the port down)
+        down = {d for d, sw in self.topo.switches.items() if not sw.connected}
+        for lk in self._seen:
+            if lk.src_dpid in down or lk.dst_dpid in down:
+                self._seen[lk] = now
+        stale = [lk for lk, t in self._seen.items() if t < deadline]
+        for lk in stale:
+            del self._seen[lk]
+            self.topo.remove_link(lk)
+            log.info("link %016x:%d -> %016x:%d timed out",
+                     lk.src_dpid, lk.src_port, lk.dst_dpid, lk.dst_port)  # fmt: skip
+        if stale:
+            self._changed()
+
+    def probe(self, s: PSwitchSession) -> None:
+        """LLDP out of every port that may face a pswitch.  Ports mapped as edge vports are
+        skipped: probes would show tenants' hosts the physical dpids and port numbers."""
+        if s.dpid is None or not s.ready:
+            return
+        edge = self._edge_ports()
+        for p in s.ports.values():
+            if p.up and p.port_no < ofp.OFPP_MAX and (s.dpid, p.port_no) not in edge:
+                s.probe(p.port_no, discovery.probe(self.secret, s.dpid, p.port_no))
+                # the MTU check only where a pswitch is known to face the port: elsewhere
+                # (hosts, 1500-byte ports) the padded probe would only be dropped and logged
+                if self.topo.is_link_port(s.dpid, p.port_no):
+                    frame = discovery.probe(self.secret, s.dpid, p.port_no, big=True)
+                    s.probe(p.port_no, frame)
+
+    def probe_in(self, s: PSwitchSession, in_port: int, data: bytes, now: float) -> None:
+        """A probe came back to us through pswitch `s`, port `in_port`."""
+        src = discovery.parse_any_probe(self.secret, data)
+        if src is None or s.dpid is None:
+            return
+        lk = PLink(src[0], src[1], s.dpid, in_port)
+        if src[2]:  # a big probe crossed: this direction carries full-size tagged frames
+            self._big_seen[lk] = now
+            if self.topo.mtu_ok.get(lk) is not True:
+                self.topo.mtu_ok[lk] = True
+                if lk in self._mtu_warned:
+                    self._mtu_warned.discard(lk)
+                    log.info("link %016x:%d -> %016x:%d now carries full-size frames",
+                             *src[:2], s.dpid, in_port)  # fmt: skip
+            return
+        self._seen[lk] = now
+        if self.topo.add_link(lk):
+            log.info("link %016x:%d -> %016x:%d discovered", *src[:2], s.dpid, in_port)
+            self._changed()
+
+    def _check_mtu(self, now: float) -> None:
+        """Warn (once per episode) about links that pass small probes but not big ones: a
+        tenant's 1500-byte frame with our 4-byte tag would be dropped there, silently."""
+        grace = 3 * self.interval + 1.0
+        for lk, first in list(self._first_seen.items()):
+            if lk not in self._seen:
+                del self._first_seen[lk]
+                continue
+            if now - first < grace or now - self._big_seen.get(lk, 0.0) < grace:
+                continue
+            self.topo.mtu_ok[lk] = False
+            if lk not in self._mtu_warned:
+                self._mtu_warned.add(lk)
+                log.warning(
+                    "link %016x:%d -> %016x:%d drops frames with more than 1500 bytes of "
+                    "payload: tenant frames carry a 4-byte fabric tag, so full-size ones will "
+                    "be lost; set the MTU of both ends to at least %d",
+                    lk.src_dpid, lk.src_port, lk.dst_dpid, lk.dst_port, discovery.BIG_PAYLOAD,
+                )  # fmt: skip

@@ -1,0 +1,134 @@
+"""The program stage for compiled networks: each network's desired state, and the rollout
+that brings the pswitches from the previous one to it, make before break.
+
+A rollout runs in phases across pswitches, each confirmed by barriers before the next:
+new rules and groups; what changed in place (failover groups, modified rules) and the
+caller's own step (the endpoints take their new views, so tenants' rules are re-translated
+against them); what is gone; then the ids nobody uses any more go back to the allocator.
+A later compile may overtake an earlier rollout: every phase re-reads the current desired
+state, so nothing that became wanted again is deleted, and no stale value is sent last.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping
+
+from os_ken.ofproto import ofproto_v1_3 as ofp
+
+from tenantvisor.compile.network import NetworkState, release_unused
+from tenantvisor.mapping import layout
+from tenantvisor.mapping.alloc import IdAllocator
+from tenantvisor.physical.session import PSwitchSession
+from tenantvisor.program import diff
+from tenantvisor.program.programmer import Rollout, send_group, send_group_delete, send_rule
+from tenantvisor.translate.flow import PhysFlow
+from tenantvisor.translate.group import GroupSpec
+
+# the caller's step once a new state's additions are confirmed: returns pswitches it touched
+OnInstalled = Callable[[NetworkState], Iterable[int]]
+
+
+class NetworkProgrammer:
+    def __init__(self, sessions: Mapping[int, PSwitchSession], alloc: IdAllocator) -> None:
+        self.sessions = sessions
+        self.alloc = alloc
+        self.states: dict[int, NetworkState] = {}  # compiled desired state per network
+        self._inflight: Counter[int] = Counter()  # rollouts under way per network
+
+    def _synced(self, dpid: int) -> PSwitchSession | None:
+        s = self.sessions.get(dpid)
+        return s if s is not None and s.synced else None
+
+    def rules_on(self, dpid: int) -> Iterator[PhysFlow]:
+        for st in self.states.values():
+            yield from (pf for pf in st.rules.values() if pf.dpid == dpid)
+
+    def groups_on(self, dpid: int) -> Iterator[GroupSpec]:
+        for st in self.states.values():
+            yield from (g for (d, _), g in st.groups.items() if d == dpid)
+
+    def apply(self, new: NetworkState, installed: OnInstalled) -> NetworkState:
+        """Make `new` the network's desired state and roll it out; returns the previous."""
+        net_id = new.net_id
+        # ids the network no longer uses are given back only once their rules are gone
+        # everywhere (the last rollout's final phase): a tag reused at once could match this
+        # network's packets still in flight under another network's rule
+        self._inflight[net_id] += 1
+        old = self.states.get(net_id) or NetworkState(net_id)
+        self.states[net_id] = new
+        rules = diff.diff_rules(old.rules, new.rules)
+        groups = diff.diff_groups(old.groups, new.groups)
+
+        def now() -> NetworkState:
+            return self.states.get(net_id) or NetworkState(net_id)
+
+        def add() -> set[int]:
+            touched = set()
+            for g in groups.add:
+                if (s := self._synced(g.dpid)) is not None:
+                    send_group(s, g, ofp.OFPGC_ADD)
+                    touched.add(g.dpid)
+            for pf in rules.add:
+                if (s := self._synced(pf.dpid)) is not None:
+                    send_rule(s, pf, ofp.OFPFC_ADD)
+                    touched.add(pf.dpid)
+            return touched
+
+        def modify() -> Iterable[int]:
+            st, touched = now(), set()
+            for g in groups.modify:
+                if st.groups.get((g.dpid, g.group_id)) == g and (s := self._synced(g.dpid)):
+                    send_group(s, g, ofp.OFPGC_MODIFY)
+                    touched.add(g.dpid)
+            for pf in rules.modify:
+                if st.rules.get(pf.key) == pf and (s := self._synced(pf.dpid)) is not None:
+                    send_rule(s, pf, ofp.OFPFC_MODIFY_STRICT)
+                    touched.add(pf.dpid)
+            if self.states.get(net_id) is new:  # else a later compile takes this step
+                touched |= set(installed(new))
+            return touched
+
+        def delete() -> Iterable[int]:
+            st, touched = now(), set()
+            for pf in rules.delete:
+                if pf.key not in st.rules and (s := self._synced(pf.dpid)) is not None:
+                    send_rule(s, pf, ofp.OFPFC_DELETE_STRICT)
+                    touched.add(pf.dpid)
+            for key, g in old.groups.items():
+                if key not in st.groups and (s := self._synced(g.dpid)) is not None:
+                    send_group_delete(s, g.group_id)
+                    touched.add(g.dpid)
+            return touched
+
+        def release() -> Iterable[int]:
+            self._done(net_id)
+            return ()
+
+        Rollout(self.sessions).then(add).then(modify).then(delete).then(release).start()
+        return old
+
+    def _done(self, net_id: int) -> None:
+        self._inflight[net_id] -= 1
+        if self._inflight[net_id] <= 0:
+            del self._inflight[net_id]
+            st = self.states.get(net_id)
+            release_unused(self.alloc, net_id, st.owners if st is not None else set())
+
+    def remove(self, net_id: int) -> NetworkState | None:
+        """The network stops: everything it had leaves the pswitches (the caller drops its
+        endpoints first, so their rules go before the groups they use)."""
+        st = self.states.pop(net_id, None)
+        if st is not None:
+            for pf in st.rules.values():
+                if (s := self._synced(pf.dpid)) is not None:
+                    send_rule(s, pf, ofp.OFPFC_DELETE_STRICT)
+            for g in st.groups.values():
+                if (s := self._synced(g.dpid)) is not None:
+                    send_group_delete(s, g.group_id)
+        if not self._inflight.get(net_id):  # else the last rollout gives them back
+            release_unused(self.alloc, net_id, set())
+        for s in self.sessions.values():  # anything left with this network's cookie
+            if s.synced:
+                s.delete_cookie(layout.net_cookie(net_id), layout.NET_COOKIE_MASK)
+        return st
