@@ -1,0 +1,144 @@
+"""Make before break without sockets: the order in which a network's changes reach the
+pswitches, barrier by barrier (program/networks.py, program/programmer.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, cast
+
+from os_ken.ofproto import ofproto_v1_3 as ofp
+
+from tenantvisor.compile.network import NetworkState
+from tenantvisor.mapping import layout
+from tenantvisor.mapping.alloc import IdAllocator
+from tenantvisor.openflow import codec, oxm
+from tenantvisor.physical.session import PSwitchSession
+from tenantvisor.program.networks import NetworkProgrammer
+from tenantvisor.translate.flow import PhysFlow
+from tenantvisor.translate.group import GroupSpec, bucket
+
+COOKIE = layout.infra_cookie(1)
+
+
+class FakeSession:
+    """Records what is sent (as (kind, detail)) and holds barriers until released."""
+
+    def __init__(self, dpid: int) -> None:
+        self.dpid = dpid
+        self.synced = True
+        self.sent: list[tuple[str, object]] = []
+        self.barriers: list[Callable[[], None]] = []
+
+    def rule(self, pf: PhysFlow, command: int) -> Callable[[int], bytes]:
+        return lambda xid: pf.flow_mod(xid, command)
+
+    def send_flow(self, build: Callable[[int], bytes], on_error: Any) -> None:
+        msg = build(0)
+        if msg[1] == ofp.OFPT_GROUP_MOD:
+            command, _, gid = codec.struct.unpack_from("!HBxI", msg, 8)
+            self.sent.append(({0: "group-add", 1: "group-mod", 2: "group-del"}[command], gid))
+        else:
+            command, prio = msg[25], codec.u16(msg, 30)
+            name = {0: "add", 1: "mod", 2: "mod", 3: "del", 4: "del"}[command]
+            self.sent.append((name, prio))
+
+    def barrier(self, done: Callable[[], None]) -> None:
+        self.barriers.append(done)
+
+    def release(self) -> None:
+        waiting, self.barriers = self.barriers, []
+        for done in waiting:
+            done()
+
+    def delete_cookie(self, cookie: int, mask: int) -> None:
+        self.sent.append(("del-cookie", cookie >> layout.NET_SHIFT))
+
+
+def _rule(prio: int, out: int = 1) -> PhysFlow:
+    match = codec.encode_match([codec.oxm_u32(oxm.IN_PORT, prio)])
+    return PhysFlow(1, 0, prio, match, codec.encode_instructions(apply_actions=codec.output(out)),
+                    COOKIE)  # fmt: skip
+
+
+def _state(rules: list[PhysFlow], groups: list[GroupSpec] = ()) -> NetworkState:  # type: ignore[assignment]
+    st = NetworkState(1)
+    st.rules = {pf.key: pf for pf in rules}
+    st.groups = {(g.dpid, g.group_id): g for g in groups}
+    return st
+
+
+def _note(events: list[str], what: str) -> Callable[[NetworkState], list[int]]:
+    def step(st: NetworkState) -> list[int]:
+        events.append(what)
+        return [1]
+
+    return step
+
+
+def _setup() -> tuple[FakeSession, NetworkProgrammer, list[str]]:
+    s = FakeSession(1)
+    prog = NetworkProgrammer(cast(dict[int, PSwitchSession], {1: s}), IdAllocator())
+    return s, prog, []
+
+
+def test_additions_then_changes_then_removals_each_after_a_barrier() -> None:
+    s, prog, events = _setup()
+    a, b = _rule(10), _rule(20)
+    g = GroupSpec(1, 5, ofp.OFPGT_FF, bucket(codec.output(2), 2))
+    prog.apply(_state([a, b], [g]), _note(events, "views"))
+    assert s.sent == [("group-add", 5), ("add", 10), ("add", 20)]  # groups before rules
+    s.sent.clear()
+    s.release()  # additions confirmed: changes in place, then the endpoints' views
+    assert events == ["views"] and s.sent == []
+    s.release()
+    s.release()
+    a2, c = _rule(10, out=2), _rule(30)
+    g2 = GroupSpec(1, 5, ofp.OFPGT_FF, bucket(codec.output(3), 3))
+    prog.apply(_state([a2, c], [g2]), _note(events, "views2"))
+    assert s.sent == [("add", 30)]  # only what is new, at once
+    s.release()
+    assert s.sent[1:] == [("group-mod", 5), ("mod", 10)] and events[-1] == "views2"
+    s.release()
+    assert s.sent[3:] == [("del", 20)]  # the old rule goes last
+
+
+def test_a_later_compile_overtakes_and_nothing_wanted_again_is_deleted() -> None:
+    s, prog, _ = _setup()
+    a, b, c = _rule(10), _rule(20), _rule(30)
+    prog.apply(_state([a, b]), lambda st: [])
+    for _ in range(3):
+        s.release()
+    s.sent.clear()
+    prog.apply(_state([a, c]), lambda st: [])  # c added (waits for its barrier), b to go
+    prog.apply(_state([a, b, c]), lambda st: [])  # ... but b is wanted again before it went
+    for _ in range(4):
+        s.release()
+    assert ("del", 20) not in s.sent
+
+
+def test_freed_ids_go_back_only_when_the_last_rollout_is_done() -> None:
+    s, prog, _ = _setup()
+    alloc = prog.alloc
+    owner = (("tag", 1, 1), (1, "path"))
+    tag = alloc.get(*owner)
+    st = _state([_rule(10), _rule(20)])  # rule 20 is the path's, with its tag
+    st.owners = {owner}
+    prog.apply(st, lambda _: [])
+    for _ in range(3):
+        s.release()
+    prog.apply(_state([_rule(10)]), lambda _: [])  # the path is gone from the new state
+    assert s.sent[-1] == ("del", 20) and alloc.peek(*owner) == tag  # not confirmed yet
+    s.release()  # the delete is confirmed: now the tag may serve someone else
+    assert alloc.peek(*owner) is None
+
+
+def test_a_stopped_network_leaves_by_rule_group_and_cookie() -> None:
+    s, prog, _ = _setup()
+    g = GroupSpec(1, 5, ofp.OFPGT_INDIRECT, bucket(codec.output(2)))
+    prog.apply(_state([_rule(10)], [g]), lambda st: [])
+    for _ in range(4):
+        s.release()
+    s.sent.clear()
+    prog.remove(1)
+    assert s.sent == [("del", 10), ("group-del", 5), ("del-cookie", 1)]
+    assert prog.states == {}
