@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tenantvisor.bench.report import emit
 from tenantvisor.testbed import netns as nx
 from tenantvisor.testbed.daemon import Daemon
 from tenantvisor.testbed.nodes import VM, NodeTestbed
@@ -416,13 +417,7 @@ def run_dnb(quick: bool = False, as_json: bool = False, plot_path: str | None = 
         print("tenantvisor bench: run as root (network namespaces, Open vSwitch)", file=sys.stderr)
         return 1
     result = run(QUICK if quick else FULL)
-    path = plot_path or (None if as_json else "bench-dnb.png")
-    if path:
-        plot(result, path)
-        result["plot"] = path
-    if as_json:
-        print(json.dumps(result))
-        return 0
-    print(table(result))
-    print(f"plot: {path}")
-    return 0
+    return emit(
+        result, plot=plot, table=table, plot_path=plot_path, as_json=as_json,
+        default_plot="bench-dnb.png",
+    )  # fmt: skip

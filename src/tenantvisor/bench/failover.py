@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tenantvisor.bench.dnb import Progress
+from tenantvisor.bench.report import emit
 from tenantvisor.testbed.pingmon import PingMonitor
 from tenantvisor.testbed.ringnet import RingNet, ring_network
 
@@ -397,16 +398,10 @@ def run_failover(
         )
         return 2
     result = run(cfg)
-    path = plot_path or (None if as_json else "bench-failover.png")
-    if path:
-        plot(result, path)
-        result["plot"] = path
-    if as_json:
-        print(json.dumps(result))
-        return 0
-    print(table(result))
-    print(f"plot: {path}")
-    return 0
+    return emit(
+        result, plot=plot, table=table, plot_path=plot_path, as_json=as_json,
+        default_plot="bench-failover.png",
+    )  # fmt: skip
 
 
 __all__ = ["Config", "percentile", "run", "run_failover"]

@@ -23,7 +23,6 @@ Per flap:
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -32,6 +31,7 @@ from typing import Any
 
 from tenantvisor.bench.dnb import Progress
 from tenantvisor.bench.failover import percentile
+from tenantvisor.bench.report import emit
 from tenantvisor.testbed.flowwatch import FlowMonitor, dump_flows, younger
 from tenantvisor.testbed.pingmon import PingMonitor
 from tenantvisor.testbed.ringnet import RingNet, ring_network
@@ -310,16 +310,10 @@ def run_reconnect(
         )
         return 2
     result = run(cfg)
-    path = plot_path or (None if as_json else "bench-reconnect.png")
-    if path:
-        plot(result, path)
-        result["plot"] = path
-    if as_json:
-        print(json.dumps(result))
-        return 0
-    print(table(result))
-    print(f"plot: {path}")
-    return 0
+    return emit(
+        result, plot=plot, table=table, plot_path=plot_path, as_json=as_json,
+        default_plot="bench-reconnect.png",
+    )  # fmt: skip
 
 
 __all__ = ["Config", "flow_mods_for_reconnect", "run", "run_reconnect"]
