@@ -39,3 +39,9 @@ class Unauthorized(TenantvisorError):
     """No valid token was presented."""
 
     http_status = 401
+
+
+class Unavailable(TenantvisorError):
+    """A part the request needs (the intent store) does not answer; nothing was changed."""
+
+    http_status = 503

@@ -7,12 +7,17 @@ through `listener` (the daemon's reconciler), which derives and installs physica
 
 from __future__ import annotations
 
+import copy
+import functools
+import hashlib
 import hmac
 import ipaddress
 import itertools
 import re
 import secrets
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
 
 import networkx as nx
 
@@ -77,6 +82,79 @@ Listener = Callable[[str, VirtualNetwork], None]
 """Called with ("changed" | "started" | "stopped" | "removed", network)."""
 
 
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class IntentWriter(Protocol):
+    """Where intent is kept (store/): one call per API change, all of it or nothing."""
+
+    def write_intent(self, change: IntentChange) -> None: ...
+
+
+@dataclass
+class IntentChange:
+    """What one API call changed: whole tenants and networks to put or delete, and the
+    counters ids are drawn from."""
+
+    tenants: list[Tenant] = field(default_factory=list)
+    deleted_tenants: list[int] = field(default_factory=list)
+    networks: list[VirtualNetwork] = field(default_factory=list)
+    deleted_networks: list[int] = field(default_factory=list)
+    counters: dict[str, int] = field(default_factory=dict)
+
+
+_T = TypeVar("_T")
+
+
+def _mutation(
+    touches: Callable[..., list[int]] | None = None,
+) -> Callable[[Callable[..., _T]], Callable[..., _T]]:
+    """A public change of intent: validated and applied in memory, then written to the store
+    in one call, and only then announced to the listeners (the daemon programs it).  If the
+    store refuses or does not answer, memory is put back as it was and nothing is announced.
+    `touches(self, *args)` names the networks it may change (they are saved before)."""
+
+    def wrap(method: Callable[..., _T]) -> Callable[..., _T]:
+        @functools.wraps(method)
+        def run(self: NetworkManager, *args: Any, **kw: Any) -> _T:
+            if self._depth:  # inside another change (delete_tenant -> remove_network)
+                return method(self, *args, **kw)
+            saved = (
+                self._save_point(touches(self, *args) if touches else []) if self.store else None
+            )
+            self._depth += 1
+            try:
+                result = method(self, *args, **kw)
+                self._write()
+            except BaseException:
+                if saved is not None:
+                    self._roll_back(saved)
+                self._events.clear()
+                raise
+            finally:
+                self._depth -= 1
+                self._dirty_tenants.clear()
+                self._dirty_networks.clear()
+            events, self._events = self._events, []
+            for event, net in events:
+                for cb in self.listeners:
+                    cb(event, net)
+            return result
+
+        return run
+
+    return wrap
+
+
+def _net_arg(self: NetworkManager, net_id: object = None, *_: object) -> list[int]:
+    return [net_id] if isinstance(net_id, int) else []
+
+
+def _tenant_nets(self: NetworkManager, tenant_id: object = None, *_: object) -> list[int]:
+    return [n.id for n in self.networks.values() if n.tenant_id == tenant_id]
+
+
 class NetworkManager:
     def __init__(self, topo: PhysicalTopology, admin_token: str) -> None:
         if not admin_token:
@@ -92,6 +170,57 @@ class NetworkManager:
         self._next_route = 1
         self._vswitch_index: set[int] = set()
         self.listeners: list[Listener] = []
+        self.store: IntentWriter | None = None
+        self._depth = 0  # > 0 while a change runs
+        self._events: list[tuple[str, VirtualNetwork]] = []  # announced once written
+        self._dirty_tenants: set[int] = set()
+        self._dirty_networks: set[int] = set()
+
+    # --- persistence -----------------------------------------------------------------------
+    _COUNTERS = ("tenant", "network", "link", "host", "route")
+
+    def counters(self) -> dict[str, int]:
+        return {k: getattr(self, f"_next_{k}") for k in self._COUNTERS}
+
+    def restore(
+        self, tenants: list[Tenant], networks: dict[int, VirtualNetwork], counters: dict[str, int]
+    ) -> None:
+        """Intent read back from the store (a restart): nothing is announced; the daemon
+        compiles every started network itself."""
+        self.tenants = {t.id: t for t in tenants}
+        self.networks = dict(networks)
+        for k in self._COUNTERS:
+            setattr(self, f"_next_{k}", max(1, counters.get(k, 1)))
+        self._vswitch_index = {sw.index for n in networks.values() for sw in n.switches.values()}
+
+    def _save_point(self, net_ids: list[int]) -> tuple[Any, ...]:
+        nets = {i: copy.deepcopy(self.networks[i]) for i in net_ids if i in self.networks}
+        return (dict(self.tenants), dict(self.networks), nets, self.counters(),
+                set(self._vswitch_index))  # fmt: skip
+
+    def _roll_back(self, saved: tuple[Any, ...]) -> None:
+        tenants, networks, nets, counters, index = saved
+        self.tenants, self.networks = tenants, networks
+        self.networks.update(nets)
+        for k, v in counters.items():
+            setattr(self, f"_next_{k}", v)
+        self._vswitch_index = index
+
+    def _write(self) -> None:
+        if self.store is None or not (self._dirty_tenants or self._dirty_networks):
+            return
+        change = IntentChange(counters=self.counters())
+        for tid in sorted(self._dirty_tenants):
+            if tid in self.tenants:
+                change.tenants.append(self.tenants[tid])
+            else:
+                change.deleted_tenants.append(tid)
+        for nid in sorted(self._dirty_networks):
+            if nid in self.networks:
+                change.networks.append(self.networks[nid])
+            else:
+                change.deleted_networks.append(nid)
+        self.store.write_intent(change)
 
     # --- authentication ----------------------------------------------------------------------
     def authenticate(self, token: str | None) -> Tenant | None:
@@ -99,8 +228,9 @@ class NetworkManager:
         if token:
             if hmac.compare_digest(token.encode(), self._admin_token.encode()):
                 return None
+            digest = token_hash(token)
             for t in self.tenants.values():
-                if hmac.compare_digest(token.encode(), t.token.encode()):
+                if hmac.compare_digest(digest, t.token_hash):
                     return t
         raise Unauthorized("missing or invalid token")
 
@@ -110,15 +240,18 @@ class NetworkManager:
             raise NotFound(f"no virtual network {net.id}")
 
     # --- tenants -------------------------------------------------------------------------------
+    @_mutation()
     def create_tenant(self, name: str) -> Tenant:
         if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", name):
             raise InvalidRequest("tenant name: 1-64 letters, digits, '_', '.', '-'")
         if any(t.name == name for t in self.tenants.values()):
             raise Conflict(f"tenant {name!r} exists")
         # "tv_" prefix: a token never starts with "-", which command lines would take for a flag
-        t = Tenant(self._next_tenant, name, "tv_" + secrets.token_urlsafe(24))
+        token = "tv_" + secrets.token_urlsafe(24)
+        t = Tenant(self._next_tenant, name, token_hash(token), token)
         self._next_tenant += 1
         self.tenants[t.id] = t
+        self._dirty_tenants.add(t.id)
         return t
 
     def get_tenant(self, tenant_id: int) -> Tenant:
@@ -127,11 +260,13 @@ class NetworkManager:
             raise NotFound(f"no tenant {tenant_id}")
         return t
 
+    @_mutation(_tenant_nets)
     def delete_tenant(self, tenant_id: int) -> None:
         self.get_tenant(tenant_id)
         for net in [n for n in self.networks.values() if n.tenant_id == tenant_id]:
             self.remove_network(net.id)
         del self.tenants[tenant_id]
+        self._dirty_tenants.add(tenant_id)
 
     # --- networks ------------------------------------------------------------------------------
     def get_network(self, net_id: int, caller: Tenant | None = None) -> VirtualNetwork:
@@ -144,6 +279,7 @@ class NetworkManager:
     def list_networks(self, caller: Tenant | None = None) -> list[VirtualNetwork]:
         return [n for n in self.networks.values() if caller is None or n.tenant_id == caller.id]
 
+    @_mutation()
     def create_network(
         self,
         tenant_id: int,
@@ -172,8 +308,10 @@ class NetworkManager:
         net = VirtualNetwork(self._next_network, tenant_id, urls, network_address, mask)
         self._next_network += 1
         self.networks[net.id] = net
+        self._dirty_networks.add(net.id)
         return net
 
+    @_mutation(_net_arg)
     def set_controllers(self, net_id: int, controller_urls: list[str]) -> VirtualNetwork:
         net = self.get_network(net_id)
         urls = [str(parse_controller_url(u)) for u in controller_urls]
@@ -181,6 +319,7 @@ class NetworkManager:
         self._changed(net)
         return net
 
+    @_mutation(_net_arg)
     def set_switch_controllers(
         self, net_id: int, vdpid: int, controller_urls: list[str] | None
     ) -> VSwitch:
@@ -208,6 +347,7 @@ class NetworkManager:
         self._changed(net)
         return sw
 
+    @_mutation(_net_arg)
     def start_network(self, net_id: int) -> VirtualNetwork:
         net = self.get_network(net_id)
         if not net.started:
@@ -215,6 +355,7 @@ class NetworkManager:
             self._notify("started", net)
         return net
 
+    @_mutation(_net_arg)
     def stop_network(self, net_id: int) -> VirtualNetwork:
         net = self.get_network(net_id)
         if net.started:
@@ -222,6 +363,7 @@ class NetworkManager:
             self._notify("stopped", net)
         return net
 
+    @_mutation(_net_arg)
     def remove_network(self, net_id: int) -> None:
         net = self.get_network(net_id)
         if net.started:
@@ -232,6 +374,7 @@ class NetworkManager:
         self._notify("removed", net)
 
     # --- vswitches -----------------------------------------------------------------------------
+    @_mutation(_net_arg)
     def create_switch(
         self,
         net_id: int,
@@ -299,6 +442,7 @@ class NetworkManager:
         self._changed(net)
         return sw
 
+    @_mutation(_net_arg)
     def remove_switch(self, net_id: int, vdpid: int) -> None:
         net = self.get_network(net_id)
         sw = self._switch(net, vdpid)
@@ -311,6 +455,7 @@ class NetworkManager:
         self._vswitch_index.discard(sw.index)
         self._changed(net)
 
+    @_mutation(_net_arg)
     def set_internal_routing(
         self, net_id: int, vdpid: int, algorithm: str, backup_num: int = 0
     ) -> VSwitch:
@@ -324,6 +469,7 @@ class NetworkManager:
         self._changed(net)
         return sw
 
+    @_mutation(_net_arg)
     def connect_route(
         self,
         net_id: int,
@@ -386,6 +532,7 @@ class NetworkManager:
         self._changed(net)
         return routes[0]
 
+    @_mutation(_net_arg)
     def disconnect_route(
         self, net_id: int, vdpid: int, route_id: int, both_ways: bool = False
     ) -> None:
@@ -410,6 +557,7 @@ class NetworkManager:
         self._changed(net)
 
     # --- vports --------------------------------------------------------------------------------
+    @_mutation(_net_arg)
     def create_port(self, net_id: int, dpid: int, port: int, vdpid: int | None = None) -> VPort:
         """Map a physical port into the vswitch on that pswitch (OVX `createPort`); on a big
         switch, `dpid` is any of its pswitches."""
@@ -442,6 +590,7 @@ class NetworkManager:
         self._changed(net)
         return vp
 
+    @_mutation(_net_arg)
     def remove_port(self, net_id: int, vdpid: int, vport: int) -> None:
         """Remove a vport with its vlink, its hosts and the routes that start or end on it."""
         net = self.get_network(net_id)
@@ -458,6 +607,7 @@ class NetworkManager:
         self._changed(net)
 
     # --- vlinks --------------------------------------------------------------------------------
+    @_mutation(_net_arg)
     def create_link(
         self,
         net_id: int,
@@ -514,6 +664,7 @@ class NetworkManager:
         self._changed(net)
         return lk
 
+    @_mutation(_net_arg)
     def remove_link(self, net_id: int, link_id: int) -> None:
         net = self.get_network(net_id)
         lk = self._link(net, link_id)
@@ -521,6 +672,7 @@ class NetworkManager:
         self._unlink(net, lk)
         self._changed(net)
 
+    @_mutation(_net_arg)
     def set_link_path(self, net_id: int, link_id: int, path: PathSpec, priority: int) -> VLink:
         """Give a manual vlink a physical path (OVX `setLinkPath`).
 
@@ -549,6 +701,7 @@ class NetworkManager:
         self._changed(net)
         return lk
 
+    @_mutation(_net_arg)
     def remove_link_path(self, net_id: int, link_id: int, priority: int) -> VLink:
         """Take the path with `priority` off a manual vlink (with none left, it is down)."""
         net = self.get_network(net_id)
@@ -561,6 +714,7 @@ class NetworkManager:
         return lk
 
     # --- hosts ---------------------------------------------------------------------------------
+    @_mutation(_net_arg)
     def connect_host(self, net_id: int, vdpid: int, vport: int, mac: object) -> Host:
         net = self.get_network(net_id)
         vp = self._vport(net, vdpid, vport)
@@ -581,6 +735,7 @@ class NetworkManager:
         self._changed(net)
         return h
 
+    @_mutation(_net_arg)
     def disconnect_host(self, net_id: int, host_id: int) -> None:
         net = self.get_network(net_id)
         if net.hosts.pop(host_id, None) is None:
@@ -684,12 +839,14 @@ class NetworkManager:
                 vp.link_id = None
 
     def _changed(self, net: VirtualNetwork) -> None:
+        self._dirty_networks.add(net.id)
         if net.started:
             self._notify("changed", net)
 
     def _notify(self, event: str, net: VirtualNetwork) -> None:
-        for cb in self.listeners:
-            cb(event, net)
+        """Announced to the listeners once the change is written (see _mutation)."""
+        self._dirty_networks.add(net.id)
+        self._events.append((event, net))
 
 
 def _int(value: object, what: str, limit: int) -> int:

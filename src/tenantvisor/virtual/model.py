@@ -21,7 +21,10 @@ class VPortKind(StrEnum):
 class Tenant:
     id: int
     name: str
-    token: str
+    # sha256 of the token, hex: all that is kept (and stored); the token itself is shown
+    # once, when the tenant is created, and held only until then
+    token_hash: str
+    token: str = field(default="", repr=False, compare=False)
 
 
 @dataclass
