@@ -21,6 +21,8 @@ class IdAllocator:
     def __init__(self) -> None:
         self._used: dict[Space, dict[int, Hashable]] = {}
         self._held: dict[tuple[Space, Hashable], int] = {}
+        # what changed since the store last took it: (space, owner) -> id, or None if freed
+        self.journal: dict[tuple[Space, Hashable], int | None] | None = None
 
     def get(self, space: Space, owner: Hashable, lo: int = 1, hi: int = 4094) -> int:
         """The id `owner` holds in `space`, allocating the lowest free one if it has none."""
@@ -32,6 +34,8 @@ class IdAllocator:
             if i not in used:
                 used[i] = owner
                 self._held[(space, owner)] = i
+                if self.journal is not None:
+                    self.journal[(space, owner)] = i
                 return i
         raise IdSpaceExhausted(f"no free id left in {space!r}")
 
@@ -42,15 +46,24 @@ class IdAllocator:
         i = self._held.pop((space, owner), None)
         if i is not None:
             self._used.get(space, {}).pop(i, None)
+            if self.journal is not None:
+                self.journal[(space, owner)] = None
 
     def release_id(self, space: Space, i: int) -> None:
         owner = self._used.get(space, {}).pop(i, None)
         if owner is not None:
             self._held.pop((space, owner), None)
+            if self.journal is not None:
+                self.journal[(space, owner)] = None
 
     def release_where(self, pred: Callable[[Space, Hashable], bool]) -> None:
         for space, owner in [k for k in self._held if pred(*k)]:
             self.release(space, owner)
+
+    def take_journal(self) -> dict[tuple[Space, Hashable], int | None]:
+        """What changed since the last call (and start journaling if not yet)."""
+        got, self.journal = self.journal or {}, {}
+        return got
 
     def snapshot(self) -> list[tuple[Space, Hashable, int]]:
         """Every allocation, sorted: what a store keeps."""

@@ -655,6 +655,7 @@ class VSwitchEndpoint:
                 self._reprogram(None, vf, ch.phys, relay, conn, modify=False)
             elif isinstance(ch, Modified):
                 ch.vflow.instructions = ch.instructions
+                table.touch(ch.vflow)
                 relay = self._error_relay(conn, xid, msg, None)
                 self._reprogram(None, ch.vflow, ch.phys, relay, conn)
             else:

@@ -114,6 +114,8 @@ class VirtualFlowTable:
         self._entries: dict[tuple[int, int, NormMatch], VFlow] = {}
         self.by_serial: dict[int, VFlow] = {}
         self._next_serial = 1
+        # with a store: rules changed since it last took them (serial -> rule, None: gone)
+        self.changed: dict[int, VFlow | None] | None = None
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -147,13 +149,31 @@ class VirtualFlowTable:
             del self.by_serial[old.serial]
         self._entries[key] = vf
         self.by_serial[vf.serial] = vf
+        if self.changed is not None:
+            if old is not None:
+                self.changed[old.serial] = None
+            self.changed[vf.serial] = vf
         return old
+
+    def touch(self, vf: VFlow) -> None:
+        """`vf` changed in place (MODIFY): the store must take it again."""
+        if self.changed is not None and self.by_serial.get(vf.serial) is vf:
+            self.changed[vf.serial] = vf
+
+    def restore(self, flows: list[VFlow]) -> None:
+        """Rules read back from the store: their serials (and so their cookies) are kept."""
+        for vf in flows:
+            self._entries[(vf.table, vf.priority, vf.norm)] = vf
+            self.by_serial[vf.serial] = vf
+        self._next_serial = max([self._next_serial, *(vf.serial + 1 for vf in flows)])
 
     def remove(self, vf: VFlow) -> None:
         key = (vf.table, vf.priority, vf.norm)
         if self._entries.get(key) is vf:
             del self._entries[key]
             self.by_serial.pop(vf.serial, None)
+            if self.changed is not None:
+                self.changed[vf.serial] = None
 
     def select(self, fm: FlowMod, norm: NormMatch, strict: bool, filter_out: bool) -> list[VFlow]:
         """Entries a MODIFY/DELETE (strict or not) applies to."""
@@ -195,4 +215,11 @@ class VirtualFlowTable:
         gone = list(self._entries.values())
         self._entries.clear()
         self.by_serial.clear()
+        if self.changed is not None:
+            self.changed.update((vf.serial, None) for vf in gone)
         return gone
+
+    def take_changes(self) -> dict[int, VFlow | None]:
+        """What changed since the last call (and start tracking if not yet)."""
+        got, self.changed = self.changed or {}, {}
+        return got
