@@ -19,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
+DEFAULT_STATE_DIR = "/var/lib/tenantvisor"
 _HOSTNAME = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*\.?")
 # What each setting expects, as the error message says it ("lldp_interval must be ...").
 _TYPE = {
@@ -28,6 +29,8 @@ _TYPE = {
     "lldp_interval": "a number of seconds",
     "log_level": "one of " + ", ".join(LOG_LEVELS),
     "max_rules_per_vswitch": "a whole number",
+    "state_dir": "a directory path",
+    "db": "none, or OVSDB remotes unix:PATH / tcp:IP:PORT, comma-separated",
 }
 _RANGE = {
     "lldp_interval": "within 0.1-60 seconds",
@@ -81,6 +84,27 @@ class Settings(BaseModel):
     lldp_interval: float = Field(default=1.0, ge=0.1, le=60, allow_inf_nan=False)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     max_rules_per_vswitch: int = Field(default=100_000, ge=1, le=1_000_000)
+    # Where intent is kept: a private ovsdb-server on DIR/tenantvisor.db (embedded), or an
+    # existing server / Raft cluster (`db`), or nowhere (`db: none`: forgotten on restart).
+    state_dir: str = Field(default=DEFAULT_STATE_DIR, min_length=1)
+    db: str | None = None
+
+    @field_validator("db")
+    @classmethod
+    def _db(cls, value: str | None) -> str | None:
+        if value is None or value == "none":
+            return value
+        for remote in value.split(","):
+            kind, _, rest = remote.strip().partition(":")
+            if kind == "unix" and rest:
+                continue
+            if kind in ("tcp", "ssl"):
+                _checked(rest, "db")
+                continue
+            raise ValueError(
+                f"db {value!r}: expected none, or unix:PATH / tcp:IP:PORT remotes, comma-separated"
+            )
+        return value
 
     @field_validator("log_level", mode="before")
     @classmethod

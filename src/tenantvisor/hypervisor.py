@@ -14,16 +14,17 @@ import itertools
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import Any
 
 from os_ken.ofproto import ofproto_v1_3 as ofp
 
 from tenantvisor.compile.network import NetworkState, compile_network
 from tenantvisor.mapping import layout
-from tenantvisor.mapping.alloc import IdAllocator, IdSpaceExhausted
+from tenantvisor.mapping.alloc import IdAllocator, IdSpaceExhausted, Space
 from tenantvisor.openflow import codec, messages, oxm
 from tenantvisor.openflow.codec import MalformedMessage
+from tenantvisor.persistence import Persister, RuntimeWriter, StoredTables
 from tenantvisor.physical.links import LinkDiscovery
 from tenantvisor.physical.session import PSwitchSession
 from tenantvisor.physical.topology import PhysicalTopology, PPort, PSwitchInfo
@@ -36,7 +37,7 @@ from tenantvisor.translate import infra
 from tenantvisor.virtual.endpoint import VSwitchEndpoint
 from tenantvisor.virtual.flowtable import normalize
 from tenantvisor.virtual.manager import NetworkManager
-from tenantvisor.virtual.model import VirtualNetwork, VPortKind
+from tenantvisor.virtual.model import Tenant, VirtualNetwork, VPortKind
 
 log = logging.getLogger(__name__)
 N_TABLES_OFFERED = 64
@@ -56,6 +57,7 @@ class Hypervisor:
         self.alloc = IdAllocator()  # every id that reaches the wire
         self._tenant_ids = itertools.count(1)  # owners of tenants' group/meter ids
         self.sessions: dict[int, PSwitchSession] = {}
+        self.persister: Persister | None = None  # with a store: runtime state goes there
         self.program = NetworkProgrammer(self.sessions, self.alloc)
         self.endpoints: dict[tuple[int, int], VSwitchEndpoint] = {}
         self.by_index: dict[int, VSwitchEndpoint] = {}
@@ -78,6 +80,41 @@ class Hypervisor:
         self.unclaimed: Counter[tuple[int, str]] = Counter()
         # OpenFlow 1.0: (dpid, marker) -> (vswitch index, ingress vport, PACKET_IN reason)
         self.marker_owner: dict[tuple[int, int], tuple[int, int, int]] = {}
+
+    # --- state kept across restarts ------------------------------------------------------------
+    def restore(
+        self,
+        tenants: list[Tenant],
+        networks: dict[int, VirtualNetwork],
+        counters: dict[str, int],
+        allocations: list[tuple[Space, Hashable, int]],
+        tables: dict[tuple[int, int], StoredTables],
+    ) -> None:
+        """Everything the store kept (a restart), before any pswitch may connect: intent,
+        the ids on the wire, and each vswitch's tables.  Started networks are compiled with
+        the same ids, so the pswitches' syncs find what they have right and send nothing."""
+        self.manager.restore(tenants, networks, counters)
+        self.alloc.restore(allocations)
+        used = [o[1] for _, o, _ in allocations if isinstance(o, tuple) and o[:1] == ("tenant",)]
+        self._tenant_ids = itertools.count(max((n for n in used if isinstance(n, int)),
+                                               default=0) + 1)  # fmt: skip
+        for net in networks.values():
+            if net.started:
+                self._reconcile(net)  # no pswitch yet: the endpoints start at once
+        for key, ep in self.endpoints.items():
+            st = tables.get(key)
+            if st is not None:
+                ep.restore(st.flows, st.groups, st.meters)
+        log.info(
+            "restored %d tenants, %d networks (%d started), %d vswitches, %d rules",
+            len(tenants), len(networks), sum(n.started for n in networks.values()),
+            len(self.endpoints), sum(len(ep.table) for ep in self.endpoints.values()),
+        )  # fmt: skip
+
+    def attach(self, writer: RuntimeWriter) -> Persister:
+        """From now on, runtime state is written to `writer` in batches."""
+        self.persister = Persister(self, writer)
+        return self.persister
 
     # --- lifecycle -------------------------------------------------------------------------
     async def start(self, listen: str) -> None:
@@ -399,6 +436,8 @@ class Hypervisor:
                 del self.by_net_dpid[(ep.view.net_id, d)]
         ep.stop()
         ep.drop_all()
+        if self.persister is not None:
+            self.persister.vswitch_gone(key)
         log.info("%s: stopped", ep.label)
 
     def _teardown(self, net: VirtualNetwork) -> None:

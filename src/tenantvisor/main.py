@@ -83,6 +83,15 @@ def main(argv: list[str] | None = None) -> int:
         "--max-rules-per-vswitch", type=int,
         help="rules a tenant may hold in one vswitch (default 100000); more: TABLE_FULL",
     )  # fmt: skip
+    s.add_argument(
+        "--state-dir",
+        help="where the embedded intent store lives (default /var/lib/tenantvisor)",
+    )
+    s.add_argument(
+        "--db",
+        help="OVSDB remotes of an existing store or Raft cluster (unix:PATH, tcp:IP:PORT, "
+        "comma-separated) instead of the embedded one; 'none': keep nothing",
+    )
     d = sub.add_parser("demo", help="two tenants over an emulated fabric, end to end")
     d.add_argument("--topology", default="fat-tree", choices=["fat-tree", "two-tier"])
     d.add_argument("--keep-logs", action="store_true")
@@ -124,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
                     "lldp_interval": args.lldp_interval,
                     "log_level": args.log_level,
                     "max_rules_per_vswitch": args.max_rules_per_vswitch,
+                    "state_dir": args.state_dir,
+                    "db": args.db,
                 },
             )
         except ConfigError as exc:

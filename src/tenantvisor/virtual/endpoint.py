@@ -50,7 +50,7 @@ from tenantvisor.virtual.decide import (
     reprogram,
 )
 from tenantvisor.virtual.flowtable import VFlow, VirtualFlowTable, normalize
-from tenantvisor.virtual.groups import VSwitchGroups
+from tenantvisor.virtual.groups import VGroup, VMeter, VSwitchGroups
 from tenantvisor.virtual.stats import VSwitchStats, flow_counts
 from tenantvisor.virtual.urls import ControllerUrl, parse_controller_url
 
@@ -248,6 +248,7 @@ class VSwitchEndpoint:
         self._stopped = False
         self._dying: dict[int, _Dying] = {}  # removed rules whose FLOW_REMOVED is pending
         self._idle_watch: dict[int, VFlow] = {}  # rules whose idle timeout we emulate
+        self.groups_dirty = False  # groups or meters changed since the store took them
         self.packet_ins = 0
         self.rx_msgs = 0  # from controllers whose connection has closed
         self.generation: int | None = None  # last MASTER/SLAVE generation id (OF1.3 6.3.5)
@@ -424,6 +425,27 @@ class VSwitchEndpoint:
                                                  meters)))  # fmt: skip
         return out
 
+    def restore(
+        self, flows: list[VFlow], groups: dict[int, VGroup], meters: dict[int, VMeter]
+    ) -> None:
+        """The vswitch's tables as the store kept them (a restart): groups and meters on
+        their physical ids (the allocator has them back), rules with their serials (so their
+        physical cookies are the ones on the pswitches), translated against the views.
+        Nothing is sent: each pswitch's sync compares them with what it has."""
+        self.groups_meters.groups.update(groups)
+        self.groups_meters.meters.update(meters)
+        self.table.restore(flows)
+        for vf in sorted(flows, key=lambda v: v.serial):  # the latest owner wins a shared key
+            try:
+                tf = self._translate(vf.table, vf.match, vf.instructions, vf.priority)
+            except OFError as exc:
+                log.warning("%s: stored rule %d no longer fits: %s", self.label, vf.serial, exc)
+                self.table.remove(vf)
+                continue
+            vf.phys = self._phys(vf, tf)
+            for pf in vf.phys:
+                self.rules.add(vf.serial, pf)
+
     def desired_groups(self, dpid: int) -> list[GroupSpec]:
         """The tenant's groups as pswitch `dpid` should hold them (for reconciliation)."""
         return self.groups_meters.desired_groups(dpid)
@@ -468,8 +490,10 @@ class VSwitchEndpoint:
         elif t == ofp.OFPT_MULTIPART_REQUEST:
             self.stats.multipart(conn, xid, msg)
         elif t == ofp.OFPT_GROUP_MOD:
+            self.groups_dirty = True  # for the store
             self.groups_meters.group_mod(conn, xid, msg)
         elif t == ofp.OFPT_METER_MOD:
+            self.groups_dirty = True
             self.groups_meters.meter_mod(conn, xid, msg)
         elif t == ofp.OFPT_ROLE_REQUEST:
             self._role_request(conn, xid, msg)

@@ -1,0 +1,127 @@
+"""Runtime state that must survive a restart, on its way to the store and back.
+
+Intent (tenants, networks) is written by the NetworkManager itself, one write per API
+change.  What the daemon derives and the tenants' controllers install changes far more often:
+ids that reach the wire (allocations), each vswitch's flow table, groups and meters.  Those are
+journaled where they change and written here in batches (every `FLUSH_INTERVAL`, one store
+call each, in a worker thread so the event loop never waits on the store).  A daemon killed
+between a change and its flush loses at most that window: on restart the pswitch's sync
+removes the rules the store did not keep, and the tenant's controller re-installs them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+from tenantvisor.mapping.alloc import Space
+from tenantvisor.virtual.flowtable import VFlow
+from tenantvisor.virtual.groups import VGroup, VMeter
+
+if TYPE_CHECKING:
+    from tenantvisor.hypervisor import Hypervisor
+
+log = logging.getLogger(__name__)
+FLUSH_INTERVAL = 0.05
+VSwitchKey = tuple[int, int]  # (network id, vdpid)
+
+
+@dataclass
+class RuntimeChange:
+    """What changed in the runtime state since the last write."""
+
+    allocations: dict[tuple[Space, Hashable], int | None] = field(default_factory=dict)
+    flows: dict[VSwitchKey, dict[int, VFlow | None]] = field(default_factory=dict)
+    # whole groups and meters of a vswitch (they change rarely; replaced as a set)
+    groups: dict[VSwitchKey, tuple[dict[int, VGroup], dict[int, VMeter]]] = field(
+        default_factory=dict
+    )
+    dropped: set[VSwitchKey] = field(default_factory=set)  # vswitches gone: all their tables
+
+    def __bool__(self) -> bool:
+        return bool(self.allocations or self.flows or self.groups or self.dropped)
+
+    def merge(self, later: RuntimeChange) -> None:
+        """`later` happened after self: the combination, as one change."""
+        self.allocations.update(later.allocations)
+        for key in later.dropped:
+            self.flows.pop(key, None)
+            self.groups.pop(key, None)
+        self.dropped |= later.dropped
+        for key, flows in later.flows.items():
+            self.flows.setdefault(key, {}).update(flows)
+        self.groups.update(later.groups)
+
+
+class RuntimeWriter(Protocol):
+    def write_runtime(self, change: RuntimeChange) -> None: ...
+
+
+@dataclass
+class StoredTables:
+    """A vswitch's tables as the store kept them."""
+
+    flows: list[VFlow] = field(default_factory=list)
+    groups: dict[int, VGroup] = field(default_factory=dict)
+    meters: dict[int, VMeter] = field(default_factory=dict)
+
+
+class Persister:
+    """Collects the runtime journals of a hypervisor and writes them in batches."""
+
+    def __init__(self, hv: Hypervisor, writer: RuntimeWriter) -> None:
+        self.hv = hv
+        self.writer = writer
+        self._pending = RuntimeChange()  # taken from journals, not yet written
+        self._task: asyncio.Task[None] | None = None
+        hv.alloc.take_journal()  # from now on
+        for ep in hv.endpoints.values():
+            ep.table.take_changes()
+
+    def start(self) -> None:
+        self._task = asyncio.ensure_future(self._run())
+
+    async def stop(self) -> None:
+        """Write what is left (a clean stop loses nothing)."""
+        if self._task is not None:
+            self._task.cancel()
+        self.collect()
+        if self._pending:
+            await self._write()
+
+    def vswitch_gone(self, key: VSwitchKey) -> None:
+        later = RuntimeChange(dropped={key})
+        self._pending.merge(later)
+
+    def collect(self) -> None:
+        change = RuntimeChange(allocations=self.hv.alloc.take_journal())
+        for (net_id, vdpid), ep in self.hv.endpoints.items():
+            flows = ep.table.take_changes()
+            if flows:
+                change.flows[(net_id, vdpid)] = flows
+            if ep.groups_dirty:
+                ep.groups_dirty = False
+                gm = ep.groups_meters
+                change.groups[(net_id, vdpid)] = (dict(gm.groups), dict(gm.meters))
+        self._pending.merge(change)
+
+    async def _write(self) -> None:
+        change, self._pending = self._pending, RuntimeChange()
+        try:
+            await asyncio.get_running_loop().run_in_executor(
+                None, self.writer.write_runtime, change
+            )
+        except Exception as exc:  # the store is away: keep it, try again next time
+            log.warning("runtime state not written (%s); retrying", exc)
+            change.merge(self._pending)
+            self._pending = change
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_INTERVAL)
+            self.collect()
+            if self._pending:
+                await self._write()
