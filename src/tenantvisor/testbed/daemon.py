@@ -41,10 +41,15 @@ class Daemon:
         lldp_interval: float = 0.5,
         log_level: str = "info",
         extra_args: list[str] | None = None,
+        admin_token: str | None = None,
+        state_dir: str | Path | None = None,
     ) -> None:
         self.rundir = Path(rundir)
         self.of_listen = of_listen
-        self.admin_token = "admin-" + secrets.token_hex(8)
+        self.admin_token = admin_token or "admin-" + secrets.token_hex(8)
+        # a private store per daemon (never the machine's default directory); give the same
+        # directory to a second Daemon to restart "the same" hypervisor
+        self.state_dir = Path(state_dir) if state_dir is not None else self.rundir / "state"
         self.lldp_interval = lldp_interval
         self.log_level = log_level
         self.extra_args = extra_args or []
@@ -65,6 +70,7 @@ class Daemon:
             "--api-listen", f"127.0.0.1:{self.api_port}",
             "--lldp-interval", str(self.lldp_interval),
             "--log-level", self.log_level,
+            "--state-dir", str(self.state_dir),
             *self.extra_args,
         ]  # fmt: skip
         env = dict(os.environ, TENANTVISOR_ADMIN_TOKEN=self.admin_token)
@@ -92,6 +98,12 @@ class Daemon:
         try:
             self.proc.wait(5)
         except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+
+    def kill(self) -> None:
+        """kill -9: no clean-up of any kind (what a crash does)."""
+        if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(5)
 
