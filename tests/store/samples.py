@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import copy
 import ipaddress
+import json
+from pathlib import Path
 
 from tenantvisor.dedicated.model import Intent, Mode, Network, Node, PortKind, TenantPort, VmBinding
 from tenantvisor.mapping.paths import Hop
+from tenantvisor.store import codec
 from tenantvisor.store.records import FlowRecord, GroupRecord, MeterRecord
 from tenantvisor.virtual.model import (
     Host,
@@ -143,11 +147,25 @@ def dnb_intent() -> Intent:
 
 
 def allocations(nid: int) -> list[tuple[tuple[object, ...], object, int]]:
+    """Ids of network `nid` (distinct from every other network's) and a tenant group's."""
     path = (Hop(TOP | 1, 2, TOP | 2, 3), Hop(TOP | 2, 4, 5, 1))
     return [
-        (("tag", TOP | 2, 3), (nid, "vlink", 1, 0, path, 0), 1),
-        (("tag", 5, 1), (nid, "vlink", 1, 0, path, 1), 4094),
-        (("group", TOP | 1), (nid, "ff", "vlink", 1, 0, 0), 0xFFFFFF00),
-        (("marker", 0x10), (nid, (nid << 48) | 1, 2, 1), 7),
+        (("tag", TOP | 2, 3), (nid, "vlink", 1, 0, path, 0), nid),
+        (("tag", 5, 1), (nid, "vlink", 1, 0, path, 1), 4094 - nid),
+        (("group", TOP | 1), (nid, "ff", "vlink", 1, 0, 0), 0xFFFFFF00 - nid),
+        (("marker", 0x10), (nid, (nid << 48) | 1, 2, 1), 100 + nid),
         (("group", TOP | 1), ("tenant", 12), 3),
     ]
+
+
+def old_schema(tmp: Path, version: str = "0.9.0") -> Path:
+    """The shipped schema as an older release had it: no backup_num columns, no
+    Instance/Ownership tables."""
+    s = copy.deepcopy(codec.schema())
+    s["version"] = version
+    del s["tables"]["Vswitch"]["columns"]["backup_num"]
+    del s["tables"]["Vlink"]["columns"]["backup_num"]
+    del s["tables"]["Instance"], s["tables"]["Ownership"]
+    path = tmp / f"tenantvisor-{version}.ovsschema"
+    path.write_text(json.dumps(s))
+    return path
