@@ -1,6 +1,6 @@
-"""A private ovsdb-server per test (in pytest's tmp dir, stopped whatever happens).  Marked
-root like the other tests that run Open vSwitch daemons, though an ovsdb-server in a tmp dir
-needs no privilege."""
+"""A private ovsdb-server per test (in pytest's tmp dir, stopped whatever happens) and store
+clients on it.  Marked root like the other tests that run Open vSwitch daemons, though an
+ovsdb-server in a tmp dir needs no privilege."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tenantvisor.store.server import EmbeddedServer
+from tenantvisor.store import EmbeddedServer, Store
 
 
 @pytest.fixture
@@ -28,3 +28,22 @@ def server(tmp_path: Path, ovsdb_tools: None) -> Iterator[EmbeddedServer]:
         yield srv
     finally:
         srv.stop()
+
+
+@pytest.fixture
+def store(server: EmbeddedServer) -> Iterator[Store]:
+    s = Store(server.remote, timeout=5.0)
+    try:
+        yield s.start()
+    finally:
+        s.stop()
+
+
+@pytest.fixture
+def other(server: EmbeddedServer) -> Iterator[Store]:
+    """A second client of the same database (another instance)."""
+    s = Store(server.remote, timeout=5.0)
+    try:
+        yield s.start()
+    finally:
+        s.stop()

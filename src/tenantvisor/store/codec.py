@@ -190,6 +190,26 @@ def from_idl(table: str, values: Mapping[str, Any]) -> Row:
     return out
 
 
+def from_json(table: str, values: Mapping[str, Any]) -> Row:
+    """A row from OVSDB's JSON notation (a `select` result); columns not in the schema
+    (``_uuid``, ``_version``) are left out."""
+    kinds = column_kinds()[table]
+    out: Row = {}
+    for col, v in values.items():
+        k = kinds.get(col)
+        if k is None:
+            continue
+        if k == "map":
+            out[col] = {a: b for a, b in v[1]}
+        elif k in ("optional", "set") and isinstance(v, list) and v and v[0] == "set":
+            out[col] = (v[1][0] if v[1] else None) if k == "optional" else sorted(v[1])
+        elif k == "set":
+            out[col] = [v]
+        else:
+            out[col] = v
+    return out
+
+
 def key(table: str, row: Mapping[str, Any]) -> Key:
     return tuple(row[c] for c in KEYS[table])
 
@@ -312,8 +332,12 @@ def allocation_row(space: Hashable, owner: Hashable, ident: int) -> Row:
     }
 
 
-def allocation_from_row(row: Mapping[str, Any]) -> tuple[Hashable, Hashable, int]:
-    return decode_key(row["space"]), decode_key(row["owner"]), row["id"]
+def allocation_from_row(row: Mapping[str, Any]) -> tuple[tuple[Hashable, ...], Hashable, int]:
+    """(space, owner, id) as `IdAllocator.restore` takes them."""
+    space = decode_key(row["space"])
+    if not isinstance(space, tuple):
+        raise ValueError(f"allocation space {row['space']!r} is not a tuple")
+    return space, decode_key(row["owner"]), row["id"]
 
 
 # --- tenants and counters -----------------------------------------------------------------
