@@ -27,7 +27,9 @@ from tenantvisor.store import (
     StoreError,
     StoreUnavailable,
 )
-from tenantvisor.store.records import FlowRecord, GroupRecord
+from tenantvisor.store.records import FlowRecord, GroupRecord, MeterRecord
+from tenantvisor.virtual.flowtable import VFlow
+from tenantvisor.virtual.groups import VGroup, VMeter
 from tenantvisor.virtual.model import Tenant, VirtualNetwork
 
 from .samples import (
@@ -518,6 +520,18 @@ def test_a_store_refuses_a_server_without_its_database(tmp_path: Path, ovsdb_too
         subprocess.run(["ovs-appctl", "-t", f"{tmp_path}/c.ctl", "exit"], check=False)
 
 
+def test_a_stopped_store_starts_again(store: Store) -> None:
+    store.put_network(small_network(5, 1, 1))
+    store.stop()
+    store.stop()
+    with pytest.raises(StoreUnavailable, match="not started"):
+        store.put_network(small_network(6, 1, 2))
+    store.start()
+    vd = next(iter(small_network(5, 1, 1).switches))
+    store.apply_flow_changes(flows(5, vd, 2))
+    assert list(store.load().networks) == [5] and len(store.load().flows[(5, vd)]) == 2
+
+
 def test_remote_syntax() -> None:
     with pytest.raises(ValueError, match="remote"):
         Store("/tmp/x.sock")
@@ -559,3 +573,67 @@ def test_a_cluster_written_through_one_member_read_through_another(
         for s in stores:
             s.stop()
         cluster.stop()
+
+
+# --- the daemon's runtime batches -----------------------------------------------------------
+@dataclass
+class Runtime:
+    """persistence.py's RuntimeChange, as the store sees it."""
+
+    allocations: dict[tuple[Any, Any], int | None] = field(default_factory=dict)
+    flows: dict[tuple[int, int], dict[int, VFlow | None]] = field(default_factory=dict)
+    groups: dict[tuple[int, int], tuple[dict[int, VGroup], dict[int, VMeter]]] = field(
+        default_factory=dict
+    )
+    dropped: set[tuple[int, int]] = field(default_factory=set)
+
+
+def _vflows(nid: int, vdpid: int, n: int, start: int = 1) -> dict[int, VFlow | None]:
+    return {f.serial: f.to_vflow() for f in flows(nid, vdpid, n, start)}
+
+
+def test_write_runtime_is_one_batch(store: Store, other: Store) -> None:
+    net = big_network(n_switches=3)
+    store.put_network(net)
+    a, b, c = list(net.switches)
+    store.write_runtime(
+        Runtime(
+            allocations={(s, o): i for s, o, i in allocations(7)},
+            flows={(7, a): _vflows(7, a, 5), (7, b): _vflows(7, b, 3)},
+            groups={(7, a): ({1: VGroup(0, b"\x01", 17, 0.0)}, {2: VMeter(1, b"\x02", 3)})},
+        )
+    )
+    snap = other.load()
+    assert snap.flows[(7, a)] == flows(7, a, 5) and snap.flows[(7, b)] == flows(7, b, 3)
+    wait_until(lambda: (7, a) in other.load().groups)
+    snap = other.load()
+    assert snap.groups[(7, a)] == [GroupRecord(7, a, 1, 0, b"\x01", 17)]
+    assert snap.meters[(7, a)] == [MeterRecord(7, a, 2, 1, b"\x02", 3)]
+    assert len(snap.allocations) == 5
+    # journals: some rules gone, some changed; groups replaced as a set; ids released;
+    # vswitch b dropped and re-made in the same batch (only its new rules remain), c
+    # dropped; rules of a vswitch the store does not hold are left out, not refused
+    changed = flows(7, a, 1, start=2)[0]
+    changed = FlowRecord(7, a, 2, 9, 9, changed.match, b"", 5)
+    space, owner, _ = allocations(7)[0]
+    store.write_runtime(
+        Runtime(
+            allocations={(space, owner): None, (("tag", 9, 9), (7, "x")): 4},
+            flows={
+                (7, a): {1: None, 2: changed.to_vflow(), 99: None},
+                (7, b): _vflows(7, b, 2, start=3),
+                (7, 0xDEAD): _vflows(7, 0xDEAD, 2),
+            },
+            groups={(7, a): ({5: VGroup(1, b"", 18, 0.0)}, {}), (7, 0xDEAD): ({}, {})},
+            dropped={(7, b), (7, c)},
+        )
+    )
+    wait_until(lambda: (7, a) not in other.load().meters)
+    snap = other.load()
+    assert [f.serial for f in snap.flows[(7, a)]] == [2, 3, 4, 5]
+    assert snap.flows[(7, a)][0] == changed
+    assert snap.flows[(7, b)] == flows(7, b, 2, start=3)
+    assert (7, c) not in snap.flows and (7, 0xDEAD) not in snap.flows
+    assert snap.groups[(7, a)] == [GroupRecord(7, a, 5, 1, b"", 18)]
+    assert (owner not in [o for _, o, _ in snap.allocations]) and (
+        ("tag", 9, 9), (7, "x"), 4) in snap.allocations  # fmt: skip

@@ -30,8 +30,8 @@ updates arrive (ovsdb-server flushes monitors before it replies) while the trans
 in flight, and are recognised by the keys and networks it touched.
 
 Calls block the calling thread until the server has answered (about a millisecond on a
-local unix socket for an API-sized change, see docs/design.md); callbacks run on the
-store's own thread and may only read with `load_network`.
+local unix socket for an API-sized change; tests/store/test_store.py::test_costs measures
+it); callbacks run on the store's own thread and may only read with `load_network`.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ import time
 import uuid as uuidlib
 import warnings
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -75,6 +76,8 @@ from tenantvisor.store.records import (
     Snapshot,
     VSwitchKey,
 )
+from tenantvisor.virtual.flowtable import VFlow
+from tenantvisor.virtual.groups import VGroup, VMeter
 from tenantvisor.virtual.model import Tenant, VirtualNetwork
 
 log = logging.getLogger(__name__)
@@ -99,6 +102,24 @@ class IntentChangeLike(Protocol):
 
     @property
     def counters(self) -> Mapping[str, int]: ...
+
+
+class RuntimeChangeLike(Protocol):
+    """A batch of runtime state (persistence.py's `RuntimeChange`)."""
+
+    @property
+    def allocations(self) -> Mapping[tuple[Any, Hashable], int | None]: ...
+
+    @property
+    def flows(self) -> Mapping[tuple[int, int], Mapping[int, VFlow | None]]: ...
+
+    @property
+    def groups(
+        self,
+    ) -> Mapping[tuple[int, int], tuple[Mapping[int, VGroup], Mapping[int, VMeter]]]: ...
+
+    @property
+    def dropped(self) -> AbstractSet[tuple[int, int]]: ...
 
 
 def _where_uuid(u: uuidlib.UUID) -> list[Any]:
@@ -596,13 +617,16 @@ class Store:
             )
 
     def stop(self) -> None:
-        """Disconnect (idempotent)."""
+        """Disconnect (idempotent; `start` connects again)."""
         conn, self._conn = self._conn, None
         if conn is not None:
             conn.stop(timeout=self.timeout)
         elif self._idl is not None:
             self._idl.close()
         self._idl = None
+        self._synced = None
+        self._pending = _Pending()
+        self._flows.clear()
 
     @property
     def started(self) -> bool:
@@ -799,6 +823,71 @@ class Store:
 
         self._submit(f"allocations (+{len(add)} -{len(gone)})", build)
 
+    def write_runtime(self, change: RuntimeChangeLike) -> None:
+        """A batch of runtime state (persistence.py's `RuntimeChange`), in one transaction:
+        the allocation journal ((space, owner) -> id, or None when released), per vswitch
+        the rules changed (serial -> VFlow, or None when gone), the whole set of groups and
+        meters of the vswitches listed, and the vswitches dropped (all their tables go;
+        rules or groups of the same batch then make its new tables).
+
+        Rules, groups and meters of a vswitch the store does not hold (its removal was
+        written first) are left out, not refused: such a batch would otherwise fail again
+        and again."""
+        adds = [(s, o, i) for (s, o), i in change.allocations.items() if i is not None]
+        add = [codec.allocation_row(*a) for a in adds]
+        gone = {
+            (codec.encode_key(s), codec.encode_key(o))
+            for (s, o), i in change.allocations.items()
+            if i is None
+        } - {codec.key("Allocation", r) for r in add}
+        flows: dict[tuple[int, str], tuple[list[Row], list[tuple[int, str, int]]]] = {}
+        for (nid, vdpid), journal in change.flows.items():
+            v = codec.hex64(vdpid)
+            rows = [codec.flow_row(FlowRecord.of(nid, vdpid, vf)) for vf in journal.values() if vf]
+            dels = [(nid, v, serial) for serial, vf in journal.items() if vf is None]
+            flows[(nid, v)] = (rows, dels)
+        tables: dict[tuple[int, str], tuple[dict[Key, Row], dict[Key, Row]]] = {}
+        for (nid, vdpid), (grps, mtrs) in change.groups.items():
+            gr = [codec.group_row(GroupRecord.of(nid, vdpid, i, g)) for i, g in grps.items()]
+            mr = [codec.meter_row(MeterRecord.of(nid, vdpid, i, m)) for i, m in mtrs.items()]
+            tables[(nid, codec.hex64(vdpid))] = (
+                {codec.key("Tenant_Group", r): r for r in gr},
+                {codec.key("Tenant_Meter", r): r for r in mr},
+            )
+        dropped = {(nid, codec.hex64(vdpid)) for nid, vdpid in change.dropped}
+
+        def build(b: _Batch) -> None:
+            for k in gone:
+                b.delete("Allocation", k)
+            for row in add:
+                b.put("Allocation", row)
+            for nid, v in sorted(dropped):
+                where = [["network", "==", nid], ["vdpid", "==", v]]
+                if (nid, v) not in flows:
+                    b.ops.append({"op": "delete", "table": "Tenant_Flow", "where": where})
+                    b.after.append(self._forget_rules([(nid, v)]))
+                if (nid, v) not in tables:
+                    for table in ("Tenant_Group", "Tenant_Meter"):
+                        b.delete_where(table, nid, where)
+            here = {sw for sw in set(flows) | set(tables) if b.uuid("Vswitch", sw) is not None}
+            for sw in sorted((set(flows) | set(tables)) - here):
+                log.info("store: network %d has no vswitch %s any more: its state is not kept", *sw)
+            rows = [r for sw in sorted(here & set(flows)) for r in flows[sw][0]]
+            dels = [d for sw in sorted(here & set(flows)) for d in flows[sw][1]]
+            if rows or dels:
+                self._apply_flows(b, rows, dels, replace=dropped & here & set(flows))
+            for sw in sorted(here & set(tables)):
+                self._require_vswitch(b, *sw, "groups and meters")
+                for table, want in zip(("Tenant_Group", "Tenant_Meter"), tables[sw], strict=True):
+                    have = [k for k in b.ix.keys_of(table, sw[0]) if k[1] == sw[1]]
+                    b.sync(table, want, have)
+
+        self._submit(
+            f"runtime state (allocations +{len(add)} -{len(gone)}, rules of {len(flows)} "
+            f"vswitches, groups of {len(tables)}, {len(dropped)} dropped)",
+            build,
+        )
+
     # what tenants installed
     def apply_flow_changes(
         self, upserts: Iterable[FlowRecord], deletes: Iterable[FlowKey] = ()
@@ -947,12 +1036,7 @@ class Store:
             if any(k[1] == vdpid for k in b.ix.keys_of(table, nid)):
                 b.delete_where(table, nid, where)
         b.ops.append({"op": "delete", "table": "Tenant_Flow", "where": where})
-
-        def forget(_: list[Any]) -> bool:
-            self._flows.pop((nid, vdpid), None)
-            return False
-
-        b.after.append(forget)
+        b.after.append(self._forget_rules([(nid, vdpid)]))
 
     def _delete_network(self, b: _Batch, nid: int) -> None:
         tables = ("Virtual_Network", *codec.NETWORK_TABLES, "Tenant_Group", "Tenant_Meter",
@@ -965,12 +1049,7 @@ class Store:
         # rules are not replicated: delete whatever the server holds of this network
         b.ops.append({"op": "delete", "table": "Tenant_Flow", "where": [["network", "==", nid]]})
 
-        def forget(_: list[Any]) -> bool:
-            for sw in [sw for sw in self._flows if sw[0] == nid]:
-                del self._flows[sw]
-            return False
-
-        b.after.append(forget)
+        b.after.append(self._forget_rules([sw for sw in self._flows if sw[0] == nid]))
 
     def _delete_tenant(self, b: _Batch, tid: int) -> None:
         b.delete("Tenant", (tid,))
@@ -1000,6 +1079,17 @@ class Store:
         for r in rows:
             b.put(table, r, compare=False)
 
+    def _forget_rules(self, switches: Iterable[tuple[int, str]]) -> Callable[[list[Any]], bool]:
+        """A hook for after a commit: what these vswitches hold is to be read again."""
+        gone = list(switches)
+
+        def hook(_: list[Any]) -> bool:
+            for sw in gone:
+                self._flows.pop(sw, None)
+            return False
+
+        return hook
+
     def _known_serials(self, b: _Batch, nid: int, vdpid: str) -> set[int]:
         """The rule serials the server holds for a vswitch (read once, then kept)."""
         got = self._flows.get((nid, vdpid))
@@ -1009,14 +1099,23 @@ class Store:
             got = self._flows[(nid, vdpid)] = {r["serial"] for r in rows}
         return got
 
-    def _apply_flows(self, b: _Batch, rows: list[Row], dels: list[tuple[int, str, int]]) -> None:
+    def _apply_flows(
+        self,
+        b: _Batch,
+        rows: list[Row],
+        dels: list[tuple[int, str, int]],
+        replace: Iterable[tuple[int, str]] = (),
+    ) -> None:
+        """Upsert `rows`, delete `dels`; the vswitches in `replace` keep only `rows`."""
         written = sorted({(r["network"], r["vdpid"]) for r in rows})
         for nid, vdpid in written:
             self._require_vswitch(b, nid, vdpid, "rules")
-        switches = sorted(set(written) | {(n, v) for n, v, _ in dels})
+        replace = set(replace)
+        switches = sorted(set(written) | {(n, v) for n, v, _ in dels} | replace)
         known = {sw: self._known_serials(b, *sw) for sw in switches}
         upserted = {(r["network"], r["vdpid"], r["serial"]) for r in rows}
-        deleted = [k for k in dels if k not in upserted]
+        dels = dels + [(*sw, serial) for sw in sorted(replace) for serial in sorted(known[sw])]
+        deleted = sorted({k for k in dels if k not in upserted})
         for k in deleted:
             b.ops.append(
                 {"op": "delete", "table": "Tenant_Flow", "where": _where_uuid(flow_uuid(*k))}
@@ -1201,4 +1300,4 @@ class Store:
         return f"Store({self.remote!r}, started={self.started}, connected={self.connected})"
 
 
-__all__ = ["IntentChangeLike", "Store"]
+__all__ = ["IntentChangeLike", "RuntimeChangeLike", "Store", "flow_uuid"]
