@@ -553,11 +553,14 @@ def test_a_cluster_written_through_one_member_read_through_another(
         whole = Store(cluster.remote, timeout=10.0).start()
         stores.append(whole)
         theirs: list[ChangeSet] = []
+        mine: list[ChangeSet] = []
         r.on_change(theirs.append)
+        w.on_change(mine.append)
         net = big_network()
         fill(w, net)
         w.apply_allocations(allocations(7), [])
         wait_until(lambda: r.load_network(7) == net)
+        assert mine == []  # a follower, too, sends our own updates before its reply
         snap = r.load()
         assert snap.networks == {7: net}
         for vdpid in net.switches:
