@@ -58,6 +58,11 @@ class Hypervisor:
         self._tenant_ids = itertools.count(1)  # owners of tenants' group/meter ids
         self.sessions: dict[int, PSwitchSession] = {}
         self.persister: Persister | None = None  # with a store: runtime state goes there
+        # after a restore: each vswitch's stored tables until the fabric has settled, and
+        # the pswitches that connected meanwhile (not synced yet)
+        self._restored: dict[tuple[int, int], StoredTables] | None = None
+        self._held: list[PSwitchSession] = []
+        self._topo_changed_at = 0.0
         self.program = NetworkProgrammer(self.sessions, self.alloc)
         self.endpoints: dict[tuple[int, int], VSwitchEndpoint] = {}
         self.by_index: dict[int, VSwitchEndpoint] = {}
@@ -91,25 +96,53 @@ class Hypervisor:
         tables: dict[tuple[int, int], StoredTables],
     ) -> None:
         """Everything the store kept (a restart), before any pswitch may connect: intent,
-        the ids on the wire, and each vswitch's tables.  Started networks are compiled with
-        the same ids, so the pswitches' syncs find what they have right and send nothing."""
+        the ids on the wire, and each vswitch's tables.
+
+        Nothing is compiled yet: the fabric is unknown until the pswitches are back and LLDP
+        has found their links again, and a vlink compiled over half a fabric would look
+        down, its rules stale, its vports down to the tenant.  So pswitches that connect
+        are held (they keep forwarding with what they have) until the topology has been
+        quiet for two LLDP intervals (`_settle`); then every started network is compiled
+        with the restored ids, the vswitches take their tables back and the pswitches are
+        synced, finding what they have right: nothing is sent."""
         self.manager.restore(tenants, networks, counters)
         self.alloc.restore(allocations)
         used = [o[1] for _, o, _ in allocations if isinstance(o, tuple) and o[:1] == ("tenant",)]
         self._tenant_ids = itertools.count(max((n for n in used if isinstance(n, int)),
                                                default=0) + 1)  # fmt: skip
-        for net in networks.values():
-            if net.started:
-                self._reconcile(net)  # no pswitch yet: the endpoints start at once
+        if any(n.started for n in networks.values()):
+            self._restored = tables
+        log.info(
+            "restored %d tenants, %d networks (%d started), %d rules",
+            len(tenants), len(networks), sum(n.started for n in networks.values()),
+            sum(len(t.flows) for t in tables.values()),
+        )  # fmt: skip
+
+    async def _settle(self) -> None:
+        """After a restore: wait for the fabric, then compile, restore tables and sync."""
+        quiet = 2 * self.lldp_interval + 0.5
+        start = time.monotonic()
+        limit = start + max(5.0, 6 * self.lldp_interval + 2.0)
+        while True:
+            await asyncio.sleep(0.1)
+            now = time.monotonic()
+            if (now - start >= quiet and now - self._topo_changed_at >= quiet) or now > limit:
+                break
+        tables, self._restored = self._restored or {}, None
+        self._reconcile_all()  # no pswitch synced yet: the endpoints are made at once
         for key, ep in self.endpoints.items():
             st = tables.get(key)
             if st is not None:
                 ep.restore(st.flows, st.groups, st.meters)
         log.info(
-            "restored %d tenants, %d networks (%d started), %d vswitches, %d rules",
-            len(tenants), len(networks), sum(n.started for n in networks.values()),
+            "fabric settled after %.1f s: %d pswitches, %d links; %d vswitches and %d rules back",
+            time.monotonic() - start, len(self.sessions), len(self.topo.links()),
             len(self.endpoints), sum(len(ep.table) for ep in self.endpoints.values()),
         )  # fmt: skip
+        held, self._held = self._held, []
+        for s in held:
+            if self.sessions.get(s.dpid or 0) is s and s.channel.is_open:
+                self._sync(s)
 
     def attach(self, writer: RuntimeWriter) -> Persister:
         """From now on, runtime state is written to `writer` in batches."""
@@ -131,6 +164,8 @@ class Hypervisor:
                 reuse_address=True,
             )  # fmt: skip
         self._tasks.append(asyncio.ensure_future(self._discovery_loop()))
+        if self._restored is not None:
+            self._tasks.append(asyncio.ensure_future(self._settle()))
         log.info("listening for pswitches on %s", listen)
 
     @property
@@ -239,16 +274,22 @@ class Hypervisor:
         self.topo.add_switch(
             PSwitchInfo(s.dpid, dict(s.ports), s.n_tables, of_version=s.driver.version)
         )
-        dpid = s.dpid
+        if self._restored is not None:
+            self._held.append(s)  # synced once the fabric is known again (_settle)
+        else:
+            self._sync(s)
+        for other in self.sessions.values():  # its neighbours find it now, not in a second
+            self.links.probe(other)
+        self._topology_changed()
+
+    def _sync(self, s: PSwitchSession) -> None:
+        dpid = s.dpid or 0
 
         def synced(sent: int) -> None:
             s.synced = True
             self.sync_messages[dpid] = sent
 
         sync(s, lambda: self._desired_for(dpid, s), synced)
-        for other in self.sessions.values():  # its neighbours find it now, not in a second
-            self.links.probe(other)
-        self._topology_changed()
 
     def _desired_for(self, dpid: int, s: PSwitchSession) -> SwitchDesired:
         """Everything pswitch `dpid` should hold now: the provider's rules, every network's
@@ -356,12 +397,15 @@ class Hypervisor:
 
     # --- intent -> runtime -------------------------------------------------------------------
     def _intent_changed(self, event: str, net: VirtualNetwork) -> None:
+        if self._restored is not None:
+            return  # compiled with everything else once the fabric settles
         if event in ("stopped", "removed"):
             self._teardown(net)
         else:
             self._reconcile(net)
 
     def _topology_changed(self) -> None:
+        self._topo_changed_at = time.monotonic()
         if self._reconcile_pending:
             return
         self._reconcile_pending = True
@@ -369,6 +413,8 @@ class Hypervisor:
 
     def _reconcile_all(self) -> None:
         self._reconcile_pending = False
+        if self._restored is not None:
+            return  # after a restore, nothing is compiled before the fabric settles
         for net in list(self.manager.networks.values()):
             if net.started:
                 self._reconcile(net)
@@ -412,6 +458,8 @@ class Hypervisor:
                 ep = None
             if ep is None:
                 ep = VSwitchEndpoint(self, views, urls, tenant)
+                if self.persister is not None:
+                    ep.table.take_changes()  # its rules are journaled for the store
                 ep.port_names = names
                 self.endpoints[(net.id, vdpid)] = ep
                 self.by_index[sw.index] = ep

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import gc
 import logging
+import signal
 import sys
 from typing import Any
 
@@ -34,6 +35,33 @@ def tune_gc() -> None:
     gc.set_threshold(50_000, 20, 100)
 
 
+def open_store(settings: Settings) -> tuple[Any, Any, Any] | None:
+    """(embedded server or None, connected Store, Snapshot), or None with `db: none`.
+    StoreUnavailable/StoreError end the daemon: it must not serve without its intent."""
+    if settings.db == "none":
+        log.warning("no intent store (--db none): everything is forgotten on restart")
+        return None
+    from tenantvisor.store import EmbeddedServer, Store
+
+    server = None
+    remote = settings.db
+    if remote is None:
+        server = EmbeddedServer(settings.state_dir, adopt=True).start()
+        remote = server.remote
+        log.info("intent store: %s (embedded ovsdb-server on %s)", remote, server.db_path)
+    else:
+        log.info("intent store: %s", remote)
+    store = Store(remote).start()
+    snap = store.load()
+    return server, store, snap
+
+
+def close_store(server: Any, store: Any) -> None:
+    store.stop()
+    if server is not None:
+        server.stop()
+
+
 async def serve(settings: Settings, ready: Any = None) -> None:
     """Run the hypervisor and its API in one event loop until cancelled or signalled."""
     import uvicorn
@@ -48,6 +76,20 @@ async def serve(settings: Settings, ready: Any = None) -> None:
         max_rules=settings.max_rules_per_vswitch,
     )  # fmt: skip
     api_host, api_port = Settings.split(settings.api_listen, "api_listen")
+    # intent and tenant state come back before any pswitch may connect: a pswitch synced
+    # against an empty intent would lose every rule
+    kept = await asyncio.to_thread(open_store, settings)
+    persister = None
+    if kept is not None:
+        server, store, snap = kept
+        from tenantvisor.persistence import StoreWriter, stored_tables
+
+        writer = StoreWriter(store)
+        hv.restore(snap.tenants, snap.networks, snap.counters, snap.allocations,
+                   stored_tables(snap))  # fmt: skip
+        hv.manager.store = writer
+        persister = hv.attach(writer)
+        persister.start()
     await hv.start(settings.of_listen_address)
     dnb = DnbManager(lambda tid: t.name if (t := hv.manager.tenants.get(tid)) else str(tid))
     app = create_app(hv.manager, hv.status, lambda: metrics_text(hv), dnb=dnb)
@@ -58,12 +100,22 @@ async def serve(settings: Settings, ready: Any = None) -> None:
     if ready is not None:
         ready(hv, server)
     tune_gc()
+    # uvicorn catches SIGTERM/SIGINT while serving and raises them again when it is done: with
+    # a handler of ours in place, that ends here instead of killing the process before the
+    # store has the last changes and the embedded ovsdb-server is stopped
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, lambda: None)
     try:
         await server.serve()
     finally:
         upkeep.cancel()
         dnb.close()
         await hv.stop()
+        if persister is not None:
+            await persister.stop()
+        if kept is not None:
+            await asyncio.to_thread(close_store, *kept[:2])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -141,9 +193,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"tenantvisor: {exc}", file=sys.stderr)
             return 2
         setup_logging(settings.log_level)
+        from tenantvisor.store import ServerError, StoreError
+
         try:
             asyncio.run(serve(settings))
-        except OSError as exc:
+        except (OSError, StoreError, ServerError) as exc:
             print(f"tenantvisor: {exc}", file=sys.stderr)
             return 1
         except KeyboardInterrupt:

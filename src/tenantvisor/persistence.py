@@ -17,9 +17,17 @@ from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
+from tenantvisor.errors import Unavailable
 from tenantvisor.mapping.alloc import Space
+from tenantvisor.store import (
+    Snapshot,
+    Store,
+    StoreError,
+    StoreUnavailable,
+)
 from tenantvisor.virtual.flowtable import VFlow
 from tenantvisor.virtual.groups import VGroup, VMeter
+from tenantvisor.virtual.manager import IntentChange
 
 if TYPE_CHECKING:
     from tenantvisor.hypervisor import Hypervisor
@@ -125,3 +133,35 @@ class Persister:
             self.collect()
             if self._pending:
                 await self._write()
+
+
+class StoreWriter:
+    """The store (store.Store) as the NetworkManager's IntentWriter and the Persister's
+    RuntimeWriter: each call one transaction; a store that fails becomes `Unavailable`
+    (HTTP 503 naming it) for the API."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def write_intent(self, change: IntentChange) -> None:
+        try:
+            self.store.write_intent(change)
+        except StoreUnavailable as exc:
+            raise Unavailable(f"intent store unavailable: {exc}") from None
+        except StoreError as exc:
+            raise Unavailable(f"intent store refused the change: {exc}") from None
+
+    def write_runtime(self, change: RuntimeChange) -> None:
+        self.store.write_runtime(change)
+
+
+def stored_tables(snapshot: Snapshot) -> dict[VSwitchKey, StoredTables]:
+    """Each vswitch's tables out of a snapshot, as `Hypervisor.restore` takes them."""
+    out: dict[VSwitchKey, StoredTables] = {}
+    for key, frs in snapshot.flows.items():
+        out.setdefault(key, StoredTables()).flows = [f.to_vflow() for f in frs]
+    for key, grs in snapshot.groups.items():
+        out.setdefault(key, StoredTables()).groups = {g.group_id: g.to_vgroup() for g in grs}
+    for key, mrs in snapshot.meters.items():
+        out.setdefault(key, StoredTables()).meters = {m.meter_id: m.to_vmeter() for m in mrs}
+    return out

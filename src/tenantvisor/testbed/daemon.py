@@ -92,14 +92,33 @@ class Daemon:
         raise DaemonError(f"tenantvisor API not up after {timeout}s:\n{self.log_tail()}")
 
     def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
+        """Stop the daemon (which stops its embedded store); a store server a killed
+        daemon left behind in its state directory is stopped too."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self._stop_store_server()
+
+    def _stop_store_server(self) -> None:
+        pidfile = self.state_dir / "ovsdb-server.pid"
         try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
+            pid = int(pidfile.read_text().strip())
+        except (OSError, ValueError):
+            return
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            return
+        if "ovsdb-server" in cmdline and str(self.state_dir) in cmdline:
+            os.kill(pid, signal.SIGTERM)
+            for _ in range(50):
+                if not Path(f"/proc/{pid}").exists():
+                    break
+                time.sleep(0.1)
 
     def kill(self) -> None:
         """kill -9: no clean-up of any kind (what a crash does)."""
