@@ -144,6 +144,10 @@ class StoreWriter:
         self.store = store
 
     def write_intent(self, change: IntentChange) -> None:
+        # the API writes from the event loop: a store known to be away fails at once rather
+        # than holding every pswitch and tenant channel for the store's timeout
+        if not self.store.connected:
+            raise Unavailable(f"intent store at {self.store.remote} is not connected")
         try:
             self.store.write_intent(change)
         except StoreUnavailable as exc:

@@ -192,3 +192,22 @@ def test_the_api_knows_everything_by_the_same_token(rs: Restart) -> None:
     # a new change works and survives too (ids continue where they were)
     tid = rs.daemon.rest("POST", "/v1/tenants", {"name": "dave"})["id"]
     assert tid == 2
+
+
+def test_a_store_that_does_not_answer_is_a_503_and_the_data_plane_runs_on(rs: Restart) -> None:
+    """Last in this module: it takes the store away from the running daemon."""
+    ctl = rs.rundir / "state" / "ovsdb-server.ctl"
+    subprocess.run(["ovs-appctl", "-t", str(ctl), "exit"], check=True, timeout=10)
+    deadline = time.monotonic() + 10
+    while True:
+        r = rs.daemon.post("/v1/tenants", {"name": "erin"})
+        if r.status_code == 503 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert r.status_code == 503, r.text
+    assert "store" in r.json()["error"]
+    net = rs.daemon.rest("GET", f"/v1/networks/{rs.net_id}", None, rs.token)  # reads still work
+    assert net["started"]
+    assert rs.fab.host("h1").ping(rs.topo.hosts["h3"].ip, count=3, timeout=5)
+    names = [t["name"] for t in rs.daemon.rest("GET", "/v1/tenants")]
+    assert "erin" not in names  # nothing half-made
