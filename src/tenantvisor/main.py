@@ -56,6 +56,38 @@ def open_store(settings: Settings) -> tuple[Any, Any, Any] | None:
     return server, store, snap
 
 
+def store_command(action: str, directory: str, members: int, host: str) -> int:
+    """`tenantvisor store cluster-start|stop|status DIR`: a Raft cluster of `members`
+    ovsdb-servers (created on first start; ports kept in DIR/cluster.json).  Start prints
+    the `--db` value every `tenantvisor serve` instance takes."""
+    from tenantvisor.store import Cluster, StoreError
+
+    if not 1 <= members <= 7:
+        print(
+            "tenantvisor store: --members must be 1-7 (Raft wants an odd number)", file=sys.stderr
+        )
+        return 2
+    try:
+        cluster = Cluster(directory, members, host=host)
+        if action == "cluster-start":
+            cluster.start()
+            print(cluster.remote)
+        elif action == "cluster-stop":
+            cluster.stop()
+        else:
+            for m in cluster.members:
+                state = "not running"
+                if m.running:
+                    lines = m.status().splitlines()
+                    keep = ("Role:", "Term:", "Leader:")
+                    state = ", ".join(ln.strip() for ln in lines if ln.startswith(keep))
+                print(f"{m.directory.name} {m.remote} (raft {m.raft}): {state}")
+    except (StoreError, OSError, ValueError) as exc:
+        print(f"tenantvisor store: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def close_store(server: Any, store: Any) -> None:
     store.stop()
     if server is not None:
@@ -144,6 +176,13 @@ def main(argv: list[str] | None = None) -> int:
         help="OVSDB remotes of an existing store or Raft cluster (unix:PATH, tcp:IP:PORT, "
         "comma-separated) instead of the embedded one; 'none': keep nothing",
     )
+    st = sub.add_parser(
+        "store", help="the intent store: a Raft cluster of ovsdb-servers for several instances"
+    )
+    st.add_argument("action", choices=["cluster-start", "cluster-stop", "cluster-status"])
+    st.add_argument("dir", help="the cluster's directory (member i in DIR/mI)")
+    st.add_argument("--members", type=int, default=3, help="cluster size (default 3)")
+    st.add_argument("--host", default="127.0.0.1", help="address members listen on")
     d = sub.add_parser("demo", help="two tenants over an emulated fabric, end to end")
     d.add_argument("--topology", default="fat-tree", choices=["fat-tree", "two-tier"])
     d.add_argument("--keep-logs", action="store_true")
@@ -203,6 +242,8 @@ def main(argv: list[str] | None = None) -> int:
         except KeyboardInterrupt:
             pass
         return 0
+    if args.cmd == "store":
+        return store_command(args.action, args.dir, args.members, args.host)
     if args.cmd == "demo":
         from tenantvisor.demo import run_demo
 
