@@ -117,6 +117,20 @@ def rs() -> Iterator[Restart]:
             _send(peer, _rule(host_vp[sw], link_vp[sw], 0xC0DE0 + 2 * i), 10)
             _send(peer, _rule(link_vp[sw], host_vp[sw], 0xC0DE1 + 2 * i), 11)
             _barrier(peer, 12)
+        # a group and a meter on lf1's vswitch, and a rule using both (IPv6 only: not in
+        # the way of the test's pings): they must come back on their physical ids too
+        peer = peers[vd["lf1"]]
+        bucket = p.OFPBucket(actions=[p.OFPActionOutput(host_vp["lf1"])])
+        _send(peer, p.OFPGroupMod(DP, ofp.OFPGC_ADD, ofp.OFPGT_INDIRECT, 7, [bucket]), 13)
+        band = p.OFPMeterBandDrop(rate=1_000_000, burst_size=0)
+        _send(peer, p.OFPMeterMod(DP, ofp.OFPMC_ADD, ofp.OFPMF_KBPS, 3, [band]), 14)
+        _send(peer, p.OFPFlowMod(
+            DP, cookie=0xC0DE9, priority=50, match=p.OFPMatch(eth_type=0x86DD),
+            instructions=[p.OFPInstructionMeter(3, ofp.OFPIT_METER),
+                          p.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS,
+                                                  [p.OFPActionGroup(7)])],
+        ), 15)  # fmt: skip
+        _barrier(peer, 16)
         for a, b in (("h1", "h3"), ("h3", "h1")):
             fab.host(a).exec(f"ip neigh replace {topo.hosts[b].ip} lladdr {topo.hosts[b].mac} "
                              "dev eth0")  # fmt: skip
@@ -181,7 +195,13 @@ def test_kill_9_and_restart_loses_nothing(rs: Restart) -> None:
     m2 = peer.recv_until(lambda m: m[0] == ofp.OFPT_MULTIPART_REPLY and m[1] == 20)
     assert m2 is not None
     stats = p.OFPFlowStatsReply.parser(DP, 4, m2[0], len(m2[2]), m2[1], m2[2])
-    assert sorted(s.cookie for s in stats.body) == [0xC0DE0, 0xC0DE1]
+    assert sorted(s.cookie for s in stats.body) == [0xC0DE0, 0xC0DE1, 0xC0DE9]
+    # and its group and meter, under its own ids
+    _send(peer, p.OFPGroupDescStatsRequest(DP), 21)
+    m3 = peer.recv_until(lambda m: m[0] == ofp.OFPT_MULTIPART_REPLY and m[1] == 21)
+    assert m3 is not None
+    groups = p.OFPGroupDescStatsReply.parser(DP, 4, m3[0], len(m3[2]), m3[1], m3[2])
+    assert [g.group_id for g in groups.body] == [7]
 
 
 def test_the_api_knows_everything_by_the_same_token(rs: Restart) -> None:

@@ -124,3 +124,13 @@ def test_a_delete_only_takes_a_rule_that_still_carries_its_cookie() -> None:
     cookie, mask, table, command = codec.FLOW_MOD_BODY.unpack_from(msg, 8)[:4]
     assert (cookie, mask) == (COOKIE, layout.ALL_ONES)
     assert (table, command) == (0, ofp.OFPFC_DELETE_STRICT)
+
+
+def test_a_meter_without_burst_is_the_same_whatever_burst_ovs_reports() -> None:
+    band = struct.pack("!HHII4x", ofp.OFPMBT_DROP, 16, 1_000_000, 0)
+    reported = struct.pack("!HHII4x", ofp.OFPMBT_DROP, 16, 1_000_000, 1_000_000)
+    assert diff.same_meter((ofp.OFPMF_KBPS, reported), (ofp.OFPMF_KBPS, band))
+    other_rate = struct.pack("!HHII4x", ofp.OFPMBT_DROP, 16, 5, 5)
+    assert not diff.same_meter((ofp.OFPMF_KBPS, other_rate), (ofp.OFPMF_KBPS, band))
+    burst = ofp.OFPMF_KBPS | ofp.OFPMF_BURST
+    assert not diff.same_meter((burst, reported), (burst, band))

@@ -194,3 +194,28 @@ def stale_groups(
     old: dict[tuple[int, int], GroupSpec], new: dict[tuple[int, int], GroupSpec]
 ) -> list[GroupSpec]:
     return [g for key, g in old.items() if key not in new]
+
+
+def _bands_without_burst(bands: bytes) -> bytes:
+    """Meter bands with their burst_size zeroed (ofp_meter_band_header: type, len, rate,
+    burst_size, then the band's own fields)."""
+    out = bytearray(bands)
+    off = 0
+    while off + 12 <= len(out):
+        length = struct.unpack_from("!H", out, off + 2)[0]
+        if length < 12:
+            break
+        out[off + 8 : off + 12] = bytes(4)
+        off += length
+    return bytes(out)
+
+
+def same_meter(have: tuple[int, bytes], want: tuple[int, bytes]) -> bool:
+    """Whether a pswitch's meter is the one wanted.  Without OFPMF_BURST a band's
+    burst_size means nothing, and OVS reports it as the rate: not a difference."""
+    (hf, hb), (wf, wb) = have, want
+    if hf != wf:
+        return False
+    if wf & ofp.OFPMF_BURST:
+        return hb == wb
+    return _bands_without_burst(hb) == _bands_without_burst(wb)

@@ -121,7 +121,7 @@ def _apply(s: PSwitchSession, want: SwitchDesired, got: Mapping[str, list[bytes]
     have_meters = diff.parse_meter_config(got.get("meters"))
     for mid, (flags, bands) in sorted(want.meters.items()):
         cur = have_meters.get(mid)
-        if cur != (flags, bands):
+        if cur is None or not diff.same_meter(cur, (flags, bands)):
             cmd = ofp.OFPMC_ADD if cur is None else ofp.OFPMC_MODIFY
             msg = meter_mod(cmd, flags, mid, bands)
             s.send_flow(lambda x, m=msg: codec.set_xid(m, x), _log_refusal("a meter", s.dpid or 0))  # type: ignore[misc]
