@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
+from tenantvisor.procs import cmdline, pid_alive
 from tenantvisor.store.codec import DB_NAME, SCHEMA_PATH, schema_version
 from tenantvisor.store.errors import ServerError
 
@@ -58,38 +59,16 @@ def _run(cmd: list[str], *, env: dict[str, str] | None = None, timeout: float = 
     return done.stdout
 
 
-def _cmdline(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as fh:
-            return fh.read().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 def _servers_of(db: Path) -> list[int]:
     """Pids of live ovsdb-server processes whose command line names `db`."""
     out = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
-        cmd = _cmdline(int(entry.name)).split()
+        cmd = cmdline(int(entry.name)).split()
         if cmd and Path(cmd[0]).name == "ovsdb-server" and str(db) in cmd:
             out.append(int(entry.name))
-    return [p for p in out if _alive(p)]
+    return [p for p in out if pid_alive(p)]
 
 
 def _locked_by_other(db: Path) -> bool:
@@ -159,7 +138,7 @@ class _Daemon:
             pid = int(self.pidfile.read_text().strip())
         except (OSError, ValueError):
             return None
-        if not _alive(pid) or str(self.db) not in _cmdline(pid):
+        if not pid_alive(pid) or str(self.db) not in cmdline(pid):
             return None
         return pid
 
@@ -167,7 +146,7 @@ class _Daemon:
         """Who, other than us, serves or holds our database file (None: nobody)."""
         pids = _servers_of(self.db)
         if pids:
-            return f"ovsdb-server pid {pids[0]} ({_cmdline(pids[0]).strip()})"
+            return f"ovsdb-server pid {pids[0]} ({cmdline(pids[0]).strip()})"
         if _locked_by_other(self.db):
             return "another process (an ovsdb-server or ovsdb-tool) holding its lock file"
         return None
@@ -223,10 +202,10 @@ def _kill(pid: int, first_wait: float = 0.0, grace: float = 5.0) -> None:
                 return
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
-            if not _alive(pid):
+            if not pid_alive(pid):
                 return
             time.sleep(0.01)
-    raise ServerError(f"pid {pid} ({_cmdline(pid)!r}) survived SIGKILL")
+    raise ServerError(f"pid {pid} ({cmdline(pid)!r}) survived SIGKILL")
 
 
 def _version(text: str) -> tuple[int, int, int]:

@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 
+from tenantvisor.procs import cmdline, pid_alive
 from tenantvisor.testbed.controllers import free_tcp_port
 
 
@@ -109,14 +110,11 @@ class Daemon:
             pid = int(pidfile.read_text().strip())
         except (OSError, ValueError):
             return
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
-        except OSError:
-            return
-        if "ovsdb-server" in cmdline and str(self.state_dir) in cmdline:
+        cmd = cmdline(pid)
+        if "ovsdb-server" in cmd and str(self.state_dir) in cmd:
             os.kill(pid, signal.SIGTERM)
             for _ in range(50):
-                if not Path(f"/proc/{pid}").exists():
+                if not pid_alive(pid):
                     break
                 time.sleep(0.1)
 

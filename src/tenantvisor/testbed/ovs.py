@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+from tenantvisor.procs import cmdline, pid_alive
 from tenantvisor.testbed.netns import CommandError, delete_link, link_exists, run
 
 SCHEMA_CANDIDATES = (
@@ -45,29 +46,6 @@ def _schema_path() -> str:
         if os.path.exists(cand):
             return cand
     raise OvsError(f"vswitch.ovsschema not found (looked in {', '.join(SCHEMA_CANDIDATES)})")
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie still answers kill(0); treat it as gone.
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as fh:
-            return fh.read().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
 
 
 def netdev_datapath_owner(netns: str | None = None) -> int | None:
@@ -189,7 +167,7 @@ class OvsInstance:
             if owner is not None:
                 where = f"namespace {self.netns}" if self.netns else "this (root) network namespace"
                 raise OvsError(
-                    f"pid {owner} ({_cmdline(owner).strip()!r}) already owns the userspace "
+                    f"pid {owner} ({cmdline(owner).strip()!r}) already owns the userspace "
                     f"datapath device '{NETDEV_DP_DEVICE}' in {where}: a second ovs-vswitchd "
                     "cannot create netdev bridges there (tap 'Device or resource busy'). Run "
                     "this instance in a namespace of its own (OvsInstance(netns=...), or Fabric's "
@@ -294,7 +272,7 @@ class OvsInstance:
             pid = int(self.pidfile(daemon).read_text().strip())
         except (OSError, ValueError):
             return None
-        if not _pid_alive(pid) or str(self.rundir) not in _cmdline(pid):
+        if not pid_alive(pid) or str(self.rundir) not in cmdline(pid):
             return None
         return pid
 
@@ -309,10 +287,10 @@ class OvsInstance:
                     return
             deadline = time.monotonic() + wait
             while time.monotonic() < deadline:
-                if not _pid_alive(pid):
+                if not pid_alive(pid):
                     return
                 time.sleep(0.01)
-        raise OvsError(f"pid {pid} ({_cmdline(pid)!r}) survived SIGKILL")
+        raise OvsError(f"pid {pid} ({cmdline(pid)!r}) survived SIGKILL")
 
     def __enter__(self) -> OvsInstance:
         return self.start()
