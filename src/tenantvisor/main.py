@@ -187,13 +187,15 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--topology", default="fat-tree", choices=["fat-tree", "two-tier"])
     d.add_argument("--keep-logs", action="store_true")
     b = sub.add_parser("bench", help="benchmarks (JSON with --json)")
-    b.add_argument("name", choices=["overhead", "dnb", "failover", "reconnect"])
+    b.add_argument("name", choices=["overhead", "dnb", "failover", "reconnect", "restart"])
     b.add_argument("--json", action="store_true", help="print one JSON object")
     b.add_argument("-n", "--flows", type=int, default=20000, help="FLOW_MODs per run")
     b.add_argument("--barriers", type=int, default=200, help="BARRIER round trips per run")
     b.add_argument("--repeat", type=int, default=3, help="alternating runs; medians kept")
     b.add_argument("--plot", help="write a PNG plot here")
-    b.add_argument("--quick", action="store_true", help="dnb, failover, reconnect: a short run")
+    b.add_argument(
+        "--quick", action="store_true", help="dnb, failover, reconnect, restart: a short run"
+    )
     b.add_argument("--cuts", type=int, help="failover: link cuts per series (default 10)")
     b.add_argument("--hold", type=float, help="failover: seconds a link stays cut (default 2)")
     b.add_argument(
@@ -202,11 +204,21 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--iperf", action="store_true", help="failover: an iperf3 TCP stream too")
     b.add_argument("--flaps", type=int, help="reconnect: flaps per pswitch (default 10)")
     b.add_argument(
-        "--down", type=float, help="reconnect: seconds a pswitch stays disconnected (default 1)"
-    )
+        "--down", type=float,
+        help="reconnect: seconds a pswitch stays disconnected; restart: from the kill -9 to "
+        "the new process (default 1)",
+    )  # fmt: skip
     b.add_argument(
         "--interval", type=float,
-        help="failover, reconnect: ping interval in seconds (default 0.01)",
+        help="failover, reconnect, restart: ping interval in seconds (default 0.01)",
+    )  # fmt: skip
+    b.add_argument(
+        "--sizes",
+        help="restart: intents as NETSxVSWITCHESxRULES,... (default 1x4x10,2x8x50,4x8x200,8x8x500)",
+    )
+    b.add_argument(
+        "--fabric", choices=["fat-tree", "leaf-spine"], default="fat-tree",
+        help="restart: k=4 fat tree (20 pswitches) or leaf-spine (2 spines x 8 leaves)",
     )  # fmt: skip
     b.add_argument(
         "--role", choices=["both", "edge", "transit"], default="both",
@@ -260,6 +272,13 @@ def main(argv: list[str] | None = None) -> int:
 
         return run_reconnect(
             flaps=args.flaps, quick=args.quick, role=args.role, down=args.down,
+            as_json=args.json, plot_path=args.plot, interval=args.interval,
+        )  # fmt: skip
+    if args.cmd == "bench" and args.name == "restart":
+        from tenantvisor.bench.restart import run_restart
+
+        return run_restart(
+            quick=args.quick, sizes=args.sizes, fabric=args.fabric, down=args.down,
             as_json=args.json, plot_path=args.plot, interval=args.interval,
         )  # fmt: skip
     if args.cmd == "bench" and args.name == "dnb":
