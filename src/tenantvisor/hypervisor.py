@@ -62,6 +62,7 @@ class Hypervisor:
         # the pswitches that connected meanwhile (not synced yet)
         self._restored: dict[tuple[int, int], StoredTables] | None = None
         self._held: list[PSwitchSession] = []
+        self._expected: set[int] = set()  # after a restore: pswitches to wait for
         self._topo_changed_at = 0.0
         self.program = NetworkProgrammer(self.sessions, self.alloc)
         self.endpoints: dict[tuple[int, int], VSwitchEndpoint] = {}
@@ -112,6 +113,14 @@ class Hypervisor:
                                                default=0) + 1)  # fmt: skip
         if any(n.started for n in networks.values()):
             self._restored = tables
+            # the pswitches the restored state lives on: those the vswitches and vports name,
+            # and every one an id was allocated on (path tags name transit pswitches too)
+            self._expected = {d for n in networks.values() if n.started
+                              for sw in n.switches.values() for d in sw.dpids}  # fmt: skip
+            self._expected |= {
+                sp[1] for sp, _, _ in allocations
+                if len(sp) > 1 and sp[0] in ("tag", "group", "marker") and isinstance(sp[1], int)
+            }  # fmt: skip
         log.info(
             "restored %d tenants, %d networks (%d started), %d rules",
             len(tenants), len(networks), sum(n.started for n in networks.values()),
@@ -122,11 +131,19 @@ class Hypervisor:
         """After a restore: wait for the fabric, then compile, restore tables and sync."""
         quiet = 2 * self.lldp_interval + 0.5
         start = time.monotonic()
-        limit = start + max(5.0, 6 * self.lldp_interval + 2.0)
+        # Open vSwitch retries a lost controller after 1, 2, 4, then 8 s (measured on 3.1,
+        # whatever max_backoff says): a pswitch may take ~16 s to come back after a restart
+        limit = start + max(30.0, 6 * self.lldp_interval + 2.0)
         while True:
             await asyncio.sleep(0.1)
             now = time.monotonic()
-            if (now - start >= quiet and now - self._topo_changed_at >= quiet) or now > limit:
+            missing = self._expected - set(self.sessions)
+            if not missing and now - start >= quiet and now - self._topo_changed_at >= quiet:
+                break
+            if now > limit:
+                gone = ", ".join(f"{d:016x}" for d in sorted(missing))
+                log.warning("fabric not complete after %.0f s: pswitches %s never came back",
+                            now - start, gone)  # fmt: skip
                 break
         tables, self._restored = self._restored or {}, None
         self._reconcile_all()  # no pswitch synced yet: the endpoints are made at once

@@ -50,6 +50,7 @@ class Restart:
     token: str
     net_id: int
     vdpids: dict[str, int]
+    daemons: list[Daemon]
 
 
 def _send(peer: OFPeer, msg: p.MsgBase, xid: int) -> None:
@@ -135,7 +136,7 @@ def rs() -> Iterator[Restart]:
             fab.host(a).exec(f"ip neigh replace {topo.hosts[b].ip} lladdr {topo.hosts[b].mac} "
                              "dev eth0")  # fmt: skip
         assert fab.host("h1").ping(topo.hosts["h3"].ip, timeout=10)
-        yield Restart(fab, topo, rundir, sock, daemon, listener, tok, nid, vd)
+        yield Restart(fab, topo, rundir, sock, daemon, listener, tok, nid, vd, daemons)
     finally:
         listener.close()
         for d in daemons:
@@ -166,6 +167,7 @@ def test_kill_9_and_restart_loses_nothing(rs: Restart) -> None:
     time.sleep(1.0)  # nobody controls the pswitches: they forward with what they have
     again = Daemon(rs.rundir / "d2", rs.sock, admin_token=rs.daemon.admin_token,
                    state_dir=rs.rundir / "state")  # fmt: skip
+    rs.daemons.append(again)  # stopped by the fixture whatever happens
     again.start()
     rs.daemon = again
     # every pswitch back and reconciled, with nothing to send

@@ -134,3 +134,12 @@ def test_a_meter_without_burst_is_the_same_whatever_burst_ovs_reports() -> None:
     assert not diff.same_meter((ofp.OFPMF_KBPS, other_rate), (ofp.OFPMF_KBPS, band))
     burst = ofp.OFPMF_KBPS | ofp.OFPMF_BURST
     assert not diff.same_meter((burst, reported), (burst, band))
+
+
+def test_a_drop_rule_reported_without_instructions_is_no_difference() -> None:
+    """OVS reports an empty APPLY_ACTIONS as no instruction at all."""
+    drop = PhysFlow(7, 0, 100, _rule(1, 2).match, codec.encode_instructions(apply_actions=b""),
+                    COOKIE)  # fmt: skip
+    reported = PhysFlow(7, 0, 100, drop.match, b"", COOKIE)
+    have = diff.parse_flow_stats([_stats_entry(reported)])
+    assert len(diff.reconcile_rules(7, [drop], have)) == 0

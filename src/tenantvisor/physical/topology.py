@@ -130,8 +130,11 @@ class PhysicalTopology:
         direction's probe.
         """
         g: nx.MultiDiGraph = nx.MultiDiGraph()
-        g.add_nodes_from(self.switches)
-        for lk in self._links.values():
+        # sorted: path searches walk nodes and edges in insertion order, and the same fabric
+        # must give the same paths whatever order LLDP found its links in (a restarted
+        # daemon must compile exactly the rules the pswitches still have)
+        g.add_nodes_from(sorted(self.switches))
+        for lk in sorted(self._links.values()):
             a = self.switches.get(lk.src_dpid)
             b = self.switches.get(lk.dst_dpid)
             if a is None or b is None:

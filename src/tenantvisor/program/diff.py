@@ -88,6 +88,21 @@ def parse_meter_config(parts: list[bytes] | None) -> dict[int, tuple[int, bytes]
     return out
 
 
+def canonical_instructions(ins: bytes) -> bytes:
+    """Instructions as a pswitch reports them back: OVS drops an APPLY_ACTIONS with no
+    action (a drop rule), so an empty one is no difference."""
+    out = []
+    off = 0
+    while off + 4 <= len(ins):
+        itype, length = struct.unpack_from("!HH", ins, off)
+        if length < 4 or off + length > len(ins):
+            return ins  # not ours to judge: compared as it is
+        if not (itype == ofp.OFPIT_APPLY_ACTIONS and length == 8):
+            out.append(ins[off : off + length])
+        off += length
+    return b"".join(out)
+
+
 def _norm(pf: PhysFlow) -> NormMatch:
     return normalize(codec.parse_match(pf.match, 0)[0])
 
@@ -128,7 +143,7 @@ def reconcile_rules(dpid: int, desired: Iterable[PhysFlow], have: list[DumpedFlo
             or pf.cookie != d.cookie
         ):
             plan.add.append(pf)  # MODIFY changes neither timeouts nor cookies
-        elif pf.instructions != d.instructions:
+        elif canonical_instructions(pf.instructions) != canonical_instructions(d.instructions):
             plan.modify.append(pf)
     plan.add.extend(pf for key, pf in want.items() if key not in seen)
     return plan
