@@ -123,7 +123,12 @@ async def serve(settings: Settings, ready: Any = None) -> None:
         persister = hv.attach(writer)
         persister.start()
     await hv.start(settings.of_listen_address)
-    dnb = DnbManager(lambda tid: t.name if (t := hv.manager.tenants.get(tid)) else str(tid))
+    dnb = DnbManager(
+        lambda tid: t.name if (t := hv.manager.tenants.get(tid)) else str(tid),
+        store=None if kept is None else kept[1],
+    )
+    if kept is not None:  # reachable nodes reconciled now, the others by dnb_upkeep
+        await asyncio.to_thread(dnb.restore, kept[2].dnb)
     app = create_app(hv.manager, hv.status, lambda: metrics_text(hv), dnb=dnb)
     upkeep = asyncio.ensure_future(dnb_upkeep(dnb))
     config = uvicorn.Config(app, host=api_host, port=api_port, log_level="warning", lifespan="off")

@@ -6,6 +6,8 @@ its own ports, and sees only its own networks (others answer 404 like missing on
 are validated twice: shape and bounds here (pydantic, `extra="forbid"`), meaning in
 `dedicated/manager.py`.  Handlers are plain `def`s: FastAPI runs them in its thread pool, so
 a node step (OVSDB round trips, ovs-ofctl) never blocks the event loop the hypervisor uses.
+With an intent store, a change is written to it once the nodes hold it; a store that is
+away or fails answers 503 naming it, and the nodes are left (or put back) as they were.
 
 No `from __future__ import annotations`: FastAPI must see the local `Auth` alias as an object.
 """
@@ -139,7 +141,9 @@ def build_dnb_router(manager: NetworkManager, dnb: DnbManager) -> APIRouter:
 
     @router.get("/nodes/{name}", tags=["nodes"])
     def get_node(name: str, caller: Auth) -> dict[str, Any]:
-        """A node's bridges and tunnels as read from its OVSDB (admin)."""
+        """A node's bridges and tunnels as read from its OVSDB (admin); `in_sync`: reconciled
+        with intent since its OVSDB connection last came up (false after a restart until the
+        node is reached)."""
         caller.require_admin()
         return dnb.node_info(name)
 

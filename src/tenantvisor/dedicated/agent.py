@@ -39,6 +39,35 @@ class LocalAgent:
         self._ip("addr", "replace", cidr, "dev", ifname)
         self._ip("link", "set", "dev", ifname, "up")
 
+    def addresses(self) -> set[tuple[str, str]]:
+        """(interface, address/prefix) of every IPv4 address in the node's namespace."""
+        cmd = ["ip"] + (["-n", self.netns] if self.netns else []) + ["-4", "-o", "addr", "show"]
+        try:
+            out = run(cmd, timeout=self.timeout).stdout
+        except CommandError as exc:
+            raise AgentError(f"{' '.join(cmd)}: {exc.stderr.strip() or exc}") from None
+        found = set()
+        for line in out.splitlines():
+            words = line.split()
+            if len(words) >= 4 and words[2] == "inet":  # "4: br-tun inet 10.123.0.1/24 ..."
+                found.add((words[1], words[3]))
+        return found
+
+    def neighbours(self) -> set[tuple[str, str, str]]:
+        """(bridge, IP, MAC) of ``ovs-vswitchd``'s tunnel neighbour cache."""
+        ctl = str(Path(self.rundir) / "ovs-vswitchd.ctl")
+        cmd = ["ovs-appctl", "-t", ctl, "tnl/arp/show"]
+        try:
+            out = run(cmd, timeout=self.timeout).stdout
+        except CommandError as exc:
+            raise AgentError(f"{' '.join(cmd)}: {exc.stderr.strip() or exc}") from None
+        found = set()
+        for line in out.splitlines():
+            words = line.split()
+            if len(words) == 3 and words[1].count(":") == 5:  # IP  MAC  Bridge
+                found.add((words[2], words[0], words[1].lower()))
+        return found
+
     def seed_neighbours(self, entries: list[tuple[str, str, str]]) -> None:
         """``tnl/arp/set BRIDGE IP MAC`` for each entry."""
         ctl = str(Path(self.rundir) / "ovs-vswitchd.ctl")

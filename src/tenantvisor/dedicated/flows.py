@@ -45,9 +45,17 @@ class OfctlFlows:
     def target(self, bridge: str) -> str:
         return f"unix:{Path(self.rundir) / (bridge + '.mgmt')}"
 
-    def apply(self, bridge: str, add: Iterable[FlowSpec], delete: Iterable[FlowSpec]) -> None:
-        """Delete then add, in one bundle (atomic on the bridge)."""
-        lines = [f"delete cookie={f.cookie:#x}/-1" for f in delete]
+    def apply(
+        self,
+        bridge: str,
+        add: Iterable[FlowSpec],
+        delete: Iterable[FlowSpec],
+        delete_cookies: Iterable[int] = (),
+    ) -> None:
+        """Delete (rules, or provider rules by cookie) then add, in one bundle (atomic on the
+        bridge)."""
+        cookies = {f.cookie for f in delete} | set(delete_cookies)
+        lines = [f"delete cookie={c:#x}/-1" for c in sorted(cookies)]
         lines += ["add " + f.line() for f in sorted(add, key=lambda f: (f.priority, f.match))]
         if not lines:
             return

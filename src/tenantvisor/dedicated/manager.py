@@ -14,6 +14,31 @@ Every public method either changes intent *and* every affected node, or raises a
 
 Calls are synchronous and serialised by one lock: a step is a few OVSDB round trips and
 subprocesses (tens of ms), and the API runs them in its thread pool, off the event loop.
+
+**Intent in the store** (``store=``, the daemon's `Store`; None in tests and with ``--db none``):
+
+6. a store that is not connected (and does not come back within its timeout) refuses the
+   change before any node is touched (503, as an unreachable node's 424 in 3); once every
+   node holds the change, it is written to the store in the same call, one
+   transaction (the record's own ``put_*``/``delete_*``, or ``put_dnb_intent`` when one change
+   touches several records); only then does the manager's intent change and the call return;
+7. if the store fails then, the nodes are rolled back as in 5 and the call raises
+   :class:`~tenantvisor.errors.Unavailable` (HTTP 503) naming the store: the API never answers
+   success for a change the store does not hold.  A write that timed out after it was sent may
+   still have reached the store; the store is then marked dirty and rewritten from the
+   manager's intent (what the nodes hold) by the next change or the upkeep, so it never keeps
+   a change the API refused for longer than the store is away.
+
+**Restart** (:meth:`DnbManager.restore`): the stored intent comes back, every node is
+re-connected, and each reachable node is *reconciled*: what it holds (its OVSDB bridges and
+ports tagged as ours, provider rule cookies, addresses, tunnel neighbours) is read back as a
+plan, the planner's diff against the desired plan is applied with the usual idempotent
+"ensure" operations, so what is already right is not touched (no bridge, port or rule is
+deleted and re-created) and what a change that was never stored left behind is removed.  A
+node that does not answer is logged and retried by the upkeep (:meth:`DnbManager.upkeep`),
+which also reconciles a node again whenever its OVSDB connection dropped and came back (an
+``ovs-vswitchd`` restart loses rules and neighbours).  Until a node is reconciled, a change
+that needs it is refused (424) as for a disconnected node.
 """
 
 from __future__ import annotations
@@ -26,8 +51,9 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from tenantvisor.dedicated import planner
 from tenantvisor.dedicated.agent import AgentError, LocalAgent
@@ -42,8 +68,15 @@ from tenantvisor.dedicated.model import (
     VmBinding,
 )
 from tenantvisor.dedicated.ovsdb import NodeOvsdb, NodeUnreachable
-from tenantvisor.dedicated.planner import NodeDiff, NodePlan
-from tenantvisor.errors import Conflict, Forbidden, InvalidRequest, NotFound, TenantvisorError
+from tenantvisor.dedicated.planner import BridgeSpec, NodeDiff, NodePlan, PortSpec
+from tenantvisor.errors import (
+    Conflict,
+    Forbidden,
+    InvalidRequest,
+    NotFound,
+    TenantvisorError,
+    Unavailable,
+)
 from tenantvisor.virtual.manager import normalize_mac
 
 log = logging.getLogger(__name__)
@@ -58,8 +91,49 @@ DEFAULT_ENDPOINT_POOL = ipaddress.IPv4Network("10.124.0.0/16")
 FIRST_SEGMENTATION_ID = 1000
 
 
+RETRY_MAX = 30.0  # seconds between attempts to reach or reconcile a node, at most
+
+
 class StepFailed(Conflict):
     """A node-local step failed; the change was rolled back."""
+
+
+class DnbStore(Protocol):
+    """Where DNB intent is kept (`tenantvisor.store.Store`): each call one transaction."""
+
+    remote: str
+    timeout: float  # seconds a call waits for the store
+
+    @property
+    def connected(self) -> bool: ...
+
+    def put_dnb_node(self, node: Node) -> None: ...
+    def delete_dnb_node(self, name: str) -> None: ...
+    def put_dnb_network(self, net: Network) -> None: ...
+    def delete_dnb_network(self, net_id: str) -> None: ...
+    def put_vm_binding(self, vm: VmBinding) -> None: ...
+    def delete_vm_binding(self, network: str, mac: str) -> None: ...
+    def put_tenant_port(self, port: TenantPort) -> None: ...
+    def delete_tenant_port(self, node: str, name: str) -> None: ...
+    def put_dnb_intent(self, intent: Intent) -> None: ...
+
+
+def _store_writes(old: Intent, new: Intent) -> list[tuple[str, tuple[Any, ...]]]:
+    """The store calls (method, arguments) that turn ``old`` into ``new``, one per record."""
+    out: list[tuple[str, tuple[Any, ...]]] = []
+    out += [("delete_dnb_node", (k,)) for k in old.nodes.keys() - new.nodes.keys()]
+    out += [("delete_dnb_network", (k,)) for k in old.networks.keys() - new.networks.keys()]
+    out += [("delete_vm_binding", k) for k in old.vms.keys() - new.vms.keys()]
+    out += [("delete_tenant_port", k) for k in old.tenant_ports.keys() - new.tenant_ports.keys()]
+    out += [("put_dnb_node", (r,)) for k, r in new.nodes.items() if old.nodes.get(k) != r]
+    out += [("put_dnb_network", (r,)) for k, r in new.networks.items() if old.networks.get(k) != r]
+    out += [("put_vm_binding", (r,)) for k, r in new.vms.items() if old.vms.get(k) != r]
+    out += [
+        ("put_tenant_port", (r,))
+        for k, r in new.tenant_ports.items()
+        if old.tenant_ports.get(k) != r
+    ]
+    return out
 
 
 def _check_ifname(name: object, what: str) -> str:
@@ -106,7 +180,10 @@ class DnbManager:
         *,
         ovsdb_timeout: float = 5.0,
         endpoint_pool: str = str(DEFAULT_ENDPOINT_POOL),
+        store: DnbStore | None = None,
     ) -> None:
+        self.store = store
+        self._store_dirty = False  # the store may differ from self.intent (a failed write)
         self.intent = Intent()
         self.plans: dict[str, NodePlan] = {}
         self._db: dict[str, NodeOvsdb] = {}
@@ -117,6 +194,13 @@ class DnbManager:
         self.ovsdb_timeout = ovsdb_timeout
         self.endpoint_pool = ipaddress.IPv4Network(endpoint_pool)
         self.reasserted = 0  # provider rules put back after a tenant removed them
+        # nodes whose plan is what they should hold, not known to be what they hold (restored,
+        # never reached or reconciled yet); the OVSDB session each node was reconciled on
+        self._unsynced: set[str] = set()
+        self._synced_on: dict[str, int | None] = {}
+        self._retry: dict[str, tuple[float, float, str]] = {}  # node: (next, backoff, why)
+        self._store_retry = (0.0, 0.5)  # the same, for rewriting a dirty store
+        self._closed = False
 
     def _who(self, net: Network) -> str:
         return f"tenant={self._tenant_name(net.tenant_id)} net={net.id}"
@@ -189,9 +273,13 @@ class DnbManager:
         self._flows.pop(name, None)
         self._agents.pop(name, None)
         self.plans.pop(name, None)
+        self._unsynced.discard(name)
+        self._synced_on.pop(name, None)
+        self._retry.pop(name, None)
 
     def remove_node(self, name: str) -> None:
-        """Unregister a node without VMs: its common bridges go too."""
+        """Unregister a node without VMs: its common bridges go too (and any bridge of ours
+        it still holds).  If the store then fails, the bridges are built again (503)."""
         with self._lock:
             self._node(name)
             if any(vm.node == name for vm in self.intent.vms.values()):
@@ -199,11 +287,22 @@ class DnbManager:
             db = self._db[name]
             if not db.connected:
                 raise NodeUnreachable(f"node {name}: OVSDB is not connected")
-            change = planner.OvsdbChange(
-                del_bridges=list(self.plans.get(name, NodePlan(name)).bridges)
-            )
-            db.apply(change)
-            del self.intent.nodes[name]
+            self._require_store()
+            plan = self.plans.get(name, NodePlan(name))
+            ours, _ = db.observe()
+            db.apply(planner.OvsdbChange(del_bridges=sorted(set(plan.bridges) | set(ours))))
+            new = self.intent.copy()
+            del new.nodes[name]
+            try:
+                self._write_store(new)
+            except Exception:
+                try:
+                    self._apply(name, planner.diff(None, plan), plan)
+                except Exception as exc2:
+                    log.error("node=%s: rebuilding its bridges failed: %s", name, exc2)
+                    self._unsynced.add(name)
+                raise
+            self.intent = new
             self._forget(name)
             log.info("node=%s: removed", name)
 
@@ -227,6 +326,7 @@ class DnbManager:
                 "ovsdb": node.ovsdb,
                 "transport_ip": str(node.transport_ip),
                 "connected": db.connected,
+                "in_sync": db.ready and not self._needs_sync(name),
             }
             if db.connected:
                 snap = db.snapshot()
@@ -282,7 +382,10 @@ class DnbManager:
                 raise Conflict(f"segmentation id {segmentation_id} is in use")
             subnet = self._endpoint_subnet(endpoint_subnet, serial)
             net = Network(net_id, tenant_id, m, segmentation_id, vid, subnet, serial)
-            nets[net_id] = net
+            new = self.intent.copy()
+            new.networks[net_id] = net
+            self._write_store(new)  # no node holds anything of it yet
+            self.intent = new
             log.info(
                 "%s mode=%s segid=%d vid=%d endpoints=%s: network created",
                 self._who(net),
@@ -339,7 +442,10 @@ class DnbManager:
             net = self.get_network(net_id, tenant_id)
             if self.intent.hosts(net.id):
                 raise Conflict(f"network {net.id} still has VMs: detach them first")
-            del self.intent.networks[net.id]
+            new = self.intent.copy()
+            del new.networks[net.id]
+            self._write_store(new)  # no node holds anything of it any more
+            self.intent = new
             log.info("%s: network deleted", self._who(net))
 
     # --- VMs ----------------------------------------------------------------------------------
@@ -528,7 +634,8 @@ class DnbManager:
         count = 0
         with self._lock:
             for name, plan in self.plans.items():
-                if not self._db[name].connected:
+                db = self._db.get(name)  # None: closed
+                if db is None or not db.connected or name in self._unsynced:
                     continue
                 for b in plan.bridges.values():
                     if b.controller is None:
@@ -602,25 +709,239 @@ class DnbManager:
     def close(self) -> None:
         """Drop the OVSDB connections (the nodes keep their state)."""
         with self._lock:
+            self._closed = True
             for name in list(self._db):
                 self._db[name].close()
             self._db.clear()
+
+    # --- restart: restore, reconcile, upkeep --------------------------------------------------
+    def restore(self, intent: Intent) -> dict[str, str]:
+        """Take back the stored intent (a restart, before the API answers): nodes, networks,
+        VM bindings, tenant ports and controllers.  Every node is connected (in parallel) and
+        each reachable one reconciled (:meth:`sync_nodes`); the others are logged and left to
+        :meth:`upkeep`.  Returns each node's outcome."""
+        with self._lock:
+            if self.intent.nodes or self.intent.networks:
+                raise RuntimeError("restore: this manager holds intent already")
+            self.intent = intent.copy()
+            for name, node in intent.nodes.items():
+                rundir = node.rundir or str(Path(node.ovsdb.removeprefix("unix:")).parent)
+                self._db[name] = NodeOvsdb(name, node.ovsdb, self.ovsdb_timeout)
+                self._flows[name] = OfctlFlows(rundir)
+                self._agents[name] = LocalAgent(rundir, node.netns)
+                self.plans[name] = planner.plan_node(intent, node)
+                self._unsynced.add(name)
+        log.info(
+            "DNB intent restored: %d nodes, %d networks, %d VMs, %d tenant ports",
+            len(intent.nodes),
+            len(intent.networks),
+            len(intent.vms),
+            len(intent.tenant_ports),
+        )
+        t0 = time.perf_counter()
+        out = self.sync_nodes(force=True)
+        log.info(
+            "DNB nodes after restore: %d of %d in sync, in %.0f ms%s",
+            sum(1 for v in out.values() if v == "in sync"),
+            len(out),
+            (time.perf_counter() - t0) * 1e3,
+            "".join(f"; {n}: {v}" for n, v in sorted(out.items()) if v != "in sync"),
+        )
+        return out
+
+    def _needs_sync(self, name: str) -> bool:
+        return name in self._unsynced or self._db[name].session != self._synced_on.get(name)
+
+    def sync_nodes(self, force: bool = False) -> dict[str, str]:
+        """Connect the nodes that never answered and reconcile every node that needs it
+        (restored, or its OVSDB connection dropped and came back).  Outcome per node: "in
+        sync", "unreachable: ..." or "failed: ...".  A node that failed is tried again after a
+        backoff (1 s, doubling up to RETRY_MAX; until then its last outcome is reported)
+        unless ``force``."""
+        now = time.monotonic()
+        with self._lock:
+            if self._closed:
+                return {}
+            out: dict[str, str] = {}
+            due = []
+            for n in self.intent.nodes:
+                at, _, why = self._retry.get(n, (0.0, 0.0, ""))
+                if force or at <= now:
+                    due.append(n)
+                else:
+                    out[n] = f"{why} (next attempt in {at - now:.0f} s)"
+            dial = {n: self.intent.nodes[n].ovsdb for n in due if not self._db[n].started}
+        # connecting waits for the node (up to ovsdb_timeout): in parallel, outside the lock
+        dialled = _connect_all(dial, self.ovsdb_timeout)
+        with self._lock:
+            for name, got in dialled.items():
+                node = self.intent.nodes.get(name)
+                if isinstance(got, NodeOvsdb):
+                    cur = self._db.get(name)
+                    if node is None or node.ovsdb != got.endpoint or cur is None or cur.started:
+                        got.close()  # removed, connected meanwhile, or the manager closed
+                        continue
+                    self._db[name] = got
+                    log.info("node=%s: OVSDB at %s connected", name, got.endpoint)
+                else:
+                    out[name] = f"unreachable: {got}"
+                    self._backoff(name, now, out[name])
+            for name in due:
+                if name in out or name not in self._db:
+                    continue
+                db = self._db[name]
+                if not db.ready:  # started, reconnecting by itself: reconciled once it is back
+                    if name not in self._unsynced:
+                        log.warning("node=%s: OVSDB connection lost", name)
+                        self._unsynced.add(name)
+                    out[name] = "unreachable: OVSDB not connected"
+                    continue
+                if not self._needs_sync(name):
+                    out[name] = "in sync"
+                    continue
+                try:
+                    self._reconcile(name)
+                except Exception as exc:
+                    out[name] = f"failed: {exc}"
+                    self._backoff(name, now, out[name])
+                else:
+                    out[name] = "in sync"
+                    self._retry.pop(name, None)
+        return out
+
+    def _backoff(self, name: str, now: float, why: str) -> None:
+        _, wait, _ = self._retry.get(name, (0.0, 0.5, ""))
+        wait = min(RETRY_MAX, wait * 2)
+        self._retry[name] = (now + wait, wait, why)
+        log.warning("node=%s: %s; trying again in %.0f s", name, why, wait)
+
+    def _sync_node(self, name: str) -> None:
+        """Reconcile ``name`` before a change is applied to it; 424 if that cannot be done."""
+        if not self._db[name].ready:
+            raise NodeUnreachable(
+                f"node {name} is unreachable (OVSDB not connected): nothing was changed"
+            )
+        try:
+            self._reconcile(name)
+        except Exception as exc:
+            raise NodeUnreachable(
+                f"node {name} could not be brought in line with its intent ({exc}): "
+                "the change was not applied"
+            ) from None
+
+    def _reconcile(self, name: str) -> dict[str, int]:
+        """Make node ``name`` hold its plan, by the planner's diff against what it holds.
+
+        What the node holds is read back as a plan: our bridges and the ports on them (OVSDB),
+        the provider rules present by cookie, addresses, tunnel neighbours.  Records equal to
+        the desired ones count as present, so only what is missing is added and only what is
+        ours and not wanted is removed (stale bridges, ports, rules by cookie).  A port that
+        does not come up (a VM's tap that is gone) is logged: it is as intent says.
+        """
+        node = self.intent.nodes[name]
+        db, flows, agent = self._db[name], self._flows[name], self._agents[name]
+        session = db.session
+        want = planner.plan_node(self.intent, node)
+        have = NodePlan(name)
+        stale: dict[str, set[int]] = {}
+        try:
+            ours, present = db.observe()
+            for bname, b in ours.items():
+                have.bridges[bname] = _as_planned(b, want.bridges.get(bname))
+            for bname in want.bridges:
+                if bname not in present:
+                    continue  # built now, with all of its rules
+                cookies = flows.cookies(bname)
+                wanted = want.flows_on(bname)
+                have.flows |= {f for f in wanted if f.cookie in cookies}
+                extra = cookies - {f.cookie for f in wanted}
+                if extra:
+                    stale[bname] = extra
+            have.addresses = agent.addresses() & want.addresses
+            seeded = {planner.Neighbour(*n) for n in agent.neighbours()}
+            have.neighbours = seeded & want.neighbours
+        except (AgentError, FlowError) as exc:
+            raise StepFailed(f"node {name}: reading what it holds: {exc}") from None
+        d = planner.diff(have, want)
+        stats = {
+            "bridges_added": len(d.ovsdb.add_bridges),
+            "bridges_deleted": len(d.ovsdb.del_bridges),
+            "bridges_set": len(d.ovsdb.set_bridges),
+            "ports_added": len(d.ovsdb.add_ports),
+            "ports_deleted": len(d.ovsdb.del_ports),
+            "flows_added": len(d.flows_add),
+            "flows_deleted": sum(len(c) for c in stale.values()),
+            "addresses": len(d.addresses_add),
+            "neighbours": len(d.neighbours_add),
+        }
+        if d or stale:
+            step = self._apply(name, d, want, stale=stale, verify=False)
+            for down in step.get("interfaces_down", []):
+                log.warning("node=%s: %s (the port is as intent says; is its VM gone?)", name, down)
+            log.info(
+                "node=%s: reconciled: %s",
+                name,
+                ", ".join(f"{k} {v}" for k, v in stats.items() if v),
+            )
+        else:
+            log.info("node=%s: reconciled: holds its intent, nothing changed", name)
+        self.plans[name] = want
+        self._unsynced.discard(name)
+        self._synced_on[name] = session
+        return stats
+
+    def _resync_store(self) -> None:
+        """After a failed write: make the store hold the intent the nodes hold."""
+        now = time.monotonic()
+        with self._lock:
+            if self.store is None or not self._store_dirty:
+                return
+            at, wait = self._store_retry
+            if at > now:
+                return
+            try:
+                self.store.put_dnb_intent(self.intent)
+            except Exception as exc:
+                wait = min(RETRY_MAX, wait * 2)
+                self._store_retry = (now + wait, wait)
+                log.warning(
+                    "DNB intent not rewritten to the store (%s); again in %.0f s", exc, wait
+                )
+                return
+            self._store_retry = (0.0, 0.5)
+            self._store_dirty = False
+            log.info("DNB intent store rewritten: it holds what the nodes hold again")
+
+    def upkeep(self) -> None:
+        """The daemon's periodic work: reach and reconcile nodes that need it, rewrite the
+        store after a failed write, re-assert provider rules."""
+        if self._closed:
+            return
+        self.sync_nodes()
+        self._resync_store()
+        self.reassert()
 
     # --- applying -----------------------------------------------------------------------------
     def _commit(
         self, new: Intent, first: str | None
     ) -> tuple[dict[str, NodeDiff], list[dict[str, Any]]]:
-        """Make every node hold ``planner.plan(new)``; all or nothing (see module docstring)."""
+        """Make every node hold ``planner.plan(new)``, then the store ``new``; all or nothing
+        (see module docstring)."""
         new_plans = {name: planner.plan_node(new, node) for name, node in new.nodes.items()}
         diffs = {n: planner.diff(self.plans.get(n), p) for n, p in new_plans.items()}
         changed = sorted(
             (n for n, d in diffs.items() if d), key=lambda n: (n != first, new.nodes[n].index)
         )
+        self._require_store()
         for name in changed:
             if not self._db[name].connected:
                 raise NodeUnreachable(
                     f"node {name} is unreachable (OVSDB not connected): nothing was changed"
                 )
+        for name in changed:  # restored or reconnected: what it holds first, then the change
+            if name in self.intent.nodes and self._needs_sync(name):
+                self._sync_node(name)
+                diffs[name] = planner.diff(self.plans.get(name), new_plans[name])
         done: list[str] = []
         steps: list[dict[str, Any]] = []
         try:
@@ -629,23 +950,78 @@ class DnbManager:
                 steps.append(self._apply(name, diffs[name], new_plans[name]))
         except Exception as exc:
             log.warning("node=%s: step failed (%s); rolling back %s", done[-1], exc, done)
-            for name in reversed(done):
-                old = self.plans.get(name, NodePlan(name))
-                try:
-                    self._apply(name, planner.diff(new_plans[name], old), old)
-                except Exception as exc2:
-                    log.error("node=%s: rollback failed: %s", name, exc2)
+            self._roll_back(done, new_plans)
             if isinstance(exc, TenantvisorError):
                 raise
             raise StepFailed(str(exc)) from None
+        try:
+            self._write_store(new)
+        except Exception as exc:
+            log.warning("%s; rolling back %s", exc, done)
+            self._roll_back(done, new_plans)
+            raise
         self.intent = new
         self.plans = {**self.plans, **new_plans}
+        for name in new.nodes:
+            if name not in self._synced_on and name not in self._unsynced:
+                self._synced_on[name] = self._db[name].session
         return diffs, steps
 
-    def _apply(self, name: str, d: NodeDiff, plan: NodePlan) -> dict[str, Any]:
-        """One node's step: one OVSDB transaction, then addresses, seeds and rules."""
+    def _roll_back(self, done: list[str], new_plans: dict[str, NodePlan]) -> None:
+        """Give every node in ``done`` its previous plan again (the inverse diffs)."""
+        for name in reversed(done):
+            old = self.plans.get(name, NodePlan(name))
+            try:
+                self._apply(name, planner.diff(new_plans[name], old), old)
+            except Exception as exc2:
+                log.error("node=%s: rollback failed: %s", name, exc2)
+                self._unsynced.add(name)  # reconciled from what it holds before its next step
+
+    def _require_store(self) -> None:
+        """Wait for a store that is not connected as long as one of its calls would (its
+        timeout), then 503 before anything is touched."""
+        if self.store is None:
+            return
+        deadline = time.monotonic() + self.store.timeout
+        while not self.store.connected:
+            if time.monotonic() >= deadline:
+                raise Unavailable(
+                    f"DNB intent store unavailable: store at {self.store.remote} is not "
+                    f"connected (waited {self.store.timeout:g} s; nothing was changed)"
+                )
+            time.sleep(0.05)
+
+    def _write_store(self, new: Intent) -> None:
+        """Make the store hold ``new`` (module docstring, 6 and 7); Unavailable if it did not."""
+        if self.store is None:
+            return
+        self._require_store()
+        writes = _store_writes(self.intent, new)
+        try:
+            if self._store_dirty or len(writes) > 1:
+                self.store.put_dnb_intent(new)
+            elif writes:
+                method, args = writes[0]
+                getattr(self.store, method)(*args)
+        except Exception as exc:
+            self._store_dirty = True  # a write that timed out may have landed: rewrite later
+            why = "unavailable" if isinstance(exc, Unavailable) else "refused the change"
+            raise Unavailable(f"DNB intent store {why}: {exc} (nothing was changed)") from None
+        self._store_dirty = False
+
+    def _apply(
+        self,
+        name: str,
+        d: NodeDiff,
+        plan: NodePlan,
+        *,
+        stale: dict[str, set[int]] | None = None,
+        verify: bool = True,
+    ) -> dict[str, Any]:
+        """One node's step: one OVSDB transaction, then addresses, seeds and rules (and the
+        provider rules of cookies ``stale`` removed, per bridge)."""
         t0 = time.perf_counter()
-        self._db[name].apply(d.ovsdb)
+        down = self._db[name].apply(d.ovsdb, verify=verify)
         t1 = time.perf_counter()
         agent = self._agents[name]
         try:
@@ -658,18 +1034,66 @@ class DnbManager:
             for bridge in plan.bridges:
                 add = {f for f in d.flows_add if f.bridge == bridge}
                 delete = {f for f in d.flows_del if f.bridge == bridge}
-                self._flows[name].apply(bridge, add, delete)
+                self._flows[name].apply(bridge, add, delete, (stale or {}).get(bridge, ()))
         except (AgentError, FlowError) as exc:
             raise StepFailed(f"node {name}: {exc}") from None
         t3 = time.perf_counter()
-        return {
+        step = {
             "node": name,
             "ovsdb_ms": (t1 - t0) * 1e3,
             "agent_ms": (t2 - t1) * 1e3,
             "flows_ms": (t3 - t2) * 1e3,
             "flows_added": len(d.flows_add),
-            "flows_deleted": len(d.flows_del),
+            "flows_deleted": len(d.flows_del) + sum(len(c) for c in (stale or {}).values()),
         }
+        if down:
+            step["interfaces_down"] = down
+        return step
+
+
+def _connect_all(dial: dict[str, str], timeout: float) -> dict[str, NodeOvsdb | Exception]:
+    """Connect to every node of ``dial`` (name: OVSDB endpoint) at once."""
+    if not dial:
+        return {}
+
+    def one(item: tuple[str, str]) -> NodeOvsdb | Exception:
+        try:
+            return NodeOvsdb(item[0], item[1], timeout).connect()
+        except Exception as exc:
+            return exc
+
+    with ThreadPoolExecutor(max_workers=min(16, len(dial))) as pool:
+        return dict(zip(dial, pool.map(one, dial.items()), strict=True))
+
+
+def _same_port(a: PortSpec, b: PortSpec) -> bool:
+    return (
+        a.name == b.name
+        and a.type == b.type
+        and dict(a.options) == dict(b.options)
+        and (a.mac or "").lower() == (b.mac or "").lower()
+        and a.tag == b.tag
+        and a.owner == b.owner
+    )
+
+
+def _as_planned(have: BridgeSpec, want: BridgeSpec | None) -> BridgeSpec:
+    """A bridge as read from a node, with the planner's own records wherever they say the
+    same thing, so that the diff sees a change only where there is one."""
+    if want is None:
+        return have
+    wports = want.port_map()
+    ports = tuple(
+        wports[p.name] if p.name in wports and _same_port(p, wports[p.name]) else p
+        for p in have.ports
+    )
+
+    def norm(shape: tuple[str | None, str | None, str | None]) -> tuple[Any, ...]:
+        return (shape[0], shape[1], (shape[2] or "").lower())
+
+    same = norm(have.shape()) == norm(want.shape())
+    network, controller, hwaddr = want.shape() if same else have.shape()
+    return BridgeSpec(have.name, ports, network, controller, hwaddr)
 
 
 def _dnb_tunnels(snap: dict[str, dict[str, dict[str, Any]]]) -> dict[str, int]:
@@ -696,19 +1120,21 @@ def _table_i_summary(diffs: dict[str, NodeDiff], local: str) -> dict[str, int]:
 
 
 async def dnb_upkeep(dnb: DnbManager, interval: float = 1.0) -> None:
-    """The daemon's background task: re-assert provider rules every ``interval`` seconds.
+    """The daemon's background task, every ``interval`` seconds (:meth:`DnbManager.upkeep`):
+    nodes that were not reachable are retried and reconciled, the store rewritten after a
+    failed write, provider rules re-asserted.
 
-    Runs the (blocking) check in a worker thread; only bridges with a tenant controller are
-    checked, so a deployment without tenant controllers pays nothing.
+    Runs the (blocking) work in a worker thread; only bridges with a tenant controller are
+    checked for rules, so a deployment without tenant controllers pays nothing.
     """
     import asyncio
 
     while True:
         await asyncio.sleep(interval)
         try:
-            await asyncio.to_thread(dnb.reassert)
+            await asyncio.to_thread(dnb.upkeep)
         except Exception:
-            log.exception("re-assertion of provider rules failed")
+            log.exception("DNB upkeep failed")
 
 
-__all__ = ["DnbManager", "StepFailed", "dnb_upkeep"]
+__all__ = ["DnbManager", "DnbStore", "StepFailed", "dnb_upkeep"]

@@ -215,8 +215,29 @@ class NodeOvsdb:
         return self
 
     @property
+    def started(self) -> bool:
+        """``connect`` succeeded once (the IDL then reconnects by itself)."""
+        return self._api is not None
+
+    @property
     def connected(self) -> bool:
         return self._api is not None and bool(self._api.idl._session.is_connected())
+
+    @property
+    def ready(self) -> bool:
+        """Connected and the replica is current (the monitor reply after a reconnect is in)."""
+        if not self.connected:
+            return False
+        idl = self._api.idl
+        return getattr(idl, "state", None) in (None, getattr(idl, "IDL_S_MONITORING", None))
+
+    @property
+    def session(self) -> int | None:
+        """Changes whenever the connection to the node drops or comes back (None: never
+        connected): what was reconciled on one session may be stale on the next."""
+        if self._api is None:
+            return None
+        return int(self._api.idl._session.get_seqno())
 
     def close(self) -> None:
         if self._conn is not None:
@@ -229,10 +250,11 @@ class NodeOvsdb:
             raise NodeUnreachable(f"node {self.node}: OVSDB at {self.endpoint} is not connected")
         return self._api
 
-    def apply(self, change: OvsdbChange) -> None:
-        """Commit ``change`` as one transaction, then check every added interface came up."""
+    def apply(self, change: OvsdbChange, *, verify: bool = True) -> list[str]:
+        """Commit ``change`` as one transaction, then check every added interface came up
+        (``verify=False``: return what did not come up instead of raising)."""
         if not change:
-            return
+            return []
         api = self._require()
         with self._lock:
             cmd = _ApplyChange(api, change)
@@ -246,8 +268,9 @@ class NodeOvsdb:
                     f"node {self.node}: OVSDB refused the change: {exc}"
                 ) from None
             bad = self._failed_interfaces(cmd.added_ifaces)
-        if bad:
+        if bad and verify:
             raise OvsdbStepFailed(f"node {self.node}: " + "; ".join(bad))
+        return bad
 
     def _failed_interfaces(self, names: list[str]) -> list[str]:
         rows = self._api.tables["Interface"].rows.values()
@@ -278,6 +301,46 @@ class NodeOvsdb:
                     }
                 out[br.name] = ports
         return out
+
+    def observe(self) -> tuple[dict[str, BridgeSpec], set[str]]:
+        """What the node holds, as the planner's records: the bridges tenantvisor made
+        (``external_ids:tenantvisor=provider``) with the ports it or a tenant added through it
+        (a port's ``tenantvisor`` key), and the names of every bridge (ours or not)."""
+        api = self._require()
+        ours: dict[str, BridgeSpec] = {}
+        names: set[str] = set()
+        with self._lock:
+            for br in list(api.tables["Bridge"].rows.values()):
+                names.add(br.name)
+                ids = dict(br.external_ids)
+                if ids.get(OWNER_KEY) != "provider":
+                    continue
+                ports = []
+                for port in br.ports:
+                    owner = dict(port.external_ids).get(OWNER_KEY)
+                    if port.name == br.name or owner not in ("provider", "tenant"):
+                        continue
+                    iface = port.interfaces[0] if port.interfaces else None
+                    ports.append(
+                        PortSpec(
+                            port.name,
+                            iface.type if iface is not None else "",
+                            tuple(sorted(dict(iface.options).items())) if iface is not None else (),
+                            (iface.mac[0] if iface is not None and iface.mac else None),
+                            port.tag[0] if port.tag else None,
+                            owner,
+                        )
+                    )
+                # several controllers are never ours: joined, they differ and get rewritten
+                targets = ",".join(sorted(c.target for c in br.controller))
+                ours[br.name] = BridgeSpec(
+                    br.name,
+                    tuple(sorted(ports, key=lambda p: p.name)),
+                    network=ids.get("tv-network"),
+                    controller=targets or None,
+                    hwaddr=dict(br.other_config).get("hwaddr"),
+                )
+        return ours, names
 
     def controller_status(self, bridge: str) -> list[tuple[str, bool]]:
         """(target, is_connected) of the bridge's controllers."""
