@@ -17,11 +17,10 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
-from fastapi.testclient import TestClient
 
 from tenantvisor.api.app import create_app
 from tenantvisor.dedicated import planner
@@ -34,6 +33,11 @@ from tenantvisor.store import EmbeddedServer, Store, StoreUnavailable
 from tenantvisor.testbed.daemon import Daemon
 from tenantvisor.testbed.nodes import VM, EmulatedNode, NodeTestbed
 from tenantvisor.virtual.manager import NetworkManager
+
+from ..api.conftest import quiet_testclient
+
+if TYPE_CHECKING:
+    from fastapi.testclient import TestClient
 
 pytestmark = pytest.mark.root
 
@@ -201,6 +205,7 @@ def registered(bed: Bed) -> DnbManager:
 
 
 def api(dnb: DnbManager) -> TestClient:
+    TestClient = quiet_testclient()
     return TestClient(
         create_app(NetworkManager(PhysicalTopology(), ADMIN), dnb=dnb),
         headers={"Authorization": f"Bearer {ADMIN}"},
