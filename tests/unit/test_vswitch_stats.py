@@ -27,6 +27,7 @@ from tenantvisor.virtual.stats import (
     MAX_REPLY_BODY,
     VSwitchStats,
     flow_counts,
+    port_desc,
     reply_messages,
 )
 
@@ -195,7 +196,18 @@ def test_port_desc_lists_the_vports_with_their_names_and_state() -> None:
     assert sorted(ports) == [1, 2, 3]
     assert ports[1].name.rstrip(b"\0") == b"h1-eth0" and ports[2].name.rstrip(b"\0") == b"vport2"
     assert ports[1].state == ofp.OFPPS_LIVE and ports[3].state == ofp.OFPPS_LINK_DOWN
-    assert ports[2].hw_addr == "02:76:00:00:00:02"
+    assert ports[2].hw_addr == "02:76:00:00:30:02"  # vswitch index 3, vport 2
+
+
+def test_vport_macs_differ_between_vswitches_and_vports() -> None:
+    """The index's low byte used to be dropped: vswitches 1-255 had identical port MACs."""
+    macs = set()
+    for index in (1, 2, 255, 256, 0x7FFFF):
+        view = VSwitchView(NET, index, VDPID, DPID, 4, {1: PortMap(1, 1), 0xFFF: PortMap(0xFFF, 2)})
+        for n in (1, 0xFFF):
+            body = port_desc(view, {}, n)
+            macs.add(body[8:14])
+    assert len(macs) == 10
 
 
 # --- flows, aggregates, tables -----------------------------------------------------------------

@@ -125,8 +125,10 @@ def port_desc(view: VSwitchView, port_names: Mapping[int, str], n: int) -> bytes
     """The ofp_port of vport `n` (PORT_DESC, PORT_STATUS, OpenFlow 1.0's FEATURES_REPLY)."""
     pm = view.ports.get(n)
     up = pm is not None and pm.up
-    # 02:76, then the top three bytes of the vswitch's index (as it always was), vport
-    hw = bytes((0x02, 0x76)) + view.index.to_bytes(4, "big")[:3] + bytes([n & 0xFF])
+    # 02:76 (locally administered), then the vswitch's index (19 bits) and the vport (12
+    # bits): unique per vport of the whole fabric, so controllers that tell ports apart by
+    # their MAC (LLDP sources) never see two alike
+    hw = bytes((0x02, 0x76)) + ((view.index << 12) | (n & 0xFFF)).to_bytes(4, "big")
     name = port_names.get(n, f"vport{n}").encode()[:15]
     state = ofp.OFPPS_LIVE if up else ofp.OFPPS_LINK_DOWN
     curr = ofp.OFPPF_10GB_FD | ofp.OFPPF_COPPER
