@@ -408,8 +408,9 @@ class Fabric:
     def set_controller(self, target: str | None, switches: Iterable[str] | None = None) -> None:
         """Point ``switches`` (default all) at ``target``, or remove their controller (``None``).
 
-        Connection mode out-of-band and ``max_backoff`` = ``controller_max_backoff_ms`` (OVS's
-        default 8 s would make a test wait that long for a controller started after the fabric).
+        Connection mode out-of-band and ``max_backoff`` = ``controller_max_backoff_ms``.  (Measured
+        on OVS 3.1: after a connection that was up is lost, OVS still backs off 1, 2, 4, 8 s
+        whatever ``max_backoff`` says; it only bounds the first connection attempts.)
         With a switch namespace, ``tcp:`` targets go through a relay (see the module docstring).
         """
         ovs = self._require_ovs()
@@ -570,8 +571,9 @@ class Fabric:
 
         They are pointed at a Unix socket nobody listens on (inside OVS's run directory),
         so OVS closes the connection to the controller and keeps retrying the dead target
-        every ``controller_max_backoff_ms``.  Not ``del-controller``: Open vSwitch itself
-        flushes a bridge's flows when its controller set becomes empty (measured:
+        with OVS's own backoff (1, 2, 4, 8 s after a connection that was up).  Not
+        ``del-controller``: Open vSwitch itself flushes a bridge's flows when its controller
+        set becomes empty (measured:
         ``notes/ovs-conformance-facts.md``).  With ``fail_mode=secure`` the switches keep
         forwarding with the rules they have.  :meth:`reconnect_controller` undoes it.
         """
