@@ -4,6 +4,8 @@ itself (the embedded ovsdb-server, the testbed's Open vSwitch instances)."""
 from __future__ import annotations
 
 import os
+import signal
+import time
 
 
 def pid_alive(pid: int) -> bool:
@@ -28,3 +30,20 @@ def cmdline(pid: int) -> str:
             return fh.read().replace(b"\0", b" ").decode(errors="replace")
     except OSError:
         return ""
+
+
+def stop_process(pid: int, first_wait: float = 0.0, grace: float = 5.0) -> bool:
+    """Wait `first_wait` s for `pid` to end by itself, then SIGTERM, then SIGKILL, `grace` s
+    each; whether it is gone."""
+    for sig, wait in ((None, first_wait), (signal.SIGTERM, grace), (signal.SIGKILL, grace)):
+        if sig is not None:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                return True
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            if not pid_alive(pid):
+                return True
+            time.sleep(0.01)
+    return False

@@ -21,7 +21,6 @@ import json
 import logging
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import time
@@ -29,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-from tenantvisor.procs import cmdline, pid_alive
+from tenantvisor.procs import cmdline, pid_alive, stop_process
 from tenantvisor.store.codec import DB_NAME, SCHEMA_PATH, schema_version
 from tenantvisor.store.errors import ServerError
 
@@ -194,18 +193,8 @@ class _Daemon:
 
 def _kill(pid: int, first_wait: float = 0.0, grace: float = 5.0) -> None:
     """Wait `first_wait` s for `pid` to end by itself, then SIGTERM, then SIGKILL."""
-    for sig, wait in ((None, first_wait), (signal.SIGTERM, grace), (signal.SIGKILL, grace)):
-        if sig is not None:
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                return
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            if not pid_alive(pid):
-                return
-            time.sleep(0.01)
-    raise ServerError(f"pid {pid} ({cmdline(pid)!r}) survived SIGKILL")
+    if not stop_process(pid, first_wait, grace):
+        raise ServerError(f"pid {pid} ({cmdline(pid)!r}) survived SIGKILL")
 
 
 def _version(text: str) -> tuple[int, int, int]:

@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 
-from tenantvisor.procs import cmdline, pid_alive
+from tenantvisor.procs import cmdline, stop_process
 from tenantvisor.testbed.controllers import free_tcp_port
 
 
@@ -112,11 +112,7 @@ class Daemon:
             return
         cmd = cmdline(pid)
         if "ovsdb-server" in cmd and str(self.state_dir) in cmd:
-            os.kill(pid, signal.SIGTERM)
-            for _ in range(50):
-                if not pid_alive(pid):
-                    break
-                time.sleep(0.1)
+            stop_process(pid)
 
     def kill(self) -> None:
         """kill -9: no clean-up of any kind (what a crash does)."""

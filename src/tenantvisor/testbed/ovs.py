@@ -20,12 +20,10 @@ without ``exit --cleanup``, is simply re-attached by the next vswitchd and is no
 from __future__ import annotations
 
 import os
-import signal
-import time
 from pathlib import Path
 from types import TracebackType
 
-from tenantvisor.procs import cmdline, pid_alive
+from tenantvisor.procs import cmdline, pid_alive, stop_process
 from tenantvisor.testbed.netns import CommandError, delete_link, link_exists, run
 
 SCHEMA_CANDIDATES = (
@@ -278,19 +276,8 @@ class OvsInstance:
 
     def _kill(self, pid: int, *, first_wait: float = 0.0, grace: float = 5.0) -> None:
         """Wait ``first_wait`` s for ``pid`` to go by itself, then SIGTERM, then SIGKILL."""
-        steps = ((None, first_wait), (signal.SIGTERM, grace), (signal.SIGKILL, grace))
-        for sig, wait in steps:
-            if sig is not None:
-                try:
-                    os.kill(pid, sig)
-                except ProcessLookupError:
-                    return
-            deadline = time.monotonic() + wait
-            while time.monotonic() < deadline:
-                if not pid_alive(pid):
-                    return
-                time.sleep(0.01)
-        raise OvsError(f"pid {pid} ({cmdline(pid)!r}) survived SIGKILL")
+        if not stop_process(pid, first_wait, grace):
+            raise OvsError(f"pid {pid} ({cmdline(pid)!r}) survived SIGKILL")
 
     def __enter__(self) -> OvsInstance:
         return self.start()
