@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tenantvisor.bench.dnb import Progress
-from tenantvisor.bench.report import emit
+from tenantvisor.bench.report import closing_lines, emit
 from tenantvisor.testbed.pingmon import PingMonitor
 from tenantvisor.testbed.ringnet import RingNet, ring_network
 
@@ -260,10 +260,6 @@ def _fmt(x: float | None, spec: str = ".0f") -> str:
     return "-" if x is None else format(x, spec)
 
 
-def _met(ok: bool) -> str:
-    return "met" if ok else "NOT met"
-
-
 def table(r: dict[str, Any]) -> str:
     lines = [
         f"tenantvisor bench failover: {r['topology']}, vlinks with backup_num={r['backup_num']}, "
@@ -312,15 +308,10 @@ def table(r: dict[str, Any]) -> str:
             )
         elif ip is not None:
             lines.append(f"iperf3: {ip['error']}")
-    g = r["goals"]
-    lines += [
-        "",
-        f"goal: no message to the tenant       {_met(g['no_tenant_message'])}",
-        f"goal: local cut outage p50 < 50 ms   {_met(g['local_outage_p50_under_50ms'])}",
-        "",
-        f"reference: {r['reference']}",
-        f"run time {r['seconds']:.0f} s",
-    ]
+    lines += closing_lines(r, [
+        ("no_tenant_message", "no message to the tenant"),
+        ("local_outage_p50_under_50ms", "local cut outage p50 < 50 ms"),
+    ])  # fmt: skip
     return "\n".join(lines)
 
 

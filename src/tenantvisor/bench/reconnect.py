@@ -31,7 +31,7 @@ from typing import Any
 
 from tenantvisor.bench.dnb import Progress
 from tenantvisor.bench.failover import percentile
-from tenantvisor.bench.report import emit
+from tenantvisor.bench.report import closing_lines, emit
 from tenantvisor.testbed.flowwatch import FlowMonitor, dump_flows, younger
 from tenantvisor.testbed.pingmon import PingMonitor
 from tenantvisor.testbed.ringnet import RingNet, ring_network
@@ -239,15 +239,11 @@ def table(r: dict[str, Any]) -> str:
         msgs = sorted({m for f in v["flaps"] for m in f["tenant_messages"]})
         if msgs:
             lines.append(f"  {role}: the tenant got {', '.join(msgs)}")
-    g = r["goals"]
-    lines += [""]
-    for key, label in (
+    lines += closing_lines(r, [
         ("no_ping_lost", "no ping lost"),
         ("no_flow_mod_on_reconnect", "no FLOW_MOD on a reconnect"),
         ("flow_table_untouched", "flow tables untouched"),
-    ):
-        lines.append(f"goal: {label:30} {'met' if g[key] else 'NOT met'}")
-    lines += ["", f"reference: {r['reference']}", f"run time {r['seconds']:.0f} s"]
+    ])  # fmt: skip
     return "\n".join(lines)
 
 

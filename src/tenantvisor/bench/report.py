@@ -28,3 +28,12 @@ def emit(
     print(table(result))
     print(f"plot: {path}")
     return 0
+
+
+def closing_lines(r: dict[str, Any], goals: list[tuple[str, str]], width: int = 30) -> list[str]:
+    """The end of every bench's table: each goal met or not (`goals`: key in r["goals"],
+    label), the paper reference and the run time."""
+    lines = [""]
+    for key, label in goals:
+        lines.append(f"goal: {label:{width}} {'met' if r['goals'][key] else 'NOT met'}")
+    return [*lines, "", f"reference: {r['reference']}", f"run time {r['seconds']:.0f} s"]

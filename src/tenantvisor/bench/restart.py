@@ -73,7 +73,7 @@ from os_ken.ofproto.ofproto_protocol import ProtocolDesc
 
 from tenantvisor.bench.dnb import Progress
 from tenantvisor.bench.failover import percentile
-from tenantvisor.bench.report import emit
+from tenantvisor.bench.report import closing_lines, emit
 from tenantvisor.store import EmbeddedServer
 from tenantvisor.testbed.daemon import Daemon, DaemonError
 from tenantvisor.testbed.fabric import Fabric
@@ -823,16 +823,12 @@ def table(r: dict[str, Any]) -> str:
             lines.append(f"  {s['size']}: the ping ended before the restart was complete")
         for ex in s["rules_not_kept_examples"]:
             lines.append(f"  {s['size']}: {ex}")
-    g = r["goals"]
-    lines.append("")
-    for key, label in (
+    lines += closing_lines(r, [
         ("no_ping_lost", "no ping lost"),
         ("no_message_to_pswitches", "no message to a pswitch"),
         ("rules_kept_counting", "every rule kept counting"),
         ("tables_back", "every vswitch back with its rules"),
-    ):
-        lines.append(f"goal: {label:34} {'met' if g[key] else 'NOT met'}")
-    lines += ["", f"reference: {r['reference']}", f"run time {r['seconds']:.0f} s"]
+    ], width=34)  # fmt: skip
     return "\n".join(lines)
 
 
