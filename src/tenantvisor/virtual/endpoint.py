@@ -23,7 +23,6 @@ from os_ken.ofproto import ofproto_v1_3 as ofp
 from tenantvisor.mapping import layout
 from tenantvisor.mapping.frmap import PhysRuleMap
 from tenantvisor.openflow import codec, oxm
-from tenantvisor.openflow import messages as msgs
 from tenantvisor.openflow.channel import Channel
 from tenantvisor.openflow.codec import FlowMod, MalformedMessage, OFError, PacketIn, PacketOut
 from tenantvisor.openflow.of10 import Of10Adapter
@@ -51,7 +50,7 @@ from tenantvisor.virtual.decide import (
 )
 from tenantvisor.virtual.flowtable import VFlow, VirtualFlowTable, normalize
 from tenantvisor.virtual.groups import VGroup, VMeter, VSwitchGroups
-from tenantvisor.virtual.stats import VSwitchStats, flow_counts
+from tenantvisor.virtual.stats import VSwitchStats
 from tenantvisor.virtual.urls import ControllerUrl, parse_controller_url
 
 log = logging.getLogger(__name__)
@@ -615,31 +614,18 @@ class VSwitchEndpoint:
                 del last[serial]
 
     async def _read_counts(self) -> dict[int, list[int]] | None:
-        """Packet and byte counts of this vswitch's rules by serial, over its pswitches."""
-        loop = asyncio.get_running_loop()
-        req = msgs.flow_stats_request(
-            cookie=layout.net_cookie(self.view.net_id),
-            cookie_mask=layout.NET_COOKIE_MASK | layout.INFRA_BIT,
+        """Packet and byte counts of this vswitch's rules by serial, over its pswitches (None
+        if one did not answer)."""
+        fut: asyncio.Future[dict[int, list[int]] | None] = (
+            asyncio.get_running_loop().create_future()
         )
-        futures = []
-        for d in self.views:
-            s = self.host.session(d)
-            if s is None or not s.synced:
-                continue
-            fut: asyncio.Future[list[bytes] | None] = loop.create_future()
-            s.multipart(ofp.OFPMP_FLOW, req,
-                        lambda parts, f=fut: f.done() or f.set_result(parts))  # type: ignore[misc]  # fmt: skip
-            futures.append(fut)
-        total: dict[int, list[int]] = {}
-        for fut in futures:
-            parts = await fut
-            if parts is None:
-                return None
-            for serial, (pk, by) in flow_counts(parts).items():
-                c = total.setdefault(serial, [0, 0])
-                c[0] += pk
-                c[1] += by
-        return total
+
+        def got(counts: dict[int, list[int]] | None) -> None:
+            if not fut.done():
+                fut.set_result(counts)
+
+        self.stats.counters(got)
+        return await fut
 
     def _expire(self, vf: VFlow, reason: int, packets: int, nbytes: int) -> None:
         """A rule's time is up (emulated idle timeout): it leaves the table and the

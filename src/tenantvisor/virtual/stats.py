@@ -335,9 +335,20 @@ class VSwitchStats:
             ch.send(m)
 
     def _counters(self, conn: TenantConn, done: Callable[[Counts], None]) -> None:
-        """Packet and byte counts of this vswitch's rules, by serial, read from the pswitch in
-        one request (the network's cookie, infrastructure rules excluded).  A pswitch that is
-        down has none of the rules: their counts are 0."""
+        """Packet and byte counts of this vswitch's rules, by serial, for a reply to `conn`
+        (a later BARRIER reply must follow it).  A pswitch that is down or does not answer
+        has none of the rules: their counts are 0."""
+        self.counters(lambda counts: done(counts or {}), conn.touched, strict=False)
+
+    def counters(
+        self, done: Callable[[Counts | None], None], touched: set[int] | None = None,
+        strict: bool = True,
+    ) -> None:  # fmt: skip
+        """Packet and byte counts of this vswitch's rules by serial, summed over its
+        pswitches (a big switch's rule has a copy on each where packets enter), read with one
+        request per pswitch (the network's cookie, infrastructure rules excluded).  `strict`:
+        None if a pswitch did not answer (the caller decides later, not on partial counts);
+        else what the others counted.  `touched` gets the pswitches asked."""
         ep = self._ep
         sessions = [(d, s) for d in ep.views if (s := ep.host.session(d)) is not None and s.ready]
         if not sessions:
@@ -347,21 +358,24 @@ class VSwitchStats:
             cookie=layout.net_cookie(ep.view.net_id),
             cookie_mask=layout.NET_COOKIE_MASK | layout.INFRA_BIT,
         )
-        # a big switch's rule has a copy on each pswitch where packets enter: they add up
         total: Counts = {}
         waiting = {d for d, _ in sessions}
+        failed = False
 
         def add(dpid: int, parts: Parts) -> None:
+            nonlocal failed
+            failed |= parts is None
             for serial, (pk, by) in flow_counts(parts).items():
                 c = total.setdefault(serial, [0, 0])
                 c[0] += pk
                 c[1] += by
             waiting.discard(dpid)
             if not waiting:
-                done(total)
+                done(None if strict and failed else total)
 
         for d, s in sessions:
-            conn.touched.add(d)  # a later BARRIER reply must follow this reply
+            if touched is not None:
+                touched.add(d)
             s.multipart(ofp.OFPMP_FLOW, req, lambda parts, d=d: add(d, parts))  # type: ignore[misc]
 
     def _flow_stats(self, conn: TenantConn, xid: int, msg: bytes, mtype: int) -> None:
