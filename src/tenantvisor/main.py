@@ -116,11 +116,10 @@ async def serve(settings: Settings, ready: Any = None) -> None:
         server, store, snap = kept
         from tenantvisor.persistence import StoreWriter, stored_tables
 
-        writer = StoreWriter(store)
         hv.restore(snap.tenants, snap.networks, snap.counters, snap.allocations,
                    stored_tables(snap))  # fmt: skip
-        hv.manager.store = writer
-        persister = hv.attach(writer)
+        hv.manager.store = StoreWriter(store)
+        persister = hv.attach(store)  # its write_runtime takes a batch in one transaction
         persister.start()
     await hv.start(settings.of_listen_address)
     dnb = DnbManager(

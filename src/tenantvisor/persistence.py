@@ -136,9 +136,8 @@ class Persister:
 
 
 class StoreWriter:
-    """The store (store.Store) as the NetworkManager's IntentWriter and the Persister's
-    RuntimeWriter: each call one transaction; a store that fails becomes `Unavailable`
-    (HTTP 503 naming it) for the API."""
+    """The store (store.Store) as the NetworkManager's IntentWriter: one transaction per
+    change; a store that fails becomes `Unavailable` (HTTP 503 naming it) for the API."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -154,9 +153,6 @@ class StoreWriter:
             raise Unavailable(f"intent store unavailable: {exc}") from None
         except StoreError as exc:
             raise Unavailable(f"intent store refused the change: {exc}") from None
-
-    def write_runtime(self, change: RuntimeChange) -> None:
-        self.store.write_runtime(change)
 
 
 def stored_tables(snapshot: Snapshot) -> dict[VSwitchKey, StoredTables]:
