@@ -45,3 +45,10 @@ class Unavailable(TenantvisorError):
     """A part the request needs (the intent store) does not answer; nothing was changed."""
 
     http_status = 503
+
+
+class ConcurrentChange(TenantvisorError):
+    """Another instance sharing the store wrote a clashing change (the same new id) at the
+    same moment, and retrying did not get past it; nothing was changed."""
+
+    http_status = 409

@@ -15,13 +15,20 @@ import ipaddress
 import itertools
 import re
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 import networkx as nx
 
-from tenantvisor.errors import Conflict, Forbidden, InvalidRequest, NotFound, Unauthorized
+from tenantvisor.errors import (
+    ConcurrentChange,
+    Conflict,
+    Forbidden,
+    InvalidRequest,
+    NotFound,
+    Unauthorized,
+)
 from tenantvisor.mapping import layout
 from tenantvisor.mapping.paths import (
     Hop,
@@ -105,6 +112,7 @@ class IntentChange:
 
 
 _T = TypeVar("_T")
+_ATTEMPTS = 3  # tries of a change the store refuses for another instance's clashing write
 
 
 def _mutation(
@@ -113,6 +121,8 @@ def _mutation(
     """A public change of intent: validated and applied in memory, then written to the store
     in one call, and only then announced to the listeners (the daemon programs it).  If the
     store refuses or does not answer, memory is put back as it was and nothing is announced.
+    If it refused for another instance's clashing write (ConcurrentChange) and `refresh` is
+    set, the store's state is taken in and the change redone, up to _ATTEMPTS tries in all.
     `touches(self, *args)` names the networks it may change (they are saved before)."""
 
     def wrap(method: Callable[..., _T]) -> Callable[..., _T]:
@@ -120,27 +130,26 @@ def _mutation(
         def run(self: NetworkManager, *args: Any, **kw: Any) -> _T:
             if self._depth:  # inside another change (delete_tenant -> remove_network)
                 return method(self, *args, **kw)
-            saved = (
-                self._save_point(touches(self, *args) if touches else []) if self.store else None
-            )
-            self._depth += 1
-            try:
-                result = method(self, *args, **kw)
-                self._write()
-            except BaseException:
-                if saved is not None:
-                    self._roll_back(saved)
-                self._events.clear()
-                raise
-            finally:
-                self._depth -= 1
-                self._dirty_tenants.clear()
-                self._dirty_networks.clear()
-            events, self._events = self._events, []
-            for event, net in events:
-                for cb in self.listeners:
-                    cb(event, net)
-            return result
+            attempts = _ATTEMPTS if self.refresh is not None else 1
+            for attempt in range(1, attempts + 1):
+                try:
+                    result = self._attempt(method, touches, args, kw)
+                except ConcurrentChange as exc:
+                    if attempt == attempts:
+                        tries = f"{attempts} attempts" if attempts > 1 else "1 attempt"
+                        raise ConcurrentChange(
+                            "the intent was changed concurrently by another instance "
+                            f"({tries}; the store said: {exc}); try again"
+                        ) from exc
+                    assert self.refresh is not None
+                    self.refresh()  # take in what the other instance wrote, then redo
+                    continue
+                events, self._events = self._events, []
+                for event, net in events:
+                    for cb in self.listeners:
+                        cb(event, net)
+                return result
+            raise AssertionError("unreachable")
 
         return run
 
@@ -171,6 +180,9 @@ class NetworkManager:
         self._vswitch_index: set[int] = set()
         self.listeners: list[Listener] = []
         self.store: IntentWriter | None = None
+        # Brings the store's current intent into memory (through absorb) after the store
+        # refused a change for another instance's clashing write; None: no retry.
+        self.refresh: Callable[[], None] | None = None
         self._depth = 0  # > 0 while a change runs
         self._events: list[tuple[str, VirtualNetwork]] = []  # announced once written
         self._dirty_tenants: set[int] = set()
@@ -193,6 +205,52 @@ class NetworkManager:
             setattr(self, f"_next_{k}", max(1, counters.get(k, 1)))
         self._vswitch_index = {sw.index for n in networks.values() for sw in n.switches.values()}
 
+    def absorb(
+        self,
+        tenants: Mapping[int, Tenant | None],
+        networks: Mapping[int, VirtualNetwork | None],
+        counters: Mapping[str, int],
+    ) -> None:
+        """Intent another instance wrote to the shared store (None: deleted there).  Nothing
+        is written back; listeners hear what a local change to the same end would announce,
+        so the daemon programs exactly what really changed.  The objects are kept, not
+        copied.  A network's tenant need not be known yet: notices come in any order."""
+        if self._depth:
+            raise RuntimeError("absorb called while a change of intent is in progress")
+        events: list[tuple[str, VirtualNetwork]] = []
+        for tid, tenant in tenants.items():
+            if tenant is None:
+                self.tenants.pop(tid, None)
+            else:
+                self.tenants[tid] = tenant
+        for nid, new in sorted(networks.items()):
+            old = self.networks.get(nid)
+            if new is None:
+                if old is None:
+                    continue
+                del self.networks[nid]
+                if old.started:  # as remove_network: stopped, then removed
+                    events.append(("stopped", old))
+                events.append(("removed", old))
+                continue
+            self.networks[nid] = new
+            was_started = old is not None and old.started
+            if new.started and not was_started:
+                events.append(("started", new))
+            elif was_started and not new.started:
+                events.append(("stopped", new))
+            elif new.started and old != new:  # an unstarted network's edits announce nothing
+                events.append(("changed", new))
+        for k in self._COUNTERS:
+            if k in counters:
+                setattr(self, f"_next_{k}", max(getattr(self, f"_next_{k}"), counters[k]))
+        self._vswitch_index = {
+            sw.index for n in self.networks.values() for sw in n.switches.values()
+        }
+        for event, net in events:
+            for cb in self.listeners:
+                cb(event, net)
+
     def _save_point(self, net_ids: list[int]) -> tuple[Any, ...]:
         nets = {i: copy.deepcopy(self.networks[i]) for i in net_ids if i in self.networks}
         return (dict(self.tenants), dict(self.networks), nets, self.counters(),
@@ -205,6 +263,30 @@ class NetworkManager:
         for k, v in counters.items():
             setattr(self, f"_next_{k}", v)
         self._vswitch_index = index
+
+    def _attempt(
+        self,
+        method: Callable[..., _T],
+        touches: Callable[..., list[int]] | None,
+        args: tuple[Any, ...],
+        kw: dict[str, Any],
+    ) -> _T:
+        """One try of a change (see _mutation): on any error memory is as it was before."""
+        saved = self._save_point(touches(self, *args) if touches else []) if self.store else None
+        self._depth += 1
+        try:
+            result = method(self, *args, **kw)
+            self._write()
+        except BaseException:
+            if saved is not None:
+                self._roll_back(saved)
+            self._events.clear()
+            raise
+        finally:
+            self._depth -= 1
+            self._dirty_tenants.clear()
+            self._dirty_networks.clear()
+        return result
 
     def _write(self) -> None:
         if self.store is None or not (self._dirty_tenants or self._dirty_networks):
