@@ -23,15 +23,24 @@ thread (ovsdbapp's `Connection`), and writes with one OVSDB transaction per call
   does not know), and rules are read with `select`.  Other writers' rule changes are
   therefore not reported by `on_change`: only a network's owner writes its rules.
 
-`load_network` reads the replica under the connection's lock; `load` and `load_state` run
+`load_network` (and `load_tenants`, `load_counters`, `allocations`, `instances`,
+`ownership`) read the replica under the connection's lock; `load` and `load_state` run
 on the store's thread (they `select` the rules), so they see one consistent moment.
+
 `on_change` reports what transactions of *other* clients changed: our own transactions'
 updates arrive (ovsdb-server flushes monitors before it replies) while the transaction is
 in flight, and are recognised by the keys and networks it touched.
 
+Several instances share one database: each heartbeats its `Instance` row, each virtual
+network is owned by one of them (`Ownership`, a weak reference: removing an instance leaves
+its networks unowned), and `claim` takes a network only if its owner is still the one the
+claimer saw, checked by the server (`wait` operations).  Ids that reach the wire are taken
+with `reserve_allocations` first: the schema's (space, id) index lets one owner win.
+
 Calls block the calling thread until the server has answered (about a millisecond on a
 local unix socket for an API-sized change; tests/store/test_store.py::test_costs measures
-it); callbacks run on the store's own thread and may only read with `load_network`.
+it); callbacks run on the store's own thread and may only read the replica (the readers
+above).
 """
 
 from __future__ import annotations
@@ -132,9 +141,28 @@ def _optional(v: Any) -> Any:
     return v
 
 
+_AGAIN = object()
+"""A `_Batch.refusal`'s answer: build the transaction again (once the replica changed)."""
+
 UNREPLICATED = ("Tenant_Flow",)
 """Tables the IDL does not replicate (see the module docstring)."""
 _FLOW_NS = uuidlib.UUID("74760000-7476-5476-8476-747600000001")
+
+
+def _check_instance_id(instance_id: str) -> None:
+    if not isinstance(instance_id, str) or not 1 <= len(instance_id) <= 64:
+        raise ValueError(f"instance id {instance_id!r}: expected a string of 1 to 64 characters")
+
+
+def _check_network(network: int) -> None:
+    if isinstance(network, bool) or not isinstance(network, int) or not 1 <= network <= 0xFFFF:
+        raise ValueError(f"network id {network!r}: expected an integer from 1 to 65535")
+
+
+def _instance_row(ownership: Any) -> Any:
+    """The Instance IDL row an Ownership IDL row names, or None."""
+    refs = ownership.instance
+    return refs[0] if refs and refs[0] is not None else None
 
 
 def flow_uuid(net_id: int, vdpid: str, serial: int) -> uuidlib.UUID:
@@ -296,6 +324,9 @@ class _Batch:
         self.after: list[Callable[[list[Any]], bool]] = []
         # run when the server refused the transaction; True: build it again
         self.on_error: list[Callable[[str], bool]] = []
+        # given what `_refused` made of a refusal: the call's result instead of raising it
+        # (it may raise), or `_AGAIN` to build again once the replica has changed
+        self.refusal: Callable[[StoreError], Any] | None = None
 
     # reading the replica
     def uuid(self, table: str, k: Key) -> uuidlib.UUID | None:
@@ -450,7 +481,14 @@ class _Job:
                 again = [hook(error) for hook in batch.on_error]
                 if any(again) and self.attempts < 3:
                     continue
-                raise store._refused(self.what, error)
+                refused = store._refused(self.what, error)
+                if batch.refusal is None:
+                    raise refused
+                result = batch.refusal(refused)
+                if result is _AGAIN:
+                    self._wait_change(seqno)
+                    continue
+                return result
             raise StoreError(f"{self.what}: transaction ended {status}")
 
     def transaction(self, ops: list[dict[str, Any]]) -> _Txn:
@@ -462,16 +500,26 @@ class _Job:
     def select(self, table: str, where: list[Any], columns: list[str] | None = None) -> list[Any]:
         """Rows of `table` matching `where`, as OVSDB JSON, read now with a `select` (for
         tables the IDL does not replicate).  Runs on the store's thread, between commits."""
-        op: dict[str, Any] = {"op": "select", "table": table, "where": where}
-        if columns is not None:
-            op["columns"] = columns
+        return self.select_each(table, [where], columns)[0]
+
+    def select_each(
+        self, table: str, wheres: list[list[Any]], columns: list[str] | None = None
+    ) -> list[list[Any]]:
+        """`select` for each of `wheres`, in one transaction (one moment of the server)."""
+        if not wheres:
+            return []
+        ops: list[dict[str, Any]] = []
+        for where in wheres:
+            op: dict[str, Any] = {"op": "select", "table": table, "where": where}
+            if columns is not None:
+                op["columns"] = columns
+            ops.append(op)
         while True:
             seqno = self.store._idl.change_seqno
-            txn = self.transaction([op])
+            txn = self.transaction(ops)
             status = self._commit(txn)
             if status == txn.SUCCESS and txn.reply:
-                rows: list[Any] = txn.reply[0].get("rows", [])
-                return rows
+                return [r.get("rows", []) for r in txn.reply[: len(ops)]]
             if status == txn.TRY_AGAIN and time.monotonic() < self.deadline:
                 self._wait_change(seqno)
                 continue
@@ -651,7 +699,8 @@ class Store:
         """Call `callback(ChangeSet)` after each batch of updates made by *other* clients
         (and with `resync=True` after a reconnect).  It runs on the store's thread: hand the
         work to your own (e.g. ``loop.call_soon_threadsafe``); from the callback itself only
-        `load_network` may be called (writes, `load` and `load_state` raise StoreError).
+        the replica's readers may be called (`load_network`, `instances`, `ownership`, ...;
+        writes, `load` and `load_state` raise StoreError).
         Returns a function that removes the callback."""
         self._callbacks.append(callback)
 
@@ -888,6 +937,169 @@ class Store:
             build,
         )
 
+    def reserve_allocations(
+        self, rows: Iterable[tuple[tuple[Hashable, ...], Hashable, int]]
+    ) -> list[tuple[tuple[Hashable, ...], int, Hashable]]:
+        """Take these ids (space, owner, id) in one transaction, all or none, before they
+        reach the wire: ids another instance holds are answered, not raised.
+
+        Returns [] once committed (rows this owner already holds are confirmed at the
+        server, not rewritten).  When another owner holds one of the (space, id) (the
+        schema's index refuses the transaction), nothing is written and the answer is every
+        such (space, id, their owner), read from the server just after: never empty (if
+        the holder let go meanwhile, the transaction is tried again).  ValueError if `rows`
+        gives one owner two ids in a space, or one id in a space to two owners."""
+        wanted: dict[Key, Row] = {}
+        holders: dict[tuple[str, int], str] = {}  # (space, id) -> owner, encoded
+        for space, owner, ident in rows:
+            row = codec.allocation_row(space, owner, ident)
+            k = codec.key("Allocation", row)
+            if wanted.setdefault(k, row)["id"] != ident:
+                raise ValueError(f"owner {owner!r} is given two ids in space {space!r}")
+            if holders.setdefault((row["space"], ident), row["owner"]) != row["owner"]:
+                raise ValueError(f"id {ident} of space {space!r} is given to two owners")
+
+        def build(b: _Batch) -> list[tuple[tuple[Hashable, ...], int, Hashable]]:
+            for k, row in wanted.items():
+                u = b.uuid("Allocation", k)
+                if u is None:
+                    b.insert("Allocation", row)  # the (space, id) index decides
+                else:  # ours in the replica: still ours at the server, or try again
+                    b.wait_exists("Allocation", u)
+                    b.put("Allocation", row)
+            b.refusal = lambda refused: self._held_by_others(b, refused, holders)
+            return []
+
+        result: list[tuple[tuple[Hashable, ...], int, Hashable]] = self._submit(
+            f"reserve {len(wanted)} allocations", build
+        )
+        return result
+
+    def _held_by_others(
+        self, b: _Batch, refused: StoreError, holders: Mapping[tuple[str, int], str]
+    ) -> Any:
+        """After a refused reservation: who holds which of the (space, id), at the server."""
+        if not isinstance(refused, AllocationConflict):
+            raise refused
+        wanted = sorted(holders)
+        wheres = [[["space", "==", s], ["id", "==", i]] for s, i in wanted]
+        found = b.job.select_each("Allocation", wheres, ["owner"])
+        out: list[tuple[tuple[Hashable, ...], int, Hashable]] = []
+        for (space, ident), got in zip(wanted, found, strict=True):
+            for raw in got:
+                if raw["owner"] != holders[(space, ident)]:
+                    s, theirs, _ = codec.allocation_from_row({**raw, "space": space, "id": ident})
+                    out.append((s, ident, theirs))
+        # empty: the holder let go meanwhile, or our replica lagged behind our own rows
+        return out or _AGAIN
+
+    # instances sharing one database, and which of them owns each virtual network
+    def heartbeat(self, instance_id: str, address: str, lease_expiry: int) -> None:
+        """Write this instance's row (its address, its lease), in one transaction.  A row
+        another instance removed meanwhile (a lease it found expired) is written again."""
+        _check_instance_id(instance_id)
+        if not isinstance(address, str):
+            raise ValueError(f"instance address {address!r} is not a string")
+        if isinstance(lease_expiry, bool) or not isinstance(lease_expiry, int) or lease_expiry < 0:
+            raise ValueError(f"lease expiry {lease_expiry!r} is not an integer >= 0")
+        row: Row = {"id": instance_id, "address": address, "lease_expiry": lease_expiry}
+
+        def build(b: _Batch) -> None:
+            u = b.uuid("Instance", (instance_id,))
+            if u is not None:
+                # an update of a row gone at the server would write nothing
+                b.wait_exists("Instance", u)
+            if not b.put("Instance", row):
+                b.ops.clear()  # nothing changed: no transaction
+
+        self._submit(f"heartbeat of instance {instance_id}", build)
+
+    def remove_instance(self, instance_id: str) -> None:
+        """Delete the instance's row (idempotent): the networks it owned are then owned by
+        none (the schema's weak reference is cleared), their Ownership rows stay."""
+        _check_instance_id(instance_id)
+
+        def build(b: _Batch) -> None:
+            u = b.uuid("Instance", (instance_id,))
+            b.ops.append(
+                {"op": "delete", "table": "Instance", "where": [["id", "==", instance_id]]}
+            )
+            b.expect.keys.add(("Instance", (instance_id,)))
+            if u is None:
+                return
+            for o in b.idl.tables["Ownership"].rows.values():  # cleared by this transaction
+                owner = _instance_row(o)
+                if owner is not None and owner.uuid == u:
+                    b.expect.keys.add(("Ownership", (o.network,)))
+
+        self._submit(f"remove instance {instance_id}", build)
+
+    def claim(self, network: int, instance_id: str, previous: str | None) -> bool:
+        """Make `instance_id` the owner of `network` if its owner is still `previous` (None:
+        no Ownership row, or one without an instance), checked by the server at commit.
+
+        False, not an exception, when the owner is another: the replica already says so,
+        or the server's check failed (the replica then catches up before the answer, so
+        `ownership()` shows who it is).  StoreError if the instance has no row (write its
+        heartbeat first)."""
+        _check_network(network)
+        _check_instance_id(instance_id)
+        if previous is not None:
+            _check_instance_id(previous)
+
+        def build(b: _Batch) -> bool:
+            me = b.uuid("Instance", (instance_id,))
+            if me is None:
+                raise StoreError(
+                    f"claim of network {network}: instance {instance_id!r} has no Instance row "
+                    "in the store (its heartbeat must be written first)"
+                )
+            u = b.uuid("Ownership", (network,))
+            owner = None if u is None else _instance_row(b.idl_row("Ownership", u))
+            if (None if owner is None else owner.id) != previous:
+                return False
+            b.wait_exists("Instance", me)  # a weak reference to a row gone would be dropped
+            mine = {"instance": ["uuid", str(me)]}
+            if u is None:
+                b.ops.append(
+                    {
+                        "op": "wait",
+                        "table": "Ownership",
+                        "timeout": 0,
+                        "where": [["network", "==", network]],
+                        "columns": ["network"],
+                        "until": "==",
+                        "rows": [],
+                    }
+                )
+                b.insert("Ownership", {"network": network, **mine})
+            else:
+                was = None if owner is None else ["uuid", str(owner.uuid)]
+                b.wait_equal("Ownership", u, {"instance": was})
+                b.update("Ownership", u, (network,), mine)
+            return True
+
+        # a failed `wait` is TRY_AGAIN: the job waits for the replica to change and builds
+        # again, which then answers False
+        result: bool = self._submit(f"claim of network {network} by {instance_id}", build)
+        return result
+
+    def disown(self, network: int, instance_id: str) -> None:
+        """Delete `network`'s Ownership row if (at the server) it still names `instance_id`
+        (idempotent; another owner's row is left alone)."""
+        _check_network(network)
+        _check_instance_id(instance_id)
+
+        def build(b: _Batch) -> None:
+            me = b.uuid("Instance", (instance_id,))
+            if me is None:
+                return  # no row: it owns nothing (its references were cleared)
+            where = [["network", "==", network], ["instance", "==", ["uuid", str(me)]]]
+            b.ops.append({"op": "delete", "table": "Ownership", "where": where})
+            b.expect.keys.add(("Ownership", (network,)))
+
+        self._submit(f"disown network {network} by {instance_id}", build)
+
     # what tenants installed
     def apply_flow_changes(
         self, upserts: Iterable[FlowRecord], deletes: Iterable[FlowKey] = ()
@@ -1040,12 +1252,15 @@ class Store:
 
     def _delete_network(self, b: _Batch, nid: int) -> None:
         tables = ("Virtual_Network", *codec.NETWORK_TABLES, "Tenant_Group", "Tenant_Meter",
-                  "Allocation", "Ownership")  # fmt: skip
+                  "Allocation")  # fmt: skip
         for k in b.ix.keys_of("Vswitch", nid):
             self._drop_vswitch_state(b, nid, k[1])
         for t in tables:
             if b.ix.by_net[t].get(nid):
                 b.delete_where(t, nid, [[codec.NET_COLUMN[t], "==", nid]])
+        # whatever the server holds: a claim our replica has not seen yet must not outlive
+        # the network (one operation, nothing if there is no row)
+        b.delete_where("Ownership", nid, [["network", "==", nid]])
         # rules are not replicated: delete whatever the server holds of this network
         b.ops.append({"op": "delete", "table": "Tenant_Flow", "where": [["network", "==", nid]]})
 
@@ -1192,6 +1407,13 @@ class Store:
             return None
         return dict(self._index.decoded(table, r))
 
+    def _tenants(self) -> list[Tenant]:
+        return [codec.tenant_from_row(r) for _, r in sorted(self._rows("Tenant"))]
+
+    def _counters(self) -> dict[str, int]:
+        counters = self._row("Counters", ()) or {}
+        return {k: counters.get(k, 1) for k in codec.COUNTERS}
+
     def _read(self) -> Any:
         conn = self._conn
         if conn is None:
@@ -1221,13 +1443,12 @@ class Store:
 
     def _load(self, b: _Batch) -> Snapshot:
         snap = Snapshot()
-        snap.tenants = [codec.tenant_from_row(r) for _, r in sorted(self._rows("Tenant"))]
+        snap.tenants = self._tenants()
         for (nid,) in sorted(self._index.by_key["Virtual_Network"]):
             net = self._network(nid)
             if net is not None:
                 snap.networks[nid] = net
-        counters = self._row("Counters", ())
-        snap.counters = {k: (counters or {}).get(k, 1) for k in codec.COUNTERS}
+        snap.counters = self._counters()
         snap.allocations = sorted(
             (codec.allocation_from_row(r) for _, r in self._rows("Allocation")), key=repr
         )
@@ -1295,6 +1516,31 @@ class Store:
             return sorted(
                 (codec.allocation_from_row(r) for _, r in self._rows("Allocation")), key=repr
             )
+
+    def load_tenants(self) -> list[Tenant]:
+        """The tenants as the replica holds them (by id), e.g. another instance's writes."""
+        with self._read():
+            return self._tenants()
+
+    def load_counters(self) -> dict[str, int]:
+        """The id counters as the replica holds them (1 for a counter never written)."""
+        with self._read():
+            return self._counters()
+
+    def instances(self) -> dict[str, tuple[str, int]]:
+        """Instance id -> (address, lease expiry), as the replica holds them."""
+        with self._read():
+            return {r["id"]: (r["address"], r["lease_expiry"]) for _, r in self._rows("Instance")}
+
+    def ownership(self) -> dict[int, str | None]:
+        """Network id -> the instance owning it (None: its row names none any more), as
+        the replica holds it."""
+        with self._read():
+            out: dict[int, str | None] = {}
+            for row in self._idl.tables["Ownership"].rows.values():
+                owner = _instance_row(row)
+                out[row.network] = None if owner is None else owner.id
+            return dict(sorted(out.items()))
 
     def __repr__(self) -> str:
         return f"Store({self.remote!r}, started={self.started}, connected={self.connected})"
