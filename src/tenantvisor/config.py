@@ -16,7 +16,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 DEFAULT_STATE_DIR = "/var/lib/tenantvisor"
@@ -31,10 +38,13 @@ _TYPE = {
     "max_rules_per_vswitch": "a whole number",
     "state_dir": "a directory path",
     "db": "none, or OVSDB remotes unix:PATH / tcp:IP:PORT, comma-separated",
+    "instance": "a name of 1-64 letters, digits, '.', '_' or '-'",
+    "lease": "a number of seconds",
 }
 _RANGE = {
     "lldp_interval": "within 0.1-60 seconds",
     "max_rules_per_vswitch": "within 1-1000000",
+    "lease": "within 1-60 seconds",
 }
 
 
@@ -88,6 +98,10 @@ class Settings(BaseModel):
     # existing server / Raft cluster (`db`), or nowhere (`db: none`: forgotten on restart).
     state_dir: str = Field(default=DEFAULT_STATE_DIR, min_length=1)
     db: str | None = None
+    # Several instances over one store (a Raft cluster): this one's name, unique among them,
+    # and how long the others wait after its last lease renewal before taking its networks.
+    instance: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]{1,64}$")
+    lease: float = Field(default=3.0, ge=1.0, le=60, allow_inf_nan=False)
 
     @field_validator("db")
     @classmethod
@@ -105,6 +119,15 @@ class Settings(BaseModel):
                 f"db {value!r}: expected none, or unix:PATH / tcp:IP:PORT remotes, comma-separated"
             )
         return value
+
+    @model_validator(mode="after")
+    def _instance_needs_store(self) -> Settings:
+        if self.instance is not None and self.db == "none":
+            raise ValueError(
+                "instance: several instances share their intent through the store; "
+                "'db: none' keeps none"
+            )
+        return self
 
     @field_validator("log_level", mode="before")
     @classmethod

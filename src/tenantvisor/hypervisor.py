@@ -10,7 +10,6 @@ only the difference: it keeps forwarding throughout.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import time
 from collections import Counter
@@ -21,13 +20,14 @@ from os_ken.ofproto import ofproto_v1_3 as ofp
 
 from tenantvisor.compile.network import NetworkState, compile_network
 from tenantvisor.mapping import layout
-from tenantvisor.mapping.alloc import IdAllocator, IdSpaceExhausted, Space
+from tenantvisor.mapping.alloc import IdAllocator, IdSpaceExhausted, Space, owner_network
 from tenantvisor.openflow import codec, messages, oxm
 from tenantvisor.openflow.codec import MalformedMessage
 from tenantvisor.persistence import Persister, RuntimeWriter, StoredTables
 from tenantvisor.physical.links import LinkDiscovery
 from tenantvisor.physical.session import PSwitchSession
 from tenantvisor.physical.topology import PhysicalTopology, PPort, PSwitchInfo
+from tenantvisor.program import diff
 from tenantvisor.program.networks import NetworkProgrammer
 from tenantvisor.program.programmer import (
     SwitchDesired,
@@ -41,6 +41,9 @@ from tenantvisor.virtual.model import Tenant, VirtualNetwork, VPortKind
 
 log = logging.getLogger(__name__)
 N_TABLES_OFFERED = 64
+RESERVE_ATTEMPTS = 8  # allocation races lost to other instances before a compile gives up
+RESERVE_RETRY = 1.0  # seconds before compiling again when the store could not reserve ids
+Allocated = tuple[Space, Hashable, int]
 
 
 class Hypervisor:
@@ -55,7 +58,15 @@ class Hypervisor:
         self.manager = NetworkManager(self.topo, admin_token)
         self.manager.listeners.append(self._intent_changed)
         self.alloc = IdAllocator()  # every id that reaches the wire
-        self._tenant_ids = itertools.count(1)  # owners of tenants' group/meter ids
+        # several instances (cluster/): the networks this one answers for (None: all), the
+        # pswitches whose provider rules it keeps (their OpenFlow MASTER), and where new ids
+        # are reserved before they reach the wire: (space, owner, id) list -> ids another
+        # instance holds, as (space, owner, id)
+        self.owned: set[int] | None = None
+        self.masters: Callable[[int], bool] = lambda dpid: True
+        self.reserve: Callable[[list[Allocated]], list[Allocated]] | None = None
+        self._unreserved: set[tuple[Space, Hashable]] = set()  # while reserving
+        self.cluster_status: Callable[[], dict[str, Any]] | None = None
         self.sessions: dict[int, PSwitchSession] = {}
         self.persister: Persister | None = None  # with a store: runtime state goes there
         # after a restore: each vswitch's stored tables until the fabric has settled, and
@@ -108,11 +119,11 @@ class Hypervisor:
         synced, finding what they have right: nothing is sent."""
         self.manager.restore(tenants, networks, counters)
         self.alloc.restore(allocations)
-        used = [o[1] for _, o, _ in allocations if isinstance(o, tuple) and o[:1] == ("tenant",)]
-        self._tenant_ids = itertools.count(max((n for n in used if isinstance(n, int)),
-                                               default=0) + 1)  # fmt: skip
-        if any(n.started for n in networks.values()):
-            self._restored = tables
+        # several instances: which networks this one takes is decided after the fabric has
+        # settled (cluster/agent.py, with their tables read then), so it always waits
+        several = self.owned is not None
+        if several or any(n.started for n in networks.values()):
+            self._restored = {} if several else tables
             # the pswitches the restored state lives on: those the vswitches and vports name,
             # and every one an id was allocated on (path tags name transit pswitches too)
             self._expected = {d for n in networks.values() if n.started
@@ -215,14 +226,24 @@ class Hypervisor:
         if ep is not None:
             ep.lldp_in(other.vport, data)
 
-    def alloc_id(self, kind: str, dpid: int) -> int | None:
-        """A physical group or meter id on this pswitch for some tenant's group or meter
+    def alloc_id(self, kind: str, dpid: int, owner: Hashable) -> int | None:
+        """A physical group or meter id on this pswitch for a tenant's group or meter
         (None: none left).  Same space as the compiler's own groups."""
         top = ofp.OFPG_MAX if kind == "group" else ofp.OFPM_MAX
-        try:
-            return self.alloc.get((kind, dpid), ("tenant", next(self._tenant_ids)), 1, top)
-        except IdSpaceExhausted:
-            return None
+        for _ in range(RESERVE_ATTEMPTS):
+            try:
+                i = self.alloc.get((kind, dpid), owner, 1, top)
+            except IdSpaceExhausted:
+                return None
+            try:
+                if self._reserved():
+                    return i
+            except Exception as exc:  # the store is away: the tenant is told "none left"
+                self.alloc.release((kind, dpid), owner)
+                log.error("no %s id on pswitch %016x could be reserved: %s", kind, dpid, exc)
+                return None
+        log.error("no %s id on pswitch %016x: other instances took every one tried", kind, dpid)
+        return None
 
     def free_id(self, kind: str, dpid: int, value: int) -> None:
         self.alloc.release_id((kind, dpid), value)
@@ -313,7 +334,12 @@ class Hypervisor:
         compiled rules and groups there, and the tenants' rules, groups and meters."""
         # one table: discovery and an explicit drop (table misses go to the controller)
         one_table = not s.driver.multi_table
-        want = SwitchDesired(rules=infra.provider_flows(dpid, of10=one_table))
+        want = SwitchDesired(
+            rules=infra.provider_flows(dpid, of10=one_table) if self.masters(dpid) else [],
+            may_delete_rule=self._may_delete_rule(dpid),
+            may_delete_group=self._may_delete_id("group", dpid),
+            may_delete_meter=self._may_delete_id("meter", dpid),
+        )
         want.rules.extend(self.program.rules_on(dpid))
         want.groups.extend(self.program.groups_on(dpid))
         for ep in self.endpoints.values():
@@ -364,7 +390,8 @@ class Hypervisor:
                 break
         ep = self.by_index.get(layout.meta_vswitch(meta))
         if ep is None or s.dpid not in ep.views or ep.view.net_id != pi.cookie >> layout.NET_SHIFT:
-            self.unclaimed[(s.dpid or 0, "packet_in")] += 1
+            if self.owns(pi.cookie >> layout.NET_SHIFT):  # else another instance's network
+                self.unclaimed[(s.dpid or 0, "packet_in")] += 1
             return
         ep.packet_in(pi, meta)
 
@@ -393,7 +420,7 @@ class Hypervisor:
         ep = self.by_net_dpid.get((net_id, s.dpid or 0))
         if ep is not None:
             ep.flow_removed(fr.cookie & layout.SERIAL_MASK, fr, s.dpid or 0)
-        else:
+        elif self.owns(net_id):
             self.unclaimed[(s.dpid or 0, "flow_removed")] += 1
 
     # --- discovery ---------------------------------------------------------------------------
@@ -414,6 +441,12 @@ class Hypervisor:
 
     # --- intent -> runtime -------------------------------------------------------------------
     def _intent_changed(self, event: str, net: VirtualNetwork) -> None:
+        if not self.owns(net.id):
+            if event == "removed":  # its owner may be gone: masters clear what it left
+                for dpid, s in self.sessions.items():
+                    if s.synced and self.masters(dpid):
+                        s.delete_cookie(layout.net_cookie(net.id), layout.NET_COOKIE_MASK)
+            return
         if self._restored is not None:
             return  # compiled with everything else once the fabric settles
         if event in ("stopped", "removed"):
@@ -433,7 +466,7 @@ class Hypervisor:
         if self._restored is not None:
             return  # after a restore, nothing is compiled before the fabric settles
         for net in list(self.manager.networks.values()):
-            if net.started:
+            if net.started and self.owns(net.id):
                 self._reconcile(net)
 
     def _tenant_name(self, net: VirtualNetwork) -> str:
@@ -443,7 +476,9 @@ class Hypervisor:
     def _reconcile(self, net: VirtualNetwork) -> None:
         """Compile this network and roll the difference out (program/networks.py); the
         endpoints take their new views once what they refer to is on the pswitches."""
-        new = compile_network(net, self.topo, self.alloc, self.n_tables)
+        new = self._compile(net)
+        if new is None:
+            return
         net_id = net.id
 
         def installed(st: NetworkState) -> set[int]:
@@ -456,6 +491,172 @@ class Hypervisor:
         for key in old.markers:
             self.marker_owner.pop(key, None)
         self.marker_owner.update(new.markers)
+
+    def _compile(self, net: VirtualNetwork) -> NetworkState | None:
+        """The network's desired state, its new ids reserved in the store first when several
+        instances share the fabric (None: no ids could be had; logged)."""
+        for _ in range(RESERVE_ATTEMPTS):
+            try:
+                st = compile_network(net, self.topo, self.alloc, self.n_tables)
+            except IdSpaceExhausted as exc:
+                log.error("network %d (%s): not compiled: %s", net.id, self._tenant_name(net), exc)
+                return None
+            try:
+                if self._reserved():
+                    return st
+            except Exception as exc:  # the store is away: no id may reach the wire unreserved
+                self.alloc.release_where(lambda sp, o: (sp, o) in self._unreserved)
+                log.error("network %d (%s): not compiled, its new ids could not be reserved "
+                          "(%s); trying again in %g s", net.id, self._tenant_name(net), exc,
+                          RESERVE_RETRY)  # fmt: skip
+                asyncio.get_running_loop().call_later(RESERVE_RETRY, self._topology_changed)
+                return None
+        log.error("network %d (%s): not compiled: other instances took every id it tried",
+                  net.id, self._tenant_name(net))  # fmt: skip
+        return None
+
+    def _reserved(self) -> bool:
+        """Whether the ids handed out since the last call are ours in the store too.  If
+        another instance holds some, ours are given back and theirs marked taken: the caller
+        allocates again (and gets other ids)."""
+        if self.reserve is None:
+            return True
+        fresh = self.alloc.take_fresh()
+        if not fresh:
+            return True
+        self._unreserved = {(sp, o) for sp, o, _ in fresh}
+        lost = self.reserve(fresh)
+        self._unreserved = set()
+        if not lost:
+            return True
+        for space, owner, _ in fresh:
+            self.alloc.release(space, owner)
+        for space, owner, i in lost:
+            self.alloc.hold_foreign(space, owner, i)
+        log.info("%d ids were taken by another instance meanwhile: allocating again", len(lost))
+        return False
+
+    # --- several instances: what this one answers for ---------------------------------------
+    def owns(self, net_id: int) -> bool:
+        return self.owned is None or net_id in self.owned
+
+    def _owns_owner(self, owner: Hashable) -> bool:
+        net = owner_network(owner)
+        return self.owned is None if net is None else self.owns(net)
+
+    def _may_delete_rule(self, dpid: int) -> Callable[[int], bool]:
+        """Rules of this instance's networks; the provider's, and those of networks no
+        longer in the intent (left by a dead instance), where it is the pswitch's master."""
+        if self.owned is None:
+            return diff.is_ours
+        master = self.masters(dpid)
+        networks = self.manager.networks
+
+        def may(cookie: int) -> bool:
+            if not diff.is_ours(cookie):
+                return False
+            net = cookie >> layout.NET_SHIFT
+            if net in self.owned:  # type: ignore[operator]
+                return True
+            return master and (net == 0 or net not in networks)
+
+        return may
+
+    def _may_delete_id(self, kind: str, dpid: int) -> Callable[[int], bool]:
+        """Groups and meters by their allocation: this instance's networks' ids; ids nobody
+        holds only where it is the pswitch's master."""
+        if self.owned is None:
+            return lambda i: True
+        master = self.masters(dpid)
+
+        def may(i: int) -> bool:
+            owner = self.alloc.owner_of((kind, dpid), i)
+            if owner is None:
+                return master
+            net = owner_network(owner)
+            return net in self.owned if net is not None else master  # type: ignore[operator]
+
+        return may
+
+    def take(self, net_ids: set[int], tables: dict[tuple[int, int], StoredTables]) -> None:
+        """Networks this instance answers for from now on (taken over from a dead instance,
+        or newly assigned): compiled with the ids the store holds for them, their vswitches
+        started with the tables the store kept, and every pswitch they live on re-read and
+        sent only the difference (nothing, when the last owner left them right)."""
+        assert self.owned is not None
+        self.owned |= net_ids
+        touched: set[int] = set()
+        for net_id in sorted(net_ids):
+            net = self.manager.networks.get(net_id)
+            if net is None or not net.started:
+                continue
+            st = self._compile(net)
+            if st is None:
+                continue
+            self.program.adopt(st)
+            self.marker_owner.update(st.markers)
+            touched |= {pf.dpid for pf in st.rules.values()}
+            touched |= {d for d, _ in st.groups}
+            touched |= self._update_endpoints(net, st)
+            for key, ep in self.endpoints.items():
+                if key[0] == net_id and (kept := tables.get(key)) is not None:
+                    ep.restore(kept.flows, kept.groups, kept.meters)
+        for dpid in sorted(touched):
+            s = self.sessions.get(dpid)
+            if s is not None and s.synced:
+                self._sync(s)
+        if net_ids:
+            log.info("took over networks %s: %d vswitches, %d pswitches re-read",
+                     ", ".join(map(str, sorted(net_ids))),
+                     sum(1 for k in self.endpoints if k[0] in net_ids), len(touched))  # fmt: skip
+
+    def give_up(self, net_ids: set[int]) -> None:
+        """Networks another instance answers for now (or this one lost its lease): their
+        vswitches stop here, their rules stay on the pswitches for the new owner."""
+        assert self.owned is not None
+        self.owned -= net_ids
+        if self.persister is not None:
+            self.persister.collect()  # what their tenants changed last is still written
+        for key in [k for k in self.endpoints if k[0] in net_ids]:
+            ep = self.endpoints.pop(key)
+            if self.by_index.get(ep.view.index) is ep:
+                del self.by_index[ep.view.index]
+            for d in ep.views:
+                if self.by_net_dpid.get((ep.view.net_id, d)) is ep:
+                    del self.by_net_dpid[(ep.view.net_id, d)]
+            ep.stop("the vswitch moved to another tenantvisor instance")
+        for net_id in net_ids:
+            st = self.program.forget(net_id)
+            for key in st.markers if st is not None else ():
+                self.marker_owner.pop(key, None)
+        if net_ids:
+            log.warning("networks %s: given up (another instance answers for them)",
+                        ", ".join(map(str, sorted(net_ids))))  # fmt: skip
+
+    @property
+    def restoring(self) -> bool:
+        """After a start, until the fabric has settled (`_settle`)."""
+        return self._restored is not None
+
+    def set_master(self, dpid: int, master: bool, generation: int, resync: bool) -> None:
+        """This instance keeps (or no longer keeps) the pswitch's provider rules: its
+        OpenFlow role there follows; with `resync` (mastership moved) the pswitch is
+        re-read, so the provider's rules and what a dead instance left are put right."""
+        s = self.sessions.get(dpid)
+        if s is None or not s.ready:
+            return
+        want = ofp.OFPCR_ROLE_MASTER if master else ofp.OFPCR_ROLE_EQUAL
+        if (s.role != want or s.demoted) and s.request_role(want, generation):
+            log.info("%r: %s", s, "this instance is master" if master else "equal")
+        if resync and s.synced:
+            self._sync(s)
+
+    def demoted(self, s: PSwitchSession) -> None:
+        """Another instance made itself MASTER here: be an equal again (this one's networks
+        still need writing) and re-read the switch for what the refused writes missed."""
+        s.request_role(ofp.OFPCR_ROLE_EQUAL)
+        if s.synced:
+            self._sync(s)
 
     def _update_endpoints(self, net: VirtualNetwork, st: NetworkState) -> set[int]:
         """Create, re-view or stop the network's vswitch endpoints; the pswitches they may
@@ -520,6 +721,12 @@ class Hypervisor:
 
     # --- status ------------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
+        out = self._status()
+        if self.cluster_status is not None:
+            out["cluster"] = self.cluster_status()
+        return out
+
+    def _status(self) -> dict[str, Any]:
         return {
             "pswitches": [
                 {
@@ -530,6 +737,7 @@ class Hypervisor:
                     "flow_mods_total": self.flow_mods_total(dpid),
                     "synced": s.synced,
                     "sync_messages": self.sync_messages.get(dpid, 0),
+                    "master": self.masters(dpid),  # keeps its provider rules (several instances)
                 }
                 for dpid, s in sorted(self.sessions.items())
             ],

@@ -112,15 +112,24 @@ async def serve(settings: Settings, ready: Any = None) -> None:
     # against an empty intent would lose every rule
     kept = await asyncio.to_thread(open_store, settings)
     persister = None
+    agent = None
     if kept is not None:
         server, store, snap = kept
         from tenantvisor.persistence import StoreWriter, stored_tables
 
+        if settings.instance is not None:  # one of several instances over this store
+            from tenantvisor.cluster.agent import ClusterAgent
+
+            agent = ClusterAgent(hv, store, settings.instance,
+                                 f"http://{api_host}:{api_port}", settings.lease)  # fmt: skip
+            agent.install()
         hv.restore(snap.tenants, snap.networks, snap.counters, snap.allocations,
                    stored_tables(snap))  # fmt: skip
         hv.manager.store = StoreWriter(store)
         persister = hv.attach(store)  # its write_runtime takes a batch in one transaction
         persister.start()
+        if agent is not None:
+            await agent.start()
     await hv.start(settings.of_listen_address)
     dnb = DnbManager(
         lambda tid: t.name if (t := hv.manager.tenants.get(tid)) else str(tid),
@@ -150,6 +159,8 @@ async def serve(settings: Settings, ready: Any = None) -> None:
         await hv.stop()
         if persister is not None:
             await persister.stop()
+        if agent is not None:  # after the last write: the others take over from the store
+            await agent.stop()
         if kept is not None:
             await asyncio.to_thread(close_store, *kept[:2])
 
@@ -175,6 +186,16 @@ def main(argv: list[str] | None = None) -> int:
         "--state-dir",
         help="where the embedded intent store lives (default /var/lib/tenantvisor)",
     )
+    s.add_argument(
+        "--instance",
+        help="this instance's name when several share one store (--db of a Raft cluster): "
+        "networks are shared out among the instances and taken over when one dies",
+    )
+    s.add_argument(
+        "--lease", type=float,
+        help="several instances: seconds without a lease renewal before the others take an "
+        "instance's networks (default 3)",
+    )  # fmt: skip
     s.add_argument(
         "--db",
         help="OVSDB remotes of an existing store or Raft cluster (unix:PATH, tcp:IP:PORT, "
@@ -242,6 +263,8 @@ def main(argv: list[str] | None = None) -> int:
                     "max_rules_per_vswitch": args.max_rules_per_vswitch,
                     "state_dir": args.state_dir,
                     "db": args.db,
+                    "instance": args.instance,
+                    "lease": args.lease,
                 },
             )
         except ConfigError as exc:

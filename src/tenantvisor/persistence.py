@@ -17,11 +17,12 @@ from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
-from tenantvisor.errors import Unavailable
+from tenantvisor.errors import ConcurrentChange, Unavailable
 from tenantvisor.mapping.alloc import Space
 from tenantvisor.store import (
     Snapshot,
     Store,
+    StoreConflict,
     StoreError,
     StoreUnavailable,
 )
@@ -151,6 +152,8 @@ class StoreWriter:
             self.store.write_intent(change)
         except StoreUnavailable as exc:
             raise Unavailable(f"intent store unavailable: {exc}") from None
+        except StoreConflict as exc:  # another instance wrote a clashing id first
+            raise ConcurrentChange(str(exc)) from None
         except StoreError as exc:
             raise Unavailable(f"intent store refused the change: {exc}") from None
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tenantvisor.mapping.alloc import IdAllocator
+from tenantvisor.mapping.alloc import IdAllocator, tenant_owner
 from tenantvisor.mapping.paths import Hop
 from tenantvisor.openflow import codec as ofcodec
 from tenantvisor.store import codec
@@ -198,7 +198,8 @@ def test_allocator_restores_from_rows() -> None:
 
 def test_owner_network() -> None:
     assert codec.owner_network((5, "vlink")) == 5
-    assert codec.owner_network(("tenant", 5)) is None
+    assert codec.owner_network(("tenant", 5)) is None  # before 1.1: tenant ids named none
+    assert codec.owner_network(tenant_owner(7, 0x10, "group", 3)) == 7
     assert codec.owner_network((True, 1)) is None
     assert codec.owner_network((0x10000,)) is None
     assert codec.owner_network(5) is None

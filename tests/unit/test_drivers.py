@@ -378,6 +378,9 @@ class Events:
     def flow_removed(self, s: PSwitchSession, fr: codec.FlowRemoved) -> None:
         self.seen.append(("flow_removed", fr))
 
+    def demoted(self, s: PSwitchSession) -> None:
+        self.seen.append(("demoted", s.dpid))
+
 
 def _session(version: int) -> tuple[PSwitchSession, Events, list[bytes]]:
     events = Events()

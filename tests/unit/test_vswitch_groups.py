@@ -8,7 +8,7 @@ pswitch session and tenant connection are fakes that record what they are given.
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import Any
 
 import pytest
@@ -38,7 +38,7 @@ class Ids:
         self.limit = limit
         self.held: dict[tuple[str, int], set[int]] = {}
 
-    def alloc_id(self, kind: str, dpid: int) -> int | None:
+    def alloc_id(self, kind: str, dpid: int, owner: Hashable) -> int | None:
         held = self.held.setdefault((kind, dpid), set())
         free = next((i for i in range(1, self.limit + 1) if i not in held), None)
         if free is not None:

@@ -81,7 +81,7 @@ class Host:
         self.classified_dpids = dpids
         done(self.classified)
 
-    def alloc_id(self, kind: str, dpid: int) -> int | None:
+    def alloc_id(self, kind: str, dpid: int, owner: object) -> int | None:
         new = 500 + len(self.held)
         self.held.add(new)
         return new

@@ -17,12 +17,31 @@ class IdSpaceExhausted(Exception):
     pass
 
 
+def tenant_owner(net_id: int, vdpid: int, kind: str, tenant_id: int) -> Hashable:
+    """The owner of the physical id standing for a tenant's group or meter: it names the
+    network, so the id is that network's owner's to give back (several instances)."""
+    return ("tenant", net_id, vdpid, kind, tenant_id)
+
+
+def owner_network(owner: Hashable) -> int | None:
+    """The virtual network an allocation belongs to: compiled ids have owners that start
+    with the network id, tenants' group and meter ids `tenant_owner`'s; None for others."""
+    if isinstance(owner, tuple) and owner:
+        first = owner[1] if owner[0] == "tenant" and len(owner) > 2 else owner[0]
+        if isinstance(first, int) and not isinstance(first, bool) and 1 <= first <= 0xFFFF:
+            return first
+    return None
+
+
 class IdAllocator:
     def __init__(self) -> None:
         self._used: dict[Space, dict[int, Hashable]] = {}
         self._held: dict[tuple[Space, Hashable], int] = {}
         # what changed since the store last took it: (space, owner) -> id, or None if freed
         self.journal: dict[tuple[Space, Hashable], int | None] | None = None
+        # ids handed out since `take_fresh`, once it was called (several instances: reserved
+        # in the store before they reach the wire)
+        self.fresh: list[tuple[Space, Hashable, int]] | None = None
 
     def get(self, space: Space, owner: Hashable, lo: int = 1, hi: int = 4094) -> int:
         """The id `owner` holds in `space`, allocating the lowest free one if it has none."""
@@ -36,11 +55,53 @@ class IdAllocator:
                 self._held[(space, owner)] = i
                 if self.journal is not None:
                     self.journal[(space, owner)] = i
+                if self.fresh is not None:
+                    self.fresh.append((space, owner, i))
                 return i
         raise IdSpaceExhausted(f"no free id left in {space!r}")
 
     def peek(self, space: Space, owner: Hashable) -> int | None:
         return self._held.get((space, owner))
+
+    def owner_of(self, space: Space, i: int) -> Hashable | None:
+        return self._used.get(space, {}).get(i)
+
+    def take_fresh(self) -> list[tuple[Space, Hashable, int]]:
+        """Ids handed out since the last call (and start keeping them if not yet)."""
+        got, self.fresh = self.fresh or [], []
+        return got
+
+    def hold_foreign(self, space: Space, owner: Hashable, i: int) -> None:
+        """Another instance holds `i` in `space` for `owner`: never hand it out here.  An id
+        of ours it displaces (a race the store decided against us) is dropped, unjournaled:
+        the store has the other's row."""
+        mine = self._used.get(space, {}).get(i)
+        if mine is not None and mine != owner:
+            self._held.pop((space, mine), None)
+        old = self._held.get((space, owner))
+        if old is not None and old != i:
+            self._used.get(space, {}).pop(old, None)
+        self._used.setdefault(space, {})[i] = owner
+        self._held[(space, owner)] = i
+
+    def sync_foreign(
+        self, rows: list[tuple[Space, Hashable, int]], ours: Callable[[Hashable], bool]
+    ) -> None:
+        """The store's allocations: those of owners not `ours` become (or stay) foreign,
+        foreign ones the store no longer has are forgotten.  Ours are left as they are (this
+        instance is their only writer)."""
+        seen = set()
+        for space, owner, i in rows:
+            if ours(owner):
+                continue
+            seen.add((space, owner))
+            if self._held.get((space, owner)) != i:
+                self.hold_foreign(space, owner, i)
+        for key in [k for k in self._held if not ours(k[1]) and k not in seen]:
+            space, owner = key
+            i = self._held.pop(key)
+            if self._used.get(space, {}).get(i) == owner:
+                del self._used[space][i]
 
     def release(self, space: Space, owner: Hashable) -> None:
         i = self._held.pop((space, owner), None)

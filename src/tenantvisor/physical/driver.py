@@ -142,6 +142,11 @@ class SwitchDriver(ABC):
     @abstractmethod
     def barrier_request(self, xid: int) -> bytes: ...
 
+    def role_request(self, xid: int, role: int, generation: int) -> bytes | None:
+        """An OpenFlow role request (1.3's OFPCR_ROLE_*), or None where roles are not
+        spoken: several instances then share the switch as equals."""
+        return None
+
     @abstractmethod
     def stats_request(self, xid: int, mtype: int, body: bytes) -> bytes | None:
         """The statistics request of OpenFlow 1.3 type `mtype` with 1.3 request `body`, or

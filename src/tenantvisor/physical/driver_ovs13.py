@@ -96,6 +96,10 @@ class Ovs13Driver(SwitchDriver):
     def barrier_request(self, xid: int) -> bytes:
         return codec.header(self.version, ofp.OFPT_BARRIER_REQUEST, xid)
 
+    def role_request(self, xid: int, role: int, generation: int) -> bytes:
+        body = messages.ROLE.pack(role, generation & 0xFFFF_FFFF_FFFF_FFFF)
+        return codec.header(self.version, ofp.OFPT_ROLE_REQUEST, xid, body)
+
     def stats_request(self, xid: int, mtype: int, body: bytes) -> bytes:
         return messages.multipart_request(self.version, xid, mtype, body)
 

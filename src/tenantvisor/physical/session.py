@@ -56,6 +56,10 @@ class SessionEvents(Protocol):
 
     def flow_removed(self, s: PSwitchSession, fr: codec.FlowRemoved) -> None: ...
 
+    def demoted(self, s: PSwitchSession) -> None:
+        """The switch refused a write because another controller made itself MASTER: this
+        one is a SLAVE there now (several instances)."""
+
 
 class PSwitchSession:
     def __init__(self, events: SessionEvents) -> None:
@@ -75,6 +79,10 @@ class PSwitchSession:
         # multipart requests made for tenants: xid -> (reply bodies so far, done callback)
         self._multipart: dict[int, tuple[list[bytes], Callable[[list[bytes] | None], None]]] = {}
         self.flow_mods_sent = 0
+        # OpenFlow role we asked for (several instances: one MASTER per pswitch, the others
+        # EQUAL, which every switch starts a controller as)
+        self.role = ofp.OFPCR_ROLE_EQUAL
+        self._demoted = False
 
     def __repr__(self) -> str:
         return (
@@ -239,6 +247,30 @@ class PSwitchSession:
         self._records[xid] = XidRecord(None, done)
         self.channel.send(self.driver.barrier_request(xid))
 
+    @property
+    def demoted(self) -> bool:
+        """A write was refused since the last role request: another controller is MASTER."""
+        return self._demoted
+
+    def request_role(self, role: int, generation: int = 0) -> bool:
+        """Ask for an OpenFlow role (False: the switch speaks none, or is not connected)."""
+        if not self.channel.is_open:
+            return False
+        xid = self.channel.next_xid()
+        msg = self.driver.role_request(xid, role, generation)
+        if msg is None:
+            return False
+
+        def refused(etype: int, code: int, data: bytes) -> None:
+            log.warning("%r refused role %d (generation %d): type=%d code=%d",
+                        self, role, generation, etype, code)  # fmt: skip
+
+        self._records[xid] = XidRecord(refused)
+        self.role = role
+        self._demoted = False
+        self.channel.send(msg)
+        return True
+
     def rule(self, pf: PhysFlow, command: int) -> Callable[[int], bytes]:
         """A builder (xid -> bytes) of a FLOW_MOD for `pf`, as this switch takes it."""
         return self.driver.rule(pf, command)
@@ -278,6 +310,12 @@ class PSwitchSession:
                 break
 
     def _error(self, xid: int, etype: int, code: int, data: bytes) -> None:
+        if etype == ofp.OFPET_BAD_REQUEST and code == ofp.OFPBRC_IS_SLAVE:
+            if not self._demoted:  # once per demotion: the writes after it fail alike
+                self._demoted = True
+                log.warning("%r: another controller is MASTER here: writes refused", self)
+                self.events.demoted(self)
+            return
         rec = self._records.get(xid)
         if rec is not None and rec.on_error is not None:
             rec.on_error(etype, code, data)

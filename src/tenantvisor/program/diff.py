@@ -9,7 +9,7 @@ ADD would reset them.  Only rules whose cookie says they are tenantvisor's are e
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from os_ken.ofproto import ofproto_v1_3 as ofp
@@ -121,8 +121,14 @@ class RulePlan:
         return len(self.add) + len(self.modify) + len(self.delete)
 
 
-def reconcile_rules(dpid: int, desired: Iterable[PhysFlow], have: list[DumpedFlow]) -> RulePlan:
-    """Send what is missing or different; delete what is ours and not wanted."""
+def reconcile_rules(
+    dpid: int,
+    desired: Iterable[PhysFlow],
+    have: list[DumpedFlow],
+    deletable: Callable[[int], bool] = is_ours,
+) -> RulePlan:
+    """Send what is missing or different; delete what is not wanted and `deletable` by its
+    cookie (ours; with several instances, only what this instance answers for)."""
     plan = RulePlan()
     want: dict[tuple[int, int, NormMatch], PhysFlow] = {}
     for pf in desired:
@@ -132,7 +138,7 @@ def reconcile_rules(dpid: int, desired: Iterable[PhysFlow], have: list[DumpedFlo
         key = (d.table, d.priority, d.match)
         found = want.get(key)
         if found is None:
-            if is_ours(d.cookie):
+            if deletable(d.cookie):
                 plan.delete.append(PhysFlow(dpid, d.table, d.priority, d.raw_match, b"", d.cookie))
             continue
         pf = found
@@ -159,8 +165,13 @@ class GroupPlan:
         return len(self.add) + len(self.modify) + len(self.delete)
 
 
-def reconcile_groups(desired: Iterable[GroupSpec], have: dict[int, tuple[int, bytes]]) -> GroupPlan:
-    """Groups carry no cookie: tenantvisor owns the group id space of its pswitches."""
+def reconcile_groups(
+    desired: Iterable[GroupSpec],
+    have: dict[int, tuple[int, bytes]],
+    deletable: Callable[[int], bool] = lambda gid: True,
+) -> GroupPlan:
+    """Groups carry no cookie: tenantvisor owns the group id space of its pswitches, and
+    with several instances `deletable` says whose a group id is (the allocations)."""
     plan = GroupPlan()
     want = {g.group_id: g for g in desired}
     for gid, g in sorted(want.items()):
@@ -169,7 +180,7 @@ def reconcile_groups(desired: Iterable[GroupSpec], have: dict[int, tuple[int, by
             plan.add.append(g)
         elif cur != (g.type, g.buckets):
             plan.modify.append(g)
-    plan.delete = sorted(gid for gid in have if gid not in want)
+    plan.delete = sorted(gid for gid in have if gid not in want and deletable(gid))
     return plan
 
 

@@ -115,6 +115,18 @@ class NetworkProgrammer:
             st = self.states.get(net_id)
             release_unused(self.alloc, net_id, st.owners if st is not None else set())
 
+    def adopt(self, st: NetworkState) -> None:
+        """`st` is what the pswitches are taken to hold already (a network taken over from
+        another instance): nothing is sent; the caller re-reads the pswitches and sends
+        what differs."""
+        self.states[st.net_id] = st
+
+    def forget(self, net_id: int) -> NetworkState | None:
+        """Another instance answers for the network now: its rules stay where they are and
+        its ids stay held (the store has them; the new owner compiles to the same ones)."""
+        self._inflight.pop(net_id, None)
+        return self.states.pop(net_id, None)
+
     def remove(self, net_id: int) -> NetworkState | None:
         """The network stops: everything it had leaves the pswitches (the caller drops its
         endpoints first, so their rules go before the groups they use)."""

@@ -26,13 +26,22 @@ from tenantvisor.translate.meter import meter_mod
 log = logging.getLogger(__name__)
 
 
+def _any(_: int) -> bool:
+    return True
+
+
 @dataclass
 class SwitchDesired:
-    """Everything one pswitch should hold."""
+    """Everything one pswitch should hold, of what this instance answers for there: with
+    several instances sharing the pswitch, what it may delete is limited to its own
+    networks' rules, groups and meters (and the provider's where it is the master)."""
 
     rules: list[PhysFlow] = field(default_factory=list)
     groups: list[GroupSpec] = field(default_factory=list)
     meters: dict[int, tuple[int, bytes]] = field(default_factory=dict)  # id -> flags, bands
+    may_delete_rule: Callable[[int], bool] = diff.is_ours  # by cookie
+    may_delete_group: Callable[[int], bool] = _any  # by group id
+    may_delete_meter: Callable[[int], bool] = _any  # by meter id
 
 
 def _log_refusal(what: str, dpid: int) -> Callable[[int, int, bytes], None]:
@@ -117,7 +126,9 @@ def _apply(s: PSwitchSession, want: SwitchDesired, got: Mapping[str, list[bytes]
         log.warning("%r gave no flow dump: re-asserting every rule", s)
         _reassert(s, want)
         return
-    gplan = diff.reconcile_groups(want.groups, diff.parse_group_desc(got.get("groups")))
+    gplan = diff.reconcile_groups(
+        want.groups, diff.parse_group_desc(got.get("groups")), want.may_delete_group
+    )
     have_meters = diff.parse_meter_config(got.get("meters"))
     for mid, (flags, bands) in sorted(want.meters.items()):
         cur = have_meters.get(mid)
@@ -129,7 +140,9 @@ def _apply(s: PSwitchSession, want: SwitchDesired, got: Mapping[str, list[bytes]
         send_group(s, g, ofp.OFPGC_ADD)
     for g in gplan.modify:
         send_group(s, g, ofp.OFPGC_MODIFY)
-    rplan = diff.reconcile_rules(s.dpid or 0, want.rules, diff.parse_flow_stats(got["flows"]))
+    rplan = diff.reconcile_rules(
+        s.dpid or 0, want.rules, diff.parse_flow_stats(got["flows"]), want.may_delete_rule
+    )
     for pf in rplan.add:
         send_rule(s, pf, ofp.OFPFC_ADD)
     for pf in rplan.modify:
@@ -138,7 +151,7 @@ def _apply(s: PSwitchSession, want: SwitchDesired, got: Mapping[str, list[bytes]
         send_rule(s, pf, ofp.OFPFC_DELETE_STRICT)
     for gid in gplan.delete:
         send_group_delete(s, gid)
-    for mid in sorted(set(have_meters) - set(want.meters)):
+    for mid in sorted(m for m in set(have_meters) - set(want.meters) if want.may_delete_meter(m)):
         msg = meter_mod(ofp.OFPMC_DELETE, 0, mid, b"")
         s.send_flow(lambda x, m=msg: codec.set_xid(m, x), None)  # type: ignore[misc]
     if rplan or gplan:

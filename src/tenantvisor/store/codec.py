@@ -43,6 +43,7 @@ from tenantvisor.dedicated.model import (
     TenantPort,
     VmBinding,
 )
+from tenantvisor.mapping.alloc import owner_network
 from tenantvisor.mapping.paths import Hop
 from tenantvisor.store.records import FlowRecord, GroupRecord, MeterRecord
 from tenantvisor.virtual.model import (
@@ -311,16 +312,6 @@ def encode_key(obj: Hashable) -> str:
 
 def decode_key(text: str) -> Hashable:
     return _dec(json.loads(text))
-
-
-def owner_network(owner: Hashable) -> int | None:
-    """The virtual network an allocation belongs to: compiled ids have owners that start
-    with the network id; others (a tenant group's physical id) name none."""
-    if isinstance(owner, tuple) and owner:
-        first = owner[0]
-        if isinstance(first, int) and not isinstance(first, bool) and 1 <= first <= 0xFFFF:
-            return first
-    return None
 
 
 def allocation_row(space: Hashable, owner: Hashable, ident: int) -> Row:

@@ -1527,6 +1527,11 @@ class Store:
         with self._read():
             return self._counters()
 
+    def network_ids(self) -> list[int]:
+        """Every virtual network's id, as the replica holds them."""
+        with self._read():
+            return sorted(k[0] for k in self._index.by_key["Virtual_Network"])
+
     def instances(self) -> dict[str, tuple[str, int]]:
         """Instance id -> (address, lease expiry), as the replica holds them."""
         with self._read():

@@ -413,25 +413,35 @@ class Fabric:
         whatever ``max_backoff`` says; it only bounds the first connection attempts.)
         With a switch namespace, ``tcp:`` targets go through a relay (see the module docstring).
         """
+        self.set_controllers([] if target is None else [target], switches)
+        if switches is None:
+            self.controller = target
+
+    def set_controllers(
+        self, targets: Sequence[str], switches: Iterable[str] | None = None
+    ) -> None:
+        """Point ``switches`` (default all) at every one of ``targets`` at once (OpenFlow
+        multi-controller: several tenantvisor instances), or at none (empty)."""
         ovs = self._require_ovs()
         names = list(self.topo.switches) if switches is None else list(switches)
         args: list[str] = []
         for i, sw in enumerate(names):
             br = self.bridge(sw)
-            if target is None:
+            if not targets:
                 args += ["--", "del-controller", br]
                 continue
-            args += [
-                "--", f"--id=@c{i}", "create", "Controller",
-                f'target="{self._switch_side_target(target)}"',
-                "connection_mode=out-of-band",
-                f"max_backoff={self.controller_max_backoff_ms}",
-                "--", "set", "Bridge", br, f"controller=@c{i}",
-            ]  # fmt: skip
+            ids = []
+            for j, target in enumerate(targets):
+                ids.append(f"@c{i}_{j}")
+                args += [
+                    "--", f"--id=@c{i}_{j}", "create", "Controller",
+                    f'target="{self._switch_side_target(target)}"',
+                    "connection_mode=out-of-band",
+                    f"max_backoff={self.controller_max_backoff_ms}",
+                ]  # fmt: skip
+            args += ["--", "set", "Bridge", br, f"controller=[{','.join(ids)}]"]
         if args:
             ovs.vsctl(*args[1:])
-        if switches is None:
-            self.controller = target
 
     def wait_connected(self, timeout: float = 10.0, switches: Iterable[str] | None = None) -> None:
         """Block until every switch's controller connection is up (OVS's ``is_connected``).

@@ -14,7 +14,7 @@ import logging
 import struct
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -80,7 +80,7 @@ class EndpointHost(Protocol):
         self, net_id: int, dpids: set[int], done: Callable[[dict[tuple[int, int], list[int]]], None]
     ) -> None: ...
 
-    def alloc_id(self, kind: str, dpid: int) -> int | None: ...
+    def alloc_id(self, kind: str, dpid: int, owner: Hashable) -> int | None: ...
 
     def free_id(self, kind: str, dpid: int, value: int) -> None: ...
 

@@ -13,12 +13,13 @@ GROUP_MOD/METER_MOD with what to take back should the pswitch refuse it.  `group
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from os_ken.ofproto import ofproto_v1_3 as ofp
 
+from tenantvisor.mapping.alloc import tenant_owner
 from tenantvisor.openflow import codec
 from tenantvisor.openflow.codec import MalformedMessage, OFError
 from tenantvisor.translate.group import GroupMod, GroupSpec, delete_group, translate_group
@@ -76,7 +77,7 @@ Step = Send | Forget
 class PhysIds(Protocol):
     """The hypervisor's physical id spaces, per pswitch ("group", "meter")."""
 
-    def alloc_id(self, kind: str, dpid: int) -> int | None: ...
+    def alloc_id(self, kind: str, dpid: int, owner: Hashable) -> int | None: ...
 
     def free_id(self, kind: str, dpid: int, value: int) -> None: ...
 
@@ -185,7 +186,7 @@ class VSwitchGroups:
                 raise OFError(ofp.OFPET_GROUP_MOD_FAILED, ofp.OFPGMFC_INVALID_GROUP, f"{gid:#x}")
             if gid in self.groups:
                 raise OFError(ofp.OFPET_GROUP_MOD_FAILED, ofp.OFPGMFC_GROUP_EXISTS, str(gid))
-            phys = ids.alloc_id("group", dpid)
+            phys = ids.alloc_id("group", dpid, tenant_owner(view.net_id, view.vdpid, "group", gid))
             if phys is None:
                 raise OFError(ofp.OFPET_GROUP_MOD_FAILED, ofp.OFPGMFC_OUT_OF_GROUPS, "none left")
             try:
@@ -236,7 +237,9 @@ class VSwitchGroups:
             mm.check_id()
             if mid in self.meters:
                 raise OFError(ofp.OFPET_METER_MOD_FAILED, ofp.OFPMMFC_METER_EXISTS, str(mid))
-            phys = ids.alloc_id("meter", dpid)
+            phys = ids.alloc_id(
+                "meter", dpid, tenant_owner(ep.view.net_id, ep.view.vdpid, "meter", mid)
+            )
             if phys is None:
                 raise OFError(ofp.OFPET_METER_MOD_FAILED, ofp.OFPMMFC_OUT_OF_METERS, "none left")
             meter = VMeter(mm.flags, mm.bands, phys)
