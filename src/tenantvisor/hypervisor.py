@@ -10,6 +10,7 @@ only the difference: it keeps forwarding throughout.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import Counter
@@ -509,11 +510,19 @@ class Hypervisor:
                 log.error("network %d (%s): not compiled, its new ids could not be reserved "
                           "(%s); trying again in %g s", net.id, self._tenant_name(net), exc,
                           RESERVE_RETRY)  # fmt: skip
-                asyncio.get_running_loop().call_later(RESERVE_RETRY, self._topology_changed)
+                self._compile_later()
                 return None
-        log.error("network %d (%s): not compiled: other instances took every id it tried",
-                  net.id, self._tenant_name(net))  # fmt: skip
+        log.error("network %d (%s): not compiled: other instances took every id it tried; "
+                  "trying again in %g s", net.id, self._tenant_name(net),
+                  RESERVE_RETRY)  # fmt: skip
+        self._compile_later()
         return None
+
+    def _compile_later(self) -> None:
+        """Compile every network again in a while (ids could not be reserved now)."""
+        # no event loop: a caller outside the daemon, which retries itself
+        with contextlib.suppress(RuntimeError):
+            asyncio.get_running_loop().call_later(RESERVE_RETRY, self._topology_changed)
 
     def _reserved(self) -> bool:
         """Whether the ids handed out since the last call are ours in the store too.  If

@@ -353,13 +353,6 @@ def test_the_loser_synced_never_hands_out_the_winners_ids(store: Store, other: S
     assert loser.mine() == own | handed
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="a refused reservation names only the ids the loser asked for: an instance "
-    "whose allocator has not heard of another's rows yet learns one of them per attempt, "
-    f"and gives up after RESERVE_ATTEMPTS ({RESERVE_ATTEMPTS}) with plenty of ids free",
-)
 def test_a_loser_not_synced_yet_finds_a_free_id_past_many_foreign_ones(
     store: Store, other: Store
 ) -> None:

@@ -978,20 +978,27 @@ class Store:
     def _held_by_others(
         self, b: _Batch, refused: StoreError, holders: Mapping[tuple[str, int], str]
     ) -> Any:
-        """After a refused reservation: who holds which of the (space, id), at the server."""
+        """After a refused reservation: every id other owners hold, at the server, in the
+        spaces the reservation touched (not only the ids it asked for: a caller whose
+        replica lags would otherwise learn one taken id per attempt and give up while
+        free ids remain)."""
         if not isinstance(refused, AllocationConflict):
             raise refused
-        wanted = sorted(holders)
-        wheres = [[["space", "==", s], ["id", "==", i]] for s, i in wanted]
-        found = b.job.select_each("Allocation", wheres, ["owner"])
+        spaces = sorted({s for s, _ in holders})
+        wheres = [[["space", "==", s]] for s in spaces]
+        found = b.job.select_each("Allocation", wheres, ["owner", "id"])
         out: list[tuple[tuple[Hashable, ...], int, Hashable]] = []
-        for (space, ident), got in zip(wanted, found, strict=True):
+        clash = False
+        for space, got in zip(spaces, found, strict=True):
             for raw in got:
-                if raw["owner"] != holders[(space, ident)]:
-                    s, theirs, _ = codec.allocation_from_row({**raw, "space": space, "id": ident})
+                ident = raw["id"]
+                mine = holders.get((space, ident))
+                if raw["owner"] != mine:
+                    s, theirs, _ = codec.allocation_from_row({**raw, "space": space})
                     out.append((s, ident, theirs))
-        # empty: the holder let go meanwhile, or our replica lagged behind our own rows
-        return out or _AGAIN
+                    clash = clash or mine is not None
+        # no clash: the holder let go meanwhile, or our replica lagged behind our own rows
+        return out if clash else _AGAIN
 
     # instances sharing one database, and which of them owns each virtual network
     def heartbeat(self, instance_id: str, address: str, lease_expiry: int) -> None:
