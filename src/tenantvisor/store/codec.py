@@ -475,6 +475,7 @@ def network_from_rows(rows: NetworkRows) -> VirtualNetwork:
         n["scalability"],
         bool(n["started"]),
     )
+    net.revision = n.get("generation") or 0
     t = rows.tables
     for r in sorted(t["Vswitch"].values(), key=lambda r: r["vdpid"]):
         vdpid = unhex64(r["vdpid"])

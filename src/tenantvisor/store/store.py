@@ -165,6 +165,16 @@ def _instance_row(ownership: Any) -> Any:
     return refs[0] if refs and refs[0] is not None else None
 
 
+def _set_revision(net: VirtualNetwork, generation: int) -> Callable[[list[Any]], bool]:
+    """A hook for after the commit: the writer's copy is now at `generation`."""
+
+    def hook(_: list[Any]) -> bool:
+        net.revision = generation
+        return False
+
+    return hook
+
+
 def flow_uuid(net_id: int, vdpid: str, serial: int) -> uuidlib.UUID:
     """The UUID of the Tenant_Flow row (network, vdpid, serial): the same for every writer."""
     return uuidlib.uuid5(_FLOW_NS, f"{net_id}/{vdpid}/{serial}")
@@ -825,7 +835,7 @@ class Store:
         rows it no longer has are deleted (a removed vswitch's rules, groups and meters
         too)."""
         rows = codec.network_rows(net)
-        self._submit(f"network {net.id}", lambda b: self._put_network(b, rows))
+        self._submit(f"network {net.id}", lambda b: self._put_network(b, rows, net))
 
     def delete_network(self, net_id: int) -> None:
         """The network, its subtree, its vswitches' rules, groups and meters, and its
@@ -835,16 +845,25 @@ class Store:
     def write_intent(self, change: IntentChangeLike) -> None:
         """One API call's change (virtual/manager.py's `IntentWriter`), in one transaction."""
         tenants = [codec.tenant_row(t.id, t.name, t.token_hash) for t in change.tenants]
-        nets = [codec.network_rows(n) for n in change.networks]
+        nets = [(codec.network_rows(n), n) for n in change.networks]
         counters = codec.counters_row(change.counters) if change.counters else None
 
         def build(b: _Batch) -> None:
             for row in tenants:
+                # tenants never change once made: another content under this id is another
+                # writer's new tenant that drew the same id (refused; the writer reads again)
+                u = b.uuid("Tenant", (row["id"],))
+                if u is not None and b.current("Tenant", u) != row:
+                    raise StoreConflict(
+                        f"tenant {row['id']} was created by another writer meanwhile"
+                    )
                 b.put("Tenant", row)
             for tid in change.deleted_tenants:
                 self._delete_tenant(b, tid)
-            for rows in nets:
-                self._put_network(b, rows)
+            for rows, net in nets:
+                if not net.revision and b.uuid("Virtual_Network", (net.id,)) is not None:
+                    raise StoreConflict(f"network {net.id} was created by another writer meanwhile")
+                self._put_network(b, rows, net)
             for nid in change.deleted_networks:
                 self._delete_network(b, nid)
             if counters:
@@ -1211,26 +1230,42 @@ class Store:
         if higher:
             b.update("Counters", u, (), higher)
 
-    def _put_network(self, b: _Batch, rows: codec.NetworkRows) -> None:
+    def _put_network(
+        self, b: _Batch, rows: codec.NetworkRows, net: VirtualNetwork | None = None
+    ) -> None:
+        """`net` (when given) carries the generation its writer last read: a network another
+        writer replaced since is refused (StoreConflict; the writer reads it again), so one
+        instance's change is never undone by another's stale copy."""
         nid = rows.network["id"]
+        u = b.uuid("Virtual_Network", (nid,))
+        if net is not None and net.revision and u is not None:
+            stored = b.current("Virtual_Network", u)["generation"]
+            if stored != net.revision:
+                raise StoreConflict(
+                    f"network {nid} was changed by another writer meanwhile (generation "
+                    f"{stored}, this change was made on {net.revision})"
+                )
         mark = len(b.ops)
         old_switches = b.ix.keys_of("Vswitch", nid)
         for table in codec.NETWORK_TABLES:
             b.sync(table, rows.tables[table], b.ix.keys_of(table, nid))
         for k in old_switches - set(rows.tables["Vswitch"]):
             self._drop_vswitch_state(b, nid, k[1])
-        u = b.uuid("Virtual_Network", (nid,))
         if u is None:
             b.insert("Virtual_Network", {**rows.network, "generation": 1})
+            if net is not None:
+                b.after.append(_set_revision(net, 1))
             return
         cur = b.current("Virtual_Network", u)
         cols = {c: v for c, v in rows.network.items() if c != "id" and cur.get(c) != v}
         if not cols and len(b.ops) == mark:
             return  # nothing changed
         # another writer's replacement of this network in between fails this transaction,
-        # which is then rebuilt on the fresher replica
+        # which is then rebuilt on the fresher replica (and refused above)
         b.wait_equal("Virtual_Network", u, {"generation": cur["generation"]}, at=mark)
         b.update("Virtual_Network", u, (nid,), {**cols, "generation": cur["generation"] + 1})
+        if net is not None:
+            b.after.append(_set_revision(net, cur["generation"] + 1))
 
     def _drop_vswitch_state(self, b: _Batch, nid: int, vdpid: str) -> None:
         """A vswitch is gone: its rules, groups and meters, and the physical ids its groups

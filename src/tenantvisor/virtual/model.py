@@ -131,6 +131,9 @@ class VirtualNetwork:
     switches: dict[int, VSwitch] = field(default_factory=dict)  # by vdpid
     links: dict[int, VLink] = field(default_factory=dict)
     hosts: dict[int, Host] = field(default_factory=dict)
+    # the store's generation of this network when it was last read or written (0: never):
+    # a write over a newer generation (another instance's) is refused, not silently undone
+    revision: int = field(default=0, compare=False, repr=False)
 
     def vport(self, vdpid: int, number: int) -> VPort | None:
         sw = self.switches.get(vdpid)
