@@ -246,6 +246,11 @@ def main(argv: list[str] | None = None) -> int:
         help="restart: k=4 fat tree (20 pswitches) or leaf-spine (2 spines x 8 leaves)",
     )  # fmt: skip
     b.add_argument(
+        "--no-cluster", action="store_true",
+        help="restart: skip the cluster part (3 instances over a Raft store, one killed, "
+        "timed until the survivors have its vswitches)",
+    )  # fmt: skip
+    b.add_argument(
         "--role", choices=["both", "edge", "transit"], default="both",
         help="reconnect: flap the head-end pswitch, a transit one, or both",
     )  # fmt: skip
@@ -307,6 +312,7 @@ def main(argv: list[str] | None = None) -> int:
         return run_restart(
             quick=args.quick, sizes=args.sizes, fabric=args.fabric, down=args.down,
             as_json=args.json, plot_path=args.plot, interval=args.interval,
+            cluster=not args.no_cluster,
         )  # fmt: skip
     if args.cmd == "bench" and args.name == "dnb":
         from tenantvisor.bench.dnb import run_dnb

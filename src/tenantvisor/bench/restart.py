@@ -44,6 +44,11 @@ started with the same state directory and admin token.  From the new process's s
 Open vSwitch (3.1 here) retries a dead controller after 1, 2, 4, then 8 s, whatever the
 bridge's `max_backoff` (measured): the pswitches come back 1-16 s after the kill depending
 on when the new daemon listens, and the restart is judged with that, as in production.
+
+Then, unless `--no-cluster`, the cluster's answer to the same crash (`bench/takeover.py`):
+three instances over a Raft store, one killed with -9 under ping, timed until the survivors
+have its vswitches back with their controllers (JSON key "cluster", a section of the table,
+and a second figure next to the first, `*-takeover.png`).
 """
 
 from __future__ import annotations
@@ -64,7 +69,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from os_ken.ofproto import ofproto_v1_3 as ofp
@@ -81,6 +86,9 @@ from tenantvisor.testbed.flowwatch import FlowEntry, dump_flows, younger
 from tenantvisor.testbed.ofclient import ControllerListener, OFPeer
 from tenantvisor.testbed.scenario import wait_physical
 from tenantvisor.testbed.topo import Topology, fat_tree, two_tier
+
+if TYPE_CHECKING:  # takeover.py builds on this module: imported where it runs
+    from tenantvisor.bench.takeover import TakeoverConfig
 
 REFERENCE = (
     "No paper figure to compare with: OpenVirteX (and Libera, built on it) kept virtual "
@@ -162,6 +170,7 @@ class Config:
     interval: float = 0.01  # ping -i
     lldp_interval: float = 0.5
     site: str = "fat-tree"
+    cluster: TakeoverConfig | None = None  # the takeover of a killed instance, after the sizes
 
 
 # --- the tenant's controllers ----------------------------------------------------------------
@@ -732,7 +741,7 @@ def run_size(size: Size, cfg: Config, bar: Progress) -> dict[str, Any]:
 
 def run(cfg: Config, progress: bool = True) -> dict[str, Any]:
     t0 = time.monotonic()
-    bar = Progress(3 * len(cfg.sizes), progress)
+    bar = Progress(3 * len(cfg.sizes) + (cfg.cluster.steps if cfg.cluster else 0), progress)
     site = SITES[cfg.site]
     topo = site.topology()
     result: dict[str, Any] = {
@@ -761,6 +770,11 @@ def run(cfg: Config, progress: bool = True) -> dict[str, Any]:
             for s in sizes
         ),
     }
+    if cfg.cluster is not None:
+        from tenantvisor.bench.takeover import run_takeover
+
+        result["cluster"] = cluster = run_takeover(cfg.cluster, bar)
+        result["goals"].update({f"takeover_{k}": v for k, v in cluster["goals"].items()})
     result["reference"] = REFERENCE
     result["seconds"] = round(time.monotonic() - t0, 1)
     return result
@@ -823,17 +837,24 @@ def table(r: dict[str, Any]) -> str:
             lines.append(f"  {s['size']}: the ping ended before the restart was complete")
         for ex in s["rules_not_kept_examples"]:
             lines.append(f"  {s['size']}: {ex}")
-    lines += closing_lines(r, [
+    goals = [
         ("no_ping_lost", "no ping lost"),
         ("no_message_to_pswitches", "no message to a pswitch"),
         ("rules_kept_counting", "every rule kept counting"),
         ("tables_back", "every vswitch back with its rules"),
-    ], width=34)  # fmt: skip
+    ]
+    if "cluster" in r:
+        from tenantvisor.bench import takeover
+
+        lines += takeover.table_lines(r["cluster"], width=34)
+        goals += [(f"takeover_{k}", label) for k, label in takeover.GOALS]
+    lines += closing_lines(r, goals, width=34)
     return "\n".join(lines)
 
 
 def plot(r: dict[str, Any], path: str) -> None:
-    """The restart's phases per size; echo replies around the kill; the zero goals."""
+    """The restart's phases per size; echo replies around the kill; the zero goals.  The
+    cluster's takeover, if measured, in a second figure beside it (`NAME-takeover.png`)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -892,6 +913,14 @@ def plot(r: dict[str, Any], path: str) -> None:
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+    plt.close(fig)
+    if "cluster" in r:
+        from tenantvisor.bench import takeover
+
+        where = Path(path)
+        second = str(where.with_name(f"{where.stem}-takeover{where.suffix or '.png'}"))
+        takeover.plot(r["cluster"], second)
+        r["cluster"]["plot"] = second
 
 
 def run_restart(
@@ -902,6 +931,7 @@ def run_restart(
     as_json: bool = False,
     plot_path: str | None = None,
     interval: float | None = None,
+    cluster: bool = True,
 ) -> int:
     if os.geteuid() != 0:
         print("tenantvisor bench: run as root (network namespaces, Open vSwitch)", file=sys.stderr)
@@ -930,6 +960,11 @@ def run_restart(
             file=sys.stderr,
         )
         return 2
+    if cluster:
+        from tenantvisor.bench.takeover import TakeoverConfig
+
+        cfg.cluster = TakeoverConfig.quick() if quick else TakeoverConfig()
+        cfg.cluster.interval = cfg.interval
     result = run(cfg)
     return emit(
         result, plot=plot, table=table, plot_path=plot_path, as_json=as_json,
