@@ -111,6 +111,10 @@ async def serve(settings: Settings, ready: Any = None) -> None:
     # intent and tenant state come back before any pswitch may connect: a pswitch synced
     # against an empty intent would lose every rule
     kept = await asyncio.to_thread(open_store, settings)
+    dnb = DnbManager(
+        lambda tid: t.name if (t := hv.manager.tenants.get(tid)) else str(tid),
+        store=None if kept is None else kept[1],
+    )
     persister = None
     agent = None
     if kept is not None:
@@ -122,7 +126,7 @@ async def serve(settings: Settings, ready: Any = None) -> None:
 
             agent = ClusterAgent(hv, store, settings.instance,
                                  f"http://{api_host}:{api_port}", settings.lease)  # fmt: skip
-            agent.install()
+            agent.install(dnb)  # the DNB nodes too are managed by one instance
         hv.restore(snap.tenants, snap.networks, snap.counters, snap.allocations,
                    stored_tables(snap))  # fmt: skip
         hv.manager.store = StoreWriter(store)
@@ -131,11 +135,7 @@ async def serve(settings: Settings, ready: Any = None) -> None:
         if agent is not None:
             await agent.start()
     await hv.start(settings.of_listen_address)
-    dnb = DnbManager(
-        lambda tid: t.name if (t := hv.manager.tenants.get(tid)) else str(tid),
-        store=None if kept is None else kept[1],
-    )
-    if kept is not None:  # reachable nodes reconciled now, the others by dnb_upkeep
+    if kept is not None and agent is None:  # reachable nodes reconciled now, others by upkeep
         await asyncio.to_thread(dnb.restore, kept[2].dnb)
     app = create_app(hv.manager, hv.status, lambda: metrics_text(hv), dnb=dnb)
     upkeep = asyncio.ensure_future(dnb_upkeep(dnb))

@@ -547,3 +547,67 @@ def test_the_daemon_restarts_with_its_dnb_intent_and_leaves_the_nodes_untouched(
     finally:
         for x in daemons:
             x.stop()
+
+
+def test_with_several_instances_one_manages_the_nodes_and_a_survivor_takes_them_over(
+    bed: Bed, tmp_path: Path
+) -> None:
+    """Two `serve --instance` processes on one store: one manages the nodes (rendezvous
+    over the live instances), the other's DNB API sends callers to it (503 naming it).
+    Killed with -9, the manager's nodes are taken over by the other instance after its
+    lease: the same intent through its API, VMs never stop pinging, nothing re-created."""
+    from tenantvisor.cluster import plan
+
+    tb = bed.tb
+    names = next(
+        [f"i{k}a", f"i{k}b"]
+        for k in range(100)
+        if plan.rendezvous("dnb", [f"i{k}a", f"i{k}b"]) == f"i{k}a"
+    )
+    daemons: list[Daemon] = []
+
+    def daemon(name: str) -> Daemon:
+        rundir = tmp_path / name
+        args = ["--db", bed.server.remote, "--instance", name, "--lease", "2"]
+        d = Daemon(rundir, f"unix:{rundir}/of.sock", admin_token=ADMIN, extra_args=args)
+        daemons.append(d)
+        return d.start()
+
+    try:
+        first, second = daemon(names[0]), daemon(names[1])
+        wait_until(lambda: first.get("/v1/nodes").status_code == 200, timeout=15)
+        r = second.get("/v1/nodes")
+        assert r.status_code == 503 and f"instance {names[0]} at {first.url}" in r.text, r.text
+        for node in tb.nodes.values():
+            first.rest("POST", "/v1/nodes", node.registration())
+        alice = first.rest("POST", "/v1/tenants", {"name": "alice"})["token"]
+        first.rest("POST", "/v1/dnb/networks", {"id": "web"}, alice)
+        vms = []
+        for i, node in enumerate(("node1", "node2")):
+            ip = f"10.0.0.{i + 1}/24"
+            vm = tb.add_vm(node, f"02:00:00:00:06:{i:02x}", ip)
+            body = {"node": node, "mac": vm.mac, "ip": ip, "interface": vm.tap}
+            first.rest("POST", "/v1/dnb/networks/web/vms", body, alice)
+            vms.append(vm)
+        assert vms[0].ping("10.0.0.2", timeout=3)
+        view = (first.rest("GET", "/v1/nodes"), first.rest("GET", "/v1/dnb/networks"),
+                first.rest("GET", "/v1/dnb/networks/web/vms", token=alice))  # fmt: skip
+        before = holdings(tb)
+        flows = {n: rules(node) for n, node in tb.nodes.items()}
+        ping = Pinger(vms[0], "10.0.0.2")
+        time.sleep(0.3)
+        first.kill()
+        wait_until(lambda: second.get("/v1/nodes").status_code == 200, timeout=20)
+        assert (second.rest("GET", "/v1/nodes"), second.rest("GET", "/v1/dnb/networks"),
+                second.rest("GET", "/v1/dnb/networks/web/vms", token=alice)) == view  # fmt: skip
+        wait_until(lambda: all(second.rest("GET", f"/v1/nodes/{n}")["in_sync"] for n in tb.nodes))
+        time.sleep(0.3)
+        sent, got = ping.result(stop=True)
+        assert sent > 50 and got == sent, f"{sent - got} of {sent} pings lost"
+        assert holdings(tb) == before
+        for n, node in tb.nodes.items():
+            assert_rules_kept(flows[n], rules(node))
+        assert "manages the DNB nodes now" in second.log_text()
+    finally:
+        for x in daemons:
+            x.stop()

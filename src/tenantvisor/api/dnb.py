@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from tenantvisor.api.auth import Caller, caller_dependency
 from tenantvisor.dedicated.manager import DnbManager
 from tenantvisor.dedicated.model import Network, Node, TenantPort, VmBinding
-from tenantvisor.errors import InvalidRequest
+from tenantvisor.errors import InvalidRequest, Unavailable
 from tenantvisor.virtual.manager import NetworkManager
 
 Name = Annotated[str, Field(min_length=1, max_length=64)]
@@ -118,7 +118,16 @@ def port_out(p: TenantPort) -> dict[str, Any]:
 
 def build_dnb_router(manager: NetworkManager, dnb: DnbManager) -> APIRouter:
     """Routes for nodes and DNB networks, bound to one tenant registry and one DnbManager."""
-    router = APIRouter(prefix="/v1")
+
+    def here() -> None:
+        """Several instances: one manages the nodes; the others send callers to it."""
+        other = dnb.elsewhere()
+        if other is not None:
+            raise Unavailable(
+                f"dedicated bridges are managed by tenantvisor instance {other}: use its API"
+            )
+
+    router = APIRouter(prefix="/v1", dependencies=[Depends(here)])
     Auth = Annotated[Caller, Depends(caller_dependency(manager))]
 
     def tid(caller: Caller) -> int | None:

@@ -26,11 +26,13 @@ from tenantvisor.persistence import StoredTables, stored_tables
 from tenantvisor.store import ChangeSet, Snapshot, Store, StoreError, StoreUnavailable
 
 if TYPE_CHECKING:
+    from tenantvisor.dedicated.manager import DnbManager
     from tenantvisor.hypervisor import Allocated, Hypervisor
 
 log = logging.getLogger(__name__)
 DEFAULT_LEASE = 3.0
 FORGET_AFTER = 20  # leases after which a dead instance's row is removed
+DNB_KEY = "dnb"  # the rendezvous key of the instance managing the DNB nodes
 
 
 class ClusterAgent:
@@ -61,10 +63,18 @@ class ClusterAgent:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._unsubscribe: Any = None
         self.takeovers: list[tuple[float, set[int]]] = []  # (monotonic time, networks) taken
+        # the dedicated bridges' nodes are managed by one instance (rendezvous over the live)
+        self.dnb: DnbManager | None = None
+        self._dnb_here = False
+        self._dnb_task: asyncio.Task[None] | None = None
 
     # --- wiring ------------------------------------------------------------------------------
-    def install(self) -> None:
-        """Before the hypervisor starts: it answers for no network until claims say so."""
+    def install(self, dnb: DnbManager | None = None) -> None:
+        """Before the hypervisor starts: it answers for no network until claims say so, and
+        manages the DNB nodes only while it is their instance."""
+        self.dnb = dnb
+        if dnb is not None:
+            dnb.elsewhere = self.dnb_elsewhere
         hv = self.hv
         hv.owned = set()
         hv.masters = self.is_master
@@ -94,8 +104,9 @@ class ClusterAgent:
 
     async def stop(self) -> None:
         """A clean stop: the lease row goes, so the others take the networks at once."""
-        if self._task is not None:
-            self._task.cancel()
+        for task in (self._task, self._dnb_task):
+            if task is not None:
+                task.cancel()
         if self._unsubscribe is not None:
             self._unsubscribe()
         try:
@@ -144,6 +155,35 @@ class ClusterAgent:
         self._live = frozenset(live)
         return self._live
 
+    def dnb_elsewhere(self) -> str | None:
+        """None while this instance manages the DNB nodes; else the one that does."""
+        if self._dnb_here:
+            return None
+        leader = plan.rendezvous(DNB_KEY, self._live)
+        if leader is None:
+            return "(none alive)"
+        if leader == self.me:
+            return f"{self.me} (this one, taking the nodes over)"
+        address = self.store.instances().get(leader, ("?", 0))[0]
+        return f"{leader} at {address}"
+
+    async def _move_dnb(self, here: bool) -> None:
+        assert self.dnb is not None
+        try:
+            if here:
+                intent = self.store.load_dnb()
+                await asyncio.to_thread(self.dnb.restore, intent)
+                self._dnb_here = True
+                log.info("instance %s manages the DNB nodes now", self.me)
+            else:
+                self._dnb_here = False
+                await asyncio.to_thread(self.dnb.release)
+                log.info("instance %s: the DNB nodes are managed elsewhere now", self.me)
+        except Exception:
+            log.exception("instance %s: DNB nodes not %s", self.me, "taken" if here else "left")
+            if here:
+                await asyncio.to_thread(self.dnb.release)
+
     def is_master(self, dpid: int) -> bool:
         return plan.master(dpid, self._live) == self.me
 
@@ -171,6 +211,10 @@ class ClusterAgent:
                 changed = was is not None and was[0] == id(s) and was[1] != master
                 hv.set_master(dpid, master, generation, resync=changed)
                 self._masters[dpid] = (id(s), master)
+        dnb_here = plan.rendezvous(DNB_KEY, live) == self.me
+        busy = self._dnb_task is not None and not self._dnb_task.done()
+        if self.dnb is not None and dnb_here != self._dnb_here and not busy:
+            self._dnb_task = asyncio.ensure_future(self._move_dnb(dnb_here))
         gone = [i for i in self.leases.dead_for(time.monotonic(), FORGET_AFTER * self.lease)
                 if i != self.me and i not in live]  # fmt: skip
         if gone:  # long dead (their networks were taken long ago): their rows go

@@ -201,6 +201,9 @@ class DnbManager:
         self._retry: dict[str, tuple[float, float, str]] = {}  # node: (next, backoff, why)
         self._store_retry = (0.0, 0.5)  # the same, for rewriting a dirty store
         self._closed = False
+        # several tenantvisor instances: the nodes are managed by one of them; this says
+        # which when it is another (None: this one), and the API sends callers there
+        self.elsewhere: Callable[[], str | None] = lambda: None
 
     def _who(self, net: Network) -> str:
         return f"tenant={self._tenant_name(net.tenant_id)} net={net.id}"
@@ -714,6 +717,22 @@ class DnbManager:
                 self._db[name].close()
             self._db.clear()
 
+    def release(self) -> None:
+        """Another instance manages the nodes from now on: drop the connections and forget
+        the intent (the store keeps it; `restore` takes it back)."""
+        with self._lock:
+            for name in list(self._db):
+                self._db[name].close()
+            self._db.clear()
+            self._flows.clear()
+            self._agents.clear()
+            self.plans.clear()
+            self._unsynced.clear()
+            self._synced_on.clear()
+            self._retry.clear()
+            self.intent = Intent()
+            self._store_dirty = False
+
     # --- restart: restore, reconcile, upkeep --------------------------------------------------
     def restore(self, intent: Intent) -> dict[str, str]:
         """Take back the stored intent (a restart, before the API answers): nodes, networks,
@@ -915,7 +934,7 @@ class DnbManager:
     def upkeep(self) -> None:
         """The daemon's periodic work: reach and reconcile nodes that need it, rewrite the
         store after a failed write, re-assert provider rules."""
-        if self._closed:
+        if self._closed or self.elsewhere() is not None:
             return
         self.sync_nodes()
         self._resync_store()

@@ -1564,6 +1564,13 @@ class Store:
         with self._read():
             return self._tenants()
 
+    def load_dnb(self) -> Intent:
+        """The DNB intent as the replica holds it (an instance taking the nodes over)."""
+        with self._read():
+            return codec.dnb_from_rows(
+                {t: [r for _, r in sorted(self._rows(t))] for t in codec.DNB_TABLES}
+            )
+
     def load_counters(self) -> dict[str, int]:
         """The id counters as the replica holds them (1 for a counter never written)."""
         with self._read():
