@@ -339,6 +339,17 @@ BAD_CALLS: list[tuple[str, str, Any, str]] = [
     ("tenant", "startNetwork", {"tenantId": "1"}, "'tenantId' must be an integer"),
     ("status", "getVirtualTopology", {"tenantId": 77}, "no virtual network 77"),
     ("status", "getVirtualTopology", {"tenantId": None}, "missing required parameter 'tenantId'"),
+    ("tenant", "setScalability", {"scalability": "fastest"}, "expected one of exact, app, host"),
+    ("tenant", "setScalability", {"scalability": "HOP"}, "scalability level 'HOP'"),
+    ("tenant", "setScalability", {"scalability": 2}, "'scalability' must be a string"),
+    ("tenant", "setScalability", {}, "missing required parameter 'scalability'"),
+    ("tenant", "setScalability", {"tenantId": 77, "scalability": "hop"}, "no virtual network 77"),
+    ("tenant", "setOVXmode", {"mode": 3}, "mode 3 is not one of 0 exact, 1 lite, 2 hop"),
+    ("tenant", "setOVXmode", {"mode": -1}, "mode -1 is not one of"),
+    ("tenant", "setOVXmode", {"mode": "1"}, "'mode' must be an integer"),
+    ("tenant", "setOVXmode", {"mode": True}, "'mode' must be an integer"),
+    ("tenant", "setOVXmode", {}, "missing required parameter 'mode'"),
+    ("tenant", "setOVXmode", {"tenantId": "1", "mode": 1}, "'tenantId' must be an integer"),
 ]
 
 
@@ -368,6 +379,10 @@ def test_bad_params_change_nothing(
         {"controllerUrls": ["tcp:127.0.0.1:6633"], "mask": 40},
         {"controllerUrls": ["tcp:127.0.0.1:6633"], "mask": "16"},
         {"networkAddress": "10.0.0.0"},
+        {"controllerUrls": [], "scalability": "fastest"},
+        {"controllerUrls": [], "scalability": "LITE"},
+        {"controllerUrls": [], "scalability": 1},
+        {"controllerUrls": [], "scalability": ["hop"]},
     ],
 )
 def test_bad_create_network_leaves_no_ovx_tenant(
@@ -692,3 +707,67 @@ def test_big_switch_with_an_openflow_10_pswitch_is_refused(ring_net: dict[str, A
     other = rpc("tenant", "createNetwork", {"controllerUrls": []})["tenantId"]
     err = rpc.error("tenant", "createSwitch", {"tenantId": other, "dpids": [4, 5]})
     assert "OpenFlow 1.0" in err["message"] and err["data"]["kind"] == "InvalidRequest"
+
+
+# --- the scalability level: createNetwork's `scalability`, setScalability, Libera's setOVXmode ----
+@pytest.mark.parametrize("level", ["exact", "app", "host", "hop", "lite"])
+def test_create_network_takes_a_scalability_level(
+    rpc: Rpc, manager: NetworkManager, level: str
+) -> None:
+    net = rpc("tenant", "createNetwork", {"controllerUrls": [], "scalability": level})
+    assert set(net) == {"tenantId", "controllerUrls", "networkAddress", "mask", "isBooted"}
+    assert manager.networks[net["tenantId"]].scalability == level
+
+
+def test_create_network_without_scalability_is_exact(rpc: Rpc, manager: NetworkManager) -> None:
+    tid = rpc("tenant", "createNetwork", {"controllerUrls": [], "scalability": None})["tenantId"]
+    assert manager.networks[tid].scalability == "exact"
+
+
+def test_set_scalability_and_libera_s_set_ovx_mode(
+    rpc: Rpc, manager: NetworkManager, ovx_net: dict[str, Any]
+) -> None:
+    tid = ovx_net["tid"]
+    events: list[tuple[str, str]] = []
+    manager.listeners.append(lambda ev, net: events.append((ev, net.scalability)))
+    reply = rpc("tenant", "setScalability", {"tenantId": tid, "scalability": "host"})
+    assert reply == {
+        "tenantId": tid,
+        "controllerUrls": ["tcp:127.0.0.1:6633"],
+        "networkAddress": 10 << 24,
+        "mask": 16,
+        "isBooted": False,
+        "scalability": "host",
+    }
+    assert manager.networks[tid].scalability == "host" and events == []  # not started
+    rpc("tenant", "startNetwork", {"tenantId": tid})
+    # Libera's numbers: 0 exact, 1 lite, 2 hop
+    for mode, level in ((1, "lite"), (2, "hop"), (0, "exact")):
+        reply = rpc("tenant", "setOVXmode", {"tenantId": tid, "mode": mode})
+        assert reply["scalability"] == level == manager.networks[tid].scalability
+        assert reply["isBooted"] is True
+    rpc("tenant", "setOVXmode", {"tenantId": tid, "mode": 0})  # unchanged: nothing announced
+    rpc("tenant", "setScalability", {"tenantId": tid, "scalability": "app"})
+    assert events == [
+        ("started", "host"),
+        ("changed", "lite"),
+        ("changed", "hop"),
+        ("changed", "exact"),
+        ("changed", "app"),
+    ]
+
+
+def test_another_tenant_cannot_set_the_level(client: TestClient, manager: NetworkManager) -> None:
+    alice, bob = manager.create_tenant("alice"), manager.create_tenant("bob")
+    a, b = Rpc(client, ovx_auth(alice.token)), Rpc(client, bearer(bob.token))
+    tid = a("tenant", "createNetwork", {"controllerUrls": [], "scalability": "hop"})["tenantId"]
+    before = snapshot(manager)
+    for method, params in (
+        ("setScalability", {"tenantId": tid, "scalability": "lite"}),
+        ("setOVXmode", {"tenantId": tid, "mode": 1}),
+    ):
+        err = b.error("tenant", method, params)
+        assert err["code"] == -32602 and err["message"] == f"no virtual network {tid}"
+        assert err["data"] == {"http_status": 404, "kind": "NotFound"}
+    assert snapshot(manager) == before
+    assert a("tenant", "setOVXmode", {"tenantId": tid, "mode": 1})["scalability"] == "lite"

@@ -320,7 +320,10 @@ def test_bad_input_changes_nothing(
     assert new_net({"network_address": "10.0.0"})[0] == 400
     assert new_net({"mask": 33})[0] == 400
     assert new_net({"mask": "16"})[0] == 422
-    assert new_net({"scalability": "lite"})[0] == 400
+    code, msg = new_net({"scalability": "LITE"})  # levels are lower case
+    assert code == 400 and "expected one of exact, app, host, hop, lite" in msg
+    assert new_net({"scalability": "fastest"})[0] == 400
+    assert new_net({"scalability": 2})[0] == 422
     assert no("PUT", "/controllers", {"controller_urls": ["tcp:1.2.3.4:0"]})[0] == 400
     assert refused(client, manager, "GET", "/v1/networks/abc", T)[0] == 422
     assert refused(client, manager, "GET", "/v1/networks/999", T) == (404, "no virtual network 999")
@@ -387,6 +390,7 @@ def test_openapi_served(client: TestClient) -> None:
         "/v1/networks",
         "/v1/networks/{net_id}",
         "/v1/networks/{net_id}/start",
+        "/v1/networks/{net_id}/scalability",
         "/v1/networks/{net_id}/switches",
         "/v1/networks/{net_id}/switches/{vdpid}/ports/{vport}",
         "/v1/networks/{net_id}/links/{link_id}",
@@ -569,3 +573,84 @@ def test_big_switch_and_path_refusals_change_nothing(
     assert no("PUT", paths + "/1", {"path": "2/3-3/2", "priority": 1})[0] == 422
     assert no("PUT", "/links/77/paths/1", {"path": "2/3-3/2"})[0] == 404
     assert no("DELETE", paths + "/1")[0] == 404
+
+
+# --- the scalability level (Libera's flow-rule reduction), the tenant's choice per network -----
+@pytest.mark.parametrize("level", ["exact", "app", "host", "hop", "lite"])
+def test_create_network_with_each_scalability_level(
+    client: TestClient, manager: NetworkManager, level: str
+) -> None:
+    T = new_tenant(client, "alice")
+    net = ok(client.post("/v1/networks", json={"scalability": level}, headers=T), 201)
+    assert net["scalability"] == level == manager.networks[net["id"]].scalability
+    assert ok(client.get(f"/v1/networks/{net['id']}", headers=T))["scalability"] == level
+
+
+def test_set_scalability(client: TestClient, manager: NetworkManager) -> None:
+    T = new_tenant(client, "alice")
+    n = ok(client.post("/v1/networks", json={"controller_urls": []}, headers=T), 201)["id"]
+    path = f"/v1/networks/{n}/scalability"
+    events: list[tuple[str, str]] = []
+    manager.listeners.append(lambda ev, net: events.append((ev, net.scalability)))
+
+    # not started: kept, nothing announced
+    net = ok(client.put(path, json={"level": "hop"}, headers=T))
+    assert net["id"] == n and net["scalability"] == "hop" and net["started"] is False
+    assert manager.networks[n].scalability == "hop" and events == []
+
+    # started: announced "changed", as every change of a started network is
+    ok(client.post(f"/v1/networks/{n}/start", headers=T))
+    assert ok(client.put(path, json={"level": "lite"}, headers=T))["scalability"] == "lite"
+    assert events == [("started", "hop"), ("changed", "lite")]
+    ok(client.put(path, json={"level": "lite"}, headers=T))  # the same level: nothing
+    assert events == [("started", "hop"), ("changed", "lite")]
+
+    # the admin may set any network's level
+    admin_put = client.put(path, json={"level": "app"}, headers=bearer(ADMIN))
+    assert ok(admin_put)["scalability"] == "app"
+
+    # refusals change nothing
+    def no(body: Any, headers: dict[str, str] = T, at: str = path, method: str = "PUT") -> Any:
+        return refused(client, manager, method, at, headers, body)
+
+    code, msg = no({"level": "fastest"})
+    assert code == 400
+    assert msg == "scalability level 'fastest': expected one of exact, app, host, hop, lite"
+    assert no({"level": "HOP"})[0] == 400
+    assert no({"level": ""})[0] == 400
+    assert no({"level": 2})[0] == 422
+    assert no({"level": True})[0] == 422
+    assert no({"level": None})[0] == 422
+    assert no({})[0] == 422
+    assert no({"scalability": "hop"})[0] == 422  # unknown field: a typo
+    assert no({"level": "hop", "x": 1})[0] == 422
+    assert no(["hop"])[0] == 422
+    assert refused(client, manager, "PUT", path, T, content=b'{"level": ')[0] == 400
+    assert no({"level": "hop"}, headers={})[0] == 401
+    assert no({"level": "hop"}, headers=bearer("wrong"))[0] == 401
+    missing = "/v1/networks/99/scalability"
+    assert no({"level": "hop"}, at=missing) == (404, "no virtual network 99")
+    assert no({"level": "hop"}, at="/v1/networks/x/scalability")[0] == 422
+    assert no({"level": "hop"}, method="POST")[0] == 405
+    # another tenant's network looks exactly like a missing one
+    B = new_tenant(client, "bob")
+    assert no({"level": "hop"}, headers=B) == (404, f"no virtual network {n}")
+    assert events == [("started", "hop"), ("changed", "lite"), ("changed", "app")]
+
+
+def test_openapi_describes_the_scalability_level(client: TestClient) -> None:
+    spec = ok(client.get("/openapi.json"))
+    put = spec["paths"]["/v1/networks/{net_id}/scalability"]["put"]
+    assert put["tags"] == ["networks"] and "reduction level" in put["description"]
+    assert put["responses"]["200"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/NetworkOut"
+    }
+    for code in ("400", "401", "403", "404", "409", "422"):
+        assert code in put["responses"], code
+    schemas = spec["components"]["schemas"]
+    body = schemas["ScalabilitySet"]
+    assert body["required"] == ["level"] and body["additionalProperties"] is False
+    for model in ("ScalabilitySet", "NetworkCreate"):
+        props = schemas[model]["properties"]
+        text = props["level" if model == "ScalabilitySet" else "scalability"]["description"]
+        assert all(level in text for level in ("exact", "app", "host", "hop", "lite")), model

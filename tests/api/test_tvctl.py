@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from tenantvisor.cli import tvctl
-from tenantvisor.virtual.manager import NetworkManager, token_hash
+from tenantvisor.virtual.manager import SCALABILITY_LEVELS, NetworkManager, token_hash
 from tests.api.conftest import ADMIN, LiveServer, build_ring
 
 
@@ -215,6 +215,9 @@ def test_help_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
         assert cmd in out
     assert tvctl.main(["net-add", "--help"]) == 0
     assert "--controller" in capsys.readouterr().out
+    assert tvctl.main(["net-set-scalability", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "exact, app, host, hop, lite" in out and "NET LEVEL" in out
 
 
 def test_format_table_and_record() -> None:
@@ -308,3 +311,36 @@ def test_big_switch_routes_and_paths(capsys: pytest.CaptureFixture[str]) -> None
         assert "invalid choice" in cli.fails(
             tok, "link-add", n, "0xb", "1", "0xc", "1", "--algorithm", "ecmp"
         )
+
+
+def test_net_scalability(cli: Cli, manager: NetworkManager) -> None:
+    """net-add --scalability and net-set-scalability NET LEVEL (Libera's reduction levels)."""
+    tok = cli.json(ADMIN, "tenant-add", "alice")["token"]
+    assert cli.json(tok, "net-add")["scalability"] == "exact"
+    net = cli.json(tok, "net-add", "--scalability", "hop", "--controller", "ptcp:6655")
+    n = str(net["id"])
+    assert net["scalability"] == "hop" == manager.networks[net["id"]].scalability
+
+    out = cli.ok(tok, "net-set-scalability", n, "lite")  # table: the network's record
+    assert "scalability     : lite" in out.splitlines()
+    assert out.splitlines()[0] == f"id              : {n}"
+    assert manager.networks[net["id"]].scalability == "lite"
+    reply = cli.json(tok, "net-set-scalability", n, "app")
+    assert (reply["id"], reply["scalability"]) == (net["id"], "app")
+    assert "scalability     : app" in cli.ok(tok, "net-show", n)
+    assert cli.json(ADMIN, "net-set-scalability", n, "exact")["scalability"] == "exact"
+
+    # refusals: one line, exit 1, nothing changed
+    assert "invalid choice: 'fastest'" in cli.fails(tok, "net-set-scalability", n, "fastest")
+    assert "invalid choice: 'HOP'" in cli.fails(tok, "net-set-scalability", n, "HOP")
+    assert "invalid choice" in cli.fails(tok, "net-add", "--scalability", "all")
+    assert "required" in cli.fails(tok, "net-set-scalability", n)
+    assert "is not an integer" in cli.fails(tok, "net-set-scalability", "one", "hop")
+    assert cli.fails(tok, "net-set-scalability", "99", "hop") == "no virtual network 99"
+    bob = cli.json(ADMIN, "tenant-add", "bob")["token"]
+    assert cli.fails(bob, "net-set-scalability", n, "hop") == f"no virtual network {n}"
+    assert manager.networks[net["id"]].scalability == "exact"
+
+
+def test_tvctl_levels_are_the_servers() -> None:
+    assert tvctl.SCALABILITY_LEVELS == SCALABILITY_LEVELS

@@ -189,10 +189,15 @@ REFUSED: dict[str, tuple[Call, type[TenantvisorError]]] = {
         lambda w: w.m.create_network(w.a.id, [], scalability="fastest"),
         InvalidRequest,
     ),
-    "network-scalability-not-available": (
-        lambda w: w.m.create_network(w.a.id, [], scalability="lite"),
+    "network-scalability-upper-case": (
+        lambda w: w.m.create_network(w.a.id, [], scalability="LITE"),
         InvalidRequest,
     ),
+    "set-scalability-unknown-level": (
+        lambda w: w.m.set_scalability(w.net.id, "fastest"),
+        InvalidRequest,
+    ),
+    "set-scalability-unknown-network": (lambda w: w.m.set_scalability(99, "hop"), NotFound),
     "set-controllers-malformed-url": (
         lambda w: w.m.set_controllers(w.net.id, ["tcp:1.2.3.4:6653", "tcp:nowhere"]),
         InvalidRequest,

@@ -16,6 +16,10 @@ Where OVX is loose we are exact, and say so in the error:
 - `connectRoute` makes a route both ways, as OVX does: two one-way routes in our intent, the
   one back with the next id; the reply's `routeId` is the first, and `disconnectRoute` with it
   removes both.
+- `createNetwork` takes an optional `scalability` (a flow-rule reduction level: exact, app,
+  host, hop, lite; OVX has none).  `setScalability` (`tenantId`, `scalability`) changes it,
+  and Libera's `setOVXmode` (`tenantId`, `mode`) does with Libera's numbers: 0 exact, 1 lite,
+  2 hop.  Both answer the network (OVXNetwork.getDBObject) plus its `scalability`.
 - Physical link ids in the mapping replies are the `linkId`s of `getPhysicalTopology` (the
   index of the link direction in its list), as OVX's are its own physical link ids.
 """
@@ -33,7 +37,7 @@ from tenantvisor.compile.paths import internal_routes, vlink_candidates
 from tenantvisor.errors import InvalidRequest, TenantvisorError
 from tenantvisor.mapping.paths import Hop, Path, reverse
 from tenantvisor.physical.topology import PhysicalTopology
-from tenantvisor.virtual.manager import NetworkManager
+from tenantvisor.virtual.manager import NetworkManager, scalability_level
 from tenantvisor.virtual.model import PathHops, Route, VirtualNetwork, VLink, VSwitch
 from tenantvisor.virtual.urls import parse_controller_url
 
@@ -48,6 +52,7 @@ UNAUTHORIZED = -32001  # server-defined range; HTTP 401 goes with it
 
 OVX_VDPID_BASE = 0xA42305 << 32  # OVXNetwork.createSwitch: 00:a4:23:05:<index>
 OVX_TENANT_NAME = "ovx"  # owner of networks the admin token creates through JSON-RPC
+OVX_MODES = {0: "exact", 1: "lite", 2: "hop"}  # Libera's setOVXmode numbers
 
 
 class RpcError(Exception):
@@ -361,11 +366,13 @@ def tenant_service(manager: NetworkManager) -> Service:
         urls = p.text_list("controllerUrls")
         address = p.text("networkAddress") if p.has("networkAddress") else None
         mask = p.integer("mask") if p.has("mask") else None
+        level = p.text("scalability") if p.has("scalability") else "exact"
         for url in urls:  # refuse bad input before the 'ovx' tenant might be created
             parse_controller_url(url)
+        scalability_level(level)
         owner, created = owner_for(caller)
         try:
-            net = manager.create_network(owner, urls, address, mask)
+            net = manager.create_network(owner, urls, address, mask, level)
         except Exception:
             if created:
                 manager.delete_tenant(owner)
@@ -451,6 +458,22 @@ def tenant_service(manager: NetworkManager) -> Service:
         net = net_of(caller, p)
         return network_db(manager.set_controllers(net.id, p.text_list("controllerUrls")))
 
+    def scalability_db(net: VirtualNetwork) -> dict[str, Any]:
+        return {**network_db(net), "scalability": net.scalability}
+
+    def set_scalability(caller: Caller, p: Params) -> dict[str, Any]:
+        net = net_of(caller, p)
+        return scalability_db(manager.set_scalability(net.id, p.text("scalability")))
+
+    def set_ovx_mode(caller: Caller, p: Params) -> dict[str, Any]:
+        """Libera's setOVXmode: the reduction level by number (OVX_MODES)."""
+        net = net_of(caller, p)
+        mode = p.integer("mode")
+        if mode not in OVX_MODES:
+            modes = ", ".join(f"{n} {name}" for n, name in OVX_MODES.items())
+            raise RpcError(INVALID_PARAMS, f"setOVXmode: mode {mode} is not one of {modes}")
+        return scalability_db(manager.set_scalability(net.id, OVX_MODES[mode]))
+
     def remove_network(caller: Caller, p: Params) -> None:
         manager.remove_network(net_of(caller, p).id)
 
@@ -484,6 +507,8 @@ def tenant_service(manager: NetworkManager) -> Service:
         "disconnectLink": disconnect_link,
         "disconnectHost": disconnect_host,
         "setNetworkControllers": set_controllers,
+        "setScalability": set_scalability,
+        "setOVXmode": set_ovx_mode,
     }
     return Service("tenant", methods, set())
 

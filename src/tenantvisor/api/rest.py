@@ -148,6 +148,13 @@ def build_router(manager: NetworkManager, status_fn: StatusFn | None) -> APIRout
         net = manager.set_controllers(network(caller, net_id).id, list(body.controller_urls))
         return s.network_out(topo, net)
 
+    @router.put("/networks/{net_id}/scalability", response_model=s.NetworkOut, tags=["networks"])
+    async def set_scalability(net_id: int, body: s.ScalabilitySet, caller: Auth) -> s.NetworkOut:
+        """Set the network's flow-rule reduction level (exact, app, host, hop or lite); a
+        started network's physical rules are re-derived with it."""
+        net = manager.set_scalability(network(caller, net_id).id, body.level)
+        return s.network_out(topo, net)
+
     # --- vswitches, vports, vlinks, hosts ------------------------------------------------------
     @router.post(
         "/networks/{net_id}/switches",

@@ -63,6 +63,12 @@ class _Model(BaseModel):
 
 
 # --- requests --------------------------------------------------------------------------------
+SCALABILITY_HELP = (
+    "flow-rule reduction level (Libera's scalability level): exact (no reduction), app, "
+    "host, hop or lite"
+)
+
+
 class TenantCreate(_Model):
     name: StrictStr = Field(description="1-64 letters, digits, '_', '.', '-'")
 
@@ -73,7 +79,7 @@ class NetworkCreate(_Model):
     )
     network_address: StrictStr | None = Field(default=None, description="IPv4 network address")
     mask: StrictInt | None = Field(default=None, description="prefix length 0-32")
-    scalability: StrictStr = Field(default="exact", description="rule reduction level")
+    scalability: StrictStr = Field(default="exact", description=SCALABILITY_HELP)
     tenant_id: StrictInt | None = Field(
         default=None, description="owner; only the admin may name one, a tenant owns what it makes"
     )
@@ -81,6 +87,10 @@ class NetworkCreate(_Model):
 
 class ControllersSet(_Model):
     controller_urls: list[StrictStr]
+
+
+class ScalabilitySet(_Model):
+    level: StrictStr = Field(description=SCALABILITY_HELP, examples=["hop"])
 
 
 class SwitchControllersSet(_Model):
@@ -298,7 +308,7 @@ class NetworkOut(BaseModel):
     controller_urls: list[str]
     network_address: str | None
     mask: int | None
-    scalability: str
+    scalability: str = Field(description="flow-rule reduction level: exact, app, host, hop, lite")
     started: bool
     switches: list[VSwitchOut]
     links: list[VLinkOut]

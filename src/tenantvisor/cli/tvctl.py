@@ -23,6 +23,8 @@ import httpx
 from tenantvisor.api.ids import dpid_str, parse_dpid
 
 DEFAULT_URL = "http://127.0.0.1:8080"
+# flow-rule reduction levels, as virtual/manager.py's SCALABILITY_LEVELS (a test keeps them equal)
+SCALABILITY_LEVELS = ("exact", "app", "host", "hop", "lite")
 TIMEOUT = 10.0
 
 
@@ -402,6 +404,12 @@ def _net_add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--network-address", metavar="A", help="IPv4 network address")
     p.add_argument("--mask", type=_int_arg, metavar="M", help="prefix length")
     p.add_argument("--tenant", type=_int_arg, metavar="ID", help="owner (admin only)")
+    p.add_argument(
+        "--scalability",
+        choices=SCALABILITY_LEVELS,
+        metavar="LEVEL",
+        help=f"flow-rule reduction level: {', '.join(SCALABILITY_LEVELS)} (default exact)",
+    )
 
 
 @command("net-add", "create a virtual network", _net_add_args)
@@ -411,6 +419,8 @@ def _net_add(api: Api, a: argparse.Namespace) -> Reply:
         body["network_address"] = a.network_address
     if a.mask is not None:
         body["mask"] = a.mask
+    if a.scalability is not None:
+        body["scalability"] = a.scalability
     if a.tenant is not None:
         body["tenant_id"] = a.tenant
     return api.call("POST", "/v1/networks", body), _network_record
@@ -439,6 +449,26 @@ def _net_stop(api: Api, a: argparse.Namespace) -> Reply:
 @command("net-del", "delete a virtual network", _net)
 def _net_del(api: Api, a: argparse.Namespace) -> Reply:
     return api.call("DELETE", f"/v1/networks/{a.net}"), None
+
+
+def _net_scalability_args(p: argparse.ArgumentParser) -> None:
+    _net(p)
+    p.add_argument(
+        "level",
+        choices=SCALABILITY_LEVELS,
+        metavar="LEVEL",
+        help=f"flow-rule reduction level: {', '.join(SCALABILITY_LEVELS)}",
+    )
+
+
+@command(
+    "net-set-scalability",
+    "set a virtual network's flow-rule reduction level",
+    _net_scalability_args,
+)
+def _net_set_scalability(api: Api, a: argparse.Namespace) -> Reply:
+    body = {"level": a.level}
+    return api.call("PUT", f"/v1/networks/{a.net}/scalability", body), _network_record
 
 
 def _routing_args(p: argparse.ArgumentParser, positional: bool) -> None:

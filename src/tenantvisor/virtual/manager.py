@@ -381,13 +381,12 @@ class NetworkManager:
                 raise InvalidRequest(f"networkAddress {network_address!r} is not IPv4") from None
         if mask is not None and (not isinstance(mask, int) or not 0 <= mask <= 32):
             raise InvalidRequest(f"mask {mask!r} must be 0-32")
-        if scalability != "exact":
-            if scalability in SCALABILITY_LEVELS:
-                raise InvalidRequest(f"scalability level {scalability!r} is not available yet")
-            raise InvalidRequest(f"scalability level must be one of {SCALABILITY_LEVELS}")
+        scalability = scalability_level(scalability)
         if self._next_network > 0xFFFF:
             raise Conflict("network id space exhausted")
-        net = VirtualNetwork(self._next_network, tenant_id, urls, network_address, mask)
+        net = VirtualNetwork(
+            self._next_network, tenant_id, urls, network_address, mask, scalability=scalability
+        )
         self._next_network += 1
         self.networks[net.id] = net
         self._dirty_networks.add(net.id)
@@ -399,6 +398,18 @@ class NetworkManager:
         urls = [str(parse_controller_url(u)) for u in controller_urls]
         net.controller_urls = urls
         self._changed(net)
+        return net
+
+    @_mutation(_net_arg)
+    def set_scalability(self, net_id: int, level: str) -> VirtualNetwork:
+        """The network's flow-rule reduction level (Libera's scalability level), the tenant's
+        choice: one of SCALABILITY_LEVELS.  A started network is re-derived with it (announced
+        "changed"); the same level again changes nothing and announces nothing."""
+        net = self.get_network(net_id)
+        level = scalability_level(level)
+        if level != net.scalability:
+            net.scalability = level
+            self._changed(net)
         return net
 
     @_mutation(_net_arg)
@@ -955,6 +966,15 @@ def _ranged(value: object, what: str, high: int) -> int:
     return number
 
 
+def scalability_level(level: object) -> str:
+    """Validate a flow-rule reduction level: one of SCALABILITY_LEVELS, lower case."""
+    if not isinstance(level, str) or level not in SCALABILITY_LEVELS:
+        raise InvalidRequest(
+            f"scalability level {level!r}: expected one of {', '.join(SCALABILITY_LEVELS)}"
+        )
+    return level
+
+
 def _routing(algorithm: object, backup_num: object) -> tuple[str, int]:
     """Validate a routing choice: "spf" or "manual", and 0-8 backup paths."""
     if algorithm not in ROUTING_ALGORITHMS:
@@ -1000,4 +1020,4 @@ def _key(hops: Path) -> PathHops:
     return tuple((h.src_dpid, h.src_port, h.dst_dpid, h.dst_port) for h in hops)
 
 
-__all__ = ["Forbidden", "NetworkManager", "normalize_mac"]
+__all__ = ["Forbidden", "NetworkManager", "normalize_mac", "scalability_level"]
