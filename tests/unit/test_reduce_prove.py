@@ -1,0 +1,203 @@
+"""The reduction proofs (reduce/prove.py) on hand-built tenant tables.
+
+A line of three vswitches, as the paper's core: A (hosts on vports 1, 2; vlink to B on 3),
+B (vlink to A on 1, vlink to C on 2, a third vlink on 3 towards D), C (vlink to B on 1,
+hosts on 2, 3).  Tenant rules are "TCP connection" rules (eth, IPv4 and TCP src/dst) as the
+paper's controller installs at every vswitch on the path.
+"""
+
+from __future__ import annotations
+
+import random
+
+from os_ken.ofproto import ofproto_v1_3 as ofp
+
+from tenantvisor.openflow import codec, oxm
+from tenantvisor.openflow.codec import Oxm
+from tenantvisor.reduce import levels
+from tenantvisor.reduce.prove import (
+    EXACT,
+    Reduced,
+    arrivals,
+    plan_vswitch,
+    prove,
+    table_of,
+)
+from tenantvisor.virtual.flowtable import VFlow, normalize
+
+A, B, C, D = 0xA, 0xB, 0xC, 0xD
+
+
+def conn(src: int, dst: int, sport: int, dport: int) -> list[Oxm]:
+    return [
+        codec.oxm_mac(oxm.ETH_SRC, f"02:00:00:00:00:{src:02x}"),
+        codec.oxm_mac(oxm.ETH_DST, f"02:00:00:00:00:{dst:02x}"),
+        codec.oxm_u16(oxm.ETH_TYPE, 0x0800),
+        Oxm(codec.OXM_CLASS_OPENFLOW_BASIC, oxm.IP_PROTO, bytes([6])),
+        Oxm(codec.OXM_CLASS_OPENFLOW_BASIC, oxm.IPV4_SRC, bytes([10, 0, 0, src])),
+        Oxm(codec.OXM_CLASS_OPENFLOW_BASIC, oxm.IPV4_DST, bytes([10, 0, 0, dst])),
+        codec.oxm_u16(oxm.TCP_SRC, sport),
+        codec.oxm_u16(oxm.TCP_DST, dport),
+    ]
+
+
+_serials = iter(range(1, 1 << 30))
+
+
+def rule(
+    match: list[Oxm],
+    *actions: bytes,
+    prio: int = 10,
+    in_port: int | None = None,
+    table: int = 0,
+    idle: int = 0,
+    goto: int | None = None,
+) -> VFlow:
+    m = list(match) + ([codec.oxm_u32(oxm.IN_PORT, in_port)] if in_port is not None else [])
+    ins = codec.encode_instructions(
+        apply_actions=b"".join(actions) if actions or goto is None else None,
+        goto_table=goto,
+    )
+    return VFlow(next(_serials), table, prio, m, normalize(m), ins, 0, idle, 0, 0)
+
+
+def out(port: int) -> bytes:
+    return codec.output(port)
+
+
+def test_levels_try_the_coarsest_first_and_keep_prerequisites() -> None:
+    assert levels.finer("hop") == ["hop", "host", "app"]
+    assert levels.finer("host") == ["host", "app"]
+    assert levels.finer("exact") == []
+    assert oxm.ETH_TYPE in levels.HOST_FIELDS and oxm.IP_PROTO in levels.APP_FIELDS
+
+
+def test_only_forwarding_rules_are_reducible() -> None:
+    m = conn(1, 2, 1000, 80)
+    assert levels.outputs(rule(m, out(3))) == (3,)
+    assert levels.outputs(rule(m, out(3), out(4))) == (3, 4)
+    assert levels.outputs(rule(m)) is None  # a drop
+    assert levels.outputs(rule(m, out(ofp.OFPP_CONTROLLER))) is None
+    assert levels.outputs(rule(m, out(ofp.OFPP_FLOOD))) is None
+    assert levels.outputs(rule(m, out(3), idle=10)) is None
+    assert levels.outputs(rule(m, out(3), table=1)) is None
+    assert levels.outputs(rule(m, goto=1)) is None
+    rewrite = codec.set_field(codec.oxm_u16(oxm.TCP_DST, 81))
+    assert levels.outputs(rule(m, rewrite, out(3))) is None
+    assert levels.fate(rule(m)) == levels.DROP
+    assert levels.fate(rule(m, out(3))) == levels.fate(rule(conn(5, 6, 1, 2), out(3)))
+
+
+def test_what_arrives_is_what_the_other_end_sends_out_of_the_vlink() -> None:
+    a_rules = [rule(conn(1, 9, 1000, 80), out(3)), rule(conn(2, 9, 1001, 80), out(3)),
+               rule(conn(2, 8, 1002, 80), out(1))]  # fmt: skip
+    got = arrivals(a_rules, 3, 1)  # B's vport 1 faces A's vport 3
+    assert len(got) == 2
+    rewrite = codec.set_field(codec.oxm_u16(oxm.TCP_DST, 81))
+    a_rules.append(rule(conn(3, 9, 1, 1), rewrite, out(3)))
+    assert any(c.mask == 0 or (c.get("in_port")[1] and c.get("eth_src") == (0, 0))
+               for c in arrivals(a_rules, 3, 1))  # fmt: skip
+
+
+def test_hop_reduces_a_core_vswitch_whose_traffic_all_goes_one_way() -> None:
+    # A sends three connections to B; at B they all go on to C (vport 2)
+    conns = [conn(1, 9, 1000 + i, 80) for i in range(3)]
+    a_rules = [rule(m, out(3)) for m in conns]
+    b_rules = [rule(m, out(2)) for m in conns]
+    plan = plan_vswitch(b_rules, {1: (A, 3), 2: (C, 1), 3: (D, 1)}, {A: a_rules}, "hop")
+    assert plan.exact == set()
+    assert {k[1] for k in plan.reduced} == {1}  # from A: reduced to (in 1 -> out 2)
+    assert all(r.level == "hop" and r.kept == () for r in plan.reduced.values())
+    assert {k[1] for k in plan.vacuous} == {2, 3}  # nothing of theirs arrives elsewhere
+    assert plan.physical_count() == 1  # three tenant rules, one physical rule
+
+
+def test_a_connection_that_turns_elsewhere_keeps_hop_from_proving_but_host_does() -> None:
+    c1, c2 = conn(1, 9, 1000, 80), conn(2, 8, 1001, 80)
+    a_rules = [rule(c1, out(3)), rule(c2, out(3))]
+    b_rules = [rule(c1, out(2)), rule(c2, out(3))]  # c2 goes towards D
+    plan = plan_vswitch(b_rules, {1: (A, 3), 2: (C, 1), 3: (D, 1)}, {A: a_rules}, "hop")
+    assert {r.level for r in plan.reduced.values()} == {"host"}
+    assert plan.physical_count() == 2
+
+
+def test_a_higher_rule_with_another_fate_in_the_way_keeps_the_rule_finer_or_exact() -> None:
+    c1 = conn(1, 9, 1000, 80)
+    c1b = conn(1, 9, 1001, 80)  # same host pair, another connection
+    a_rules = [rule(c1, out(3)), rule(c1b, out(3))]
+    drop_c1b = rule(c1b, prio=20)  # the tenant drops c1b at B
+    b_rules = [rule(c1, out(2)), drop_c1b]
+    plan = plan_vswitch(b_rules, {1: (A, 3), 2: (C, 1)}, {A: a_rules}, "hop")
+    (r,) = [v for k, v in plan.reduced.items()]
+    assert r.level == "app"  # hop and host would also carry c1b onwards: not equivalent
+    assert drop_c1b.serial in plan.exact  # a drop is never reduced
+
+
+def test_a_table_miss_in_the_region_blocks_the_proof() -> None:
+    c1, c2 = conn(1, 9, 1000, 80), conn(1, 9, 1001, 80)
+    a_rules = [rule(c1, out(3)), rule(c2, out(3))]
+    b_rules = [rule(c1, out(2))]  # c2 arrives too, and misses at B (drop)
+    table = table_of(b_rules)
+    got = prove(b_rules[0], 1, arrivals(a_rules, 3, 1), table, "hop")
+    assert isinstance(got, Reduced) and got.level == "app"
+    to_ctl = rule([], out(ofp.OFPP_CONTROLLER), prio=0)  # a table-miss rule to the controller
+    b_rules.append(to_ctl)
+    got = prove(b_rules[0], 1, arrivals(a_rules, 3, 1), table_of(b_rules), "hop")
+    assert isinstance(got, Reduced) and got.level == "app"
+
+
+def test_everything_arriving_after_a_rewrite_upstream_stays_exact_where_it_overlaps() -> None:
+    c1 = conn(1, 9, 1000, 80)
+    rewrite = codec.set_field(codec.oxm_u16(oxm.TCP_DST, 81))
+    a_rules = [rule(c1, out(3)), rule(conn(7, 7, 7, 7), rewrite, out(3))]
+    b_rules = [rule(c1, out(2))]
+    got = prove(b_rules[0], 1, arrivals(a_rules, 3, 1), table_of(b_rules), "hop")
+    # anything may arrive: only c1's own match (app keeps all of a connection rule) holds
+    assert isinstance(got, Reduced) and got.level == "app" and len(got.kept) == 8
+    b_rules.append(rule(conn(1, 9, 1000, 80)[:2], out(3), prio=5))  # same MACs, lower, elsewhere
+    got = prove(b_rules[0], 1, arrivals(a_rules, 3, 1), table_of(b_rules), "hop")
+    assert isinstance(got, Reduced) and got.level == "app"
+    # a rule without tcp_dst, at the same priority: coarser levels would carry packets the
+    # lower MAC rule sends elsewhere (or that miss); its own match is all app keeps of it
+    tcp_only = rule(conn(1, 9, 1000, 80)[:-1], out(2))
+    b_rules.append(tcp_only)
+    got = prove(tcp_only, 1, arrivals(a_rules, 3, 1), table_of(b_rules), "hop")
+    assert isinstance(got, Reduced) and got.level == "app" and len(got.kept) == 7
+    # and one that outputs elsewhere than a higher rule inside its app projection: exact
+    odd = rule(conn(1, 9, 1000, 80)[:-1], out(3), prio=2)
+    b_rules.append(odd)
+    got = prove(odd, 1, arrivals(a_rules, 3, 1), table_of(b_rules), "hop")
+    assert got == EXACT
+
+
+def test_edge_ingress_always_keeps_the_full_match() -> None:
+    c1 = conn(1, 9, 1000, 80)
+    a = [rule(c1, out(3))]  # at A, c1 enters from host vport 1 (no in_port pinned)
+    plan = plan_vswitch(a, {1: None, 2: None, 3: (B, 1)}, {B: []}, "hop")
+    assert plan.exact == {a[0].serial}
+    pinned = [rule(c1, out(3), in_port=1)]
+    plan = plan_vswitch(pinned, {1: None, 2: None, 3: (B, 1)}, {B: []}, "hop")
+    assert plan.exact == {pinned[0].serial} and not plan.reduced
+
+
+def test_exact_level_reduces_nothing() -> None:
+    c1 = conn(1, 9, 1000, 80)
+    plan = plan_vswitch([rule(c1, out(2))], {1: (A, 3), 2: (C, 1)}, {A: [rule(c1, out(3))]},
+                        "exact")  # fmt: skip
+    assert len(plan.exact) == 1 and not plan.reduced
+
+
+def test_core_of_many_connections_shrinks_by_the_number_that_share_a_direction() -> None:
+    """B sees 200 connections from A, half towards C, half towards D: hop cannot hold (two
+    directions from one ingress), host can where host pairs go one way."""
+    rnd = random.Random(7)
+    a_rules, b_rules = [], []
+    for i in range(200):
+        src, dst = rnd.randrange(1, 5), rnd.randrange(10, 14)
+        m = conn(src, dst, 1000 + i, 80)
+        a_rules.append(rule(m, out(3)))
+        b_rules.append(rule(m, out(2 if dst < 12 else 3)))  # direction by destination host
+    plan = plan_vswitch(b_rules, {1: (A, 3), 2: (C, 1), 3: (D, 1)}, {A: a_rules}, "hop")
+    assert not plan.exact
+    assert {r.level for r in plan.reduced.values()} == {"host"}
+    assert plan.physical_count() <= 16  # at most 4 x 4 host pairs instead of 200 rules
