@@ -201,3 +201,37 @@ def test_core_of_many_connections_shrinks_by_the_number_that_share_a_direction()
     assert not plan.exact
     assert {r.level for r in plan.reduced.values()} == {"host"}
     assert plan.physical_count() <= 16  # at most 4 x 4 host pairs instead of 200 rules
+
+
+# --- the plan as physical rules (reduce/realize.py) -----------------------------------------
+def test_a_plan_becomes_one_shared_rule_per_reduced_match_and_injected_packets_miss_it() -> None:
+    from tenantvisor.mapping import layout
+    from tenantvisor.reduce.realize import REDUCED_PRIORITY, realize
+    from tenantvisor.translate.view import PortMap, VSwitchView
+
+    view = VSwitchView(
+        net_id=3, index=5, vdpid=B, dpid=0x2, n_tables=4,
+        ports={1: PortMap(1, 11, link_tag=7, is_link=True),
+               2: PortMap(2, 12, link_tag=9, is_link=True)},
+    )  # fmt: skip
+    conns = [conn(1, 9, 1000 + i, 80) for i in range(3)]
+    a_rules = [rule(m, out(3)) for m in conns]
+    b_rules = [rule(m, out(2)) for m in conns]
+    plan = plan_vswitch(b_rules, {1: (A, 3), 2: (C, 1)}, {A: a_rules}, "hop")
+    got = realize({1: view, 2: view}, {vf.serial: vf for vf in b_rules}, plan)
+    assert len(got) == 1
+    (pf,) = got.values()
+    assert pf.priority == REDUCED_PRIORITY and pf.table == layout.TABLE_OFFSET
+    assert pf.cookie >> layout.NET_SHIFT == 3
+    assert pf.cookie & layout.SERIAL_MASK not in {vf.serial for vf in b_rules}
+    oxms, _ = codec.parse_match(pf.match, 0)
+    (meta,) = [o for o in oxms if o.field == oxm.METADATA]
+    value, mask = codec.oxm_int(meta), int.from_bytes(meta.mask or b"", "big")
+    assert mask & layout.INJECTED and not value & layout.INJECTED  # fabric packets only
+    assert value & layout.VSWITCH_MASK == 5 << layout.VSWITCH_SHIFT
+    assert (value & layout.VPORT_MASK) >> layout.VPORT_SHIFT == 1
+    assert [o.field for o in oxms] == [oxm.METADATA]  # hop keeps nothing of the packet
+    # the instructions are the tenant rule's own, translated for ingress 1: out 12 tagged 9
+    ins = codec.parse_instructions(pf.instructions)
+    outs = [codec.u32(a.raw, 4) for a in ins.apply_actions or [] if a.type == ofp.OFPAT_OUTPUT]
+    assert outs == [12]

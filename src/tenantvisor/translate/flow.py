@@ -125,9 +125,13 @@ def check_match(view: VSwitchView, match: list[Oxm]) -> TenantMatch:
     return TenantMatch(tuple(rest), in_vport, meta)
 
 
-def physical_match(view: VSwitchView, tm: TenantMatch, in_vport: int | None) -> bytes:
+def physical_match(
+    view: VSwitchView, tm: TenantMatch, in_vport: int | None, fabric_only: bool = False
+) -> bytes:
+    """`fabric_only`: not packets a controller injected (their INJECTED metadata bit is set):
+    a reduced rule is proven for what can arrive over the fabric only (reduce/prove.py)."""
     value = view.index << layout.VSWITCH_SHIFT
-    mask = layout.VSWITCH_MASK
+    mask = layout.VSWITCH_MASK | (layout.INJECTED if fabric_only else 0)
     if in_vport is not None:
         value |= in_vport << layout.VPORT_SHIFT
         mask |= layout.VPORT_MASK
@@ -316,8 +320,10 @@ def translate_flow(
     instructions: bytes,
     groups: Mapping[int, int] | None = None,
     meters: Mapping[int, int] | None = None,
+    fabric_only: bool = False,
 ) -> TranslatedFlow:
-    """Check and translate one tenant rule; raise OFError for anything the tenant may not do."""
+    """Check and translate one tenant rule; raise OFError for anything the tenant may not do.
+    `fabric_only`: the rule matches no packet a controller injected (see physical_match)."""
     if table_id >= view.n_tables:
         raise OFError(ofp.OFPET_FLOW_MOD_FAILED, ofp.OFPFMFC_BAD_TABLE_ID, f"table {table_id}")
     tm = check_match(view, match)
@@ -372,7 +378,7 @@ def translate_flow(
     apply, write, needs = build(tm.in_vport)
     if not needs:
         return TranslatedFlow(
-            ((physical_match(view, tm, tm.in_vport), encode(apply, write)),),
+            ((physical_match(view, tm, tm.in_vport, fabric_only), encode(apply, write)),),
             table_id + layout.TABLE_OFFSET,
         )
     # FLOOD / ALL / IN_PORT depend on the ingress vport, which the rule does not pin: one
@@ -380,7 +386,7 @@ def translate_flow(
     flows = []
     for vp in [_FROM_CONTROLLER, *sorted(n for n, p in view.ports.items() if not p.remote)]:
         a, w, _ = build(vp)
-        flows.append((physical_match(view, tm, vp), encode(a, w)))
+        flows.append((physical_match(view, tm, vp, fabric_only), encode(a, w)))
     return TranslatedFlow(tuple(flows), table_id + layout.TABLE_OFFSET)
 
 

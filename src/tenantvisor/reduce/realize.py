@@ -1,0 +1,59 @@
+"""A vswitch's reduction plan (prove.py) as physical rules: pure, like translate/.
+
+Each reduced (rule, link vport) pair becomes a rule on the pswitch of that vport: the kept
+fields plus the vport (metadata), `fabric_only` (a packet a controller injected has the
+INJECTED bit and never meets it), at `REDUCED_PRIORITY` above every exact rule, with the
+tenant rule's own actions for that ingress, and a cookie that names the network but no
+tenant rule (`REDUCED_SERIAL`): many tenant rules share it, and which of them it stands for
+changes as they come and go without the physical rule changing.  The exact rules of the
+plan's `exact` serials are the endpoint's usual translation and are not built here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from tenantvisor.mapping import layout
+from tenantvisor.openflow import codec, oxm
+from tenantvisor.reduce.prove import Reduced, VSwitchPlan
+from tenantvisor.translate.flow import PhysFlow, translate_flow
+from tenantvisor.translate.view import VSwitchView
+from tenantvisor.virtual.flowtable import VFlow
+
+REDUCED_PRIORITY = 0xFFFF  # above every exact rule (the proof's argument, prove.py)
+REDUCED_SERIAL = layout.SERIAL_MASK  # never a tenant rule's serial (they count from 1)
+
+
+def reduced_rule(
+    view: VSwitchView, vf: VFlow, vport: int, red: Reduced, groups: Mapping[int, int]
+) -> PhysFlow:
+    """The physical rule standing for `vf` on ingress `vport` at the plan's level."""
+    match = [*red.kept, codec.oxm_u32(oxm.IN_PORT, vport)]
+    tf = translate_flow(view, 0, match, vf.instructions, groups, {}, fabric_only=True)
+    ((m, ins),) = tf.flows  # forwarding to plain vports with in_port pinned: one rule
+    return PhysFlow(
+        view.dpid, tf.table, REDUCED_PRIORITY, m, ins,
+        layout.tenant_cookie(view.net_id, REDUCED_SERIAL),
+    )  # fmt: skip
+
+
+def realize(
+    views: Mapping[int, VSwitchView],
+    rules: Mapping[int, VFlow],
+    plan: VSwitchPlan,
+    groups: Mapping[int, int] | None = None,
+) -> dict[tuple[int, int, int, bytes], PhysFlow]:
+    """The reduced rules of `plan`, one per physical key (tenant rules whose reduced rules
+    are equal share it); `views` by vport: the view of the pswitch where each vport is."""
+    out: dict[tuple[int, int, int, bytes], PhysFlow] = {}
+    for (serial, vport), red in sorted(plan.reduced.items(), key=lambda kv: kv[0]):
+        vf = rules.get(serial)
+        view = views.get(vport)
+        if vf is None or view is None:
+            continue
+        pf = reduced_rule(view, vf, vport, red, groups or {})
+        have = out.get(pf.key)
+        if have is not None and have.instructions != pf.instructions:
+            raise AssertionError(f"reduced rules of one match disagree: {have} / {pf}")
+        out[pf.key] = pf
+    return out
