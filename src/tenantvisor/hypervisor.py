@@ -260,6 +260,9 @@ class Hypervisor:
         ovp = net.vport(other.vdpid, other.vport)
         return None if ovp is None else (ovp.dpid, other.vdpid, other.vport)
 
+    def peer_endpoint(self, net_id: int, vdpid: int) -> VSwitchEndpoint | None:
+        return self.endpoints.get((net_id, vdpid))
+
     def classified_counts(
         self, net_id: int, dpids: set[int], done: Callable[[dict[tuple[int, int], list[int]]], None]
     ) -> None:
@@ -685,6 +688,7 @@ class Hypervisor:
                 ep = None
             if ep is None:
                 ep = VSwitchEndpoint(self, views, urls, tenant)
+                ep.level = net.scalability
                 if self.persister is not None:
                     ep.table.take_changes()  # its rules are journaled for the store
                 ep.port_names = names
@@ -697,6 +701,7 @@ class Hypervisor:
             else:
                 ep.set_controllers(urls)
                 ep.set_views(views, names)
+                ep.set_level(net.scalability)
         for key in [k for k in self.endpoints if k[0] == net.id and k[1] not in net.switches]:
             touched |= set(self.endpoints[key].views)
             self._drop_endpoint(key)

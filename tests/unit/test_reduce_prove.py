@@ -235,3 +235,44 @@ def test_a_plan_becomes_one_shared_rule_per_reduced_match_and_injected_packets_m
     ins = codec.parse_instructions(pf.instructions)
     outs = [codec.u32(a.raw, 4) for a in ins.apply_actions or [] if a.type == ofp.OFPAT_OUTPUT]
     assert outs == [12]
+
+
+# --- a frame's fields for looking it up in the exact table (reduce/packet.py) ----------------
+def test_frame_fields_are_what_openflow_matches() -> None:
+    from os_ken.lib.packet import arp, ethernet, ipv4, ipv6, packet, tcp, udp, vlan
+
+    from tenantvisor.reduce.headerspace import Cube
+    from tenantvisor.reduce.packet import fields
+
+    def frame(*protos: object) -> bytes:
+        pkt = packet.Packet()
+        for x in protos:
+            pkt.add_protocol(x)
+        pkt.serialize()
+        return bytes(pkt.data)
+
+    eth = ethernet.ethernet("02:00:00:00:00:09", "02:00:00:00:00:01", 0x0800)
+    got = fields(frame(eth, ipv4.ipv4(src="10.0.0.1", dst="10.0.0.9", proto=6, tos=0xB9),
+                       tcp.tcp(src_port=1000, dst_port=80)), 3)  # fmt: skip
+    assert got[oxm.IN_PORT] == 3 and got[oxm.ETH_TYPE] == 0x0800
+    assert (got[oxm.IPV4_SRC], got[oxm.IPV4_DST]) == (0x0A000001, 0x0A000009)
+    assert (got[oxm.IP_PROTO], got[oxm.TCP_SRC], got[oxm.TCP_DST]) == (6, 1000, 80)
+    assert (got[oxm.IP_DSCP], got[oxm.IP_ECN]) == (0xB9 >> 2, 1)
+    # the connection rule of the tests above contains it (with in_port pinned or not)
+    assert Cube.from_match(rule(conn(1, 9, 1000, 80), out(2)).norm).contains_point(got)
+    assert not Cube.from_match(rule(conn(1, 9, 1001, 80), out(2)).norm).contains_point(got)
+    tagged = frame(ethernet.ethernet("02:00:00:00:00:09", "02:00:00:00:00:01", 0x8100),
+                   vlan.vlan(pcp=5, vid=42, ethertype=0x0800),
+                   ipv4.ipv4(src="10.0.0.1", dst="10.0.0.9", proto=17), udp.udp(5, 6))  # fmt: skip
+    got = fields(tagged, 1)
+    assert got[oxm.VLAN_VID] == 42 | oxm.VLAN_PRESENT and got[oxm.VLAN_PCP] == 5
+    assert (got[oxm.UDP_SRC], got[oxm.UDP_DST]) == (5, 6)
+    got = fields(frame(ethernet.ethernet("ff:ff:ff:ff:ff:ff", "02:00:00:00:00:01", 0x0806),
+                       arp.arp(src_mac="02:00:00:00:00:01", src_ip="10.0.0.1",
+                               dst_ip="10.0.0.9")), 1)  # fmt: skip
+    assert (got[oxm.ARP_OP], got[oxm.ARP_SPA], got[oxm.ARP_TPA]) == (1, 0x0A000001, 0x0A000009)
+    v6 = frame(ethernet.ethernet("02:00:00:00:00:09", "02:00:00:00:00:01", 0x86DD),
+               ipv6.ipv6(src="fe80::1", dst="fe80::9", nxt=17), udp.udp(7, 8))  # fmt: skip
+    got = fields(v6, 1)
+    assert got[oxm.IPV6_SRC] == 0xFE80 << 112 | 1 and got[oxm.UDP_DST] == 8
+    assert fields(b"\x00" * 5, 2) == {oxm.IN_PORT: 2}  # a runt: nothing but where it came in

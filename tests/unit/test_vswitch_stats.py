@@ -102,6 +102,10 @@ class VSwitch:
         self.table = VirtualFlowTable()
         self.port_names = {1: "h1-eth0"}
         self.created = time.monotonic() - 5
+        self.shared: set[int] = set()  # serials realised by shared reduced rules
+
+    def inexact(self) -> set[int]:
+        return self.shared
 
 
 class Channel:
@@ -230,6 +234,26 @@ def test_flow_stats_map_the_pswitchs_counters_to_the_tenants_rules() -> None:
     got = {s.cookie: (s.table_id, s.priority, s.packet_count, s.byte_count) for s in r.body}
     assert got == {0xA: (0, 10, 3, 300), 0xB: (1, 20, 4, 256)}
     assert next(s for s in r.body if s.cookie == 0xB).match["in_port"] == 1
+
+
+def test_a_rule_realised_by_shared_reduced_rules_has_unknown_counters() -> None:
+    """Flow-rule reduction: a physical rule many tenant rules share counts all of their
+    packets; none of them is given those counts as its own."""
+    vs, _, stats, conn = setup()
+    a = rule(vs, 0, 10, cookie=0xA)
+    b = rule(vs, 0, 20, cookie=0xB)
+    vs.shared = {b.serial}
+    ask(stats, conn, p.OFPFlowStatsRequest(DP, 0, ofp.OFPTT_ALL, ofp.OFPP_ANY, ofp.OFPG_ANY))
+    vs.host.sessions[DPID].answer(phys_flow_stats(a.serial, 2, 200) +
+                                  phys_flow_stats(b.serial, 1, 100))  # fmt: skip
+    (r,) = replies(conn)
+    got = {s.cookie: (s.packet_count, s.byte_count) for s in r.body}
+    assert got == {0xA: (2, 200), 0xB: (ALL_ONES, ALL_ONES)}
+    ask(stats, conn, p.OFPAggregateStatsRequest(DP, 0, ofp.OFPTT_ALL, ofp.OFPP_ANY,
+                                                ofp.OFPG_ANY, 0, 0, p.OFPMatch()))  # fmt: skip
+    vs.host.sessions[DPID].answer()
+    (agg,) = replies(conn)
+    assert (agg.body.packet_count, agg.body.byte_count) == (ALL_ONES, ALL_ONES)
 
 
 def test_flow_stats_select_like_a_delete_and_refuse_a_table_outside() -> None:

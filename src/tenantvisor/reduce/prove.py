@@ -79,6 +79,33 @@ class VSwitchPlan:
     reduced: dict[tuple[int, int], Reduced] = field(default_factory=dict)
     vacuous: set[tuple[int, int]] = field(default_factory=set)
 
+    def __post_init__(self) -> None:
+        self._by_serial: dict[int, list[tuple[int, Reduced]]] = {}
+        self._known: set[int] = set()
+
+    def index(self) -> VSwitchPlan:
+        """Build the per-rule lookups (after the plan is complete)."""
+        self._by_serial = {}
+        for (serial, vport), red in sorted(self.reduced.items(), key=lambda kv: kv[0]):
+            self._by_serial.setdefault(serial, []).append((vport, red))
+        self._known = self.exact | {s for s, _ in self.reduced} | {s for s, _ in self.vacuous}
+        return self
+
+    def knows(self, serial: int) -> bool:
+        """Whether the rule was there when the plan was made (a newer one is exact)."""
+        return serial in self._known
+
+    def reduced_of(self, serial: int) -> list[tuple[int, Reduced]]:
+        return self._by_serial.get(serial, [])
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, VSwitchPlan):
+            return NotImplemented
+        return (self.exact, self.reduced, self.vacuous) == (other.exact, other.reduced,
+                                                            other.vacuous)  # fmt: skip
+
+    __hash__ = None  # type: ignore[assignment]
+
     def physical_count(self) -> int:
         """Physical rules this plan costs on the vswitch's pswitch (reduced ones shared)."""
         shared = {(vp, r.kept, r.fate) for (_, vp), r in self.reduced.items()}
@@ -204,7 +231,7 @@ def plan_vswitch(
     plan = VSwitchPlan()
     if level not in levels.KEPT or level == "exact":
         plan.exact = {vf.serial for vf in rules}
-        return plan
+        return plan.index()
     table = table_of(rules)
     arriving: dict[int, Space] = {}
     for vp, peer in vports.items():
@@ -217,17 +244,23 @@ def plan_vswitch(
         pinned = _in_port(vf)
         ingress = [pinned] if pinned is not None else list(vports)
         keep_exact = False
+        got_here: dict[int, Reduced] = {}
         for vp in ingress:
             if vp not in vports or vports[vp] is None:
                 keep_exact = True  # an edge vport (or the controller's): the full match
                 continue
             got = prove(vf, vp, arriving[vp], table, level, budget)
             if isinstance(got, Reduced):
-                plan.reduced[(vf.serial, vp)] = got
+                got_here[vp] = got
             elif got == VACUOUS:
                 plan.vacuous.add((vf.serial, vp))
             else:
                 keep_exact = True
         if keep_exact:
+            # its exact rule serves every ingress it applies to: reduced copies would only
+            # add rules (sound either way: the exact rule is present at its priority)
             plan.exact.add(vf.serial)
-    return plan
+        else:
+            for vp, red in got_here.items():
+                plan.reduced[(vf.serial, vp)] = red
+    return plan.index()

@@ -27,6 +27,11 @@ from tenantvisor.openflow.channel import Channel
 from tenantvisor.openflow.codec import FlowMod, MalformedMessage, OFError, PacketIn, PacketOut
 from tenantvisor.openflow.of10 import Of10Adapter
 from tenantvisor.physical.session import PSwitchSession
+from tenantvisor.reduce.headerspace import Cube
+from tenantvisor.reduce.levels import KEPT, outputs
+from tenantvisor.reduce.packet import fields
+from tenantvisor.reduce.prove import Reduced, VSwitchPlan, plan_vswitch, rule_cube
+from tenantvisor.reduce.realize import reduced_rule
 from tenantvisor.translate.flow import (
     PhysFlow,
     TenantMatch,
@@ -58,6 +63,7 @@ _FEATURES = struct.Struct("!QIBB2xII")
 _PORT = struct.Struct(ofp.OFP_PORT_PACK_STR)
 _PI_NO_COOKIE = 0xFFFFFFFFFFFFFFFF
 IDLE_POLL = 1.0  # seconds between counter reads of rules whose idle timeout is emulated
+MAX_INJECTED_HOPS = 32  # vlinks an injected packet is carried over in software at most
 _ROLE_NAMES = {
     ofp.OFPCR_ROLE_EQUAL: "EQUAL",
     ofp.OFPCR_ROLE_MASTER: "MASTER",
@@ -75,6 +81,8 @@ class EndpointHost(Protocol):
     def deliver_lldp(self, net_id: int, vdpid: int, vport: int, data: bytes) -> None: ...
 
     def vlink_peer(self, net_id: int, vdpid: int, vport: int) -> tuple[int, int, int] | None: ...
+
+    def peer_endpoint(self, net_id: int, vdpid: int) -> VSwitchEndpoint | None: ...
 
     def classified_counts(
         self, net_id: int, dpids: set[int], done: Callable[[dict[tuple[int, int], list[int]]], None]
@@ -255,6 +263,11 @@ class VSwitchEndpoint:
         # parts: the tenant's groups and meters (GROUP_MOD, METER_MOD), statistics (MULTIPART)
         self.groups_meters = VSwitchGroups(self)
         self.stats = VSwitchStats(self, self.groups_meters)
+        # flow-rule reduction (reduce/): the network's level and this vswitch's plan (None:
+        # every rule exact, as at level exact)
+        self.level = "exact"
+        self.plan: VSwitchPlan | None = None
+        self._cubes: dict[int, tuple[VFlow, Cube]] = {}  # table-0 matches for lookups
 
     @property
     def group_map(self) -> dict[int, int]:
@@ -576,14 +589,81 @@ class VSwitchEndpoint:
         else:
             self._idle_watch.pop(vf.serial, None)
         out: list[PhysFlow] = []
-        for dpid, tf in translated:
-            # on an OpenFlow 1.0 pswitch the tenant's priorities sit above its drop-all rule
-            prio = min(vf.priority + 1, 0xFFFF) if self.views[dpid].of10 else vf.priority
-            out.extend(
-                PhysFlow(dpid, tf.table, prio, m, i, cookie, idle, vf.hard_timeout, flags)
-                for m, i in tf.flows
-            )
+        plan = self.plan
+        if plan is None or vf.serial in plan.exact or not plan.knows(vf.serial):
+            for dpid, tf in translated:
+                # on an OpenFlow 1.0 pswitch the tenant's priorities sit above its drop-all
+                prio = min(vf.priority + 1, 0xFFFF) if self.views[dpid].of10 else vf.priority
+                out.extend(
+                    PhysFlow(dpid, tf.table, prio, m, i, cookie, idle, vf.hard_timeout, flags)
+                    for m, i in tf.flows
+                )
+        if plan is not None:
+            for vport, red in plan.reduced_of(vf.serial):
+                out.append(reduced_rule(self.view_of(vport), vf, vport, red, self.group_map))
         return tuple(out)
+
+    # --- flow-rule reduction ---------------------------------------------------------------
+    def set_level(self, level: str) -> None:
+        """The network's scalability level: every rule is realised again under it."""
+        if level == self.level:
+            return
+        self.level = level
+        self.replan()
+
+    def inexact(self) -> set[int]:
+        """Serials whose packets are (partly) counted by shared reduced rules: their flow
+        counters are unknown (OpenFlow's all ones), never made up."""
+        plan = self.plan
+        if plan is None:
+            return set()
+        return {serial for serial, _ in plan.reduced}
+
+    def replan(self, neighbours: bool = True) -> None:
+        """Prove again which of this vswitch's rules may be reduced (reduce/prove.py) and move
+        the pswitches to the result, rule by rule (adds before deletes, by decide.reprogram);
+        then the vswitches at the other end of its vlinks, whose arrivals this one's rules
+        make.  Exact level: every rule exact, as before."""
+        old = self.plan
+        if (
+            self.level not in KEPT
+            or self.level == "exact"
+            or any(v.of10 for v in self.views.values())
+        ):
+            self.plan = None
+        else:
+            vports: dict[int, tuple[int, int] | None] = {}
+            peers: dict[int, list[VFlow]] = {}
+            for view in self.views.values():
+                for number, pm in view.ports.items():
+                    if pm.remote:
+                        continue
+                    got = (
+                        self.host.vlink_peer(view.net_id, self.vdpid, number)
+                        if pm.is_link
+                        else None
+                    )
+                    vports[number] = None if got is None else (got[1], got[2])
+                    if got is not None and got[1] not in peers:
+                        ep = self.host.peer_endpoint(view.net_id, got[1])
+                        peers[got[1]] = [] if ep is None else list(ep.table)
+            self.plan = plan_vswitch(list(self.table), vports, peers, self.level)
+        by_serial = self.table.by_serial
+        self._cubes = {k: c for k, c in self._cubes.items() if by_serial.get(k) is c[0]}
+        if old != self.plan:
+            for vf in list(self.table):
+                if _plan_part(old, vf.serial) == _plan_part(self.plan, vf.serial):
+                    continue
+                try:
+                    tf = self._translate(vf.table, vf.match, vf.instructions, vf.priority)
+                except OFError:
+                    continue  # it went, or goes, with the next view change
+                self._reprogram(None, vf, self._phys(vf, tf), None, None)
+        if neighbours:
+            for vdpid in {p[0] for p in (vports if self.plan is not None else {}).values() if p}:
+                ep = self.host.peer_endpoint(self.view.net_id, vdpid)
+                if ep is not None and ep is not self:
+                    ep.replan(neighbours=False)
 
     async def _idle_loop(self) -> None:
         """Idle timeouts of rules with several copies: expire the virtual rule when the sum
@@ -678,6 +758,8 @@ class VSwitchEndpoint:
                         self._dying[vf.serial] = rec  # counters come with the pswitch's replies
                     else:
                         self._flow_removed_to_tenant(rec, 0, 0)
+        if changes and self.level != "exact":
+            self.replan()  # before the tenant's next BARRIER: what the proofs rest on changed
 
     def _send_ops(
         self, ops: list[PhysOp], conn: ControllerConn | None,
@@ -737,6 +819,8 @@ class VSwitchEndpoint:
         ):
             raise OFError(ofp.OFPET_BAD_ACTION, ofp.OFPBAC_BAD_OUT_PORT,
                           "output:TABLE on a vswitch over an OpenFlow 1.0 pswitch")  # fmt: skip
+        if self.plan is not None and self._packet_out_reduced(conn, xid, msg, po, in_vport):
+            return
         gmap = self.group_map if view is self.view else {}
         in_port, actions = translate_packet_out(view, in_vport, po.actions, gmap)
         if not actions:
@@ -746,6 +830,102 @@ class VSwitchEndpoint:
         self._send_phys(
             conn, session, lambda x: codec.set_xid(out, x), self._error_relay(conn, xid, msg, None)
         )
+
+    # --- injected packets in a reduced network (docs/design.md, flow-rule reduction) ---------
+    def _packet_out_reduced(
+        self, conn: ControllerConn, xid: int, msg: bytes, po: PacketOut, in_vport: int
+    ) -> bool:
+        """A PACKET_OUT whose actions are outputs only, carried where the tenant's exact
+        tables send it: reduced rules are proven for what arrives over the fabric, not for
+        what a controller injects, so the packet is looked up here (and at each vswitch a
+        vlink takes it to) and only ever meets exact rules or leaves by explicit outputs.
+        False: not outputs only (rewrites go the usual way, see the README's limits)."""
+        if not all(a.type == ofp.OFPAT_OUTPUT for a in po.actions):
+            return False
+        relay = self._error_relay(conn, xid, msg, None)
+        for a in po.actions:
+            port = a.output_port
+            if port == ofp.OFPP_TABLE:
+                self._arrive(conn, relay, in_vport, po.data, 0)
+            elif port in (ofp.OFPP_FLOOD, ofp.OFPP_ALL):
+                for n in sorted(set().union(*(v.ports for v in self.views.values()))):
+                    if n != in_vport or port == ofp.OFPP_ALL:
+                        self._emit(conn, relay, n, in_vport, po.data, 0)
+            elif port == ofp.OFPP_IN_PORT and in_vport:
+                self._emit(conn, relay, in_vport, in_vport, po.data, 0, hairpin=True)
+            elif port in self.view.ports or any(port in v.ports for v in self.views.values()):
+                if port != in_vport:
+                    self._emit(conn, relay, port, in_vport, po.data, 0)
+            elif port != ofp.OFPP_CONTROLLER:
+                raise OFError(ofp.OFPET_BAD_ACTION, ofp.OFPBAC_BAD_OUT_PORT, f"port {port:#x}")
+        return True
+
+    def lookup(self, point: dict[int, int]) -> VFlow | None:
+        """The rule of table 0 a packet with these header fields meets (the exact table)."""
+        best: VFlow | None = None
+        for vf in self.table:
+            if vf.table != 0 or (best is not None and vf.priority <= best.priority):
+                continue
+            cube = self._cubes.get(vf.serial)
+            if cube is None or cube[0] is not vf:
+                c = rule_cube(vf)
+                cube = self._cubes[vf.serial] = (vf, c if c is not None else Cube.all())
+            if cube[1].contains_point(point):
+                best = vf
+        return best
+
+    def _arrive(
+        self, conn: ControllerConn | None, relay: Callable[[int, int, bytes], None] | None,
+        in_vport: int, data: bytes, depth: int,
+    ) -> None:  # fmt: skip
+        """`data` enters this vswitch's table on `in_vport` (0: from the controller)."""
+        plan = self.plan
+        vf = None
+        if plan is not None:
+            vf = self.lookup(fields(data, in_vport or ofp.OFPP_CONTROLLER))
+            if vf is None:
+                return  # a table miss: dropped, as OpenFlow 1.3 does
+        if plan is None or vf is None or vf.serial in plan.exact or not plan.knows(vf.serial):
+            # its exact winner is on the pswitch: through the table there (INJECTED, so the
+            # reduced rules are not met; what it sends on arrives as they were proven for)
+            view = self.view_of(in_vport) if in_vport else self.view
+            table = codec.parse_actions(codec.output(ofp.OFPP_TABLE))
+            in_port, actions = translate_packet_out(view, in_vport, table)
+            self._phys_packet_out(conn, relay, view.dpid, in_port, actions, data)
+            return
+        for o in outputs(vf) or ():
+            if o != in_vport:
+                self._emit(conn, relay, o, in_vport, data, depth)
+
+    def _emit(
+        self, conn: ControllerConn | None, relay: Callable[[int, int, bytes], None] | None,
+        out_vport: int, in_vport: int, data: bytes, depth: int, hairpin: bool = False,
+    ) -> None:  # fmt: skip
+        """`data` leaves this vswitch by `out_vport`: to its hosts, or over its vlink into
+        the vswitch at the other end (looked up there when that one is reduced)."""
+        view = self.view_of(out_vport)
+        pm = view.ports.get(out_vport)
+        if pm is None or (pm.is_link and not pm.up):
+            return
+        if pm.is_link and depth < MAX_INJECTED_HOPS:
+            got = self.host.vlink_peer(view.net_id, self.vdpid, out_vport)
+            peer = None if got is None else self.host.peer_endpoint(view.net_id, got[1])
+            if got is not None and peer is not None and peer.plan is not None:
+                peer._arrive(conn, relay, got[2], data, depth + 1)
+                return
+        action = codec.parse_actions(codec.output(ofp.OFPP_IN_PORT if hairpin else out_vport))
+        in_port, actions = translate_packet_out(view, in_vport, action)
+        self._phys_packet_out(conn, relay, view.dpid, in_port, actions, data)
+
+    def _phys_packet_out(
+        self, conn: ControllerConn | None, relay: Callable[[int, int, bytes], None] | None,
+        dpid: int, in_port: int, actions: bytes, data: bytes,
+    ) -> None:  # fmt: skip
+        if not actions:
+            return
+        session = self.host.session(dpid)
+        out = self._packet_out_bytes(session, codec.packet_out(0, in_port, actions, data))
+        self._send_phys(conn, session, lambda x: codec.set_xid(out, x), relay)
 
     def _lldp_out(
         self, conn: ControllerConn, xid: int, msg: bytes, po: PacketOut, in_vport: int
@@ -885,3 +1065,13 @@ class VSwitchEndpoint:
 
     # --- multipart -------------------------------------------------------------------------
     # --- statistics from the pswitch's counters ----------------------------------------------
+
+
+def _plan_part(
+    plan: VSwitchPlan | None, serial: int
+) -> tuple[bool, tuple[tuple[int, Reduced], ...]]:
+    """What a plan says of one rule: whether it keeps its exact rule, and its reduced ones."""
+    if plan is None:
+        return True, ()
+    exact = serial in plan.exact or not plan.knows(serial)
+    return exact, tuple(plan.reduced_of(serial))

@@ -85,6 +85,8 @@ class StatsContext(Protocol):
     @property
     def created(self) -> float: ...
 
+    def inexact(self) -> set[int]: ...  # serials counted by shared reduced rules
+
 
 class ReplyChannel(Protocol):
     @property
@@ -189,9 +191,11 @@ def flow_stats_entries(selected: Iterable[VFlow], counts: Counts, now: float) ->
 
 
 def aggregate_body(selected: list[VFlow], counts: Counts) -> bytes:
-    pk = sum(counts.get(v.serial, (0, 0))[0] for v in selected)
-    by = sum(counts.get(v.serial, (0, 0))[1] for v in selected)
-    return msgs.AGGREGATE_STATS_REPLY.pack(pk, by, len(selected))
+    got = [counts.get(v.serial, (0, 0)) for v in selected]
+    if any(c[0] == _UNKNOWN for c in got):  # one unknown makes the sum unknown
+        return msgs.AGGREGATE_STATS_REPLY.pack(_UNKNOWN, _UNKNOWN, len(selected))
+    return msgs.AGGREGATE_STATS_REPLY.pack(sum(c[0] for c in got), sum(c[1] for c in got),
+                                           len(selected))  # fmt: skip
 
 
 def table_stats_entries(n_tables: int, rules: Iterable[VFlow], counts: Counts) -> list[bytes]:
@@ -338,7 +342,14 @@ class VSwitchStats:
         """Packet and byte counts of this vswitch's rules, by serial, for a reply to `conn`
         (a later BARRIER reply must follow it).  A pswitch that is down or does not answer
         has none of the rules: their counts are 0."""
-        self.counters(lambda counts: done(counts or {}), conn.touched, strict=False)
+
+        def honest(counts: Counts | None) -> None:
+            counts = dict(counts or {})
+            for serial in self._ep.inexact():  # shared reduced rules: not this rule's own
+                counts[serial] = [_UNKNOWN, _UNKNOWN]
+            done(counts)
+
+        self.counters(honest, conn.touched, strict=False)
 
     def counters(
         self, done: Callable[[Counts | None], None], touched: set[int] | None = None,
