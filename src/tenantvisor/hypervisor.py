@@ -163,6 +163,8 @@ class Hypervisor:
             st = tables.get(key)
             if st is not None:
                 ep.restore(st.flows, st.groups, st.meters)
+        for ep in self.endpoints.values():  # reduction proofs read the neighbours' tables
+            ep.replan()
         log.info(
             "fabric settled after %.1f s: %d pswitches, %d links; %d vswitches and %d rules back",
             time.monotonic() - start, len(self.sessions), len(self.topo.links()),
@@ -613,6 +615,9 @@ class Hypervisor:
             for key, ep in self.endpoints.items():
                 if key[0] == net_id and (kept := tables.get(key)) is not None:
                     ep.restore(kept.flows, kept.groups, kept.meters)
+            for key, ep in self.endpoints.items():
+                if key[0] == net_id:  # reduction proofs read the neighbours' tables
+                    ep.replan()
         for dpid in sorted(touched):
             s = self.sessions.get(dpid)
             if s is not None and s.synced:

@@ -47,6 +47,10 @@ class Bed:
     token: str
     net_id: int
     peers: dict[str, OFPeer]  # by the vswitch's leaf/spine name
+    rundir: Path
+    sock: str
+    listener: ControllerListener
+    daemons: list[Daemon]
 
 
 def _send(peer: OFPeer, msg: p.MsgBase, xid: int) -> None:
@@ -79,12 +83,13 @@ def bed() -> Iterator[Bed]:
     rundir = Path(tempfile.mkdtemp(prefix="tv-reduce-"))
     fab = Fabric(topo)
     listener = ControllerListener()
-    daemon = None
+    daemons: list[Daemon] = []
     try:
         fab.build()
         assert fab.ovs is not None
         sock = f"unix:{fab.ovs.rundir}/tenantvisor.sock"
         daemon = Daemon(rundir / "d", sock, state_dir=rundir / "state")
+        daemons.append(daemon)
         daemon.start()
         fab.set_controller(sock)
         wait_physical(daemon, topo)
@@ -134,11 +139,11 @@ def bed() -> Iterator[Bed]:
             for a, b in ((x, y), (y, x)):
                 fab.host(a).exec(f"ip neigh replace {topo.hosts[b].ip} "
                                  f"lladdr {topo.hosts[b].mac} dev eth0")  # fmt: skip
-        yield Bed(fab, topo, daemon, tok, nid, peers)
+        yield Bed(fab, topo, daemon, tok, nid, peers, rundir, sock, listener, daemons)
     finally:
         listener.close()
-        if daemon is not None:
-            daemon.stop()
+        for d in daemons:
+            d.stop()
         fab.close()
         shutil.rmtree(rundir, ignore_errors=True)
 
@@ -269,3 +274,29 @@ def test_a_packet_the_controller_injects_meets_the_exact_tables_not_the_reduced_
 
     assert inject(_udp(h1, h3, h1.ip), 80) >= 5  # the core's exact rule for h1->h3 carries it
     assert inject(_udp(h1, h3, "10.99.0.77"), 90) == 0  # no exact rule at the core: dropped
+
+
+def test_a_restart_finds_the_reduced_rules_right_and_sends_nothing(bed: Bed) -> None:
+    """Last in the module: kill -9 and a new daemon on the same state.  The proofs are
+    redone once every vswitch has its rules back, before any pswitch is synced: the
+    reduced rules on the pswitches are what it would install."""
+    before = _tenant_rules(bed.fab, "sp1", bed.net_id)
+    bed.daemon.kill()
+    again = Daemon(bed.rundir / "d2", bed.sock, admin_token=bed.daemon.admin_token,
+                   state_dir=bed.rundir / "state")  # fmt: skip
+    bed.daemons.append(again)
+    again.start()
+    st = again.wait_for(
+        "every pswitch reconciled",
+        lambda st: (
+            len(st["pswitches"]) == len(bed.topo.switches)
+            and all(p["synced"] for p in st["pswitches"])
+        ),
+        timeout=40,
+    )
+    assert [p["sync_messages"] for p in st["pswitches"]] == [0] * len(bed.topo.switches), (
+        again.log_tail(40)
+    )
+    assert len(_tenant_rules(bed.fab, "sp1", bed.net_id)) == len(before) == 2
+    bed.listener.accept(3, timeout=20)
+    assert _pings(bed)

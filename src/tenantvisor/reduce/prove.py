@@ -24,7 +24,7 @@ rules that project to the same match are one physical rule.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from os_ken.ofproto import ofproto_v1_3 as ofp
@@ -38,6 +38,7 @@ from tenantvisor.reduce.headerspace import (
     TooComplex,
     intersect,
     project,
+    subset,
     winner_fate_uniform,
 )
 from tenantvisor.virtual.flowtable import VFlow
@@ -81,15 +82,43 @@ class VSwitchPlan:
 
     def __post_init__(self) -> None:
         self._by_serial: dict[int, list[tuple[int, Reduced]]] = {}
+        self._vacuous_of: dict[int, set[int]] = {}
         self._known: set[int] = set()
 
     def index(self) -> VSwitchPlan:
-        """Build the per-rule lookups (after the plan is complete)."""
+        """Build the per-rule lookups (after the plan was filled in whole)."""
         self._by_serial = {}
+        self._vacuous_of = {}
         for (serial, vport), red in sorted(self.reduced.items(), key=lambda kv: kv[0]):
             self._by_serial.setdefault(serial, []).append((vport, red))
+        for serial, vport in self.vacuous:
+            self._vacuous_of.setdefault(serial, set()).add(vport)
         self._known = self.exact | {s for s, _ in self.reduced} | {s for s, _ in self.vacuous}
         return self
+
+    def set_rule(
+        self, serial: int, exact: bool, reduced: Mapping[int, Reduced], vacuous: set[int]
+    ) -> None:
+        """One rule's realisation, replacing what the plan said of it (cost: that rule's)."""
+        self.drop_rule(serial)
+        self._known.add(serial)
+        if exact:
+            self.exact.add(serial)
+        if reduced:
+            self._by_serial[serial] = sorted(reduced.items(), key=lambda kv: kv[0])
+            for vp, red in reduced.items():
+                self.reduced[(serial, vp)] = red
+        if vacuous:
+            self._vacuous_of[serial] = set(vacuous)
+            self.vacuous |= {(serial, vp) for vp in vacuous}
+
+    def drop_rule(self, serial: int) -> None:
+        self._known.discard(serial)
+        self.exact.discard(serial)
+        for vp, _ in self._by_serial.pop(serial, []):
+            self.reduced.pop((serial, vp), None)
+        for vp in self._vacuous_of.pop(serial, ()):
+            self.vacuous.discard((serial, vp))
 
     def knows(self, serial: int) -> bool:
         """Whether the rule was there when the plan was made (a newer one is exact)."""
@@ -207,7 +236,7 @@ def prove(
     return EXACT
 
 
-def table_of(rules: Sequence[VFlow]) -> list[tuple[int, Cube, Hashable]]:
+def table_of(rules: Iterable[VFlow]) -> list[tuple[int, Cube, Hashable]]:
     """Table 0 as proofs read it; a rule whose match cannot be read covers everything with
     a fate of its own (so nothing near it is ever proven)."""
     out = []
@@ -226,41 +255,274 @@ def plan_vswitch(
     level: str,
     budget: int | None = DEFAULT_BUDGET,
 ) -> VSwitchPlan:
-    """Every rule of one vswitch: `vports` maps each vport to its vlink peer (None: an edge
-    vport, hosts); `peer_rules` the rules of each peer vswitch by vdpid."""
-    plan = VSwitchPlan()
-    if level not in levels.KEPT or level == "exact":
-        plan.exact = {vf.serial for vf in rules}
-        return plan.index()
-    table = table_of(rules)
-    arriving: dict[int, Space] = {}
-    for vp, peer in vports.items():
-        if peer is not None:
-            arriving[vp] = arrivals(peer_rules.get(peer[0], ()), peer[1], vp)
-    for vf in rules:
-        if vf.table != 0 or levels.outputs(vf) is None:
-            plan.exact.add(vf.serial)
-            continue
-        pinned = _in_port(vf)
-        ingress = [pinned] if pinned is not None else list(vports)
-        keep_exact = False
-        got_here: dict[int, Reduced] = {}
-        for vp in ingress:
-            if vp not in vports or vports[vp] is None:
-                keep_exact = True  # an edge vport (or the controller's): the full match
-                continue
-            got = prove(vf, vp, arriving[vp], table, level, budget)
-            if isinstance(got, Reduced):
-                got_here[vp] = got
-            elif got == VACUOUS:
-                plan.vacuous.add((vf.serial, vp))
+    """Every rule of one vswitch at once: `vports` maps each vport to its vlink peer (None:
+    an edge vport, hosts); `peer_rules` the rules of each peer vswitch by vdpid."""
+    arriving = {
+        vp: list(arrivals(peer_rules.get(peer[0], ()), peer[1], vp))
+        for vp, peer in vports.items()
+        if peer is not None
+    }
+    r = Reducer(level, budget)
+    r.rebuild(rules, vports, arriving)
+    return r.plan
+
+
+# --- incremental: one vswitch's reduction kept up to date rule by rule -----------------------
+_MIXED = ("mixed",)  # an arrival cube whose packets meet rules of different fates
+
+
+class Reducer:
+    """One vswitch's plan, changed by what changes it: a rule of its own added, modified or
+    removed (`rule_changed`), or packets newly able to arrive on a vlink because a rule at
+    its other end (`arrivals_grew`).  Only the proofs those can affect are redone, which is
+    what keeps a tenant's FLOW_MOD cheap (a full `rebuild` redoes every proof):
+
+    * a rule's own change affects the (rule, vport) outcomes whose region (the projection
+      the outcome was decided on) meets the rule's match, old or new: the winner of those
+      packets may have changed;
+    * new arrivals affect the outcomes at that vport whose region meets them, reduced or
+      vacuous (a vacuous rule has no physical rule there: new packets could need it).
+
+    Removals never make an outcome wrong (fewer arrivals, or a rule gone whose packets the
+    proofs counted): arrivals are not shrunk (an over-approximation stays sound) and the
+    outcomes they block are revisited by the next `rebuild`.
+
+    Each arrival cube's fate in the table is cached and dropped only when a rule meeting it
+    changes; proofs of one region and fate are shared by every rule projecting onto it (at
+    `hop` every rule from one vport onto the same outputs: one check)."""
+
+    def __init__(self, level: str, budget: int | None = DEFAULT_BUDGET) -> None:
+        self.level = level
+        self.budget = budget
+        self.rules: dict[int, VFlow] = {}
+        self.cubes: dict[int, Cube] = {}
+        self.vports: dict[int, Peer | None] = {}
+        self.arriving: dict[int, list[Cube]] = {}
+        # per rule: per ingress link vport, the outcome and the region it rests on
+        self.outcomes: dict[int, dict[int, tuple[Outcome, Cube | None]]] = {}
+        self.fates: dict[int, Hashable] = {}
+        self.plan = VSwitchPlan().index()
+        self._table: list[tuple[int, Cube, Hashable]] | None = None
+        self._afate: dict[Cube, Hashable] = {}
+        self._memo: dict[tuple[int, Cube, Hashable], bool | None] = {}
+
+    @property
+    def active(self) -> bool:
+        return self.level in levels.KEPT and self.level != "exact"
+
+    # --- the table and what arrives ---------------------------------------------------------
+    def table(self) -> list[tuple[int, Cube, Hashable]]:
+        if self._table is None:
+            rows = [(vf.priority, self.cubes.get(s, EVERYTHING), self._fate(vf))
+                    for s, vf in self.rules.items() if vf.table == 0]  # fmt: skip
+            self._table = sorted(rows, key=lambda r: -r[0])
+        return self._table
+
+    def _fate(self, vf: VFlow) -> Hashable:
+        got = self.fates.get(vf.serial)
+        if got is None:
+            got = self.fates[vf.serial] = levels.fate(vf)
+        return got
+
+    def _arrival_fate(self, a: Cube) -> Hashable:
+        """The fate every packet of arrival cube `a` gets, or _MIXED."""
+        got = self._afate.get(a)
+        if got is None:
+            got = _MIXED
+            for prio, c, fate in self.table():
+                if intersect(a, c) is None:
+                    continue
+                if not subset(a, c):
+                    break  # split between this rule and what lies below: mixed
+                tied = [f for p, c2, f in self.table() if p == prio and f != fate
+                        and intersect(a, c2) is not None]  # fmt: skip
+                got = fate if not tied else _MIXED
+                break
             else:
-                keep_exact = True
-        if keep_exact:
-            # its exact rule serves every ingress it applies to: reduced copies would only
-            # add rules (sound either way: the exact rule is present at its priority)
-            plan.exact.add(vf.serial)
+                got = levels.DROP
+            self._afate[a] = got
+        return got
+
+    def _check(self, vport: int, region: Cube, expected: Hashable) -> bool | None:
+        """Whether every packet that can arrive on `vport` inside `region` gets `expected`;
+        None when none can (vacuous)."""
+        key = (vport, region, expected)
+        if key in self._memo:
+            return self._memo[key]
+        result: bool | None = None
+        table = self.table()
+        for a in self.arriving.get(vport, ()):
+            piece = intersect(a, region)
+            if piece is None:
+                continue
+            result = True
+            if piece == a:
+                fate = self._arrival_fate(a)
+                if fate == expected:
+                    continue
+                if fate != _MIXED:
+                    result = False
+                    break
+            try:
+                if not winner_fate_uniform(piece, table, expected, levels.DROP, self.budget):
+                    result = False
+                    break
+            except TooComplex:
+                result = False
+                break
+        self._memo[key] = result
+        return result
+
+    # --- one outcome ---------------------------------------------------------------------
+    def _prove(self, vf: VFlow, vport: int) -> tuple[Outcome, Cube | None]:
+        cube = self.cubes.get(vf.serial)
+        expected = self._fate(vf)
+        if cube is None or expected[0] != "out":  # type: ignore[index]
+            return EXACT, None
+        pinned = _in_port(vf)
+        if pinned is not None and pinned != vport:
+            return VACUOUS, None
+        here = Cube.from_fields({oxm.IN_PORT: vport})
+        # what a later change must meet to matter: the coarsest region tried (it holds the
+        # finer ones), so a change there can make the outcome coarser as well as finer
+        watch: Cube | None = None
+        for lv in levels.finer(self.level):
+            kept_fields = levels.KEPT[lv] or frozenset()
+            region = intersect(project(cube, tuple(kept_fields)), here)
+            if region is None:
+                return VACUOUS, watch
+            watch = watch or region
+            ok = self._check(vport, region, expected)
+            if ok is None:
+                return VACUOUS, watch
+            if ok:
+                kept = tuple(sorted((o for o in vf.match if o.field in kept_fields),
+                                    key=lambda o: o.field))  # fmt: skip
+                return Reduced(lv, kept, expected), watch
+        return EXACT, watch
+
+    def _place(self, vf: VFlow) -> None:
+        """Decide every ingress of one rule and put the result into the plan."""
+        serial = vf.serial
+        forwarding = vf.table == 0 and self._fate(vf)[0] == "out"  # type: ignore[index]
+        mine: dict[int, tuple[Outcome, Cube | None]] = {}
+        keep_exact = not forwarding
+        if forwarding:
+            pinned = _in_port(vf)
+            for vp in [pinned] if pinned is not None else list(self.vports):
+                if self.vports.get(vp) is None:
+                    keep_exact = True  # an edge vport (or the controller's): the full match
+                    continue
+                got = mine[vp] = self._prove(vf, vp)
+                if got[0] == EXACT:
+                    keep_exact = True
+        self.outcomes[serial] = mine
+        reduced = {} if keep_exact else {
+            vp: o for vp, (o, _) in mine.items() if isinstance(o, Reduced)
+        }  # fmt: skip
+        vacuous = {vp for vp, (o, _) in mine.items() if o == VACUOUS}
+        self.plan.set_rule(serial, keep_exact, reduced, vacuous)
+
+    def _redo(self, serials: set[int]) -> set[int]:
+        """Place these rules again; the serials whose realisation changed."""
+        changed = set()
+        for serial in serials:
+            before = _part(self.plan, serial)
+            vf = self.rules.get(serial)
+            if vf is None:
+                self.outcomes.pop(serial, None)
+                self.plan.drop_rule(serial)
+            else:
+                self._place(vf)
+            if _part(self.plan, serial) != before:
+                changed.add(serial)
+        return changed
+
+    # --- what changes it -------------------------------------------------------------------
+    def rebuild(
+        self, rules: Sequence[VFlow], vports: Mapping[int, Peer | None],
+        arriving: Mapping[int, Space | Sequence[Cube]],
+    ) -> set[int]:  # fmt: skip
+        """Every proof again (a new level, new vports, or to take removals into account);
+        the serials whose realisation changed."""
+        before = {vf.serial: _part(self.plan, vf.serial) for vf in rules}
+        before.update({s: _part(self.plan, s) for s in self.rules})
+        self.rules = {vf.serial: vf for vf in rules}
+        self.fates = {}
+        self.cubes = {s: c for s, vf in self.rules.items() if (c := rule_cube(vf)) is not None}
+        self.vports = dict(vports)
+        self.arriving = {vp: list(cubes) for vp, cubes in arriving.items()}
+        self._table, self._afate, self._memo = None, {}, {}
+        self.outcomes.clear()
+        self.plan = VSwitchPlan().index()
+        for vf in self.rules.values():
+            if self.active:
+                self._place(vf)
+            else:
+                self.plan.set_rule(vf.serial, True, {}, set())
+        return {s for s, part in before.items() if _part(self.plan, s) != part}
+
+    def rule_changed(self, old: VFlow | None, new: VFlow | None) -> set[int]:
+        """A rule of this vswitch was added (old None), modified or removed (new None)."""
+        touched: list[Cube] = []
+        for vf in (old, new):
+            if vf is not None and (c := rule_cube(vf)) is not None:
+                touched.append(c)
+            elif vf is not None:
+                touched.append(EVERYTHING)
+        serial = (new or old).serial  # type: ignore[union-attr]
+        self.fates.pop(serial, None)
+        if new is None:
+            self.rules.pop(serial, None)
+            self.cubes.pop(serial, None)
         else:
-            for vp, red in got_here.items():
-                plan.reduced[(vf.serial, vp)] = red
-    return plan.index()
+            self.rules[serial] = new
+            c = rule_cube(new)
+            if c is None:
+                self.cubes.pop(serial, None)
+            else:
+                self.cubes[serial] = c
+        self._table = None
+        self._memo = {}
+        self._afate = {a: f for a, f in self._afate.items()
+                       if not any(intersect(a, t) is not None for t in touched)}  # fmt: skip
+        if not self.active:
+            if new is None:
+                self.plan.drop_rule(serial)
+            else:
+                self.plan.set_rule(serial, True, {}, set())
+            return set()
+        affected = {serial}
+        for s, mine in self.outcomes.items():
+            for _, region in mine.values():
+                if region is not None and any(intersect(region, t) is not None for t in touched):
+                    affected.add(s)
+                    break
+        return self._redo(affected)
+
+    def arrivals_grew(self, vport: int, cubes: Sequence[Cube]) -> set[int]:
+        """Packets in `cubes` can now arrive on link `vport`."""
+        if vport not in self.arriving:
+            return set()
+        have = set(self.arriving[vport])
+        new = [c for c in cubes if c not in have]
+        if not new:
+            return set()
+        self.arriving[vport].extend(new)
+        self._memo = {}
+        if not self.active:
+            return set()
+        affected = set()
+        for s, mine in self.outcomes.items():
+            got = mine.get(vport)
+            if got is not None and got[1] is not None and any(
+                intersect(got[1], c) is not None for c in new
+            ):
+                affected.add(s)
+        return self._redo(affected)
+
+
+def _part(plan: VSwitchPlan, serial: int) -> tuple[bool, tuple[tuple[int, Reduced], ...]]:
+    """What a plan says of one rule: whether it keeps its exact rule, and its reduced ones."""
+    exact = serial in plan.exact or not plan.knows(serial)
+    return exact, tuple(plan.reduced_of(serial))

@@ -30,7 +30,7 @@ from tenantvisor.physical.session import PSwitchSession
 from tenantvisor.reduce.headerspace import Cube
 from tenantvisor.reduce.levels import KEPT, outputs
 from tenantvisor.reduce.packet import fields
-from tenantvisor.reduce.prove import Reduced, VSwitchPlan, plan_vswitch, rule_cube
+from tenantvisor.reduce.prove import Reduced, Reducer, VSwitchPlan, arrivals, rule_cube
 from tenantvisor.reduce.realize import reduced_rule
 from tenantvisor.translate.flow import (
     PhysFlow,
@@ -266,6 +266,7 @@ class VSwitchEndpoint:
         # flow-rule reduction (reduce/): the network's level and this vswitch's plan (None:
         # every rule exact, as at level exact)
         self.level = "exact"
+        self.reducer: Reducer | None = None
         self.plan: VSwitchPlan | None = None
         self._cubes: dict[int, tuple[VFlow, Cube]] = {}  # table-0 matches for lookups
 
@@ -365,6 +366,8 @@ class VSwitchEndpoint:
                 self._drop(vf, None, None, None)
                 continue
             self._reprogram(None, vf, self._phys(vf, tf), None, None)
+        if self.reducer is not None:
+            self.replan()  # vports and vlinks are what the proofs rest on
 
     def view_of(self, vport: int) -> VSwitchView:
         """The view of the pswitch where `vport` is (the primary for 0, the controller)."""
@@ -619,51 +622,90 @@ class VSwitchEndpoint:
             return set()
         return {serial for serial, _ in plan.reduced}
 
-    def replan(self, neighbours: bool = True) -> None:
-        """Prove again which of this vswitch's rules may be reduced (reduce/prove.py) and move
-        the pswitches to the result, rule by rule (adds before deletes, by decide.reprogram);
-        then the vswitches at the other end of its vlinks, whose arrivals this one's rules
-        make.  Exact level: every rule exact, as before."""
+    def _reducible(self) -> bool:
+        return (
+            self.level in KEPT
+            and self.level != "exact"
+            and not any(v.of10 for v in self.views.values())
+        )
+
+    def replan(self) -> None:
+        """Every proof again (reduce/prove.py: a new level, new vports or vlinks, tables
+        restored) and the pswitches moved to the result, rule by rule (adds before deletes,
+        decide.reprogram).  Exact level (or an OpenFlow 1.0 pswitch): every rule exact."""
         old = self.plan
-        if (
-            self.level not in KEPT
-            or self.level == "exact"
-            or any(v.of10 for v in self.views.values())
-        ):
-            self.plan = None
+        if not self._reducible():
+            if self.reducer is None:
+                return
+            self.reducer, self.plan = None, None
+            changed = {vf.serial for vf in self.table if _plan_part(old, vf.serial) != (True, ())}
         else:
-            vports: dict[int, tuple[int, int] | None] = {}
-            peers: dict[int, list[VFlow]] = {}
-            for view in self.views.values():
-                for number, pm in view.ports.items():
-                    if pm.remote:
-                        continue
-                    got = (
-                        self.host.vlink_peer(view.net_id, self.vdpid, number)
-                        if pm.is_link
-                        else None
-                    )
-                    vports[number] = None if got is None else (got[1], got[2])
-                    if got is not None and got[1] not in peers:
-                        ep = self.host.peer_endpoint(view.net_id, got[1])
-                        peers[got[1]] = [] if ep is None else list(ep.table)
-            self.plan = plan_vswitch(list(self.table), vports, peers, self.level)
+            if self.reducer is None:
+                self.reducer = Reducer(self.level)
+            self.reducer.level = self.level
+            vports, arriving = self._links()
+            changed = self.reducer.rebuild(list(self.table), vports, arriving)
+            self.plan = self.reducer.plan
         by_serial = self.table.by_serial
         self._cubes = {k: c for k, c in self._cubes.items() if by_serial.get(k) is c[0]}
-        if old != self.plan:
-            for vf in list(self.table):
-                if _plan_part(old, vf.serial) == _plan_part(self.plan, vf.serial):
+        self._realize(changed)
+
+    def _links(self) -> tuple[dict[int, tuple[int, int] | None], dict[int, list[Cube]]]:
+        """Each local vport's vlink peer (None: an edge vport), and what can arrive on each
+        link vport: what the peer's rules send out of its end of the vlink."""
+        vports: dict[int, tuple[int, int] | None] = {}
+        arriving: dict[int, list[Cube]] = {}
+        for view in self.views.values():
+            for number, pm in view.ports.items():
+                if pm.remote:
                     continue
-                try:
-                    tf = self._translate(vf.table, vf.match, vf.instructions, vf.priority)
-                except OFError:
-                    continue  # it went, or goes, with the next view change
-                self._reprogram(None, vf, self._phys(vf, tf), None, None)
-        if neighbours:
-            for vdpid in {p[0] for p in (vports if self.plan is not None else {}).values() if p}:
-                ep = self.host.peer_endpoint(self.view.net_id, vdpid)
-                if ep is not None and ep is not self:
-                    ep.replan(neighbours=False)
+                got = self.host.vlink_peer(view.net_id, self.vdpid, number) if pm.is_link else None
+                vports[number] = None if got is None else (got[1], got[2])
+                if got is not None:
+                    ep = self.host.peer_endpoint(view.net_id, got[1])
+                    peer_rules = [] if ep is None else list(ep.table)
+                    arriving[number] = list(arrivals(peer_rules, got[2], number))
+        return vports, arriving
+
+    def _realize(self, serials: set[int]) -> None:
+        """Move the pswitches to what the plan now says of these rules."""
+        for serial in sorted(serials):
+            vf = self.table.by_serial.get(serial)
+            if vf is None:
+                continue
+            try:
+                tf = self._translate(vf.table, vf.match, vf.instructions, vf.priority)
+            except OFError:
+                continue  # it went, or goes, with the next view change
+            self._reprogram(None, vf, self._phys(vf, tf), None, None)
+
+    def _rule_changed(self, old: VFlow | None, new: VFlow | None) -> None:
+        """A tenant rule came, changed or went: redo the proofs it can affect, here and, for
+        what it sends over vlinks, at the vswitches at their other ends."""
+        if self.reducer is None:
+            self.replan()
+            if self.reducer is None:
+                return
+        else:
+            self._realize(self.reducer.rule_changed(old, new))
+        if new is None:
+            return  # fewer arrivals elsewhere: their proofs stay sound
+        for view in self.views.values():
+            for number, pm in view.ports.items():
+                if pm.remote or not pm.is_link:
+                    continue
+                got = self.host.vlink_peer(view.net_id, self.vdpid, number)
+                if got is None:
+                    continue
+                cubes = list(arrivals([new], number, got[2]))
+                peer = self.host.peer_endpoint(view.net_id, got[1])
+                if cubes and peer is not None and peer is not self:
+                    peer.arrivals_grew(got[2], cubes)
+
+    def arrivals_grew(self, vport: int, cubes: list[Cube]) -> None:
+        """Packets in `cubes` can now arrive on link `vport` (a rule at its other end)."""
+        if self.reducer is not None:
+            self._realize(self.reducer.arrivals_grew(vport, cubes))
 
     async def _idle_loop(self) -> None:
         """Idle timeouts of rules with several copies: expire the virtual rule when the sum
@@ -735,10 +777,13 @@ class VSwitchEndpoint:
         changes = decide_flow_mod(fm, self.table, self.view.n_tables, self.host.max_rules,
                                   translate)  # fmt: skip
         table = self.table
+        replaced: dict[int, VFlow] = {}
         for ch in changes:
             if isinstance(ch, Added):
                 vf = ch.vflow
                 old = table.get(vf.table, vf.priority, vf.norm)
+                if old is not None:
+                    replaced[vf.serial] = old
                 vf.phys = old.phys if old is not None else ()  # what the pswitch has now
                 table.put(vf)
                 relay = self._error_relay(conn, xid, msg, vf)
@@ -758,8 +803,14 @@ class VSwitchEndpoint:
                         self._dying[vf.serial] = rec  # counters come with the pswitch's replies
                     else:
                         self._flow_removed_to_tenant(rec, 0, 0)
-        if changes and self.level != "exact":
-            self.replan()  # before the tenant's next BARRIER: what the proofs rest on changed
+        if self.level != "exact":  # before the tenant's next BARRIER: proofs it can affect
+            for ch in changes:
+                if isinstance(ch, Added):
+                    self._rule_changed(replaced.get(ch.vflow.serial), ch.vflow)
+                elif isinstance(ch, Modified):
+                    self._rule_changed(ch.vflow, ch.vflow)
+                else:
+                    self._rule_changed(ch.vflow, None)
 
     def _send_ops(
         self, ops: list[PhysOp], conn: ControllerConn | None,
