@@ -35,7 +35,9 @@ def _say(msg: str) -> None:
     print(msg, flush=True)
 
 
-def run_demo(topology: str = "fat-tree", keep_logs: bool = False) -> int:
+def run_demo(
+    topology: str = "fat-tree", keep_logs: bool = False, scalability: str = "exact"
+) -> int:
     if os.geteuid() != 0:
         print("tenantvisor demo: run as root (network namespaces, Open vSwitch)", file=sys.stderr)
         return 1
@@ -62,7 +64,9 @@ def run_demo(topology: str = "fat-tree", keep_logs: bool = False) -> int:
         daemon = Daemon(rundir, sock).start()
         _say(f"== tenantvisor serving: API {daemon.url}, pswitches on {sock}")
         fab.set_controller(sock)
-        a, b = setup_tenants(fab, daemon, layout, rundir, controllers)
+        a, b = setup_tenants(fab, daemon, layout, rundir, controllers, scalability=scalability)
+        if scalability != "exact":
+            _say(f"== both networks at flow-rule reduction level {scalability}")
         phys = daemon.get("/v1/physical/topology").json()
         _say(
             f"== discovered {len(phys['switches'])} pswitches and {len(phys['links'])} link "

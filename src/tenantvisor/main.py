@@ -211,6 +211,10 @@ def main(argv: list[str] | None = None) -> int:
     d = sub.add_parser("demo", help="two tenants over an emulated fabric, end to end")
     d.add_argument("--topology", default="fat-tree", choices=["fat-tree", "two-tier"])
     d.add_argument("--keep-logs", action="store_true")
+    d.add_argument(
+        "--scalability", default="exact", choices=["exact", "app", "host", "hop", "lite"],
+        help="both tenants' flow-rule reduction level (default exact)",
+    )  # fmt: skip
     b = sub.add_parser("bench", help="benchmarks (JSON with --json)")
     b.add_argument("name", choices=["overhead", "dnb", "failover", "reconnect", "restart"])
     b.add_argument("--json", action="store_true", help="print one JSON object")
@@ -291,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "demo":
         from tenantvisor.demo import run_demo
 
-        return run_demo(args.topology, keep_logs=args.keep_logs)
+        return run_demo(args.topology, keep_logs=args.keep_logs, scalability=args.scalability)
     if args.cmd == "bench" and args.name == "failover":
         from tenantvisor.bench.failover import run_failover
 

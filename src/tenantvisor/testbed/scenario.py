@@ -112,9 +112,11 @@ def setup_tenants(
     rundir: Path,
     started: list[TestController],
     controller_version: str = "OpenFlow13",
+    scalability: str = "exact",
 ) -> tuple[TenantRun, TenantRun]:
-    """Create both tenants; every controller started is appended to `started` at once, so
-    the caller can stop them even when setup fails half way."""
+    """Create both tenants (both networks at flow-rule reduction level `scalability`);
+    every controller started is appended to `started` at once, so the caller can stop them
+    even when setup fails half way."""
     topo = layout.topo
     wait_physical(daemon, topo)
     dpid = {name: sw.dpid for name, sw in topo.switches.items()}
@@ -127,8 +129,9 @@ def setup_tenants(
     ca.start()
     tok = ta["token"]
     net = daemon.rest(
-        "POST", "/v1/networks", {"controller_urls": [f"tcp:127.0.0.1:{ca.port}"]}, tok
-    )
+        "POST", "/v1/networks",
+        {"controller_urls": [f"tcp:127.0.0.1:{ca.port}"], "scalability": scalability}, tok,
+    )  # fmt: skip
     nid = net["id"]
     a = TenantRun("alice", tok, nid, [e.host_a for e in layout.edges], ca)
     for sw in [layout.hub] + [e.switch for e in layout.edges]:
@@ -180,6 +183,7 @@ def setup_tenants(
             "controllerUrls": [f"tcp:127.0.0.1:{cb.port}"],
             "networkAddress": "10.0.0.0",
             "mask": 24,
+            "scalability": scalability,
         },
         tok,
     )
