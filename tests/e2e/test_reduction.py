@@ -276,6 +276,33 @@ def test_a_packet_the_controller_injects_meets_the_exact_tables_not_the_reduced_
     assert inject(_udp(h1, h3, "10.99.0.77"), 90) == 0  # no exact rule at the core: dropped
 
 
+def test_new_arrivals_refine_the_core_and_their_removal_lets_it_coarsen_again(bed: Bed) -> None:
+    """lf1 starts sending h2->h3 to the spine, where the tenant has no rule for it (a table
+    miss): `hop` (everything from lf1 to lf2) no longer holds there, the core's rules are
+    refined at once; when that rule goes, the core is reduced again a moment later."""
+    h2, h3 = bed.topo.hosts["h2"], bed.topo.hosts["h3"]
+    d, net = bed.daemon, f"/v1/networks/{bed.net_id}"
+    switches = d.rest("GET", net, None, bed.token)["switches"]
+    vports = {(vp["dpid"], vp["port"]): vp["number"] for sw in switches for vp in sw["ports"]}
+    uplink = vports[(bed.topo.switches["lf1"].dpid, 3)]
+    stray = _pair_rule(h2, h3, uplink, 0x5EA)
+    _send(bed.peers["lf1"], stray, 100)
+    _barrier(bed.peers["lf1"], 101)
+    # changed before the barrier reply: what comes from lf1 is now decided by host pair;
+    # what comes from lf2 (nothing new there) stays one hop rule
+    core = _tenant_rules(bed.fab, "sp1", bed.net_id)
+    assert len(core) == 3 and sum("nw_src" in line for line in core) == 2, core
+    assert _pings(bed)
+    gone = p.OFPFlowMod(
+        DP, command=ofp.OFPFC_DELETE_STRICT, priority=100, match=stray.match,
+        out_port=ofp.OFPP_ANY, out_group=ofp.OFPG_ANY,
+    )  # fmt: skip
+    _send(bed.peers["lf1"], gone, 102)
+    _barrier(bed.peers["lf1"], 103)
+    assert len(_wait_rules(bed, "sp1", 2)) == 2
+    assert _pings(bed)
+
+
 def test_a_restart_finds_the_reduced_rules_right_and_sends_nothing(bed: Bed) -> None:
     """Last in the module: kill -9 and a new daemon on the same state.  The proofs are
     redone once every vswitch has its rules back, before any pswitch is synced: the

@@ -120,7 +120,12 @@ def test_reprogram_modifies_in_place_and_releases_what_went() -> None:
     ]  # fmt: skip
     a2 = _pf(10, OUT2)
     ops = reprogram(rules, 1, (a, b), (a2,))
-    assert ops == [PhysOp(b, ofp.OFPFC_DELETE_STRICT, False), PhysOp(a2, ofp.OFPFC_MODIFY_STRICT)]
+    # make before break: what stays or comes is sent before what went is deleted
+    assert ops == [PhysOp(a2, ofp.OFPFC_MODIFY_STRICT), PhysOp(b, ofp.OFPFC_DELETE_STRICT, False)]
+    c = _pf(30)
+    assert reprogram(rules, 1, (a2,), (c,)) == [
+        PhysOp(c, ofp.OFPFC_ADD), PhysOp(a2, ofp.OFPFC_DELETE_STRICT, False),
+    ]  # fmt: skip
 
 
 def test_a_shared_physical_rule_outlives_one_of_its_owners() -> None:

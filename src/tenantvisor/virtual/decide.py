@@ -37,17 +37,19 @@ def reprogram(
     """Move a virtual rule from physical rules `old` to `new` in `rules` (state change) and
     return what the pswitches must be sent.  With `modify`, a rule whose key stays and that
     the pswitch carries for this owner is modified in place (counters stay, as OpenFlow's
-    MODIFY wants); otherwise ADD, which also puts our cookie over another owner's rule."""
+    MODIFY wants); otherwise ADD, which also puts our cookie over another owner's rule.
+    New rules are sent before old ones go (make before break: a packet arriving in between
+    meets one or the other, never neither)."""
     ops: list[PhysOp] = []
     new_keys = {pf.key for pf in new}
-    for pf in old:
-        if pf.key not in new_keys:
-            ops += release(rules, serial, pf, tenant=False)
     old_keys = {pf.key for pf in old}
     for pf in new:
         was_installed = rules.add(serial, pf)
         in_place = modify and was_installed and pf.key in old_keys
         ops.append(PhysOp(pf, ofp.OFPFC_MODIFY_STRICT if in_place else ofp.OFPFC_ADD))
+    for pf in old:
+        if pf.key not in new_keys:
+            ops += release(rules, serial, pf, tenant=False)
     return ops
 
 

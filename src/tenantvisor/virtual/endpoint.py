@@ -64,6 +64,7 @@ _PORT = struct.Struct(ofp.OFP_PORT_PACK_STR)
 _PI_NO_COOKIE = 0xFFFFFFFFFFFFFFFF
 IDLE_POLL = 1.0  # seconds between counter reads of rules whose idle timeout is emulated
 MAX_INJECTED_HOPS = 32  # vlinks an injected packet is carried over in software at most
+COMPACT_DELAY = 1.0  # seconds after a removal before the neighbours re-plan (batched)
 _ROLE_NAMES = {
     ofp.OFPCR_ROLE_EQUAL: "EQUAL",
     ofp.OFPCR_ROLE_MASTER: "MASTER",
@@ -268,6 +269,7 @@ class VSwitchEndpoint:
         self.level = "exact"
         self.reducer: Reducer | None = None
         self.plan: VSwitchPlan | None = None
+        self._compact: asyncio.TimerHandle | None = None  # a re-plan after removals
         self._cubes: dict[int, tuple[VFlow, Cube]] = {}  # table-0 matches for lookups
 
     @property
@@ -332,6 +334,9 @@ class VSwitchEndpoint:
 
     def stop(self, reason: str = "virtual network stopped") -> None:
         self._stopped = True
+        if self._compact is not None:
+            self._compact.cancel()
+            self._compact = None
         for t in self._tasks:
             t.cancel()
         for s in self._servers:
@@ -689,7 +694,10 @@ class VSwitchEndpoint:
         else:
             self._realize(self.reducer.rule_changed(old, new))
         if new is None:
-            return  # fewer arrivals elsewhere: their proofs stay sound
+            # fewer arrivals at the other ends of its vlinks: their proofs stay sound, and a
+            # re-plan there a little later may reduce more (arrivals are not shrunk at once)
+            self._compact_later()
+            return
         for view in self.views.values():
             for number, pm in view.ports.items():
                 if pm.remote or not pm.is_link:
@@ -701,6 +709,29 @@ class VSwitchEndpoint:
                 peer = self.host.peer_endpoint(view.net_id, got[1])
                 if cubes and peer is not None and peer is not self:
                     peer.arrivals_grew(got[2], cubes)
+
+    def _compact_later(self) -> None:
+        if self._compact is not None or self._stopped:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self._compact = loop.call_later(COMPACT_DELAY, self._compact_now)
+
+    def _compact_now(self) -> None:
+        """Re-plan the vswitches at the other ends of this one's vlinks (after removals)."""
+        self._compact = None
+        if self._stopped:
+            return
+        for view in self.views.values():
+            for number, pm in view.ports.items():
+                if pm.remote or not pm.is_link:
+                    continue
+                got = self.host.vlink_peer(view.net_id, self.vdpid, number)
+                peer = None if got is None else self.host.peer_endpoint(view.net_id, got[1])
+                if peer is not None and peer.reducer is not None:
+                    peer.replan()
 
     def arrivals_grew(self, vport: int, cubes: list[Cube]) -> None:
         """Packets in `cubes` can now arrive on link `vport` (a rule at its other end)."""
