@@ -322,22 +322,85 @@ def _plan_of(r: object, serial: int) -> object:
     return _part(r.plan, serial)  # type: ignore[attr-defined]
 
 
-def test_the_reducer_is_fast_enough_for_the_flow_mod_path() -> None:
+def test_a_rule_change_redoes_a_bounded_number_of_checks_not_a_rebuild() -> None:
     """200 connections through a core vswitch, added one by one (each also arriving from
-    A): a bounded cost per rule, not a rebuild each time."""
-    import time as _time
-
+    A): each change runs a few region checks (shared by every rule projecting onto the same
+    region), however many rules there are.  (Time per rule: `tenantvisor bench reduction`.)"""
     from tenantvisor.reduce.prove import Reducer, arrivals
 
     inc = Reducer("hop")
     vports = {1: (A, 3), 2: (C, 1), 3: (D, 1)}
     inc.rebuild([], vports, {1: [], 2: [], 3: []})
-    t0 = _time.perf_counter()
+    real = inc._check
+    runs: list[int] = []
+
+    def counted(vport: int, region: object, expected: object) -> bool | None:
+        if (vport, region, expected) not in inc._memo:
+            runs.append(1)
+        return real(vport, region, expected)  # type: ignore[arg-type]
+
+    inc._check = counted  # type: ignore[method-assign]
+    per_change = []
     for i in range(200):
         m = conn(1 + i % 4, 10 + i % 3, 1000 + i, 80)
-        up = rule(m, out(3))
-        inc.arrivals_grew(1, list(arrivals([up], 3, 1)))
+        runs.clear()  # the path is installed from its far end, as controllers do to avoid
+        # packets racing ahead of their rules (the other order refines the core until the
+        # rule arrives: see docs/design.md, "Flow-rule reduction")
         inc.rule_changed(None, rule(m, out(2)))
-    per_rule = (_time.perf_counter() - t0) / 200
+        inc.arrivals_grew(1, list(arrivals([rule(m, out(3))], 3, 1)))
+        per_change.append(len(runs))
     assert inc.plan.physical_count() == 1  # all of them: in 1 -> out 2
-    assert per_rule < 0.005, f"{per_rule * 1e3:.2f} ms per rule"
+    assert max(per_change) <= 8, per_change  # not growing with the 200 rules
+
+
+def test_a_packet_outs_rewrites_are_applied_as_a_switch_would() -> None:
+    """What each output of a PACKET_OUT sends, rewrites and checksums included, compared
+    with os-ken building the rewritten packet itself."""
+    from os_ken.lib.packet import ethernet, ipv4, packet, tcp, udp, vlan
+
+    from tenantvisor.reduce.packet import apply_actions
+
+    def frame(dst_ip: str, dport: int, proto: object, tagged: bool = False) -> bytes:
+        pkt = packet.Packet()
+        if tagged:
+            pkt.add_protocol(ethernet.ethernet("02:00:00:00:00:09", "02:00:00:00:00:01", 0x8100))
+            pkt.add_protocol(vlan.vlan(vid=7, ethertype=0x0800))
+        else:
+            pkt.add_protocol(ethernet.ethernet("02:00:00:00:00:09", "02:00:00:00:00:01", 0x0800))
+        p4 = 6 if proto is tcp.tcp else 17
+        pkt.add_protocol(ipv4.ipv4(src="10.0.0.1", dst=dst_ip, proto=p4))
+        pkt.add_protocol(proto(src_port=1000, dst_port=dport) if p4 == 6 else proto(1000, dport))  # type: ignore[operator]
+        pkt.add_protocol(b"payload!")
+        pkt.serialize()
+        return bytes(pkt.data)
+
+    for proto in (tcp.tcp, udp.udp):
+        field = oxm.TCP_DST if proto is tcp.tcp else oxm.UDP_DST
+        acts = codec.parse_actions(
+            out(1)
+            + codec.set_field(
+                Oxm(codec.OXM_CLASS_OPENFLOW_BASIC, oxm.IPV4_DST, bytes([10, 0, 0, 7]))
+            )
+            + codec.set_field(codec.oxm_u16(field, 8080))
+            + out(2)
+        )
+        got = apply_actions(frame("10.0.0.9", 80, proto), acts)
+        assert got == [(1, frame("10.0.0.9", 80, proto)), (2, frame("10.0.0.7", 8080, proto))]
+    pop = codec.parse_actions(codec.pop_vlan() + out(3))
+    ((port, popped),) = apply_actions(frame("10.0.0.9", 80, udp.udp, tagged=True), pop) or []
+    plain = frame("10.0.0.9", 80, udp.udp)
+    size = 14 + 20 + 8 + 8  # Ethernet padding aside
+    assert port == 3 and popped[:size] == plain[:size]
+    push = codec.parse_actions(codec.push_vlan(0x8100) + out(4))
+    ((_, pushed),) = apply_actions(frame("10.0.0.9", 80, udp.udp), push) or []
+    assert (
+        pushed[12:16] == b"\x81\x00\x00\x00" and pushed[16:] == frame("10.0.0.9", 80, udp.udp)[12:]
+    )
+    group = codec.parse_actions(struct_group(5))
+    assert apply_actions(frame("10.0.0.9", 80, udp.udp), group) is None  # left to the pswitch
+
+
+def struct_group(gid: int) -> bytes:
+    import struct
+
+    return struct.pack("!HHI", ofp.OFPAT_GROUP, 8, gid)

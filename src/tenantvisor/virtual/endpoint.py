@@ -29,7 +29,7 @@ from tenantvisor.openflow.of10 import Of10Adapter
 from tenantvisor.physical.session import PSwitchSession
 from tenantvisor.reduce.headerspace import Cube
 from tenantvisor.reduce.levels import KEPT, outputs
-from tenantvisor.reduce.packet import fields
+from tenantvisor.reduce.packet import apply_actions, fields
 from tenantvisor.reduce.prove import Reduced, Reducer, VSwitchPlan, arrivals, rule_cube
 from tenantvisor.reduce.realize import reduced_rule
 from tenantvisor.translate.flow import (
@@ -921,23 +921,25 @@ class VSwitchEndpoint:
         tables send it: reduced rules are proven for what arrives over the fabric, not for
         what a controller injects, so the packet is looked up here (and at each vswitch a
         vlink takes it to) and only ever meets exact rules or leaves by explicit outputs.
-        False: not outputs only (rewrites go the usual way, see the README's limits)."""
-        if not all(a.type == ofp.OFPAT_OUTPUT for a in po.actions):
+        Header rewrites before an output are applied here (reduce/packet.py).  False: an
+        action not done here (a group, an unmasked field it does not write): the usual way."""
+        steps = apply_actions(po.data, po.actions)
+        if steps is None:
             return False
         relay = self._error_relay(conn, xid, msg, None)
-        for a in po.actions:
-            port = a.output_port
+        ports = set().union(*(v.ports for v in self.views.values()))
+        for port, frame in steps:
             if port == ofp.OFPP_TABLE:
-                self._arrive(conn, relay, in_vport, po.data, 0)
+                self._arrive(conn, relay, in_vport, frame, 0)
             elif port in (ofp.OFPP_FLOOD, ofp.OFPP_ALL):
-                for n in sorted(set().union(*(v.ports for v in self.views.values()))):
+                for n in sorted(ports):
                     if n != in_vport or port == ofp.OFPP_ALL:
-                        self._emit(conn, relay, n, in_vport, po.data, 0)
+                        self._emit(conn, relay, n, in_vport, frame, 0)
             elif port == ofp.OFPP_IN_PORT and in_vport:
-                self._emit(conn, relay, in_vport, in_vport, po.data, 0, hairpin=True)
-            elif port in self.view.ports or any(port in v.ports for v in self.views.values()):
+                self._emit(conn, relay, in_vport, in_vport, frame, 0, hairpin=True)
+            elif port in ports:
                 if port != in_vport:
-                    self._emit(conn, relay, port, in_vport, po.data, 0)
+                    self._emit(conn, relay, port, in_vport, frame, 0)
             elif port != ofp.OFPP_CONTROLLER:
                 raise OFError(ofp.OFPET_BAD_ACTION, ofp.OFPBAC_BAD_OUT_PORT, f"port {port:#x}")
         return True
