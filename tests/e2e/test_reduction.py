@@ -186,7 +186,7 @@ def test_the_core_holds_one_rule_per_direction_and_traffic_flows(bed: Bed) -> No
     assert _pings(bed)
     core = _wait_rules(bed, "sp1", 2)
     assert len(core) == 2, "\n".join(core)
-    assert all("priority=65535" in line for line in core)
+    assert all("priority=65534" in line for line in core)
     assert not any("nw_src" in line or "dl_src" in line for line in core)  # hop: no fields
     for leaf in ("lf1", "lf2"):  # ingress edges keep all four rules of theirs exactly
         assert len(_tenant_rules(bed.fab, leaf, bed.net_id)) == 4
@@ -209,7 +209,7 @@ def test_changing_the_level_while_traffic_runs_re_derives_the_rules(bed: Bed) ->
     time.sleep(0.5)
     d.rest("PUT", f"{net}/scalability", {"level": "host"}, bed.token)
     core = _wait_rules(bed, "sp1", 4)  # host: one per host pair and direction (4 pairs)
-    assert all("priority=65535" in line and "nw_src" in line for line in core), core
+    assert all("priority=65534" in line and "nw_src" in line for line in core), core
     time.sleep(0.5)
     d.rest("PUT", f"{net}/scalability", {"level": "hop"}, bed.token)
     assert len(_wait_rules(bed, "sp1", 2)) == 2
@@ -278,8 +278,10 @@ def test_a_packet_the_controller_injects_meets_the_exact_tables_not_the_reduced_
 
 def test_new_arrivals_refine_the_core_and_their_removal_lets_it_coarsen_again(bed: Bed) -> None:
     """lf1 starts sending h2->h3 to the spine, where the tenant has no rule for it (a table
-    miss): `hop` (everything from lf1 to lf2) no longer holds there, the core's rules are
-    refined at once; when that rule goes, the core is reduced again a moment later."""
+    miss, a drop): `hop` (everything from lf1 to lf2) would carry it, so an exact drop for
+    it goes above the hop rule at once; when that rule goes, the drop goes a moment later.
+    A pair that reaches the spine and goes elsewhere than the rest refines the core to
+    `host` (the unit tests show it)."""
     h2, h3 = bed.topo.hosts["h2"], bed.topo.hosts["h3"]
     d, net = bed.daemon, f"/v1/networks/{bed.net_id}"
     switches = d.rest("GET", net, None, bed.token)["switches"]
@@ -288,10 +290,14 @@ def test_new_arrivals_refine_the_core_and_their_removal_lets_it_coarsen_again(be
     stray = _pair_rule(h2, h3, uplink, 0x5EA)
     _send(bed.peers["lf1"], stray, 100)
     _barrier(bed.peers["lf1"], 101)
-    # changed before the barrier reply: what comes from lf1 is now decided by host pair;
-    # what comes from lf2 (nothing new there) stays one hop rule
+    # changed before the barrier reply: the two hop rules stay, the stray pair is dropped
+    # above them
     core = _tenant_rules(bed.fab, "sp1", bed.net_id)
-    assert len(core) == 3 and sum("nw_src" in line for line in core) == 2, core
+    drops = [line for line in core if "priority=65535" in line]
+    assert len(core) == 3 and len(drops) == 1, core
+    assert "nw_src=10.99.0.2,nw_dst=10.99.0.3" in drops[0] and "actions=drop" in drops[0]
+    h2_to_h3 = bed.fab.host("h2").ping(h3.ip, count=2, timeout=2)
+    assert not h2_to_h3  # the tenant's core drops it (no rule there), reduced or not
     assert _pings(bed)
     gone = p.OFPFlowMod(
         DP, command=ofp.OFPFC_DELETE_STRICT, priority=100, match=stray.match,

@@ -343,13 +343,15 @@ def test_a_rule_change_redoes_a_bounded_number_of_checks_not_a_rebuild() -> None
     per_change = []
     for i in range(200):
         m = conn(1 + i % 4, 10 + i % 3, 1000 + i, 80)
-        runs.clear()  # the path is installed from its far end, as controllers do to avoid
-        # packets racing ahead of their rules (the other order refines the core until the
-        # rule arrives: see docs/design.md, "Flow-rule reduction")
-        inc.rule_changed(None, rule(m, out(2)))
-        inc.arrivals_grew(1, list(arrivals([rule(m, out(3))], 3, 1)))
+        runs.clear()
+        if i % 2:  # the path installed from its far end
+            inc.rule_changed(None, rule(m, out(2)))
+            inc.arrivals_grew(1, list(arrivals([rule(m, out(3))], 3, 1)))
+        else:  # from its source end: a moment of a miss here, dropped above the hop rule
+            inc.arrivals_grew(1, list(arrivals([rule(m, out(3))], 3, 1)))
+            inc.rule_changed(None, rule(m, out(2)))
         per_change.append(len(runs))
-    assert inc.plan.physical_count() == 1  # all of them: in 1 -> out 2
+    assert inc.plan.physical_count() == 1  # all of them: in 1 -> out 2, no drop left
     assert max(per_change) <= 8, per_change  # not growing with the 200 rules
 
 
@@ -404,3 +406,39 @@ def struct_group(gid: int) -> bytes:
     import struct
 
     return struct.pack("!HHI", ofp.OFPAT_GROUP, 8, gid)
+
+
+def test_an_arrival_that_misses_is_dropped_above_the_reduced_rule_not_refined_for() -> None:
+    """c2 reaches B before B has its rule (its path installed from the source end): at hop
+    B keeps one rule and an exact drop for c2 above it; once c2's rule comes, the drop goes.
+    A miss for every arrival means the rule is not needed there at all."""
+    from tenantvisor.reduce.prove import Reducer
+    from tenantvisor.reduce.realize import EXCEPTION_PRIORITY, exception_rule
+    from tenantvisor.translate.view import PortMap, VSwitchView
+
+    c1, c2 = conn(1, 9, 1000, 80), conn(2, 9, 1001, 80)
+    a_rules = [rule(c1, out(3)), rule(c2, out(3))]
+    r1 = rule(c1, out(2))
+    plan = plan_vswitch([r1], {1: (A, 3), 2: (C, 1)}, {A: a_rules}, "hop")
+    ((vp, red),) = plan.reduced_of(r1.serial)
+    assert vp == 1 and red.level == "hop" and len(red.exceptions) == 1
+    arrival, winner = red.exceptions[0]
+    assert winner is None and arrival.get("tcp_src") == (1001, 0xFFFF)
+    view = VSwitchView(net_id=3, index=5, vdpid=B, dpid=2, n_tables=4,
+                       ports={1: PortMap(1, 11, link_tag=7, is_link=True),
+                              2: PortMap(2, 12, link_tag=9, is_link=True)})  # fmt: skip
+    pf = exception_rule(view, arrival, 1, None, {}, {})
+    assert pf.priority == EXCEPTION_PRIORITY
+    assert codec.parse_instructions(pf.instructions).apply_actions in (None, [])  # a drop
+    # the rule for c2 comes: the drop goes
+    inc = Reducer("hop")
+    inc.rebuild([r1], {1: (A, 3), 2: (C, 1)},
+                {1: list(arrivals(a_rules, 3, 1)), 2: []})  # fmt: skip
+    r2 = rule(c2, out(2))
+    inc.rule_changed(None, r2)
+    assert all(not red.exceptions for _, red in inc.plan.reduced_of(r1.serial))
+    assert inc.plan.physical_count() == 1
+    # nothing arriving gets this rule's fate: no rule for this ingress
+    lonely = rule(conn(5, 5, 5, 5), out(2))
+    only_misses = plan_vswitch([lonely], {1: (A, 3), 2: (C, 1)}, {A: a_rules}, "hop")
+    assert (lonely.serial, 1) in only_misses.vacuous and not only_misses.reduced

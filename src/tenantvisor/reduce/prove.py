@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from os_ken.ofproto import ofproto_v1_3 as ofp
 
@@ -64,6 +65,12 @@ class Reduced:
     level: str
     kept: tuple[codec.Oxm, ...]  # the tenant's match fields the reduced rule keeps, sorted
     fate: Hashable  # what it does (its outputs): rules with equal (vport, kept, fate) share
+    # arrivals inside the reduced match that meet no rule here (a miss: dropped): each is an
+    # exact drop above the reduced rule (winner None; the form leaves room for winners)
+    exceptions: tuple[tuple[Cube, int | None], ...] = ()
+
+
+MAX_EXCEPTIONS = 4  # more arrivals disagreeing with a reduced rule: a finer level instead
 
 
 VACUOUS = "vacuous"
@@ -138,7 +145,8 @@ class VSwitchPlan:
     def physical_count(self) -> int:
         """Physical rules this plan costs on the vswitch's pswitch (reduced ones shared)."""
         shared = {(vp, r.kept, r.fate) for (_, vp), r in self.reduced.items()}
-        return len(self.exact) + len(shared)
+        exceptions = {(vp, e) for (_, vp), r in self.reduced.items() for e in r.exceptions}
+        return len(self.exact) + len(shared) + len(exceptions)
 
 
 def rule_cube(vf: VFlow) -> Cube | None:
@@ -303,8 +311,9 @@ class Reducer:
         self.fates: dict[int, Hashable] = {}
         self.plan = VSwitchPlan().index()
         self._table: list[tuple[int, Cube, Hashable]] | None = None
-        self._afate: dict[Cube, Hashable] = {}
-        self._memo: dict[tuple[int, Cube, Hashable], bool | None] = {}
+        self._serials: list[int] = []  # of the table's rows, in its order
+        self._afate: dict[Cube, tuple[Hashable, int | None]] = {}  # fate, winner serial
+        self._memo: dict[tuple[int, Cube, Hashable], tuple[bool | None, tuple[Any, ...]]] = {}
 
     @property
     def active(self) -> bool:
@@ -313,9 +322,11 @@ class Reducer:
     # --- the table and what arrives ---------------------------------------------------------
     def table(self) -> list[tuple[int, Cube, Hashable]]:
         if self._table is None:
-            rows = [(vf.priority, self.cubes.get(s, EVERYTHING), self._fate(vf))
-                    for s, vf in self.rules.items() if vf.table == 0]  # fmt: skip
-            self._table = sorted(rows, key=lambda r: -r[0])
+            rows = sorted(((vf.priority, self.cubes.get(s, EVERYTHING), self._fate(vf), s)
+                           for s, vf in self.rules.items() if vf.table == 0),
+                          key=lambda r: -r[0])  # fmt: skip
+            self._table = [(p, c, f) for p, c, f, _ in rows]
+            self._serials = [s for _, _, _, s in rows]
         return self._table
 
     def _fate(self, vf: VFlow) -> Hashable:
@@ -324,32 +335,39 @@ class Reducer:
             got = self.fates[vf.serial] = levels.fate(vf)
         return got
 
-    def _arrival_fate(self, a: Cube) -> Hashable:
-        """The fate every packet of arrival cube `a` gets, or _MIXED."""
+    def _arrival_fate(self, a: Cube) -> tuple[Hashable, int | None]:
+        """The fate every packet of arrival cube `a` gets (or _MIXED), and the one rule that
+        decides it (None: a table miss, or several rules)."""
         got = self._afate.get(a)
         if got is None:
-            got = _MIXED
-            for prio, c, fate in self.table():
+            got = (_MIXED, None)
+            table = self.table()
+            for i, (prio, c, fate) in enumerate(table):
                 if intersect(a, c) is None:
                     continue
                 if not subset(a, c):
                     break  # split between this rule and what lies below: mixed
-                tied = [f for p, c2, f in self.table() if p == prio and f != fate
+                tied = [f for p, c2, f in table if p == prio and f != fate
                         and intersect(a, c2) is not None]  # fmt: skip
-                got = fate if not tied else _MIXED
+                got = (_MIXED, None) if tied else (fate, self._serials[i])
                 break
             else:
-                got = levels.DROP
+                got = (levels.DROP, None)
             self._afate[a] = got
         return got
 
-    def _check(self, vport: int, region: Cube, expected: Hashable) -> bool | None:
-        """Whether every packet that can arrive on `vport` inside `region` gets `expected`;
-        None when none can (vacuous)."""
+    def _check(
+        self, vport: int, region: Cube, expected: Hashable
+    ) -> tuple[bool | None, tuple[tuple[Cube, int | None], ...]]:
+        """Whether every packet that can arrive on `vport` inside `region` gets `expected`,
+        but for the exceptions returned (whole arrival cubes with a single other winner);
+        None when none can arrive (vacuous)."""
         key = (vport, region, expected)
         if key in self._memo:
             return self._memo[key]
         result: bool | None = None
+        exceptions: list[tuple[Cube, int | None]] = []
+        agreeing = 0
         table = self.table()
         for a in self.arriving.get(vport, ()):
             piece = intersect(a, region)
@@ -357,12 +375,23 @@ class Reducer:
                 continue
             result = True
             if piece == a:
-                fate = self._arrival_fate(a)
+                fate, winner = self._arrival_fate(a)
                 if fate == expected:
+                    agreeing += 1
+                    continue
+                if fate == levels.DROP and winner is None:
+                    # a miss: typically a flow whose rule here is not installed yet (its
+                    # path installed from the source end); an exact drop above the reduced
+                    # rule, gone once the rule comes, instead of refining every rule here
+                    exceptions.append((a, winner))
+                    if len(exceptions) > MAX_EXCEPTIONS:
+                        result = False
+                        break
                     continue
                 if fate != _MIXED:
                     result = False
                     break
+            agreeing += 1  # a piece proven below: it agrees, or the check fails
             try:
                 if not winner_fate_uniform(piece, table, expected, levels.DROP, self.budget):
                     result = False
@@ -370,8 +399,11 @@ class Reducer:
             except TooComplex:
                 result = False
                 break
-        self._memo[key] = result
-        return result
+        if result and not agreeing:
+            result = None  # every packet that arrives here is another rule's: none needed
+        got = (result, tuple(exceptions) if result else ())
+        self._memo[key] = got
+        return got
 
     # --- one outcome ---------------------------------------------------------------------
     def _prove(self, vf: VFlow, vport: int) -> tuple[Outcome, Cube | None]:
@@ -392,13 +424,13 @@ class Reducer:
             if region is None:
                 return VACUOUS, watch
             watch = watch or region
-            ok = self._check(vport, region, expected)
+            ok, exceptions = self._check(vport, region, expected)
             if ok is None:
                 return VACUOUS, watch
             if ok:
                 kept = tuple(sorted((o for o in vf.match if o.field in kept_fields),
                                     key=lambda o: o.field))  # fmt: skip
-                return Reduced(lv, kept, expected), watch
+                return Reduced(lv, kept, expected, exceptions), watch
         return EXACT, watch
 
     def _place(self, vf: VFlow) -> None:
@@ -493,12 +525,14 @@ class Reducer:
                 self.plan.set_rule(serial, True, {}, set())
             return set()
         affected = {serial}
+        copies = set()  # rules whose exceptions copy this one: re-realised even if unchanged
         for s, mine in self.outcomes.items():
-            for _, region in mine.values():
+            for outcome, region in mine.values():
+                if isinstance(outcome, Reduced) and any(w == serial for _, w in outcome.exceptions):
+                    copies.add(s)
                 if region is not None and any(intersect(region, t) is not None for t in touched):
                     affected.add(s)
-                    break
-        return self._redo(affected)
+        return self._redo(affected | copies) | copies
 
     def arrivals_grew(self, vport: int, cubes: Sequence[Cube]) -> set[int]:
         """Packets in `cubes` can now arrive on link `vport`."""
@@ -515,8 +549,10 @@ class Reducer:
         affected = set()
         for s, mine in self.outcomes.items():
             got = mine.get(vport)
-            if got is not None and got[1] is not None and any(
-                intersect(got[1], c) is not None for c in new
+            if (
+                got is not None
+                and got[1] is not None
+                and any(intersect(got[1], c) is not None for c in new)
             ):
                 affected.add(s)
         return self._redo(affected)

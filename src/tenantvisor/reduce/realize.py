@@ -15,13 +15,56 @@ from collections.abc import Mapping
 
 from tenantvisor.mapping import layout
 from tenantvisor.openflow import codec, oxm
+from tenantvisor.reduce.headerspace import FIELDS, Cube
 from tenantvisor.reduce.prove import Reduced, VSwitchPlan
 from tenantvisor.translate.flow import PhysFlow, translate_flow
 from tenantvisor.translate.view import VSwitchView
 from tenantvisor.virtual.flowtable import VFlow
 
-REDUCED_PRIORITY = 0xFFFF  # above every exact rule (the proof's argument, prove.py)
+REDUCED_PRIORITY = 0xFFFE  # above every exact rule (the proof's argument, prove.py)
+EXCEPTION_PRIORITY = 0xFFFF  # above the reduced rules they are exceptions to
 REDUCED_SERIAL = layout.SERIAL_MASK  # never a tenant rule's serial (they count from 1)
+
+
+def cube_oxms(cube: Cube) -> list[codec.Oxm]:
+    """The OXMs of a cube's constraints (in_port and metadata left out: the physical rule
+    pins the vport through metadata itself)."""
+    out = []
+    for spec in FIELDS:
+        if spec.oxm in (oxm.IN_PORT, oxm.METADATA):
+            continue
+        value, mask = cube.get(spec.oxm)
+        if not mask:
+            continue
+        width = (1 << spec.bits) - 1
+        n = spec.nbytes
+        out.append(codec.Oxm(
+            codec.OXM_CLASS_OPENFLOW_BASIC, spec.oxm, value.to_bytes(n, "big"),
+            None if mask == width else mask.to_bytes(n, "big"),
+        ))  # fmt: skip
+    return out
+
+
+def exception_rule(
+    view: VSwitchView,
+    arrival: Cube,
+    vport: int,
+    winner: VFlow | None,
+    groups: Mapping[int, int],
+    meters: Mapping[int, int],
+) -> PhysFlow:
+    """An arrival that a reduced rule does not decide right, decided as its exact winner does
+    (or dropped: a miss): the winner's rule restricted to the arrival, counted as the
+    winner (its cookie), so the winner's counters and PACKET_INs stay its own."""
+    match = [*cube_oxms(arrival), codec.oxm_u32(oxm.IN_PORT, vport)]
+    ins = winner.instructions if winner is not None else b""
+    tf = translate_flow(view, 0, match, ins, groups, meters, fabric_only=True)
+    serial = winner.serial if winner is not None else REDUCED_SERIAL
+    ((m, i),) = tf.flows
+    return PhysFlow(
+        view.dpid, tf.table, EXCEPTION_PRIORITY, m, i,
+        layout.tenant_cookie(view.net_id, serial),
+    )  # fmt: skip
 
 
 def reduced_rule(

@@ -31,7 +31,7 @@ from tenantvisor.reduce.headerspace import Cube
 from tenantvisor.reduce.levels import KEPT, outputs
 from tenantvisor.reduce.packet import apply_actions, fields
 from tenantvisor.reduce.prove import Reduced, Reducer, VSwitchPlan, arrivals, rule_cube
-from tenantvisor.reduce.realize import reduced_rule
+from tenantvisor.reduce.realize import exception_rule, reduced_rule
 from tenantvisor.translate.flow import (
     PhysFlow,
     TenantMatch,
@@ -608,7 +608,14 @@ class VSwitchEndpoint:
                 )
         if plan is not None:
             for vport, red in plan.reduced_of(vf.serial):
-                out.append(reduced_rule(self.view_of(vport), vf, vport, red, self.group_map))
+                view = self.view_of(vport)
+                out.append(reduced_rule(view, vf, vport, red, self.group_map))
+                for arrival, winner in red.exceptions:
+                    wf = None if winner is None else self.table.by_serial.get(winner)
+                    if winner is not None and wf is None:
+                        continue  # gone: the next proof drops it
+                    out.append(exception_rule(view, arrival, vport, wf, self.group_map,
+                                              self.meter_map))  # fmt: skip
         return tuple(out)
 
     # --- flow-rule reduction ---------------------------------------------------------------
