@@ -216,15 +216,18 @@ def main(argv: list[str] | None = None) -> int:
         help="both tenants' flow-rule reduction level (default exact)",
     )  # fmt: skip
     b = sub.add_parser("bench", help="benchmarks (JSON with --json)")
-    b.add_argument("name", choices=["overhead", "dnb", "failover", "reconnect", "restart"])
+    b.add_argument(
+        "name", choices=["overhead", "dnb", "failover", "reconnect", "restart", "reduction"]
+    )
     b.add_argument("--json", action="store_true", help="print one JSON object")
     b.add_argument("-n", "--flows", type=int, default=20000, help="FLOW_MODs per run")
     b.add_argument("--barriers", type=int, default=200, help="BARRIER round trips per run")
     b.add_argument("--repeat", type=int, default=3, help="alternating runs; medians kept")
     b.add_argument("--plot", help="write a PNG plot here")
     b.add_argument(
-        "--quick", action="store_true", help="dnb, failover, reconnect, restart: a short run"
-    )
+        "--quick", action="store_true",
+        help="dnb, failover, reconnect, restart, reduction: a short run",
+    )  # fmt: skip
     b.add_argument("--cuts", type=int, help="failover: link cuts per series (default 10)")
     b.add_argument("--hold", type=float, help="failover: seconds a link stays cut (default 2)")
     b.add_argument(
@@ -257,6 +260,16 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument(
         "--role", choices=["both", "edge", "transit"], default="both",
         help="reconnect: flap the head-end pswitch, a transit one, or both",
+    )  # fmt: skip
+    b.add_argument(
+        "--connections",
+        help="reduction: TCP connections per tenant to measure at (default 2,10,50,100,150,200; "
+        "6, the paper's Fig. 4 setting, is always measured)",
+    )
+    b.add_argument(
+        "--verify", type=int, metavar="N",
+        help="reduction: only the randomised equivalence check with N packets "
+        "(tenantvisor.testbed.equivalence)",
     )  # fmt: skip
     args = p.parse_args(argv)
     if args.cmd == "serve":
@@ -317,6 +330,13 @@ def main(argv: list[str] | None = None) -> int:
             quick=args.quick, sizes=args.sizes, fabric=args.fabric, down=args.down,
             as_json=args.json, plot_path=args.plot, interval=args.interval,
             cluster=not args.no_cluster,
+        )  # fmt: skip
+    if args.cmd == "bench" and args.name == "reduction":
+        from tenantvisor.bench.reduction import run_reduction
+
+        return run_reduction(
+            quick=args.quick, connections=args.connections, as_json=args.json,
+            plot_path=args.plot, verify=args.verify,
         )  # fmt: skip
     if args.cmd == "bench" and args.name == "dnb":
         from tenantvisor.bench.dnb import run_dnb
