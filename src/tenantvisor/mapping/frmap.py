@@ -26,6 +26,11 @@ class PhysRuleMap:
         """The rule each physical key carries now (what a fresh pswitch must get)."""
         return [next(reversed(o.values())) for o in self._owners.values()]
 
+    def installed_for(self, key: Key) -> PhysFlow | None:
+        """The rule the key carries now (None: none)."""
+        owners = self._owners.get(key)
+        return next(reversed(owners.values())) if owners else None
+
     def add(self, serial: int, pf: PhysFlow) -> bool:
         """`serial` wants `pf`; True when it was already the installed owner of that key."""
         owners = self._owners.setdefault(pf.key, {})

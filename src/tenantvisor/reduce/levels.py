@@ -6,7 +6,7 @@ IP addresses); `hop` keeps nothing of the packet (the ingress vport, which the p
 pins through metadata, and the output, which is its action).  A field is kept with the fields
 OpenFlow requires before it (`eth_type` before an address, `ip_proto` before a port), so every
 projection is a valid match.  `lite` is tag-based (the ingress edge pushes the pair of LITEs);
-it is not built yet and is refused by the intent layer.
+it is not built yet: a network at `lite` is accepted and installs exact rules.
 
 A rule may be reduced only when what it does to a packet is forwarding and nothing else
 (`forwarding`): table 0, apply-actions that are outputs to vports, no timeouts, no

@@ -314,6 +314,10 @@ class Reducer:
         self._serials: list[int] = []  # of the table's rows, in its order
         self._afate: dict[Cube, tuple[Hashable, int | None]] = {}  # fate, winner serial
         self._memo: dict[tuple[int, Cube, Hashable], tuple[bool | None, tuple[Any, ...]]] = {}
+        # the region checks each (rule, vport) outcome consulted, and rules to redo whatever
+        # their checks say (the rule itself changed)
+        self._consulted: dict[tuple[int, int], list[tuple[Any, Any]]] = {}
+        self._dirty: set[int] = set()
 
     @property
     def active(self) -> bool:
@@ -425,6 +429,9 @@ class Reducer:
                 return VACUOUS, watch
             watch = watch or region
             ok, exceptions = self._check(vport, region, expected)
+            self._consulted.setdefault((vf.serial, vport), []).append(
+                ((vport, region, expected), (ok, exceptions))
+            )
             if ok is None:
                 return VACUOUS, watch
             if ok:
@@ -436,6 +443,8 @@ class Reducer:
     def _place(self, vf: VFlow) -> None:
         """Decide every ingress of one rule and put the result into the plan."""
         serial = vf.serial
+        for key in [k for k in self._consulted_of(serial)]:
+            self._consulted.pop(key, None)
         forwarding = vf.table == 0 and self._fate(vf)[0] == "out"  # type: ignore[index]
         mine: dict[int, tuple[Outcome, Cube | None]] = {}
         keep_exact = not forwarding
@@ -455,19 +464,46 @@ class Reducer:
         vacuous = {vp for vp, (o, _) in mine.items() if o == VACUOUS}
         self.plan.set_rule(serial, keep_exact, reduced, vacuous)
 
+    def _consulted_of(self, serial: int) -> list[tuple[int, int]]:
+        return [(serial, vp) for vp in self.outcomes.get(serial, {})]
+
+    def _unchanged(self, serial: int) -> bool:
+        """Whether every region check this rule's outcomes rested on answers as it did: its
+        outcomes are then the same, no need to redo them (at `hop` every rule of a vport
+        rests on one shared check, so a change costs one check, not one per rule)."""
+        mine = self.outcomes.get(serial)
+        if mine is None or serial in self._dirty:
+            return False
+        for vp, (_, region) in mine.items():
+            seen = self._consulted.get((serial, vp))
+            if seen is None:
+                if region is not None:
+                    return False
+                continue
+            for key, answer in seen:
+                if self._check(*key) != answer:
+                    return False
+        return True
+
     def _redo(self, serials: set[int]) -> set[int]:
-        """Place these rules again; the serials whose realisation changed."""
+        """Place again those of these rules whose checks no longer answer as they did; the
+        serials whose realisation changed."""
         changed = set()
         for serial in serials:
-            before = _part(self.plan, serial)
+            if self._unchanged(serial):
+                continue
+            was = _part(self.plan, serial)
             vf = self.rules.get(serial)
             if vf is None:
+                for key in self._consulted_of(serial):
+                    self._consulted.pop(key, None)
                 self.outcomes.pop(serial, None)
                 self.plan.drop_rule(serial)
             else:
                 self._place(vf)
-            if _part(self.plan, serial) != before:
+            if _part(self.plan, serial) != was:
                 changed.add(serial)
+        self._dirty.clear()
         return changed
 
     # --- what changes it -------------------------------------------------------------------
@@ -485,6 +521,7 @@ class Reducer:
         self.vports = dict(vports)
         self.arriving = {vp: list(cubes) for vp, cubes in arriving.items()}
         self._table, self._afate, self._memo = None, {}, {}
+        self._consulted, self._dirty = {}, set()
         self.outcomes.clear()
         self.plan = VSwitchPlan().index()
         for vf in self.rules.values():
@@ -525,6 +562,7 @@ class Reducer:
                 self.plan.set_rule(serial, True, {}, set())
             return set()
         affected = {serial}
+        self._dirty.add(serial)
         copies = set()  # rules whose exceptions copy this one: re-realised even if unchanged
         for s, mine in self.outcomes.items():
             for outcome, region in mine.values():
@@ -532,6 +570,7 @@ class Reducer:
                     copies.add(s)
                 if region is not None and any(intersect(region, t) is not None for t in touched):
                     affected.add(s)
+        self._dirty |= copies
         return self._redo(affected | copies) | copies
 
     def arrivals_grew(self, vport: int, cubes: Sequence[Cube]) -> set[int]:

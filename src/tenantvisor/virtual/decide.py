@@ -44,7 +44,10 @@ def reprogram(
     new_keys = {pf.key for pf in new}
     old_keys = {pf.key for pf in old}
     for pf in new:
+        before = rules.installed_for(pf.key)
         was_installed = rules.add(serial, pf)
+        if modify and before == pf:
+            continue  # the pswitch holds exactly this already (a shared rule, re-derived)
         in_place = modify and was_installed and pf.key in old_keys
         ops.append(PhysOp(pf, ofp.OFPFC_MODIFY_STRICT if in_place else ofp.OFPFC_ADD))
     for pf in old:

@@ -65,6 +65,7 @@ _PI_NO_COOKIE = 0xFFFFFFFFFFFFFFFF
 IDLE_POLL = 1.0  # seconds between counter reads of rules whose idle timeout is emulated
 MAX_INJECTED_HOPS = 32  # vlinks an injected packet is carried over in software at most
 COMPACT_DELAY = 1.0  # seconds after a removal before the neighbours re-plan (batched)
+BATCH_REPLAN = 16  # rules changed by one FLOW_MOD beyond which the vswitch re-plans whole
 _ROLE_NAMES = {
     ofp.OFPCR_ROLE_EQUAL: "EQUAL",
     ofp.OFPCR_ROLE_MASTER: "MASTER",
@@ -691,20 +692,22 @@ class VSwitchEndpoint:
                 continue  # it went, or goes, with the next view change
             self._reprogram(None, vf, self._phys(vf, tf), None, None)
 
-    def _rule_changed(self, old: VFlow | None, new: VFlow | None) -> None:
-        """A tenant rule came, changed or went: redo the proofs it can affect, here and, for
-        what it sends over vlinks, at the vswitches at their other ends."""
+    def _rule_changed(self, old: VFlow | None, new: VFlow | None) -> set[int]:
+        """A tenant rule came, changed or went: redo the proofs it can affect, here (the
+        rules whose realisation changed are returned, for the caller to move) and, for what
+        it sends over vlinks, at the vswitches at their other ends (moved there)."""
         if self.reducer is None:
-            self.replan()
+            self.replan()  # the first rule of a reduced vswitch: every proof, realised
             if self.reducer is None:
-                return
+                return set()
+            changed: set[int] = set()
         else:
-            self._realize(self.reducer.rule_changed(old, new))
+            changed = self.reducer.rule_changed(old, new)
         if new is None:
             # fewer arrivals at the other ends of its vlinks: their proofs stay sound, and a
             # re-plan there a little later may reduce more (arrivals are not shrunk at once)
             self._compact_later()
-            return
+            return changed
         for view in self.views.values():
             for number, pm in view.ports.items():
                 if pm.remote or not pm.is_link:
@@ -716,6 +719,25 @@ class VSwitchEndpoint:
                 peer = self.host.peer_endpoint(view.net_id, got[1])
                 if cubes and peer is not None and peer is not self:
                     peer.arrivals_grew(got[2], cubes)
+        return changed
+
+    def _rephys(self, vf: VFlow) -> tuple[PhysFlow, ...] | None:
+        """`vf`'s physical rules as the plan now says (None: it cannot be translated)."""
+        try:
+            return self._phys(vf, self._translate(vf.table, vf.match, vf.instructions,
+                                                  vf.priority))  # fmt: skip
+        except OFError:
+            return None
+
+    def _replan_neighbours(self) -> None:
+        for view in self.views.values():
+            for number, pm in view.ports.items():
+                if pm.remote or not pm.is_link:
+                    continue
+                got = self.host.vlink_peer(view.net_id, self.vdpid, number)
+                peer = None if got is None else self.host.peer_endpoint(view.net_id, got[1])
+                if peer is not None and peer is not self and peer.reducer is not None:
+                    peer.replan()
 
     def _compact_later(self) -> None:
         if self._compact is not None or self._stopped:
@@ -729,16 +751,8 @@ class VSwitchEndpoint:
     def _compact_now(self) -> None:
         """Re-plan the vswitches at the other ends of this one's vlinks (after removals)."""
         self._compact = None
-        if self._stopped:
-            return
-        for view in self.views.values():
-            for number, pm in view.ports.items():
-                if pm.remote or not pm.is_link:
-                    continue
-                got = self.host.vlink_peer(view.net_id, self.vdpid, number)
-                peer = None if got is None else self.host.peer_endpoint(view.net_id, got[1])
-                if peer is not None and peer.reducer is not None:
-                    peer.replan()
+        if not self._stopped:
+            self._replan_neighbours()
 
     def arrivals_grew(self, vport: int, cubes: list[Cube]) -> None:
         """Packets in `cubes` can now arrive on link `vport` (a rule at its other end)."""
@@ -815,22 +829,31 @@ class VSwitchEndpoint:
         changes = decide_flow_mod(fm, self.table, self.view.n_tables, self.host.max_rules,
                                   translate)  # fmt: skip
         table = self.table
-        replaced: dict[int, VFlow] = {}
+        reduced = self.level != "exact"
+        # many rules at once (a non-strict DELETE, say): one re-plan after, not a proof each
+        batch = reduced and len(changes) > BATCH_REPLAN
+        touched: set[int] = set()  # rules whose realisation the proofs changed
         for ch in changes:
             if isinstance(ch, Added):
                 vf = ch.vflow
                 old = table.get(vf.table, vf.priority, vf.norm)
-                if old is not None:
-                    replaced[vf.serial] = old
                 vf.phys = old.phys if old is not None else ()  # what the pswitch has now
                 table.put(vf)
+                phys = ch.phys
+                if reduced and not batch:  # realised as the proofs say at once, not exact first
+                    touched |= self._rule_changed(old, vf)
+                    phys = self._rephys(vf) or phys
                 relay = self._error_relay(conn, xid, msg, vf)
-                self._reprogram(None, vf, ch.phys, relay, conn, modify=False)
+                self._reprogram(None, vf, phys, relay, conn, modify=False)
             elif isinstance(ch, Modified):
                 ch.vflow.instructions = ch.instructions
                 table.touch(ch.vflow)
+                phys = ch.phys
+                if reduced and not batch:
+                    touched |= self._rule_changed(ch.vflow, ch.vflow)
+                    phys = self._rephys(ch.vflow) or phys
                 relay = self._error_relay(conn, xid, msg, None)
-                self._reprogram(None, ch.vflow, ch.phys, relay, conn)
+                self._reprogram(None, ch.vflow, phys, relay, conn)
             else:
                 vf = ch.vflow
                 table.remove(vf)
@@ -841,14 +864,13 @@ class VSwitchEndpoint:
                         self._dying[vf.serial] = rec  # counters come with the pswitch's replies
                     else:
                         self._flow_removed_to_tenant(rec, 0, 0)
-        if self.level != "exact":  # before the tenant's next BARRIER: proofs it can affect
-            for ch in changes:
-                if isinstance(ch, Added):
-                    self._rule_changed(replaced.get(ch.vflow.serial), ch.vflow)
-                elif isinstance(ch, Modified):
-                    self._rule_changed(ch.vflow, ch.vflow)
-                else:
-                    self._rule_changed(ch.vflow, None)
+                if reduced and not batch:
+                    touched |= self._rule_changed(vf, None)
+        if batch:
+            self.replan()
+            self._replan_neighbours()
+        else:
+            self._realize(touched - {ch.vflow.serial for ch in changes})
 
     def _send_ops(
         self, ops: list[PhysOp], conn: ControllerConn | None,
