@@ -65,9 +65,11 @@ class Reduced:
     level: str
     kept: tuple[codec.Oxm, ...]  # the tenant's match fields the reduced rule keeps, sorted
     fate: Hashable  # what it does (its outputs): rules with equal (vport, kept, fate) share
-    # arrivals inside the reduced match that meet no rule here (a miss: dropped): each is an
-    # exact drop above the reduced rule (winner None; the form leaves room for winners)
-    exceptions: tuple[tuple[Cube, int | None], ...] = ()
+    # arrivals inside the reduced match that meet no rule here (a miss: dropped), as the
+    # check that decided said them (for information: the drops installed are the Reducer's
+    # `exceptions()`, kept per check, not per tenant rule)
+    exceptions: tuple[tuple[Cube, int | None], ...] = field(default=(), compare=False)
+    check: Any = field(default=None, compare=False)  # the key of the check that decided
 
 
 MAX_EXCEPTIONS = 4  # more arrivals disagreeing with a reduced rule: a finer level instead
@@ -143,10 +145,10 @@ class VSwitchPlan:
     __hash__ = None  # type: ignore[assignment]
 
     def physical_count(self) -> int:
-        """Physical rules this plan costs on the vswitch's pswitch (reduced ones shared)."""
+        """Physical rules this plan costs on the vswitch's pswitch (reduced ones shared; the
+        exception drops are the Reducer's, not counted here)."""
         shared = {(vp, r.kept, r.fate) for (_, vp), r in self.reduced.items()}
-        exceptions = {(vp, e) for (_, vp), r in self.reduced.items() for e in r.exceptions}
-        return len(self.exact) + len(shared) + len(exceptions)
+        return len(self.exact) + len(shared)
 
 
 def rule_cube(vf: VFlow) -> Cube | None:
@@ -317,6 +319,7 @@ class Reducer:
         # the region checks each (rule, vport) outcome consulted, and rules to redo whatever
         # their checks say (the rule itself changed)
         self._consulted: dict[tuple[int, int], list[tuple[Any, Any]]] = {}
+        self._exc: dict[Any, tuple[tuple[Cube, int | None], ...]] = {}  # per check, latest
         self._dirty: set[int] = set()
 
     @property
@@ -407,7 +410,24 @@ class Reducer:
             result = None  # every packet that arrives here is another rule's: none needed
         got = (result, tuple(exceptions) if result else ())
         self._memo[key] = got
+        self._exc[key] = got[1]
         return got
+
+    def exceptions(self) -> dict[int, set[tuple[Cube, int | None]]]:
+        """The exception drops the plan needs now, by vport: those of every check that
+        decided a reduced rule (shared by all the rules it decided)."""
+        out: dict[int, set[tuple[Cube, int | None]]] = {}
+        if not self.active:
+            return out
+        seen = set()
+        for mine in self.outcomes.values():
+            for outcome, _ in mine.values():
+                if isinstance(outcome, Reduced) and outcome.check not in seen:
+                    seen.add(outcome.check)
+                    got = self._exc.get(outcome.check, ())
+                    if got:
+                        out.setdefault(outcome.check[0], set()).update(got)
+        return out
 
     # --- one outcome ---------------------------------------------------------------------
     def _prove(self, vf: VFlow, vport: int) -> tuple[Outcome, Cube | None]:
@@ -437,7 +457,7 @@ class Reducer:
             if ok:
                 kept = tuple(sorted((o for o in vf.match if o.field in kept_fields),
                                     key=lambda o: o.field))  # fmt: skip
-                return Reduced(lv, kept, expected, exceptions), watch
+                return Reduced(lv, kept, expected, exceptions, (vport, region, expected)), watch
         return EXACT, watch
 
     def _place(self, vf: VFlow) -> None:
@@ -481,7 +501,7 @@ class Reducer:
                     return False
                 continue
             for key, answer in seen:
-                if self._check(*key) != answer:
+                if self._check(*key)[0] != answer[0]:  # exceptions aside: kept per check
                     return False
         return True
 
@@ -521,7 +541,7 @@ class Reducer:
         self.vports = dict(vports)
         self.arriving = {vp: list(cubes) for vp, cubes in arriving.items()}
         self._table, self._afate, self._memo = None, {}, {}
-        self._consulted, self._dirty = {}, set()
+        self._consulted, self._dirty, self._exc = {}, set(), {}
         self.outcomes.clear()
         self.plan = VSwitchPlan().index()
         for vf in self.rules.values():
@@ -563,15 +583,12 @@ class Reducer:
             return set()
         affected = {serial}
         self._dirty.add(serial)
-        copies = set()  # rules whose exceptions copy this one: re-realised even if unchanged
         for s, mine in self.outcomes.items():
-            for outcome, region in mine.values():
-                if isinstance(outcome, Reduced) and any(w == serial for _, w in outcome.exceptions):
-                    copies.add(s)
+            for _, region in mine.values():
                 if region is not None and any(intersect(region, t) is not None for t in touched):
                     affected.add(s)
-        self._dirty |= copies
-        return self._redo(affected | copies) | copies
+                    break
+        return self._redo(affected)
 
     def arrivals_grew(self, vport: int, cubes: Sequence[Cube]) -> set[int]:
         """Packets in `cubes` can now arrive on link `vport`."""

@@ -142,6 +142,7 @@ _DEFAULT_ASYNC = (
 _PACKET_IN, _PORT_STATUS, _FLOW_REMOVED = range(3)
 _VERSIONS = frozenset({1, codec.VERSION})  # controllers may speak OpenFlow 1.0 or 1.3
 _IMPLICIT_MISS = 0  # rule serial of the table miss OpenFlow 1.0 controllers expect
+_EXCEPTIONS = -1  # owner of the exact drops above reduced rules (no tenant rule's)
 _ASYNC = struct.Struct("!IIIIII")
 _ROLE = struct.Struct("!I4xQ")
 # What a SLAVE controller may not send (OF1.3 6.3.4).
@@ -271,6 +272,7 @@ class VSwitchEndpoint:
         self.reducer: Reducer | None = None
         self.plan: VSwitchPlan | None = None
         self._compact: asyncio.TimerHandle | None = None  # a re-plan after removals
+        self._exceptions: tuple[PhysFlow, ...] = ()  # exact drops above reduced rules
         self._cubes: dict[int, tuple[VFlow, Cube]] = {}  # table-0 matches for lookups
 
     @property
@@ -609,14 +611,7 @@ class VSwitchEndpoint:
                 )
         if plan is not None:
             for vport, red in plan.reduced_of(vf.serial):
-                view = self.view_of(vport)
-                out.append(reduced_rule(view, vf, vport, red, self.group_map))
-                for arrival, winner in red.exceptions:
-                    wf = None if winner is None else self.table.by_serial.get(winner)
-                    if winner is not None and wf is None:
-                        continue  # gone: the next proof drops it
-                    out.append(exception_rule(view, arrival, vport, wf, self.group_map,
-                                              self.meter_map))  # fmt: skip
+                out.append(reduced_rule(self.view_of(vport), vf, vport, red, self.group_map))
         return tuple(out)
 
     # --- flow-rule reduction ---------------------------------------------------------------
@@ -662,6 +657,7 @@ class VSwitchEndpoint:
         by_serial = self.table.by_serial
         self._cubes = {k: c for k, c in self._cubes.items() if by_serial.get(k) is c[0]}
         self._realize(changed)
+        self._sync_exceptions()
 
     def _links(self) -> tuple[dict[int, tuple[int, int] | None], dict[int, list[Cube]]]:
         """Each local vport's vlink peer (None: an edge vport), and what can arrive on each
@@ -721,6 +717,20 @@ class VSwitchEndpoint:
                     peer.arrivals_grew(got[2], cubes)
         return changed
 
+    def _sync_exceptions(self) -> None:
+        """The exact drops above the reduced rules (flows that reach them before their rule
+        here): owned by the vswitch, not by a tenant rule, as the reducer says now."""
+        want: list[PhysFlow] = []
+        if self.reducer is not None:
+            for vport, drops in sorted(self.reducer.exceptions().items()):
+                view = self.view_of(vport)
+                for arrival, _ in sorted(drops, key=repr):
+                    want.append(exception_rule(view, arrival, vport, None, {}, {}))
+        new = tuple(want)
+        if new != self._exceptions:
+            old, self._exceptions = self._exceptions, new
+            self._send_ops(reprogram(self.rules, _EXCEPTIONS, old, new), None, None)
+
     def _rephys(self, vf: VFlow) -> tuple[PhysFlow, ...] | None:
         """`vf`'s physical rules as the plan now says (None: it cannot be translated)."""
         try:
@@ -758,6 +768,7 @@ class VSwitchEndpoint:
         """Packets in `cubes` can now arrive on link `vport` (a rule at its other end)."""
         if self.reducer is not None:
             self._realize(self.reducer.arrivals_grew(vport, cubes))
+            self._sync_exceptions()
 
     async def _idle_loop(self) -> None:
         """Idle timeouts of rules with several copies: expire the virtual rule when the sum
@@ -869,8 +880,9 @@ class VSwitchEndpoint:
         if batch:
             self.replan()
             self._replan_neighbours()
-        else:
+        elif reduced:
             self._realize(touched - {ch.vflow.serial for ch in changes})
+            self._sync_exceptions()
 
     def _send_ops(
         self, ops: list[PhysOp], conn: ControllerConn | None,
