@@ -13,10 +13,11 @@ rule, proves nothing and fails too.
 
 The last test is the smallest network showing the non-equivalence this check found (the
 seeds in SEEDS that hit it are marked): a tenant rule that outputs over a vlink from its
-action set (write_actions + goto_table) while a later table rewrites the packet.  The proofs
-take what such a rule sends for its own match (`reduce/prove.py`, `image_toward`), but the
-packet leaves rewritten, outside it, so the core's reduced rules are proven for arrivals that
-miss it.
+action set (write_actions) while the packet is rewritten before the action set runs, by a
+later table (goto_table) or by the rule's own apply-actions.  The proofs take what such a
+rule sends for its own match (`reduce/prove.py`, `image_toward`: a rewrite counts only
+before an output of the same action list), but the packet leaves rewritten, outside it, so
+the core's reduced rules are proven for arrivals that miss it.
 """
 
 from __future__ import annotations
@@ -178,7 +179,10 @@ def _ip(text: str) -> int:
 
 
 @pytest.mark.root
-def test_an_action_set_output_rewritten_by_a_later_table_keeps_its_fate(bed: eq.Bed) -> None:
+@pytest.mark.parametrize("where", ["later table", "same rule"])
+def test_an_action_set_output_rewritten_before_it_runs_keeps_its_fate(
+    bed: eq.Bed, where: str
+) -> None:
     """lf1 - sp1 - lf2, hosts h1 (lf1) and h3 (lf2); vport 3 of lf1 and 1 of sp1 face each
     other, 2 of sp1 faces lf2.
 
@@ -193,7 +197,11 @@ def test_an_action_set_output_rewritten_by_a_later_table_keeps_its_fate(bed: eq.
     from lf1 as R0's and R1's matches (R1's: ipv4_dst 10.0.0.9), so at host R3 is installed
     as {10.0.0.1->10.0.0.3} for ingress 1, at hop as {ingress 1} (with an exception drop
     for the 10.0.0.9 arrivals, which miss at sp1): either takes the packet to lf2 (which
-    drops it) instead of the controller."""
+    drops it) instead of the controller.
+
+    "same rule": R1 is {ip,tcp,ipv4_dst=10.0.0.9,tcp_dst=80} apply[set ipv4_dst=10.0.0.3]
+    write[out:3] and there is no R2: the same, within one rule (its apply-actions run
+    before its action set's output)."""
     topo = bed.topo
     lay = eq.layout_of(topo, ["sp1", "lf1", "lf2"], [("lf1", 3, "sp1", 1), ("sp1", 2, "lf2", 3)])
     h1 = next(e for e in lay.endpoints if e.name == "h1")
@@ -204,10 +212,17 @@ def test_an_action_set_output_rewritten_by_a_later_table_keeps_its_fate(bed: eq.
             "tcp_dst": (22, None)}  # fmt: skip
     to_9 = {**ip4, **tcp, "ipv4_dst": (_ip("10.0.0.9"), None), "tcp_dst": (80, None)}
     to_h3 = {**ip4, "ipv4_dst": (h3.ipv4, None)}
+    to_3 = [eq.setf("ipv4_dst", h3.ipv4)]
+    if where == "later table":
+        r1 = [
+            eq.TRule("lf1", 0, 130, to_9, None, write=[eq.out(3)], goto=1, why="R1"),
+            eq.TRule("lf1", 1, 5, {**ip4, **tcp}, to_3, why="R2"),
+        ]
+    else:
+        r1 = [eq.TRule("lf1", 0, 130, to_9, to_3, write=[eq.out(3)], why="R1")]
     rules = [
         eq.TRule("lf1", 0, 100, pair, [eq.out(3)], why="R0"),
-        eq.TRule("lf1", 0, 130, to_9, None, write=[eq.out(3)], goto=1, why="R1"),
-        eq.TRule("lf1", 1, 5, {**ip4, **tcp}, [eq.setf("ipv4_dst", h3.ipv4)], why="R2"),
+        *r1,
         eq.TRule("sp1", 0, 100, pair, [eq.out(2)], why="R3"),
         eq.TRule("sp1", 0, 5, to_h3, [eq.out(ofp.OFPP_CONTROLLER, eq.NO_BUFFER)], why="R4"),
     ]
