@@ -11,13 +11,13 @@ the same PACKET_IN (vswitch, in_port, table, reason, cookie, headers), or be dro
 level.  A sample in which no level saved a rule on a core pswitch, or no packet met a reduced
 rule, proves nothing and fails too.
 
-The last test is the smallest network showing the non-equivalence this check found (the
-seeds in SEEDS that hit it are marked): a tenant rule that outputs over a vlink from its
-action set (write_actions) while the packet is rewritten before the action set runs, by a
-later table (goto_table) or by the rule's own apply-actions.  The proofs take what such a
-rule sends for its own match (`reduce/prove.py`, `image_toward`: a rewrite counts only
-before an output of the same action list), but the packet leaves rewritten, outside it, so
-the core's reduced rules are proven for arrivals that miss it.
+The last test is the smallest network showing the non-equivalence this check found, now
+fixed (seeds 607 and 640 hit it): a tenant rule that outputs over a vlink from its action
+set (write_actions) while the packet is rewritten before the action set runs, by a later
+table (goto_table) or by the rule's own apply-actions.  The proofs took what such a rule
+sends for its own match, but the packet leaves rewritten, outside it, so the core's reduced
+rules were proven for arrivals that missed it.  `reduce/prove.py: image_toward` now counts
+everything as arriving from such an output.
 """
 
 from __future__ import annotations
@@ -32,10 +32,12 @@ from os_ken.ofproto import ofproto_v1_3 as ofp
 from tenantvisor.testbed import equivalence as eq
 
 PACKETS = 150
-# Each sample saves rules on a core pswitch and sends packets through reduced rules.  607 (at
-# hop) and 640 (host, hop) meet the action-set rewrite of the module docstring within PACKETS;
-# 660, 632 and 628 (where reduction saves most) do not.  Installed at exact, then switched.
+# Each sample sends packets through reduced rules.  607 (at hop) and 640 (host, hop) met the
+# action-set rewrite of the module docstring within PACKETS (since its fix, 640 saves no rule
+# on a core: everything may arrive there); 660, 632 and 628 (where reduction saves most) do
+# not.  Installed at exact, then switched.
 SEEDS = (607, 640, 660, 632, 628)
+SAVING = {607, 660, 632, 628, 652, 659}  # seeds whose sample must save rules on a core
 # Installed at hop (every FLOW_MOD meets the incremental proofs), then exact, app, host.
 SEEDS_AT_HOP = (652, 659)
 CASES = [pytest.param(s, eq.LEVELS, id=f"{s}") for s in SEEDS] + [
@@ -94,7 +96,8 @@ def test_the_sample_exercises_reduction(
     compared: Compared, seed: int, levels: tuple[str, ...]
 ) -> None:
     c = compared(seed, levels)
-    assert c.reduced_somewhere(), f"no level saved a rule on a core pswitch: {_summary(c)}"
+    if seed in SAVING:
+        assert c.reduced_somewhere(), f"no level saved a rule on a core pswitch: {_summary(c)}"
     assert any(c.through_reduced.values()), f"no packet met a reduced rule: {_summary(c)}"
 
 

@@ -443,3 +443,29 @@ def test_an_arrival_that_misses_is_dropped_above_the_reduced_rule_not_refined_fo
     lonely = rule(conn(5, 5, 5, 5), out(2))
     only_misses = plan_vswitch([lonely], {1: (A, 3), 2: (C, 1)}, {A: a_rules}, "hop")
     assert (lonely.serial, 1) in only_misses.vacuous and not only_misses.reduced
+
+
+def test_what_an_action_set_sends_may_have_been_rewritten_first() -> None:
+    """The action set runs last: after the rule's apply-actions, after later tables (goto),
+    and its set-fields before its output whatever their order.  What it sends over a vlink
+    is then anything (found by tests/flow/test_reduction_equivalence.py)."""
+    from tenantvisor.reduce.prove import EVERYTHING, image_toward
+
+    m = conn(1, 9, 1000, 80)
+    rewrite = codec.set_field(codec.oxm_u16(oxm.TCP_DST, 81))
+
+    def write_out(apply: bytes = b"", goto: int | None = None, write: bytes = b"") -> VFlow:
+        ins = codec.encode_instructions(
+            apply_actions=apply or None, write_actions=write + out(3), goto_table=goto
+        )
+        return VFlow(next(_serials), 0, 10, m, normalize(m), ins, 0, 0, 0, 0)
+
+    plain = image_toward(write_out(), 3)
+    assert plain is not None and plain != EVERYTHING  # its own match: nothing rewrote it
+    assert image_toward(write_out(goto=1), 3) == EVERYTHING  # a later table may rewrite
+    assert image_toward(write_out(apply=rewrite), 3) == EVERYTHING  # its apply-actions did
+    tail = codec.encode_instructions(write_actions=out(3) + rewrite)  # set-field after, still first
+    late = VFlow(next(_serials), 0, 10, m, normalize(m), tail, 0, 0, 0, 0)
+    assert image_toward(late, 3) == EVERYTHING
+    assert image_toward(rule(m, out(3), rewrite), 3) is not None  # apply: rewrite after output
+    assert image_toward(rule(m, out(3), rewrite), 3) != EVERYTHING

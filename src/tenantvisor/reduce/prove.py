@@ -168,22 +168,33 @@ def image_toward(vf: VFlow, vport: int) -> Cube | None:
     cube = rule_cube(vf)
     base = EVERYTHING if cube is None else project(cube, _TRAVEL)
     pinned = _in_port(vf)
+    apply, write = ins.apply_actions or [], ins.write_actions or []
+
+    def hits(a: codec.Action) -> bool:
+        port = codec.u32(a.raw, 4)
+        hit = port == vport or port in (ofp.OFPP_FLOOD, ofp.OFPP_ALL)
+        return hit or (port == ofp.OFPP_IN_PORT and pinned in (None, vport))
+
     result: Cube | None = None
-    for actions in (ins.apply_actions or [], ins.write_actions or []):
-        rewritten = False
-        for a in actions:
-            if a.type in _REWRITES:
-                rewritten = True
-            elif a.type == ofp.OFPAT_GROUP:
-                return EVERYTHING  # buckets may rewrite and output anywhere
-            elif a.type == ofp.OFPAT_OUTPUT:
-                port = codec.u32(a.raw, 4)
-                hit = port == vport or port in (ofp.OFPP_FLOOD, ofp.OFPP_ALL)
-                hit |= port == ofp.OFPP_IN_PORT and pinned in (None, vport)
-                if hit:
-                    if rewritten:
-                        return EVERYTHING
-                    result = base
+    rewritten = False
+    for a in apply:  # in order: a rewrite counts for the outputs after it
+        if a.type in _REWRITES:
+            rewritten = True
+        elif a.type == ofp.OFPAT_GROUP:
+            return EVERYTHING  # buckets may rewrite and output anywhere
+        elif a.type == ofp.OFPAT_OUTPUT and hits(a):
+            if rewritten:
+                return EVERYTHING
+            result = base
+    # the action set runs last, its set-fields before its output whatever their order, after
+    # this rule's apply-actions and whatever later tables (goto) do to the packet
+    if any(a.type == ofp.OFPAT_GROUP for a in write):
+        return EVERYTHING
+    if any(a.type == ofp.OFPAT_OUTPUT and hits(a) for a in write):
+        later = rewritten or ins.goto_table is not None or any(a.type in _REWRITES for a in write)
+        if later:
+            return EVERYTHING
+        result = base
     return result
 
 
