@@ -1326,8 +1326,8 @@ def plot(r: dict[str, Any], path: str) -> None:
 
 
 def verify_equivalence(n_packets: int, as_json: bool) -> int:
-    """`--verify N`: the randomised equivalence test, when tenantvisor.testbed.equivalence
-    exists (exit 2 when it does not)."""
+    """`--verify N`: the randomised equivalence test (testbed/equivalence.py); exit 1 when a
+    packet's fate differs from exact at some level."""
     if importlib.util.find_spec("tenantvisor.testbed.equivalence") is None:
         print(
             "tenantvisor bench reduction --verify: not available yet "
@@ -1340,6 +1340,11 @@ def verify_equivalence(n_packets: int, as_json: bool) -> int:
     got = mod.verify(n_packets, seed)
     out = {"benchmark": "reduction", "verify": n_packets, "seed": seed, "result": got}
     print(json.dumps(out, default=str) if as_json else f"equivalence (seed {seed}): {got}")
+    differences = got.get("differences", 0) if isinstance(got, dict) else 0
+    if differences:
+        print(f"tenantvisor bench reduction --verify: {differences} packets changed fate "
+              f"(seed {seed})", file=sys.stderr)  # fmt: skip
+        return 1
     return 0
 
 
