@@ -144,6 +144,11 @@ class VSwitchPlan:
 
     __hash__ = None  # type: ignore[assignment]
 
+    def part(self, serial: int) -> tuple[bool, tuple[tuple[int, Reduced], ...]]:
+        """What the plan says of one rule: whether it keeps its exact rule (a rule newer than
+        the plan does), and its reduced ones."""
+        return serial in self.exact or not self.knows(serial), tuple(self.reduced_of(serial))
+
     def physical_count(self) -> int:
         """Physical rules this plan costs on the vswitch's pswitch (reduced ones shared; the
         exception drops are the Reducer's, not counted here)."""
@@ -523,7 +528,7 @@ class Reducer:
         for serial in serials:
             if self._unchanged(serial):
                 continue
-            was = _part(self.plan, serial)
+            was = self.plan.part(serial)
             vf = self.rules.get(serial)
             if vf is None:
                 for key in self._consulted_of(serial):
@@ -532,7 +537,7 @@ class Reducer:
                 self.plan.drop_rule(serial)
             else:
                 self._place(vf)
-            if _part(self.plan, serial) != was:
+            if self.plan.part(serial) != was:
                 changed.add(serial)
         self._dirty.clear()
         return changed
@@ -544,8 +549,8 @@ class Reducer:
     ) -> set[int]:  # fmt: skip
         """Every proof again (a new level, new vports, or to take removals into account);
         the serials whose realisation changed."""
-        before = {vf.serial: _part(self.plan, vf.serial) for vf in rules}
-        before.update({s: _part(self.plan, s) for s in self.rules})
+        before = {vf.serial: self.plan.part(vf.serial) for vf in rules}
+        before.update({s: self.plan.part(s) for s in self.rules})
         self.rules = {vf.serial: vf for vf in rules}
         self.fates = {}
         self.cubes = {s: c for s, vf in self.rules.items() if (c := rule_cube(vf)) is not None}
@@ -560,7 +565,7 @@ class Reducer:
                 self._place(vf)
             else:
                 self.plan.set_rule(vf.serial, True, {}, set())
-        return {s for s, part in before.items() if _part(self.plan, s) != part}
+        return {s for s, part in before.items() if self.plan.part(s) != part}
 
     def rule_changed(self, old: VFlow | None, new: VFlow | None) -> set[int]:
         """A rule of this vswitch was added (old None), modified or removed (new None)."""
@@ -623,9 +628,3 @@ class Reducer:
             ):
                 affected.add(s)
         return self._redo(affected)
-
-
-def _part(plan: VSwitchPlan, serial: int) -> tuple[bool, tuple[tuple[int, Reduced], ...]]:
-    """What a plan says of one rule: whether it keeps its exact rule, and its reduced ones."""
-    exact = serial in plan.exact or not plan.knows(serial)
-    return exact, tuple(plan.reduced_of(serial))

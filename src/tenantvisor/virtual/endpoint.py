@@ -14,7 +14,7 @@ import logging
 import struct
 import time
 from collections import deque
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -30,7 +30,7 @@ from tenantvisor.physical.session import PSwitchSession
 from tenantvisor.reduce.headerspace import Cube
 from tenantvisor.reduce.levels import KEPT, outputs
 from tenantvisor.reduce.packet import apply_actions, fields
-from tenantvisor.reduce.prove import Reduced, Reducer, VSwitchPlan, arrivals, rule_cube
+from tenantvisor.reduce.prove import Reducer, VSwitchPlan, arrivals, rule_cube
 from tenantvisor.reduce.realize import exception_rule, reduced_rule
 from tenantvisor.translate.flow import (
     PhysFlow,
@@ -646,7 +646,8 @@ class VSwitchEndpoint:
             if self.reducer is None:
                 return
             self.reducer, self.plan = None, None
-            changed = {vf.serial for vf in self.table if _plan_part(old, vf.serial) != (True, ())}
+            assert old is not None
+            changed = {vf.serial for vf in self.table if old.part(vf.serial) != (True, ())}
         else:
             if self.reducer is None:
                 self.reducer = Reducer(self.level)
@@ -659,34 +660,36 @@ class VSwitchEndpoint:
         self._realize(changed)
         self._sync_exceptions()
 
+    def _link_peers(self) -> Iterator[tuple[int, int, int, VSwitchEndpoint | None]]:
+        """(local link vport, peer vdpid, peer vport, peer endpoint) of each of its vlinks."""
+        for view in self.views.values():
+            for number, pm in view.ports.items():
+                if pm.remote or not pm.is_link:
+                    continue
+                got = self.host.vlink_peer(view.net_id, self.vdpid, number)
+                if got is not None:
+                    yield number, got[1], got[2], self.host.peer_endpoint(view.net_id, got[1])
+
     def _links(self) -> tuple[dict[int, tuple[int, int] | None], dict[int, list[Cube]]]:
         """Each local vport's vlink peer (None: an edge vport), and what can arrive on each
         link vport: what the peer's rules send out of its end of the vlink."""
-        vports: dict[int, tuple[int, int] | None] = {}
+        vports: dict[int, tuple[int, int] | None] = {
+            n: None for v in self.views.values() for n, pm in v.ports.items() if not pm.remote
+        }
         arriving: dict[int, list[Cube]] = {}
-        for view in self.views.values():
-            for number, pm in view.ports.items():
-                if pm.remote:
-                    continue
-                got = self.host.vlink_peer(view.net_id, self.vdpid, number) if pm.is_link else None
-                vports[number] = None if got is None else (got[1], got[2])
-                if got is not None:
-                    ep = self.host.peer_endpoint(view.net_id, got[1])
-                    peer_rules = [] if ep is None else list(ep.table)
-                    arriving[number] = list(arrivals(peer_rules, got[2], number))
+        for number, peer_vdpid, peer_vport, ep in self._link_peers():
+            vports[number] = (peer_vdpid, peer_vport)
+            peer_rules = [] if ep is None else list(ep.table)
+            arriving[number] = list(arrivals(peer_rules, peer_vport, number))
         return vports, arriving
 
     def _realize(self, serials: set[int]) -> None:
         """Move the pswitches to what the plan now says of these rules."""
         for serial in sorted(serials):
             vf = self.table.by_serial.get(serial)
-            if vf is None:
-                continue
-            try:
-                tf = self._translate(vf.table, vf.match, vf.instructions, vf.priority)
-            except OFError:
-                continue  # it went, or goes, with the next view change
-            self._reprogram(None, vf, self._phys(vf, tf), None, None)
+            phys = None if vf is None else self._rephys(vf)
+            if vf is not None and phys is not None:  # else it went, or goes with a view change
+                self._reprogram(None, vf, phys, None, None)
 
     def _rule_changed(self, old: VFlow | None, new: VFlow | None) -> set[int]:
         """A tenant rule came, changed or went: redo the proofs it can affect, here (the
@@ -704,17 +707,10 @@ class VSwitchEndpoint:
             # re-plan there a little later may reduce more (arrivals are not shrunk at once)
             self._compact_later()
             return changed
-        for view in self.views.values():
-            for number, pm in view.ports.items():
-                if pm.remote or not pm.is_link:
-                    continue
-                got = self.host.vlink_peer(view.net_id, self.vdpid, number)
-                if got is None:
-                    continue
-                cubes = list(arrivals([new], number, got[2]))
-                peer = self.host.peer_endpoint(view.net_id, got[1])
-                if cubes and peer is not None and peer is not self:
-                    peer.arrivals_grew(got[2], cubes)
+        for number, _, peer_vport, peer in self._link_peers():
+            cubes = list(arrivals([new], number, peer_vport))
+            if cubes and peer is not None and peer is not self:
+                peer.arrivals_grew(peer_vport, cubes)
         return changed
 
     def _sync_exceptions(self) -> None:
@@ -740,14 +736,9 @@ class VSwitchEndpoint:
             return None
 
     def _replan_neighbours(self) -> None:
-        for view in self.views.values():
-            for number, pm in view.ports.items():
-                if pm.remote or not pm.is_link:
-                    continue
-                got = self.host.vlink_peer(view.net_id, self.vdpid, number)
-                peer = None if got is None else self.host.peer_endpoint(view.net_id, got[1])
-                if peer is not None and peer is not self and peer.reducer is not None:
-                    peer.replan()
+        for _, _, _, peer in self._link_peers():
+            if peer is not None and peer is not self and peer.reducer is not None:
+                peer.replan()
 
     def _compact_later(self) -> None:
         if self._compact is not None or self._stopped:
@@ -1190,13 +1181,3 @@ class VSwitchEndpoint:
 
     # --- multipart -------------------------------------------------------------------------
     # --- statistics from the pswitch's counters ----------------------------------------------
-
-
-def _plan_part(
-    plan: VSwitchPlan | None, serial: int
-) -> tuple[bool, tuple[tuple[int, Reduced], ...]]:
-    """What a plan says of one rule: whether it keeps its exact rule, and its reduced ones."""
-    if plan is None:
-        return True, ()
-    exact = serial in plan.exact or not plan.knows(serial)
-    return exact, tuple(plan.reduced_of(serial))
