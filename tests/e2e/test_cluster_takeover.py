@@ -16,7 +16,6 @@ import itertools
 import os
 import re
 import shutil
-import struct
 import subprocess
 import sys
 import tempfile
@@ -33,7 +32,7 @@ from os_ken.ofproto.ofproto_protocol import ProtocolDesc
 from tenantvisor.cluster import plan
 from tenantvisor.testbed.daemon import Daemon
 from tenantvisor.testbed.fabric import Fabric
-from tenantvisor.testbed.ofclient import ControllerListener, OFPeer
+from tenantvisor.testbed.ofclient import ControllerListener, OFPeer, forward_rule
 from tenantvisor.testbed.topo import Topology, two_tier
 
 pytestmark = pytest.mark.root
@@ -70,25 +69,6 @@ class Setup:
     base: Path
     daemons: dict[str, Daemon]  # instance name -> daemon, in network order
     tenants: list[Tenant]
-
-
-def _send(peer: OFPeer, msg: p.MsgBase, xid: int) -> None:
-    msg.set_xid(xid)
-    msg.serialize()
-    peer.send(bytes(msg.buf))
-
-
-def _barrier(peer: OFPeer, xid: int) -> None:
-    peer.send(struct.pack("!BBHI", 4, ofp.OFPT_BARRIER_REQUEST, 8, xid))
-    assert peer.recv_until(lambda m: m[0] == ofp.OFPT_BARRIER_REPLY and m[1] == xid)
-
-
-def _rule(in_port: int, out: int, cookie: int) -> p.OFPFlowMod:
-    return p.OFPFlowMod(
-        DP, cookie=cookie, priority=100, match=p.OFPMatch(in_port=in_port),
-        instructions=[p.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS,
-                                              [p.OFPActionOutput(out)])],
-    )  # fmt: skip
 
 
 def _cli(*args: str) -> str:
@@ -161,9 +141,13 @@ def cl() -> Iterator[Setup]:
             t.peers = {pe.dpid: pe for pe in listener.accept(2, timeout=30)}
             for i, leaf in enumerate((la, lb)):
                 peer = t.peers[vd[leaf]]
-                _send(peer, _rule(host_vp[leaf], link_vp[leaf], 0xC0DE0 + 16 * k + 2 * i), 10)
-                _send(peer, _rule(link_vp[leaf], host_vp[leaf], 0xC0DE1 + 16 * k + 2 * i), 11)
-                _barrier(peer, 12)
+                peer.send_msg(
+                    forward_rule(host_vp[leaf], link_vp[leaf], 0xC0DE0 + 16 * k + 2 * i), 10
+                )
+                peer.send_msg(
+                    forward_rule(link_vp[leaf], host_vp[leaf], 0xC0DE1 + 16 * k + 2 * i), 11
+                )
+                peer.barrier(12)
             (ha, _), (hb, _) = pair
             for a, b in ((ha, hb), (hb, ha)):
                 fab.host(a).exec(f"ip neigh replace {topo.hosts[b].ip} "
@@ -250,7 +234,7 @@ def test_killing_an_instance_moves_its_networks_without_loss(cl: Setup) -> None:
     assert heir != victim
     # with their rules, cookies included
     peer = next(iter(back.values()))
-    _send(peer, p.OFPFlowStatsRequest(DP), 20)
+    peer.send_msg(p.OFPFlowStatsRequest(DP), 20)
     m = peer.recv_until(lambda m: m[0] == ofp.OFPT_MULTIPART_REPLY and m[1] == 20)
     assert m is not None
     stats = p.OFPFlowStatsReply.parser(DP, 4, m[0], len(m[2]), m[1], m[2])

@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import struct
 import subprocess
 import tempfile
 import time
@@ -51,17 +50,6 @@ class Bed:
     sock: str
     listener: ControllerListener
     daemons: list[Daemon]
-
-
-def _send(peer: OFPeer, msg: p.MsgBase, xid: int) -> None:
-    msg.set_xid(xid)
-    msg.serialize()
-    peer.send(bytes(msg.buf))
-
-
-def _barrier(peer: OFPeer, xid: int) -> None:
-    peer.send(struct.pack("!BBHI", 4, ofp.OFPT_BARRIER_REQUEST, 8, xid))
-    assert peer.recv_until(lambda m: m[0] == ofp.OFPT_BARRIER_REPLY and m[1] == xid)
 
 
 def _pair_rule(src: object, dst: object, out: int, cookie: int) -> p.OFPFlowMod:
@@ -132,9 +120,9 @@ def bed() -> Iterator[Bed]:
                 }
                 for sw, out in hops.items():
                     cookie += 1
-                    _send(peers[sw], _pair_rule(src, dst, out, cookie), cookie)
+                    peers[sw].send_msg(_pair_rule(src, dst, out, cookie), cookie)
         for i, peer in enumerate(peers.values()):
-            _barrier(peer, 900 + i)
+            peer.barrier(900 + i)
         for x, y in PAIRS:
             for a, b in ((x, y), (y, x)):
                 fab.host(a).exec(f"ip neigh replace {topo.hosts[b].ip} "
@@ -166,7 +154,7 @@ def _pings(bed: Bed) -> bool:
 
 
 def _flow_counts(peer: OFPeer, xid: int) -> set[int]:
-    _send(peer, p.OFPFlowStatsRequest(DP), xid)
+    peer.send_msg(p.OFPFlowStatsRequest(DP), xid)
     m = peer.recv_until(lambda m: m[0] == ofp.OFPT_MULTIPART_REPLY and m[1] == xid)
     assert m is not None
     stats = p.OFPFlowStatsReply.parser(DP, 4, m[0], len(m[2]), m[1], m[2])
@@ -257,8 +245,8 @@ def test_a_packet_the_controller_injects_meets_the_exact_tables_not_the_reduced_
         instructions=[p.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS,
                                               [p.OFPActionOutput(to_h3)])],
     )  # fmt: skip
-    _send(bed.peers["lf2"], catch_all, 70)
-    _barrier(bed.peers["lf2"], 71)
+    bed.peers["lf2"].send_msg(catch_all, 70)
+    bed.peers["lf2"].barrier(71)
     assert len(_wait_rules(bed, "sp1", 2)) == 2  # the core is still reduced
     uplink = vports[(dp["lf1"], 3)]
 
@@ -267,8 +255,8 @@ def test_a_packet_the_controller_injects_meets_the_exact_tables_not_the_reduced_
         for i in range(5):
             po = p.OFPPacketOut(DP, buffer_id=ofp.OFP_NO_BUFFER, in_port=ofp.OFPP_CONTROLLER,
                                 actions=[p.OFPActionOutput(uplink)], data=data)  # fmt: skip
-            _send(bed.peers["lf1"], po, xid + i)
-        _barrier(bed.peers["lf1"], xid + 9)
+            bed.peers["lf1"].send_msg(po, xid + i)
+        bed.peers["lf1"].barrier(xid + 9)
         time.sleep(0.5)
         return _rx(bed, "h3") - before
 
@@ -288,8 +276,8 @@ def test_new_arrivals_refine_the_core_and_their_removal_lets_it_coarsen_again(be
     vports = {(vp["dpid"], vp["port"]): vp["number"] for sw in switches for vp in sw["ports"]}
     uplink = vports[(bed.topo.switches["lf1"].dpid, 3)]
     stray = _pair_rule(h2, h3, uplink, 0x5EA)
-    _send(bed.peers["lf1"], stray, 100)
-    _barrier(bed.peers["lf1"], 101)
+    bed.peers["lf1"].send_msg(stray, 100)
+    bed.peers["lf1"].barrier(101)
     # changed before the barrier reply: the two hop rules stay, the stray pair is dropped
     # above them
     core = _tenant_rules(bed.fab, "sp1", bed.net_id)
@@ -303,8 +291,8 @@ def test_new_arrivals_refine_the_core_and_their_removal_lets_it_coarsen_again(be
         DP, command=ofp.OFPFC_DELETE_STRICT, priority=100, match=stray.match,
         out_port=ofp.OFPP_ANY, out_group=ofp.OFPG_ANY,
     )  # fmt: skip
-    _send(bed.peers["lf1"], gone, 102)
-    _barrier(bed.peers["lf1"], 103)
+    bed.peers["lf1"].send_msg(gone, 102)
+    bed.peers["lf1"].barrier(103)
     assert len(_wait_rules(bed, "sp1", 2)) == 2
     assert _pings(bed)
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import struct
 import subprocess
 import tempfile
 import time
@@ -30,7 +29,7 @@ from os_ken.ofproto.ofproto_protocol import ProtocolDesc
 
 from tenantvisor.testbed.daemon import Daemon
 from tenantvisor.testbed.fabric import Fabric
-from tenantvisor.testbed.ofclient import ControllerListener, OFPeer
+from tenantvisor.testbed.ofclient import ControllerListener, forward_rule
 from tenantvisor.testbed.scenario import two_tier_layout, wait_physical
 from tenantvisor.testbed.topo import Topology
 
@@ -51,26 +50,6 @@ class Restart:
     net_id: int
     vdpids: dict[str, int]
     daemons: list[Daemon]
-
-
-def _send(peer: OFPeer, msg: p.MsgBase, xid: int) -> None:
-    msg.set_xid(xid)
-    msg.serialize()
-    peer.send(bytes(msg.buf))
-
-
-def _barrier(peer: OFPeer, xid: int) -> None:
-    peer.send(struct.pack("!BBHI", 4, ofp.OFPT_BARRIER_REQUEST, 8, xid))
-    m = peer.recv_until(lambda m: m[0] == ofp.OFPT_BARRIER_REPLY and m[1] == xid)
-    assert m is not None, "no BARRIER reply"
-
-
-def _rule(in_port: int, out: int, cookie: int) -> p.OFPFlowMod:
-    return p.OFPFlowMod(
-        DP, cookie=cookie, priority=100, match=p.OFPMatch(in_port=in_port),
-        instructions=[p.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS,
-                                              [p.OFPActionOutput(out)])],
-    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -115,23 +94,23 @@ def rs() -> Iterator[Restart]:
         peers = {pe.dpid: pe for pe in listener.accept(2)}
         for i, sw in enumerate(("lf1", "lf2")):
             peer = peers[vd[sw]]
-            _send(peer, _rule(host_vp[sw], link_vp[sw], 0xC0DE0 + 2 * i), 10)
-            _send(peer, _rule(link_vp[sw], host_vp[sw], 0xC0DE1 + 2 * i), 11)
-            _barrier(peer, 12)
+            peer.send_msg(forward_rule(host_vp[sw], link_vp[sw], 0xC0DE0 + 2 * i), 10)
+            peer.send_msg(forward_rule(link_vp[sw], host_vp[sw], 0xC0DE1 + 2 * i), 11)
+            peer.barrier(12)
         # a group and a meter on lf1's vswitch, and a rule using both (IPv6 only: not in
         # the way of the test's pings): they must come back on their physical ids too
         peer = peers[vd["lf1"]]
         bucket = p.OFPBucket(actions=[p.OFPActionOutput(host_vp["lf1"])])
-        _send(peer, p.OFPGroupMod(DP, ofp.OFPGC_ADD, ofp.OFPGT_INDIRECT, 7, [bucket]), 13)
+        peer.send_msg(p.OFPGroupMod(DP, ofp.OFPGC_ADD, ofp.OFPGT_INDIRECT, 7, [bucket]), 13)
         band = p.OFPMeterBandDrop(rate=1_000_000, burst_size=0)
-        _send(peer, p.OFPMeterMod(DP, ofp.OFPMC_ADD, ofp.OFPMF_KBPS, 3, [band]), 14)
-        _send(peer, p.OFPFlowMod(
+        peer.send_msg(p.OFPMeterMod(DP, ofp.OFPMC_ADD, ofp.OFPMF_KBPS, 3, [band]), 14)
+        peer.send_msg(p.OFPFlowMod(
             DP, cookie=0xC0DE9, priority=50, match=p.OFPMatch(eth_type=0x86DD),
             instructions=[p.OFPInstructionMeter(3, ofp.OFPIT_METER),
                           p.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS,
                                                   [p.OFPActionGroup(7)])],
         ), 15)  # fmt: skip
-        _barrier(peer, 16)
+        peer.barrier(16)
         for a, b in (("h1", "h3"), ("h3", "h1")):
             fab.host(a).exec(f"ip neigh replace {topo.hosts[b].ip} lladdr {topo.hosts[b].mac} "
                              "dev eth0")  # fmt: skip
@@ -193,13 +172,13 @@ def test_kill_9_and_restart_loses_nothing(rs: Restart) -> None:
     assert all(after[k] > before[k] for k in before), "a rule was re-added (duration reset)"
     # the tenant's controller sees its own rules, with its cookies
     peer = peers[rs.vdpids["lf1"]]
-    _send(peer, p.OFPFlowStatsRequest(DP), 20)
+    peer.send_msg(p.OFPFlowStatsRequest(DP), 20)
     m2 = peer.recv_until(lambda m: m[0] == ofp.OFPT_MULTIPART_REPLY and m[1] == 20)
     assert m2 is not None
     stats = p.OFPFlowStatsReply.parser(DP, 4, m2[0], len(m2[2]), m2[1], m2[2])
     assert sorted(s.cookie for s in stats.body) == [0xC0DE0, 0xC0DE1, 0xC0DE9]
     # and its group and meter, under its own ids
-    _send(peer, p.OFPGroupDescStatsRequest(DP), 21)
+    peer.send_msg(p.OFPGroupDescStatsRequest(DP), 21)
     m3 = peer.recv_until(lambda m: m[0] == ofp.OFPT_MULTIPART_REPLY and m[1] == 21)
     assert m3 is not None
     groups = p.OFPGroupDescStatsReply.parser(DP, 4, m3[0], len(m3[2]), m3[1], m3[2])

@@ -11,11 +11,24 @@ import socket
 import struct
 import time
 from collections.abc import Callable
+from typing import Any
 
 from os_ken.ofproto import ofproto_v1_3 as ofp
+from os_ken.ofproto import ofproto_v1_3_parser as parser
+from os_ken.ofproto.ofproto_protocol import ProtocolDesc
 
 _HDR = struct.Struct("!BBHI")
 Message = tuple[int, int, bytes]  # (type, xid, whole message)
+
+
+def forward_rule(in_port: int, out: int, cookie: int, priority: int = 100) -> Any:
+    """An OpenFlow 1.3 FLOW_MOD: what enters on `in_port` leaves by `out`."""
+    return parser.OFPFlowMod(
+        ProtocolDesc(ofp.OFP_VERSION), cookie=cookie, priority=priority,
+        match=parser.OFPMatch(in_port=in_port),
+        instructions=[parser.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS,
+                                                   [parser.OFPActionOutput(out)])],
+    )  # fmt: skip
 
 
 class OFPeer:
@@ -35,6 +48,18 @@ class OFPeer:
     def next_xid(self) -> int:
         self.xid += 1
         return self.xid
+
+    def send_msg(self, msg: Any, xid: int) -> None:
+        """An os-ken message, with this xid (each message object is sent once)."""
+        msg.set_xid(xid)
+        msg.serialize()
+        self.send(bytes(msg.buf))
+
+    def barrier(self, xid: int) -> None:
+        """A BARRIER round trip (AssertionError when no reply comes)."""
+        self.send(_HDR.pack(self.version, ofp.OFPT_BARRIER_REQUEST, _HDR.size, xid))
+        m = self.recv_until(lambda m: m[0] == ofp.OFPT_BARRIER_REPLY and m[1] == xid)
+        assert m is not None, "no BARRIER reply"
 
     def _fill(self, timeout: float) -> bool:
         r, _, _ = select.select([self.sock], [], [], max(timeout, 0))
