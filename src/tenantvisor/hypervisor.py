@@ -680,6 +680,7 @@ class Hypervisor:
         have sent to."""
         tenant = self._tenant_name(net)
         touched: set[int] = set()
+        again: list[VSwitchEndpoint] = []  # re-plan once every vswitch has its new views
         for vdpid, sw in net.switches.items():
             views = {d: st.views[(vdpid, d)] for d in sw.dpids if (vdpid, d) in st.views}
             if not views:
@@ -705,8 +706,15 @@ class Hypervisor:
                 log.info("%s: started with %d vports", ep.label, len(sw.ports))
             else:
                 ep.set_controllers(urls)
-                ep.set_views(views, names)
-                ep.set_level(net.scalability)
+                if ep.set_views(views, names, replan=False) or ep.level != net.scalability:
+                    again.append(ep)
+                ep.level = net.scalability
+        if again:
+            # the proofs read the neighbours' rules and views (LITE tags): all of the
+            # network's reduced vswitches again, senders' rules already re-translated
+            for ep in [e for k, e in self.endpoints.items() if k[0] == net.id]:
+                if ep in again or ep.reducer is not None:
+                    ep.replan()
         for key in [k for k in self.endpoints if k[0] == net.id and k[1] not in net.switches]:
             touched |= set(self.endpoints[key].views)
             self._drop_endpoint(key)

@@ -297,6 +297,54 @@ def test_new_arrivals_refine_the_core_and_their_removal_lets_it_coarsen_again(be
     assert _pings(bed)
 
 
+def _lite_rules(fab: Fabric, sw: str, net_id: int) -> list[str]:
+    """The network's LITE rules: table 0, above the classification of their tag block."""
+    out = []
+    for line in fab.ofctl(sw, "dump-flows", "table=0").splitlines():
+        m = re.search(r"cookie=0x([0-9a-f]+),", line)
+        if m and int(m.group(1), 16) >> 48 == net_id and "priority=32769" in line:
+            out.append(line)
+    return out
+
+
+def test_lite_carries_the_destination_in_the_tag_and_the_core_matches_only_it(bed: Bed) -> None:
+    """At `lite` the leaves' rules that send toward the spine tag packets with their
+    destination's edge; the spine holds one rule per (ingress, destination edge), matching
+    the fabric tag alone, and nothing in its tenant tables.  Switching hop -> lite -> hop
+    under a ping loses nothing."""
+    d, net = bed.daemon, f"/v1/networks/{bed.net_id}"
+    h3 = bed.topo.hosts["h3"]
+    leaves = {leaf: len(_tenant_rules(bed.fab, leaf, bed.net_id)) for leaf in ("lf1", "lf2")}
+    ping = bed.fab.host("h1").popen(["ping", "-n", "-i", "0.01", "-c", "300", h3.ip],
+                                    stdout=subprocess.PIPE, text=True)  # fmt: skip
+    time.sleep(0.5)
+    assert d.rest("PUT", f"{net}/scalability", {"level": "lite"}, bed.token)["scalability"] == (
+        "lite"
+    )
+    assert _wait_rules(bed, "sp1", 0) == []
+    deadline = time.monotonic() + 10
+    while len(lite := _lite_rules(bed.fab, "sp1", bed.net_id)) != 2:
+        assert time.monotonic() < deadline, lite
+        time.sleep(0.1)
+    assert all("dl_vlan=" in line and "nw_src" not in line and "dl_dst" not in line
+               for line in lite), lite  # fmt: skip
+    for leaf, n in leaves.items():  # ingress edges: every rule exact, as at hop
+        assert len(_tenant_rules(bed.fab, leaf, bed.net_id)) == n
+    lf1 = _tenant_rules(bed.fab, "lf1", bed.net_id)
+    up = [line for line in lf1 if "dl_dst=02:00:00:00:99:03" in line]
+    assert up and all("set_field:" in line for line in up), lf1  # h1->h3 leaves tagged
+    assert _pings(bed)
+    assert _flow_counts(bed.peers["sp1"], 110) == {UNKNOWN}
+    time.sleep(0.5)
+    d.rest("PUT", f"{net}/scalability", {"level": "hop"}, bed.token)
+    assert len(_wait_rules(bed, "sp1", 2)) == 2
+    out, _ = ping.communicate(timeout=30)
+    m = re.search(r"(\d+) packets transmitted, (\d+) received", out)
+    assert m is not None, out
+    assert int(m.group(1)) == int(m.group(2)), f"pings lost across lite: {out[-200:]}"
+    assert _lite_rules(bed.fab, "sp1", bed.net_id) == []
+
+
 def test_a_restart_finds_the_reduced_rules_right_and_sends_nothing(bed: Bed) -> None:
     """Last in the module: kill -9 and a new daemon on the same state.  The proofs are
     redone once every vswitch has its rules back, before any pswitch is synced: the

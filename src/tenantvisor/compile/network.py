@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 RuleKey = tuple[int, int, int, bytes]  # dpid, table, priority, match
 StatKey = tuple[int, int, int, NormMatch]  # dpid, table, priority, normalized match
 TAG_BYTES = 4  # the 802.1ad S-tag a frame carries across the fabric
+LITE_MAX_BLOCK = 64  # LITE tags per vlink direction: at most 63 destination LITEs
 OFPG_MAX = ofp.OFPG_MAX
 
 
@@ -141,6 +142,9 @@ class _Compiler:
         # link vport -> candidate paths out of it (primary first) with their tags
         heads: dict[tuple[int, int], list[tuple[Path, tuple[int, ...]]]] = {}
         in_tags: dict[tuple[int, int], int] = {}  # OpenFlow 1.0 vports: arriving tag
+        lite, lite_size = self._lite_ids()
+        lite_out: dict[tuple[int, int], int] = {}  # link vport -> its LITE block
+        lite_in: dict[tuple[int, int], tuple[int, int]] = {}  # -> (in_port, block) arriving
         for lk in net.links.values():
             fwd = vlink_candidates(topo, net, lk)
             for d, (a, b) in enumerate(((lk.src, lk.dst), (lk.dst, lk.src))):
@@ -170,6 +174,25 @@ class _Compiler:
                         st.classify[stat_key(lf[-1])] = (b.vdpid, b.vport, TAG_BYTES)
                     for pf in lf:
                         self._add(pf)
+                protected = lk.backup_num > 0 or (lk.algorithm == "manual" and len(lk.paths) > 1)
+                if lite_size and len(paths) == 1 and len(paths[0]) == 1 and not protected \
+                        and not (self._of10(va.dpid) or self._of10(vb.dpid)):  # fmt: skip
+                    hop = paths[0][0]
+                    owner = (net.id, "lite", lk.id, d, paths[0])
+                    space = ("tag", hop.dst_dpid, hop.dst_port)
+                    try:
+                        base = self.alloc.get_block(space, owner, lite_size)
+                    except IdSpaceExhausted as exc:
+                        log.warning("net=%d vlink %d: no LITE tags (%s): plain tags only",
+                                    net.id, lk.id, exc)  # fmt: skip
+                        continue
+                    self.st.owners.update((space, (*owner, k)) for k in range(lite_size))
+                    lf1 = infra.lite_classify(net.id, hop.dst_dpid, hop.dst_port, base,
+                                              lite_size, dst_sw.index, b.vport)  # fmt: skip
+                    self._add(lf1)
+                    st.classify[stat_key(lf1)] = (b.vdpid, b.vport, TAG_BYTES)
+                    lite_out[(a.vdpid, a.vport)] = base
+                    lite_in[(b.vdpid, b.vport)] = (hop.dst_port, base)
         macs: dict[tuple[int, int], list[str]] = {}
         for host in net.hosts.values():
             sw = net.switches.get(host.vdpid)
@@ -212,6 +235,8 @@ class _Compiler:
                         n, vp.port, tag, True, pinfo is not None and tag is not None,
                         in_tags.get((vdpid, n)),
                         exits=exits, groups=groups,
+                        lite_base=None if groups else lite_out.get((vdpid, n)),
+                        lite_in=lite_in.get((vdpid, n)),
                     )  # fmt: skip
                     continue
                 tx = hp = None
@@ -227,8 +252,22 @@ class _Compiler:
             st.port_names[vdpid] = names
             self._big_switch_routes(vdpid, local)
             for dpid in sw.dpids:
-                self._view(vdpid, dpid, local[dpid])
+                self._view(vdpid, dpid, local[dpid], lite, lite_size)
         return st
+
+    def _lite_ids(self) -> tuple[dict[str, int], int]:
+        """A network at `lite`: each host MAC's destination LITE (its edge vswitch, numbered
+        1.. in vdpid order) and the tag block size that numbers them (a power of two above
+        the count; edges beyond LITE_MAX_BLOCK - 1 get none and stay plain)."""
+        net = self.net
+        if net.scalability != "lite":
+            return {}, 0
+        edges = sorted({h.vdpid for h in net.hosts.values() if h.vdpid in net.switches})
+        if not edges:
+            return {}, 0
+        size = min(LITE_MAX_BLOCK, max(2, 1 << len(edges).bit_length()))
+        index = {v: i + 1 for i, v in enumerate(edges[: size - 1])}
+        return {h.mac: index[h.vdpid] for h in net.hosts.values() if h.vdpid in index}, size
 
     def _big_switch_routes(self, vdpid: int, local: dict[int, dict[int, PortMap]]) -> None:
         """Each pswitch of a big switch reaches the vports on the others over internal
@@ -271,7 +310,10 @@ class _Compiler:
                     target.up and bool(exits), exits=exits, groups=groups, remote=True,
                 )  # fmt: skip
 
-    def _view(self, vdpid: int, dpid: int, ports: dict[int, PortMap]) -> None:
+    def _view(
+        self, vdpid: int, dpid: int, ports: dict[int, PortMap], lite: dict[str, int],
+        lite_size: int,
+    ) -> None:  # fmt: skip
         net, sw, st = self.net, self.net.switches[vdpid], self.st
         if self._of10(dpid):
             markers: dict[int, tuple[int, int]] = {}
@@ -284,7 +326,8 @@ class _Compiler:
                 markers[n] = (got[0], got[1])
             view = VSwitchView(net.id, sw.index, vdpid, dpid, 1, ports, True, markers)
         else:
-            view = VSwitchView(net.id, sw.index, vdpid, dpid, self.n_tables, ports)
+            view = VSwitchView(net.id, sw.index, vdpid, dpid, self.n_tables, ports,
+                               lite=lite, lite_size=lite_size)  # fmt: skip
         st.views[(vdpid, dpid)] = view
 
 

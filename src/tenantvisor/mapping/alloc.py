@@ -51,14 +51,36 @@ class IdAllocator:
         used = self._used.setdefault(space, {})
         for i in range(lo, hi + 1):
             if i not in used:
-                used[i] = owner
-                self._held[(space, owner)] = i
-                if self.journal is not None:
-                    self.journal[(space, owner)] = i
-                if self.fresh is not None:
-                    self.fresh.append((space, owner, i))
+                self._take(space, owner, i)
                 return i
         raise IdSpaceExhausted(f"no free id left in {space!r}")
+
+    def get_block(self, space: Space, owner: tuple[Hashable, ...], size: int,
+                  hi: int = 4094) -> int:  # fmt: skip
+        """The base of an aligned block of `size` ids (a power of two) that `owner` holds in
+        `space`, allocating the lowest free one if it has none: id `base + k` is held by
+        `(*owner, k)`, so one masked match covers the block and each id is still plain data
+        to persist and reserve.  Never the block at 0 (VLAN id 0 is no tag)."""
+        assert size >= 2 and size & (size - 1) == 0
+        held = self._held.get((space, (*owner, 0)))
+        if held is not None:
+            return held
+        used = self._used.setdefault(space, {})
+        for base in range(size, hi - size + 2, size):
+            if any(base + k in used for k in range(size)):
+                continue
+            for k in range(size):
+                self._take(space, (*owner, k), base + k)
+            return base
+        raise IdSpaceExhausted(f"no free block of {size} ids left in {space!r}")
+
+    def _take(self, space: Space, owner: Hashable, i: int) -> None:
+        self._used.setdefault(space, {})[i] = owner
+        self._held[(space, owner)] = i
+        if self.journal is not None:
+            self.journal[(space, owner)] = i
+        if self.fresh is not None:
+            self.fresh.append((space, owner, i))
 
     def peek(self, space: Space, owner: Hashable) -> int | None:
         return self._held.get((space, owner))

@@ -5,8 +5,12 @@ the host pair, the IP protocol and the L4 port pair; `host` keeps the host pair 
 IP addresses); `hop` keeps nothing of the packet (the ingress vport, which the physical rule
 pins through metadata, and the output, which is its action).  A field is kept with the fields
 OpenFlow requires before it (`eth_type` before an address, `ip_proto` before a port), so every
-projection is a valid match.  `lite` is tag-based (the ingress edge pushes the pair of LITEs);
-it is not built yet: a network at `lite` is accepted and installs exact rules.
+projection is a valid match.  `lite` is tag-based: a forwarding rule that pins eth_dst to a
+host of the network carries that host's edge (its destination LITE) in the fabric tag of the
+LITE links it outputs to, and past the first hop the rule may be realised by one rule per
+(ingress vport, destination LITE) matching only the tag (prove.py, docs/design.md).  Such a
+rule's finer level is `exact` (a shared finer rule could not carry a per-destination tag);
+every other rule of a `lite` network is tried at `hop`, then finer.
 
 A rule may be reduced only when what it does to a packet is forwarding and nothing else
 (`forwarding`): table 0, apply-actions that are outputs to vports, no timeouts, no
@@ -23,7 +27,7 @@ from os_ken.ofproto import ofproto_v1_3 as ofp
 from tenantvisor.openflow import codec, oxm
 from tenantvisor.virtual.flowtable import VFlow
 
-LEVELS = ("exact", "app", "host", "hop")  # finest first; `lite` is not built yet
+LEVELS = ("exact", "app", "host", "hop", "lite")  # finest first
 HOST_FIELDS = frozenset({
     oxm.ETH_SRC, oxm.ETH_DST, oxm.ETH_TYPE, oxm.IPV4_SRC, oxm.IPV4_DST,
     oxm.IPV6_SRC, oxm.IPV6_DST, oxm.ARP_SPA, oxm.ARP_TPA,
@@ -36,6 +40,7 @@ KEPT: dict[str, frozenset[int] | None] = {
     "app": APP_FIELDS,
     "host": HOST_FIELDS,
     "hop": frozenset(),
+    "lite": frozenset(),  # the tag, not the packet (prove.py); others at `hop`
 }
 DROP: Hashable = ("drop",)  # no rule, or a rule without actions
 
@@ -46,7 +51,7 @@ def finer(level: str) -> list[str]:
     if level not in KEPT:
         return []
     i = LEVELS.index(level)
-    return [lv for lv in reversed(LEVELS[1 : i + 1])]
+    return [lv for lv in reversed(LEVELS[1 : i + 1]) if lv != "lite"]
 
 
 def outputs(vf: VFlow) -> tuple[int, ...] | None:

@@ -38,10 +38,12 @@ from tenantvisor.reduce.headerspace import (
     Space,
     TooComplex,
     intersect,
+    overlaps,
     project,
     subset,
     winner_fate_uniform,
 )
+from tenantvisor.translate.flow import lite_destination
 from tenantvisor.virtual.flowtable import VFlow
 
 # every field but those that do not survive a hop (in_port, metadata)
@@ -70,6 +72,7 @@ class Reduced:
     # `exceptions()`, kept per check, not per tenant rule)
     exceptions: tuple[tuple[Cube, int | None], ...] = field(default=(), compare=False)
     check: Any = field(default=None, compare=False)  # the key of the check that decided
+    dst: int = 0  # `lite`: the destination LITE whose tag the physical rule matches
 
 
 MAX_EXCEPTIONS = 4  # more arrivals disagreeing with a reduced rule: a finer level instead
@@ -152,7 +155,7 @@ class VSwitchPlan:
     def physical_count(self) -> int:
         """Physical rules this plan costs on the vswitch's pswitch (reduced ones shared; the
         exception drops are the Reducer's, not counted here)."""
-        shared = {(vp, r.kept, r.fate) for (_, vp), r in self.reduced.items()}
+        shared = {(vp, r.kept, r.fate, r.dst) for (_, vp), r in self.reduced.items()}
         return len(self.exact) + len(shared)
 
 
@@ -337,6 +340,39 @@ class Reducer:
         self._consulted: dict[tuple[int, int], list[tuple[Any, Any]]] = {}
         self._exc: dict[Any, tuple[tuple[Cube, int | None], ...]] = {}  # per check, latest
         self._dirty: set[int] = set()
+        # `lite` (set_lite): MAC -> destination LITE, each destination's eth_dst cubes and
+        # one cube covering them all (what a change must meet to matter), the link vports
+        # LITE tags arrive on, and what arrives on each link without a tag
+        self.lite: dict[str, int] = {}
+        self.lite_regions: dict[int, list[Cube]] = {}
+        self.lite_watch: dict[int, Cube] = {}
+        self.lite_in: set[int] = set()
+        self.plain: dict[int, list[Cube]] = {}
+
+    def set_lite(self, lite: Mapping[str, int], receiving: Iterable[int]) -> None:
+        """The network's LITE numbering and the link vports whose packets may carry a LITE
+        tag (before `rebuild`)."""
+        self.lite = dict(lite)
+        self.lite_in = set(receiving)
+        macs: dict[int, list[int]] = {}
+        for mac, d in self.lite.items():
+            macs.setdefault(d, []).append(int(mac.replace(":", ""), 16))
+        self.lite_regions = {
+            d: [Cube.from_fields({oxm.ETH_DST: m}) for m in sorted(ms)] for d, ms in macs.items()
+        }
+        self.lite_watch = {}
+        for d, ms in macs.items():
+            differ = 0
+            for m in ms:
+                differ |= m ^ ms[0]
+            mask = ~differ & 0xFFFFFFFFFFFF
+            self.lite_watch[d] = Cube.from_fields({oxm.ETH_DST: (ms[0] & mask, mask)})
+
+    def _lite_dst(self, vf: VFlow) -> int:
+        """The destination LITE `vf`'s packets carry (0: it is not realised by tags)."""
+        if self.level != "lite" or vf.table != 0:
+            return 0
+        return lite_destination(self.lite, vf.match, vf.instructions)
 
     @property
     def active(self) -> bool:
@@ -438,7 +474,8 @@ class Reducer:
         seen = set()
         for mine in self.outcomes.values():
             for outcome, _ in mine.values():
-                if isinstance(outcome, Reduced) and outcome.check not in seen:
+                if isinstance(outcome, Reduced) and outcome.level != "lite" \
+                        and outcome.check not in seen:  # fmt: skip
                     seen.add(outcome.check)
                     got = self._exc.get(outcome.check, ())
                     if got:
@@ -476,6 +513,80 @@ class Reducer:
                 return Reduced(lv, kept, expected, exceptions, (vport, region, expected)), watch
         return EXACT, watch
 
+    def _prove_lite(self, vf: VFlow, vport: int, dst: int) -> tuple[Outcome, Cube | None]:
+        """`lite`: one physical rule per (vport, destination LITE, fate) matching only the
+        tag, when every packet that can arrive on `vport` for a host of that destination
+        gets `vf`'s fate (what carries the tag is among those: tags are pushed only by rules
+        pinning eth_dst to such a host and that only forward), and no untagged packet of
+        `vf`'s match can arrive here (those meet the tenant tables, where `vf` then needs
+        its exact rule).  Otherwise exact: a shared finer rule could not carry the tag on."""
+        cube = self.cubes.get(vf.serial)
+        expected = self._fate(vf)
+        if cube is None or expected[0] != "out":  # type: ignore[index]
+            return EXACT, None
+        pinned = _in_port(vf)
+        if pinned is not None and pinned != vport:
+            return VACUOUS, None
+        here = Cube.from_fields({oxm.IN_PORT: vport})
+        watch = intersect(here, self.lite_watch[dst])
+        if vport not in self.lite_in:
+            return EXACT, watch
+        consulted = self._consulted.setdefault((vf.serial, vport), [])
+        keys = []
+        exceptions: list[tuple[Cube, int | None]] = []
+        agreed = False
+        for eth in self.lite_regions.get(dst, ()):
+            region = intersect(here, eth)
+            if region is None:
+                continue
+            key = (vport, region, expected)
+            ok, exc = self._check(*key)
+            consulted.append((key, (ok, exc)))
+            if ok is False:
+                return EXACT, watch
+            if ok:
+                agreed = True
+                keys.append(key)
+                exceptions.extend(exc)
+        plain_key = ("plain", vport, cube)
+        hit = self._answer(plain_key)
+        consulted.append((plain_key, (hit, ())))
+        if hit:
+            return EXACT, watch
+        if not agreed:
+            return VACUOUS, watch
+        if any(a.get(oxm.VLAN_VID)[1] or a.get(oxm.VLAN_PCP)[1] for a, _ in exceptions):
+            return EXACT, watch  # the tag is the outer VLAN there: a drop could not say these
+        check = ("lite", vport, dst, tuple(keys))
+        return Reduced("lite", (), expected, tuple(exceptions), check, dst), watch
+
+    def _answer(self, key: Any) -> Any:
+        """What one consulted check says now: a region check's verdict, or (`plain`) whether
+        an untagged arrival meets a rule's match."""
+        if key[0] == "plain":
+            _, vport, cube = key
+            return any(overlaps(p, cube) for p in self.plain.get(vport, ()))
+        return self._check(*key)[0]
+
+    def lite_exceptions(self) -> dict[tuple[int, int], set[tuple[Cube, int | None]]]:
+        """The exception drops of the LITE rules now, by (vport, destination LITE)."""
+        out: dict[tuple[int, int], set[tuple[Cube, int | None]]] = {}
+        if not self.active:
+            return out
+        seen = set()
+        for mine in self.outcomes.values():
+            for outcome, _ in mine.values():
+                if isinstance(outcome, Reduced) and outcome.level == "lite":
+                    if outcome.check in seen:
+                        continue
+                    seen.add(outcome.check)
+                    _, vport, dst, keys = outcome.check
+                    for k in keys:
+                        got = self._exc.get(k, ())
+                        if got:
+                            out.setdefault((vport, dst), set()).update(got)
+        return out
+
     def _place(self, vf: VFlow) -> None:
         """Decide every ingress of one rule and put the result into the plan."""
         serial = vf.serial
@@ -486,11 +597,12 @@ class Reducer:
         keep_exact = not forwarding
         if forwarding:
             pinned = _in_port(vf)
+            dst = self._lite_dst(vf)
             for vp in [pinned] if pinned is not None else list(self.vports):
                 if self.vports.get(vp) is None:
                     keep_exact = True  # an edge vport (or the controller's): the full match
                     continue
-                got = mine[vp] = self._prove(vf, vp)
+                got = mine[vp] = self._prove_lite(vf, vp, dst) if dst else self._prove(vf, vp)
                 if got[0] == EXACT:
                     keep_exact = True
         self.outcomes[serial] = mine
@@ -517,7 +629,7 @@ class Reducer:
                     return False
                 continue
             for key, answer in seen:
-                if self._check(*key)[0] != answer[0]:  # exceptions aside: kept per check
+                if self._answer(key) != answer[0]:  # exceptions aside: kept per check
                     return False
         return True
 
@@ -546,9 +658,11 @@ class Reducer:
     def rebuild(
         self, rules: Sequence[VFlow], vports: Mapping[int, Peer | None],
         arriving: Mapping[int, Space | Sequence[Cube]],
+        plain: Mapping[int, Space | Sequence[Cube]] | None = None,
     ) -> set[int]:  # fmt: skip
         """Every proof again (a new level, new vports, or to take removals into account);
-        the serials whose realisation changed."""
+        the serials whose realisation changed.  `plain`: what of `arriving` comes without a
+        LITE tag (default: all of it)."""
         before = {vf.serial: self.plan.part(vf.serial) for vf in rules}
         before.update({s: self.plan.part(s) for s in self.rules})
         self.rules = {vf.serial: vf for vf in rules}
@@ -556,6 +670,8 @@ class Reducer:
         self.cubes = {s: c for s, vf in self.rules.items() if (c := rule_cube(vf)) is not None}
         self.vports = dict(vports)
         self.arriving = {vp: list(cubes) for vp, cubes in arriving.items()}
+        self.plain = {vp: list(cubes) for vp, cubes in (arriving if plain is None
+                                                        else plain).items()}  # fmt: skip
         self._table, self._afate, self._memo = None, {}, {}
         self._consulted, self._dirty, self._exc = {}, set(), {}
         self.outcomes.clear()
@@ -606,15 +722,20 @@ class Reducer:
                     break
         return self._redo(affected)
 
-    def arrivals_grew(self, vport: int, cubes: Sequence[Cube]) -> set[int]:
-        """Packets in `cubes` can now arrive on link `vport`."""
+    def arrivals_grew(self, vport: int, cubes: Sequence[Cube], plain: bool = True) -> set[int]:
+        """Packets in `cubes` can now arrive on link `vport` (`plain`: without a LITE tag)."""
         if vport not in self.arriving:
             return set()
         have = set(self.arriving[vport])
         new = [c for c in cubes if c not in have]
+        if plain:
+            had = set(self.plain.setdefault(vport, []))
+            fresh = [c for c in cubes if c not in had]
+            self.plain[vport].extend(fresh)
+            new += [c for c in fresh if c not in new]
         if not new:
             return set()
-        self.arriving[vport].extend(new)
+        self.arriving[vport].extend(c for c in new if c not in have)
         self._memo = {}
         if not self.active:
             return set()

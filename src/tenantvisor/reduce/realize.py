@@ -17,13 +17,18 @@ from tenantvisor.mapping import layout
 from tenantvisor.openflow import codec, oxm
 from tenantvisor.reduce.headerspace import FIELDS, Cube
 from tenantvisor.reduce.prove import Reduced, VSwitchPlan
-from tenantvisor.translate.flow import PhysFlow, translate_flow
+from tenantvisor.translate import infra
+from tenantvisor.translate.flow import PhysFlow, lite_forward, translate_flow
 from tenantvisor.translate.view import VSwitchView
 from tenantvisor.virtual.flowtable import VFlow
 
 REDUCED_PRIORITY = 0xFFFE  # above every exact rule (the proof's argument, prove.py)
 EXCEPTION_PRIORITY = 0xFFFF  # above the reduced rules they are exceptions to
 REDUCED_SERIAL = layout.SERIAL_MASK  # never a tenant rule's serial (they count from 1)
+# LITE rules sit in table 0 above the classification of their tag block (which sends the
+# packets no LITE rule takes to the tenant tables), their exception drops above them
+LITE_PRIORITY = infra.PRIO_CLASSIFY + 1
+LITE_EXCEPTION_PRIORITY = infra.PRIO_CLASSIFY + 2
 
 
 def cube_oxms(cube: Cube) -> list[codec.Oxm]:
@@ -67,6 +72,33 @@ def exception_rule(
     )  # fmt: skip
 
 
+def lite_rule(view: VSwitchView, vport: int, red: Reduced) -> PhysFlow | None:
+    """The LITE rule of `red` on ingress `vport`: the fabric tag of its destination on that
+    vport's block, to the tenant rule's outputs (None: no LITE tags arrive there)."""
+    pm = view.ports.get(vport)
+    if pm is None or pm.lite_in is None:
+        return None
+    in_port, base = pm.lite_in
+    outs = red.fate[1] if isinstance(red.fate, tuple) and len(red.fate) == 2 else ()
+    match = codec.encode_match(infra.lite_block_match(in_port, base | red.dst))
+    ins = codec.encode_instructions(apply_actions=lite_forward(view, vport, tuple(outs), red.dst))
+    return PhysFlow(view.dpid, 0, LITE_PRIORITY, match, ins,
+                    layout.tenant_cookie(view.net_id, REDUCED_SERIAL))  # fmt: skip
+
+
+def lite_exception_rule(view: VSwitchView, arrival: Cube, vport: int, dst: int) -> PhysFlow | None:
+    """A LITE-tagged arrival that misses in the tenant's table: dropped above the LITE rule
+    (the tag is the outer VLAN there; prove.py never makes one of VLAN-constrained cubes)."""
+    pm = view.ports.get(vport)
+    if pm is None or pm.lite_in is None:
+        return None
+    in_port, base = pm.lite_in
+    match = codec.encode_match([*infra.lite_block_match(in_port, base | dst),
+                                *cube_oxms(arrival)])  # fmt: skip
+    return PhysFlow(view.dpid, 0, LITE_EXCEPTION_PRIORITY, match, b"",
+                    layout.tenant_cookie(view.net_id, REDUCED_SERIAL))  # fmt: skip
+
+
 def reduced_rule(
     view: VSwitchView, vf: VFlow, vport: int, red: Reduced, groups: Mapping[int, int]
 ) -> PhysFlow:
@@ -94,7 +126,13 @@ def realize(
         view = views.get(vport)
         if vf is None or view is None:
             continue
-        pf = reduced_rule(view, vf, vport, red, groups or {})
+        if red.level == "lite":
+            got = lite_rule(view, vport, red)
+            if got is None:
+                continue
+            pf = got
+        else:
+            pf = reduced_rule(view, vf, vport, red, groups or {})
         have = out.get(pf.key)
         if have is not None and have.instructions != pf.instructions:
             raise AssertionError(f"reduced rules of one match disagree: {have} / {pf}")

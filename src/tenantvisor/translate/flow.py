@@ -150,9 +150,11 @@ class _ActionTranslator:
         in_vport: int | None,
         action_set: bool,
         groups: Mapping[int, int] | None = None,
+        lite_dst: int = 0,
     ) -> None:
         self.view = view
         self.groups = groups or {}
+        self.lite_dst = lite_dst  # the packets' destination LITE, carried over LITE links
         self.in_vport = in_vport
         self.in_phys = None
         if in_vport:
@@ -180,6 +182,8 @@ class _ActionTranslator:
             if gid is not None:
                 return _GROUP.pack(ofp.OFPAT_GROUP, 8, gid)
         exit_port, first_tag = pm.exits[0] if pm.exits else (pm.phys_port, pm.link_tag)
+        if self.lite_dst and pm.lite_base is not None:
+            first_tag = pm.lite_base | self.lite_dst
         port = ofp.OFPP_IN_PORT if exit_port == self.in_phys else exit_port
         tag = codec.set_field(codec.oxm_u16(oxm.VLAN_VID, first_tag | oxm.VLAN_PRESENT))
         out = _PUSH_FABRIC + tag + codec.output(port)
@@ -321,9 +325,12 @@ def translate_flow(
     groups: Mapping[int, int] | None = None,
     meters: Mapping[int, int] | None = None,
     fabric_only: bool = False,
+    lite_dst: int = 0,
 ) -> TranslatedFlow:
     """Check and translate one tenant rule; raise OFError for anything the tenant may not do.
-    `fabric_only`: the rule matches no packet a controller injected (see physical_match)."""
+    `fabric_only`: the rule matches no packet a controller injected (see physical_match).
+    `lite_dst`: its packets' destination LITE (`lite_destination`), carried by the tags of
+    the LITE links it outputs to."""
     if table_id >= view.n_tables:
         raise OFError(ofp.OFPET_FLOW_MOD_FAILED, ofp.OFPFMFC_BAD_TABLE_ID, f"table {table_id}")
     tm = check_match(view, match)
@@ -353,11 +360,11 @@ def translate_flow(
         apply = write = None
         needs = False
         if ins.apply_actions is not None:
-            tr = _ActionTranslator(view, in_vport, action_set=False, groups=groups)
+            tr = _ActionTranslator(view, in_vport, False, groups, lite_dst)
             apply = tr.translate(ins.apply_actions)
             needs |= tr.needs_in_vport
         if ins.write_actions is not None:
-            tr = _ActionTranslator(view, in_vport, action_set=True, groups=groups)
+            tr = _ActionTranslator(view, in_vport, True, groups, lite_dst)
             write = tr.translate(ins.write_actions)
             needs |= tr.needs_in_vport
         return apply, write, needs
@@ -388,6 +395,55 @@ def translate_flow(
         a, w, _ = build(vp)
         flows.append((physical_match(view, tm, vp, fabric_only), encode(a, w)))
     return TranslatedFlow(tuple(flows), table_id + layout.TABLE_OFFSET)
+
+
+def lite_destination(lite: Mapping[str, int], match: list[Oxm], instructions: bytes) -> int:
+    """The destination LITE a rule's packets may carry over LITE links (0: none): a rule
+    that only forwards (apply-actions that are outputs, nothing else) and pins eth_dst to a
+    host of the network (`lite`: MAC -> its edge's LITE).  Its packets then have that MAC
+    as they leave, which is all the tag claims (the proofs at the far end rest on it)."""
+    if not lite:
+        return 0
+    dst = next((o for o in match if o.field == oxm.ETH_DST and o.mask is None
+                and o.oxm_class == codec.OXM_CLASS_OPENFLOW_BASIC), None)  # fmt: skip
+    if dst is None:
+        return 0
+    d = lite.get(":".join(f"{b:02x}" for b in dst.value), 0)
+    if not d:
+        return 0
+    try:
+        ins = codec.parse_instructions(instructions)
+    except (codec.OFError, codec.MalformedMessage):
+        return 0
+    if ins.write_actions or ins.goto_table is not None or ins.other or ins.clear_actions:
+        return 0
+    if ins.write_metadata is not None or ins.meter is not None:
+        return 0
+    if any(a.type != ofp.OFPAT_OUTPUT for a in ins.apply_actions or []):
+        return 0
+    return d
+
+
+def lite_forward(view: VSwitchView, in_vport: int, outputs: tuple[int, ...], dst: int) -> bytes:
+    """Actions of a LITE rule (the packet still carries its LITE tag for `dst`): out of LITE
+    links with the next link's tag for `dst` (a swap), then the tag popped for every other
+    output (hosts, plain links: as a tenant rule's output would do)."""
+    tr = _ActionTranslator(view, in_vport, action_set=False)
+    swapped: list[bytes] = []
+    plain: list[bytes] = []
+    for number in outputs:
+        pm = view.ports.get(number)
+        if pm is None or number == in_vport or not pm.up:
+            continue
+        if pm.lite_base is not None and pm.exits:
+            exit_port = pm.exits[0][0]
+            port = ofp.OFPP_IN_PORT if exit_port == tr.in_phys else exit_port
+            tag = codec.oxm_u16(oxm.VLAN_VID, (pm.lite_base | dst) | oxm.VLAN_PRESENT)
+            swapped.append(codec.set_field(tag) + codec.output(port))
+        else:
+            plain.append(tr.to_vport(number, pm))
+    tail = codec.pop_vlan() + b"".join(plain) if plain else b""
+    return b"".join(swapped) + tail
 
 
 def deliver_actions(pm: PortMap, arrival: int) -> bytes:

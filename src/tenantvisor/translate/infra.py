@@ -107,6 +107,29 @@ def host_flow(net_id: int, h: HostBinding) -> PhysFlow:
     )
 
 
+def lite_block_match(in_port: int, vid: int, mask: int = 0xFFF) -> list[codec.Oxm]:
+    """(in_port, fabric tag) of a LITE tag block (mask: the block) or of one tag in it."""
+    return [
+        codec.oxm_u32(oxm.IN_PORT, in_port),
+        codec.oxm_u16(oxm.VLAN_VID, vid | oxm.VLAN_PRESENT, oxm.VLAN_PRESENT | mask)
+        if mask != 0xFFF
+        else codec.oxm_u16(oxm.VLAN_VID, vid | oxm.VLAN_PRESENT),
+    ]
+
+
+def lite_classify(
+    net_id: int, dpid: int, in_port: int, base: int, size: int, dst_index: int, dst_vport: int
+) -> PhysFlow:
+    """The far end of a one-hop vlink of a LITE network classifies every tag of its block
+    as it does the plain tag: a packet no LITE rule takes is the tenant tables' (one rule
+    for the block, whatever destinations the tags name)."""
+    match = codec.encode_match(lite_block_match(in_port, base, ~(size - 1) & 0xFFF))
+    return PhysFlow(
+        dpid, 0, PRIO_CLASSIFY, match,
+        _goto_tenant(dst_index, dst_vport, codec.pop_vlan()), layout.infra_cookie(net_id),
+    )  # fmt: skip
+
+
 def link_flows(net_id: int, lp: LinkPath) -> list[PhysFlow]:
     """Transit rules on every intermediate pswitch and the terminating rule at the far end."""
     out = []

@@ -35,6 +35,12 @@ class PortMap:
     # A vport of this big switch on another of its pswitches: reached over an internal route,
     # never an ingress here.
     remote: bool = False
+    # LITE (a network at the `lite` scalability level, docs/design.md): over a vlink of one
+    # physical hop, the block of fabric tags `lite_base + D` that carries "destination LITE
+    # D" out of this vport; and, on the receiving side, (physical in_port, block base) of
+    # the block its packets arrive with.
+    lite_base: int | None = None
+    lite_in: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +56,10 @@ class VSwitchView:
     # (0: injected by the controller): (by a rule, by the tenant's table-miss rule).  PACKET_IN
     # carries no metadata or cookie there, so the mark tells ingress and reason.
     markers: dict[int, tuple[int, int]] = field(default_factory=dict)
+    # LITE: the destination LITE of each host MAC of the network (1..lite_size-1), and the
+    # size of the networks' tag blocks (0: the network is not at `lite`)
+    lite: dict[str, int] = field(default_factory=dict)
+    lite_size: int = 0
     # Physical ports under more than one vport of this vswitch (several vlinks over one
     # uplink): output between those vports must use OFPP_IN_PORT.
     shared_ports: frozenset[int] = field(init=False, compare=False, default=frozenset())

@@ -31,11 +31,17 @@ from tenantvisor.reduce.headerspace import Cube
 from tenantvisor.reduce.levels import KEPT, outputs
 from tenantvisor.reduce.packet import apply_actions, fields
 from tenantvisor.reduce.prove import Reducer, VSwitchPlan, arrivals, rule_cube
-from tenantvisor.reduce.realize import exception_rule, reduced_rule
+from tenantvisor.reduce.realize import (
+    exception_rule,
+    lite_exception_rule,
+    lite_rule,
+    reduced_rule,
+)
 from tenantvisor.translate.flow import (
     PhysFlow,
     TenantMatch,
     TranslatedFlow,
+    lite_destination,
     physical_match,
     translate_flow,
     translate_packet_out,
@@ -350,15 +356,19 @@ class VSwitchEndpoint:
         self._servers.clear()
 
     # --- view changes and re-programming ---------------------------------------------------
-    def set_views(self, views: dict[int, VSwitchView], port_names: dict[int, str]) -> None:
-        """New ports, paths or tags: re-translate every rule and program the difference."""
+    def set_views(
+        self, views: dict[int, VSwitchView], port_names: dict[int, str], replan: bool = True
+    ) -> bool:
+        """New ports, paths or tags: re-translate every rule and program the difference
+        (whether anything changed; `replan` False: the caller re-plans once every vswitch of
+        the network has its new views, since the proofs read the neighbours')."""
         old_ports = self.view.ports
         changed = views != self.views
         self.views = dict(views)
         self.view = next(iter(self.views.values()))
         self.port_names = port_names
         if not changed:
-            return
+            return False
         view = self.view
         for n in set(old_ports) | set(view.ports):
             before, after = old_ports.get(n), view.ports.get(n)
@@ -374,8 +384,9 @@ class VSwitchEndpoint:
                 self._drop(vf, None, None, None)
                 continue
             self._reprogram(None, vf, self._phys(vf, tf), None, None)
-        if self.reducer is not None:
+        if self.reducer is not None and replan:
             self.replan()  # vports and vlinks are what the proofs rest on
+        return True
 
     def view_of(self, vport: int) -> VSwitchView:
         """The view of the pswitch where `vport` is (the primary for 0, the controller)."""
@@ -444,9 +455,21 @@ class VSwitchEndpoint:
                 primary = view is self.view
                 groups = self.group_map if primary else {}
                 meters = self.meter_map if primary else {}
+                lite = lite_destination(view.lite, match, instructions) if table == 0 else 0
                 out.append((dpid, translate_flow(view, table, match, instructions, groups,
-                                                 meters)))  # fmt: skip
+                                                 meters, lite_dst=lite)))  # fmt: skip
         return out
+
+    def pushes_lite(self, vf: VFlow, vport: int) -> bool:
+        """Whether what `vf` sends out of link `vport` carries a LITE tag (its physical rules
+        tag it: the far end's proofs count it among the tagged arrivals, not the plain)."""
+        if vf.table != 0:
+            return False
+        view = self.view_of(vport)
+        pm = view.ports.get(vport)
+        if pm is None or pm.lite_base is None:
+            return False
+        return lite_destination(view.lite, vf.match, vf.instructions) != 0
 
     def restore(
         self, flows: list[VFlow], groups: dict[int, VGroup], meters: dict[int, VMeter]
@@ -611,6 +634,11 @@ class VSwitchEndpoint:
                 )
         if plan is not None:
             for vport, red in plan.reduced_of(vf.serial):
+                if red.level == "lite":
+                    got = lite_rule(self.view_of(vport), vport, red)
+                    if got is not None:
+                        out.append(got)
+                    continue
                 out.append(reduced_rule(self.view_of(vport), vf, vport, red, self.group_map))
         return tuple(out)
 
@@ -652,8 +680,11 @@ class VSwitchEndpoint:
             if self.reducer is None:
                 self.reducer = Reducer(self.level)
             self.reducer.level = self.level
-            vports, arriving = self._links()
-            changed = self.reducer.rebuild(list(self.table), vports, arriving)
+            vports, arriving, plain = self._links()
+            self.reducer.set_lite(self.view.lite, {
+                n for v in self.views.values() for n, pm in v.ports.items() if pm.lite_in
+            })  # fmt: skip
+            changed = self.reducer.rebuild(list(self.table), vports, arriving, plain)
             self.plan = self.reducer.plan
         by_serial = self.table.by_serial
         self._cubes = {k: c for k, c in self._cubes.items() if by_serial.get(k) is c[0]}
@@ -670,18 +701,27 @@ class VSwitchEndpoint:
                 if got is not None:
                     yield number, got[1], got[2], self.host.peer_endpoint(view.net_id, got[1])
 
-    def _links(self) -> tuple[dict[int, tuple[int, int] | None], dict[int, list[Cube]]]:
-        """Each local vport's vlink peer (None: an edge vport), and what can arrive on each
-        link vport: what the peer's rules send out of its end of the vlink."""
+    def _links(
+        self,
+    ) -> tuple[dict[int, tuple[int, int] | None], dict[int, list[Cube]], dict[int, list[Cube]]]:
+        """Each local vport's vlink peer (None: an edge vport), what can arrive on each link
+        vport (what the peer's rules send out of its end of the vlink), and what of that
+        arrives without a LITE tag."""
         vports: dict[int, tuple[int, int] | None] = {
             n: None for v in self.views.values() for n, pm in v.ports.items() if not pm.remote
         }
         arriving: dict[int, list[Cube]] = {}
+        plain: dict[int, list[Cube]] = {}
         for number, peer_vdpid, peer_vport, ep in self._link_peers():
             vports[number] = (peer_vdpid, peer_vport)
             peer_rules = [] if ep is None else list(ep.table)
             arriving[number] = list(arrivals(peer_rules, peer_vport, number))
-        return vports, arriving
+            untagged = [vf for vf in peer_rules if ep is None or not ep.pushes_lite(vf, peer_vport)]
+            plain[number] = (
+                arriving[number] if len(untagged) == len(peer_rules)
+                else list(arrivals(untagged, peer_vport, number))
+            )  # fmt: skip
+        return vports, arriving, plain
 
     def _realize(self, serials: set[int]) -> None:
         """Move the pswitches to what the plan now says of these rules."""
@@ -710,7 +750,7 @@ class VSwitchEndpoint:
         for number, _, peer_vport, peer in self._link_peers():
             cubes = list(arrivals([new], number, peer_vport))
             if cubes and peer is not None and peer is not self:
-                peer.arrivals_grew(peer_vport, cubes)
+                peer.arrivals_grew(peer_vport, cubes, not self.pushes_lite(new, number))
         return changed
 
     def _sync_exceptions(self) -> None:
@@ -722,6 +762,12 @@ class VSwitchEndpoint:
                 view = self.view_of(vport)
                 for arrival, _ in sorted(drops, key=repr):
                     want.append(exception_rule(view, arrival, vport, None, {}, {}))
+            for (vport, dst), drops in sorted(self.reducer.lite_exceptions().items()):
+                view = self.view_of(vport)
+                for arrival, _ in sorted(drops, key=repr):
+                    got = lite_exception_rule(view, arrival, vport, dst)
+                    if got is not None:
+                        want.append(got)
         new = tuple(want)
         if new != self._exceptions:
             old, self._exceptions = self._exceptions, new
@@ -755,10 +801,11 @@ class VSwitchEndpoint:
         if not self._stopped:
             self._replan_neighbours()
 
-    def arrivals_grew(self, vport: int, cubes: list[Cube]) -> None:
-        """Packets in `cubes` can now arrive on link `vport` (a rule at its other end)."""
+    def arrivals_grew(self, vport: int, cubes: list[Cube], plain: bool = True) -> None:
+        """Packets in `cubes` can now arrive on link `vport` (a rule at its other end;
+        `plain`: without a LITE tag)."""
         if self.reducer is not None:
-            self._realize(self.reducer.arrivals_grew(vport, cubes))
+            self._realize(self.reducer.arrivals_grew(vport, cubes, plain))
             self._sync_exceptions()
 
     async def _idle_loop(self) -> None:
