@@ -5,7 +5,7 @@ runs more).
 One leaf-spine fabric and daemon for the module.  Per seed, `testbed.equivalence` lays a
 random network over a subtree of the fabric, installs random tenant rules through the daemon
 as the tenant's controller, and traces the same packets from the edge vports bridge by bridge
-with `ofproto/trace` at exact, app, host and hop (switched by REST, on the same rules): every
+with `ofproto/trace` at exact, app, host, hop and lite (switched by REST, on the same rules): every
 packet must leave by the same edge vports with the same headers, or reach the controller as
 the same PACKET_IN (vswitch, in_port, table, reason, cookie, headers), or be dropped, at every
 level.  A sample in which no level saved a rule on a core pswitch, or no packet met a reduced
@@ -40,10 +40,19 @@ SEEDS = (607, 640, 660, 632, 628)
 SAVING = {607, 660, 632, 628, 652, 659}  # seeds whose sample must save rules on a core
 # Installed at hop (every FLOW_MOD meets the incremental proofs), then exact, app, host.
 SEEDS_AT_HOP = (652, 659)
-CASES = [pytest.param(s, eq.LEVELS, id=f"{s}") for s in SEEDS] + [
-    pytest.param(s, ("hop", "exact", "app", "host"), id=f"{s}-installed-at-hop")
-    for s in SEEDS_AT_HOP
-]
+# Installed at lite (its rules meet the LITE proofs one FLOW_MOD at a time), then exact, hop.
+SEEDS_AT_LITE = (660, 628)
+CASES = (
+    [pytest.param(s, eq.LEVELS, id=f"{s}") for s in SEEDS]
+    + [
+        pytest.param(s, ("hop", "exact", "app", "host"), id=f"{s}-installed-at-hop")
+        for s in SEEDS_AT_HOP
+    ]
+    + [
+        pytest.param(s, ("lite", "exact", "hop"), id=f"{s}-installed-at-lite")
+        for s in SEEDS_AT_LITE
+    ]
+)
 
 
 @pytest.fixture(scope="module")

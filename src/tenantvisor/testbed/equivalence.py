@@ -84,7 +84,7 @@ from tenantvisor.testbed.topo import Topology, two_tier
 from tenantvisor.translate.flow import PhysFlow
 from tenantvisor.virtual.flowtable import normalize, overlaps
 
-LEVELS = ("exact", "app", "host", "hop")
+LEVELS = ("exact", "app", "host", "hop", "lite")
 MAX_HOPS = 16  # bridges one copy of a packet may cross before it counts as looping
 BROADCAST = 0xFFFFFFFFFFFF
 NO_BUFFER = ofp.OFPCML_NO_BUFFER
@@ -1365,12 +1365,14 @@ class Comparison:
 
 
 def _counts(dumps: dict[str, list[str]], net_id: int) -> tuple[dict[str, int], dict[str, int]]:
-    """Per pswitch: the network's rules in the tenant tables, and of those the ones standing
-    for no single tenant rule (shared reduced rules and the drops above them)."""
+    """Per pswitch: the network's rules in the tenant tables (and its LITE rules in table 0),
+    and of those the ones standing for no single tenant rule (shared reduced rules, LITE
+    rules and the drops above them)."""
     rules, reduced = {}, {}
     red = hv.tenant_cookie(net_id, REDUCED_SERIAL)
     for sw, lines in dumps.items():
-        tenant = [ln for ln in lines if re.search(r"\btable=[1-9]\d*,", ln)]
+        tenant = [ln for ln in lines if re.search(r"\btable=[1-9]\d*,", ln)
+                  or f"cookie={red:#x}," in ln]  # fmt: skip
         rules[sw] = len(tenant)
         reduced[sw] = sum(1 for ln in tenant if f"cookie={red:#x}," in ln)
     return rules, reduced
