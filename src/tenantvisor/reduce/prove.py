@@ -529,9 +529,12 @@ class Reducer:
             return VACUOUS, None
         here = Cube.from_fields({oxm.IN_PORT: vport})
         watch = intersect(here, self.lite_watch[dst])
-        if vport not in self.lite_in:
-            return EXACT, watch
         consulted = self._consulted.setdefault((vf.serial, vport), [])
+        plain_key = ("plain", vport, cube)
+        if vport not in self.lite_in:  # no tags arrive here: the rule's packets need it
+            hit = self._answer(plain_key)
+            consulted.append((plain_key, (hit, ())))
+            return (EXACT if hit else VACUOUS), watch
         keys = []
         exceptions: list[tuple[Cube, int | None]] = []
         agreed = False
@@ -548,7 +551,6 @@ class Reducer:
                 agreed = True
                 keys.append(key)
                 exceptions.extend(exc)
-        plain_key = ("plain", vport, cube)
         hit = self._answer(plain_key)
         consulted.append((plain_key, (hit, ())))
         if hit:
