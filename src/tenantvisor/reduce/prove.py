@@ -431,18 +431,19 @@ class Reducer:
 
     def exceptions(self) -> dict[int, set[tuple[Cube, int | None]]]:
         """The exception drops the plan needs now, by vport: those of every check that
-        decided a reduced rule (shared by all the rules it decided)."""
+        decided a reduced rule the plan installs (shared by all the rules it decided).  A
+        rule that keeps its exact rule (an edge ingress, or exact elsewhere) installs none
+        of its reduced outcomes, and their misses are already the exact table's."""
         out: dict[int, set[tuple[Cube, int | None]]] = {}
         if not self.active:
             return out
         seen = set()
-        for mine in self.outcomes.values():
-            for outcome, _ in mine.values():
-                if isinstance(outcome, Reduced) and outcome.check not in seen:
-                    seen.add(outcome.check)
-                    got = self._exc.get(outcome.check, ())
-                    if got:
-                        out.setdefault(outcome.check[0], set()).update(got)
+        for red in self.plan.reduced.values():
+            if red.check not in seen:
+                seen.add(red.check)
+                got = self._exc.get(red.check, ())
+                if got:
+                    out.setdefault(red.check[0], set()).update(got)
         return out
 
     # --- one outcome ---------------------------------------------------------------------
