@@ -172,3 +172,22 @@ def test_stale_generations_and_bad_roles_are_refused() -> None:
 def test_equal_and_nochange_need_no_generation() -> None:
     assert decide_role({"a": S}, 3, "a", E, 0) == ({"a": E}, 3)
     assert decide_role({"a": S}, 3, "a", ofp.OFPCR_ROLE_NOCHANGE, 0) == ({"a": S}, 3)
+
+
+def test_an_add_does_not_send_again_a_shared_rule_the_pswitch_holds() -> None:
+    """A tenant's ADD resets its own rule (counters), so its exact rule goes out again even
+    when unchanged; a rule whose cookie names no one of them (a reduced rule many tenant
+    rules share) is only sent when it is not there yet."""
+    rules = PhysRuleMap()
+    shared = PhysFlow(1, 1, 0xFFFE, b"m", OUT1, 0xFFFF)
+    assert [op.command for op in reprogram(rules, 1, (), (shared,), modify=False)] == [
+        ofp.OFPFC_ADD
+    ]
+    assert reprogram(rules, 2, (), (shared,), modify=False) == []
+    assert reprogram(rules, 2, (shared,), (shared,), modify=False) == []  # re-added, same
+    own = PhysFlow(1, 1, 10, b"m", OUT1, 3)
+    reprogram(rules, 3, (), (own,), modify=False)
+    assert [op.command for op in reprogram(rules, 3, (own,), (own,), modify=False)] == [
+        ofp.OFPFC_ADD
+    ]
+    assert rules.owners(shared.key) == [1, 2]

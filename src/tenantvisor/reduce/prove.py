@@ -467,19 +467,19 @@ class Reducer:
 
     def exceptions(self) -> dict[int, set[tuple[Cube, int | None]]]:
         """The exception drops the plan needs now, by vport: those of every check that
-        decided a reduced rule (shared by all the rules it decided)."""
+        decided a reduced rule the plan installs (shared by all the rules it decided).  A
+        rule that keeps its exact rule (an edge ingress, or exact elsewhere) installs none
+        of its reduced outcomes, and their misses are already the exact table's."""
         out: dict[int, set[tuple[Cube, int | None]]] = {}
         if not self.active:
             return out
         seen = set()
-        for mine in self.outcomes.values():
-            for outcome, _ in mine.values():
-                if isinstance(outcome, Reduced) and outcome.level != "lite" \
-                        and outcome.check not in seen:  # fmt: skip
-                    seen.add(outcome.check)
-                    got = self._exc.get(outcome.check, ())
-                    if got:
-                        out.setdefault(outcome.check[0], set()).update(got)
+        for red in self.plan.reduced.values():
+            if red.level != "lite" and red.check not in seen:
+                seen.add(red.check)
+                got = self._exc.get(red.check, ())
+                if got:
+                    out.setdefault(red.check[0], set()).update(got)
         return out
 
     # --- one outcome ---------------------------------------------------------------------
@@ -576,17 +576,14 @@ class Reducer:
         if not self.active:
             return out
         seen = set()
-        for mine in self.outcomes.values():
-            for outcome, _ in mine.values():
-                if isinstance(outcome, Reduced) and outcome.level == "lite":
-                    if outcome.check in seen:
-                        continue
-                    seen.add(outcome.check)
-                    _, vport, dst, keys = outcome.check
-                    for k in keys:
-                        got = self._exc.get(k, ())
-                        if got:
-                            out.setdefault((vport, dst), set()).update(got)
+        for red in self.plan.reduced.values():  # those the plan installs
+            if red.level == "lite" and red.check not in seen:
+                seen.add(red.check)
+                _, vport, dst, keys = red.check
+                for k in keys:
+                    got = self._exc.get(k, ())
+                    if got:
+                        out.setdefault((vport, dst), set()).update(got)
         return out
 
     def _place(self, vf: VFlow) -> None:

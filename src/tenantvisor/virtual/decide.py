@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from os_ken.ofproto import ofproto_v1_3 as ofp
 
+from tenantvisor.mapping import layout
 from tenantvisor.mapping.frmap import PhysRuleMap
 from tenantvisor.openflow.codec import FlowMod, OFError, Oxm
 from tenantvisor.translate.flow import PhysFlow
@@ -38,6 +39,8 @@ def reprogram(
     return what the pswitches must be sent.  With `modify`, a rule whose key stays and that
     the pswitch carries for this owner is modified in place (counters stay, as OpenFlow's
     MODIFY wants); otherwise ADD, which also puts our cookie over another owner's rule.
+    A rule the pswitch holds exactly and whose cookie names another rule (a reduced rule
+    many tenant rules share) is never sent again: an ADD would only reset its counters.
     New rules are sent before old ones go (make before break: a packet arriving in between
     meets one or the other, never neither)."""
     ops: list[PhysOp] = []
@@ -46,7 +49,7 @@ def reprogram(
     for pf in new:
         before = rules.installed_for(pf.key)
         was_installed = rules.add(serial, pf)
-        if modify and before == pf:
+        if before == pf and (modify or pf.cookie & layout.SERIAL_MASK != serial):
             continue  # the pswitch holds exactly this already (a shared rule, re-derived)
         in_place = modify and was_installed and pf.key in old_keys
         ops.append(PhysOp(pf, ofp.OFPFC_MODIFY_STRICT if in_place else ofp.OFPFC_ADD))

@@ -781,6 +781,13 @@ class VSwitchEndpoint:
         except OFError:
             return None
 
+    def _planned(self, vf: VFlow, translated: tuple[PhysFlow, ...]) -> tuple[PhysFlow, ...]:
+        """`vf`'s physical rules as the plan says, `translated` (exact) only when it cannot
+        be translated: no physical rule at all (vacuous at every ingress) is an answer, not a
+        failure, or the rule would go in exact and out again when its packets first arrive."""
+        phys = self._rephys(vf)
+        return translated if phys is None else phys
+
     def _replan_neighbours(self) -> None:
         for _, _, _, peer in self._link_peers():
             if peer is not None and peer is not self and peer.reducer is not None:
@@ -891,7 +898,7 @@ class VSwitchEndpoint:
                 phys = ch.phys
                 if reduced and not batch:  # realised as the proofs say at once, not exact first
                     touched |= self._rule_changed(old, vf)
-                    phys = self._rephys(vf) or phys
+                    phys = self._planned(vf, phys)
                 relay = self._error_relay(conn, xid, msg, vf)
                 self._reprogram(None, vf, phys, relay, conn, modify=False)
             elif isinstance(ch, Modified):
@@ -900,7 +907,7 @@ class VSwitchEndpoint:
                 phys = ch.phys
                 if reduced and not batch:
                     touched |= self._rule_changed(ch.vflow, ch.vflow)
-                    phys = self._rephys(ch.vflow) or phys
+                    phys = self._planned(ch.vflow, phys)
                 relay = self._error_relay(conn, xid, msg, None)
                 self._reprogram(None, ch.vflow, phys, relay, conn)
             else:
