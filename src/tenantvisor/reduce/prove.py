@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from os_ken.ofproto import ofproto_v1_3 as ofp
@@ -302,6 +303,11 @@ CheckKey = tuple[int, Cube, Hashable]  # (vport, region, expected fate)
 Answer = tuple[bool | None, tuple[tuple[Cube, int | None], ...]]
 
 
+@lru_cache(maxsize=1024)
+def _ingress(vport: int) -> Cube:
+    return Cube.from_fields({oxm.IN_PORT: vport})
+
+
 class _Check:
     """One region check, kept up to date arrival by arrival: what each arrival cube that
     meets the region says (AGREE, MISS or FAIL), counted by verdict (an arrival listed twice
@@ -562,7 +568,7 @@ class Reducer:
         pinned = _in_port(vf)
         if pinned is not None and pinned != vport:
             return VACUOUS, None
-        here = Cube.from_fields({oxm.IN_PORT: vport})
+        here = _ingress(vport)
         # what a later change must meet to matter: the coarsest region tried (it holds the
         # finer ones), so a change there can make the outcome coarser as well as finer
         watch: Cube | None = None
@@ -727,11 +733,11 @@ class Reducer:
     def rule_changed(self, old: VFlow | None, new: VFlow | None) -> set[int]:
         """A rule of this vswitch was added (old None), modified or removed (new None)."""
         touched: list[Cube] = []
-        for vf in (old, new):
-            if vf is not None and (c := rule_cube(vf)) is not None:
-                touched.append(c)
-            elif vf is not None:
-                touched.append(EVERYTHING)
+        new_cube = None if new is None else rule_cube(new)
+        if old is not None:
+            touched.append(rule_cube(old) or EVERYTHING)
+        if new is not None:
+            touched.append(new_cube or EVERYTHING)
         serial = (new or old).serial  # type: ignore[union-attr]
         self.fates.pop(serial, None)
         if new is None:
@@ -743,11 +749,10 @@ class Reducer:
                 self._order[serial] = self._next
                 self._next += 1
             self.rules[serial] = new
-            c = rule_cube(new)
-            if c is None:
+            if new_cube is None:
                 self.cubes.pop(serial, None)
             else:
-                self.cubes[serial] = c
+                self.cubes[serial] = new_cube
         self._set_row(serial)
         self._table = None
         # the arrival cubes whose fate it may change, and the checks they are in
