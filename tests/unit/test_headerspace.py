@@ -18,8 +18,10 @@ from tenantvisor.openflow import codec, oxm
 from tenantvisor.openflow.codec import Oxm
 from tenantvisor.reduce.headerspace import (
     FIELDS,
+    MAX_VIEWS,
     OXM_CLASS_OPENFLOW_BASIC,
     Cube,
+    CubeIndex,
     Space,
     TooComplex,
     intersect,
@@ -242,6 +244,31 @@ def test_space_ops_match_brute_force() -> None:
         if n % 50 == 0:  # contains_point takes packets, slower: a sample of cases
             for i, p in enumerate(u.points):
                 assert x.contains_point(p) == bool(sx >> i & 1)
+
+
+def test_a_cube_index_finds_exactly_the_cubes_that_meet_a_query() -> None:
+    """Items added, replaced and removed at random; every query answers what testing every
+    item would (including past MAX_VIEWS shapes of query, where a group is scanned)."""
+    rng = random.Random(5)
+    for u in (SMALL, DSCP):
+        idx: CubeIndex[int] = CubeIndex()
+        have: dict[int, Cube] = {}
+        for step in range(3000):
+            roll = rng.random()
+            if roll < 0.45 or not have:
+                item = rng.randrange(60)
+                have[item] = c = u.cube(rng)
+                idx.add(item, c)
+            elif roll < 0.6:
+                item = rng.choice(sorted(have))
+                del have[item]
+                idx.discard(item)
+            q = u.cube(rng)
+            got = idx.meeting(q)
+            assert len(got) == len(set(got)), step
+            assert set(got) == {i for i, c in have.items() if overlaps(c, q)}, step
+            assert len(idx) == len(have) and all(i in idx for i in have)
+        assert any(len(v) >= MAX_VIEWS for v in idx._groups.values())  # the scan was met
 
 
 def test_space_subtract_keeps_disjoint_cubes_untouched() -> None:

@@ -51,7 +51,7 @@ from __future__ import annotations
 from collections.abc import Hashable, Iterable, Iterator, Mapping, Sequence
 from functools import lru_cache
 from itertools import groupby
-from typing import NamedTuple
+from typing import Generic, NamedTuple, TypeVar
 
 from tenantvisor.openflow import oxm
 
@@ -344,6 +344,94 @@ def project(a: Cube, fields: Iterable[FieldKey]) -> Cube:
     """
     m = _fields_mask(tuple(fields))
     return _new(Cube, (a.value & m, a.mask & m))
+
+
+# --- finding the cubes that meet one, without testing them all -------------------------------
+_T = TypeVar("_T", bound=Hashable)
+MAX_VIEWS = 16  # hash tables per mask in a CubeIndex (queries of more shapes scan instead)
+
+
+class CubeIndex(Generic[_T]):
+    """Items, each with a cube, found by a cube they meet (`meeting`) in time that depends on
+    the shapes of the cubes (their masks), not on how many there are: tuple space search, as
+    Open vSwitch's classifier does it.
+
+    Items are grouped by their cube's mask M; in a group, a cube c meets a query q exactly when
+    c and q agree on the bits both constrain, M & q.mask: so each group keeps its items hashed
+    by `value & sub` for every such `sub` it was asked with (built on the first query of that
+    shape, kept up to date after).  A query costs one hash lookup per group, plus what it
+    returns.  Past MAX_VIEWS shapes of query a group is scanned (correct, slower).
+    """
+
+    __slots__ = ("_cube", "_groups")
+
+    def __init__(self) -> None:
+        self._cube: dict[_T, Cube] = {}
+        # mask -> {sub-mask -> {value & sub-mask -> items}}; sub-mask == mask: every item once
+        self._groups: dict[int, dict[int, dict[int, dict[_T, None]]]] = {}
+
+    def __len__(self) -> int:
+        return len(self._cube)
+
+    def __contains__(self, item: object) -> bool:
+        return item in self._cube
+
+    def add(self, item: _T, cube: Cube) -> None:
+        """Add `item` with `cube` (replacing its cube if it was there)."""
+        if item in self._cube:
+            self.discard(item)
+        self._cube[item] = cube
+        views = self._groups.get(cube.mask)
+        if views is None:
+            views = self._groups[cube.mask] = {cube.mask: {}}
+        value = cube.value
+        for sub, table in views.items():
+            k = value & sub
+            bucket = table.get(k)
+            if bucket is None:
+                table[k] = {item: None}
+            else:
+                bucket[item] = None
+
+    def discard(self, item: _T) -> None:
+        cube = self._cube.pop(item, None)
+        if cube is None:
+            return
+        views = self._groups[cube.mask]
+        for sub, table in views.items():
+            k = cube.value & sub
+            bucket = table[k]
+            del bucket[item]
+            if not bucket:
+                del table[k]
+        if not views[cube.mask]:
+            del self._groups[cube.mask]
+
+    def meeting(self, q: Cube) -> list[_T]:
+        """The items whose cube meets `q` (no other), in no particular order."""
+        out: list[_T] = []
+        qv, qm = q.value, q.mask
+        for mask, views in self._groups.items():
+            sub = mask & qm
+            table = views.get(sub)
+            if table is None:
+                every = views[mask]
+                if len(views) >= MAX_VIEWS:
+                    for v, bucket in every.items():
+                        if not ((v ^ qv) & sub):
+                            out.extend(bucket)
+                    continue
+                table = views[sub] = {}
+                for v, bucket in every.items():
+                    have = table.get(v & sub)
+                    if have is None:
+                        table[v & sub] = dict(bucket)
+                    else:
+                        have.update(bucket)
+            found = table.get(qv & sub)
+            if found:
+                out.extend(found)
+        return out
 
 
 # --- unions of cubes -------------------------------------------------------------------------

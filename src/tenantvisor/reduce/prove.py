@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from os_ken.ofproto import ofproto_v1_3 as ofp
@@ -35,10 +36,10 @@ from tenantvisor.reduce import levels
 from tenantvisor.reduce.headerspace import (
     DEFAULT_BUDGET,
     Cube,
+    CubeIndex,
     Space,
     TooComplex,
     intersect,
-    overlaps,
     project,
     subset,
     winner_fate_uniform,
@@ -298,27 +299,68 @@ def plan_vswitch(
 
 # --- incremental: one vswitch's reduction kept up to date rule by rule -----------------------
 _MIXED = ("mixed",)  # an arrival cube whose packets meet rules of different fates
+AGREE, MISS, FAIL = 0, 1, 2  # what one arrival says of a region check
+
+CheckKey = tuple[int, Cube, Hashable]  # (vport, region, expected fate)
+Answer = tuple[bool | None, tuple[tuple[Cube, int | None], ...]]
+
+
+@lru_cache(maxsize=1024)
+def _ingress(vport: int) -> Cube:
+    return Cube.from_fields({oxm.IN_PORT: vport})
+
+
+class _Check:
+    """One region check, kept up to date arrival by arrival: what each arrival cube that
+    meets the region says (AGREE, MISS or FAIL), counted by verdict (an arrival listed twice
+    counts twice, as a scan of the list would), and the answer those counts give."""
+
+    __slots__ = ("answer", "counts", "misses", "verdict")
+
+    def __init__(self) -> None:
+        self.verdict: dict[Cube, int] = {}
+        self.counts = [0, 0, 0]
+        self.misses: dict[Cube, None] = {}
+        self.answer: Answer = (None, ())
+
+    def set(self, a: Cube, verdict: int, weight: int) -> None:
+        old = self.verdict.get(a)
+        if old == verdict:
+            return
+        if old is not None:
+            self.counts[old] -= weight
+            if old == MISS:
+                del self.misses[a]
+        self.verdict[a] = verdict
+        self.counts[verdict] += weight
+        if verdict == MISS:
+            self.misses[a] = None
 
 
 class Reducer:
     """One vswitch's plan, changed by what changes it: a rule of its own added, modified or
     removed (`rule_changed`), or packets newly able to arrive on a vlink because a rule at
     its other end (`arrivals_grew`).  Only the proofs those can affect are redone, which is
-    what keeps a tenant's FLOW_MOD cheap (a full `rebuild` redoes every proof):
+    what keeps a tenant's FLOW_MOD cheap (a full `rebuild` redoes every proof).
 
-    * a rule's own change affects the (rule, vport) outcomes whose region (the projection
-      the outcome was decided on) meets the rule's match, old or new: the winner of those
-      packets may have changed;
-    * new arrivals affect the outcomes at that vport whose region meets them, reduced or
-      vacuous (a vacuous rule has no physical rule there: new packets could need it).
+    Every (rule, vport) outcome rests on region checks ("does every packet that can arrive on
+    this vport inside this region get this fate?"), shared by every rule projecting onto the
+    same region and fate (at `hop` every rule from one vport onto the same outputs: one
+    check).  A check is kept as the verdicts of the arrival cubes meeting its region, so a
+    change costs what it touches, not what the vswitch holds:
+
+    * a rule's change can only change the fate of the arrival cubes its match (old or new)
+      meets: those cubes' verdicts are redone in the checks whose region they meet;
+    * new arrivals add their verdicts to the checks whose region they meet;
+    * a rule is placed again when it changed itself or a check it rests on changed answer.
+
+    Rules, arrival cubes and check regions are kept in `CubeIndex`es, so finding what a
+    cube meets does not scan them all; each arrival cube's fate in the table is cached and
+    dropped only when a rule meeting it changes.
 
     Removals never make an outcome wrong (fewer arrivals, or a rule gone whose packets the
     proofs counted): arrivals are not shrunk (an over-approximation stays sound) and the
-    outcomes they block are revisited by the next `rebuild`.
-
-    Each arrival cube's fate in the table is cached and dropped only when a rule meeting it
-    changes; proofs of one region and fate are shared by every rule projecting onto it (at
-    `hop` every rule from one vport onto the same outputs: one check)."""
+    outcomes they block are revisited by the next `rebuild`."""
 
     def __init__(self, level: str, budget: int | None = DEFAULT_BUDGET) -> None:
         self.level = level
@@ -331,23 +373,45 @@ class Reducer:
         self.outcomes: dict[int, dict[int, tuple[Outcome, Cube | None]]] = {}
         self.fates: dict[int, Hashable] = {}
         self.plan = VSwitchPlan().index()
-        self._table: list[tuple[int, Cube, Hashable]] | None = None
-        self._serials: list[int] = []  # of the table's rows, in its order
-        self._afate: dict[Cube, tuple[Hashable, int | None]] = {}  # fate, winner serial
-        self._memo: dict[tuple[int, Cube, Hashable], tuple[bool | None, tuple[Any, ...]]] = {}
-        # the region checks each (rule, vport) outcome consulted, and rules to redo whatever
-        # their checks say (the rule itself changed)
-        self._consulted: dict[tuple[int, int], list[tuple[Any, Any]]] = {}
-        self._exc: dict[Any, tuple[tuple[Cube, int | None], ...]] = {}  # per check, latest
-        self._dirty: set[int] = set()
         # `lite` (set_lite): MAC -> destination LITE, each destination's eth_dst cubes and
-        # one cube covering them all (what a change must meet to matter), the link vports
-        # LITE tags arrive on, and what arrives on each link without a tag
+        # one cube covering them all (what a change must meet to matter), and the link
+        # vports LITE tags arrive on
         self.lite: dict[str, int] = {}
         self.lite_regions: dict[int, list[Cube]] = {}
         self.lite_watch: dict[int, Cube] = {}
         self.lite_in: set[int] = set()
+        self._reset()
+
+    def _reset(self) -> None:
+        # table 0 as proofs read it: per serial (-priority, order, cube, fate, serial), by cube;
+        # `order` is the rule's place among equal priorities (its first arrival in `rules`)
+        self._rows: dict[int, tuple[int, int, Cube, Hashable, int]] = {}
+        self._rindex: CubeIndex[int] = CubeIndex()
+        self._order: dict[int, int] = {}
+        self._next = 0
+        self._table: list[tuple[int, Cube, Hashable]] | None = None
+        self._serials: list[int] = []  # of the table's rows, in its order
+        # what can arrive, per vport: how often each cube is listed, where first, by cube
+        self._mult: dict[int, dict[Cube, int]] = {}
+        self._first: dict[int, dict[Cube, int]] = {}
+        self._aindex: dict[int, CubeIndex[Cube]] = {}
+        self._afate: dict[Cube, tuple[Hashable, int | None]] = {}  # fate, winner serial
+        # the region checks, by key and per vport by region; the rules resting on each
+        self._memo: dict[CheckKey, _Check] = {}
+        self._cindex: dict[int, CubeIndex[CheckKey]] = {}
+        self._users: dict[CheckKey, set[int]] = {}
+        self._orphans: set[CheckKey] = set()  # users gone: dropped after the change
+        self._deciding: dict[CheckKey, int] = {}  # reduced outcomes each check decided
+        self._missy: set[CheckKey] = set()  # checks answering True with exceptions
+        # the region checks each (rule, vport) outcome consulted, and rules to redo whatever
+        # their checks say (the rule itself changed)
+        self._consulted: dict[tuple[int, int], list[tuple[Any, Answer]]] = {}  # Any: "plain"
+        self._dirty: set[int] = set()
+        # `lite`: what arrives on each link without a tag, listed and by cube; the LITE
+        # outcomes the plan installs, by (vport, destination), and the checks they rest on
         self.plain: dict[int, list[Cube]] = {}
+        self._pindex: dict[int, CubeIndex[Cube]] = {}
+        self._lite_deciding: dict[tuple[int, int], dict[CheckKey, int]] = {}
 
     def set_lite(self, lite: Mapping[str, int], receiving: Iterable[int]) -> None:
         """The network's LITE numbering and the link vports whose packets may carry a LITE
@@ -380,12 +444,11 @@ class Reducer:
 
     # --- the table and what arrives ---------------------------------------------------------
     def table(self) -> list[tuple[int, Cube, Hashable]]:
+        """Table 0 as (priority, cube, fate) rows in priority order (highest first)."""
         if self._table is None:
-            rows = sorted(((vf.priority, self.cubes.get(s, EVERYTHING), self._fate(vf), s)
-                           for s, vf in self.rules.items() if vf.table == 0),
-                          key=lambda r: -r[0])  # fmt: skip
-            self._table = [(p, c, f) for p, c, f, _ in rows]
-            self._serials = [s for _, _, _, s in rows]
+            rows = sorted(self._rows.values())
+            self._table = [(-p, c, f) for p, _, c, f, _ in rows]
+            self._serials = [s for *_, s in rows]
         return self._table
 
     def _fate(self, vf: VFlow) -> Hashable:
@@ -394,76 +457,135 @@ class Reducer:
             got = self.fates[vf.serial] = levels.fate(vf)
         return got
 
+    def _set_row(self, serial: int) -> None:
+        """The table's row of one rule as it is now (none: gone, or not in table 0)."""
+        vf = self.rules.get(serial)
+        if vf is None or vf.table != 0:
+            if self._rows.pop(serial, None) is not None:
+                self._rindex.discard(serial)
+            return
+        cube = self.cubes.get(serial, EVERYTHING)
+        self._rows[serial] = (-vf.priority, self._order[serial], cube, self._fate(vf), serial)
+        self._rindex.add(serial, cube)
+
+    def _rows_meeting(self, c: Cube) -> list[tuple[int, int, Cube, Hashable, int]]:
+        """The rows whose match meets `c`, in the table's order."""
+        rows = self._rows
+        return sorted(rows[s] for s in self._rindex.meeting(c))
+
     def _arrival_fate(self, a: Cube) -> tuple[Hashable, int | None]:
         """The fate every packet of arrival cube `a` gets (or _MIXED), and the one rule that
         decides it (None: a table miss, or several rules)."""
         got = self._afate.get(a)
         if got is None:
-            got = (_MIXED, None)
-            table = self.table()
-            for i, (prio, c, fate) in enumerate(table):
-                if intersect(a, c) is None:
-                    continue
-                if not subset(a, c):
-                    break  # split between this rule and what lies below: mixed
-                tied = [f for p, c2, f in table if p == prio and f != fate
-                        and intersect(a, c2) is not None]  # fmt: skip
-                got = (_MIXED, None) if tied else (fate, self._serials[i])
-                break
-            else:
+            rows = self._rows_meeting(a)
+            if not rows:
                 got = (levels.DROP, None)
+            else:
+                prio, _, c, fate, serial = rows[0]
+                if not subset(a, c):
+                    got = (_MIXED, None)  # split between this rule and what lies below
+                elif any(r[0] == prio and r[3] != fate for r in rows[1:]):
+                    got = (_MIXED, None)  # tied with another fate
+                else:
+                    got = (fate, serial)
             self._afate[a] = got
         return got
 
-    def _check(
-        self, vport: int, region: Cube, expected: Hashable
-    ) -> tuple[bool | None, tuple[tuple[Cube, int | None], ...]]:
+    def _verdict(self, a: Cube, region: Cube, expected: Hashable) -> int | None:
+        """What arrival cube `a` says of the check of `region` and `expected` (None: it does
+        not meet the region)."""
+        piece = intersect(a, region)
+        if piece is None:
+            return None
+        if piece == a:
+            fate, winner = self._arrival_fate(a)
+            if fate == expected:
+                return AGREE
+            if fate == levels.DROP and winner is None:
+                # a miss: typically a flow whose rule here is not installed yet (its path
+                # installed from the source end); an exact drop above the reduced rule, gone
+                # once the rule comes, instead of refining every rule here
+                return MISS
+            if fate != _MIXED:
+                return FAIL
+        # a piece proven below (only the rules meeting it can decide it)
+        rows = [(-p, c, f) for p, _, c, f, _ in self._rows_meeting(piece)]
+        try:
+            ok = winner_fate_uniform(piece, rows, expected, levels.DROP, self.budget)
+        except TooComplex:
+            return FAIL
+        return AGREE if ok else FAIL
+
+    def _settle(self, key: CheckKey, chk: _Check) -> None:
+        """The check's answer from its verdicts: whether every packet that can arrive on the
+        vport inside the region gets the fate, but for the exceptions (whole arrival cubes
+        that miss, at most MAX_EXCEPTIONS); None when none can arrive there, or all miss."""
+        agree, miss, fail = chk.counts
+        answer: Answer
+        if not chk.verdict:
+            answer = (None, ())
+        elif fail or miss > MAX_EXCEPTIONS:
+            answer = (False, ())
+        elif not agree:
+            answer = (None, ())  # every packet that arrives here is another rule's: none needed
+        else:
+            vport = key[0]
+            first, mult = self._first[vport], self._mult[vport]
+            answer = (True, tuple((a, None) for a in sorted(chk.misses, key=first.__getitem__)
+                                  for _ in range(mult[a])))  # fmt: skip
+        chk.answer = answer
+        if answer[1]:
+            self._missy.add(key)
+        else:
+            self._missy.discard(key)
+
+    def _check(self, vport: int, region: Cube, expected: Hashable) -> Answer:
         """Whether every packet that can arrive on `vport` inside `region` gets `expected`,
-        but for the exceptions returned (whole arrival cubes with a single other winner);
-        None when none can arrive (vacuous)."""
+        but for the exceptions returned (whole arrival cubes that miss); None when none can
+        arrive (vacuous)."""
         key = (vport, region, expected)
-        if key in self._memo:
-            return self._memo[key]
-        result: bool | None = None
-        exceptions: list[tuple[Cube, int | None]] = []
-        agreeing = 0
-        table = self.table()
-        for a in self.arriving.get(vport, ()):
-            piece = intersect(a, region)
-            if piece is None:
-                continue
-            result = True
-            if piece == a:
-                fate, winner = self._arrival_fate(a)
-                if fate == expected:
-                    agreeing += 1
-                    continue
-                if fate == levels.DROP and winner is None:
-                    # a miss: typically a flow whose rule here is not installed yet (its
-                    # path installed from the source end); an exact drop above the reduced
-                    # rule, gone once the rule comes, instead of refining every rule here
-                    exceptions.append((a, winner))
-                    if len(exceptions) > MAX_EXCEPTIONS:
-                        result = False
-                        break
-                    continue
-                if fate != _MIXED:
-                    result = False
-                    break
-            agreeing += 1  # a piece proven below: it agrees, or the check fails
-            try:
-                if not winner_fate_uniform(piece, table, expected, levels.DROP, self.budget):
-                    result = False
-                    break
-            except TooComplex:
-                result = False
-                break
-        if result and not agreeing:
-            result = None  # every packet that arrives here is another rule's: none needed
-        got = (result, tuple(exceptions) if result else ())
-        self._memo[key] = got
-        self._exc[key] = got[1]
-        return got
+        chk = self._memo.get(key)
+        if chk is None:
+            chk = self._memo[key] = _Check()
+            idx = self._aindex.get(vport)
+            if idx is not None:
+                mult = self._mult[vport]
+                for a in idx.meeting(region):
+                    v = self._verdict(a, region, expected)
+                    if v is not None:
+                        chk.set(a, v, mult[a])
+            self._cindex.setdefault(vport, CubeIndex()).add(key, region)
+            self._settle(key, chk)
+        return chk.answer
+
+    def _reverdict(self, vport: int, arrivals: Iterable[Cube]) -> set[CheckKey]:
+        """Redo what these arrival cubes of `vport` say in every check whose region they
+        meet; the checks whose answer changed."""
+        idx = self._cindex.get(vport)
+        if idx is None:
+            return set()
+        mult = self._mult[vport]
+        redone: dict[CheckKey, _Check] = {}
+        for a in arrivals:
+            for key in idx.meeting(a):
+                chk = redone[key] = self._memo[key]
+                v = self._verdict(a, key[1], key[2])
+                if v is not None:  # it meets the region: the index says so
+                    chk.set(a, v, mult[a])
+        flipped = set()
+        for key, chk in redone.items():
+            was = chk.answer[0]
+            self._settle(key, chk)
+            if chk.answer[0] != was:
+                flipped.add(key)
+        return flipped
+
+    def _users_of(self, keys: Iterable[CheckKey]) -> set[int]:
+        out: set[int] = set()
+        for key in keys:
+            out |= self._users.get(key, set())
+        return out
 
     def exceptions(self) -> dict[int, set[tuple[Cube, int | None]]]:
         """The exception drops the plan needs now, by vport: those of every check that
@@ -473,13 +595,9 @@ class Reducer:
         out: dict[int, set[tuple[Cube, int | None]]] = {}
         if not self.active:
             return out
-        seen = set()
-        for red in self.plan.reduced.values():
-            if red.level != "lite" and red.check not in seen:
-                seen.add(red.check)
-                got = self._exc.get(red.check, ())
-                if got:
-                    out.setdefault(red.check[0], set()).update(got)
+        for key in self._missy:
+            if self._deciding.get(key):
+                out.setdefault(key[0], set()).update(self._memo[key].answer[1])
         return out
 
     # --- one outcome ---------------------------------------------------------------------
@@ -491,7 +609,7 @@ class Reducer:
         pinned = _in_port(vf)
         if pinned is not None and pinned != vport:
             return VACUOUS, None
-        here = Cube.from_fields({oxm.IN_PORT: vport})
+        here = _ingress(vport)
         # what a later change must meet to matter: the coarsest region tried (it holds the
         # finer ones), so a change there can make the outcome coarser as well as finer
         watch: Cube | None = None
@@ -501,16 +619,16 @@ class Reducer:
             if region is None:
                 return VACUOUS, watch
             watch = watch or region
+            key = (vport, region, expected)
             ok, exceptions = self._check(vport, region, expected)
-            self._consulted.setdefault((vf.serial, vport), []).append(
-                ((vport, region, expected), (ok, exceptions))
-            )
+            self._consulted.setdefault((vf.serial, vport), []).append((key, (ok, exceptions)))
+            self._users.setdefault(key, set()).add(vf.serial)
             if ok is None:
                 return VACUOUS, watch
             if ok:
                 kept = tuple(sorted((o for o in vf.match if o.field in kept_fields),
                                     key=lambda o: o.field))  # fmt: skip
-                return Reduced(lv, kept, expected, exceptions, (vport, region, expected)), watch
+                return Reduced(lv, kept, expected, exceptions, key), watch
         return EXACT, watch
 
     def _prove_lite(self, vf: VFlow, vport: int, dst: int) -> tuple[Outcome, Cube | None]:
@@ -527,7 +645,7 @@ class Reducer:
         pinned = _in_port(vf)
         if pinned is not None and pinned != vport:
             return VACUOUS, None
-        here = Cube.from_fields({oxm.IN_PORT: vport})
+        here = _ingress(vport)
         watch = intersect(here, self.lite_watch[dst])
         consulted = self._consulted.setdefault((vf.serial, vport), [])
         plain_key = ("plain", vport, cube)
@@ -545,6 +663,7 @@ class Reducer:
             key = (vport, region, expected)
             ok, exc = self._check(*key)
             consulted.append((key, (ok, exc)))
+            self._users.setdefault(key, set()).add(vf.serial)
             if ok is False:
                 return EXACT, watch
             if ok:
@@ -567,30 +686,70 @@ class Reducer:
         an untagged arrival meets a rule's match."""
         if key[0] == "plain":
             _, vport, cube = key
-            return any(overlaps(p, cube) for p in self.plain.get(vport, ()))
+            idx = self._pindex.get(vport)
+            return idx is not None and bool(idx.meeting(cube))
         return self._check(*key)[0]
 
     def lite_exceptions(self) -> dict[tuple[int, int], set[tuple[Cube, int | None]]]:
-        """The exception drops of the LITE rules now, by (vport, destination LITE)."""
+        """The exception drops of the LITE rules the plan installs, by (vport, destination
+        LITE): those of the region checks they rest on."""
         out: dict[tuple[int, int], set[tuple[Cube, int | None]]] = {}
         if not self.active:
             return out
-        seen = set()
-        for red in self.plan.reduced.values():  # those the plan installs
-            if red.level == "lite" and red.check not in seen:
-                seen.add(red.check)
-                _, vport, dst, keys = red.check
-                for k in keys:
-                    got = self._exc.get(k, ())
-                    if got:
-                        out.setdefault((vport, dst), set()).update(got)
+        for where, keys in self._lite_deciding.items():
+            for key in keys:
+                if key in self._missy:
+                    out.setdefault(where, set()).update(self._memo[key].answer[1])
         return out
+
+    def _forget(self, serial: int) -> None:
+        """Drop one rule's outcomes and what they rested on."""
+        for vp, (outcome, _) in self.outcomes.pop(serial, {}).items():
+            if isinstance(outcome, Reduced) and (serial, vp) in self.plan.reduced:
+                self._decided(outcome, vp, -1)
+            for key, _ in self._consulted.pop((serial, vp), ()):
+                users = self._users.get(key)
+                if users is not None:
+                    users.discard(serial)
+                    if not users:
+                        self._orphans.add(key)
+
+    def _decided(self, outcome: Reduced, vport: int, n: int) -> None:
+        """Count (n = 1) or uncount (-1) a reduced outcome the plan installs: the checks
+        whose exceptions become drops are those such outcomes rest on."""
+        if outcome.level == "lite":
+            _, _, dst, keys = outcome.check
+            counts = self._lite_deciding.setdefault((vport, dst), {})
+            for key in keys:
+                left = counts.get(key, 0) + n
+                if left:
+                    counts[key] = left
+                else:
+                    counts.pop(key, None)
+            if not counts:
+                del self._lite_deciding[(vport, dst)]
+            return
+        left = self._deciding.get(outcome.check, 0) + n
+        if left:
+            self._deciding[outcome.check] = left
+        else:
+            self._deciding.pop(outcome.check, None)
+
+    def _collect(self) -> None:
+        """Forget the checks no rule rests on any more."""
+        for key in self._orphans:
+            if self._users.get(key):
+                continue
+            self._users.pop(key, None)
+            if self._memo.pop(key, None) is not None:
+                self._cindex[key[0]].discard(key)
+            self._missy.discard(key)
+        self._orphans.clear()
 
     def _place(self, vf: VFlow) -> None:
         """Decide every ingress of one rule and put the result into the plan."""
         serial = vf.serial
-        for key in [k for k in self._consulted_of(serial)]:
-            self._consulted.pop(key, None)
+        self._forget(serial)
         forwarding = vf.table == 0 and self._fate(vf)[0] == "out"  # type: ignore[index]
         mine: dict[int, tuple[Outcome, Cube | None]] = {}
         keep_exact = not forwarding
@@ -608,16 +767,14 @@ class Reducer:
         reduced = {} if keep_exact else {
             vp: o for vp, (o, _) in mine.items() if isinstance(o, Reduced)
         }  # fmt: skip
+        for vp, o in reduced.items():
+            self._decided(o, vp, 1)
         vacuous = {vp for vp, (o, _) in mine.items() if o == VACUOUS}
         self.plan.set_rule(serial, keep_exact, reduced, vacuous)
 
-    def _consulted_of(self, serial: int) -> list[tuple[int, int]]:
-        return [(serial, vp) for vp in self.outcomes.get(serial, {})]
-
     def _unchanged(self, serial: int) -> bool:
         """Whether every region check this rule's outcomes rested on answers as it did: its
-        outcomes are then the same, no need to redo them (at `hop` every rule of a vport
-        rests on one shared check, so a change costs one check, not one per rule)."""
+        outcomes are then the same, no need to redo them."""
         mine = self.outcomes.get(serial)
         if mine is None or serial in self._dirty:
             return False
@@ -636,22 +793,40 @@ class Reducer:
         """Place again those of these rules whose checks no longer answer as they did; the
         serials whose realisation changed."""
         changed = set()
-        for serial in serials:
+        for serial in sorted(serials):
             if self._unchanged(serial):
                 continue
             was = self.plan.part(serial)
             vf = self.rules.get(serial)
             if vf is None:
-                for key in self._consulted_of(serial):
-                    self._consulted.pop(key, None)
-                self.outcomes.pop(serial, None)
+                self._forget(serial)
                 self.plan.drop_rule(serial)
             else:
                 self._place(vf)
             if self.plan.part(serial) != was:
                 changed.add(serial)
         self._dirty.clear()
+        self._collect()
         return changed
+
+    def _add_arrivals(self, vport: int, cubes: Sequence[Cube]) -> list[Cube]:
+        """List `cubes` as arriving on `vport`; the ones not there before, once each."""
+        listed = self.arriving.setdefault(vport, [])
+        mult = self._mult.setdefault(vport, {})
+        first = self._first.setdefault(vport, {})
+        idx = self._aindex.setdefault(vport, CubeIndex())
+        fresh: list[Cube] = []
+        for c in cubes:
+            listed.append(c)
+            n = mult.get(c)
+            if n is None:
+                mult[c] = 1
+                first[c] = len(listed) - 1
+                idx.add(c, c)
+                fresh.append(c)
+            else:
+                mult[c] = n + 1
+        return fresh
 
     # --- what changes it -------------------------------------------------------------------
     def rebuild(
@@ -668,11 +843,17 @@ class Reducer:
         self.fates = {}
         self.cubes = {s: c for s, vf in self.rules.items() if (c := rule_cube(vf)) is not None}
         self.vports = dict(vports)
-        self.arriving = {vp: list(cubes) for vp, cubes in arriving.items()}
-        self.plain = {vp: list(cubes) for vp, cubes in (arriving if plain is None
-                                                        else plain).items()}  # fmt: skip
-        self._table, self._afate, self._memo = None, {}, {}
-        self._consulted, self._dirty, self._exc = {}, set(), {}
+        self._reset()
+        for serial in self.rules:
+            self._order[serial] = self._next
+            self._next += 1
+            self._set_row(serial)
+        self.arriving = {}
+        for vp, cubes in arriving.items():
+            self.arriving[vp] = []
+            self._add_arrivals(vp, list(cubes))
+        for vp, cubes in (arriving if plain is None else plain).items():
+            self._add_plain(vp, list(cubes))
         self.outcomes.clear()
         self.plan = VSwitchPlan().index()
         for vf in self.rules.values():
@@ -680,71 +861,79 @@ class Reducer:
                 self._place(vf)
             else:
                 self.plan.set_rule(vf.serial, True, {}, set())
+        self._collect()
         return {s for s, part in before.items() if self.plan.part(s) != part}
 
     def rule_changed(self, old: VFlow | None, new: VFlow | None) -> set[int]:
         """A rule of this vswitch was added (old None), modified or removed (new None)."""
         touched: list[Cube] = []
-        for vf in (old, new):
-            if vf is not None and (c := rule_cube(vf)) is not None:
-                touched.append(c)
-            elif vf is not None:
-                touched.append(EVERYTHING)
+        new_cube = None if new is None else rule_cube(new)
+        if old is not None:
+            touched.append(rule_cube(old) or EVERYTHING)
+        if new is not None:
+            touched.append(new_cube or EVERYTHING)
         serial = (new or old).serial  # type: ignore[union-attr]
         self.fates.pop(serial, None)
         if new is None:
             self.rules.pop(serial, None)
             self.cubes.pop(serial, None)
+            self._order.pop(serial, None)
         else:
+            if serial not in self.rules:  # a new one goes after its equals; a modified one stays
+                self._order[serial] = self._next
+                self._next += 1
             self.rules[serial] = new
-            c = rule_cube(new)
-            if c is None:
+            if new_cube is None:
                 self.cubes.pop(serial, None)
             else:
-                self.cubes[serial] = c
+                self.cubes[serial] = new_cube
+        self._set_row(serial)
         self._table = None
-        self._memo = {}
-        self._afate = {a: f for a, f in self._afate.items()
-                       if not any(intersect(a, t) is not None for t in touched)}  # fmt: skip
+        # the arrival cubes whose fate it may change, and the checks they are in
+        flipped: set[CheckKey] = set()
+        for vp, idx in self._aindex.items():
+            stale: dict[Cube, None] = {}
+            for t in touched:
+                stale.update(dict.fromkeys(idx.meeting(t)))
+            for a in stale:
+                self._afate.pop(a, None)
+            if stale:
+                flipped |= self._reverdict(vp, stale)
         if not self.active:
             if new is None:
                 self.plan.drop_rule(serial)
             else:
                 self.plan.set_rule(serial, True, {}, set())
             return set()
-        affected = {serial}
         self._dirty.add(serial)
-        for s, mine in self.outcomes.items():
-            for _, region in mine.values():
-                if region is not None and any(intersect(region, t) is not None for t in touched):
-                    affected.add(s)
-                    break
-        return self._redo(affected)
+        return self._redo({serial} | self._users_of(flipped))
+
+    def _add_plain(self, vport: int, cubes: Sequence[Cube]) -> list[Cube]:
+        """List `cubes` as arriving untagged on `vport`; the ones not there before."""
+        listed = self.plain.setdefault(vport, [])
+        idx = self._pindex.setdefault(vport, CubeIndex())
+        fresh = []
+        for c in cubes:
+            if c not in idx:
+                idx.add(c, c)
+                listed.append(c)
+                fresh.append(c)
+        return fresh
 
     def arrivals_grew(self, vport: int, cubes: Sequence[Cube], plain: bool = True) -> set[int]:
         """Packets in `cubes` can now arrive on link `vport` (`plain`: without a LITE tag)."""
         if vport not in self.arriving:
             return set()
-        have = set(self.arriving[vport])
+        have = self._mult[vport]
         new = [c for c in cubes if c not in have]
+        again: set[int] = set()  # rules whose untagged arrivals may have changed
         if plain:
-            had = set(self.plain.setdefault(vport, []))
-            fresh = [c for c in cubes if c not in had]
-            self.plain[vport].extend(fresh)
-            new += [c for c in fresh if c not in new]
-        if not new:
+            for c in self._add_plain(vport, cubes):
+                if self.level == "lite":
+                    again.update(self._rindex.meeting(c))
+        if not new and not again:
             return set()
-        self.arriving[vport].extend(c for c in new if c not in have)
-        self._memo = {}
+        flipped = self._reverdict(vport, self._add_arrivals(vport, new)) if new else set()
         if not self.active:
             return set()
-        affected = set()
-        for s, mine in self.outcomes.items():
-            got = mine.get(vport)
-            if (
-                got is not None
-                and got[1] is not None
-                and any(intersect(got[1], c) is not None for c in new)
-            ):
-                affected.add(s)
-        return self._redo(affected)
+        return self._redo(self._users_of(flipped) | (again & set(self.outcomes)))
