@@ -194,11 +194,13 @@ class _Compiler:
                     lite_out[(a.vdpid, a.vport)] = base
                     lite_in[(b.vdpid, b.vport)] = (hop.dst_port, base)
         macs: dict[tuple[int, int], list[str]] = {}
+        hosts: dict[tuple[int, int], list[str]] = {}
         for host in net.hosts.values():
             sw = net.switches.get(host.vdpid)
             vp = net.vport(host.vdpid, host.vport)
             if sw is None or vp is None:
                 continue
+            hosts.setdefault((host.vdpid, host.vport), []).append(host.mac)
             if self._of10(vp.dpid):
                 macs.setdefault((host.vdpid, host.vport), []).append(host.mac)
                 continue
@@ -248,6 +250,7 @@ class _Compiler:
                 local[vp.dpid][n] = PortMap(
                     n, vp.port, None, False, up,
                     macs=tuple(sorted(macs.get((vdpid, n), ()))), tx_group=tx, hairpin_group=hp,
+                    hosts=tuple(sorted(hosts.get((vdpid, n), ()))),
                 )  # fmt: skip
             st.port_names[vdpid] = names
             self._big_switch_routes(vdpid, local)

@@ -40,6 +40,7 @@ from tenantvisor.reduce.headerspace import (
     Space,
     TooComplex,
     intersect,
+    overlaps,
     project,
     subset,
     winner_fate_uniform,
@@ -380,6 +381,7 @@ class Reducer:
         self.lite_regions: dict[int, list[Cube]] = {}
         self.lite_watch: dict[int, Cube] = {}
         self.lite_in: set[int] = set()
+        self.hosts: dict[int, list[Cube]] | None = None  # per edge vport (rebuild)
         self._reset()
 
     def _reset(self) -> None:
@@ -758,7 +760,10 @@ class Reducer:
             dst = self._lite_dst(vf)
             for vp in [pinned] if pinned is not None else list(self.vports):
                 if self.vports.get(vp) is None:
-                    keep_exact = True  # an edge vport (or the controller's): the full match
+                    if self._edge_needs(vp, serial):
+                        keep_exact = True  # a host's packets can meet it: the full match
+                    else:
+                        mine[vp] = (VACUOUS, None)  # no host there sends what it matches
                     continue
                 got = mine[vp] = self._prove_lite(vf, vp, dst) if dst else self._prove(vf, vp)
                 if got[0] == EXACT:
@@ -771,6 +776,14 @@ class Reducer:
             self._decided(o, vp, 1)
         vacuous = {vp for vp, (o, _) in mine.items() if o == VACUOUS}
         self.plan.set_rule(serial, keep_exact, reduced, vacuous)
+
+    def _edge_needs(self, vport: int, serial: int) -> bool:
+        """Whether packets of the hosts on edge `vport` can meet rule `serial` (table 0 lets
+        in only their source MACs; without `hosts`, or for a vport not known, assume so)."""
+        if self.hosts is None or vport not in self.vports:
+            return True
+        cube = self.cubes.get(serial)
+        return cube is None or any(overlaps(h, cube) for h in self.hosts.get(vport, ()))
 
     def _unchanged(self, serial: int) -> bool:
         """Whether every region check this rule's outcomes rested on answers as it did: its
@@ -833,10 +846,14 @@ class Reducer:
         self, rules: Sequence[VFlow], vports: Mapping[int, Peer | None],
         arriving: Mapping[int, Space | Sequence[Cube]],
         plain: Mapping[int, Space | Sequence[Cube]] | None = None,
+        hosts: Mapping[int, Sequence[Cube]] | None = None,
     ) -> set[int]:  # fmt: skip
         """Every proof again (a new level, new vports, or to take removals into account);
         the serials whose realisation changed.  `plain`: what of `arriving` comes without a
-        LITE tag (default: all of it)."""
+        LITE tag (default: all of it).  `hosts`: per edge vport, what its hosts can send
+        (their source MACs: table 0 admits no other); None: anything, so every rule that
+        can apply to an edge vport keeps its exact rule."""
+        self.hosts = None if hosts is None else {vp: list(c) for vp, c in hosts.items()}
         before = {vf.serial: self.plan.part(vf.serial) for vf in rules}
         before.update({s: self.plan.part(s) for s in self.rules})
         self.rules = {vf.serial: vf for vf in rules}

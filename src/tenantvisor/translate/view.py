@@ -41,6 +41,9 @@ class PortMap:
     # the block its packets arrive with.
     lite_base: int | None = None
     lite_in: tuple[int, int] | None = None
+    # An edge vport: the MACs of the hosts on it (table 0 admits only their packets), which
+    # is all that can enter here from the wire (reduce/prove.py rests on it)
+    hosts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

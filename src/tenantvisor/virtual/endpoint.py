@@ -684,7 +684,13 @@ class VSwitchEndpoint:
             self.reducer.set_lite(self.view.lite, {
                 n for v in self.views.values() for n, pm in v.ports.items() if pm.lite_in
             })  # fmt: skip
-            changed = self.reducer.rebuild(list(self.table), vports, arriving, plain)
+            hosts = {
+                n: [Cube.from_fields({oxm.IN_PORT: n, oxm.ETH_SRC: int(m.replace(":", ""), 16)})
+                    for m in pm.hosts]
+                for v in self.views.values() for n, pm in v.ports.items()
+                if vports.get(n, 0) is None
+            }  # fmt: skip
+            changed = self.reducer.rebuild(list(self.table), vports, arriving, plain, hosts)
             self.plan = self.reducer.plan
         by_serial = self.table.by_serial
         self._cubes = {k: c for k, c in self._cubes.items() if by_serial.get(k) is c[0]}
