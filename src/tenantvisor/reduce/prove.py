@@ -13,7 +13,10 @@ Packets a controller injects are not among them: the endpoint carries those itse
 Outcomes per (rule, link vport): REDUCED at a level (the coarsest that proves, trying finer
 ones in turn), VACUOUS (no packet that can arrive there falls in R' at all: R needs no rule for
 that ingress), or EXACT.  R keeps its exact physical rule when some ingress it applies to is an
-edge vport (hosts: the ingress edge always keeps the tenant's full match) or ended EXACT.
+edge vport whose hosts' packets can meet it (table 0 admits only their source MACs there: the
+ingress edge always keeps the tenant's full match) or ended EXACT.  At `lite` a rule pinning
+eth_dst to a host is realised on a link vport by a rule matching the destination's tag
+instead (`_prove_lite`).
 
 Why one high priority for every reduced rule is right (docs/design.md): for a packet p that
 can arrive on a, any reduced rule containing p has p's exact fate (that is what was proven);
