@@ -42,6 +42,9 @@ from tenantvisor.virtual.model import Tenant, VirtualNetwork, VPortKind
 
 log = logging.getLogger(__name__)
 N_TABLES_OFFERED = 64
+# after the BARRIERs that follow a change of the senders' tags, before the core's rules
+# change: Open vSwitch revalidates its datapath flow cache on its own time
+LEVEL_SETTLE = 0.05
 RESERVE_ATTEMPTS = 8  # allocation races lost to other instances before a compile gives up
 RESERVE_RETRY = 1.0  # seconds before compiling again when the store could not reserve ids
 Allocated = tuple[Space, Hashable, int]
@@ -681,6 +684,16 @@ class Hypervisor:
         tenant = self._tenant_name(net)
         touched: set[int] = set()
         again: list[VSwitchEndpoint] = []  # re-plan once every vswitch has its new views
+        level = net.scalability
+        mine = [e for k, e in self.endpoints.items() if k[0] == net.id]
+        entering = level == "lite" and any(e.level != "lite" for e in mine)
+        if level != "lite":
+            # leaving lite: the core's rules for untagged packets go in (on the views that
+            # still have the tags) before any sender stops tagging
+            for e in mine:
+                if e.level == "lite":
+                    e.level = level
+                    e.replan()
         for vdpid, sw in net.switches.items():
             views = {d: st.views[(vdpid, d)] for d in sw.dpids if (vdpid, d) in st.views}
             if not views:
@@ -706,10 +719,15 @@ class Hypervisor:
                 log.info("%s: started with %d vports", ep.label, len(sw.ports))
             else:
                 ep.set_controllers(urls)
-                if ep.set_views(views, names, replan=False) or ep.level != net.scalability:
+                if ep.set_views(views, names, replan=False) or ep.level != level:
                     again.append(ep)
-                ep.level = net.scalability
-        if again:
+                if not entering:
+                    ep.level = level
+        if entering:
+            # entering lite: the senders tag from now on (their rules re-translated above);
+            # the core's rules for untagged packets stay until the pswitches have that
+            self._replan_when_sent(net.id, level)
+        elif again:
             # the proofs read the neighbours' rules and views (LITE tags): all of the
             # network's reduced vswitches again, senders' rules already re-translated
             for ep in [e for k, e in self.endpoints.items() if k[0] == net.id]:
@@ -719,6 +737,37 @@ class Hypervisor:
             touched |= set(self.endpoints[key].views)
             self._drop_endpoint(key)
         return touched
+
+    def _replan_when_sent(self, net_id: int, level: str) -> None:
+        """Move the network's vswitches to `level` once every pswitch they are on has
+        answered a BARRIER (what was sent so far is in its tables) and the datapath has
+        had LEVEL_SETTLE to drop flows cached from before."""
+
+        def go() -> None:
+            net = self.manager.networks.get(net_id)
+            if net is None or net.scalability != level:
+                return  # changed again meanwhile: that change decides
+            for ep in [e for k, e in self.endpoints.items() if k[0] == net_id]:
+                ep.level = level
+                ep.replan()
+
+        sessions = {d: s for k, e in self.endpoints.items() if k[0] == net_id
+                    for d in e.views if (s := self.session(d)) is not None}  # fmt: skip
+        left = len(sessions)
+
+        def answered() -> None:
+            nonlocal left
+            left -= 1
+            if left == 0:
+                try:
+                    asyncio.get_running_loop().call_later(LEVEL_SETTLE, go)
+                except RuntimeError:  # no event loop (a caller outside the daemon)
+                    go()
+
+        if not sessions:
+            go()
+        for sess in sessions.values():
+            sess.barrier(answered)
 
     def _drop_endpoint(self, key: tuple[int, int]) -> None:
         ep = self.endpoints.pop(key)
