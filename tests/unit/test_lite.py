@@ -127,7 +127,7 @@ def test_a_lite_rule_swaps_the_tag_onto_lite_links_and_pops_it_for_the_rest() ->
 # --- proofs ----------------------------------------------------------------------------------
 def _reducer(b_rules: list, a_rules: list, tagged: bool = True) -> Reducer:
     r = Reducer("lite")
-    r.set_lite(LITE, {1})
+    r.set_lite(LITE, {1}, {2, 3})  # B tags what it sends to C and D
     arriving = {1: list(arrivals(a_rules, 3, 1)), 2: [], 3: []}
     plain = {1: [] if tagged else list(arriving[1]), 2: [], 3: []}
     r.rebuild(b_rules, VPORTS, arriving, plain)
@@ -163,6 +163,23 @@ def test_a_destination_whose_arrivals_go_two_ways_is_not_lite() -> None:
     assert r._prove_lite(b[0], 1, 1)[0] == EXACT
 
 
+def test_a_rule_that_tags_nothing_falls_back_to_the_finer_levels() -> None:
+    """As at a host's edge: the two hosts of one destination leave by different ports, so
+    no LITE rule; with no LITE link among its outputs the rule tags nothing and is tried at
+    the finer levels: `hop` fails (what arrives on 1 leaves two ways), `host` holds."""
+    m1, m2 = conn(1, 0x10, 1000, 80), conn(1, 0x11, 1000, 80)
+    b = [rule(m1, out(2)), rule(m2, out(3))]
+    r = Reducer("lite")
+    r.set_lite(LITE, {1})  # nothing B sends is tagged
+    arriving = {1: list(arrivals([rule(m1, out(3)), rule(m2, out(3))], 3, 1)), 2: [], 3: []}
+    r.rebuild(b, VPORTS, arriving, {1: [], 2: [], 3: []})
+    parts = [r.plan.part(vf.serial) for vf in b]
+    assert all(not exact and [red.level for _, red in reds] == ["host"] for exact, reds in parts)
+    r.set_lite(LITE, {1}, {2, 3})  # now B tags what goes to C and D: exact, as before
+    r.rebuild(b, VPORTS, arriving, {1: [], 2: [], 3: []})
+    assert all(r.plan.part(vf.serial) == (True, ()) for vf in b)
+
+
 def test_nothing_arriving_for_the_destination_needs_no_rule() -> None:
     b = [rule(conn(1, 0x12, 1000, 80), out(3))]
     r = _reducer(b, [rule(conn(1, 0x10, 1000, 80), out(3))])
@@ -175,7 +192,7 @@ def test_lite_rule_by_rule_changes_give_the_plan_a_rebuild_gives() -> None:
     plan equals a full rebuild over the same arrivals after every step."""
     rnd = random.Random(5)
     inc = Reducer("lite")
-    inc.set_lite(LITE, {1})
+    inc.set_lite(LITE, {1}, {2})
     inc.rebuild([], VPORTS, {1: [], 2: [], 3: []}, {1: [], 2: [], 3: []})
     b_rules: dict[int, object] = {}
     reduced_seen = False
@@ -195,7 +212,7 @@ def test_lite_rule_by_rule_changes_give_the_plan_a_rebuild_gives() -> None:
             vf = b_rules.pop(rnd.choice(sorted(b_rules)))
             inc.rule_changed(vf, None)
         full = Reducer("lite")
-        full.set_lite(LITE, {1})
+        full.set_lite(LITE, {1}, {2})
         full.rebuild(list(b_rules.values()), VPORTS,  # type: ignore[arg-type]
                      {1: list(inc.arriving[1]), 2: [], 3: []},
                      {1: list(inc.plain[1]), 2: [], 3: []})  # fmt: skip

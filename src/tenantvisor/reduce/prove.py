@@ -384,6 +384,7 @@ class Reducer:
         self.lite_regions: dict[int, list[Cube]] = {}
         self.lite_watch: dict[int, Cube] = {}
         self.lite_in: set[int] = set()
+        self.lite_out: set[int] = set()
         self.hosts: dict[int, list[Cube]] | None = None  # per edge vport (rebuild)
         self._reset()
 
@@ -418,11 +419,14 @@ class Reducer:
         self._pindex: dict[int, CubeIndex[Cube]] = {}
         self._lite_deciding: dict[tuple[int, int], dict[CheckKey, int]] = {}
 
-    def set_lite(self, lite: Mapping[str, int], receiving: Iterable[int]) -> None:
-        """The network's LITE numbering and the link vports whose packets may carry a LITE
-        tag (before `rebuild`)."""
+    def set_lite(
+        self, lite: Mapping[str, int], receiving: Iterable[int], sending: Iterable[int] = ()
+    ) -> None:
+        """The network's LITE numbering, the link vports whose packets may carry a LITE tag
+        and those that tag what leaves by them (before `rebuild`)."""
         self.lite = dict(lite)
         self.lite_in = set(receiving)
+        self.lite_out = set(sending)
         macs: dict[int, list[int]] = {}
         for mac, d in self.lite.items():
             macs.setdefault(d, []).append(int(mac.replace(":", ""), 16))
@@ -769,6 +773,16 @@ class Reducer:
                         mine[vp] = (VACUOUS, None)  # no host there sends what it matches
                     continue
                 got = mine[vp] = self._prove_lite(vf, vp, dst) if dst else self._prove(vf, vp)
+                if (
+                    dst
+                    and got[0] == EXACT
+                    and not self.lite_out.intersection(
+                        self._fate(vf)[1]  # type: ignore[index]
+                    )
+                ):
+                    # it tags nothing (no output is a LITE link: a host's edge, say), so a
+                    # shared finer rule loses no tag: tried at hop, host, app as any rule
+                    got = mine[vp] = self._prove(vf, vp)
                 if got[0] == EXACT:
                     keep_exact = True
         self.outcomes[serial] = mine

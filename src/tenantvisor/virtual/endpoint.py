@@ -681,9 +681,12 @@ class VSwitchEndpoint:
                 self.reducer = Reducer(self.level)
             self.reducer.level = self.level
             vports, arriving, plain = self._links()
-            self.reducer.set_lite(self.view.lite, {
-                n for v in self.views.values() for n, pm in v.ports.items() if pm.lite_in
-            })  # fmt: skip
+            ports = [(n, pm) for v in self.views.values() for n, pm in v.ports.items()]
+            self.reducer.set_lite(
+                self.view.lite,
+                {n for n, pm in ports if pm.lite_in},
+                {n for n, pm in ports if pm.lite_base is not None},
+            )
             hosts = {
                 n: [Cube.from_fields({oxm.IN_PORT: n, oxm.ETH_SRC: int(m.replace(":", ""), 16)})
                     for m in pm.hosts]
