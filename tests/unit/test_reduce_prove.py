@@ -542,3 +542,25 @@ def test_what_an_action_set_sends_may_have_been_rewritten_first() -> None:
     assert image_toward(late, 3) == EVERYTHING
     assert image_toward(rule(m, out(3), rewrite), 3) is not None  # apply: rewrite after output
     assert image_toward(rule(m, out(3), rewrite), 3) != EVERYTHING
+
+
+def test_a_rule_kept_whole_at_several_ingresses_stays_one_exact_rule() -> None:
+    """At `app` a connection rule keeps every field; its packets arrive over two vlinks:
+    two reduced copies would cost two rules where its exact rule costs one.  At `hop` the
+    copies match nothing but the ingress and are shared with every rule of those outputs:
+    they stay."""
+    from tenantvisor.reduce.prove import Reducer
+
+    m = conn(1, 2, 1000, 80)
+    b = rule(m, out(2))
+    arriving = {1: list(arrivals([rule(m, out(3))], 3, 1)), 2: [],
+                3: list(arrivals([rule(m, out(1))], 1, 3))}  # fmt: skip
+    vports = {1: (A, 3), 2: (C, 1), 3: (D, 1)}
+    app = Reducer("app")
+    app.rebuild([b], vports, arriving)
+    assert app.plan.part(b.serial) == (True, ())
+    assert app.plan.physical_count() == 1
+    hop = Reducer("hop")
+    hop.rebuild([b], vports, arriving)
+    exact, reds = hop.plan.part(b.serial)
+    assert not exact and [vp for vp, _ in reds] == [1, 3]

@@ -789,10 +789,22 @@ class Reducer:
         reduced = {} if keep_exact else {
             vp: o for vp, (o, _) in mine.items() if isinstance(o, Reduced)
         }  # fmt: skip
+        whole = self._whole(vf) if len(reduced) > 1 else ()
+        if whole and all(o.kept == whole for o in reduced.values()):
+            # reduced to its whole match at several ingresses: a copy each, where its one
+            # exact rule does (a copy keeping fields is no other rule's to share; an empty
+            # match's copies are every rule's with its outputs, so those stay)
+            keep_exact, reduced = True, {}
         for vp, o in reduced.items():
             self._decided(o, vp, 1)
         vacuous = {vp for vp, (o, _) in mine.items() if o == VACUOUS}
         self.plan.set_rule(serial, keep_exact, reduced, vacuous)
+
+    @staticmethod
+    def _whole(vf: VFlow) -> tuple[codec.Oxm, ...]:
+        """A rule's match as a reduced rule keeping every field would keep it."""
+        return tuple(sorted((o for o in vf.match if o.field != oxm.IN_PORT),
+                            key=lambda o: o.field))  # fmt: skip
 
     def _edge_needs(self, vport: int, serial: int) -> bool:
         """Whether packets of the hosts on edge `vport` can meet rule `serial` (table 0 lets
