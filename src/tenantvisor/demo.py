@@ -10,12 +10,14 @@ nothing crosses between tenants, prints a summary and removes everything it crea
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from tenantvisor.mapping import layout as bits
 from tenantvisor.testbed.controllers import TestController
 from tenantvisor.testbed.daemon import Daemon
 from tenantvisor.testbed.fabric import Fabric
@@ -114,10 +116,12 @@ def run_demo(
         st = daemon.get("/v1/status").json()
         flows = sum(v["flows"] for v in st["vswitches"])
         sent = sum(p["flow_mods_sent"] for p in st["pswitches"])
+        phys, n_shared = _tenant_rules(fab, {a.net_id, b.net_id})
         _say(
             f"== summary: {'PASS' if ok else 'FAIL'} in {time.monotonic() - t0:.1f}s — "
             f"{flows} virtual rules installed by the tenants' controllers, "
-            f"{sent} FLOW_MODs sent to pswitches"
+            f"{phys} physical rules for them on the pswitches ({n_shared} shared: reduced or "
+            f"LITE), {sent} FLOW_MODs sent to pswitches"
         )
     except Exception as exc:  # a demo reports, cleans up, and exits non-zero
         _say(f"== demo failed: {exc}")
@@ -126,6 +130,27 @@ def run_demo(
     finally:
         _cleanup(fab, daemon, controllers, rundir, keep_logs)
     return 0 if ok else 1
+
+
+_COOKIE = re.compile(r"cookie=0x([0-9a-f]+),")
+
+
+def _tenant_rules(fab: Fabric, nets: set[int]) -> tuple[int, int]:
+    """The networks' physical rules standing for tenant rules (cookies without the
+    infrastructure bit), and of those the shared ones (reduced and LITE rules, and their
+    exception drops: serial 2^47-1)."""
+    total = shared = 0
+    for sw in fab.topo.switches:
+        for line in fab.ofctl(sw, "dump-flows").splitlines():
+            m = _COOKIE.search(line)
+            if m is None:
+                continue
+            cookie = int(m.group(1), 16)
+            if cookie >> bits.NET_SHIFT not in nets or cookie & bits.INFRA_BIT:
+                continue
+            total += 1
+            shared += cookie & bits.SERIAL_MASK == bits.SERIAL_MASK
+    return total, shared
 
 
 def _cleanup(
