@@ -82,6 +82,26 @@ def outputs(vf: VFlow) -> tuple[int, ...] | None:
     return tuple(ports) or None
 
 
+def punts(vf: VFlow) -> bool:
+    """A table-0 table-miss rule that only sends to the controller (a reactive controller's):
+    the arrivals it decides are exceptions above a reduced rule, like misses, not reasons to
+    refine it (prove.py), and its copy there is plain (no group, no meter, no rewrite)."""
+    if vf.table != 0 or not vf.is_table_miss or vf.flags & ofp.OFPFF_SEND_FLOW_REM:
+        return False
+    try:
+        ins = codec.parse_instructions(vf.instructions)
+    except (codec.OFError, codec.MalformedMessage):
+        return False
+    if ins.write_actions or ins.goto_table is not None or ins.meter is not None:
+        return False
+    if ins.clear_actions or ins.write_metadata is not None or ins.other:
+        return False
+    acts = ins.apply_actions or []
+    return bool(acts) and all(
+        a.type == ofp.OFPAT_OUTPUT and codec.u32(a.raw, 4) == ofp.OFPP_CONTROLLER for a in acts
+    )
+
+
 def fate(vf: VFlow) -> Hashable:
     """What the rule does to a packet, as far as proofs compare: forwarding rules by their
     outputs (two rules sending to the same vports are interchangeable), drops alike, and

@@ -501,6 +501,10 @@ class Reducer:
             self._afate[a] = got
         return got
 
+    def _punted(self, serial: int | None) -> bool:
+        vf = None if serial is None else self.rules.get(serial)
+        return vf is not None and levels.punts(vf)
+
     def _verdict(self, a: Cube, region: Cube, expected: Hashable) -> int | None:
         """What arrival cube `a` says of the check of `region` and `expected` (None: it does
         not meet the region)."""
@@ -511,10 +515,12 @@ class Reducer:
             fate, winner = self._arrival_fate(a)
             if fate == expected:
                 return AGREE
-            if fate == levels.DROP and winner is None:
-                # a miss: typically a flow whose rule here is not installed yet (its path
-                # installed from the source end); an exact drop above the reduced rule, gone
-                # once the rule comes, instead of refining every rule here
+            if (fate == levels.DROP and winner is None) or self._punted(winner):
+                # a miss (or the tenant's table-miss rule sending it to the controller):
+                # typically a flow whose rule here is not installed yet (its path installed
+                # from the source end, or hop by hop by a reactive controller); an exact
+                # rule above the reduced rule doing what the miss does, gone once the rule
+                # comes, instead of refining every rule here
                 return MISS
             if fate != _MIXED:
                 return FAIL
@@ -541,7 +547,8 @@ class Reducer:
         else:
             vport = key[0]
             first, mult = self._first[vport], self._mult[vport]
-            answer = (True, tuple((a, None) for a in sorted(chk.misses, key=first.__getitem__)
+            answer = (True, tuple((a, self._arrival_fate(a)[1])
+                                  for a in sorted(chk.misses, key=first.__getitem__)
                                   for _ in range(mult[a])))  # fmt: skip
         chk.answer = answer
         if answer[1]:
@@ -685,8 +692,11 @@ class Reducer:
             return EXACT, watch
         if not agreed:
             return VACUOUS, watch
-        if any(a.get(oxm.VLAN_VID)[1] or a.get(oxm.VLAN_PCP)[1] for a, _ in exceptions):
-            return EXACT, watch  # the tag is the outer VLAN there: a drop could not say these
+        if any(a.get(oxm.VLAN_VID)[1] or a.get(oxm.VLAN_PCP)[1] or w is not None
+               for a, w in exceptions):  # fmt: skip
+            # the tag is the outer VLAN there: a drop could not say these, and a packet
+            # sent to the controller would carry it
+            return EXACT, watch
         check = ("lite", vport, dst, tuple(keys))
         return Reduced("lite", (), expected, tuple(exceptions), check, dst), watch
 

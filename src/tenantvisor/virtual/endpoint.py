@@ -769,8 +769,13 @@ class VSwitchEndpoint:
         if self.reducer is not None:
             for vport, drops in sorted(self.reducer.exceptions().items()):
                 view = self.view_of(vport)
-                for arrival, _ in sorted(drops, key=repr):
-                    want.append(exception_rule(view, arrival, vport, None, {}, {}))
+                for arrival, winner in sorted(drops, key=repr):
+                    vf = None if winner is None else self.table.by_serial.get(winner)
+                    try:
+                        want.append(exception_rule(view, arrival, vport, vf, {}, {}))
+                    except OFError:  # a punt's copy translates (levels.punts); never here
+                        log.warning("%s: exception for rule %s not translated", self.label,
+                                    winner)  # fmt: skip
             for (vport, dst), drops in sorted(self.reducer.lite_exceptions().items()):
                 view = self.view_of(vport)
                 for arrival, _ in sorted(drops, key=repr):
