@@ -21,6 +21,12 @@ network is *staged* here (FIFO, in the order decided).  When it is done:
   `DEADLINE` after the hold began.  Then the pending drops go FIRST, then the held
   operations in order.
 
+A drop made unwanted by operations on its own pswitch held after the upstream rule (the
+flow's rule there refines the shared rule instead of joining it) is sent at once anyway,
+before everything held, and deleted after them (`VSwitchEndpoint._sync_exceptions`): the
+upstream rule could be applied before those operations and send packets into the coarse
+rule.
+
 Sound because a held operation is one the pswitch has not applied yet, which OpenFlow
 allows until the next BARRIER's reply: a packet meets what was there before, the fate
 `exact` gives it before that tenant FLOW_MOD; and a drop, when it goes, is sent before the
