@@ -39,6 +39,7 @@ from tenantvisor.virtual.endpoint import VSwitchEndpoint
 from tenantvisor.virtual.flowtable import normalize
 from tenantvisor.virtual.manager import NetworkManager
 from tenantvisor.virtual.model import Tenant, VirtualNetwork, VPortKind
+from tenantvisor.virtual.outbox import Outbox
 
 log = logging.getLogger(__name__)
 N_TABLES_OFFERED = 64
@@ -81,6 +82,7 @@ class Hypervisor:
         self._topo_changed_at = 0.0
         self.program = NetworkProgrammer(self.sessions, self.alloc)
         self.endpoints: dict[tuple[int, int], VSwitchEndpoint] = {}
+        self.outboxes: dict[int, Outbox] = {}  # per network: operations held for drops
         self.by_index: dict[int, VSwitchEndpoint] = {}
         self.by_net_dpid: dict[tuple[int, int], VSwitchEndpoint] = {}
         self.lldp_interval = lldp_interval
@@ -268,6 +270,13 @@ class Hypervisor:
     def peer_endpoint(self, net_id: int, vdpid: int) -> VSwitchEndpoint | None:
         return self.endpoints.get((net_id, vdpid))
 
+    def outbox(self, net_id: int) -> Outbox:
+        """The network's outbox (virtual/outbox.py), shared by its vswitches."""
+        ob = self.outboxes.get(net_id)
+        if ob is None:
+            ob = self.outboxes[net_id] = Outbox(self.session)
+        return ob
+
     def classified_counts(
         self, net_id: int, dpids: set[int], done: Callable[[dict[tuple[int, int], list[int]]], None]
     ) -> None:
@@ -341,6 +350,9 @@ class Hypervisor:
     def _desired_for(self, dpid: int, s: PSwitchSession) -> SwitchDesired:
         """Everything pswitch `dpid` should hold now: the provider's rules, every network's
         compiled rules and groups there, and the tenants' rules, groups and meters."""
+        for ob in self.outboxes.values():
+            if ob.busy:  # held operations and pending drops into the rule maps (and sent)
+                ob.flush()
         # one table: discovery and an explicit drop (table misses go to the controller)
         one_table = not s.driver.multi_table
         want = SwitchDesired(
@@ -646,6 +658,7 @@ class Hypervisor:
                     del self.by_net_dpid[(ep.view.net_id, d)]
             ep.stop("the vswitch moved to another tenantvisor instance")
         for net_id in net_ids:
+            self.outboxes.pop(net_id, None)  # its vswitches flushed it when they stopped
             st = self.program.forget(net_id)
             for key in st.markers if st is not None else ():
                 self.marker_owner.pop(key, None)
@@ -785,6 +798,9 @@ class Hypervisor:
     def _teardown(self, net: VirtualNetwork) -> None:
         for key in [k for k in self.endpoints if k[0] == net.id]:
             self._drop_endpoint(key)
+        ob = self.outboxes.pop(net.id, None)
+        if ob is not None:
+            ob.flush()
         st = self.program.remove(net.id)
         for key in st.markers if st is not None else ():
             self.marker_owner.pop(key, None)

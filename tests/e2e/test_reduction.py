@@ -274,7 +274,8 @@ def test_a_packet_the_controller_injects_meets_the_exact_tables_not_the_reduced_
 def test_new_arrivals_refine_the_core_and_their_removal_lets_it_coarsen_again(bed: Bed) -> None:
     """lf1 starts sending h2->h3 to the spine, where the tenant has no rule for it (a table
     miss, a drop): `hop` (everything from lf1 to lf2) would carry it, so an exact drop for
-    it goes above the hop rule at once; when that rule goes, the drop goes a moment later.
+    it goes above the hop rule (held in the network's outbox until the tenant's BARRIER,
+    then sent before lf1's rule); when that rule goes, the drop goes a moment later.
     A pair that reaches the spine and goes elsewhere than the rest refines the core to
     `host` (the unit tests show it)."""
     h2, h3 = bed.topo.hosts["h2"], bed.topo.hosts["h3"]
@@ -285,8 +286,9 @@ def test_new_arrivals_refine_the_core_and_their_removal_lets_it_coarsen_again(be
     stray = _pair_rule(h2, h3, uplink, 0x5EA)
     bed.peers["lf1"].send_msg(stray, 100)
     bed.peers["lf1"].barrier(101)
-    # changed before the barrier reply: the two hop rules stay, the stray pair is dropped
-    # above them
+    # changed before the barrier reply (the BARRIER flushed the outbox: the drop went first,
+    # and counts for the connection whose rule made it necessary, so the reply waited for
+    # the spine too): the two hop rules stay, the stray pair is dropped above them
     core = _tenant_rules(bed.fab, "sp1", bed.net_id)
     drops = [line for line in core if "priority=65535" in line]
     assert len(core) == 3 and len(drops) == 1, core

@@ -24,6 +24,7 @@ from tenantvisor.translate.view import PortMap, VSwitchView
 from tenantvisor.virtual.endpoint import VSwitchEndpoint
 from tenantvisor.virtual.flowtable import VFlow, VirtualFlowTable
 from tenantvisor.virtual.groups import Forget, Send, VSwitchGroups
+from tenantvisor.virtual.outbox import Outbox
 
 from .ofkit import DP, apply, osken_bytes, osken_flow_mod
 
@@ -376,6 +377,9 @@ class Host(Ids):
 
     def session(self, dpid: int) -> Session | None:
         return self.sessions.get(dpid)
+
+    def outbox(self, net_id: int) -> Outbox:
+        return Outbox(self.session)  # type: ignore[arg-type]
 
 
 class Channel:

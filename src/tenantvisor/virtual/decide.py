@@ -80,6 +80,21 @@ def drop(rules: PhysRuleMap, vf: VFlow, gone: PhysFlow | None = None) -> list[Ph
     return ops
 
 
+def split_exceptions(
+    installed: tuple[PhysFlow, ...], want: tuple[PhysFlow, ...]
+) -> tuple[tuple[PhysFlow, ...], tuple[PhysFlow, ...]]:
+    """A vswitch's exception drops while its network's outbox stages a tenant FLOW_MOD
+    (virtual/outbox.py): (`kept`, `pending`).  `kept` is what the pswitch is moved to now
+    (wanted drops on keys it holds; the unwanted ones go, as any operation, in order);
+    `pending` are the new drops, not sent unless still wanted when the outbox flushes (then
+    before everything it held)."""
+    keys = {pf.key for pf in installed}
+    kept = tuple(pf for pf in want if pf.key in keys)
+    if len(kept) == len(want):
+        return kept, ()
+    return kept, tuple(pf for pf in want if pf.key not in keys)
+
+
 # --- FLOW_MOD ------------------------------------------------------------------------------
 @dataclass(slots=True)
 class Added:

@@ -58,9 +58,11 @@ from tenantvisor.virtual.decide import (
     drop,
     release,
     reprogram,
+    split_exceptions,
 )
 from tenantvisor.virtual.flowtable import VFlow, VirtualFlowTable, normalize
 from tenantvisor.virtual.groups import VGroup, VMeter, VSwitchGroups
+from tenantvisor.virtual.outbox import Outbox, Touches
 from tenantvisor.virtual.stats import VSwitchStats
 from tenantvisor.virtual.urls import ControllerUrl, parse_controller_url
 
@@ -99,6 +101,8 @@ class EndpointHost(Protocol):
     def alloc_id(self, kind: str, dpid: int, owner: Hashable) -> int | None: ...
 
     def free_id(self, kind: str, dpid: int, value: int) -> None: ...
+
+    def outbox(self, net_id: int) -> Outbox: ...
 
 
 @dataclass(slots=True)
@@ -151,6 +155,11 @@ _IMPLICIT_MISS = 0  # rule serial of the table miss OpenFlow 1.0 controllers exp
 _EXCEPTIONS = -1  # owner of the exact drops above reduced rules (no tenant rule's)
 _ASYNC = struct.Struct("!IIIIII")
 _ROLE = struct.Struct("!I4xQ")
+# What needs the network's held operations applied first (a BARRIER: their replies).
+_ORDERED = frozenset(
+    (ofp.OFPT_PACKET_OUT, ofp.OFPT_BARRIER_REQUEST, ofp.OFPT_MULTIPART_REQUEST,
+     ofp.OFPT_ROLE_REQUEST, ofp.OFPT_GROUP_MOD, ofp.OFPT_METER_MOD)
+)  # fmt: skip
 # What a SLAVE controller may not send (OF1.3 6.3.4).
 _WRITES = frozenset(
     (ofp.OFPT_FLOW_MOD, ofp.OFPT_PACKET_OUT, ofp.OFPT_GROUP_MOD, ofp.OFPT_PORT_MOD,
@@ -279,6 +288,13 @@ class VSwitchEndpoint:
         self.plan: VSwitchPlan | None = None
         self._compact: asyncio.TimerHandle | None = None  # a re-plan after removals
         self._exceptions: tuple[PhysFlow, ...] = ()  # exact drops above reduced rules
+        # the network's physical operations, held while drops are pending (outbox.py):
+        # drops the plan wants that are not sent (nor in the rule map), and the tenant
+        # connections whose FLOW_MODs made them wanted (their BARRIERs wait for them)
+        self.outbox = host.outbox(view.net_id)
+        self._pending: tuple[PhysFlow, ...] = ()
+        self._pending_since = 0  # where in the outbox's held operations they became pending
+        self._pending_conns: set[Touches] = set()
         self._cubes: dict[int, tuple[VFlow, Cube]] = {}  # table-0 matches for lookups
 
     @property
@@ -342,6 +358,7 @@ class VSwitchEndpoint:
         self.start()
 
     def stop(self, reason: str = "virtual network stopped") -> None:
+        self._settle()
         self._stopped = True
         if self._compact is not None:
             self._compact.cancel()
@@ -362,6 +379,7 @@ class VSwitchEndpoint:
         """New ports, paths or tags: re-translate every rule and program the difference
         (whether anything changed; `replan` False: the caller re-plans once every vswitch of
         the network has its new views, since the proofs read the neighbours')."""
+        self._settle()
         old_ports = self.view.ports
         changed = views != self.views
         self.views = dict(views)
@@ -400,6 +418,7 @@ class VSwitchEndpoint:
         """OpenFlow 1.0 sends a table miss to the controller, 1.3 drops it.  As OVS does, a
         vswitch with a 1.0 controller connected sends misses to its controllers: an implicit
         priority-0 rule (owner serial 0; a tenant's own table-miss rule takes precedence)."""
+        self._settle()
         want = any(c.of10 is not None for c in self.conns)
         for pf in self._implicit_miss():
             session = self.host.session(pf.dpid)
@@ -501,6 +520,7 @@ class VSwitchEndpoint:
 
     def drop_all(self) -> None:
         """The vswitch goes away: its rules, groups and meters leave the pswitches."""
+        self._settle()
         self.table.clear()
         for pf in self.rules.clear():
             s = self.host.session(pf.dpid)
@@ -517,12 +537,19 @@ class VSwitchEndpoint:
         ch = conn.channel
         if t == ofp.OFPT_FLOW_MOD:
             self._flow_mod(conn, xid, msg)
-        elif t == ofp.OFPT_PACKET_OUT:
+            return
+        if t in _ORDERED and self.outbox.busy:
+            # the network's operations are held for pending drops (outbox.py): this one
+            # needs them applied, so the drops go first, then what was held; a BARRIER at
+            # the end of this event-loop turn, when what was read meanwhile is handled
+            if t == ofp.OFPT_BARRIER_REQUEST:
+                self.outbox.flush_soon(lambda: self._barrier(conn, xid))
+                return
+            self.outbox.flush()
+        if t == ofp.OFPT_PACKET_OUT:
             self._packet_out(conn, xid, msg)
         elif t == ofp.OFPT_BARRIER_REQUEST:
-            waits = [s for d in conn.touched if (s := self.host.session(d)) is not None]
-            conn.touched.clear()
-            conn.barriers.add(xid, waits)
+            self._barrier(conn, xid)
         elif t == ofp.OFPT_FEATURES_REQUEST:
             body = _FEATURES.pack(self.vdpid, 0, self.view.n_tables, 0, 0, 0)
             ch.send(codec.header(ch.version, ofp.OFPT_FEATURES_REPLY, xid, body))
@@ -558,6 +585,12 @@ class VSwitchEndpoint:
         else:
             raise OFError(ofp.OFPET_BAD_REQUEST, ofp.OFPBRC_BAD_TYPE, f"message type {t}")
 
+    def _barrier(self, conn: ControllerConn, xid: int) -> None:
+        """Answered when every pswitch the connection sent to has answered its own."""
+        waits = [s for d in conn.touched if (s := self.host.session(d)) is not None]
+        conn.touched.clear()
+        conn.barriers.add(xid, waits)
+
     def _role_request(self, conn: ControllerConn, xid: int, msg: bytes) -> None:
         """OF1.3 7.3.9, decided by decide.decide_role."""
         if len(msg) < 8 + _ROLE.size:
@@ -581,9 +614,22 @@ class VSwitchEndpoint:
     ) -> None:  # fmt: skip
         if session is None or not session.synced:
             return  # the pswitch's sync reads it from the virtual table when it connects
+        ob = self.outbox
+        if ob.staging:
+            ob.hold(session, build, on_error, conn)  # a tenant FLOW_MOD's: see outbox.py
+            return
+        if ob.busy:
+            ob.flush()  # not a tenant FLOW_MOD's: what was held goes first, drops before it
         session.send_flow(build, on_error)
         if conn is not None:
             conn.touched.add(session.dpid or 0)
+
+    def _settle(self) -> None:
+        """Something not from a tenant FLOW_MOD is about to change the pswitches or the
+        rule map: what the network's outbox holds goes first (drops before it)."""
+        ob = self.outbox
+        if not ob.staging and ob.busy:
+            ob.flush()
 
     def _error_relay(
         self, conn: ControllerConn, xid: int, msg: bytes, rollback: VFlow | None
@@ -669,6 +715,7 @@ class VSwitchEndpoint:
         """Every proof again (reduce/prove.py: a new level, new vports or vlinks, tables
         restored) and the pswitches moved to the result, rule by rule (adds before deletes,
         decide.reprogram).  Exact level (or an OpenFlow 1.0 pswitch): every rule exact."""
+        self._settle()
         old = self.plan
         if not self._reducible():
             if self.reducer is None:
@@ -783,9 +830,52 @@ class VSwitchEndpoint:
                     if got is not None:
                         want.append(got)
         new = tuple(want)
+        ob = self.outbox
+        if ob.staging:
+            # a tenant FLOW_MOD's consequence: new drops wait in the outbox, with everything
+            # the network sends after them, in case the rule that makes them unnecessary
+            # follows (outbox.py); drops no longer wanted go as any operation
+            kept, pending = split_exceptions(self._exceptions, new)
+            gone = {pf.dpid for pf in self._pending if pf not in pending}
+            if gone and ob.sends_to(gone, self._pending_since):
+                # the drops are no longer wanted, but what made them unwanted changes their
+                # pswitch after the rules that made them necessary: those could be applied
+                # first, so the drops go now (before everything held), as without an
+                # outbox, and go again after those changes
+                self.commit_drops()
+                kept, pending = split_exceptions(self._exceptions, new)
+            new = kept
+            if pending and not self._pending:
+                self._pending_since = len(ob.held)
+            self._pending = pending
+            if pending:
+                if ob.cause is not None:
+                    self._pending_conns.add(ob.cause)
+            else:
+                self._pending_conns.clear()
+            ob.want(self, bool(pending))
+        elif ob.busy:
+            ob.flush()  # pending drops are installed (and reconsidered below)
         if new != self._exceptions:
             old, self._exceptions = self._exceptions, new
             self._send_ops(reprogram(self.rules, _EXCEPTIONS, old, new), None, None)
+
+    def commit_drops(self) -> None:
+        """The network's outbox flushes: this vswitch's pending drops go now, before what
+        it held, and count for the connections whose FLOW_MODs made them wanted."""
+        pending, self._pending = self._pending, ()
+        conns, self._pending_conns = self._pending_conns, set()
+        if not pending:
+            return
+        old = self._exceptions
+        self._exceptions = old + pending
+        for op in reprogram(self.rules, _EXCEPTIONS, old, self._exceptions):
+            s = self.host.session(op.pf.dpid)
+            if s is None or not s.synced:
+                continue
+            s.send_flow(self._rule(s, op.pf, op.command), None)
+            for c in conns:
+                c.touched.add(s.dpid or 0)
 
     def _rephys(self, vf: VFlow) -> tuple[PhysFlow, ...] | None:
         """`vf`'s physical rules as the plan now says (None: it cannot be translated)."""
@@ -875,6 +965,7 @@ class VSwitchEndpoint:
         """A rule's time is up (emulated idle timeout): it leaves the table and the
         pswitches; the tenant hears of it (send_flow_rem) with its copies' last counts."""
         log.debug("%s: rule %d idle for %d s", self.label, vf.serial, vf.idle_timeout)
+        self._settle()
         self.table.remove(vf)
         self._idle_watch.pop(vf.serial, None)
         sent = self._drop(vf, None, None, None)
@@ -888,7 +979,19 @@ class VSwitchEndpoint:
                 self._flow_removed_to_tenant(rec, int(elapsed), int(elapsed % 1 * 1e9))
 
     def _flow_mod(self, conn: ControllerConn, xid: int, msg: bytes) -> None:
-        """Decide (virtual/decide.py), then apply: the table, the rule map, the pswitches."""
+        """Decide (virtual/decide.py), then apply: the table, the rule map, the pswitches
+        (in a reduced network through its outbox: held while drops are pending)."""
+        if self.level == "exact":
+            self._apply_flow_mod(conn, xid, msg)
+            return
+        ob = self.outbox
+        ob.begin(conn)
+        try:
+            self._apply_flow_mod(conn, xid, msg)
+        finally:
+            ob.end()
+
+    def _apply_flow_mod(self, conn: ControllerConn, xid: int, msg: bytes) -> None:
         fm = FlowMod.parse(msg)
 
         def translate(
@@ -1200,6 +1303,7 @@ class VSwitchEndpoint:
         """A physical rule of ours on pswitch `dpid` is gone: a timeout expires the tenant's
         rule (with all its copies); our own deletes bring the counters of rules the tenant
         removed."""
+        self._settle()
         vf = self.table.by_serial.get(serial)
         if vf is not None:
             if fr.reason == ofp.OFPRR_DELETE:
