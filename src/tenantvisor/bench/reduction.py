@@ -1107,6 +1107,21 @@ def summarise(r: dict[str, Any]) -> None:
         name: {str(c["connections"]): c["bytes_overhead_pct"] for c in lv["checkpoints"]}
         for name, lv in levels.items()
     }
+    # what the ingress edges' full-match rules alone cost (the issue keeps them exact): the
+    # edge layer's exact rules at the size of an exact physical rule, as a share of the
+    # tenants' bytes; no reduction goes below it
+    floor = {}
+    for name, lv in levels.items():
+        per = {}
+        for c in lv["checkpoints"]:
+            base_cp = _cp(exact, c["connections"]) if exact else None
+            if not base_cp or not base_cp["pswitch"]["flow_mods"] or not c["tenant_flow_mod_bytes"]:
+                continue
+            size = base_cp["pswitch"]["flow_mod_bytes"] / base_cp["pswitch"]["flow_mods"]
+            edge = c["rules"]["edge"]["exact"] * size
+            per[str(c["connections"])] = round(edge / c["tenant_flow_mod_bytes"] * 100, 1)
+        floor[name] = per
+    r["bytes_ingress_edge_floor_pct"] = floor
     traffic = [cp["traffic"] for lv in levels.values() for cp in lv["checkpoints"]
                if "traffic" in cp]  # fmt: skip
     traffic += [lv["level_changes"]["traffic"] for lv in levels.values() if "level_changes" in lv]
@@ -1209,6 +1224,11 @@ def table(r: dict[str, Any]) -> str:
         cells = [f"+{r['bytes_overhead_pct'][lv['level']].get(str(n), 0):.0f}%" for lv in levels]
         paper = "+11% hop, +25% end" if n == r["paper_connections"] else ""
         lines.append(f"  {n:<42}" + "".join(f"{c:>{col}}" for c in cells) + f"  {paper}")
+    lines.append("  of which the edges' exact rules (reduced: the ingress edges', a floor)")
+    for n in r["checkpoints"]:
+        cells = [f"+{r['bytes_ingress_edge_floor_pct'].get(lv['level'], {}).get(str(n), 0):.0f}%"
+                 for lv in levels]  # fmt: skip
+        lines.append(f"  {n:<42}" + "".join(f"{c:>{col}}" for c in cells))
     lines.append("FLOW_MODs to pswitches per tenant rule (relay count = daemon flow_mods_total)")
     for n in r["checkpoints"]:
         cells = [_f((_cp(lv, n) or {}).get("flow_mods_per_tenant_rule")) for lv in levels]
