@@ -564,3 +564,43 @@ def test_a_rule_kept_whole_at_several_ingresses_stays_one_exact_rule() -> None:
     hop.rebuild([b], vports, arriving)
     exact, reds = hop.plan.part(b.serial)
     assert not exact and [vp for vp, _ in reds] == [1, 3]
+
+
+def test_what_a_table_miss_punts_is_an_exception_not_a_refinement() -> None:
+    """A reactive controller's table-miss rule sends c2 (whose rule at B has not come yet)
+    to the controller: at hop B keeps one rule and, above it, an exact copy of the table-miss
+    rule for c2 (its cookie: the PACKET_IN says NO_MATCH, the miss rule's counters count it);
+    once c2's rule comes, the copy goes.  A table-miss rule that does more (a rewrite) is
+    not an exception: the rule refines instead."""
+    from tenantvisor.reduce.prove import Reducer
+    from tenantvisor.reduce.realize import EXCEPTION_PRIORITY, exception_rule
+    from tenantvisor.translate.view import PortMap, VSwitchView
+
+    c1, c2 = conn(1, 9, 1000, 80), conn(2, 9, 1001, 80)
+    a_rules = [rule(c1, out(3)), rule(c2, out(3))]
+    r1 = rule(c1, out(2))
+    punt = rule([], codec.output(ofp.OFPP_CONTROLLER, 0xFFFF), prio=0)
+    assert levels.punts(punt)
+    inc = Reducer("hop")
+    inc.rebuild([r1, punt], {1: (A, 3), 2: (C, 1)},
+                {1: list(arrivals(a_rules, 3, 1)), 2: []})  # fmt: skip
+    ((vp, red),) = inc.plan.reduced_of(r1.serial)
+    assert vp == 1 and red.level == "hop"
+    ((arrival, winner),) = inc.exceptions()[1]
+    assert winner == punt.serial and arrival.get("tcp_src") == (1001, 0xFFFF)
+    view = VSwitchView(net_id=3, index=5, vdpid=B, dpid=2, n_tables=4,
+                       ports={1: PortMap(1, 11, link_tag=7, is_link=True),
+                              2: PortMap(2, 12, link_tag=9, is_link=True)})  # fmt: skip
+    pf = exception_rule(view, arrival, 1, punt, {}, {})
+    assert pf.priority == EXCEPTION_PRIORITY and pf.cookie & 0xFFFF == punt.serial & 0xFFFF
+    (act,) = codec.parse_instructions(pf.instructions).apply_actions or []
+    assert codec.u32(act.raw, 4) == ofp.OFPP_CONTROLLER
+    inc.rule_changed(None, rule(c2, out(2)))
+    assert inc.exceptions() == {} and inc.plan.physical_count() == 2  # the punt stays exact
+    rewrite = rule([], codec.set_field(codec.oxm_u16(oxm.VLAN_VID, 0x1005))
+                   + codec.output(ofp.OFPP_CONTROLLER, 0xFFFF), prio=0)  # fmt: skip
+    assert not levels.punts(rewrite)
+    other = Reducer("hop")
+    other.rebuild([r1, rewrite], {1: (A, 3), 2: (C, 1)},
+                  {1: list(arrivals(a_rules, 3, 1)), 2: []})  # fmt: skip
+    assert other.exceptions() == {} and other.plan.reduced_of(r1.serial)[0][1].level != "hop"
