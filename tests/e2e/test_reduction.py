@@ -380,3 +380,40 @@ def test_a_restart_finds_the_reduced_rules_right_and_sends_nothing(bed: Bed) -> 
     assert len(_tenant_rules(bed.fab, "sp1", bed.net_id)) == len(before) == 2
     bed.listener.accept(3, timeout=20)
     assert _pings(bed)
+
+
+def test_a_restart_at_lite_finds_the_tag_rules_right_and_sends_nothing(bed: Bed) -> None:
+    """After the restart above: the network at lite, then kill -9 again.  The tag blocks
+    come back with the same ids (the store holds them), the LITE rules are what the proofs
+    give again, and no pswitch is sent anything."""
+    d, net = bed.daemons[-1], f"/v1/networks/{bed.net_id}"
+    d.rest("PUT", f"{net}/scalability", {"level": "lite"}, bed.token)
+    deadline = time.monotonic() + 10
+    while len(lite := _lite_rules(bed.fab, "sp1", bed.net_id)) != 2:
+        assert time.monotonic() < deadline, lite
+        time.sleep(0.1)
+    assert _pings(bed)
+    d.kill()
+    again = Daemon(bed.rundir / "d3", bed.sock, admin_token=bed.daemon.admin_token,
+                   state_dir=bed.rundir / "state")  # fmt: skip
+    bed.daemons.append(again)
+    again.start()
+    st = again.wait_for(
+        "every pswitch reconciled",
+        lambda st: (
+            len(st["pswitches"]) == len(bed.topo.switches)
+            and all(p["synced"] for p in st["pswitches"])
+        ),
+        timeout=40,
+    )
+    assert [p["sync_messages"] for p in st["pswitches"]] == [0] * len(bed.topo.switches), (
+        again.log_tail(40)
+    )
+
+    def bare(lines: list[str]) -> list[str]:
+        return sorted(re.sub(r"(duration|n_packets|n_bytes|idle_age|hard_age)=[^ ,]+,? ?", "",
+                             ln) for ln in lines)  # fmt: skip
+
+    assert bare(_lite_rules(bed.fab, "sp1", bed.net_id)) == bare(lite)
+    bed.listener.accept(3, timeout=20)
+    assert _pings(bed)
