@@ -771,3 +771,27 @@ def test_another_tenant_cannot_set_the_level(client: TestClient, manager: Networ
         assert err["data"] == {"http_status": 404, "kind": "NotFound"}
     assert snapshot(manager) == before
     assert a("tenant", "setOVXmode", {"tenantId": tid, "mode": 1})["scalability"] == "lite"
+
+
+def test_migrate_host_is_the_admins_and_moves_the_vport_with_it(
+    client: TestClient, manager: NetworkManager
+) -> None:
+    """Ours (issue 10): the admin says a host is now on s3 port 2; its tenant cannot say so
+    (403 as -32602), nor can anyone move it onto a port facing another pswitch."""
+    alice = manager.create_tenant("alice")
+    a = Rpc(client, ovx_auth(alice.token))
+    tid = a("tenant", "createNetwork", {"controllerUrls": ["tcp:127.0.0.1:6633"]})["tenantId"]
+    vdpid = a("tenant", "createSwitch", {"tenantId": tid, "dpids": [1]})["vdpid"]
+    vport = a("tenant", "createPort", {"tenantId": tid, "dpid": 1, "port": 1})["vport"]
+    hid = a("tenant", "connectHost", {"tenantId": tid, "vdpid": vdpid, "vport": vport,
+                                      "mac": "02:00:00:00:00:01"})["hostId"]  # fmt: skip
+    params = {"tenantId": tid, "hostId": hid, "dpid": 3, "port": 2}
+    err = a.error("tenant", "migrateHost", params)
+    assert err["data"] == {"http_status": 403, "kind": "Forbidden"}
+    admin = Rpc(client, ovx_auth())
+    got = admin("tenant", "migrateHost", params)
+    assert (got["vdpid"], got["vport"], got["dpid"], got["port"]) == (vdpid, vport, 3, 2)
+    assert manager.networks[tid].hosts[hid].location == (3, 2)
+    err = admin.error("tenant", "migrateHost", {**params, "dpid": 1, "port": 3})
+    assert err["data"]["kind"] == "InvalidRequest"
+    assert manager.networks[tid].hosts[hid].location == (3, 2)

@@ -144,7 +144,13 @@ def test_full_flow(client: TestClient, manager: NetworkManager) -> None:
 
     host = {"vdpid": v1, "vport": h1["number"], "mac": "02:00:00:00:00:01"}
     hh1 = ok(client.post(f"/v1/networks/{n}/hosts", json=host, headers=T), 201)
-    assert hh1 == {"id": hh1["id"], "vdpid": v1, "vport": 1, "mac": "02:00:00:00:00:01"}
+    assert hh1 == {
+        "id": hh1["id"],
+        "vdpid": v1,
+        "vport": 1,
+        "mac": "02:00:00:00:00:01",
+        "location": None,
+    }  # where it is: the admin's view of a moved host
     host = {"vdpid": v3, "vport": h3["number"], "mac": 0x020000000003}  # integer MAC
     hh3 = ok(client.post(f"/v1/networks/{n}/hosts", json=host, headers=T), 201)
     assert hh3["mac"] == "02:00:00:00:00:03"

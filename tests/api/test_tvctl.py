@@ -344,3 +344,22 @@ def test_net_scalability(cli: Cli, manager: NetworkManager) -> None:
 
 def test_tvctl_levels_are_the_servers() -> None:
     assert tvctl.SCALABILITY_LEVELS == SCALABILITY_LEVELS
+
+
+def test_host_move_is_the_admins_and_shows_the_location_to_the_admin_only(
+    cli: Cli, manager: NetworkManager
+) -> None:
+    tok = cli.json(ADMIN, "tenant-add", "mover")["token"]
+    n = str(cli.json(tok, "net-add", "--controller", "tcp:127.0.0.1:6653")["id"])
+    s1 = cli.json(tok, "switch-add", n, "1")
+    cli.ok(tok, "port-add", n, "1", "1")
+    hid = str(cli.json(tok, "host-add", n, s1["vdpid_str"], "1", "02:00:00:00:00:07")["id"])
+    assert "admin" in cli.fails(tok, "host-move", n, hid, "3", "2")
+    out = cli.ok(ADMIN, "host-move", n, hid, "3", "2")
+    assert "location : 00:00:00:00:00:00:00:03 port 2" in out
+    mine = cli.json(tok, "net-show", n)["hosts"]
+    assert mine[0]["location"] is None  # the tenant's view does not change
+    assert cli.json(ADMIN, "net-show", n)["hosts"][0]["location"] == {"dpid": 3, "port": 2}
+    assert "faces another pswitch" in cli.fails(ADMIN, "host-move", n, hid, "1", "3")
+    cli.ok(ADMIN, "host-move", n, hid, "1", "1")  # home again
+    assert manager.networks[int(n)].hosts[int(hid)].location is None

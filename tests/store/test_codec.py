@@ -258,7 +258,7 @@ def test_dnb_intent_round_trips() -> None:
 def test_shipped_schema_matches_the_codec() -> None:
     s = codec.schema()
     assert s["name"] == codec.DB_NAME
-    assert codec.schema_version() == (1, 0, 0)
+    assert codec.schema_version() == (1, 1, 0)
     tables = s["tables"]
     assert set(codec.KEYS) == set(tables)
     for table, cols in codec.KEYS.items():
@@ -283,3 +283,13 @@ def test_shipped_schema_matches_the_codec() -> None:
     for table, rs in samples.items():
         for r in rs:
             assert set(r) <= set(tables[table]["columns"]), table
+
+
+def test_a_moved_host_keeps_its_location() -> None:
+    net = big_network(n_switches=2)
+    h = next(iter(net.hosts.values()))
+    h.location = ((9 << 48) | 3, 17)
+    back = _roundtrip_net(net)
+    assert back == net and back.hosts[h.id].location == ((9 << 48) | 3, 17)
+    rows = codec.network_rows(net)
+    assert rows.tables["Host"][(net.id, h.id)]["location"] == "0009000000000003:17"

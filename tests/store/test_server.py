@@ -45,9 +45,10 @@ def select(remote: str, table: str) -> list[dict[str, Any]]:
 
 def newer_schema(tmp: Path) -> Path:
     s = copy.deepcopy(codec.schema())
-    s["version"] = "1.1.0"
+    major, minor, _ = codec.schema_version()
+    s["version"] = f"{major}.{minor + 1}.0"
     s["tables"]["Tenant"]["columns"]["note"] = {"type": "string"}
-    path = tmp / "tenantvisor-1.1.0.ovsschema"
+    path = tmp / "tenantvisor-newer.ovsschema"
     path.write_text(json.dumps(s))
     return path
 
@@ -131,7 +132,7 @@ def test_upgrade_converts_and_keeps_data(tmp_path: Path, ovsdb_tools: None) -> N
         old.stop()
         srv = EmbeddedServer(d).start()
         try:
-            assert srv.converted == ("0.9.0", "1.0.0")
+            assert srv.converted == ("0.9.0", ".".join(map(str, codec.schema_version())))
             assert (d / "tenantvisor.db.backup-0.9.0").exists()
             vs = select(srv.remote, "Vswitch")
             assert [(r["vdpid"], r["backup_num"], r["index"]) for r in vs] == [
@@ -151,7 +152,8 @@ def test_upgrade_converts_and_keeps_data(tmp_path: Path, ovsdb_tools: None) -> N
 def test_refuses_newer_or_foreign_databases(tmp_path: Path, ovsdb_tools: None) -> None:
     d = tmp_path / "state"
     EmbeddedServer(d, schema=newer_schema(tmp_path)).start().stop()
-    with pytest.raises(ServerError, match=r"newer than this tenantvisor's 1\.0\.0"):
+    ours = ".".join(map(str, codec.schema_version())).replace(".", r"\.")
+    with pytest.raises(ServerError, match=rf"newer than this tenantvisor's {ours}"):
         EmbeddedServer(d).start()
     other = tmp_path / "other"
     other.mkdir()

@@ -868,3 +868,52 @@ def _run_last_step_checked(bw: Big, call: Callable[[Big], object]) -> None:
 
         setattr(m, name, checked)
     call(bw)
+
+
+# --- hosts that move (issue 10) ------------------------------------------------------------------
+def test_a_host_moves_to_an_edge_port_and_back_home(w: World) -> None:
+    """The vport follows the host; the tenant's view (vswitch, vport) is unchanged; moving
+    onto its vport's own port is home again (no location); a move where it is changes
+    nothing and announces nothing."""
+    w_ = w
+    (h,) = w_.net.hosts.values()
+    w_.m.move_host(w_.net.id, h.id, 3, 2)
+    assert (h.vdpid, h.vport, h.location) == (w_.s1.vdpid, w_.edge1.number, (3, 2))
+    assert w_.net.where(h) == (3, 2) and w_.events[-1] == ("changed", w_.net.id)
+    n = len(w_.events)
+    w_.m.move_host(w_.net.id, h.id, 3, 2)
+    assert len(w_.events) == n  # already there
+    w_.m.move_host(w_.net.id, h.id, 1, 1)
+    assert h.location is None and w_.net.where(h) == (1, 1)
+
+
+def test_moves_that_cannot_be_are_refused_and_change_nothing(w: World) -> None:
+    (h,) = w.net.hosts.values()
+    before = snapshot(w.m)
+    for args, err in (
+        ((w.net.id, 99, 3, 2), NotFound),  # no such host
+        ((w.net.id, h.id, 9, 1), NotFound),  # no such pswitch
+        ((w.net.id, h.id, 3, 9), NotFound),  # no such port
+        ((w.net.id, h.id, 1, 3), InvalidRequest),  # a port facing another pswitch
+        ((w.net.id, h.id, "x", 1), InvalidRequest),
+    ):
+        with pytest.raises(err):
+            w.m.move_host(*args)
+    # tenant b has a host with the same MAC on s1 port 2: a's host cannot join it there
+    w.m.connect_host(w.other.id, w.b_s1.vdpid, w.b_edge2.number, MAC)
+    before = snapshot(w.m)
+    with pytest.raises(Conflict, match="already attached"):
+        w.m.move_host(w.net.id, h.id, 1, 2)
+    # a vport with two hosts cannot follow one of them
+    w.m.connect_host(w.net.id, w.s1.vdpid, w.edge1.number, "02:00:00:00:00:09")
+    before = snapshot(w.m)
+    with pytest.raises(Conflict, match="also carries"):
+        w.m.move_host(w.net.id, h.id, 3, 2)
+    assert snapshot(w.m) == before
+
+
+def test_a_vport_that_follows_a_moved_host_takes_no_other(w: World) -> None:
+    (h,) = w.net.hosts.values()
+    w.m.move_host(w.net.id, h.id, 3, 2)
+    with pytest.raises(Conflict, match="follows a host that moved"):
+        w.m.connect_host(w.net.id, w.s1.vdpid, w.edge1.number, "02:00:00:00:00:09")

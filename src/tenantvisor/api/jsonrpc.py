@@ -489,6 +489,23 @@ def tenant_service(manager: NetworkManager) -> Service:
     def disconnect_host(caller: Caller, p: Params) -> None:
         manager.disconnect_host(net_of(caller, p).id, p.integer("hostId"))
 
+    def migrate_host(caller: Caller, p: Params) -> dict[str, Any]:
+        """Ours (OVX has none): the host is now on physical (dpid, port); admin only, as
+        `POST .../hosts/{id}/move`.  Answers as connectHost, with the new location."""
+        caller.require_admin()
+        net = net_of(caller, p)
+        h = manager.move_host(net.id, p.integer("hostId"), p.dpid("dpid"), p.integer("port"))
+        where = net.where(h) or (0, 0)
+        return {
+            "vdpid": h.vdpid,
+            "vport": h.vport,
+            "mac": mac_to_int(h.mac),
+            "hostId": h.id,
+            "tenantId": net.id,
+            "dpid": where[0],
+            "port": where[1],
+        }
+
     methods: dict[str, Handler] = {
         "createNetwork": create_network,
         "createSwitch": create_switch,
@@ -506,6 +523,7 @@ def tenant_service(manager: NetworkManager) -> Service:
         "removePort": remove_port,
         "disconnectLink": disconnect_link,
         "disconnectHost": disconnect_host,
+        "migrateHost": migrate_host,
         "setNetworkControllers": set_controllers,
         "setScalability": set_scalability,
         "setOVXmode": set_ovx_mode,

@@ -122,11 +122,11 @@ def build_router(manager: NetworkManager, status_fn: StatusFn | None) -> APIRout
     @router.get("/networks", response_model=list[s.NetworkOut], tags=["networks"])
     async def list_networks(caller: Auth) -> list[s.NetworkOut]:
         nets = sorted(manager.list_networks(caller.tenant), key=lambda n: n.id)
-        return [s.network_out(topo, n) for n in nets]
+        return [s.network_out(topo, n, caller.is_admin) for n in nets]
 
     @router.get("/networks/{net_id}", response_model=s.NetworkOut, tags=["networks"])
     async def get_network(net_id: int, caller: Auth) -> s.NetworkOut:
-        return s.network_out(topo, network(caller, net_id))
+        return s.network_out(topo, network(caller, net_id), caller.is_admin)
 
     @router.delete("/networks/{net_id}", status_code=status.HTTP_204_NO_CONTENT, tags=["networks"])
     async def delete_network(net_id: int, caller: Auth) -> Response:
@@ -340,6 +340,20 @@ def build_router(manager: NetworkManager, status_fn: StatusFn | None) -> APIRout
         """Attach a host (by MAC) to an edge vport."""
         h = manager.connect_host(network(caller, net_id).id, body.vdpid, body.vport, body.mac)
         return s.host_out(h)
+
+    @router.post(
+        "/networks/{net_id}/hosts/{host_id}/move",
+        response_model=s.HostOut,
+        tags=["hosts"],
+    )
+    async def move_host(net_id: int, host_id: int, body: s.HostMove, caller: Auth) -> s.HostOut:
+        """The host is now on this physical edge port (a live-migrated VM, as the cloud's
+        orchestrator knows): its vport follows it, make-before-break, and its tenant sees
+        nothing change.  Admin only: where a host really is is the provider's knowledge (a
+        tenant moving its vport onto another's port would reach that port)."""
+        caller.require_admin()
+        h = manager.move_host(network(caller, net_id).id, host_id, body.dpid, body.port)
+        return s.host_out(h, admin=True)
 
     @router.delete(
         "/networks/{net_id}/hosts/{host_id}",

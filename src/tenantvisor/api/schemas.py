@@ -180,6 +180,11 @@ class HostCreate(_Model):
     mac: StrictStr | StrictInt = Field(description="aa:bb:cc:dd:ee:ff (or its integer value)")
 
 
+class HostMove(_Model):
+    dpid: DpidIn = Field(description="the physical dpid the host is on now")
+    port: StrictInt = Field(description="its physical edge port there")
+
+
 # --- replies ---------------------------------------------------------------------------------
 class TenantCreated(BaseModel):
     id: int
@@ -295,11 +300,19 @@ class VLinkOut(BaseModel):
     )
 
 
+class HostLocation(BaseModel):
+    dpid: int
+    port: int
+
+
 class HostOut(BaseModel):
     id: int
     vdpid: int
     vport: int
     mac: str
+    # admin view: where the host is now when it moved away from its vport's own port (the
+    # tenant's view of its network does not change when a host moves)
+    location: HostLocation | None = None
 
 
 class NetworkOut(BaseModel):
@@ -425,11 +438,15 @@ def vlink_out(topo: PhysicalTopology, net: VirtualNetwork, lk: VLink) -> VLinkOu
     )
 
 
-def host_out(h: Host) -> HostOut:
-    return HostOut(id=h.id, vdpid=h.vdpid, vport=h.vport, mac=h.mac)
+def host_out(h: Host, admin: bool = False) -> HostOut:
+    where = h.location if admin else None
+    return HostOut(
+        id=h.id, vdpid=h.vdpid, vport=h.vport, mac=h.mac,
+        location=None if where is None else HostLocation(dpid=where[0], port=where[1]),
+    )  # fmt: skip
 
 
-def network_out(topo: PhysicalTopology, net: VirtualNetwork) -> NetworkOut:
+def network_out(topo: PhysicalTopology, net: VirtualNetwork, admin: bool = False) -> NetworkOut:
     return NetworkOut(
         id=net.id,
         tenant_id=net.tenant_id,
@@ -440,7 +457,7 @@ def network_out(topo: PhysicalTopology, net: VirtualNetwork) -> NetworkOut:
         started=net.started,
         switches=[vswitch_out(topo, net.switches[v]) for v in sorted(net.switches)],
         links=[vlink_out(topo, net, net.links[i]) for i in sorted(net.links)],
-        hosts=[host_out(net.hosts[i]) for i in sorted(net.hosts)],
+        hosts=[host_out(net.hosts[i], admin) for i in sorted(net.hosts)],
     )
 
 

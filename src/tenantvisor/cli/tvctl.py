@@ -299,9 +299,13 @@ def show_link(lk: dict[str, Any]) -> str:
 
 
 def show_host(h: dict[str, Any]) -> str:
-    return format_record(
-        [("id", h["id"]), ("vdpid", dpid_str(h["vdpid"])), ("vport", h["vport"]), ("mac", h["mac"])]
-    )
+    rows: list[tuple[str, Any]] = [
+        ("id", h["id"]), ("vdpid", dpid_str(h["vdpid"])), ("vport", h["vport"]), ("mac", h["mac"])
+    ]  # fmt: skip
+    where = h.get("location")
+    if where:
+        rows.append(("location", f"{dpid_str(where['dpid'])} port {where['port']}"))
+    return format_record(rows)
 
 
 def show_status(st: dict[str, Any]) -> str:
@@ -693,6 +697,19 @@ def _host_add(api: Api, a: argparse.Namespace) -> Reply:
 @command("host-del", "detach a host", _id_args)
 def _host_del(api: Api, a: argparse.Namespace) -> Reply:
     return api.call("DELETE", f"/v1/networks/{a.net}/hosts/{a.id}"), None
+
+
+def _host_move_args(p: argparse.ArgumentParser) -> None:
+    _id_args(p)
+    p.add_argument("dpid", type=_dpid_arg, metavar="DPID", help="physical dpid it is on now")
+    p.add_argument("port", type=_int_arg, metavar="PORT", help="its physical edge port there")
+
+
+@command("host-move", "a host is now on another physical edge port (admin: a migrated VM)",
+         _host_move_args)  # fmt: skip
+def _host_move(api: Api, a: argparse.Namespace) -> Reply:
+    body = {"dpid": a.dpid, "port": a.port}
+    return api.call("POST", f"/v1/networks/{a.net}/hosts/{a.id}/move", body), show_host
 
 
 @command("status", "show the daemon's status (admin)")

@@ -456,9 +456,21 @@ def network_rows(net: VirtualNetwork) -> NetworkRows:
             raise ValueError(f"network {nid}: host {h.id} is filed under {hid}")
         out.add(
             "Host",
-            {"network": nid, "id": h.id, "vdpid": hex64(h.vdpid), "vport": h.vport, "mac": h.mac},
+            {
+                "network": nid,
+                "id": h.id,
+                "vdpid": hex64(h.vdpid),
+                "vport": h.vport,
+                "mac": h.mac,
+                "location": _location(h.location),
+            },
         )
     return out
+
+
+def _location(where: tuple[int, int] | None) -> str | None:
+    """A moved host's physical port as stored: "<dpid, 16 hex digits>:<port>"."""
+    return None if where is None else f"{hex64(where[0])}:{where[1]}"
 
 
 def network_from_rows(rows: NetworkRows) -> VirtualNetwork:
@@ -519,7 +531,12 @@ def network_from_rows(rows: NetworkRows) -> VirtualNetwork:
             raise ValueError(f"network {nid}: a path of vlink {r['link']}, which is not stored")
         lk.paths.append(ManualPath(hops_from_map(r["hops"]), r["priority"]))
     for r in sorted(t["Host"].values(), key=lambda r: r["id"]):
-        net.hosts[r["id"]] = Host(r["id"], unhex64(r["vdpid"]), r["vport"], r["mac"])
+        loc = r.get("location")
+        where = None
+        if loc:
+            d, _, pt = loc.partition(":")
+            where = (unhex64(d), int(pt))
+        net.hosts[r["id"]] = Host(r["id"], unhex64(r["vdpid"]), r["vport"], r["mac"], where)
     return net
 
 

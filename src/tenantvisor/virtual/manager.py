@@ -814,17 +814,56 @@ class NetworkManager:
         if vp.kind is not VPortKind.EDGE:
             raise InvalidRequest(f"vport {vport} of {vdpid:#018x} is a link port; hosts need edge")
         text = normalize_mac(mac)
-        for other in self.networks.values():
-            for h in other.hosts.values():
-                op = other.vport(h.vdpid, h.vport)
-                if op is not None and h.mac == text and (op.dpid, op.port) == (vp.dpid, vp.port):
-                    raise Conflict(
-                        f"MAC {text} is already attached to physical port {vp.port} of "
-                        f"{vp.dpid:#018x}; hosts on one physical port need distinct MACs"
-                    )
+        self._mac_free(text, vp.dpid, vp.port, None)
+        net_vp_hosts = [h for h in net.hosts.values() if (h.vdpid, h.vport) == (vdpid, vport)]
+        if any(h.location is not None for h in net_vp_hosts):
+            raise Conflict(f"vport {vport} of {vdpid:#018x} follows a host that moved; "
+                           "give the new host a vport of its own")  # fmt: skip
         h = Host(self._next_host, vdpid, vport, text)
         self._next_host += 1
         net.hosts[h.id] = h
+        self._changed(net)
+        return h
+
+    def _mac_free(self, mac: str, dpid: int, port: int, moving: Host | None) -> None:
+        """Refuse a second host with one MAC on one physical port (wherever hosts are now)."""
+        for other in self.networks.values():
+            for h in other.hosts.values():
+                if h is not moving and h.mac == mac and other.where(h) == (dpid, port):
+                    raise Conflict(
+                        f"MAC {mac} is already attached to physical port {port} of "
+                        f"{dpid:#018x}; hosts on one physical port need distinct MACs"
+                    )
+
+    @_mutation(_net_arg)
+    def move_host(self, net_id: int, host_id: int, dpid: object, port: object) -> Host:
+        """The host is now on physical edge port (dpid, port) (a live-migrated VM): its
+        vport follows it, the tenant sees nothing change.  Back on its vport's own port, it
+        is home again.  A vport carrying other hosts cannot follow one of them (409)."""
+        net = self.get_network(net_id)
+        h = net.hosts.get(_int(host_id, "host id", 1 << 32))
+        if h is None:
+            raise NotFound(f"no host {host_id} in network {net.id}")
+        d = _int(dpid, "dpid", 1 << 64)
+        pt = _int(port, "port", 0xFFFFFF00)
+        if d not in self.topo.switches:
+            raise NotFound(f"unknown physical dpid {d:#018x}")
+        if not self.topo.has_port(d, pt):
+            raise NotFound(f"pswitch {d:#018x} has no port {pt}")
+        if self.topo.is_link_port(d, pt):
+            raise InvalidRequest(f"port {pt} of {d:#018x} faces another pswitch: not a host's")
+        vp = self._vport(net, h.vdpid, h.vport)
+        shared = sorted(o.id for o in net.hosts.values()
+                        if o.id != h.id and (o.vdpid, o.vport) == (h.vdpid, h.vport))  # fmt: skip
+        if shared:
+            others = ", ".join(map(str, shared))
+            raise Conflict(f"vport {h.vport} of {h.vdpid:#018x} also carries host(s) {others}: "
+                           f"it cannot follow host {h.id} alone")  # fmt: skip
+        self._mac_free(h.mac, d, pt, h)
+        home = (vp.dpid, vp.port) == (d, pt)
+        if (None if home else (d, pt)) == h.location:
+            return h  # already there: nothing changes
+        h.location = None if home else (d, pt)
         self._changed(net)
         return h
 

@@ -113,10 +113,15 @@ class VLink:
 
 @dataclass
 class Host:
+    """A host: its virtual place (vswitch, vport) is the tenant's and never changes; its
+    physical location is its vport's port until it moves (`location`: the edge port it is on
+    now, the vport following it, reached over the fabric as a big switch's vport is)."""
+
     id: int
     vdpid: int
     vport: int
     mac: str  # lower-case colon form, the key together with the physical port
+    location: tuple[int, int] | None = None  # (dpid, port) when it moved away from the vport's
 
 
 @dataclass
@@ -138,3 +143,10 @@ class VirtualNetwork:
     def vport(self, vdpid: int, number: int) -> VPort | None:
         sw = self.switches.get(vdpid)
         return None if sw is None else sw.ports.get(number)
+
+    def where(self, h: Host) -> tuple[int, int] | None:
+        """The physical port host `h` is on now (None: its vport is gone)."""
+        if h.location is not None:
+            return h.location
+        vp = self.vport(h.vdpid, h.vport)
+        return None if vp is None else (vp.dpid, vp.port)
