@@ -288,3 +288,51 @@ def test_manual_internal_routes() -> None:
     st = _compile(net, line3())
     assert st.views[(0xB16, 1)].ports[2].up
     assert not st.views[(0xB16, 3)].ports[1].up  # no route back set: that way is down
+
+
+# --- a host that moved (issue 10) ----------------------------------------------------------------
+def _host_rules(st: NetworkState, mac: str) -> list[PhysFlow]:
+    want = codec.oxm_mac(oxm.ETH_SRC, mac)
+    return [pf for pf in st.rules.values()
+            if pf.table == 0 and want in codec.parse_match(pf.match, 0)[0]]  # fmt: skip
+
+
+def test_a_host_moved_to_another_pswitch_is_reached_over_the_fabric() -> None:
+    """Host 1 (vswitch A, vport 1 on s1 port 3) is now on s3 port 3: it is classified there
+    and carried to s1 (arriving with in_port 3, its vport's own port); what A sends to vport
+    1 is carried to s3 port 3.  The tenant's vport stays as it was."""
+    net = two_switch_net((1, 2), (2, 1))
+    home = _compile(net, line3())
+    net.hosts[1].location = (3, 3)
+    st = _compile(net, line3())
+    (ingress,) = _host_rules(st, "02:00:00:00:00:01")
+    assert ingress.dpid == 3 and _match(ingress)[oxm.IN_PORT] == 3
+    acts = _actions(ingress)
+    assert acts[-1] == (ofp.OFPAT_OUTPUT, 1)  # toward s2
+    tag_in = acts[1][1]
+    s1 = [pf for pf in _rules_on(st, 1) if _match(pf).get(oxm.VLAN_VID) is not None
+          and pf not in _rules_on(home, 1)]  # fmt: skip
+    (arrive,) = [pf for pf in s1 if codec.parse_instructions(pf.instructions).goto_table]
+    assert codec.parse_instructions(arrive.instructions).write_metadata is not None
+    pm = st.views[(0xA, 1)].ports[1]
+    assert pm.link_tag is not None and pm.exits == ((2, pm.link_tag),) and not pm.is_link
+    assert pm.phys_port == 3 and pm.hosts == ("02:00:00:00:00:01",)
+    # the path out ends on s3 by popping the tag and leaving through port 3
+    deliver = [pf for pf in _rules_on(st, 3) if (ofp.OFPAT_OUTPUT, 3) in _actions(pf)
+               and (ofp.OFPAT_POP_VLAN, None) in _actions(pf)]  # fmt: skip
+    assert len(deliver) == 1 and tag_in != pm.link_tag
+    assert st.port_names == home.port_names
+    assert not [pf for pf in _host_rules(home, "02:00:00:00:00:01") if pf in st.rules.values()]
+    # and home again: exactly the first state
+    net.hosts[1].location = None
+    assert _compile(net, line3()).rules.keys() == home.rules.keys()
+
+
+def test_a_host_moved_to_another_port_of_its_pswitch_just_changes_the_port() -> None:
+    net = two_switch_net((1, 2), (2, 1))
+    net.hosts[1].location = (1, 4)
+    st = _compile(net, _topo(3, [(1, 2, 2, 1), (2, 2, 3, 1)], ports=4))
+    (ingress,) = _host_rules(st, "02:00:00:00:00:01")
+    assert (ingress.dpid, _match(ingress)[oxm.IN_PORT]) == (1, 4)
+    pm = st.views[(0xA, 1)].ports[1]
+    assert pm.phys_port == 4 and pm.link_tag is None and pm.tx_group is not None

@@ -103,6 +103,7 @@ class VSwitch:
         self.port_names = {1: "h1-eth0"}
         self.created = time.monotonic() - 5
         self.shared: set[int] = set()  # serials realised by shared reduced rules
+        self.held_down: set[int] = set()  # vports down, not said yet
 
     def inexact(self) -> set[int]:
         return self.shared

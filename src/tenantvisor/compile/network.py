@@ -19,9 +19,10 @@ from dataclasses import dataclass, field, replace
 from os_ken.ofproto import ofproto_v1_3 as ofp
 
 from tenantvisor.compile.paths import internal_routes, vlink_candidates
+from tenantvisor.mapping import layout
 from tenantvisor.mapping.alloc import IdAllocator, IdSpaceExhausted
 from tenantvisor.mapping.layout import FABRIC_TPID, MAX_TAG
-from tenantvisor.mapping.paths import Path, reverse
+from tenantvisor.mapping.paths import Path, reverse, switch_paths
 from tenantvisor.openflow import codec, oxm
 from tenantvisor.physical.topology import PhysicalTopology
 from tenantvisor.translate import infra
@@ -68,6 +69,16 @@ class NetworkState:
     # (vlink id, 0 = src->dst | 1 = dst->src) -> candidate paths in use, primary first
     vlink_paths: dict[tuple[int, int], list[Path]] = field(default_factory=dict)
     owners: set[tuple[object, object]] = field(default_factory=set)  # allocations in use
+
+
+@dataclass(frozen=True)
+class _Moved:
+    """Where a vport that follows a moved host goes: its new port, and (another pswitch)
+    the first hop and tag of the path to it (None: the same pswitch)."""
+
+    port: int
+    exit: tuple[int, int] | None
+    up: bool
 
 
 def _fabric_push(tag: int) -> bytes:
@@ -195,12 +206,18 @@ class _Compiler:
                     lite_in[(b.vdpid, b.vport)] = (hop.dst_port, base)
         macs: dict[tuple[int, int], list[str]] = {}
         hosts: dict[tuple[int, int], list[str]] = {}
+        moved: dict[tuple[int, int], _Moved] = {}  # vports following a host that moved
         for host in net.hosts.values():
             sw = net.switches.get(host.vdpid)
             vp = net.vport(host.vdpid, host.vport)
             if sw is None or vp is None:
                 continue
             hosts.setdefault((host.vdpid, host.vport), []).append(host.mac)
+            if host.location is not None and host.location != (vp.dpid, vp.port):
+                moved[(host.vdpid, host.vport)] = self._moved(
+                    host.mac, host.location, sw.index, (host.vdpid, vp.number), (vp.dpid, vp.port)
+                )
+                continue
             if self._of10(vp.dpid):
                 macs.setdefault((host.vdpid, host.vport), []).append(host.mac)
                 continue
@@ -241,6 +258,17 @@ class _Compiler:
                         lite_in=lite_in.get((vdpid, n)),
                     )  # fmt: skip
                     continue
+                mv = moved.get((vdpid, n))
+                if mv is not None and mv.exit is not None:  # reached over the fabric
+                    local[vp.dpid][n] = PortMap(
+                        n, vp.port, mv.exit[1], False, mv.up, exits=(mv.exit,),
+                        hosts=tuple(sorted(hosts.get((vdpid, n), ()))),
+                    )  # fmt: skip
+                    continue
+                if mv is not None:  # another port of the same pswitch
+                    there = pinfo.ports.get(mv.port) if pinfo else None
+                    vp = replace(vp, port=mv.port)
+                    up = there is not None and there.up
                 tx = hp = None
                 if not self._of10(vp.dpid) and pinfo is not None:
                     tx = self._id(("group", vp.dpid), (net.id, "tx", vdpid, n), OFPG_MAX)
@@ -257,6 +285,62 @@ class _Compiler:
             for dpid in sw.dpids:
                 self._view(vdpid, dpid, local[dpid], lite, lite_size)
         return st
+
+    def _moved(
+        self, mac: str, where: tuple[int, int], index: int, place: tuple[int, int],
+        home: tuple[int, int],
+    ) -> _Moved:  # fmt: skip
+        """A host that moved to physical port `where`: its vport stays where the tenant put it
+        and follows it.  On the same pswitch the vport's port is simply the new one.  On
+        another, a path each way joins the vport's port to the host's, as a big switch
+        reaches its other pswitches: the host's packets are classified where it is and
+        carried home (arriving with the vport's own port as in_port), and what the vswitch
+        sends to the vport is carried to the host's port."""
+        net, topo, st = self.net, self.topo, self.st
+        ld, lp = where
+        hd, hp = home
+        vport = place[1]
+        if ld == hd:
+            hf = infra.host_flow(net.id, infra.HostBinding(hd, lp, mac, index, vport))
+            self._add(hf)
+            st.classify[stat_key(hf)] = (*place, 0)
+            return _Moved(lp, None, True)
+        info = topo.switches.get(ld)
+        pp = info.ports.get(lp) if info else None
+        if pp is None or self._of10(ld) or self._of10(hd):
+            log.warning("net=%d host %s moved to %016x port %d: %s", net.id, mac, ld, lp,
+                        "no such port" if pp is None else "an OpenFlow 1.0 pswitch")  # fmt: skip
+            return _Moved(lp, (0, 0), False)
+        back = switch_paths(topo, ld, hd, 0)
+        out = switch_paths(topo, hd, ld, 0)
+        if not back or not out:
+            log.warning("net=%d host %s moved to %016x port %d: no path to its vport's "
+                        "pswitch %016x", net.id, mac, ld, lp, hd)  # fmt: skip
+            return _Moved(lp, (0, 0), False)
+        owner = ("moved", index, vport)
+        try:
+            tags_in = self._tags((*owner, "in"), back[0])
+            tags_out = self._tags((*owner, "out"), out[0])
+        except IdSpaceExhausted as exc:
+            log.error("net=%d host %s moved to %016x port %d: %s", net.id, mac, ld, lp, exc)
+            return _Moved(lp, (0, 0), False)
+        first = back[0][0]
+        ingress = PhysFlow(
+            ld, 0, infra.PRIO_CLASSIFY,
+            codec.encode_match([codec.oxm_u32(oxm.IN_PORT, lp), codec.oxm_mac(oxm.ETH_SRC, mac)]),
+            codec.encode_instructions(apply_actions=_fabric_push(tags_in[0])
+                                      + codec.output(first.src_port)),
+            layout.infra_cookie(net.id),
+        )  # fmt: skip
+        self._add(ingress)
+        st.classify[stat_key(ingress)] = (*place, 0)
+        for pf in infra.link_flows(net.id, infra.LinkPath(back[0], tags_in, index, vport,
+                                                          in_port=hp)):  # fmt: skip
+            self._add(pf)
+        deliver = infra.LinkPath(out[0], tags_out, index, vport, deliver=codec.output(lp))
+        for pf in infra.link_flows(net.id, deliver):
+            self._add(pf)
+        return _Moved(lp, (out[0][0].src_port, tags_out[0]), pp.up)
 
     def _lite_ids(self) -> tuple[dict[str, int], int]:
         """A network at `lite`: each host MAC's destination LITE (its edge vswitch, numbered

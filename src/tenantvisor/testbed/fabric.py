@@ -198,6 +198,7 @@ class Fabric:
         self._relays: dict[str, tuple[subprocess.Popen[bytes], Path]] = {}
         self._procs: list[subprocess.Popen[Any]] = []
         self._hosts: dict[str, FabricHost] = {}
+        self._plugged: dict[str, tuple[str, int]] = {}  # hosts moved: (switch, port) now
         self._built = False
         self._closed = False
 
@@ -354,6 +355,27 @@ class Fabric:
             nx.disable_ipv6_link(swport)
         nx.set_up(swport, swns)
         self._hosts[h.name] = FabricHost(h, hns, self._procs)
+
+    def move_host(self, name: str, switch: str, port: int) -> None:
+        """Re-plug host `name`'s cable onto `port` of `switch` (a port that is not there
+        yet), in one OVSDB transaction, as a live migration moves a VM: its namespace, MAC
+        and address stay, the old bridge loses the port and the new one gains it."""
+        ovs = self._require_ovs()
+        spec = self.topo.hosts[name]
+        ifname = self.port_ifname(spec.switch, spec.port)  # the veth keeps its first name
+        at = self._plugged.get(name, (spec.switch, spec.port))
+        ovs.vsctl(
+            "--", "del-port", self.bridge(at[0]), ifname,
+            "--", "add-port", self.bridge(switch), ifname,
+            "--", "set", "Interface", ifname, f"ofport_request={port}",
+            f"mtu_request={self.host_mtu}",
+        )  # fmt: skip
+        self._plugged[name] = (switch, port)
+
+    def host_port(self, name: str) -> tuple[str, int]:
+        """(switch, port) host `name` is plugged into now."""
+        spec = self.topo.hosts[name]
+        return self._plugged.get(name, (spec.switch, spec.port))
 
     def _make_bridge(self, switch: str) -> None:
         ovs = self._require_ovs()

@@ -70,7 +70,9 @@ class VSwitchView:
     ingress_ports: frozenset[int] = field(init=False, compare=False, default=frozenset())
 
     def __post_init__(self) -> None:
-        counts = Counter(pm.phys_port for pm in self.ports.values())
+        # a port is shared when two vports send through it (a vport that follows a moved
+        # host leaves through a link port: output to it from that link needs OFPP_IN_PORT)
+        counts = Counter(p for pm in self.ports.values() for p in _out_ports(pm))
         shared = frozenset(p for p, n in counts.items() if n > 1)
         object.__setattr__(self, "shared_ports", shared)
         local = frozenset(pm.phys_port for pm in self.ports.values() if not pm.remote)
@@ -81,4 +83,10 @@ class VSwitchView:
         OVS's "never out of the in_port" rule settles: a port several vports share, or a
         protected output (its failover group is chosen by the packet's in_port, and a
         packet must never go back toward the vport it came from over a backup)."""
-        return pm.phys_port in self.shared_ports or bool(pm.groups) or len(pm.exits) > 1
+        shared = any(p in self.shared_ports for p in _out_ports(pm))
+        return shared or bool(pm.groups) or len(pm.exits) > 1
+
+
+def _out_ports(pm: PortMap) -> set[int]:
+    """The physical ports a vport's packets leave by (its own, and its paths' first hops)."""
+    return {pm.phys_port, *(port for port, _ in pm.exits)}

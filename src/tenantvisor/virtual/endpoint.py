@@ -72,6 +72,7 @@ _PORT = struct.Struct(ofp.OFP_PORT_PACK_STR)
 _PI_NO_COOKIE = 0xFFFFFFFFFFFFFFFF
 IDLE_POLL = 1.0  # seconds between counter reads of rules whose idle timeout is emulated
 MAX_INJECTED_HOPS = 32  # vlinks an injected packet is carried over in software at most
+EDGE_DOWN_GRACE = 2.0  # s an edge vport with hosts may be down before its tenant is told
 COMPACT_DELAY = 1.0  # seconds after a removal before the neighbours re-plan (batched)
 BATCH_REPLAN = 16  # rules changed by one FLOW_MOD beyond which the vswitch re-plans whole
 _ROLE_NAMES = {
@@ -287,6 +288,7 @@ class VSwitchEndpoint:
         self.reducer: Reducer | None = None
         self.plan: VSwitchPlan | None = None
         self._compact: asyncio.TimerHandle | None = None  # a re-plan after removals
+        self.held_down: dict[int, asyncio.TimerHandle] = {}  # vports down, not yet said
         self._exceptions: tuple[PhysFlow, ...] = ()  # exact drops above reduced rules
         # the network's physical operations, held while drops are pending (outbox.py):
         # drops the plan wants that are not sent (nor in the rule map), and the tenant
@@ -363,6 +365,9 @@ class VSwitchEndpoint:
         if self._compact is not None:
             self._compact.cancel()
             self._compact = None
+        for h in self.held_down.values():
+            h.cancel()
+        self.held_down.clear()
         for t in self._tasks:
             t.cancel()
         for s in self._servers:
@@ -390,7 +395,7 @@ class VSwitchEndpoint:
         view = self.view
         for n in set(old_ports) | set(view.ports):
             before, after = old_ports.get(n), view.ports.get(n)
-            if before != after and _port_changed(before, after):
+            if before != after and _port_changed(before, after) and not self._hold(n, after):
                 self._port_status(n, before is None, after is None)
         for vf in self.table:
             try:
@@ -405,6 +410,32 @@ class VSwitchEndpoint:
         if self.reducer is not None and replan:
             self.replan()  # vports and vlinks are what the proofs rest on
         return True
+
+    def _hold(self, n: int, after: PortMap | None) -> bool:
+        """Whether a change of edge vport `n` stays unsaid for now: a host's port that
+        goes down is held EDGE_DOWN_GRACE (a live migration unplugs the host before the
+        orchestrator or its gratuitous ARP says where it went; the vport then follows it
+        and comes back up), and coming back up within it says nothing at all."""
+        held = self.held_down.pop(n, None)
+        if held is not None:
+            held.cancel()
+            # never reported down: back up, nothing to tell; anything else is said now
+            return after is not None and after.up
+        if after is None or after.up or after.is_link or not after.hosts:
+            return False
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return False
+        self.held_down[n] = loop.call_later(EDGE_DOWN_GRACE, self._held_down_now, n)
+        return True
+
+    def _held_down_now(self, n: int) -> None:
+        """The grace is over and the vport is still down: say so now."""
+        self.held_down.pop(n, None)
+        pm = self.view.ports.get(n)
+        if not self._stopped and pm is not None and not pm.up:
+            self._port_status(n, False, False)
 
     def view_of(self, vport: int) -> VSwitchView:
         """The view of the pswitch where `vport` is (the primary for 0, the controller)."""

@@ -10,7 +10,7 @@ replies are built by the functions below, which do no I/O.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Container, Iterable, Mapping
 from typing import TYPE_CHECKING, Protocol
 
 from os_ken.ofproto import ofproto_v1_3 as ofp
@@ -87,6 +87,9 @@ class StatsContext(Protocol):
 
     def inexact(self) -> set[int]: ...  # serials counted by shared reduced rules
 
+    @property
+    def held_down(self) -> Container[int]: ...  # vports down but not reported yet
+
 
 class ReplyChannel(Protocol):
     @property
@@ -123,10 +126,13 @@ PORTS_PER_REPLY = 512
 
 
 # --- reply bodies, without I/O ---------------------------------------------------------------
-def port_desc(view: VSwitchView, port_names: Mapping[int, str], n: int) -> bytes:
-    """The ofp_port of vport `n` (PORT_DESC, PORT_STATUS, OpenFlow 1.0's FEATURES_REPLY)."""
+def port_desc(
+    view: VSwitchView, port_names: Mapping[int, str], n: int, held: Container[int] = ()
+) -> bytes:
+    """The ofp_port of vport `n` (PORT_DESC, PORT_STATUS, OpenFlow 1.0's FEATURES_REPLY);
+    `held`: vports down for a moment the tenant is not told of (a host migrating)."""
     pm = view.ports.get(n)
-    up = pm is not None and pm.up
+    up = pm is not None and (pm.up or n in held)
     # 02:76 (locally administered), then the vswitch's index (19 bits) and the vport (12
     # bits): unique per vport of the whole fabric, so controllers that tell ports apart by
     # their MAC (LLDP sources) never see two alike
@@ -278,7 +284,7 @@ class VSwitchStats:
 
     def port_desc(self, n: int) -> bytes:
         ep = self._ep
-        return port_desc(ep.view, ep.port_names, n)
+        return port_desc(ep.view, ep.port_names, n, ep.held_down)
 
     def multipart(self, conn: TenantConn, xid: int, msg: bytes) -> None:
         if len(msg) < 16:
