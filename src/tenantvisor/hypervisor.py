@@ -20,6 +20,7 @@ from typing import Any
 from os_ken.ofproto import ofproto_v1_3 as ofp
 
 from tenantvisor.compile.network import NetworkState, compile_network
+from tenantvisor.errors import TenantvisorError
 from tenantvisor.mapping import layout
 from tenantvisor.mapping.alloc import IdAllocator, IdSpaceExhausted, Space, owner_network
 from tenantvisor.openflow import codec, messages, oxm
@@ -35,6 +36,7 @@ from tenantvisor.program.programmer import (
     sync,
 )
 from tenantvisor.translate import infra
+from tenantvisor.virtual import moves
 from tenantvisor.virtual.endpoint import VSwitchEndpoint
 from tenantvisor.virtual.flowtable import normalize
 from tenantvisor.virtual.manager import NetworkManager
@@ -46,6 +48,7 @@ N_TABLES_OFFERED = 64
 # after the BARRIERs that follow a change of the senders' tags, before the core's rules
 # change: Open vSwitch revalidates its datapath flow cache on its own time
 LEVEL_SETTLE = 0.05
+PUNT_QUIET = 1.0  # s: one decision per (pswitch, port, MAC) in this while
 RESERVE_ATTEMPTS = 8  # allocation races lost to other instances before a compile gives up
 RESERVE_RETRY = 1.0  # seconds before compiling again when the store could not reserve ids
 Allocated = tuple[Space, Hashable, int]
@@ -101,6 +104,7 @@ class Hypervisor:
         # PACKET_INs / FLOW_REMOVEDs no vswitch claimed, by (dpid, message kind): normally
         # a rule or network removed while the message was on its way; metrics show them
         self.unclaimed: Counter[tuple[int, str]] = Counter()
+        self._punts: dict[tuple[int, int, str], float] = {}  # last decision per port, MAC
         # OpenFlow 1.0: (dpid, marker) -> (vswitch index, ingress vport, PACKET_IN reason)
         self.marker_owner: dict[tuple[int, int], tuple[int, int, int]] = {}
 
@@ -237,7 +241,7 @@ class Hypervisor:
     def alloc_id(self, kind: str, dpid: int, owner: Hashable) -> int | None:
         """A physical group or meter id on this pswitch for a tenant's group or meter
         (None: none left).  Same space as the compiler's own groups."""
-        top = ofp.OFPG_MAX if kind == "group" else ofp.OFPM_MAX
+        top = ofp.OFPG_MAX if kind == "group" else layout.PUNT_METER - 1
         for _ in range(RESERVE_ATTEMPTS):
             try:
                 i = self.alloc.get((kind, dpid), owner, 1, top)
@@ -355,12 +359,17 @@ class Hypervisor:
                 ob.flush()
         # one table: discovery and an explicit drop (table misses go to the controller)
         one_table = not s.driver.multi_table
+        punt = not one_table and s.driver.supports_meters and self.masters(dpid)
         want = SwitchDesired(
-            rules=infra.provider_flows(dpid, of10=one_table) if self.masters(dpid) else [],
+            rules=infra.provider_flows(dpid, of10=one_table, punt=punt)
+            if self.masters(dpid)
+            else [],
             may_delete_rule=self._may_delete_rule(dpid),
             may_delete_group=self._may_delete_id("group", dpid),
             may_delete_meter=self._may_delete_id("meter", dpid),
         )
+        if punt:
+            want.meters[layout.PUNT_METER] = infra.punt_meter()
         want.rules.extend(self.program.rules_on(dpid))
         want.groups.extend(self.program.groups_on(dpid))
         for ep in self.endpoints.values():
@@ -404,6 +413,9 @@ class Hypervisor:
             if in_port is not None:
                 self.links.probe_in(s, in_port, pi.data, time.monotonic())
             return
+        if pi.cookie == layout.PUNT_COOKIE:
+            self._punted(s, pi)
+            return
         meta = 0
         for o in pi.match:
             if o.field == oxm.METADATA:
@@ -415,6 +427,40 @@ class Hypervisor:
                 self.unclaimed[(s.dpid or 0, "packet_in")] += 1
             return
         ep.packet_in(pi, meta)
+
+    def _punted(self, s: PSwitchSession, pi: codec.PacketIn) -> None:
+        """An (R)ARP nothing classified, from a host port: a host that moved here if it
+        names one (virtual/moves.py), moved through the manager like an API-told move."""
+        port, data = _in_port(pi), pi.data
+        if s.dpid is None or port is None or len(data) < 14:
+            return
+        if self.topo.is_link_port(s.dpid, port):
+            return  # a fabric port: not a host's
+        mac = ":".join(f"{b:02x}" for b in data[6:12])
+        now = time.monotonic()
+        key = (s.dpid, port, mac)
+        if now - self._punts.get(key, -PUNT_QUIET) < PUNT_QUIET:
+            return  # said already (the meter limits the rate; this, the log)
+        self._punts[key] = now
+        if len(self._punts) > 4096:
+            self._punts = {k: t for k, t in self._punts.items() if now - t < PUNT_QUIET}
+        got = moves.detect(self.manager.networks.values(), s.dpid, port, mac)
+        if isinstance(got, str):
+            log.info("pswitch %016x port %d: a frame from %s moves no host: %s",
+                     s.dpid, port, mac, got)  # fmt: skip
+            return
+        net_id, host_id = got
+        if not self.owns(net_id):
+            return  # its owner instance hears the same punt
+        try:
+            self.manager.move_host(net_id, host_id, s.dpid, port)
+        except TenantvisorError as exc:
+            log.warning("network %d: host %d (%s) seen on pswitch %016x port %d, not moved: "
+                        "%s", net_id, host_id, mac, s.dpid, port, exc)  # fmt: skip
+            return
+        log.info("network %d (%s): host %d (%s) moved to pswitch %016x port %d (detected)",
+                 net_id, self._tenant_name(self.manager.networks[net_id]), host_id, mac,
+                 s.dpid, port)  # fmt: skip
 
     def _packet_in_marked(self, s: PSwitchSession, pi: codec.PacketIn) -> None:
         """A switch whose PACKET_IN names no rule (OpenFlow 1.0): our probes, and tenants'

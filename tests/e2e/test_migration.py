@@ -194,3 +194,63 @@ def test_moving_back_home_restores_the_first_state(bed: Bed) -> None:
     assert bed.fab.host("h2").ping(h1.ip, count=3, timeout=5)
     assert bed.fab.host("h3").ping(h1.ip, count=3, timeout=5)
     assert _heard(bed) == []
+
+
+def _location(bed: Bed, host: str) -> object:
+    net = bed.daemon.rest("GET", f"/v1/networks/{bed.net_id}")  # the admin's view
+    return next(h["location"] for h in net["hosts"] if h["id"] == bed.host_ids[host])
+
+
+def _wait_location(bed: Bed, host: str, want: object, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while _location(bed, host) != want:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def test_a_gratuitous_arp_from_a_new_port_moves_the_host(bed: Bed) -> None:
+    """No API call: h1 is re-plugged onto a fresh port of lf3 and announces itself; the
+    pswitch punts the unclassified ARP (metered), its MAC names one host of the one
+    network on lf3, and the vport follows."""
+    h1 = bed.topo.hosts["h1"]
+    _heard(bed)
+    bed.fab.move_host("h1", "lf3", NEW_PORT + 1)
+    deadline = time.monotonic() + 10
+    want = {"dpid": bed.topo.switches["lf3"].dpid, "port": NEW_PORT + 1}
+    while _location(bed, "h1") != want:  # the port must be known before the ARP says much
+        assert time.monotonic() < deadline, bed.daemon.log_tail(20)
+        bed.fab.host("h1").gratuitous_arp()
+        time.sleep(0.1)
+    assert bed.fab.host("h2").ping(h1.ip, count=3, timeout=5)
+    assert bed.fab.host("h1").ping(bed.topo.hosts["h3"].ip, count=3, timeout=5)
+    assert _heard(bed) == []
+
+
+def test_a_frame_with_a_mac_of_another_tenants_host_moves_nothing(bed: Bed) -> None:
+    """A second tenant on lf2 with a host of h1's MAC: h1 re-plugged onto a fresh port of
+    lf2 announces itself, but lf2 is now shared by two networks, so the frame could be
+    either's VM: nothing moves (the log says why), and the other tenant's host neither."""
+    d = bed.daemon
+    tok = d.rest("POST", "/v1/tenants", {"name": "copycat"})["token"]
+    other = d.rest("POST", "/v1/networks", {"controller_urls": ["tcp:127.0.0.1:1"]}, tok)["id"]
+    dp = bed.topo.switches["lf2"].dpid
+    vd = d.rest("POST", f"/v1/networks/{other}/switches", {"dpids": [dp]}, tok)["vdpid"]
+    vp = d.rest("POST", f"/v1/networks/{other}/ports", {"dpid": dp, "port": 1}, tok)["number"]
+    body = {"vdpid": vd, "vport": vp, "mac": bed.topo.hosts["h1"].mac}
+    theirs = d.rest("POST", f"/v1/networks/{other}/hosts", body, tok)["id"]
+    d.rest("POST", f"/v1/networks/{other}/start", None, tok)
+    before = _location(bed, "h1")
+    bed.fab.move_host("h1", "lf2", NEW_PORT + 2)
+    for _ in range(10):
+        bed.fab.host("h1").gratuitous_arp()
+        time.sleep(0.1)
+    assert not _wait_location(bed, "h1", {"dpid": dp, "port": NEW_PORT + 2}, timeout=1)
+    assert _location(bed, "h1") == before
+    copy = d.rest("GET", f"/v1/networks/{other}")["hosts"]
+    assert [(h["id"], h["location"]) for h in copy] == [(theirs, None)]
+    assert "moves no host" in d.log_tail(200)
+    # the API still can: back home
+    _move(bed, "lf1", 1)
+    assert bed.fab.host("h2").ping(bed.topo.hosts["h1"].ip, count=3, timeout=5)

@@ -28,6 +28,10 @@ ALL_ONES = 0xFFFFFFFFFFFFFFFF
 
 DISCOVERY_COOKIE = INFRA_BIT | 1  # network 0: the provider's own rules
 PROVIDER_COOKIE = INFRA_BIT | 2
+PUNT_COOKIE = INFRA_BIT | 3  # an unclassified frame from a host port: a host that moved?
+# The provider's meter that rate-limits those punts on each pswitch (tenants' physical
+# meter ids are allocated below it)
+PUNT_METER = 0xFFFF0000  # OFPM_MAX
 
 # Tenant table t lives in physical table t + TABLE_OFFSET; table 0 is classification.
 TABLE_OFFSET = 1

@@ -114,6 +114,19 @@ class FabricHost:
         self._procs.append(proc)
         return proc
 
+    def gratuitous_arp(self) -> None:
+        """Announce this host's MAC and address from eth0 (a broadcast ARP request for its
+        own address), as a hypervisor does for a VM it has just live-migrated."""
+        mac = bytes.fromhex(self.mac.replace(":", ""))
+        ip = bytes(int(x) for x in self.ip.split("."))
+        frame = (b"\xff" * 6 + mac + b"\x08\x06" + b"\x00\x01\x08\x00\x06\x04\x00\x01"
+                 + mac + ip + b"\x00" * 6 + ip).ljust(60, b"\x00")  # fmt: skip
+        script = (
+            "import socket,sys;s=socket.socket(socket.AF_PACKET,socket.SOCK_RAW);"
+            "s.bind(('eth0',0));s.send(bytes.fromhex(sys.argv[1]))"
+        )
+        self.exec([sys.executable, "-c", script, frame.hex()])
+
     def ping(self, ip: str, count: int = 1, timeout: float = 5.0) -> bool:
         """True when ``count`` echo replies from ``ip`` arrive within ``timeout`` seconds.
 

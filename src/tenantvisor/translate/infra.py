@@ -8,6 +8,7 @@ drops output to the port a packet came in on, exactly as OpenFlow wants of the v
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 
 from os_ken.ofproto import ofproto_v1_3 as ofp
@@ -20,6 +21,10 @@ from tenantvisor.translate.flow import PhysFlow
 PRIO_INJECTED = 0xF800
 PRIO_DISCOVERY = 0xF000
 PRIO_CLASSIFY = 0x8000
+PRIO_PUNT = 1  # below every classification: only what nothing classified
+PUNT_RATE = 100  # packets/s per pswitch of unclassified ARP/RARP from hosts, to us
+PUNT_BURST = 20
+ARP, RARP = 0x0806, 0x8035
 DISCOVERY_MAC = "02:74:76:00:00:01"  # source MAC of tenantvisor's LLDP probes
 LLDP_ETHERTYPE = 0x88CC
 
@@ -59,7 +64,7 @@ def _goto_tenant(index: int, vport: int, pre: bytes) -> bytes:
     )
 
 
-def provider_flows(dpid: int, of10: bool = False) -> list[PhysFlow]:
+def provider_flows(dpid: int, of10: bool = False, punt: bool = False) -> list[PhysFlow]:
     """Rules every pswitch carries whatever the tenants do.  An OpenFlow 1.0 pswitch (one
     table, transit only) gets discovery and an explicit drop: 1.0 sends table misses to the
     controller, and unclassified traffic must not reach us."""
@@ -80,7 +85,7 @@ def provider_flows(dpid: int, of10: bool = False) -> list[PhysFlow]:
             PhysFlow(dpid, 0, PRIO_DISCOVERY, lldp, to_ctl, layout.DISCOVERY_COOKIE),
             PhysFlow(dpid, 0, 0, codec.encode_match([]), b"", layout.PROVIDER_COOKIE),
         ]
-    return [
+    out = [
         PhysFlow(dpid, 0, PRIO_DISCOVERY, lldp, to_ctl, layout.DISCOVERY_COOKIE),
         PhysFlow(
             dpid,
@@ -91,6 +96,23 @@ def provider_flows(dpid: int, of10: bool = False) -> list[PhysFlow]:
             layout.PROVIDER_COOKIE,
         ),
     ]
+    if punt:
+        # an untagged (R)ARP nothing classified: typically the gratuitous ARP of a host that
+        # migrated here (issue 10); to us, through the provider's meter, never to a tenant
+        ins = codec.encode_instructions(
+            meter=layout.PUNT_METER, apply_actions=codec.output(ofp.OFPP_CONTROLLER, 128)
+        )
+        for eth_type in (ARP, RARP):
+            match = codec.encode_match([codec.oxm_u16(oxm.ETH_TYPE, eth_type),
+                                        codec.oxm_u16(oxm.VLAN_VID, 0)])  # fmt: skip
+            out.append(PhysFlow(dpid, 0, PRIO_PUNT, match, ins, layout.PUNT_COOKIE))
+    return out
+
+
+def punt_meter() -> tuple[int, bytes]:
+    """(flags, bands) of the provider's punt meter: a drop band above PUNT_RATE pkt/s."""
+    band = struct.pack("!HHIIxxxx", ofp.OFPMBT_DROP, 16, PUNT_RATE, PUNT_BURST)
+    return ofp.OFPMF_PKTPS | ofp.OFPMF_BURST, band
 
 
 def host_flow(net_id: int, h: HostBinding) -> PhysFlow:
