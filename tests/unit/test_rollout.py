@@ -142,3 +142,38 @@ def test_a_stopped_network_leaves_by_rule_group_and_cookie() -> None:
     prog.remove(1)
     assert s.sent == [("del", 10), ("group-del", 5), ("del-cookie", 1)]
     assert prog.states == {}
+
+
+def test_a_host_that_moves_is_reached_over_its_new_paths_before_its_old_place_goes() -> None:
+    """Issue 10: host 1 moves from s1 to s3 (compile/network.py `_moved`).  The paths and
+    its classification at s3 go in first; after their BARRIERs the tenants' rules move
+    (the endpoints' views); after those BARRIERs its classification at s1 goes."""
+    from tenantvisor.compile.network import compile_network
+    from tests.unit.test_compile import line3, two_switch_net
+
+    sessions = {d: FakeSession(d) for d in (1, 2, 3)}
+    alloc = IdAllocator()
+    prog = NetworkProgrammer(cast(dict[int, PSwitchSession], sessions), alloc)
+    net = two_switch_net((1, 2), (2, 1))
+    events: list[str] = []
+    prog.apply(compile_network(net, line3(), alloc, 4), _note(events, "views"))
+    for _ in range(3):
+        for s in sessions.values():
+            s.release()
+    for s in sessions.values():
+        s.sent.clear()
+    net.hosts[1].location = (3, 3)
+    moved = compile_network(net, line3(), alloc, 4)
+    prog.apply(moved, _note(events, "moved"))
+    sent = {d: list(s.sent) for d, s in sessions.items()}
+    assert events == ["views"]  # the tenants' rules wait for the new paths
+    assert {kind for d in sent for kind, _ in sent[d]} == {"add"}
+    assert sent[3] and sent[2]  # classified at s3, carried over s2
+    for s in sessions.values():
+        s.release()
+    assert events == ["views", "moved"]
+    assert not [x for s in sessions.values() for x in s.sent if x[0] == "del"]
+    for s in sessions.values():
+        s.release()
+    gone = [(d, x) for d, s in sessions.items() for x in s.sent if x[0] == "del"]
+    assert gone and {d for d, _ in gone} == {1}  # its old classification on s1, last
