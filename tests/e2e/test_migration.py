@@ -254,3 +254,23 @@ def test_a_frame_with_a_mac_of_another_tenants_host_moves_nothing(bed: Bed) -> N
     # the API still can: back home
     _move(bed, "lf1", 1)
     assert bed.fab.host("h2").ping(bed.topo.hosts["h1"].ip, count=3, timeout=5)
+
+
+@pytest.mark.parametrize("level", ["hop", "lite"])
+def test_a_move_at_a_reduction_level(bed: Bed, level: str) -> None:
+    """The moved vport is an edge vport still (its hosts' MAC is all that enters it), so
+    the proofs hold; at lite its packets keep the vport's edge as their destination."""
+    d, net = bed.daemon, f"/v1/networks/{bed.net_id}"
+    d.rest("PUT", f"{net}/scalability", {"level": level}, bed.token)
+    h1 = bed.topo.hosts["h1"]
+    try:
+        assert bed.fab.host("h2").ping(h1.ip, count=2, timeout=5)
+        _heard(bed)
+        _move(bed, "lf3", NEW_PORT + 3)
+        assert bed.fab.host("h2").ping(h1.ip, count=3, timeout=5)
+        assert bed.fab.host("h1").ping(bed.topo.hosts["h3"].ip, count=3, timeout=5)
+        _move(bed, "lf1", 1)
+        assert bed.fab.host("h3").ping(h1.ip, count=3, timeout=5)
+        assert _heard(bed) == []
+    finally:
+        d.rest("PUT", f"{net}/scalability", {"level": "exact"}, bed.token)
