@@ -501,7 +501,7 @@ class Hypervisor:
         """Compile this network and roll the difference out (program/networks.py); the
         endpoints take their new views once what they refer to is on the pswitches.  How
         long that took, from now, goes to `reconfigurations` (`cause`: intent, topology)."""
-        done = self.reconfigurations.start(net.id, cause)
+        timing = self.reconfigurations.start(net.id, cause)
         new = self._compile(net)
         if new is None:
             return
@@ -513,7 +513,8 @@ class Hypervisor:
                 return set()
             return self._update_endpoints(live, st)
 
-        old = self.program.apply(new, installed, done)
+        timing.compiled()
+        old = self.program.apply(new, installed, timing.done)
         for key in old.markers:
             self.marker_owner.pop(key, None)
         self.marker_owner.update(new.markers)

@@ -25,14 +25,15 @@ def test_a_change_is_timed_to_the_last_barrier_reply_of_its_rollout() -> None:
     rec = Reconfigurations(clock=clock)
     s = FakeSession(1)
     prog = NetworkProgrammer(cast(dict[int, PSwitchSession], {1: s}), IdAllocator())
-    prog.apply(_state([_rule(10), _rule(20)]), lambda st: [], rec.start(7, "intent"))
+    prog.apply(_state([_rule(10), _rule(20)]), lambda st: [], rec.start(7, "intent").done)
     for _ in range(3):
         s.release()
     assert [r["rules"] for r in rec.latest()] == [2]
     clock.t += 1.0
-    done = rec.start(7, "intent")  # a host moved: one rule replaced, one kept
-    clock.t += 0.002  # compiled
-    prog.apply(_state([_rule(10), _rule(30)]), lambda st: [], done)
+    timing = rec.start(7, "intent")  # a host moved: one rule replaced, one kept
+    clock.t += 0.002
+    timing.compiled()
+    prog.apply(_state([_rule(10), _rule(30)]), lambda st: [], timing.done)
     clock.t += 0.001
     s.release()  # the addition confirmed; nothing to change in place: the delete goes
     assert s.sent[-1] == ("del", 20)
@@ -41,7 +42,8 @@ def test_a_change_is_timed_to_the_last_barrier_reply_of_its_rollout() -> None:
     s.release()
     last = rec.latest()[-1]
     assert last["seq"] == 2 and last["net"] == 7 and last["cause"] == "intent"
-    assert last["ms"] == 4.5 and last["sent"] and last["rules"] == 2
+    assert last["ms"] == 4.5 and last["compile_ms"] == 2.0
+    assert last["sent"] and last["rules"] == 2
 
 
 def test_changes_of_the_topology_are_kept_only_when_they_sent_something() -> None:
@@ -49,11 +51,11 @@ def test_changes_of_the_topology_are_kept_only_when_they_sent_something() -> Non
     s = FakeSession(1)
     prog = NetworkProgrammer(cast(dict[int, PSwitchSession], {1: s}), IdAllocator())
     st = _state([_rule(10)])
-    prog.apply(st, lambda st: [], rec.start(1, "topology"))
+    prog.apply(st, lambda st: [], rec.start(1, "topology").done)
     for _ in range(3):
         s.release()
-    prog.apply(_state([_rule(10)]), lambda st: [], rec.start(1, "topology"))  # nothing new
-    prog.apply(_state([_rule(10)]), lambda st: [], rec.start(1, "intent"))  # nothing new
+    prog.apply(_state([_rule(10)]), lambda st: [], rec.start(1, "topology").done)  # nothing new
+    prog.apply(_state([_rule(10)]), lambda st: [], rec.start(1, "intent").done)  # nothing new
     got = rec.latest()
     assert [(r["cause"], r["sent"], r["rules"]) for r in got] == [
         ("topology", True, 1),
@@ -65,6 +67,6 @@ def test_changes_of_the_topology_are_kept_only_when_they_sent_something() -> Non
 def test_only_the_latest_are_kept() -> None:
     rec = Reconfigurations(keep=3)
     for i in range(5):
-        rec.start(i, "intent")(True, 1)
+        rec.start(i, "intent").done(True, 1)
     assert [r["net"] for r in rec.latest()] == [2, 3, 4]
     assert [r["seq"] for r in rec.latest()] == [3, 4, 5]

@@ -26,24 +26,39 @@ class Reconfigurations:
         self.ring: deque[dict[str, Any]] = deque(maxlen=keep)
         self.seq = 0
 
-    def start(self, net_id: int, cause: str) -> Callable[[bool, int], None]:
-        """A reconfiguration of network `net_id` begins now; call what this returns when
-        its rollout is over, with whether anything was sent to a pswitch and how many of
-        the network's compiled rules changed.  Changes of the topology that send nothing
-        (most, for a network they do not concern) are not kept; changes of intent are."""
-        t0 = self.clock()
-        wall = time.time()
+    def start(self, net_id: int, cause: str) -> Timing:
+        """A reconfiguration of network `net_id` begins now (see `Timing`).  Changes of the
+        topology that send nothing (most, for a network they do not concern) are not kept;
+        changes of intent are."""
+        return Timing(self, net_id, cause)
 
-        def done(sent: bool, rules: int) -> None:
-            if not sent and cause != "intent":
-                return
-            self.seq += 1
-            self.ring.append({
-                "seq": self.seq, "net": net_id, "cause": cause, "at": round(wall, 3),
-                "ms": round((self.clock() - t0) * 1e3, 3), "sent": sent, "rules": rules,
-            })  # fmt: skip
-
-        return done
+    def _keep(self, entry: dict[str, Any]) -> None:
+        self.seq += 1
+        self.ring.append({"seq": self.seq, **entry})
 
     def latest(self) -> list[dict[str, Any]]:
         return list(self.ring)
+
+
+class Timing:
+    """One reconfiguration under way: `compiled()` once its desired state is computed, then
+    `done(sent, rules)` once its rollout is over, with whether anything was sent to a
+    pswitch and how many of the network's compiled rules changed."""
+
+    def __init__(self, rec: Reconfigurations, net_id: int, cause: str) -> None:
+        self.rec, self.net_id, self.cause = rec, net_id, cause
+        self.wall = time.time()
+        self.t0 = rec.clock()
+        self.compile_ms: float | None = None
+
+    def compiled(self) -> None:
+        self.compile_ms = round((self.rec.clock() - self.t0) * 1e3, 3)
+
+    def done(self, sent: bool, rules: int) -> None:
+        if not sent and self.cause != "intent":
+            return
+        self.rec._keep({
+            "net": self.net_id, "cause": self.cause, "at": round(self.wall, 6),
+            "ms": round((self.rec.clock() - self.t0) * 1e3, 3), "compile_ms": self.compile_ms,
+            "sent": sent, "rules": rules,
+        })  # fmt: skip
