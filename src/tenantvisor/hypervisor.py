@@ -514,7 +514,7 @@ class Hypervisor:
             return self._update_endpoints(live, st)
 
         timing.compiled()
-        old = self.program.apply(new, installed, timing.done)
+        old = self.program.apply(new, installed, timing.done, timing.phase)
         for key in old.markers:
             self.marker_owner.pop(key, None)
         self.marker_owner.update(new.markers)

@@ -33,7 +33,7 @@ def test_a_change_is_timed_to_the_last_barrier_reply_of_its_rollout() -> None:
     timing = rec.start(7, "intent")  # a host moved: one rule replaced, one kept
     clock.t += 0.002
     timing.compiled()
-    prog.apply(_state([_rule(10), _rule(30)]), lambda st: [], timing.done)
+    prog.apply(_state([_rule(10), _rule(30)]), lambda st: [], timing.done, timing.phase)
     clock.t += 0.001
     s.release()  # the addition confirmed; nothing to change in place: the delete goes
     assert s.sent[-1] == ("del", 20)
@@ -43,6 +43,8 @@ def test_a_change_is_timed_to_the_last_barrier_reply_of_its_rollout() -> None:
     last = rec.latest()[-1]
     assert last["seq"] == 2 and last["net"] == 7 and last["cause"] == "intent"
     assert last["ms"] == 4.5 and last["compile_ms"] == 2.0
+    # nothing to change in place: the delete phase began as the additions were confirmed
+    assert last["phases_ms"] == {"modify": 3.0, "delete": 3.0}
     assert last["sent"] and last["rules"] == 2
 
 

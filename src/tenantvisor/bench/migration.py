@@ -310,6 +310,8 @@ class Move:
     told_ms: float | None = None  # the API round trip, or the gratuitous ARP to the location
     reconfiguration_ms: float | None = None
     compile_ms: float | None = None
+    # the rollout's changes in place confirmed (its delete phase starts): the host reached
+    changed_ms: float | None = None
     request_to_intent_ms: float | None = None  # the API request to the change of intent
     reconfiguration_rules: int | None = None
     sent: int = 0
@@ -335,7 +337,8 @@ class Move:
             "index": self.index, "from": self.src, "to": self.dst,
             "off_wire_ms": self.off_wire_ms, "replug_ms": self.replug_ms,
             "told_ms": self.told_ms, "reconfiguration_ms": self.reconfiguration_ms,
-            "compile_ms": self.compile_ms, "request_to_intent_ms": self.request_to_intent_ms,
+            "compile_ms": self.compile_ms, "changed_ms": self.changed_ms,
+            "request_to_intent_ms": self.request_to_intent_ms,
             "request_to_last_barrier_ms": self.request_to_done,
             "reconfiguration_rules": self.reconfiguration_rules, "pings_sent": self.sent,
             "pings_lost": self.lost, "lost_beyond_off_wire": self.lost_beyond,
@@ -599,6 +602,7 @@ class Bench:
         if rec is not None and told is not None:
             mv.reconfiguration_ms = rec["ms"]
             mv.compile_ms = rec.get("compile_ms")
+            mv.changed_ms = (rec.get("phases_ms") or {}).get("delete")
             mv.reconfiguration_rules = rec["rules"]
             mv.request_to_intent_ms = round((rec["at"] - told) * 1e3, 3)
         return mv
@@ -679,6 +683,7 @@ def summarise_block(
         "moves": len(counted),
         "reconfiguration_ms": _stats(rec),
         "compile_ms": _stats([m.compile_ms for m in counted if m.compile_ms is not None]),
+        "changed_ms": _stats([m.changed_ms for m in counted if m.changed_ms is not None]),
         "request_to_intent_ms": _stats(
             [m.request_to_intent_ms for m in counted if m.request_to_intent_ms is not None]
         ),
@@ -829,6 +834,7 @@ def _block_lines(r: dict[str, Any], mode: str, col: int) -> list[str]:
         row("reconfiguration p99 (ms)", lambda b: _f(b["reconfiguration_ms"]["p99"])),
         row("reconfiguration mean (ms)", lambda b: _f(b["reconfiguration_ms"]["mean"]), "10.5"),
         row("  of which compiling (ms, p50)", lambda b: _f(b["compile_ms"]["p50"])),
+        row("  to new + changed rules confirmed (p50)", lambda b: _f(b["changed_ms"]["p50"])),
         row(
             "compiled rules changed per move", lambda b: _f(b["reconfiguration_rules_mean"], ".1f")
         ),

@@ -30,6 +30,8 @@ OnInstalled = Callable[[NetworkState], Iterable[int]]
 # once the rollout's last phase is confirmed: whether any phase sent something, and how many
 # of the network's compiled rules it added, modified or deleted
 OnDone = Callable[[bool, int], None]
+# as each phase starts (the previous one confirmed): "add", "modify", "delete"
+OnPhase = Callable[[str], None]
 
 
 class NetworkProgrammer:
@@ -52,10 +54,15 @@ class NetworkProgrammer:
             yield from (g for (d, _), g in st.groups.items() if d == dpid)
 
     def apply(
-        self, new: NetworkState, installed: OnInstalled, done: OnDone | None = None
+        self,
+        new: NetworkState,
+        installed: OnInstalled,
+        done: OnDone | None = None,
+        phase: OnPhase | None = None,
     ) -> NetworkState:
         """Make `new` the network's desired state and roll it out; returns the previous.
-        `done` is called when the rollout is over (its last BARRIER replies are in)."""
+        `done` is called when the rollout is over (its last BARRIER replies are in), `phase`
+        as each phase starts."""
         net_id = new.net_id
         # ids the network no longer uses are given back only once their rules are gone
         # everywhere (the last rollout's final phase): a tag reused at once could match this
@@ -67,9 +74,11 @@ class NetworkProgrammer:
         groups = diff.diff_groups(old.groups, new.groups)
         sent = [False]
 
-        def noting(phase: Callable[[], Iterable[int]]) -> Callable[[], Iterable[int]]:
+        def noting(name: str, step: Callable[[], Iterable[int]]) -> Callable[[], Iterable[int]]:
             def run() -> Iterable[int]:
-                touched = set(phase())
+                if phase is not None:
+                    phase(name)
+                touched = set(step())
                 sent[0] = sent[0] or bool(touched)
                 return touched
 
@@ -123,8 +132,8 @@ class NetworkProgrammer:
             return ()
 
         rollout = Rollout(self.sessions)
-        for phase in (add, modify, delete):
-            rollout.then(noting(phase))
+        for name, step in (("add", add), ("modify", modify), ("delete", delete)):
+            rollout.then(noting(name, step))
         rollout.then(release).start()
         return old
 

@@ -41,24 +41,35 @@ class Reconfigurations:
 
 
 class Timing:
-    """One reconfiguration under way: `compiled()` once its desired state is computed, then
-    `done(sent, rules)` once its rollout is over, with whether anything was sent to a
-    pswitch and how many of the network's compiled rules changed."""
+    """One reconfiguration under way: `compiled()` once its desired state is computed,
+    `phase(name)` as each phase of its rollout starts, then `done(sent, rules)` once the
+    rollout is over, with whether anything was sent to a pswitch and how many of the
+    network's compiled rules changed."""
 
     def __init__(self, rec: Reconfigurations, net_id: int, cause: str) -> None:
         self.rec, self.net_id, self.cause = rec, net_id, cause
         self.wall = time.time()
         self.t0 = rec.clock()
         self.compile_ms: float | None = None
+        # when each rollout phase started: "modify" once the additions were confirmed,
+        # "delete" once the changes in place were (a moved host is reached from then on)
+        self.phases: dict[str, float] = {}
+
+    def _ms(self) -> float:
+        return round((self.rec.clock() - self.t0) * 1e3, 3)
 
     def compiled(self) -> None:
-        self.compile_ms = round((self.rec.clock() - self.t0) * 1e3, 3)
+        self.compile_ms = self._ms()
+
+    def phase(self, name: str) -> None:
+        if name != "add":
+            self.phases[name] = self._ms()
 
     def done(self, sent: bool, rules: int) -> None:
         if not sent and self.cause != "intent":
             return
         self.rec._keep({
             "net": self.net_id, "cause": self.cause, "at": round(self.wall, 6),
-            "ms": round((self.rec.clock() - self.t0) * 1e3, 3), "compile_ms": self.compile_ms,
+            "ms": self._ms(), "compile_ms": self.compile_ms, "phases_ms": self.phases,
             "sent": sent, "rules": rules,
         })  # fmt: skip
