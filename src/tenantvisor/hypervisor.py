@@ -35,6 +35,7 @@ from tenantvisor.program.programmer import (
     SwitchDesired,
     sync,
 )
+from tenantvisor.program.timing import Reconfigurations
 from tenantvisor.translate import infra
 from tenantvisor.virtual import moves
 from tenantvisor.virtual.endpoint import VSwitchEndpoint
@@ -84,6 +85,8 @@ class Hypervisor:
         self._expected: set[int] = set()  # after a restore: pswitches to wait for
         self._topo_changed_at = 0.0
         self.program = NetworkProgrammer(self.sessions, self.alloc)
+        # per network change, its time to the rollout's last BARRIER reply (GET /v1/status)
+        self.reconfigurations = Reconfigurations()
         self.endpoints: dict[tuple[int, int], VSwitchEndpoint] = {}
         self.outboxes: dict[int, Outbox] = {}  # per network: operations held for drops
         self.by_index: dict[int, VSwitchEndpoint] = {}
@@ -519,7 +522,7 @@ class Hypervisor:
         if event in ("stopped", "removed"):
             self._teardown(net)
         else:
-            self._reconcile(net)
+            self._reconcile(net, "intent")
 
     def _topology_changed(self) -> None:
         self._topo_changed_at = time.monotonic()
@@ -534,15 +537,17 @@ class Hypervisor:
             return  # after a restore, nothing is compiled before the fabric settles
         for net in list(self.manager.networks.values()):
             if net.started and self.owns(net.id):
-                self._reconcile(net)
+                self._reconcile(net, "topology")
 
     def _tenant_name(self, net: VirtualNetwork) -> str:
         t = self.manager.tenants.get(net.tenant_id)
         return t.name if t else str(net.tenant_id)
 
-    def _reconcile(self, net: VirtualNetwork) -> None:
+    def _reconcile(self, net: VirtualNetwork, cause: str = "topology") -> None:
         """Compile this network and roll the difference out (program/networks.py); the
-        endpoints take their new views once what they refer to is on the pswitches."""
+        endpoints take their new views once what they refer to is on the pswitches.  How
+        long that took, from now, goes to `reconfigurations` (`cause`: intent, topology)."""
+        timing = self.reconfigurations.start(net.id, cause)
         new = self._compile(net)
         if new is None:
             return
@@ -554,7 +559,8 @@ class Hypervisor:
                 return set()
             return self._update_endpoints(live, st)
 
-        old = self.program.apply(new, installed)
+        timing.compiled()
+        old = self.program.apply(new, installed, timing.done, timing.phase)
         for key in old.markers:
             self.marker_owner.pop(key, None)
         self.marker_owner.update(new.markers)
@@ -892,6 +898,8 @@ class Hypervisor:
                 }
                 for _, ep in sorted(self.endpoints.items())
             ],
+            # the latest changes, from the change to the last BARRIER reply of its rollout
+            "reconfigurations": self.reconfigurations.latest(),
         }
 
 

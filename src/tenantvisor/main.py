@@ -217,7 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     )  # fmt: skip
     b = sub.add_parser("bench", help="benchmarks (JSON with --json)")
     b.add_argument(
-        "name", choices=["overhead", "dnb", "failover", "reconnect", "restart", "reduction"]
+        "name",
+        choices=["overhead", "dnb", "failover", "reconnect", "restart", "reduction", "migration"],
     )
     b.add_argument("--json", action="store_true", help="print one JSON object")
     b.add_argument("-n", "--flows", type=int, default=20000, help="FLOW_MODs per run")
@@ -226,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--plot", help="write a PNG plot here")
     b.add_argument(
         "--quick", action="store_true",
-        help="dnb, failover, reconnect, restart, reduction: a short run",
+        help="dnb, failover, reconnect, restart, reduction, migration: a short run",
     )  # fmt: skip
     b.add_argument("--cuts", type=int, help="failover: link cuts per series (default 10)")
     b.add_argument("--hold", type=float, help="failover: seconds a link stays cut (default 2)")
@@ -270,6 +271,18 @@ def main(argv: list[str] | None = None) -> int:
         "--verify", type=int, metavar="N",
         help="reduction: only the randomised equivalence check with N packets "
         "(tenantvisor.testbed.equivalence)",
+    )  # fmt: skip
+    b.add_argument(
+        "--moves", type=int, help="migration: moves per level and mode (default 20, quick 5)"
+    )
+    b.add_argument(
+        "--detect", action="store_true",
+        help="migration: also moves the daemon detects (re-plug + gratuitous ARP, no API call)",
+    )  # fmt: skip
+    b.add_argument("--rate", help="migration: the TCP stream's rate across the moves (default 10M)")
+    b.add_argument(
+        "--no-store", action="store_true",
+        help="migration: the daemon keeps no intent (--db none), to see the store's share",
     )  # fmt: skip
     args = p.parse_args(argv)
     if args.cmd == "serve":
@@ -337,6 +350,13 @@ def main(argv: list[str] | None = None) -> int:
         return run_reduction(
             quick=args.quick, connections=args.connections, as_json=args.json,
             plot_path=args.plot, verify=args.verify,
+        )  # fmt: skip
+    if args.cmd == "bench" and args.name == "migration":
+        from tenantvisor.bench.migration import run_migration
+
+        return run_migration(
+            quick=args.quick, moves=args.moves, detect=args.detect, rate=args.rate,
+            store=not args.no_store, as_json=args.json, plot_path=args.plot,
         )  # fmt: skip
     if args.cmd == "bench" and args.name == "dnb":
         from tenantvisor.bench.dnb import run_dnb

@@ -27,6 +27,11 @@ from tenantvisor.translate.group import GroupSpec
 
 # the caller's step once a new state's additions are confirmed: returns pswitches it touched
 OnInstalled = Callable[[NetworkState], Iterable[int]]
+# once the rollout's last phase is confirmed: whether any phase sent something, and how many
+# of the network's compiled rules it added, modified or deleted
+OnDone = Callable[[bool, int], None]
+# as each phase starts (the previous one confirmed): "add", "modify", "delete"
+OnPhase = Callable[[str], None]
 
 
 class NetworkProgrammer:
@@ -48,8 +53,16 @@ class NetworkProgrammer:
         for st in self.states.values():
             yield from (g for (d, _), g in st.groups.items() if d == dpid)
 
-    def apply(self, new: NetworkState, installed: OnInstalled) -> NetworkState:
-        """Make `new` the network's desired state and roll it out; returns the previous."""
+    def apply(
+        self,
+        new: NetworkState,
+        installed: OnInstalled,
+        done: OnDone | None = None,
+        phase: OnPhase | None = None,
+    ) -> NetworkState:
+        """Make `new` the network's desired state and roll it out; returns the previous.
+        `done` is called when the rollout is over (its last BARRIER replies are in), `phase`
+        as each phase starts."""
         net_id = new.net_id
         # ids the network no longer uses are given back only once their rules are gone
         # everywhere (the last rollout's final phase): a tag reused at once could match this
@@ -59,6 +72,17 @@ class NetworkProgrammer:
         self.states[net_id] = new
         rules = diff.diff_rules(old.rules, new.rules)
         groups = diff.diff_groups(old.groups, new.groups)
+        sent = [False]
+
+        def noting(name: str, step: Callable[[], Iterable[int]]) -> Callable[[], Iterable[int]]:
+            def run() -> Iterable[int]:
+                if phase is not None:
+                    phase(name)
+                touched = set(step())
+                sent[0] = sent[0] or bool(touched)
+                return touched
+
+            return run
 
         def now() -> NetworkState:
             return self.states.get(net_id) or NetworkState(net_id)
@@ -103,9 +127,14 @@ class NetworkProgrammer:
 
         def release() -> Iterable[int]:
             self._done(net_id)
+            if done is not None:
+                done(sent[0], len(rules.add) + len(rules.modify) + len(rules.delete))
             return ()
 
-        Rollout(self.sessions).then(add).then(modify).then(delete).then(release).start()
+        rollout = Rollout(self.sessions)
+        for name, step in (("add", add), ("modify", modify), ("delete", delete)):
+            rollout.then(noting(name, step))
+        rollout.then(release).start()
         return old
 
     def _done(self, net_id: int) -> None:
