@@ -307,9 +307,14 @@ class _Compiler:
             return _Moved(lp, None, True)
         info = topo.switches.get(ld)
         pp = info.ports.get(lp) if info else None
-        if pp is None or self._of10(ld) or self._of10(hd):
-            log.warning("net=%d host %s moved to %016x port %d: %s", net.id, mac, ld, lp,
-                        "no such port" if pp is None else "an OpenFlow 1.0 pswitch")  # fmt: skip
+        if pp is None:
+            # its port went (a migration unplugs the VM before it is seen elsewhere): the
+            # vport is down until the host is found or told of somewhere else
+            log.info("net=%d host %s: its port %d of %016x is gone", net.id, mac, lp, ld)
+            return _Moved(lp, (0, 0), False)
+        if self._of10(ld) or self._of10(hd):
+            log.warning("net=%d host %s moved to %016x port %d: an OpenFlow 1.0 pswitch "
+                        "cannot carry it", net.id, mac, ld, lp)  # fmt: skip
             return _Moved(lp, (0, 0), False)
         back = switch_paths(topo, ld, hd, 0)
         out = switch_paths(topo, hd, ld, 0)
