@@ -399,13 +399,27 @@ class Hypervisor:
         assert s.dpid is not None
         state = "deleted" if reason == ofp.OFPPR_DELETE else "up" if port.up else "down"
         log.info("pswitch %016x port %d (%s) %s", s.dpid, port.port_no, port.name, state)
+        used = self.topo.is_link_port(s.dpid, port.port_no) or self._port_used(s.dpid, port.port_no)
         if reason == ofp.OFPPR_DELETE:
             self.topo.remove_port(s.dpid, port.port_no)
         else:
             self.topo.set_port(s.dpid, port)
             if port.up:
-                self.links.probe(s)
-        self._topology_changed()
+                self.links.probe(s)  # a link found there re-compiles (LinkDiscovery)
+        if used:
+            self._topology_changed()
+
+    def _port_used(self, dpid: int, port: int) -> bool:
+        """Whether a network maps a vport onto this physical port or has a host there: a
+        port nothing uses (a migrating VM's new port, before it is told or detected) changes
+        no network, and re-compiling them all would only delay the move itself."""
+        for net in self.manager.networks.values():
+            for sw in net.switches.values():
+                if any((vp.dpid, vp.port) == (dpid, port) for vp in sw.ports.values()):
+                    return True
+            if any(h.location == (dpid, port) for h in net.hosts.values()):
+                return True
+        return False
 
     def packet_in(self, s: PSwitchSession, pi: codec.PacketIn) -> None:
         if not s.driver.packet_in_names_rule:
@@ -793,9 +807,14 @@ class Hypervisor:
             # the core's rules for untagged packets stay until the pswitches have that
             self._replan_when_sent(net.id, level)
         elif again:
-            # the proofs read the neighbours' rules and views (LITE tags): all of the
-            # network's reduced vswitches again, senders' rules already re-translated
-            for ep in [e for k, e in self.endpoints.items() if k[0] == net.id]:
+            # the proofs read the neighbours' rules and views (LITE tags): the vswitches
+            # whose views changed and those at the other ends of their vlinks, senders'
+            # rules already re-translated (a host that moves re-plans its own vswitch and
+            # its neighbours, not the whole network)
+            targets = list(again)
+            for ep in again:
+                targets += [p for p in ep.neighbours() if p not in targets]
+            for ep in targets:
                 if ep in again or ep.reducer is not None:
                     ep.replan()
         for key in [k for k in self.endpoints if k[0] == net.id and k[1] not in net.switches]:

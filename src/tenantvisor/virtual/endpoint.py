@@ -788,6 +788,14 @@ class VSwitchEndpoint:
                 if got is not None:
                     yield number, got[1], got[2], self.host.peer_endpoint(view.net_id, got[1])
 
+    def neighbours(self) -> list[VSwitchEndpoint]:
+        """The endpoints at the other ends of this vswitch's vlinks."""
+        out: list[VSwitchEndpoint] = []
+        for _, _, _, peer in self._link_peers():
+            if peer is not None and peer is not self and peer not in out:
+                out.append(peer)
+        return out
+
     def _links(
         self,
     ) -> tuple[dict[int, tuple[int, int] | None], dict[int, list[Cube]], dict[int, list[Cube]]]:
