@@ -50,6 +50,8 @@ class Bed:
     peers: dict[str, OFPeer]
     rundir: Path
     listener: ControllerListener
+    sock: str = ""
+    daemons: list[Daemon] | None = None
 
 
 def _pair_rule(src: object, dst: object, out: int, cookie: int) -> p.OFPFlowMod:
@@ -122,7 +124,7 @@ def bed() -> Iterator[Bed]:
         for a, b in (("h1", "h2"), ("h2", "h1"), ("h1", "h3"), ("h3", "h1")):
             fab.host(a).exec(f"ip neigh replace {topo.hosts[b].ip} "
                              f"lladdr {topo.hosts[b].mac} dev eth0")  # fmt: skip
-        yield Bed(fab, topo, daemon, tok, nid, hosts, peers, rundir, listener)
+        yield Bed(fab, topo, daemon, tok, nid, hosts, peers, rundir, listener, sock, daemons)
     finally:
         listener.close()
         for d in daemons:
@@ -274,3 +276,34 @@ def test_a_move_at_a_reduction_level(bed: Bed, level: str) -> None:
         assert _heard(bed) == []
     finally:
         d.rest("PUT", f"{net}/scalability", {"level": "exact"}, bed.token)
+
+
+def test_a_restart_finds_a_moved_host_where_it_is_and_sends_nothing(bed: Bed) -> None:
+    """Last in the module: h1 moved to lf3, then kill -9 and a new daemon on the same
+    state: the location comes back from the store, the paths compile to the same tags,
+    no pswitch is sent anything, and h1 is reached where it is."""
+    h1 = bed.topo.hosts["h1"]
+    _move(bed, "lf3", NEW_PORT + 4)
+    assert bed.fab.host("h2").ping(h1.ip, count=2, timeout=5)
+    bed.daemon.kill()
+    again = Daemon(bed.rundir / "d2", bed.sock, admin_token=bed.daemon.admin_token,
+                   state_dir=bed.rundir / "state")  # fmt: skip
+    assert bed.daemons is not None
+    bed.daemons.append(again)
+    again.start()
+    bed.daemon = again
+    st = again.wait_for(
+        "every pswitch reconciled",
+        lambda st: (
+            len(st["pswitches"]) == len(bed.topo.switches)
+            and all(p["synced"] for p in st["pswitches"])
+        ),
+        timeout=40,
+    )
+    assert [p["sync_messages"] for p in st["pswitches"]] == [0] * len(bed.topo.switches), (
+        again.log_tail(40)
+    )
+    want = {"dpid": bed.topo.switches["lf3"].dpid, "port": NEW_PORT + 4}
+    assert _location(bed, "h1") == want
+    bed.listener.accept(4, timeout=20)
+    assert bed.fab.host("h2").ping(h1.ip, count=3, timeout=5)
