@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 
 from os_ken.ofproto import ofproto_v1_3 as ofp
 
@@ -40,6 +41,7 @@ LITE_MAX_BLOCK = 64  # LITE tags per vlink direction: at most 63 destination LIT
 OFPG_MAX = ofp.OFPG_MAX
 
 
+@lru_cache(maxsize=1 << 16)
 def stat_key(pf: PhysFlow) -> StatKey:
     """How a physical rule is recognised in a flow statistics reply (OVS orders fields its
     own way, so the match is compared normalized)."""

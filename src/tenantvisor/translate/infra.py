@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from functools import lru_cache
 
 from os_ken.ofproto import ofproto_v1_3 as ofp
 
@@ -115,6 +116,7 @@ def punt_meter() -> tuple[int, bytes]:
     return ofp.OFPMF_PKTPS | ofp.OFPMF_BURST, band
 
 
+@lru_cache(maxsize=1 << 16)
 def host_flow(net_id: int, h: HostBinding) -> PhysFlow:
     match = codec.encode_match(
         [codec.oxm_u32(oxm.IN_PORT, h.port), codec.oxm_mac(oxm.ETH_SRC, h.mac)]
@@ -152,9 +154,10 @@ def lite_classify(
     )  # fmt: skip
 
 
-def link_flows(net_id: int, lp: LinkPath) -> list[PhysFlow]:
+@lru_cache(maxsize=1 << 16)
+def link_flows(net_id: int, lp: LinkPath) -> tuple[PhysFlow, ...]:
     """Transit rules on every intermediate pswitch and the terminating rule at the far end."""
-    out = []
+    out: list[PhysFlow] = []
     cookie = layout.infra_cookie(net_id)
     last = len(lp.hops) - 1
     for i, (hop, tag) in enumerate(zip(lp.hops, lp.tags, strict=True)):
@@ -178,4 +181,4 @@ def link_flows(net_id: int, lp: LinkPath) -> list[PhysFlow]:
             port = ofp.OFPP_IN_PORT if nxt.src_port == hop.dst_port else nxt.src_port
             ins = codec.encode_instructions(apply_actions=swap + codec.output(port))
         out.append(PhysFlow(hop.dst_dpid, 0, PRIO_CLASSIFY, match, ins, cookie))
-    return out
+    return tuple(out)
