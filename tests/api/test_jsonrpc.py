@@ -792,6 +792,10 @@ def test_migrate_host_is_the_admins_and_moves_the_vport_with_it(
     got = admin("tenant", "migrateHost", params)
     assert (got["vdpid"], got["vport"], got["dpid"], got["port"]) == (vdpid, vport, 3, 2)
     assert manager.networks[tid].hosts[hid].location == (3, 2)
+    seen = {r["hostId"]: (r["dpid"], r["port"]) for r in admin("status", "getPhysicalHosts")}
+    assert seen[hid] == ("00:00:00:00:00:00:00:03", 2)  # the admin sees where it is
+    mine = {r["hostId"]: (r["dpid"], r["port"]) for r in a("status", "getPhysicalHosts")}
+    assert mine[hid] == ("00:00:00:00:00:00:00:01", 1)  # its tenant: the vport's, as ever
     err = admin.error("tenant", "migrateHost", {**params, "dpid": 1, "port": 3})
     assert err["data"]["kind"] == "InvalidRequest"
     assert manager.networks[tid].hosts[hid].location == (3, 2)

@@ -582,15 +582,17 @@ def status_service(manager: NetworkManager) -> Service:
         ]
 
     def get_physical_hosts(caller: Caller, p: Params) -> list[dict[str, Any]]:
-        """Host.convertToPhysical for every host the caller may see (no ipAddress: unknown)."""
+        """Host.convertToPhysical for every host the caller may see (no ipAddress: unknown);
+        the admin sees where a moved host is now, its tenant the vport's port as ever."""
         out = []
         for net in sorted(manager.list_networks(caller.tenant), key=lambda n: n.id):
             for h in (net.hosts[i] for i in sorted(net.hosts)):
                 vp = net.vport(h.vdpid, h.vport)
-                if vp is not None:
-                    out.append(
-                        {"hostId": h.id, "dpid": dpid_str(vp.dpid), "port": vp.port, "mac": h.mac}
-                    )
+                if vp is None:
+                    continue
+                dpid, port = (net.where(h) or (vp.dpid, vp.port)) if caller.is_admin else (
+                    vp.dpid, vp.port)  # fmt: skip
+                out.append({"hostId": h.id, "dpid": dpid_str(dpid), "port": port, "mac": h.mac})
         return out
 
     methods: dict[str, Handler] = {
