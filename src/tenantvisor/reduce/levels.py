@@ -54,6 +54,20 @@ def finer(level: str) -> list[str]:
     return [lv for lv in reversed(LEVELS[1 : i + 1]) if lv != "lite"]
 
 
+def _apply_only(vf: VFlow) -> list[codec.Action] | None:
+    """The rule's apply-actions when that is all its instructions do (no action set, goto,
+    meter, metadata or other instruction), else None (also when they cannot be read)."""
+    try:
+        ins = codec.parse_instructions(vf.instructions)
+    except (codec.OFError, codec.MalformedMessage):
+        return None
+    if ins.write_actions or ins.goto_table is not None or ins.meter is not None:
+        return None
+    if ins.clear_actions or ins.write_metadata is not None or ins.other:
+        return None
+    return ins.apply_actions or []
+
+
 def outputs(vf: VFlow) -> tuple[int, ...] | None:
     """The vports a forwarding-only rule outputs to, in order; None when the rule does
     anything else (or nothing: a drop is not forwarding)."""
@@ -63,16 +77,11 @@ def outputs(vf: VFlow) -> tuple[int, ...] | None:
         return None
     if any(k[1] == oxm.METADATA for k, _, _, _ in vf.norm):
         return None
-    try:
-        ins = codec.parse_instructions(vf.instructions)
-    except (codec.OFError, codec.MalformedMessage):
-        return None
-    if ins.write_actions or ins.goto_table is not None or ins.meter is not None:
-        return None
-    if ins.clear_actions or ins.write_metadata is not None or ins.other:
+    apply = _apply_only(vf)
+    if apply is None:
         return None
     ports: list[int] = []
-    for a in ins.apply_actions or []:
+    for a in apply:
         if a.type != ofp.OFPAT_OUTPUT:
             return None
         port = codec.u32(a.raw, 4)
@@ -88,16 +97,10 @@ def punts(vf: VFlow) -> bool:
     refine it (prove.py), and its copy there is plain (no group, no meter, no rewrite)."""
     if vf.table != 0 or not vf.is_table_miss or vf.flags & ofp.OFPFF_SEND_FLOW_REM:
         return False
-    try:
-        ins = codec.parse_instructions(vf.instructions)
-    except (codec.OFError, codec.MalformedMessage):
+    acts = _apply_only(vf)
+    if not acts:
         return False
-    if ins.write_actions or ins.goto_table is not None or ins.meter is not None:
-        return False
-    if ins.clear_actions or ins.write_metadata is not None or ins.other:
-        return False
-    acts = ins.apply_actions or []
-    return bool(acts) and all(
+    return all(
         a.type == ofp.OFPAT_OUTPUT and codec.u32(a.raw, 4) == ofp.OFPP_CONTROLLER for a in acts
     )
 

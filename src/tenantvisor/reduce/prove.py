@@ -617,14 +617,25 @@ class Reducer:
         return out
 
     # --- one outcome ---------------------------------------------------------------------
-    def _prove(self, vf: VFlow, vport: int) -> tuple[Outcome, Cube | None]:
+    def _forwarding(
+        self, vf: VFlow, vport: int
+    ) -> tuple[Cube | None, Hashable, tuple[Outcome, Cube | None]]:
+        """(its cube, its fate, _) of a forwarding rule that applies on `vport`; else (None,
+        _, the outcome already settled): exact when it does more than forward, vacuous when
+        pinned to another ingress."""
         cube = self.cubes.get(vf.serial)
         expected = self._fate(vf)
         if cube is None or expected[0] != "out":  # type: ignore[index]
-            return EXACT, None
+            return None, expected, (EXACT, None)
         pinned = _in_port(vf)
         if pinned is not None and pinned != vport:
-            return VACUOUS, None
+            return None, expected, (VACUOUS, None)
+        return cube, expected, (EXACT, None)
+
+    def _prove(self, vf: VFlow, vport: int) -> tuple[Outcome, Cube | None]:
+        cube, expected, settled = self._forwarding(vf, vport)
+        if cube is None:
+            return settled
         here = _ingress(vport)
         # what a later change must meet to matter: the coarsest region tried (it holds the
         # finer ones), so a change there can make the outcome coarser as well as finer
@@ -654,13 +665,9 @@ class Reducer:
         pinning eth_dst to such a host and that only forward), and no untagged packet of
         `vf`'s match can arrive here (those meet the tenant tables, where `vf` then needs
         its exact rule).  Otherwise exact: a shared finer rule could not carry the tag on."""
-        cube = self.cubes.get(vf.serial)
-        expected = self._fate(vf)
-        if cube is None or expected[0] != "out":  # type: ignore[index]
-            return EXACT, None
-        pinned = _in_port(vf)
-        if pinned is not None and pinned != vport:
-            return VACUOUS, None
+        cube, expected, settled = self._forwarding(vf, vport)
+        if cube is None:
+            return settled
         here = _ingress(vport)
         watch = intersect(here, self.lite_watch[dst])
         consulted = self._consulted.setdefault((vf.serial, vport), [])
