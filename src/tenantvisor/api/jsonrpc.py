@@ -38,7 +38,7 @@ from tenantvisor.errors import InvalidRequest, TenantvisorError
 from tenantvisor.mapping.paths import Hop, Path, reverse
 from tenantvisor.physical.topology import PhysicalTopology
 from tenantvisor.virtual.manager import NetworkManager, scalability_level
-from tenantvisor.virtual.model import PathHops, Route, VirtualNetwork, VLink, VSwitch
+from tenantvisor.virtual.model import Host, PathHops, Route, VirtualNetwork, VLink, VSwitch
 from tenantvisor.virtual.urls import parse_controller_url
 
 log = logging.getLogger(__name__)
@@ -439,7 +439,9 @@ def tenant_service(manager: NetworkManager) -> Service:
     def connect_host(caller: Caller, p: Params) -> dict[str, Any]:
         net = net_of(caller, p)
         vdpid, vport, mac = p.dpid("vdpid"), p.integer("vport"), p.raw("mac")
-        h = manager.connect_host(net.id, vdpid, vport, mac)
+        return host_db(net, manager.connect_host(net.id, vdpid, vport, mac))
+
+    def host_db(net: VirtualNetwork, h: Host) -> dict[str, Any]:
         return {
             "vdpid": h.vdpid,
             "vport": h.vport,
@@ -496,15 +498,7 @@ def tenant_service(manager: NetworkManager) -> Service:
         net = net_of(caller, p)
         h = manager.move_host(net.id, p.integer("hostId"), p.dpid("dpid"), p.integer("port"))
         where = net.where(h) or (0, 0)
-        return {
-            "vdpid": h.vdpid,
-            "vport": h.vport,
-            "mac": mac_to_int(h.mac),
-            "hostId": h.id,
-            "tenantId": net.id,
-            "dpid": where[0],
-            "port": where[1],
-        }
+        return {**host_db(net, h), "dpid": where[0], "port": where[1]}
 
     methods: dict[str, Handler] = {
         "createNetwork": create_network,
