@@ -10,14 +10,12 @@ nothing crosses between tenants, prints a summary and removes everything it crea
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from tenantvisor.mapping import layout as bits
 from tenantvisor.testbed.controllers import TestController
 from tenantvisor.testbed.daemon import Daemon
 from tenantvisor.testbed.fabric import Fabric
@@ -132,25 +130,11 @@ def run_demo(
     return 0 if ok else 1
 
 
-_COOKIE = re.compile(r"cookie=0x([0-9a-f]+),")
-
-
 def _tenant_rules(fab: Fabric, nets: set[int]) -> tuple[int, int]:
-    """The networks' physical rules standing for tenant rules (cookies without the
-    infrastructure bit), and of those the shared ones (reduced and LITE rules, and their
-    exception drops: serial 2^47-1)."""
-    total = shared = 0
-    for sw in fab.topo.switches:
-        for line in fab.ofctl(sw, "dump-flows").splitlines():
-            m = _COOKIE.search(line)
-            if m is None:
-                continue
-            cookie = int(m.group(1), 16)
-            if cookie >> bits.NET_SHIFT not in nets or cookie & bits.INFRA_BIT:
-                continue
-            total += 1
-            shared += cookie & bits.SERIAL_MASK == bits.SERIAL_MASK
-    return total, shared
+    """The networks' physical rules standing for tenant rules, and of those the shared
+    ones (reduced and LITE rules, and their exception drops)."""
+    per = fab.tenant_rules(nets).values()
+    return sum(own + shared for own, shared in per), sum(shared for _, shared in per)
 
 
 def _cleanup(

@@ -81,7 +81,6 @@ from os_ken.ofproto.ofproto_protocol import ProtocolDesc
 
 from tenantvisor.bench.dnb import Progress
 from tenantvisor.bench.report import closing_lines, emit
-from tenantvisor.mapping import layout
 from tenantvisor.testbed.daemon import Daemon
 from tenantvisor.testbed.fabric import Fabric
 from tenantvisor.testbed.ofclient import ControllerListener, OFPeer
@@ -527,28 +526,9 @@ def select_read(peers: list[OFPeer], timeout: float) -> tuple[list[OFPeer], list
 
 
 # --- what the pswitches hold -------------------------------------------------------------------
-_COOKIE = re.compile(r"cookie=0x([0-9a-f]+),")
-
-
 def rules_now(fab: Fabric, nets: set[int]) -> dict[str, tuple[int, int]]:
-    """Per pswitch, (exact, reduced) rules of the networks: tenant cookies in any table (the
-    tenant tables, and LITE rules in table 0), infrastructure rules left out."""
-    out = {}
-    for sw in fab.topo.switches:
-        exact = reduced = 0
-        for line in fab.ofctl(sw, "dump-flows").splitlines():
-            m = _COOKIE.search(line)
-            if m is None:
-                continue
-            cookie = int(m.group(1), 16)
-            if cookie >> layout.NET_SHIFT not in nets or cookie & layout.INFRA_BIT:
-                continue
-            if cookie & layout.SERIAL_MASK == layout.SERIAL_MASK:
-                reduced += 1
-            else:
-                exact += 1
-        out[sw] = (exact, reduced)
-    return out
+    """Per pswitch, (exact, reduced) rules of the networks (`Fabric.tenant_rules`)."""
+    return fab.tenant_rules(nets)
 
 
 def settled_rules(

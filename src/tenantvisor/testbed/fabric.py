@@ -48,6 +48,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from tenantvisor.mapping import layout
 from tenantvisor.testbed import netns as nx
 from tenantvisor.testbed.netns import CommandError
 from tenantvisor.testbed.ovs import OvsInstance
@@ -58,6 +59,9 @@ SWITCH_NS_SUFFIX = "sw"
 
 class FabricError(RuntimeError):
     """The fabric could not be built as described (clash, bad name, OVS refused a port...)."""
+
+
+_COOKIE = re.compile(r"cookie=0x([0-9a-f]+),")
 
 
 def random_prefix() -> str:
@@ -368,6 +372,28 @@ class Fabric:
             nx.disable_ipv6_link(swport)
         nx.set_up(swport, swns)
         self._hosts[h.name] = FabricHost(h, hns, self._procs)
+
+    def tenant_rules(self, nets: set[int]) -> dict[str, tuple[int, int]]:
+        """Per switch, the networks' physical rules standing for tenant rules (cookies
+        without the infrastructure bit, in any table: the tenant tables and LITE rules in
+        table 0), as (own, shared): shared are the reduced and LITE rules and their
+        exception drops (serial 2^47-1)."""
+        out = {}
+        for sw in self.topo.switches:
+            own = shared = 0
+            for line in self.ofctl(sw, "dump-flows").splitlines():
+                m = _COOKIE.search(line)
+                if m is None:
+                    continue
+                cookie = int(m.group(1), 16)
+                if cookie >> layout.NET_SHIFT not in nets or cookie & layout.INFRA_BIT:
+                    continue
+                if cookie & layout.SERIAL_MASK == layout.SERIAL_MASK:
+                    shared += 1
+                else:
+                    own += 1
+            out[sw] = (own, shared)
+        return out
 
     def move_host(self, name: str, switch: str, port: int) -> None:
         """Re-plug host `name`'s cable onto `port` of `switch` (a port that is not there
