@@ -19,7 +19,7 @@ from typing import Any
 
 from os_ken.ofproto import ofproto_v1_3 as ofp
 
-from tenantvisor.compile.network import NetworkState, compile_network
+from tenantvisor.compile.network import CompileCache, NetworkState, compile_network
 from tenantvisor.errors import TenantvisorError
 from tenantvisor.mapping import layout
 from tenantvisor.mapping.alloc import IdAllocator, IdSpaceExhausted, Space, owner_network
@@ -85,6 +85,8 @@ class Hypervisor:
         self._expected: set[int] = set()  # after a restore: pswitches to wait for
         self._topo_changed_at = 0.0
         self.program = NetworkProgrammer(self.sessions, self.alloc)
+        # per network, what its last compile may lend the next (a move recompiles it all)
+        self._compile_caches: dict[int, CompileCache] = {}
         # per network change, its time to the rollout's last BARRIER reply (GET /v1/status)
         self.reconfigurations = Reconfigurations()
         self.endpoints: dict[tuple[int, int], VSwitchEndpoint] = {}
@@ -584,7 +586,8 @@ class Hypervisor:
         instances share the fabric (None: no ids could be had; logged)."""
         for _ in range(RESERVE_ATTEMPTS):
             try:
-                st = compile_network(net, self.topo, self.alloc, self.n_tables)
+                cache = self._compile_caches.setdefault(net.id, CompileCache())
+                st = compile_network(net, self.topo, self.alloc, self.n_tables, cache)
             except IdSpaceExhausted as exc:
                 log.error("network %d (%s): not compiled: %s", net.id, self._tenant_name(net), exc)
                 return None
@@ -872,6 +875,7 @@ class Hypervisor:
         ob = self.outboxes.pop(net.id, None)
         if ob is not None:
             ob.flush()
+        self._compile_caches.pop(net.id, None)
         st = self.program.remove(net.id)
         for key in st.markers if st is not None else ():
             self.marker_owner.pop(key, None)

@@ -336,3 +336,74 @@ def test_a_host_moved_to_another_port_of_its_pswitch_just_changes_the_port() -> 
     assert (ingress.dpid, _match(ingress)[oxm.IN_PORT]) == (1, 4)
     pm = st.views[(0xA, 1)].ports[1]
     assert pm.phys_port == 4 and pm.link_tag is None and pm.tx_group is not None
+
+
+# --- the compile cache: the same state as without it ------------------------------------------
+def _ring_net() -> VirtualNetwork:
+    """A vswitch per pswitch of ring4, vlinks around the ring, a host on port 3 of each."""
+    net = VirtualNetwork(1, 1, [])
+    for d in range(1, 5):
+        sw = VSwitch(0xA0 + d, [d], d)
+        sw.ports = {1: VPort(1, d, 1, VPortKind.LINK, 1 + (d + 2) % 4),
+                    2: VPort(2, d, 2, VPortKind.LINK, d),
+                    3: VPort(3, d, 3, VPortKind.EDGE)}  # fmt: skip
+        net.switches[sw.vdpid] = sw
+        net.hosts[d] = Host(d, sw.vdpid, 3, f"02:00:00:00:00:0{d}")
+    for d in range(1, 5):  # vlink d: vswitch d's port 2 -> the next one's port 1
+        net.links[d] = VLink(d, VLinkEnd(0xA0 + d, 2), VLinkEnd(0xA0 + d % 4 + 1, 1))
+    return net
+
+
+def _same_state(a: NetworkState, b: NetworkState) -> None:
+    assert list(a.rules.items()) == list(b.rules.items())
+    assert a.groups == b.groups and a.views == b.views and a.classify == b.classify
+    assert a.vlink_paths == b.vlink_paths and a.owners == b.owners
+    assert a.port_names == b.port_names and a.markers == b.markers
+
+
+def test_a_compile_cache_changes_nothing_but_the_time() -> None:
+    """Random changes of intent, fabric and allocations, each compiled twice from the same
+    start: with the cache kept across compiles and without any.  Same state, same ids."""
+    import random
+
+    from tenantvisor.compile.network import CompileCache
+
+    rnd = random.Random(7)
+    topo = _topo(4, [(1, 2, 2, 1), (2, 2, 3, 1), (3, 2, 4, 1), (4, 2, 1, 1)], ports=5)
+    net = _ring_net()
+    cached, plain, cache = IdAllocator(), IdAllocator(), CompileCache()
+    for step in range(300):
+        op = rnd.randrange(7)
+        if op == 0:  # a host moves, or comes home
+            h = net.hosts[rnd.randint(1, 4)]
+            h.location = rnd.choice([None, (rnd.randint(1, 4), rnd.choice([3, 4, 5]))])
+        elif op == 1:  # a physical port goes down or comes up
+            d, p = rnd.randint(1, 4), rnd.choice([1, 2, 4])
+            topo.set_port(d, PPort(p, f"s{d}-eth{p}", "", up=rnd.random() < 0.6))
+            if all(pp.up for pp in topo.switches[d].ports.values()):
+                for a, pa, b, pb in [(1, 2, 2, 1), (2, 2, 3, 1), (3, 2, 4, 1), (4, 2, 1, 1)]:
+                    topo.add_link(PLink(a, pa, b, pb))
+                    topo.add_link(PLink(b, pb, a, pa))
+        elif op == 2:
+            net.scalability = rnd.choice(["exact", "lite", "hop"])
+        elif op == 3:
+            lk = net.links.get(rnd.randint(1, 4))
+            if lk is not None:
+                lk.backup_num = rnd.choice([0, 1])
+        elif op == 4:  # a vlink goes, or comes back
+            d = rnd.randint(1, 4)
+            if d in net.links:
+                del net.links[d]
+            else:
+                net.links[d] = VLink(d, VLinkEnd(0xA0 + d, 2), VLinkEnd(0xA0 + d % 4 + 1, 1))
+        elif op == 5:  # another instance wins an id the cache's pieces hold
+            held = sorted(cached._held.items(), key=repr)
+            if held:
+                (space, _owner), i = rnd.choice(held)
+                for al in (cached, plain):
+                    al.hold_foreign(space, ("other", step), i)
+        a = compile_network(net, topo, cached, N_TABLES, cache)
+        b = compile_network(net, topo, plain, N_TABLES)
+        _same_state(a, b)
+        release_unused(cached, 1, a.owners)
+        release_unused(plain, 1, b.owners)

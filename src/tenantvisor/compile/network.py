@@ -31,7 +31,7 @@ from tenantvisor.translate.flow import PhysFlow, deliver_actions
 from tenantvisor.translate.group import GroupSpec, bucket, output_group_spec
 from tenantvisor.translate.view import PortMap, VSwitchView
 from tenantvisor.virtual.flowtable import NormMatch, normalize
-from tenantvisor.virtual.model import VirtualNetwork, VPortKind
+from tenantvisor.virtual.model import VirtualNetwork, VLink, VPortKind
 
 log = logging.getLogger(__name__)
 RuleKey = tuple[int, int, int, bytes]  # dpid, table, priority, match
@@ -83,6 +83,52 @@ class _Moved:
     up: bool
 
 
+@dataclass
+class _VlinkPiece:
+    """What one vlink contributes to its network's state (`_Compiler._vlink`), with the
+    inputs it was computed from (`key`) and the ids it holds, to be reused as it is."""
+
+    key: tuple[object, ...]
+    state: NetworkState
+    ids: dict[tuple[object, object], int] = field(default_factory=dict)
+    heads: list[tuple[tuple[int, int], list[tuple[Path, tuple[int, ...]]]]] = field(
+        default_factory=list
+    )
+    in_tags: dict[tuple[int, int], int] = field(default_factory=dict)
+    lite_out: dict[tuple[int, int], int] = field(default_factory=dict)
+    lite_in: dict[tuple[int, int], tuple[int, int]] = field(default_factory=dict)
+    whole: bool = True  # False: an id was missing; computed again next time
+
+    def add_head(self, vport: tuple[int, int], path: Path, tags: tuple[int, ...]) -> None:
+        if self.heads and self.heads[-1][0] == vport:
+            self.heads[-1][1].append((path, tags))
+        else:
+            self.heads.append((vport, [(path, tags)]))
+
+    def holds(self, alloc: IdAllocator) -> bool:
+        """Whether every id the piece uses is still its owner's (another instance may have
+        won one in a race, or the ids may have been given back meanwhile)."""
+        peek = alloc.peek
+        return all(peek(sp, o) == i for (sp, o), i in self.ids.items())  # type: ignore[arg-type]
+
+
+@dataclass
+class CompileCache:
+    """What `compile_network` may reuse from its previous run for the same network: each
+    vlink's piece, for as long as the vlink, its ends, the fabric (its version) and its
+    ids are unchanged.  The result is the same with or without it (tested); it only saves
+    the time, which a live migration's recompile is judged by."""
+
+    vlinks: dict[int, _VlinkPiece] = field(default_factory=dict)
+
+
+def _vlink_key(lk: VLink) -> tuple[object, ...]:
+    return (
+        lk.id, lk.src.vdpid, lk.src.vport, lk.dst.vdpid, lk.dst.vport, lk.algorithm,
+        lk.backup_num, tuple((mp.hops, mp.priority) for mp in lk.paths),
+    )  # fmt: skip
+
+
 def _fabric_push(tag: int) -> bytes:
     return codec.push_vlan(FABRIC_TPID) + codec.set_field(
         codec.oxm_u16(oxm.VLAN_VID, tag | oxm.VLAN_PRESENT)
@@ -91,18 +137,24 @@ def _fabric_push(tag: int) -> bytes:
 
 class _Compiler:
     def __init__(
-        self, net: VirtualNetwork, topo: PhysicalTopology, alloc: IdAllocator, n_tables: int
-    ) -> None:
+        self, net: VirtualNetwork, topo: PhysicalTopology, alloc: IdAllocator, n_tables: int,
+        cache: CompileCache | None = None,
+    ) -> None:  # fmt: skip
         self.net = net
         self.topo = topo
         self.alloc = alloc
         self.n_tables = n_tables
+        self.cache = cache
         self.st = NetworkState(net.id)
+        self._held: dict[tuple[object, object], int] | None = None  # a piece's ids, if one
 
     # --- allocation ----------------------------------------------------------------------
     def _id(self, space: tuple[object, ...], owner: object, hi: int = MAX_TAG) -> int:
         self.st.owners.add((space, owner))
-        return self.alloc.get(space, owner, 1, hi)
+        got = self.alloc.get(space, owner, 1, hi)
+        if self._held is not None:
+            self._held[(space, owner)] = got
+        return got
 
     def _tags(self, kind: tuple[object, ...], path: Path) -> tuple[int, ...]:
         """One tag per hop, from the space of the port the hop enters; owned by the path."""
@@ -159,53 +211,17 @@ class _Compiler:
         lite_out: dict[tuple[int, int], int] = {}  # link vport -> its LITE block
         lite_in: dict[tuple[int, int], tuple[int, int]] = {}  # -> (in_port, block) arriving
         for lk in net.links.values():
-            fwd = vlink_candidates(topo, net, lk)
-            for d, (a, b) in enumerate(((lk.src, lk.dst), (lk.dst, lk.src))):
-                va, vb = net.vport(a.vdpid, a.vport), net.vport(b.vdpid, b.vport)
-                if va is None or vb is None:
-                    continue
-                paths = fwd if d == 0 else [reverse(p) for p in fwd]
-                if self._of10(va.dpid) or self._of10(vb.dpid):
-                    paths = paths[:1]  # no failover groups nor in_port rewrite on 1.0
-                if not paths:
-                    log.warning("net=%d vlink %d is down: no physical path", net.id, lk.id)
-                st.vlink_paths[(lk.id, d)] = list(paths)
-                dst_sw = net.switches[b.vdpid]
-                for path in paths:
-                    try:
-                        tags = self._tags(("vlink", lk.id, d), path)
-                    except IdSpaceExhausted as exc:
-                        log.error("net=%d vlink %d: %s", net.id, lk.id, exc)
-                        continue
-                    heads.setdefault((a.vdpid, a.vport), []).append((path, tags))
-                    lp = infra.LinkPath(path, tags, dst_sw.index, b.vport, in_port=vb.port)
-                    lf = infra.link_flows(net.id, lp)
-                    if self._of10(vb.dpid):  # no classification table: folded into rules
-                        in_tags[(b.vdpid, b.vport)] = tags[-1]
-                        lf = lf[:-1]
-                    else:
-                        st.classify[stat_key(lf[-1])] = (b.vdpid, b.vport, TAG_BYTES)
-                    for pf in lf:
-                        self._add(pf)
-                protected = lk.backup_num > 0 or (lk.algorithm == "manual" and len(lk.paths) > 1)
-                if lite_size and len(paths) == 1 and len(paths[0]) == 1 and not protected \
-                        and not (self._of10(va.dpid) or self._of10(vb.dpid)):  # fmt: skip
-                    hop = paths[0][0]
-                    owner = (net.id, "lite", lk.id, d, paths[0])
-                    space = ("tag", hop.dst_dpid, hop.dst_port)
-                    try:
-                        base = self.alloc.get_block(space, owner, lite_size)
-                    except IdSpaceExhausted as exc:
-                        log.warning("net=%d vlink %d: no LITE tags (%s): plain tags only",
-                                    net.id, lk.id, exc)  # fmt: skip
-                        continue
-                    self.st.owners.update((space, (*owner, k)) for k in range(lite_size))
-                    lf1 = infra.lite_classify(net.id, hop.dst_dpid, hop.dst_port, base,
-                                              lite_size, dst_sw.index, b.vport)  # fmt: skip
-                    self._add(lf1)
-                    st.classify[stat_key(lf1)] = (b.vdpid, b.vport, TAG_BYTES)
-                    lite_out[(a.vdpid, a.vport)] = base
-                    lite_in[(b.vdpid, b.vport)] = (hop.dst_port, base)
+            piece = self._vlink_piece(lk, lite_size)
+            st.rules.update(piece.state.rules)
+            st.classify.update(piece.state.classify)
+            st.owners |= piece.state.owners
+            for key, paths in piece.state.vlink_paths.items():
+                st.vlink_paths[key] = list(paths)
+            for vport, cands in piece.heads:
+                heads.setdefault(vport, []).extend(cands)
+            in_tags.update(piece.in_tags)
+            lite_out.update(piece.lite_out)
+            lite_in.update(piece.lite_in)
         macs: dict[tuple[int, int], list[str]] = {}
         hosts: dict[tuple[int, int], list[str]] = {}
         moved: dict[tuple[int, int], _Moved] = {}  # vports following a host that moved
@@ -232,6 +248,9 @@ class _Compiler:
         for vdpid, sw in net.switches.items():
             local: dict[int, dict[int, PortMap]] = {d: {} for d in sw.dpids}
             names: dict[int, str] = {}
+            on: dict[int, set[int]] = {}  # pswitch -> the vswitch's ports there
+            for vp in sw.ports.values():
+                on.setdefault(vp.dpid, set()).add(vp.port)
             for n, vp in sw.ports.items():
                 pinfo = topo.switches.get(vp.dpid)
                 pp = pinfo.ports.get(vp.port) if pinfo else None
@@ -239,7 +258,7 @@ class _Compiler:
                 names[n] = pp.name if pp else f"vport{n}"
                 if vp.dpid not in local:
                     continue
-                ingress = {p.port for p in sw.ports.values() if p.dpid == vp.dpid}
+                ingress = on[vp.dpid]
                 if vp.kind is VPortKind.LINK:
                     cands = heads.get((vdpid, n), [])
                     exits = tuple((p[0].src_port, t[0]) for p, t in cands)
@@ -287,6 +306,90 @@ class _Compiler:
             for dpid in sw.dpids:
                 self._view(vdpid, dpid, local[dpid], lite, lite_size)
         return st
+
+    def _vlink_piece(self, lk: VLink, lite_size: int) -> _VlinkPiece:
+        """What one vlink adds (its paths' rules, classification, tags, LITE blocks), taken
+        from `cache` while nothing it depends on changed: the key names every input, and
+        the ids it holds must still be its own in the allocator."""
+        net = self.net
+        va = net.vport(lk.src.vdpid, lk.src.vport)
+        vb = net.vport(lk.dst.vdpid, lk.dst.vport)
+        key = (
+            net.id, self.topo.version, lite_size, _vlink_key(lk),
+            None if va is None else (va.dpid, va.port, va.kind, va.link_id),
+            None if vb is None else (vb.dpid, vb.port, vb.kind, vb.link_id),
+            None if vb is None else net.switches[lk.dst.vdpid].index,
+            None if va is None else net.switches[lk.src.vdpid].index,
+        )  # fmt: skip
+        cached = self.cache.vlinks.get(lk.id) if self.cache is not None else None
+        if cached is not None and cached.key == key and cached.holds(self.alloc):
+            return cached
+        piece = _VlinkPiece(key, NetworkState(net.id))
+        outer, self.st, self._held = self.st, piece.state, piece.ids
+        try:
+            self._vlink(lk, lite_size, piece)
+        finally:
+            self.st, self._held = outer, None
+        if self.cache is not None:
+            if piece.whole:
+                self.cache.vlinks[lk.id] = piece
+            else:
+                self.cache.vlinks.pop(lk.id, None)
+        return piece
+
+    def _vlink(self, lk: VLink, lite_size: int, piece: _VlinkPiece) -> None:
+        net, topo, st = self.net, self.topo, self.st
+        fwd = vlink_candidates(topo, net, lk)
+        for d, (a, b) in enumerate(((lk.src, lk.dst), (lk.dst, lk.src))):
+            va, vb = net.vport(a.vdpid, a.vport), net.vport(b.vdpid, b.vport)
+            if va is None or vb is None:
+                continue
+            paths = fwd if d == 0 else [reverse(p) for p in fwd]
+            if self._of10(va.dpid) or self._of10(vb.dpid):
+                paths = paths[:1]  # no failover groups nor in_port rewrite on 1.0
+            if not paths:
+                log.warning("net=%d vlink %d is down: no physical path", net.id, lk.id)
+            st.vlink_paths[(lk.id, d)] = list(paths)
+            dst_sw = net.switches[b.vdpid]
+            for path in paths:
+                try:
+                    tags = self._tags(("vlink", lk.id, d), path)
+                except IdSpaceExhausted as exc:
+                    log.error("net=%d vlink %d: %s", net.id, lk.id, exc)
+                    piece.whole = False
+                    continue
+                piece.add_head((a.vdpid, a.vport), path, tags)
+                lp = infra.LinkPath(path, tags, dst_sw.index, b.vport, in_port=vb.port)
+                lf = infra.link_flows(net.id, lp)
+                if self._of10(vb.dpid):  # no classification table: folded into rules
+                    piece.in_tags[(b.vdpid, b.vport)] = tags[-1]
+                    lf = lf[:-1]
+                else:
+                    st.classify[stat_key(lf[-1])] = (b.vdpid, b.vport, TAG_BYTES)
+                for pf in lf:
+                    self._add(pf)
+            protected = lk.backup_num > 0 or (lk.algorithm == "manual" and len(lk.paths) > 1)
+            if lite_size and len(paths) == 1 and len(paths[0]) == 1 and not protected \
+                    and not (self._of10(va.dpid) or self._of10(vb.dpid)):  # fmt: skip
+                hop = paths[0][0]
+                owner = (net.id, "lite", lk.id, d, paths[0])
+                space = ("tag", hop.dst_dpid, hop.dst_port)
+                try:
+                    base = self.alloc.get_block(space, owner, lite_size)
+                except IdSpaceExhausted as exc:
+                    log.warning("net=%d vlink %d: no LITE tags (%s): plain tags only",
+                                net.id, lk.id, exc)  # fmt: skip
+                    piece.whole = False
+                    continue
+                block = [(space, (*owner, k)) for k in range(lite_size)]
+                self.st.owners.update(block)
+                piece.ids.update((so, base + k) for k, so in enumerate(block))
+                lf1 = infra.lite_classify(net.id, hop.dst_dpid, hop.dst_port, base,
+                                          lite_size, dst_sw.index, b.vport)  # fmt: skip
+                self._add(lf1)
+                st.classify[stat_key(lf1)] = (b.vdpid, b.vport, TAG_BYTES)
+                piece.lite_out[(a.vdpid, a.vport)] = base
+                piece.lite_in[(b.vdpid, b.vport)] = (hop.dst_port, base)
 
     def _moved(
         self, mac: str, where: tuple[int, int], index: int, place: tuple[int, int],
@@ -426,11 +529,17 @@ class _Compiler:
 
 
 def compile_network(
-    net: VirtualNetwork, topo: PhysicalTopology, alloc: IdAllocator, n_tables: int
-) -> NetworkState:
+    net: VirtualNetwork, topo: PhysicalTopology, alloc: IdAllocator, n_tables: int,
+    cache: CompileCache | None = None,
+) -> NetworkState:  # fmt: skip
     """The desired physical state of a started network (see the module docstring).  The
-    caller releases the allocations of `net` that are not in the result's `owners`."""
-    return _Compiler(net, topo, alloc, n_tables).run()
+    caller releases the allocations of `net` that are not in the result's `owners`.
+    `cache` (kept by the caller per network, across compiles) saves recomputing what did
+    not change; the result is the same without it."""
+    if cache is not None:
+        for gone in set(cache.vlinks) - set(net.links):
+            del cache.vlinks[gone]
+    return _Compiler(net, topo, alloc, n_tables, cache).run()
 
 
 def release_unused(alloc: IdAllocator, net_id: int, keep: set[tuple[object, object]]) -> None:

@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import networkx as nx
 
 from tenantvisor.physical.topology import PhysicalTopology
 
 
-@dataclass(frozen=True)
-class Hop:
-    """Traverse one physical link: out of (src_dpid, src_port) into (dst_dpid, dst_port)."""
+class Hop(NamedTuple):
+    """Traverse one physical link: out of (src_dpid, src_port) into (dst_dpid, dst_port).
+
+    A named tuple (not a dataclass): paths are parts of allocation owners and cache keys,
+    hashed and compared on every compile, and a tuple does that in C."""
 
     src_dpid: int
     src_port: int
@@ -98,6 +100,13 @@ def switch_paths(
     """The shortest path between two pswitches and up to `backup_num` link-disjoint
     alternatives (each the shortest that avoids every link already chosen), optionally only
     through the pswitches in `within` (a big switch routes inside itself)."""
+    key = ("switch_paths", src, dst, backup_num, None if within is None else frozenset(within))
+    return list(topo.memo(key, lambda: tuple(_switch_paths(topo, src, dst, backup_num, within))))
+
+
+def _switch_paths(
+    topo: PhysicalTopology, src: int, dst: int, backup_num: int, within: set[int] | None
+) -> list[Path]:
     g = topo.graph()
     if within is not None:
         g = g.subgraph(n for n in g.nodes if n in within)
@@ -118,6 +127,13 @@ def vlink_paths(
     """A vlink's candidate paths, best first: the primary leaves through the source vport's
     port and enters through the destination vport's (`vlink_path`); backups join the two
     pswitches over other links, link-disjoint from every path before them.  Empty: none."""
+    key = ("vlink_paths", src, dst, backup_num)
+    return list(topo.memo(key, lambda: tuple(_vlink_paths(topo, src, dst, backup_num))))
+
+
+def _vlink_paths(
+    topo: PhysicalTopology, src: tuple[int, int], dst: tuple[int, int], backup_num: int
+) -> list[Path]:
     out: list[Path] = []
     with contextlib.suppress(NoPath):
         out.append(tuple(vlink_path(topo, src, dst)))

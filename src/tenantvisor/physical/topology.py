@@ -5,9 +5,13 @@ Plain data with no I/O; sessions write to it, the intent layer and path computat
 
 from __future__ import annotations
 
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
+from typing import Any, TypeVar, cast
 
 import networkx as nx
+
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -48,6 +52,10 @@ class PhysicalTopology:
         # per link direction: whether full-size tagged frames cross it (None: not known yet)
         self.mtu_ok: dict[PLink, bool] = {}
         self.version = 0  # bumped on every change, so dependants know to recompute
+        # what is derived from this version alone (the link graph, paths): every compile
+        # of every network asks again, and a live migration's compile is on the clock
+        self._memo: dict[Hashable, Any] = {}
+        self._memo_version = -1
 
     # --- updates from sessions -------------------------------------------------------------
     def add_switch(self, info: PSwitchInfo) -> None:
@@ -122,13 +130,29 @@ class PhysicalTopology:
         sw = self.switches.get(dpid)
         return sw is not None and port_no in sw.ports
 
+    def memo(self, key: Hashable, compute: Callable[[], _T]) -> _T:
+        """`compute()`, computed once per version of the topology: only for what depends
+        on the topology (and `key`) alone, and is not mutated by its users."""
+        if self._memo_version != self.version:
+            self._memo.clear()
+            self._memo_version = self.version
+        try:
+            return cast(_T, self._memo[key])
+        except KeyError:
+            got = self._memo[key] = compute()
+            return got
+
     def graph(self) -> nx.MultiDiGraph:
-        """Directed multigraph of usable links: edge key (src_port, dst_port).
+        """Directed multigraph of usable links: edge key (src_port, dst_port); frozen (it is
+        shared until the topology changes).
 
         A link proved in one direction is used in both: Ethernet links are bidirectional, and
         a vlink requested right after two pswitches connect should not wait for the second
         direction's probe.
         """
+        return self.memo("graph", self._graph)
+
+    def _graph(self) -> nx.MultiDiGraph:
         g: nx.MultiDiGraph = nx.MultiDiGraph()
         # sorted: path searches walk nodes and edges in insertion order, and the same fabric
         # must give the same paths whatever order LLDP found its links in (a restarted
@@ -144,4 +168,4 @@ class PhysicalTopology:
                 continue
             g.add_edge(lk.src_dpid, lk.dst_dpid, key=(lk.src_port, lk.dst_port))
             g.add_edge(lk.dst_dpid, lk.src_dpid, key=(lk.dst_port, lk.src_port))
-        return g
+        return nx.freeze(g)
