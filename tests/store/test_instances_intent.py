@@ -90,3 +90,32 @@ def test_the_store_itself_refuses_a_network_written_over_a_newer_generation(
     stale.controller_urls = ["tcp:127.0.0.1:6654"]
     with pytest.raises(StoreConflict, match="changed by another writer"):
         other.put_network(stale)
+
+
+def test_a_move_written_alone_raises_the_generation_and_a_stale_one_is_redone(
+    store: Store, other: Store
+) -> None:
+    """A move writes only its host row, but as a change of its network: the generation
+    rises (other instances re-read it), and a move made on a stale copy is refused by the
+    store, then redone on the fresh one, keeping the other instance's change."""
+    a, b = _instance(store), _instance(other)
+    t = a.create_tenant("alice")
+    net = a.create_network(t.id, ["tcp:127.0.0.1:6653"])
+    sw = a.create_switch(net.id, [1])
+    a.create_port(net.id, 1, 1)
+    h = a.connect_host(net.id, sw.vdpid, 1, "02:00:00:00:00:01")
+    gen = a.networks[net.id].revision
+    a.move_host(net.id, h.id, 1, 2)
+    assert a.networks[net.id].revision == gen + 1
+    stored = store.load_network(net.id)
+    assert stored is not None and stored.hosts[h.id].location == (1, 2)
+    assert stored == a.networks[net.id]
+    wait_until(lambda: (other.load_network(net.id) or net).revision == gen + 1)
+    assert b.refresh is not None
+    b.refresh()
+    a.create_switch(net.id, [4])  # b has not heard of this one
+    b.move_host(net.id, h.id, 3, 2)  # on its stale copy: refused, redone
+    wait_until(lambda: (store.load_network(net.id) or net).hosts[h.id].location == (3, 2))
+    stored = store.load_network(net.id)
+    assert stored is not None and len(stored.switches) == 2
+    assert b.networks[net.id] == stored

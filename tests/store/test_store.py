@@ -31,7 +31,7 @@ from tenantvisor.store import (
 from tenantvisor.store.records import FlowRecord, GroupRecord, MeterRecord
 from tenantvisor.virtual.flowtable import VFlow
 from tenantvisor.virtual.groups import VGroup, VMeter
-from tenantvisor.virtual.model import Tenant, VirtualNetwork
+from tenantvisor.virtual.model import Host, Tenant, VirtualNetwork
 
 from .samples import (
     HASH,
@@ -250,6 +250,7 @@ class Change:
     networks: list[VirtualNetwork] = field(default_factory=list)
     deleted_networks: list[int] = field(default_factory=list)
     counters: dict[str, int] = field(default_factory=dict)
+    hosts: list[tuple[VirtualNetwork, Host]] = field(default_factory=list)
 
 
 def test_write_intent_is_one_transaction(store: Store) -> None:

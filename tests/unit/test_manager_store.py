@@ -120,3 +120,31 @@ def test_restore_brings_intent_back_without_announcing_it() -> None:
     assert fresh.authenticate(t.token).id == t.id  # type: ignore[union-attr]
     assert fresh.create_network(t.id, []).id == net.id + 1  # counters continue
     assert fresh.create_switch(net.id, [2]).index == 2  # vswitch indexes stay unique
+
+
+def test_a_move_writes_its_host_alone_and_a_failed_write_takes_it_back() -> None:
+    """A live migration's write is the host's row, not its network re-encoded; if the
+    store does not answer, the host is where it was and nothing is announced."""
+    m, w, events = _manager()
+    t = m.create_tenant("alice")
+    net = m.create_network(t.id, [])
+    sw = m.create_switch(net.id, [1])
+    m.create_port(net.id, 1, 1)
+    h = m.connect_host(net.id, sw.vdpid, 1, MAC)
+    m.start_network(net.id)
+    w.changes.clear()
+    events.clear()
+    m.move_host(net.id, h.id, 1, 2)
+    (change,) = w.changes
+    assert change.networks == [] and [(n.id, x.location) for n, x in change.hosts] == [
+        (net.id, (1, 2))
+    ]
+    assert events == [("changed", net.id)]
+    w.fail = True
+    before = _state(m)
+    with pytest.raises(Unavailable):
+        m.move_host(net.id, h.id, 3, 2)
+    assert _state(m) == before and h.location == (1, 2) and events == [("changed", net.id)]
+    w.fail = False
+    m.move_host(net.id, h.id, 1, 1)  # home
+    assert w.changes[-1].hosts[0][1].location is None and h.location is None

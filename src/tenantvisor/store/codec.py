@@ -454,18 +454,19 @@ def network_rows(net: VirtualNetwork) -> NetworkRows:
     for hid, h in net.hosts.items():
         if hid != h.id:
             raise ValueError(f"network {nid}: host {h.id} is filed under {hid}")
-        out.add(
-            "Host",
-            {
-                "network": nid,
-                "id": h.id,
-                "vdpid": hex64(h.vdpid),
-                "vport": h.vport,
-                "mac": h.mac,
-                "location": _location(h.location),
-            },
-        )
+        out.add("Host", host_row(nid, h))
     return out
+
+
+def host_row(nid: int, h: Host) -> Row:
+    return {
+        "network": nid,
+        "id": h.id,
+        "vdpid": hex64(h.vdpid),
+        "vport": h.vport,
+        "mac": h.mac,
+        "location": _location(h.location),
+    }
 
 
 def _location(where: tuple[int, int] | None) -> str | None:

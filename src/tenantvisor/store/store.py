@@ -87,7 +87,7 @@ from tenantvisor.store.records import (
 )
 from tenantvisor.virtual.flowtable import VFlow
 from tenantvisor.virtual.groups import VGroup, VMeter
-from tenantvisor.virtual.model import Tenant, VirtualNetwork
+from tenantvisor.virtual.model import Host, Tenant, VirtualNetwork
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +108,9 @@ class IntentChangeLike(Protocol):
 
     @property
     def deleted_networks(self) -> Sequence[int]: ...
+
+    @property
+    def hosts(self) -> Sequence[tuple[VirtualNetwork, Host]]: ...
 
     @property
     def counters(self) -> Mapping[str, int]: ...
@@ -320,6 +323,30 @@ class _Txn(ovs_idl.Transaction):
 
 
 # --- building one transaction -------------------------------------------------------------
+def _check_revision(b: _Batch, nid: int, u: uuidlib.UUID, net: VirtualNetwork) -> None:
+    """Refuse a change made on a copy of the network older than the store's (another
+    writer replaced it since: StoreConflict, and the writer reads it again)."""
+    stored = b.current("Virtual_Network", u)["generation"]
+    if stored != net.revision:
+        raise StoreConflict(
+            f"network {nid} was changed by another writer meanwhile (generation "
+            f"{stored}, this change was made on {net.revision})"
+        )
+
+
+def _next_generation(
+    b: _Batch, nid: int, u: uuidlib.UUID, net: VirtualNetwork | None, mark: int, cols: Row
+) -> None:
+    """The network changed (its own columns `cols`, or rows written from op `mark` on):
+    raise its generation, on condition that no other writer raised it meanwhile (that
+    fails the transaction, which is rebuilt on the fresher replica and refused)."""
+    gen = b.current("Virtual_Network", u)["generation"]
+    b.wait_equal("Virtual_Network", u, {"generation": gen}, at=mark)
+    b.update("Virtual_Network", u, (nid,), {**cols, "generation": gen + 1})
+    if net is not None:
+        b.after.append(_set_revision(net, gen + 1))
+
+
 class _Batch:
     """The operations of one transaction, built on the replica (IDL thread, under lock)."""
 
@@ -846,6 +873,7 @@ class Store:
         """One API call's change (virtual/manager.py's `IntentWriter`), in one transaction."""
         tenants = [codec.tenant_row(t.id, t.name, t.token_hash) for t in change.tenants]
         nets = [(codec.network_rows(n), n) for n in change.networks]
+        hosts = [(codec.host_row(n.id, h), n) for n, h in change.hosts]
         counters = codec.counters_row(change.counters) if change.counters else None
 
         def build(b: _Batch) -> None:
@@ -864,6 +892,8 @@ class Store:
                 if not net.revision and b.uuid("Virtual_Network", (net.id,)) is not None:
                     raise StoreConflict(f"network {net.id} was created by another writer meanwhile")
                 self._put_network(b, rows, net)
+            for row, net in hosts:  # one host of a network otherwise unchanged (a move)
+                self._put_host(b, row, net)
             for nid in change.deleted_networks:
                 self._delete_network(b, nid)
             if counters:
@@ -1239,12 +1269,7 @@ class Store:
         nid = rows.network["id"]
         u = b.uuid("Virtual_Network", (nid,))
         if net is not None and net.revision and u is not None:
-            stored = b.current("Virtual_Network", u)["generation"]
-            if stored != net.revision:
-                raise StoreConflict(
-                    f"network {nid} was changed by another writer meanwhile (generation "
-                    f"{stored}, this change was made on {net.revision})"
-                )
+            _check_revision(b, nid, u, net)
         mark = len(b.ops)
         old_switches = b.ix.keys_of("Vswitch", nid)
         for table in codec.NETWORK_TABLES:
@@ -1260,12 +1285,21 @@ class Store:
         cols = {c: v for c, v in rows.network.items() if c != "id" and cur.get(c) != v}
         if not cols and len(b.ops) == mark:
             return  # nothing changed
-        # another writer's replacement of this network in between fails this transaction,
-        # which is then rebuilt on the fresher replica (and refused above)
-        b.wait_equal("Virtual_Network", u, {"generation": cur["generation"]}, at=mark)
-        b.update("Virtual_Network", u, (nid,), {**cols, "generation": cur["generation"] + 1})
-        if net is not None:
-            b.after.append(_set_revision(net, cur["generation"] + 1))
+        _next_generation(b, nid, u, net, mark, cols)
+
+    def _put_host(self, b: _Batch, row: Row, net: VirtualNetwork) -> None:
+        """One host row of `net` (whose other rows did not change): written alone, the
+        network's generation checked and raised as `_put_network` does, so a live
+        migration's write is one row, not the network re-encoded and compared."""
+        nid = net.id
+        u = b.uuid("Virtual_Network", (nid,))
+        if u is None:
+            raise StoreConflict(f"network {nid} was removed by another writer meanwhile")
+        if net.revision:
+            _check_revision(b, nid, u, net)
+        mark = len(b.ops)
+        if b.put("Host", row):
+            _next_generation(b, nid, u, net, mark, {})
 
     def _drop_vswitch_state(self, b: _Batch, nid: int, vdpid: str) -> None:
         """A vswitch is gone: its rules, groups and meters, and the physical ids its groups

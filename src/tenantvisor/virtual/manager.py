@@ -108,6 +108,8 @@ class IntentChange:
     deleted_tenants: list[int] = field(default_factory=list)
     networks: list[VirtualNetwork] = field(default_factory=list)
     deleted_networks: list[int] = field(default_factory=list)
+    # single hosts of networks not otherwise changed (a move: one row, not the network)
+    hosts: list[tuple[VirtualNetwork, Host]] = field(default_factory=list)
     counters: dict[str, int] = field(default_factory=dict)
 
 
@@ -116,14 +118,17 @@ _ATTEMPTS = 3  # tries of a change the store refuses for another instance's clas
 
 
 def _mutation(
-    touches: Callable[..., list[int]] | None = None,
+    touches: Callable[..., list[int]] | None = None, *, undoes: bool = False
 ) -> Callable[[Callable[..., _T]], Callable[..., _T]]:
     """A public change of intent: validated and applied in memory, then written to the store
     in one call, and only then announced to the listeners (the daemon programs it).  If the
     store refuses or does not answer, memory is put back as it was and nothing is announced.
     If it refused for another instance's clashing write (ConcurrentChange) and `refresh` is
     set, the store's state is taken in and the change redone, up to _ATTEMPTS tries in all.
-    `touches(self, *args)` names the networks it may change (they are saved before)."""
+    `touches(self, *args)` names the networks it may change (they are saved before);
+    `undoes`: the method saves nothing but records in `self._undo` how to take its change
+    back (a live migration changes one field, and a deep copy of its network would be
+    most of its time before the store)."""
 
     def wrap(method: Callable[..., _T]) -> Callable[..., _T]:
         @functools.wraps(method)
@@ -133,7 +138,8 @@ def _mutation(
             attempts = _ATTEMPTS if self.refresh is not None else 1
             for attempt in range(1, attempts + 1):
                 try:
-                    result = self._attempt(method, touches, args, kw)
+                    result = self._attempt(method, None if undoes else touches, args, kw,
+                                           undoes)  # fmt: skip
                 except ConcurrentChange as exc:
                     if attempt == attempts:
                         tries = f"{attempts} attempts" if attempts > 1 else "1 attempt"
@@ -187,6 +193,8 @@ class NetworkManager:
         self._events: list[tuple[str, VirtualNetwork]] = []  # announced once written
         self._dirty_tenants: set[int] = set()
         self._dirty_networks: set[int] = set()
+        self._dirty_hosts: set[tuple[int, int]] = set()  # (network, host): that row only
+        self._undo: list[Callable[[], None]] = []  # a change's own undo (_mutation undoes)
 
     # --- persistence -----------------------------------------------------------------------
     _COUNTERS = ("tenant", "network", "link", "host", "route")
@@ -270,9 +278,12 @@ class NetworkManager:
         touches: Callable[..., list[int]] | None,
         args: tuple[Any, ...],
         kw: dict[str, Any],
+        undoes: bool = False,
     ) -> _T:
         """One try of a change (see _mutation): on any error memory is as it was before."""
-        saved = self._save_point(touches(self, *args) if touches else []) if self.store else None
+        saved = None
+        if self.store and not undoes:
+            saved = self._save_point(touches(self, *args) if touches else [])
         self._depth += 1
         try:
             result = method(self, *args, **kw)
@@ -280,16 +291,22 @@ class NetworkManager:
         except BaseException:
             if saved is not None:
                 self._roll_back(saved)
+            for undo in reversed(self._undo):
+                undo()
             self._events.clear()
             raise
         finally:
             self._depth -= 1
+            self._undo.clear()
             self._dirty_tenants.clear()
             self._dirty_networks.clear()
+            self._dirty_hosts.clear()
         return result
 
     def _write(self) -> None:
-        if self.store is None or not (self._dirty_tenants or self._dirty_networks):
+        if self.store is None or not (
+            self._dirty_tenants or self._dirty_networks or self._dirty_hosts
+        ):
             return
         change = IntentChange(counters=self.counters())
         for tid in sorted(self._dirty_tenants):
@@ -302,6 +319,10 @@ class NetworkManager:
                 change.networks.append(self.networks[nid])
             else:
                 change.deleted_networks.append(nid)
+        for nid, hid in sorted(self._dirty_hosts):
+            net = self.networks.get(nid)
+            if nid not in self._dirty_networks and net is not None and hid in net.hosts:
+                change.hosts.append((net, net.hosts[hid]))
         self.store.write_intent(change)
 
     # --- authentication ----------------------------------------------------------------------
@@ -835,7 +856,7 @@ class NetworkManager:
                         f"{dpid:#018x}; hosts on one physical port need distinct MACs"
                     )
 
-    @_mutation(_net_arg)
+    @_mutation(_net_arg, undoes=True)
     def move_host(self, net_id: int, host_id: int, dpid: object, port: object) -> Host:
         """The host is now on physical edge port (dpid, port) (a live-migrated VM): its
         vport follows it, the tenant sees nothing change.  Back on its vport's own port, it
@@ -863,8 +884,12 @@ class NetworkManager:
         home = (vp.dpid, vp.port) == (d, pt)
         if (None if home else (d, pt)) == h.location:
             return h  # already there: nothing changes
+        was = h.location
+        self._undo.append(lambda: setattr(h, "location", was))
         h.location = None if home else (d, pt)
-        self._changed(net)
+        self._dirty_hosts.add((net.id, h.id))
+        if net.started:
+            self._events.append(("changed", net))
         return h
 
     @_mutation(_net_arg)
