@@ -573,7 +573,12 @@ class Hypervisor:
             live = self.manager.networks.get(net_id)
             if live is None or not live.started:
                 return set()
-            return self._update_endpoints(live, st)
+            # the rollout waits for a BARRIER from each pswitch returned: only those the
+            # endpoints wrote to, not every one they are on (a move re-translates the rules
+            # of one vswitch; the slowest of 20 pswitches would set the pace)
+            sent = {d: s.flow_mods_sent for d, s in self.sessions.items()}
+            self._update_endpoints(live, st)
+            return {d for d, s in self.sessions.items() if s.flow_mods_sent != sent.get(d)}
 
         timing.compiled()
         old = self.program.apply(new, installed, timing.done, timing.phase)
