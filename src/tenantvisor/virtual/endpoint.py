@@ -1135,6 +1135,11 @@ class VSwitchEndpoint:
             raise OFError(ofp.OFPET_BAD_REQUEST, ofp.OFPBRC_BAD_PORT, f"in_port {po.in_port}")
         if not po.data:
             raise OFError(ofp.OFPET_BAD_REQUEST, ofp.OFPBRC_BAD_LEN, "PACKET_OUT without data")
+        # Translated before any way of carrying it is chosen: the LLDP and reduced paths
+        # below carry the packet themselves, and must refuse exactly what this refuses (the
+        # fabric's S-tag, the hypervisor's fields, ...) rather than drop or apply it.
+        gmap = self.group_map if view is self.view else {}
+        in_port, actions = translate_packet_out(view, in_vport, po.actions, gmap)
         if po.data[12:14] == b"\x88\xcc":
             self._lldp_out(conn, xid, msg, po, in_vport)
             return
@@ -1145,8 +1150,6 @@ class VSwitchEndpoint:
                           "output:TABLE on a vswitch over an OpenFlow 1.0 pswitch")  # fmt: skip
         if self.plan is not None and self._packet_out_reduced(conn, xid, msg, po, in_vport):
             return
-        gmap = self.group_map if view is self.view else {}
-        in_port, actions = translate_packet_out(view, in_vport, po.actions, gmap)
         if not actions:
             return
         session = self.host.session(view.dpid)
