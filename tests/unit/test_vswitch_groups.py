@@ -217,7 +217,23 @@ def test_modify_keeps_the_physical_id() -> None:
     cmd, gtype, gid, buckets = physical_group(send.msg)
     assert (cmd, gtype, gid) == (ofp.OFPGC_MODIFY, ofp.OFPGT_SELECT, phys)
     assert buckets[0].weight == 2 and buckets[0].actions[0].port == 12
-    assert g.groups[5].type == ofp.OFPGT_SELECT and send.report and send.undo is None
+    assert g.groups[5].type == ofp.OFPGT_SELECT and send.report and send.undo is not None
+
+
+def test_a_group_modify_the_pswitch_refuses_puts_the_group_back_as_it_was() -> None:
+    g = part()
+    g.decide_group_mod(group_mod(ofp.OFPGC_ADD, 5))
+    before = g.groups[5]
+    wanted = g.desired_groups(DPID)
+    sel = [p.OFPBucket(weight=2, actions=[p.OFPActionOutput(2)])]
+    first = only_send(g.decide_group_mod(group_mod(ofp.OFPGC_MODIFY, 5, ofp.OFPGT_SELECT, sel)))
+    ind = [p.OFPBucket(actions=[p.OFPActionOutput(1)])]
+    second = only_send(g.decide_group_mod(group_mod(ofp.OFPGC_MODIFY, 5, ofp.OFPGT_INDIRECT, ind)))
+    assert g.groups[5].type == ofp.OFPGT_INDIRECT
+    assert first.undo is not None and second.undo is not None
+    first.undo()  # both refused, in the order they were sent
+    second.undo()
+    assert g.groups[5] is before and g.desired_groups(DPID) == wanted
 
 
 def _group_action(gid: int) -> bytes:

@@ -203,6 +203,7 @@ class VSwitchGroups:
     def __init__(self, ep: GroupsEndpoint) -> None:
         self._ep = ep
         self.groups: dict[int, VGroup] = {}  # the tenant's group id -> its group
+        self._group_modifies: dict[int, _Modify[VGroup]] = {}  # the last MODIFY of each
         self.meters: dict[int, VMeter] = {}  # the tenant's meter id -> its meter
         self._meter_modifies: dict[int, _Modify[VMeter]] = {}  # the last MODIFY of each
 
@@ -255,8 +256,10 @@ class VSwitchGroups:
             if old is None:
                 raise OFError(ofp.OFPET_GROUP_MOD_FAILED, ofp.OFPGMFC_UNKNOWN_GROUP, str(gid))
             out = translate_group(view, self.group_map, gm, old.phys_id)
-            old.type, old.buckets = gm.type, gm.buckets
-            return [Send(out, report=True)]
+            # a new entry, not the old one changed: a refusal puts the old one back
+            new = VGroup(gm.type, gm.buckets, old.phys_id, old.created)
+            undo = _modify(self.groups, self._group_modifies, gid, new)
+            return [Send(out, undo, report=True)]
         if gm.command == ofp.OFPGC_DELETE:
             gone = list(self.groups) if gid == ofp.OFPG_ALL else [gid] if gid in self.groups else []
             steps: list[Step] = []
@@ -264,6 +267,7 @@ class VSwitchGroups:
                 # the pswitch deletes the group and the rules forwarding to it; rules it will
                 # report (SEND_FLOW_REM) leave the tenant's table with that report
                 group = self.groups.pop(g)
+                self._group_modifies.pop(g, None)
                 steps.append(Send(delete_group(group.phys_id)))
                 ids.free_id("group", dpid, group.phys_id)
                 steps += self._forget(_uses_group, g)
@@ -341,6 +345,7 @@ class VSwitchGroups:
             out.append(delete_group(g.phys_id))
             ids.free_id("group", dpid, g.phys_id)
         self.groups.clear()
+        self._group_modifies.clear()
         for mt in self.meters.values():
             out.append(meter_mod(ofp.OFPMC_DELETE, 0, mt.phys_id, b""))
             ids.free_id("meter", dpid, mt.phys_id)
