@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from tenantvisor.physical.session import ErrorCallback, PSwitchSession
     from tenantvisor.translate.flow import PhysFlow
     from tenantvisor.translate.view import VSwitchView
-    from tenantvisor.virtual.endpoint import ControllerConn
+    from tenantvisor.virtual.endpoint import ControllerConn, Relay
     from tenantvisor.virtual.flowtable import VFlow, VirtualFlowTable
 
 
@@ -159,7 +159,7 @@ class GroupsEndpoint(GroupsContext, Protocol):
 
     def _error_relay(
         self, conn: ControllerConn, xid: int, msg: bytes, rollback: VFlow | None
-    ) -> ErrorCallback: ...
+    ) -> Relay: ...
 
     def _release(
         self,
@@ -167,7 +167,7 @@ class GroupsEndpoint(GroupsContext, Protocol):
         conn: ControllerConn | None,
         serial: int,
         pf: PhysFlow,
-        relay: ErrorCallback | None,
+        relay: Relay | None,
         gone: bool = False,
     ) -> bool: ...
 
