@@ -20,6 +20,7 @@ from tenantvisor.virtual.decide import (
     drop,
     release,
     reprogram,
+    roll_back,
 )
 from tenantvisor.virtual.flowtable import VFlow, VirtualFlowTable
 
@@ -147,6 +148,48 @@ def test_an_expired_rule_is_not_deleted_again() -> None:
     pf = _pf(10)
     reprogram(rules, 1, (), (pf,), modify=False)
     assert release(rules, 1, pf, gone=True) == []
+
+
+def _added(rules: PhysRuleMap, serial: int, *phys: PhysFlow) -> tuple[VFlow, list[PhysOp]]:
+    """A new tenant rule with these physical rules, as the endpoint adds it."""
+    vf = VFlow(serial, 0, 10, MAC, (), OUT1, 0, 0, 0, 0)
+    vf.phys = phys
+    return vf, reprogram(rules, serial, (), phys, modify=False)
+
+
+def test_a_refused_rule_is_rolled_back_without_deleting_what_the_pswitch_never_took() -> None:
+    rules = PhysRuleMap()
+    a, b, c = _pf(10), _pf(20), _pf(30)
+    vf, ops = _added(rules, 1, a, b, c)
+    assert [op.held for op in ops] == [None, None, None]  # the keys were free
+    # the pswitch refused a and c: only b, which it took, is deleted
+    assert roll_back(rules, vf, {a: ops[0], c: ops[2]}) == [
+        PhysOp(b, ofp.OFPFC_DELETE_STRICT, False)
+    ]
+    assert len(rules) == 0
+    vf, ops = _added(rules, 1, a, b)
+    assert roll_back(rules, vf, {a: ops[0], b: ops[1]}) == [] and len(rules) == 0
+
+
+def test_a_refused_rule_on_a_key_the_pswitch_held_leaves_what_it_held_right() -> None:
+    rules = PhysRuleMap()
+    theirs, mine = _pf(10, OUT2), _pf(10)
+    _added(rules, 2, theirs)
+    vf, ops = _added(rules, 1, mine)  # on top of another rule's key
+    assert ops[0].held == theirs
+    assert roll_back(rules, vf, {mine: ops[0]}) == []  # the pswitch still has theirs
+    assert rules.installed_for(mine.key) == theirs
+    # a rule re-added over its own older version: that one is still there, and goes
+    old = _pf(20, OUT2)
+    _added(rules, 3, old)
+    new = _pf(20)
+    vf, ops = _added(rules, 3, new)
+    assert ops[0].held == old
+    assert roll_back(rules, vf, {new: ops[0]}) == [PhysOp(old, ofp.OFPFC_DELETE_STRICT, False)]
+    # refused while another rule took the key after it: that one's ADD decides, not ours
+    vf, ops = _added(rules, 4, mine)
+    _added(rules, 5, _pf(10, codec.encode_instructions()))
+    assert roll_back(rules, vf, {mine: ops[0]}) == []
 
 
 # --- roles ------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from os_ken.ofproto import ofproto_v1_3_parser as parser
 from os_ken.ofproto.ofproto_protocol import ProtocolDesc
 
 from tenantvisor.openflow import codec, messages, of10, oxm
+from tenantvisor.physical import session as session_module
 from tenantvisor.physical.driver import Kind, SwitchDriver, TagEncoding
 from tenantvisor.physical.driver_of10 import Of10Driver
 from tenantvisor.physical.driver_ovs13 import Ovs13Driver
@@ -461,3 +462,31 @@ def test_a_malformed_message_from_a_pswitch_is_dropped_not_the_channel() -> None
     _deliver(s, codec.header(1, o10.OFPT_PACKET_IN, 0, b"\0" * 4))
     _deliver(s, codec.header(1, o10.OFPT_ERROR, 0, b""))
     assert events.seen == [] and s.channel.is_open
+
+
+@pytest.mark.parametrize("how", ["send_flow", "send"])
+def test_error_records_stay_bounded_when_no_barrier_comes(
+    how: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(session_module, "MAX_RECORDS", 64)
+    s, _, sent = _session(4)
+    s.ready = True
+    done: list[bool] = []
+    s.barrier(lambda: done.append(True))  # still waited for: kept
+    barrier = sent[-1]
+    stats: list[Any] = []
+    s.multipart(ofp.OFPMP_FLOW, messages.flow_stats_request(), stats.append)  # kept too
+    request = sent[-1]
+    errors: list[tuple[int, int, bytes]] = []
+    for _ in range(1000):  # a tenant that never sends a BARRIER
+        if how == "send_flow":
+            s.send_flow(s.rule(SWAP, ofp.OFPFC_ADD), lambda *e: errors.append(e))
+        else:
+            s.send(codec.header(4, ofp.OFPT_GROUP_MOD, 0, b""), lambda *e: errors.append(e))
+    assert len(s._records) <= 64 + 1
+    _deliver(s, codec.error_msg(4, codec.u32(sent[-1], 4), 5, 1, b""))
+    assert errors == [(5, 1, b"")]  # the latest ones are still mapped back
+    _deliver(s, codec.error_msg(4, codec.u32(request, 4), 1, 2, b""))
+    assert stats == [None]
+    _deliver(s, codec.header(4, ofp.OFPT_BARRIER_REPLY, codec.u32(barrier, 4)))
+    assert done == [True]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import struct
 
 import pytest
 from os_ken.ofproto import ofproto_v1_3 as ofp
@@ -41,12 +42,17 @@ def flow_mod(
     cookie: int = 0,
     cookie_mask: int = 0,
     out_port: int = ofp.OFPP_ANY,
+    out_group: int = ofp.OFPG_ANY,
     flags: int = 0,
 ) -> FlowMod:
     return FlowMod(
         cookie, cookie_mask, table_id, command, 0, 0, priority, ofp.OFP_NO_BUFFER,
-        out_port, ofp.OFPG_ANY, flags, match, b"",
+        out_port, out_group, flags, match, b"",
     )  # fmt: skip
+
+
+def _group(gid: int) -> bytes:
+    return struct.pack("!HHI", ofp.OFPAT_GROUP, 8, gid)
 
 
 class Table:
@@ -64,13 +70,16 @@ class Table:
         cookie: int = 0,
         apply_out: int | None = None,
         write_out: int | None = None,
+        apply_group: int | None = None,
+        write_group: int | None = None,
     ) -> VFlow:
         norm = normalize(match)
         old = self.t.get(table, priority, norm)
-        ins = codec.encode_instructions(
-            apply_actions=None if apply_out is None else codec.output(apply_out),
-            write_actions=None if write_out is None else codec.output(write_out),
-        )
+        apply = b"" if apply_out is None else codec.output(apply_out)
+        write = b"" if write_out is None else codec.output(write_out)
+        apply += b"" if apply_group is None else _group(apply_group)
+        write += b"" if write_group is None else _group(write_group)
+        ins = codec.encode_instructions(apply_actions=apply or None, write_actions=write or None)
         vf = VFlow(
             old.serial if old else self.t.new_serial(), table, priority, match, norm, ins,
             cookie, 0, 0, 0,
@@ -267,6 +276,45 @@ def test_out_port_filter_keeps_rules_that_output_there_in_apply_or_write(table: 
     assert table.select(flow_mod([], out_port=2), strict=False) == {2, 3}
     assert table.select(flow_mod([], out_port=1, table_id=ofp.OFPTT_ALL), strict=False) == {1, 4}
     assert table.select(flow_mod([], out_port=7), strict=False) == set()
+
+
+@pytest.fixture
+def grouped(table: Table) -> Table:
+    table.add([ETH_IP, ipv4_dst("10.0.1.0/24")], priority=40, apply_group=7)  # 6
+    table.add([ETH_IP, ipv4_dst("10.0.2.0/24")], priority=40, write_group=7, apply_out=2)  # 7
+    table.add([IN_1], priority=20, table=1, apply_group=8)  # 8
+    return table
+
+
+def test_out_group_filter_keeps_rules_with_that_group_in_apply_or_write(grouped: Table) -> None:
+    assert grouped.select(flow_mod([], out_group=7), strict=False) == {6, 7}
+    assert grouped.select(flow_mod([], out_group=8, table_id=ofp.OFPTT_ALL), strict=False) == {8}
+    assert grouped.select(flow_mod([], out_group=9), strict=False) == set()
+    assert grouped.select(flow_mod([ETH_IP, ipv4_dst("10.0.1.0/24")], priority=40,
+                                   out_group=7), strict=True) == {6}  # fmt: skip
+    # OFPG_ANY: no filter
+    assert grouped.select(flow_mod([]), strict=False) == {1, 2, 3, 5, 6, 7}
+
+
+def test_out_port_and_out_group_together_keep_rules_meeting_both(grouped: Table) -> None:
+    assert grouped.select(flow_mod([], out_port=2, out_group=7), strict=False) == {7}
+    assert grouped.select(flow_mod([], out_port=1, out_group=7), strict=False) == set()
+
+
+def test_out_group_is_ignored_by_modify(grouped: Table) -> None:
+    fm = flow_mod([ETH_IP], command=ofp.OFPFC_MODIFY, out_group=9)
+    assert grouped.select(fm, strict=False, filter_out=False) == {1, 2, 3, 6, 7}
+
+
+def test_statistics_filter_by_out_group_as_a_delete_does(grouped: Table) -> None:
+    def stats(out_port: int = ofp.OFPP_ANY, out_group: int = ofp.OFPG_ANY) -> set[int]:
+        got = grouped.t.select_stats(ofp.OFPTT_ALL, out_port, out_group, 0, 0, normalize([]))
+        return {vf.serial for vf in got}
+
+    assert stats(out_group=7) == {6, 7}
+    assert stats(out_group=8) == {8}
+    assert stats(out_port=2, out_group=7) == {7}
+    assert stats() == {1, 2, 3, 4, 5, 6, 7, 8}
 
 
 def test_out_port_is_ignored_by_modify(table: Table) -> None:

@@ -143,8 +143,8 @@ class Conn:
         self.barriers = _Barriers(self.replies.append)
 
 
-def network(level: str) -> tuple[Host, dict[str, VSwitchEndpoint]]:
-    host = Host()
+def network(level: str, host: Host | None = None) -> tuple[Host, dict[str, VSwitchEndpoint]]:
+    host = host or Host()
     ports: dict[str, dict[int, PortMap]] = {sw: {} for sw in SWITCHES}
     tag = 100
     for (a, pa), (b, pb) in LINKS.items():

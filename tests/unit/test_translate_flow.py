@@ -549,6 +549,39 @@ def test_refused_tenant_rule_gets_the_spec_error(case: str) -> None:
     assert refusal(build()) == expected
 
 
+TOO_MANY = (ofp.OFPET_BAD_ACTION, ofp.OFPBAC_TOO_MANY)
+
+
+def test_a_rule_whose_translation_outgrows_an_action_list_is_refused_with_too_many() -> None:
+    # 4000 outputs fit the tenant's FLOW_MOD (64 KB); to a link vport each becomes four
+    # actions (push, tag, output, pop), three times the bytes: no 16-bit length holds them
+    buf = osken_flow_mod(parser.OFPMatch(), [apply(*[Out(3)] * 4000)])
+    assert len(buf) <= 0xFFFF
+    assert refusal(buf) == TOO_MANY
+
+
+def test_a_rule_whose_physical_flow_mod_outgrows_its_16_bit_length_is_refused() -> None:
+    # 1364 link outputs: 65472 bytes of actions fit their instruction, but not the whole
+    # FLOW_MOD with its header, body and the vswitch's metadata match
+    buf = osken_flow_mod(parser.OFPMatch(), [apply(*[Out(3)] * 1364)])
+    assert refusal(buf) == TOO_MANY
+    # ... while one that fits is translated whole
+    [rule] = physical(osken_flow_mod(parser.OFPMatch(), [apply(*[Out(3)] * 1300)]))
+    assert instruction_summary(rule.instructions) == {"apply": link_out(13, 7) * 1300}
+
+
+def test_a_packet_out_whose_translation_outgrows_its_16_bit_length_is_refused() -> None:
+    po = parser.OFPPacketOut(
+        DP, buffer_id=ofp.OFP_NO_BUFFER, in_port=ofp.OFPP_CONTROLLER,
+        actions=[Out(3)] * 4000, data=b"x" * 60,
+    )  # fmt: skip
+    parsed = PacketOut.parse(osken_bytes(po))
+    _, actions = translate_packet_out(VIEW, 0, parsed.actions)
+    with pytest.raises(OFError) as err:
+        codec.packet_out(0, ofp.OFPP_CONTROLLER, actions, parsed.data)
+    assert (err.value.type, err.value.code) == TOO_MANY
+
+
 def test_tenant_vlan_set_field_with_an_edge_output_in_the_action_set_is_fine() -> None:
     buf = osken_flow_mod(
         parser.OFPMatch(), [write(parser.OFPActionSetField(vlan_vid=0x1064), Out(1))]

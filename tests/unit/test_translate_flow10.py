@@ -104,3 +104,10 @@ def test_only_table_0_exists() -> None:
     with pytest.raises(OFError) as exc:
         translate_flow10(VIEW, 1, [], apply())
     assert (exc.value.type, exc.value.code) == (ofp.OFPET_FLOW_MOD_FAILED, ofp.OFPFMFC_BAD_TABLE_ID)
+
+
+def test_a_rule_whose_translation_outgrows_openflow_lengths_is_refused_with_too_many() -> None:
+    # 4000 outputs to a link vport fit the tenant's message; tagged, they fit no FLOW_MOD
+    with pytest.raises(OFError) as exc:
+        translate_flow10(VIEW, 0, [], apply(*[codec.output(2)] * 4000))
+    assert (exc.value.type, exc.value.code) == (ofp.OFPET_BAD_ACTION, ofp.OFPBAC_TOO_MANY)

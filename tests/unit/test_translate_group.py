@@ -91,3 +91,16 @@ def test_an_edge_vports_output_group_is_indirect_with_one_bucket_to_its_port(
     [bucket] = g.buckets
     assert (bucket.watch_port, bucket.watch_group) == (ofp.OFPP_ANY, ofp.OFPG_ANY)
     assert [(type(a), a.port) for a in bucket.actions] == [(p.OFPActionOutput, port)]
+
+
+def test_a_bucket_whose_translation_outgrows_openflow_lengths_is_refused_with_too_many() -> None:
+    # 4000 outputs to a link vport fit the tenant's GROUP_MOD; each becomes four actions
+    gm = tenant_group(ofp.OFPGT_ALL, [p.OFPBucket(actions=[p.OFPActionOutput(2)] * 4000)])
+    with pytest.raises(OFError) as exc:
+        translate_group(VIEW, {}, gm, 7)
+    assert (exc.value.type, exc.value.code) == (ofp.OFPET_BAD_ACTION, ofp.OFPBAC_TOO_MANY)
+    # several buckets that fit one by one but not together in one GROUP_MOD
+    bucket = p.OFPBucket(actions=[p.OFPActionOutput(2)] * 1000)
+    with pytest.raises(OFError) as exc:
+        translate_group(VIEW, {}, tenant_group(ofp.OFPGT_ALL, [bucket] * 2), 7)
+    assert (exc.value.type, exc.value.code) == (ofp.OFPET_BAD_ACTION, ofp.OFPBAC_TOO_MANY)

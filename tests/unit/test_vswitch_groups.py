@@ -26,7 +26,7 @@ from tenantvisor.virtual.flowtable import VFlow, VirtualFlowTable
 from tenantvisor.virtual.groups import Forget, Send, VSwitchGroups
 from tenantvisor.virtual.outbox import Outbox
 
-from .ofkit import DP, apply, osken_bytes, osken_flow_mod
+from .ofkit import DP, apply, osken_bytes, osken_flow_mod, osken_parse
 
 DPID = 9
 VIEW = VSwitchView(1, 3, 0x33, DPID, 8, {1: PortMap(1, 11), 2: PortMap(2, 12)})
@@ -217,7 +217,23 @@ def test_modify_keeps_the_physical_id() -> None:
     cmd, gtype, gid, buckets = physical_group(send.msg)
     assert (cmd, gtype, gid) == (ofp.OFPGC_MODIFY, ofp.OFPGT_SELECT, phys)
     assert buckets[0].weight == 2 and buckets[0].actions[0].port == 12
-    assert g.groups[5].type == ofp.OFPGT_SELECT and send.report and send.undo is None
+    assert g.groups[5].type == ofp.OFPGT_SELECT and send.report and send.undo is not None
+
+
+def test_a_group_modify_the_pswitch_refuses_puts_the_group_back_as_it_was() -> None:
+    g = part()
+    g.decide_group_mod(group_mod(ofp.OFPGC_ADD, 5))
+    before = g.groups[5]
+    wanted = g.desired_groups(DPID)
+    sel = [p.OFPBucket(weight=2, actions=[p.OFPActionOutput(2)])]
+    first = only_send(g.decide_group_mod(group_mod(ofp.OFPGC_MODIFY, 5, ofp.OFPGT_SELECT, sel)))
+    ind = [p.OFPBucket(actions=[p.OFPActionOutput(1)])]
+    second = only_send(g.decide_group_mod(group_mod(ofp.OFPGC_MODIFY, 5, ofp.OFPGT_INDIRECT, ind)))
+    assert g.groups[5].type == ofp.OFPGT_INDIRECT
+    assert first.undo is not None and second.undo is not None
+    first.undo()  # both refused, in the order they were sent
+    second.undo()
+    assert g.groups[5] is before and g.desired_groups(DPID) == wanted
 
 
 def _group_action(gid: int) -> bytes:
@@ -274,7 +290,7 @@ def test_meter_add_modify_delete_on_physical_ids() -> None:
     assert g.meter_map == {4: phys} and add.report and add.undo is not None
     mod = only_send(g.decide_meter_mod(meter(ofp.OFPMC_MODIFY, 4, rate=900)))
     assert mod.msg == meter_mod(ofp.OFPMC_MODIFY, ofp.OFPMF_KBPS, phys, g.meters[4].bands)
-    assert g.meters[4].bands != bands and mod.undo is None
+    assert g.meters[4].bands != bands and mod.report and mod.undo is not None
     metered = _rule(vs, 1, codec.encode_instructions(meter=4))
     steps = g.decide_meter_mod(meter(ofp.OFPMC_DELETE, 4))
     assert steps == [Send(meter_mod(ofp.OFPMC_DELETE, 0, phys, b"")), Forget(metered)]
@@ -324,6 +340,65 @@ def test_no_meter_ids_left_and_a_refused_meter_undone() -> None:
     add.undo()  # the pswitch refused the first: its id is free again
     assert g.meters == {} and ids.holds("meter") == set()
     only_send(g.decide_meter_mod(meter(ofp.OFPMC_ADD, 2)))
+
+
+def _config(g: VSwitchGroups, mid: int) -> tuple[int, bytes]:
+    m = g.meters[mid]
+    return m.flags, m.bands
+
+
+def test_a_modify_the_pswitch_refuses_puts_the_meter_back_as_it_was() -> None:
+    g = part()
+    g.decide_meter_mod(meter(ofp.OFPMC_ADD, 4, rate=500))
+    before = _config(g, 4)
+    mod = only_send(g.decide_meter_mod(meter(ofp.OFPMC_MODIFY, 4, rate=900,
+                                             flags=ofp.OFPMF_PKTPS)))  # fmt: skip
+    assert _config(g, 4) != before  # the tenant's later messages see it at once
+    assert mod.undo is not None
+    mod.undo()
+    assert _config(g, 4) == before
+    assert g.desired_meters(DPID) == {g.meters[4].phys_id: before}
+
+
+def _modify(g: VSwitchGroups, rate: int) -> Callable[[], None]:
+    undo = only_send(g.decide_meter_mod(meter(ofp.OFPMC_MODIFY, 4, rate=rate))).undo
+    assert undo is not None
+    return undo
+
+
+@pytest.mark.parametrize(
+    ("refused", "left"),
+    [((1,), 2), ((2,), 1), ((1, 2), 0), ((), 2)],
+    ids=["first", "second", "both", "none"],
+)
+def test_two_modifies_in_flight_leave_the_last_one_the_pswitch_took(
+    refused: tuple[int, ...], left: int
+) -> None:
+    # the pswitch answers in order: a refusal of the first comes before one of the second
+    g = part()
+    g.decide_meter_mod(meter(ofp.OFPMC_ADD, 4, rate=100))
+    configs = [_config(g, 4)]
+    undos = {}
+    for i, rate in ((1, 200), (2, 300)):
+        undos[i] = _modify(g, rate)
+        configs.append(_config(g, 4))
+    for i in refused:
+        undos[i]()
+    assert _config(g, 4) == configs[left]
+
+
+def test_a_refused_modify_of_a_meter_deleted_and_added_again_changes_nothing() -> None:
+    g = part()
+    g.decide_meter_mod(meter(ofp.OFPMC_ADD, 4, rate=100))
+    undo = _modify(g, 200)
+    g.decide_meter_mod(meter(ofp.OFPMC_DELETE, 4))
+    g.decide_meter_mod(meter(ofp.OFPMC_ADD, 4, rate=300))
+    again = _config(g, 4)
+    undo()
+    assert _config(g, 4) == again
+    second = _modify(g, 400)  # a new meter's modifies do not chain to the old one's
+    second()
+    assert _config(g, 4) == again
 
 
 # --- the vswitch going away, reconciliation ----------------------------------------------------
@@ -435,6 +510,26 @@ def test_a_refused_modify_is_reported_and_a_delete_is_not() -> None:
     on_modify(ofp.OFPET_METER_MOD_FAILED, ofp.OFPMMFC_BAD_RATE, b"")
     on_modify(ofp.OFPET_METER_MOD_FAILED, ofp.OFPMMFC_BAD_RATE, b"")
     assert conn.channel.errors == [(2, ofp.OFPET_METER_MOD_FAILED, ofp.OFPMMFC_BAD_RATE, mod)]
+
+
+def test_meter_config_after_a_refused_modify_shows_the_meter_the_pswitch_has() -> None:
+    ep, _, session, conn = endpoint()
+    ep.handle(conn, ofp.OFPT_METER_MOD, 1, meter(ofp.OFPMC_ADD, 3, rate=500))
+    # a band type OVS does not take: refused by the pswitch, not by the translation
+    bad = [p.OFPMeterBandExperimenter(rate=5, burst_size=0, experimenter=0x2320)]
+    ep.handle(conn, ofp.OFPT_METER_MOD, 2, osken_bytes(
+        p.OFPMeterMod(DP, ofp.OFPMC_MODIFY, ofp.OFPMF_KBPS, 3, bad)))  # fmt: skip
+    ep.groups_dirty = False  # the store took the modified meter meanwhile
+    on_modify = session.sent[-1][1]
+    assert on_modify is not None
+    on_modify(ofp.OFPET_METER_MOD_FAILED, ofp.OFPMMFC_BAD_BAND, b"")
+    assert ep.groups_dirty  # ... and takes the meter as it is again
+    request = p.OFPMeterConfigStatsRequest(DP, 0, ofp.OFPM_ALL)
+    ep.handle(conn, ofp.OFPT_MULTIPART_REQUEST, 3, osken_bytes(request))
+    reply = osken_parse(conn.channel.sent[-1])
+    [config] = reply.body
+    assert (config.meter_id, config.flags) == (3, ofp.OFPMF_KBPS)
+    assert [(type(b), b.rate) for b in config.bands] == [(p.OFPMeterBandDrop, 500)]
 
 
 def test_a_deleted_group_takes_the_tenants_rule_without_a_flow_delete() -> None:

@@ -273,6 +273,21 @@ def test_flow_stats_select_like_a_delete_and_refuse_a_table_outside() -> None:
     assert (exc.value.type, exc.value.code) == (ofp.OFPET_BAD_REQUEST, ofp.OFPBRC_BAD_TABLE_ID)
 
 
+def test_flow_stats_filtered_by_out_group_are_the_rules_sending_to_that_group() -> None:
+    vs, groups, stats, conn = setup()
+    add_group(groups, 3)
+    to_group = codec.encode_instructions(apply_actions=struct.pack("!HHI", ofp.OFPAT_GROUP, 8, 3))
+    rule(vs, 0, 10, to_group, cookie=0xA)
+    rule(vs, 0, 20, codec.encode_instructions(apply_actions=codec.output(1)), cookie=0xB)
+    ask(stats, conn, p.OFPFlowStatsRequest(DP, 0, ofp.OFPTT_ALL, ofp.OFPP_ANY, 3))
+    vs.host.sessions[DPID].answer()
+    assert [s.cookie for s in replies(conn)[0].body] == [0xA]
+    ask(stats, conn, p.OFPAggregateStatsRequest(DP, 0, ofp.OFPTT_ALL, ofp.OFPP_ANY, 4, 0, 0,
+                                                p.OFPMatch()))  # fmt: skip
+    vs.host.sessions[DPID].answer()
+    assert replies(conn)[0].body.flow_count == 0
+
+
 def test_aggregate_adds_up_the_selected_rules() -> None:
     vs, _, stats, conn = setup()
     a, b = rule(vs, 0, 10), rule(vs, 0, 20)

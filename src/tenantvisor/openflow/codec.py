@@ -56,6 +56,24 @@ class OFError(Exception):
         self.reason = reason
 
 
+MAX_LENGTH = 0xFFFF
+"""The most bytes a 16-bit OpenFlow length (a message's, an instruction's, a bucket's) holds."""
+
+
+def check_length(length: int, what: str) -> None:
+    """Refuse `what` of `length` bytes when its 16-bit length cannot hold it.
+
+    Translation makes a tenant's valid message longer (an output to a link vport becomes
+    four actions), so it can outgrow what OpenFlow can carry: that is the tenant's request
+    being too big for the switch, OFPBAC_TOO_MANY, not a `struct.error` in an encoder."""
+    if length > MAX_LENGTH:
+        raise OFError(
+            ofp.OFPET_BAD_ACTION,
+            ofp.OFPBAC_TOO_MANY,
+            f"{what} would be {length} bytes once translated; OpenFlow holds {MAX_LENGTH}",
+        )
+
+
 # --- header ------------------------------------------------------------------------------
 def header(version: int, msg_type: int, xid: int, body: bytes = b"") -> bytes:
     return HEADER.pack(version, msg_type, 8 + len(body), xid) + body
@@ -295,16 +313,19 @@ def encode_instructions(
     clear_actions: bool = False,
     meter: int | None = None,
 ) -> bytes:
-    """Instructions in the order the spec executes them (meter, apply, clear, write, ..)."""
+    """Instructions in the order the spec executes them (meter, apply, clear, write, ..);
+    refused (OFError, see `check_length`) when an action list outgrows its instruction."""
     out = []
     if meter is not None:
         out.append(struct.pack("!HHI", ofp.OFPIT_METER, 8, meter))
     if apply_actions is not None:
+        check_length(8 + len(apply_actions), "an apply_actions instruction")
         out.append(_INSTR_ACTIONS.pack(ofp.OFPIT_APPLY_ACTIONS, 8 + len(apply_actions)))
         out.append(apply_actions)
     if clear_actions:
         out.append(_INSTR_ACTIONS.pack(ofp.OFPIT_CLEAR_ACTIONS, 8))
     if write_actions is not None:
+        check_length(8 + len(write_actions), "a write_actions instruction")
         out.append(_INSTR_ACTIONS.pack(ofp.OFPIT_WRITE_ACTIONS, 8 + len(write_actions)))
         out.append(write_actions)
     if write_metadata is not None:
@@ -381,6 +402,8 @@ class PacketOut:
 
 
 def packet_out(xid: int, in_port: int, actions: bytes, data: bytes) -> bytes:
+    """A PACKET_OUT; refused (OFError, see `check_length`) when it cannot be encoded."""
+    check_length(HEADER.size + _PACKET_OUT.size + len(actions) + len(data), "a PACKET_OUT")
     body = _PACKET_OUT.pack(ofp.OFP_NO_BUFFER, in_port, len(actions)) + actions + data
     return header(VERSION, ofp.OFPT_PACKET_OUT, xid, body)
 

@@ -191,14 +191,22 @@ class PSwitchSession:
         ch = self.channel
         xid = ch.next_xid()
         if on_error is not None:
-            records = self._records
-            records[xid] = XidRecord(on_error)
-            if len(records) > MAX_RECORDS:  # no barrier for a long time: forget the oldest
-                for old in list(records)[: MAX_RECORDS // 4]:
-                    if records[old].on_barrier is None:
-                        del records[old]
+            self._remember(xid, on_error)
         ch.send(codec.set_xid(msg, xid))
         return xid
+
+    def _remember(self, xid: int, on_error: ErrorCallback) -> None:
+        """Keep who to tell if the switch refuses message `xid`.  A barrier reply forgets
+        what came before it; a tenant that never sends a BARRIER must not grow the records
+        without limit, so beyond MAX_RECORDS the oldest quarter is forgotten (an error for
+        one of those is then only logged), except what still waits for a reply: barriers
+        and statistics requests, whose callers would otherwise never hear back."""
+        records = self._records
+        records[xid] = XidRecord(on_error)
+        if len(records) > MAX_RECORDS:
+            for old in list(records)[: MAX_RECORDS // 4]:
+                if records[old].on_barrier is None and old not in self._multipart:
+                    del records[old]
 
     def send_flow(
         self,
@@ -208,7 +216,7 @@ class PSwitchSession:
         ch = self.channel
         xid = ch.next_xid()
         if on_error is not None:
-            self._records[xid] = XidRecord(on_error)
+            self._remember(xid, on_error)
         self.flow_mods_sent += 1
         ch.send(build(xid))
 

@@ -384,17 +384,26 @@ def translate_flow(
         return TranslatedFlow((), table_id + layout.TABLE_OFFSET)
     apply, write, needs = build(tm.in_vport)
     if not needs:
-        return TranslatedFlow(
-            ((physical_match(view, tm, tm.in_vport, fabric_only), encode(apply, write)),),
-            table_id + layout.TABLE_OFFSET,
-        )
+        flow = (physical_match(view, tm, tm.in_vport, fabric_only), encode(apply, write))
+        return TranslatedFlow(check_flow_mods((flow,)), table_id + layout.TABLE_OFFSET)
     # FLOOD / ALL / IN_PORT depend on the ingress vport, which the rule does not pin: one
     # physical rule per possible ingress (each vport, and packets the controller injected).
     flows = []
     for vp in [_FROM_CONTROLLER, *sorted(n for n, p in view.ports.items() if not p.remote)]:
         a, w, _ = build(vp)
         flows.append((physical_match(view, tm, vp, fabric_only), encode(a, w)))
-    return TranslatedFlow(tuple(flows), table_id + layout.TABLE_OFFSET)
+    return TranslatedFlow(check_flow_mods(tuple(flows)), table_id + layout.TABLE_OFFSET)
+
+
+def check_flow_mods(flows: tuple[tuple[bytes, bytes], ...]) -> tuple[tuple[bytes, bytes], ...]:
+    """`flows` ((match, instructions) of physical rules), refused with OFPBAC_TOO_MANY when
+    one would not fit an OpenFlow 1.3 FLOW_MOD (codec.check_length): the tenant's rule is
+    refused before anything changes, not failed on when it is sent.  (An OpenFlow 1.0
+    pswitch's FLOW_MOD is never longer: its actions are as short or shorter.)"""
+    fixed = codec.HEADER.size + codec.FLOW_MOD_BODY.size
+    for match, instructions in flows:
+        codec.check_length(fixed + len(match) + len(instructions), "a physical FLOW_MOD")
+    return flows
 
 
 def lite_destination(lite: Mapping[str, int], match: list[Oxm], instructions: bytes) -> int:

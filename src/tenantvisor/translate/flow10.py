@@ -15,7 +15,12 @@ from os_ken.ofproto import ofproto_v1_3 as ofp
 
 from tenantvisor.openflow import codec, oxm
 from tenantvisor.openflow.codec import Action, OFError, Oxm
-from tenantvisor.translate.flow import TranslatedFlow, _ActionTranslator, check_match
+from tenantvisor.translate.flow import (
+    TranslatedFlow,
+    _ActionTranslator,
+    check_flow_mods,
+    check_match,
+)
 from tenantvisor.translate.view import VSwitchView
 
 _VLAN_FIELDS = frozenset((oxm.VLAN_VID, oxm.VLAN_PCP))
@@ -99,7 +104,7 @@ def translate_flow10(
                 continue  # the tenant's rule never sees this host's packets
             m = codec.encode_match([port, codec.oxm_mac(oxm.ETH_SRC, mac), *rest])
             flows.append((m, codec.encode_instructions(apply_actions=acts)))
-    return TranslatedFlow(tuple(flows), 0)
+    return TranslatedFlow(check_flow_mods(tuple(flows)), 0)
 
 
 def _covers(o: Oxm, mac: str) -> bool:

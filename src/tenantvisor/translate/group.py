@@ -86,8 +86,10 @@ def translate_group(
                 "a bucket cannot use FLOOD, ALL, IN_PORT or output between vports that share "
                 "a physical port: it does not know the packet's ingress port",
             )
+        codec.check_length(BUCKET.size + len(acts), "a bucket")  # its actions grew
         out.append(BUCKET.pack(16 + len(acts), weight, phys_watch_port, phys_watch_group) + acts)
     body = GROUP_MOD.pack(gm.command, gm.type, phys_id) + b"".join(out)
+    codec.check_length(codec.HEADER.size + len(body), "a physical GROUP_MOD")
     return codec.header(codec.VERSION, ofp.OFPT_GROUP_MOD, 0, body)
 
 

@@ -29,6 +29,9 @@ class PhysOp:
     pf: PhysFlow
     command: int  # OFPFC_ADD, OFPFC_MODIFY_STRICT or OFPFC_DELETE_STRICT
     tenant: bool = True
+    # what the pswitch holds at pf's key before this operation (None: nothing), which it
+    # keeps should it refuse the operation (see roll_back)
+    held: PhysFlow | None = field(default=None, compare=False)
 
 
 def reprogram(
@@ -52,7 +55,8 @@ def reprogram(
         if before == pf and (modify or pf.cookie & layout.SERIAL_MASK != serial):
             continue  # the pswitch holds exactly this already (a shared rule, re-derived)
         in_place = modify and was_installed and pf.key in old_keys
-        ops.append(PhysOp(pf, ofp.OFPFC_MODIFY_STRICT if in_place else ofp.OFPFC_ADD))
+        ops.append(PhysOp(pf, ofp.OFPFC_MODIFY_STRICT if in_place else ofp.OFPFC_ADD,
+                          held=before))  # fmt: skip
     for pf in old:
         if pf.key not in new_keys:
             ops += release(rules, serial, pf, tenant=False)
@@ -77,6 +81,31 @@ def drop(rules: PhysRuleMap, vf: VFlow, gone: PhysFlow | None = None) -> list[Ph
     ops: list[PhysOp] = []
     for pf in vf.phys:
         ops += release(rules, vf.serial, pf, gone=pf is gone)
+    return ops
+
+
+def roll_back(rules: PhysRuleMap, vf: VFlow, refused: Mapping[PhysFlow, PhysOp]) -> list[PhysOp]:
+    """A new rule the pswitch refused leaves (`refused`: the operations of its physical
+    rules the pswitch refused, all of them known: after a barrier).  What it took is
+    deleted as any removed rule's.  What it refused it never took: it still holds at that
+    key what it held before (`PhysOp.held`), so nothing of it is deleted (a delete with
+    the refused rule's match would only be refused again); the key is moved to its next
+    owner's rule only if that is not what the pswitch held, and left to whoever took it
+    after `vf` otherwise."""
+    ops: list[PhysOp] = []
+    for pf in vf.phys:
+        op = refused.get(pf)
+        if op is None:
+            ops += release(rules, vf.serial, pf, tenant=False)
+            continue
+        nxt = rules.remove(vf.serial, pf)
+        if nxt is None or nxt == op.held:
+            continue  # not the key's last word, or the pswitch has what it should
+        if nxt is pf:  # no owner left: what the pswitch held (an older version) goes
+            if op.held is not None:
+                ops.append(PhysOp(op.held, ofp.OFPFC_DELETE_STRICT, False))
+            continue
+        ops.append(PhysOp(nxt, ofp.OFPFC_ADD, False))
     return ops
 
 

@@ -16,6 +16,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from typing import Protocol
 
 from os_ken.ofproto import ofproto_v1_3 as ofp
@@ -58,6 +59,7 @@ from tenantvisor.virtual.decide import (
     drop,
     release,
     reprogram,
+    roll_back,
     split_exceptions,
 )
 from tenantvisor.virtual.flowtable import VFlow, VirtualFlowTable, normalize
@@ -104,6 +106,13 @@ class EndpointHost(Protocol):
     def free_id(self, kind: str, dpid: int, value: int) -> None: ...
 
     def outbox(self, net_id: int) -> Outbox: ...
+
+
+class Relay(Protocol):
+    """Where the pswitches' errors for a tenant message go (`VSwitchEndpoint._error_relay`):
+    an error callback that may also be told which physical operation was refused."""
+
+    def __call__(self, etype: int, code: int, data: bytes, op: PhysOp | None = None) -> None: ...
 
 
 @dataclass(slots=True)
@@ -664,14 +673,22 @@ class VSwitchEndpoint:
 
     def _error_relay(
         self, conn: ControllerConn, xid: int, msg: bytes, rollback: VFlow | None
-    ) -> Callable[[int, int, bytes], None]:
+    ) -> Relay:
+        """What the pswitches refuse of the tenant message `msg`: the first error reaches
+        the tenant as the error to its own message.  `rollback`, a rule the message added,
+        is taken back at the first (_roll_back); the operation each error is for (`op`,
+        from _send_ops) says which of its physical rules the pswitch never took."""
         sent = False
+        refused: dict[PhysFlow, PhysOp] | None = None
 
-        def relay(etype: int, code: int, data: bytes) -> None:
-            nonlocal sent
-            if rollback is not None and self.table.by_serial.get(rollback.serial) is rollback:
-                self.table.remove(rollback)
-                self._drop(rollback, self.host.session(self.view.dpid), None, None)
+        def relay(etype: int, code: int, data: bytes, op: PhysOp | None = None) -> None:
+            nonlocal sent, refused
+            if refused is not None:
+                if op is not None:
+                    refused[op.pf] = op
+            elif rollback is not None and self.table.by_serial.get(rollback.serial) is rollback:
+                refused = {} if op is None else {op.pf: op}
+                self._roll_back(rollback, refused)
             if not sent:
                 sent = True
                 log.info(
@@ -681,6 +698,29 @@ class VSwitchEndpoint:
                 conn.channel.send_error(xid, etype, code, msg)
 
         return relay
+
+    def _roll_back(self, vf: VFlow, refused: dict[PhysFlow, PhysOp]) -> None:
+        """A rule the pswitch refused leaves the tenant's table now (OpenFlow: a refused ADD
+        adds nothing); its physical rules leave when each pswitch they are on has answered
+        a barrier, so every error for them has come and `refused` (filled meanwhile) is
+        whole: the ones it took are deleted, the ones it refused are not (decide.roll_back)."""
+        self.table.remove(vf)
+        dpids = sorted({pf.dpid for pf in vf.phys})
+        waiting = set(dpids)
+
+        def answered(dpid: int) -> None:
+            waiting.discard(dpid)
+            if not waiting:
+                self._send_ops(roll_back(self.rules, vf, refused), None, None)
+
+        if not dpids:
+            answered(0)
+        for dpid in dpids:
+            s = self.host.session(dpid)
+            if s is not None and s.synced:
+                s.barrier(lambda d=dpid: answered(d))  # type: ignore[misc]
+            else:
+                answered(dpid)  # what it is sent is not sent: its sync reads the rule map
 
     def _phys(
         self, vf: VFlow, translated: list[tuple[int, TranslatedFlow]]
@@ -1087,21 +1127,22 @@ class VSwitchEndpoint:
 
     def _send_ops(
         self, ops: list[PhysOp], conn: ControllerConn | None,
-        relay: Callable[[int, int, bytes], None] | None,
+        relay: Relay | None,
     ) -> int:  # fmt: skip
-        """Send what a decision returned; the number of deletes that reached a pswitch."""
+        """Send what a decision returned; the number of deletes that reached a pswitch.
+        The tenant's operations' errors go to `relay`, each with the operation it is for."""
         deletes = 0
         for op in ops:
             s = self.host.session(op.pf.dpid)
-            self._send_phys(conn, s, self._rule(s, op.pf, op.command), relay if op.tenant else None)
+            on_error = partial(relay, op=op) if op.tenant and relay is not None else None
+            self._send_phys(conn, s, self._rule(s, op.pf, op.command), on_error)
             if op.command == ofp.OFPFC_DELETE_STRICT and s is not None and s.synced:
                 deletes += 1
         return deletes
 
     def _reprogram(
         self, session: PSwitchSession | None, vf: VFlow, new: tuple[PhysFlow, ...],
-        relay: Callable[[int, int, bytes], None] | None, conn: ControllerConn | None,
-        modify: bool = True,
+        relay: Relay | None, conn: ControllerConn | None, modify: bool = True,
     ) -> None:  # fmt: skip
         """Move the pswitches from the rules `vf` has to `new` (see decide.reprogram)."""
         old, vf.phys = vf.phys, new
@@ -1109,14 +1150,14 @@ class VSwitchEndpoint:
 
     def _release(
         self, session: PSwitchSession | None, conn: ControllerConn | None, serial: int,
-        pf: PhysFlow, relay: Callable[[int, int, bytes], None] | None, gone: bool = False,
+        pf: PhysFlow, relay: Relay | None, gone: bool = False,
     ) -> bool:  # fmt: skip
         """`serial` gives up `pf` (see decide.release).  True when a delete was sent."""
         return self._send_ops(release(self.rules, serial, pf, gone), conn, relay) > 0
 
     def _drop(
         self, vf: VFlow, session: PSwitchSession | None, conn: ControllerConn | None,
-        relay: Callable[[int, int, bytes], None] | None, gone: PhysFlow | None = None,
+        relay: Relay | None, gone: PhysFlow | None = None,
     ) -> int:  # fmt: skip
         """Take a removed rule's physical rules away; returns how many deletes were sent."""
         return self._send_ops(drop(self.rules, vf, gone), conn, relay)
@@ -1135,6 +1176,11 @@ class VSwitchEndpoint:
             raise OFError(ofp.OFPET_BAD_REQUEST, ofp.OFPBRC_BAD_PORT, f"in_port {po.in_port}")
         if not po.data:
             raise OFError(ofp.OFPET_BAD_REQUEST, ofp.OFPBRC_BAD_LEN, "PACKET_OUT without data")
+        # Translated before any way of carrying it is chosen: the LLDP and reduced paths
+        # below carry the packet themselves, and must refuse exactly what this refuses (the
+        # fabric's S-tag, the hypervisor's fields, ...) rather than drop or apply it.
+        gmap = self.group_map if view is self.view else {}
+        in_port, actions = translate_packet_out(view, in_vport, po.actions, gmap)
         if po.data[12:14] == b"\x88\xcc":
             self._lldp_out(conn, xid, msg, po, in_vport)
             return
@@ -1145,8 +1191,6 @@ class VSwitchEndpoint:
                           "output:TABLE on a vswitch over an OpenFlow 1.0 pswitch")  # fmt: skip
         if self.plan is not None and self._packet_out_reduced(conn, xid, msg, po, in_vport):
             return
-        gmap = self.group_map if view is self.view else {}
-        in_port, actions = translate_packet_out(view, in_vport, po.actions, gmap)
         if not actions:
             return
         session = self.host.session(view.dpid)

@@ -1,8 +1,8 @@
 """A vswitch's flow table as its tenant installed it: the source of truth for physical FRs.
 
-FLOW_MOD semantics (add / modify / delete, strict or not, cookie masks, out_port filters,
-overlap checks) are applied here on the tenant's view; each entry keeps the physical rules
-it was translated into, so a change or a remap updates exactly those.
+FLOW_MOD semantics (add / modify / delete, strict or not, cookie masks, out_port and
+out_group filters, overlap checks) are applied here on the tenant's view; each entry keeps
+the physical rules it was translated into, so a change or a remap updates exactly those.
 """
 
 from __future__ import annotations
@@ -93,20 +93,27 @@ class VFlow:
         return self.priority == 0 and not self.norm
 
     def uses_group(self, gid: int) -> bool:
-        ins = codec.parse_instructions(self.instructions)
-        for acts in (ins.apply_actions or [], ins.write_actions or []):
-            for a in acts:
-                if a.type == ofp.OFPAT_GROUP and codec.u32(a.raw, 4) == gid:
-                    return True
-        return False
+        return self.sends_to(ofp.OFPP_ANY, gid)
 
     def outputs_to(self, port: int) -> bool:
+        return self.sends_to(port, ofp.OFPG_ANY)
+
+    def sends_to(self, out_port: int, out_group: int) -> bool:
+        """Whether the rule passes a DELETE's or a statistics request's out_port and
+        out_group filters (OF1.3.5 6.4, 7.3.5.2): an output to `out_port` and a group
+        action to `out_group` among the actions of its own instructions, apply or write
+        (not those of the groups it uses).  OFPP_ANY / OFPG_ANY: no condition."""
+        port_ok, group_ok = out_port == ofp.OFPP_ANY, out_group == ofp.OFPG_ANY
+        if port_ok and group_ok:
+            return True
         ins = codec.parse_instructions(self.instructions)
         for acts in (ins.apply_actions or [], ins.write_actions or []):
             for a in acts:
-                if a.type == ofp.OFPAT_OUTPUT and a.output_port == port:
-                    return True
-        return False
+                if a.type == ofp.OFPAT_OUTPUT:
+                    port_ok = port_ok or a.output_port == out_port
+                elif a.type == ofp.OFPAT_GROUP:
+                    group_ok = group_ok or codec.u32(a.raw, 4) == out_group
+        return port_ok and group_ok
 
 
 class VirtualFlowTable:
@@ -189,14 +196,15 @@ class VirtualFlowTable:
                     continue
             elif not covers(norm, e.norm):
                 continue
-            if filter_out and fm.out_port != ofp.OFPP_ANY and not e.outputs_to(fm.out_port):
+            if filter_out and not e.sends_to(fm.out_port, fm.out_group):
                 continue
             out.append(e)
         return out
 
     def select_stats(
-        self, table_id: int, out_port: int, cookie: int, cookie_mask: int, norm: NormMatch
-    ) -> list[VFlow]:
+        self, table_id: int, out_port: int, out_group: int, cookie: int, cookie_mask: int,
+        norm: NormMatch,
+    ) -> list[VFlow]:  # fmt: skip
         """Rules a FLOW/AGGREGATE statistics request names (non-strict, like a delete)."""
         out = []
         for e in self._entries.values():
@@ -206,7 +214,7 @@ class VirtualFlowTable:
                 continue
             if not covers(norm, e.norm):
                 continue
-            if out_port != ofp.OFPP_ANY and not e.outputs_to(out_port):
+            if not e.sends_to(out_port, out_group):
                 continue
             out.append(e)
         return out

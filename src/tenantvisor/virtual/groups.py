@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
 from os_ken.ofproto import ofproto_v1_3 as ofp
 
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from tenantvisor.physical.session import ErrorCallback, PSwitchSession
     from tenantvisor.translate.flow import PhysFlow
     from tenantvisor.translate.view import VSwitchView
-    from tenantvisor.virtual.endpoint import ControllerConn
+    from tenantvisor.virtual.endpoint import ControllerConn, Relay
     from tenantvisor.virtual.flowtable import VFlow, VirtualFlowTable
 
 
@@ -72,6 +72,46 @@ class Forget:
 
 
 Step = Send | Forget
+_E = TypeVar("_E")
+
+
+@dataclass(slots=True, eq=False)
+class _Modify(Generic[_E]):
+    """A MODIFY sent to the pswitch that it has not refused (as far as we know yet): the
+    entry it put in place, the one to put back should the pswitch refuse it, and the next
+    MODIFY of the same id, sent after it."""
+
+    put: _E
+    before: _E
+    after: _Modify[_E] | None = None
+
+
+def _modify(
+    entries: dict[int, _E], latest: dict[int, _Modify[_E]], ident: int, new: _E
+) -> Callable[[], None]:
+    """Put `new` in place of entry `ident` at once (the tenant's next messages and
+    statistics see it, as on a switch that took it) and return the undo for the pswitch's
+    refusal.  That puts back the entry it replaced; when a later MODIFY has replaced it
+    since, it changes what that one puts back instead (the pswitch answers in order, so
+    its refusal, if any, comes after this one's).  `latest` keeps each id's last MODIFY
+    to chain the next one to; older ones live only as long as their undo is held."""
+    old = entries[ident]
+    mod = _Modify(new, old)
+    prev = latest.get(ident)
+    if prev is not None and prev.put is old:
+        prev.after = mod
+    latest[ident] = mod
+    entries[ident] = new
+
+    def undo() -> None:
+        if entries.get(ident) is mod.put:
+            entries[ident] = mod.before
+        elif mod.after is not None:
+            mod.after.before = mod.before
+        if latest.get(ident) is mod:
+            del latest[ident]
+
+    return undo
 
 
 class PhysIds(Protocol):
@@ -107,6 +147,8 @@ class GroupsEndpoint(GroupsContext, Protocol):
     @property
     def host(self) -> GroupsHost: ...
 
+    groups_dirty: bool  # groups or meters changed since the store took them
+
     def _send_phys(
         self,
         conn: ControllerConn | None,
@@ -117,7 +159,7 @@ class GroupsEndpoint(GroupsContext, Protocol):
 
     def _error_relay(
         self, conn: ControllerConn, xid: int, msg: bytes, rollback: VFlow | None
-    ) -> ErrorCallback: ...
+    ) -> Relay: ...
 
     def _release(
         self,
@@ -125,7 +167,7 @@ class GroupsEndpoint(GroupsContext, Protocol):
         conn: ControllerConn | None,
         serial: int,
         pf: PhysFlow,
-        relay: ErrorCallback | None,
+        relay: Relay | None,
         gone: bool = False,
     ) -> bool: ...
 
@@ -142,9 +184,13 @@ def _builder(msg: bytes) -> Callable[[int], bytes]:
     return lambda xid: codec.set_xid(msg, xid)
 
 
-def _undo_then(undo: Callable[[], None], relay: ErrorCallback) -> ErrorCallback:
+def _undo_then(undo: Callable[[], None], relay: ErrorCallback, ep: GroupsEndpoint) -> ErrorCallback:
+    """The pswitch refused a step: its state change is taken back (and the store, which
+    may have taken the change already, takes the state again), then the tenant is told."""
+
     def refused(etype: int, code: int, data: bytes) -> None:
         undo()
+        ep.groups_dirty = True
         relay(etype, code, data)
 
     return refused
@@ -157,7 +203,9 @@ class VSwitchGroups:
     def __init__(self, ep: GroupsEndpoint) -> None:
         self._ep = ep
         self.groups: dict[int, VGroup] = {}  # the tenant's group id -> its group
+        self._group_modifies: dict[int, _Modify[VGroup]] = {}  # the last MODIFY of each
         self.meters: dict[int, VMeter] = {}  # the tenant's meter id -> its meter
+        self._meter_modifies: dict[int, _Modify[VMeter]] = {}  # the last MODIFY of each
 
     @property
     def group_map(self) -> dict[int, int]:
@@ -208,8 +256,10 @@ class VSwitchGroups:
             if old is None:
                 raise OFError(ofp.OFPET_GROUP_MOD_FAILED, ofp.OFPGMFC_UNKNOWN_GROUP, str(gid))
             out = translate_group(view, self.group_map, gm, old.phys_id)
-            old.type, old.buckets = gm.type, gm.buckets
-            return [Send(out, report=True)]
+            # a new entry, not the old one changed: a refusal puts the old one back
+            new = VGroup(gm.type, gm.buckets, old.phys_id, old.created)
+            undo = _modify(self.groups, self._group_modifies, gid, new)
+            return [Send(out, undo, report=True)]
         if gm.command == ofp.OFPGC_DELETE:
             gone = list(self.groups) if gid == ofp.OFPG_ALL else [gid] if gid in self.groups else []
             steps: list[Step] = []
@@ -217,6 +267,7 @@ class VSwitchGroups:
                 # the pswitch deletes the group and the rules forwarding to it; rules it will
                 # report (SEND_FLOW_REM) leave the tenant's table with that report
                 group = self.groups.pop(g)
+                self._group_modifies.pop(g, None)
                 steps.append(Send(delete_group(group.phys_id)))
                 ids.free_id("group", dpid, group.phys_id)
                 steps += self._forget(_uses_group, g)
@@ -257,13 +308,16 @@ class VSwitchGroups:
             if old is None:
                 raise OFError(ofp.OFPET_METER_MOD_FAILED, ofp.OFPMMFC_UNKNOWN_METER, str(mid))
             out = meter_mod(ofp.OFPMC_MODIFY, mm.flags, old.phys_id, mm.bands)
-            old.flags, old.bands = mm.flags, mm.bands
-            return [Send(out, report=True)]
+            # a new entry, not the old one changed: a refusal puts the old one back
+            new = VMeter(mm.flags, mm.bands, old.phys_id)
+            undo = _modify(self.meters, self._meter_modifies, mid, new)
+            return [Send(out, undo, report=True)]
         if mm.command == ofp.OFPMC_DELETE:
             gone = list(self.meters) if mid == ofp.OFPM_ALL else [mid] if mid in self.meters else []
             steps: list[Step] = []
             for m in gone:
                 meter = self.meters.pop(m)
+                self._meter_modifies.pop(m, None)
                 steps.append(Send(meter_mod(ofp.OFPMC_DELETE, 0, meter.phys_id, b"")))
                 ids.free_id("meter", dpid, meter.phys_id)
                 # the pswitch removes the rules using it; the tenant's table follows
@@ -291,10 +345,12 @@ class VSwitchGroups:
             out.append(delete_group(g.phys_id))
             ids.free_id("group", dpid, g.phys_id)
         self.groups.clear()
+        self._group_modifies.clear()
         for mt in self.meters.values():
             out.append(meter_mod(ofp.OFPMC_DELETE, 0, mt.phys_id, b""))
             ids.free_id("meter", dpid, mt.phys_id)
         self.meters.clear()
+        self._meter_modifies.clear()
         return out
 
     # --- what the first pswitch should hold (reconciliation) --------------------------------
@@ -340,5 +396,5 @@ class VSwitchGroups:
             on_error: ErrorCallback | None = None
             if step.report:
                 relay = relay or ep._error_relay(conn, xid, msg, None)
-                on_error = relay if step.undo is None else _undo_then(step.undo, relay)
+                on_error = relay if step.undo is None else _undo_then(step.undo, relay, ep)
             ep._send_phys(conn, session, _builder(step.msg), on_error)

@@ -399,9 +399,9 @@ class VSwitchStats:
         table_id, out_port, out_group, cookie, mask, match = msgs.parse_flow_stats_request(msg)
         if table_id != ofp.OFPTT_ALL and table_id >= self._ep.view.n_tables:
             raise OFError(ofp.OFPET_BAD_REQUEST, ofp.OFPBRC_BAD_TABLE_ID, f"table {table_id}")
-        selected = self._ep.table.select_stats(table_id, out_port, cookie, mask, normalize(match))
-        if out_group != ofp.OFPG_ANY:
-            selected = []  # no rule outputs to a group: groups are not offered yet
+        selected = self._ep.table.select_stats(
+            table_id, out_port, out_group, cookie, mask, normalize(match)
+        )
         now = time.monotonic()
         ch = conn.channel
 
