@@ -110,6 +110,7 @@ class Hypervisor:
         # a rule or network removed while the message was on its way; metrics show them
         self.unclaimed: Counter[tuple[int, str]] = Counter()
         self._punts: dict[tuple[int, int, str], float] = {}  # last decision per port, MAC
+        self._detected: tuple[int, float] | None = None  # (network, when) of a move being made
         # OpenFlow 1.0: (dpid, marker) -> (vswitch index, ingress vport, PACKET_IN reason)
         self.marker_owner: dict[tuple[int, int], tuple[int, int, int]] = {}
 
@@ -471,12 +472,15 @@ class Hypervisor:
         net_id, host_id = got
         if not self.owns(net_id):
             return  # its owner instance hears the same punt
+        self._detected = (net_id, now)  # the reconfiguration is timed from the frame
         try:
             self.manager.move_host(net_id, host_id, s.dpid, port)
         except TenantvisorError as exc:
             log.warning("network %d: host %d (%s) seen on pswitch %016x port %d, not moved: "
                         "%s", net_id, host_id, mac, s.dpid, port, exc)  # fmt: skip
             return
+        finally:
+            self._detected = None
         log.info("network %d (%s): host %d (%s) moved to pswitch %016x port %d (detected)",
                  net_id, self._tenant_name(self.manager.networks[net_id]), host_id, mac,
                  s.dpid, port)  # fmt: skip
@@ -537,6 +541,8 @@ class Hypervisor:
             return  # compiled with everything else once the fabric settles
         if event in ("stopped", "removed"):
             self._teardown(net)
+        elif self._detected is not None and self._detected[0] == net.id:
+            self._reconcile(net, "detected", self._detected[1])
         else:
             self._reconcile(net, "intent")
 
@@ -559,11 +565,14 @@ class Hypervisor:
         t = self.manager.tenants.get(net.tenant_id)
         return t.name if t else str(net.tenant_id)
 
-    def _reconcile(self, net: VirtualNetwork, cause: str = "topology") -> None:
+    def _reconcile(
+        self, net: VirtualNetwork, cause: str = "topology", since: float | None = None
+    ) -> None:
         """Compile this network and roll the difference out (program/networks.py); the
         endpoints take their new views once what they refer to is on the pswitches.  How
-        long that took, from now, goes to `reconfigurations` (`cause`: intent, topology)."""
-        timing = self.reconfigurations.start(net.id, cause)
+        long that took, from now (or `since`), goes to `reconfigurations` (`cause`:
+        intent, detected (a host's move seen in the data plane), topology)."""
+        timing = self.reconfigurations.start(net.id, cause, since)
         new = self._compile(net)
         if new is None:
             return

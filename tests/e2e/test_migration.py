@@ -228,6 +228,10 @@ def test_a_gratuitous_arp_from_a_new_port_moves_the_host(bed: Bed) -> None:
     assert bed.fab.host("h2").ping(h1.ip, count=3, timeout=5)
     assert bed.fab.host("h1").ping(bed.topo.hosts["h3"].ip, count=3, timeout=5)
     assert _heard(bed) == []
+    # timed from the frame that showed it, the store's write inside
+    done = bed.daemon.rest("GET", "/v1/status")["reconfigurations"]
+    seen = [r for r in done if r["cause"] == "detected"][-1]
+    assert seen["net"] == bed.net_id and seen["sent"] and seen["ms"] > seen["compile_ms"] > 0
 
 
 def test_a_frame_with_a_mac_of_another_tenants_host_moves_nothing(bed: Bed) -> None:

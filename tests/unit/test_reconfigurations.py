@@ -3,6 +3,7 @@ last BARRIER reply of the rollout it caused, as GET /v1/status shows them."""
 
 from __future__ import annotations
 
+import time
 from typing import cast
 
 from tenantvisor.mapping.alloc import IdAllocator
@@ -72,3 +73,19 @@ def test_only_the_latest_are_kept() -> None:
         rec.start(i, "intent").done(True, 1)
     assert [r["net"] for r in rec.latest()] == [2, 3, 4]
     assert [r["seq"] for r in rec.latest()] == [3, 4, 5]
+
+
+def test_a_detected_move_is_timed_from_the_frame_that_showed_it() -> None:
+    """The store's write and the compile come after the gratuitous ARP arrived: the time
+    starts there (`since`), and the wall-clock `at` is that moment too."""
+    clock = Clock()
+    rec = Reconfigurations(clock=clock)
+    seen = clock.t
+    clock.t += 0.003  # the intent store's write
+    timing = rec.start(7, "detected", since=seen)
+    clock.t += 0.001
+    timing.compiled()
+    timing.done(True, 3)
+    (last,) = rec.latest()
+    assert last["cause"] == "detected" and last["ms"] == 4.0 and last["compile_ms"] == 4.0
+    assert abs(time.time() - timing.wall - 0.003) < 0.1

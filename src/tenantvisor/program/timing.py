@@ -26,11 +26,12 @@ class Reconfigurations:
         self.ring: deque[dict[str, Any]] = deque(maxlen=keep)
         self.seq = 0
 
-    def start(self, net_id: int, cause: str) -> Timing:
-        """A reconfiguration of network `net_id` begins now (see `Timing`).  Changes of the
-        topology that send nothing (most, for a network they do not concern) are not kept;
-        changes of intent are."""
-        return Timing(self, net_id, cause)
+    def start(self, net_id: int, cause: str, since: float | None = None) -> Timing:
+        """A reconfiguration of network `net_id` begins now, or began at `since` (this
+        clock; a move detected from a frame is timed from the frame's arrival, before the
+        intent store had it).  Changes of the topology that send nothing (most, for a
+        network they do not concern) are not kept; changes of intent are."""
+        return Timing(self, net_id, cause, since)
 
     def _keep(self, entry: dict[str, Any]) -> None:
         self.seq += 1
@@ -46,10 +47,13 @@ class Timing:
     rollout is over, with whether anything was sent to a pswitch and how many of the
     network's compiled rules changed."""
 
-    def __init__(self, rec: Reconfigurations, net_id: int, cause: str) -> None:
+    def __init__(
+        self, rec: Reconfigurations, net_id: int, cause: str, since: float | None = None
+    ) -> None:
         self.rec, self.net_id, self.cause = rec, net_id, cause
-        self.wall = time.time()
-        self.t0 = rec.clock()
+        now = rec.clock()
+        self.t0 = now if since is None else since
+        self.wall = time.time() - (now - self.t0)
         self.compile_ms: float | None = None
         # when each rollout phase started: "modify" once the additions were confirmed,
         # "delete" once the changes in place were (a moved host is reached from then on)
@@ -66,7 +70,7 @@ class Timing:
             self.phases[name] = self._ms()
 
     def done(self, sent: bool, rules: int) -> None:
-        if not sent and self.cause != "intent":
+        if not sent and self.cause == "topology":
             return
         self.rec._keep({
             "net": self.net_id, "cause": self.cause, "at": round(self.wall, 6),
