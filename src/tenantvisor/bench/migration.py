@@ -24,10 +24,11 @@ spare port, 10) and home again, round and round, `--moves` times per scalability
 
 Per move:
 
-* reconfiguration time: the daemon's own (GET /v1/status `reconfigurations`, cause
-  `intent`): from the change of intent to the last BARRIER reply of the rollout it caused
-  (new rules, BARRIER, modified rules and the tenant's re-translated, BARRIER, old rules
-  deleted, BARRIER);
+* reconfiguration time: the daemon's own (GET /v1/status `reconfigurations`): from the
+  change of intent (cause `intent`), or for a detected move from the arrival of the frame
+  that showed it (cause `detected`: the intent store's write is inside), to the last
+  BARRIER reply of the rollout it caused (new rules, BARRIER, modified rules and the
+  tenant's re-translated, BARRIER, old rules deleted, BARRIER);
 * pings lost: the pinger (h1) pings the mover every 10 ms, one `ping -D` run per move
   (1.5 s, the move 0.3 s in), lost = sent - received; each lost ping's send time is
   interpolated between the replies around it;
@@ -539,7 +540,7 @@ class Bench:
         deadline = time.monotonic() + timeout
         while True:
             new = [r for r in self._reconfigs() if r["seq"] > self.seen]
-            intent = next((r for r in new if r["cause"] == "intent"), None)
+            intent = next((r for r in new if r["cause"] in ("intent", "detected")), None)
             if intent is not None or time.monotonic() > deadline:
                 if new:
                     self.seen = max(r["seq"] for r in new)
