@@ -7,6 +7,9 @@ three pswitches, manual paths, and determinism (the same inputs give the same st
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import pytest
 from os_ken.ofproto import ofproto_v1_3 as ofp
 
 from tenantvisor.compile.network import NetworkState, compile_network, release_unused
@@ -361,7 +364,25 @@ def _same_state(a: NetworkState, b: NetworkState) -> None:
     assert a.port_names == b.port_names and a.markers == b.markers
 
 
-def test_a_compile_cache_changes_nothing_but_the_time() -> None:
+def _big_net() -> VirtualNetwork:
+    """A big switch over pswitches 1-3 of ring4 (a host on port 3 of each) and a vlink from
+    its port on s3 to a vswitch on s4 (a host on port 3)."""
+    net = VirtualNetwork(1, 1, [])
+    big = VSwitch(0xB1, [1, 2, 3], 1)
+    big.ports = {d: VPort(d, d, 3, VPortKind.EDGE) for d in (1, 2, 3)}
+    big.ports[4] = VPort(4, 3, 2, VPortKind.LINK, 1)
+    four = VSwitch(0xA4, [4], 2)
+    four.ports = {1: VPort(1, 4, 1, VPortKind.LINK, 1), 3: VPort(3, 4, 3, VPortKind.EDGE)}
+    net.switches = {0xB1: big, 0xA4: four}
+    net.links = {1: VLink(1, VLinkEnd(0xB1, 4), VLinkEnd(0xA4, 1))}
+    for d in (1, 2, 3):
+        net.hosts[d] = Host(d, 0xB1, d, f"02:00:00:00:00:0{d}")
+    net.hosts[4] = Host(4, 0xA4, 3, "02:00:00:00:00:04")
+    return net
+
+
+@pytest.mark.parametrize("make", [_ring_net, _big_net])
+def test_a_compile_cache_changes_nothing_but_the_time(make: Callable[[], VirtualNetwork]) -> None:
     """Random changes of intent, fabric and allocations, each compiled twice from the same
     start: with the cache kept across compiles and without any.  Same state, same ids."""
     import random
@@ -370,7 +391,8 @@ def test_a_compile_cache_changes_nothing_but_the_time() -> None:
 
     rnd = random.Random(7)
     topo = _topo(4, [(1, 2, 2, 1), (2, 2, 3, 1), (3, 2, 4, 1), (4, 2, 1, 1)], ports=5)
-    net = _ring_net()
+    net = make()
+    vlinks = dict(net.links)
     cached, plain, cache = IdAllocator(), IdAllocator(), CompileCache()
     for step in range(300):
         op = rnd.randrange(7)
@@ -378,7 +400,7 @@ def test_a_compile_cache_changes_nothing_but_the_time() -> None:
             h = net.hosts[rnd.randint(1, 4)]
             h.location = rnd.choice([None, (rnd.randint(1, 4), rnd.choice([3, 4, 5]))])
         elif op == 1:  # a physical port goes down or comes up
-            d, p = rnd.randint(1, 4), rnd.choice([1, 2, 4])
+            d, p = rnd.randint(1, 4), rnd.choice([1, 2, 3, 4])
             topo.set_port(d, PPort(p, f"s{d}-eth{p}", "", up=rnd.random() < 0.6))
             if all(pp.up for pp in topo.switches[d].ports.values()):
                 for a, pa, b, pb in [(1, 2, 2, 1), (2, 2, 3, 1), (3, 2, 4, 1), (4, 2, 1, 1)]:
@@ -390,12 +412,15 @@ def test_a_compile_cache_changes_nothing_but_the_time() -> None:
             lk = net.links.get(rnd.randint(1, 4))
             if lk is not None:
                 lk.backup_num = rnd.choice([0, 1])
+            for sw in net.switches.values():
+                if sw.is_big and rnd.random() < 0.5:
+                    sw.backup_num = rnd.choice([0, 1])
         elif op == 4:  # a vlink goes, or comes back
-            d = rnd.randint(1, 4)
+            d = rnd.choice(list(vlinks))
             if d in net.links:
                 del net.links[d]
             else:
-                net.links[d] = VLink(d, VLinkEnd(0xA0 + d, 2), VLinkEnd(0xA0 + d % 4 + 1, 1))
+                net.links[d] = vlinks[d]
         elif op == 5:  # another instance wins an id the cache's pieces hold
             held = sorted(cached._held.items(), key=repr)
             if held:

@@ -182,3 +182,26 @@ def test_port_tag_space_is_1_to_4094_and_then_exhausted() -> None:
     assert tags.get(P2, "elsewhere") == 1
     tags.release(17)
     assert tags.get(P1, "late") == 18
+
+
+def test_paths_are_derived_again_only_when_a_link_can_have_changed() -> None:
+    """A host's port coming and going (a live migration's re-plug) keeps the paths and the
+    link graph already derived; a link's port going down does not."""
+    from tenantvisor.mapping.paths import switch_paths
+
+    t = PhysicalTopology()
+    for d in (1, 2, 3):
+        t.add_switch(PSwitchInfo(d, {p: PPort(p, f"s{d}-eth{p}", "") for p in (1, 2, 3)}))
+    for a, pa, b, pb in ((1, 2, 2, 1), (2, 2, 3, 1)):
+        t.add_link(PLink(a, pa, b, pb))
+        t.add_link(PLink(b, pb, a, pa))
+    first = switch_paths(t, 1, 3, 0)
+    graph, links = t.graph(), t.links_version
+    t.set_port(1, PPort(9, "vm-new", ""))  # a VM plugged in
+    t.remove_port(1, 3)  # and its old port gone
+    t.set_port(3, PPort(3, "s3-eth3", "", up=False))
+    assert t.links_version == links and t.graph() is graph
+    assert switch_paths(t, 1, 3, 0) == first
+    t.set_port(2, PPort(2, "s2-eth2", "", up=False))  # a link's port
+    assert t.links_version > links and t.graph() is not graph
+    assert switch_paths(t, 1, 3, 0) == []

@@ -14,6 +14,7 @@ rules stay as they were and only the head-end's failover group changes order.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
@@ -84,26 +85,13 @@ class _Moved:
 
 
 @dataclass
-class _VlinkPiece:
-    """What one vlink contributes to its network's state (`_Compiler._vlink`), with the
-    inputs it was computed from (`key`) and the ids it holds, to be reused as it is."""
+class _Piece:
+    """What one vlink or vswitch contributes to its network's state, with the inputs it
+    was computed from (`key`) and the ids it holds, to be reused as it is."""
 
     key: tuple[object, ...]
     state: NetworkState
     ids: dict[tuple[object, object], int] = field(default_factory=dict)
-    heads: list[tuple[tuple[int, int], list[tuple[Path, tuple[int, ...]]]]] = field(
-        default_factory=list
-    )
-    in_tags: dict[tuple[int, int], int] = field(default_factory=dict)
-    lite_out: dict[tuple[int, int], int] = field(default_factory=dict)
-    lite_in: dict[tuple[int, int], tuple[int, int]] = field(default_factory=dict)
-    whole: bool = True  # False: an id was missing; computed again next time
-
-    def add_head(self, vport: tuple[int, int], path: Path, tags: tuple[int, ...]) -> None:
-        if self.heads and self.heads[-1][0] == vport:
-            self.heads[-1][1].append((path, tags))
-        else:
-            self.heads.append((vport, [(path, tags)]))
 
     def holds(self, alloc: IdAllocator) -> bool:
         """Whether every id the piece uses is still its owner's (another instance may have
@@ -113,13 +101,52 @@ class _VlinkPiece:
 
 
 @dataclass
+class _VlinkPiece(_Piece):
+    """A vlink's, with what its vswitches' vports learn of it."""
+
+    heads: list[tuple[tuple[int, int], list[tuple[Path, tuple[int, ...]]]]] = field(
+        default_factory=list
+    )
+    in_tags: dict[tuple[int, int], int] = field(default_factory=dict)
+    lite_out: dict[tuple[int, int], int] = field(default_factory=dict)
+    lite_in: dict[tuple[int, int], tuple[int, int]] = field(default_factory=dict)
+
+    def add_head(self, vport: tuple[int, int], path: Path, tags: tuple[int, ...]) -> None:
+        if self.heads and self.heads[-1][0] == vport:
+            self.heads[-1][1].append((path, tags))
+        else:
+            self.heads.append((vport, [(path, tags)]))
+
+
+@dataclass
 class CompileCache:
     """What `compile_network` may reuse from its previous run for the same network: each
-    vlink's piece, for as long as the vlink, its ends, the fabric (its version) and its
-    ids are unchanged.  The result is the same with or without it (tested); it only saves
-    the time, which a live migration's recompile is judged by."""
+    vlink's and each vswitch's piece, for as long as everything it was computed from (its
+    key: intent, the fabric's links and the ports it uses) and its ids are unchanged.  The
+    result is the same with or without it (tested); it only saves the time, which a live
+    migration's recompile is judged by, and the endpoints get the very same views."""
 
     vlinks: dict[int, _VlinkPiece] = field(default_factory=dict)
+    vswitches: dict[int, _Piece] = field(default_factory=dict)
+
+
+@dataclass
+class _Around:
+    """What the vlinks and hosts of a network tell its vswitches' vports (`_vswitch`)."""
+
+    heads: dict[tuple[int, int], list[tuple[Path, tuple[int, ...]]]]
+    in_tags: dict[tuple[int, int], int]
+    lite_out: dict[tuple[int, int], int]
+    lite_in: dict[tuple[int, int], tuple[int, int]]
+    moved: dict[tuple[int, int], _Moved]
+    hosts: dict[tuple[int, int], list[str]]
+    macs: dict[tuple[int, int], list[str]]
+    lite: dict[str, int]
+    lite_size: int
+
+    @property
+    def lite_key(self) -> tuple[object, ...]:
+        return (self.lite_size, *sorted(self.lite.items())) if self.lite_size else ()
 
 
 def _vlink_key(lk: VLink) -> tuple[object, ...]:
@@ -147,6 +174,7 @@ class _Compiler:
         self.cache = cache
         self.st = NetworkState(net.id)
         self._held: dict[tuple[object, object], int] | None = None  # a piece's ids, if one
+        self._incomplete = False  # the piece being made lacks ids: not to be reused
 
     # --- allocation ----------------------------------------------------------------------
     def _id(self, space: tuple[object, ...], owner: object, hi: int = MAX_TAG) -> int:
@@ -203,7 +231,7 @@ class _Compiler:
 
     # --- the network ---------------------------------------------------------------------
     def run(self) -> NetworkState:
-        net, topo, st = self.net, self.topo, self.st
+        net, st = self.net, self.st
         # link vport -> candidate paths out of it (primary first) with their tags
         heads: dict[tuple[int, int], list[tuple[Path, tuple[int, ...]]]] = {}
         in_tags: dict[tuple[int, int], int] = {}  # OpenFlow 1.0 vports: arriving tag
@@ -245,67 +273,122 @@ class _Compiler:
             self._add(hf)
             st.classify[stat_key(hf)] = (host.vdpid, host.vport, 0)
 
-        for vdpid, sw in net.switches.items():
-            local: dict[int, dict[int, PortMap]] = {d: {} for d in sw.dpids}
-            names: dict[int, str] = {}
-            on: dict[int, set[int]] = {}  # pswitch -> the vswitch's ports there
-            for vp in sw.ports.values():
-                on.setdefault(vp.dpid, set()).add(vp.port)
-            for n, vp in sw.ports.items():
-                pinfo = topo.switches.get(vp.dpid)
-                pp = pinfo.ports.get(vp.port) if pinfo else None
-                up = pp is not None and pp.up
-                names[n] = pp.name if pp else f"vport{n}"
-                if vp.dpid not in local:
-                    continue
-                ingress = on[vp.dpid]
-                if vp.kind is VPortKind.LINK:
-                    cands = heads.get((vdpid, n), [])
-                    exits = tuple((p[0].src_port, t[0]) for p, t in cands)
-                    vl = net.links.get(vp.link_id) if vp.link_id is not None else None
-                    protected = vl is not None and (
-                        vl.backup_num > 0 or (vl.algorithm == "manual" and len(vl.paths) > 1)
-                    )
-                    groups = self._ff_groups(
-                        vp.dpid, ("vlink", vdpid, n), exits, ingress, protected
-                    )
-                    tag = exits[0][1] if exits else None
-                    # up while any path is: its own port failing is what backups are for
-                    local[vp.dpid][n] = PortMap(
-                        n, vp.port, tag, True, pinfo is not None and tag is not None,
-                        in_tags.get((vdpid, n)),
-                        exits=exits, groups=groups,
-                        lite_base=None if groups else lite_out.get((vdpid, n)),
-                        lite_in=lite_in.get((vdpid, n)),
-                    )  # fmt: skip
-                    continue
-                mv = moved.get((vdpid, n))
-                if mv is not None and mv.exit is not None:  # reached over the fabric
-                    local[vp.dpid][n] = PortMap(
-                        n, vp.port, mv.exit[1], False, mv.up, exits=(mv.exit,),
-                        hosts=tuple(sorted(hosts.get((vdpid, n), ()))),
-                    )  # fmt: skip
-                    continue
-                if mv is not None:  # another port of the same pswitch
-                    there = pinfo.ports.get(mv.port) if pinfo else None
-                    vp = replace(vp, port=mv.port)
-                    up = there is not None and there.up
-                tx = hp = None
-                if not self._of10(vp.dpid) and pinfo is not None:
-                    tx = self._id(("group", vp.dpid), (net.id, "tx", vdpid, n), OFPG_MAX)
-                    hp = self._id(("group", vp.dpid), (net.id, "hairpin", vdpid, n), OFPG_MAX)
-                    st.groups[(vp.dpid, tx)] = output_group_spec(vp.dpid, tx, vp.port)
-                    st.groups[(vp.dpid, hp)] = output_group_spec(vp.dpid, hp, ofp.OFPP_IN_PORT)
-                local[vp.dpid][n] = PortMap(
-                    n, vp.port, None, False, up,
-                    macs=tuple(sorted(macs.get((vdpid, n), ()))), tx_group=tx, hairpin_group=hp,
-                    hosts=tuple(sorted(hosts.get((vdpid, n), ()))),
-                )  # fmt: skip
-            st.port_names[vdpid] = names
-            self._big_switch_routes(vdpid, local)
-            for dpid in sw.dpids:
-                self._view(vdpid, dpid, local[dpid], lite, lite_size)
+        ctx = _Around(heads, in_tags, lite_out, lite_in, moved, hosts, macs, lite, lite_size)
+        for vdpid in net.switches:
+            vpiece = self._vswitch_piece(vdpid, ctx)
+            st.rules.update(vpiece.state.rules)
+            st.groups.update(vpiece.state.groups)
+            st.views.update(vpiece.state.views)
+            st.port_names.update(vpiece.state.port_names)
+            st.markers.update(vpiece.state.markers)
+            st.owners |= vpiece.state.owners
         return st
+
+    def _vswitch_piece(self, vdpid: int, ctx: _Around) -> _Piece:
+        """One vswitch's views, groups and big-switch routes, taken from `cache` while
+        nothing it depends on changed (so its endpoint finds the very same views, and
+        compares them at once)."""
+        key = self._vswitch_key(vdpid, ctx)
+        cached = self.cache.vswitches.get(vdpid) if self.cache is not None else None
+        if cached is not None and cached.key == key and cached.holds(self.alloc):
+            return cached
+        piece = _Piece(key, NetworkState(self.net.id))
+        if self._make(piece, lambda: self._vswitch(vdpid, ctx)) and self.cache:
+            self.cache.vswitches[vdpid] = piece
+        elif self.cache is not None:
+            self.cache.vswitches.pop(vdpid, None)
+        return piece
+
+    def _vswitch_key(self, vdpid: int, ctx: _Around) -> tuple[object, ...]:
+        """Everything `_vswitch` reads, as plain values."""
+        net, topo, sw = self.net, self.topo, self.net.switches[vdpid]
+        ports: list[object] = []
+        for n, vp in sw.ports.items():
+            where = [(vp.dpid, vp.port)]
+            at = (n, vdpid)
+            mv = ctx.moved.get((vdpid, n))
+            if mv is not None:
+                where.append((vp.dpid, mv.port))
+            seen = []
+            for d, pt in where:
+                pinfo = topo.switches.get(d)
+                pp = pinfo.ports.get(pt) if pinfo else None
+                seen.append((pinfo is not None, None if pp is None else (pp.up, pp.name)))
+            vl = net.links.get(vp.link_id) if vp.link_id is not None else None
+            ports.append((
+                at, vp.dpid, vp.port, vp.kind, vp.link_id, tuple(seen), mv,
+                None if vl is None else (vl.backup_num, vl.algorithm, len(vl.paths)),
+                tuple(ctx.heads.get((vdpid, n), ())), ctx.in_tags.get((vdpid, n)),
+                ctx.lite_out.get((vdpid, n)), ctx.lite_in.get((vdpid, n)),
+                tuple(ctx.hosts.get((vdpid, n), ())), tuple(ctx.macs.get((vdpid, n), ())),
+            ))  # fmt: skip
+        return (
+            net.id, topo.links_version, self.n_tables, ctx.lite_key, vdpid, tuple(sw.dpids),
+            sw.index, sw.routing, sw.backup_num,
+            tuple((r.id, r.src_vport, r.dst_vport, r.path.hops, r.path.priority)
+                  for r in sw.routes.values()),
+            tuple(self._of10(d) for d in sw.dpids), tuple(ports),
+        )  # fmt: skip
+
+    def _vswitch(self, vdpid: int, ctx: _Around) -> None:
+        net, topo, st, sw = self.net, self.topo, self.st, self.net.switches[vdpid]
+        local: dict[int, dict[int, PortMap]] = {d: {} for d in sw.dpids}
+        names: dict[int, str] = {}
+        on: dict[int, set[int]] = {}  # pswitch -> the vswitch's ports there
+        for vp in sw.ports.values():
+            on.setdefault(vp.dpid, set()).add(vp.port)
+        for n, vp in sw.ports.items():
+            pinfo = topo.switches.get(vp.dpid)
+            pp = pinfo.ports.get(vp.port) if pinfo else None
+            up = pp is not None and pp.up
+            names[n] = pp.name if pp else f"vport{n}"
+            if vp.dpid not in local:
+                continue
+            ingress = on[vp.dpid]
+            if vp.kind is VPortKind.LINK:
+                cands = ctx.heads.get((vdpid, n), [])
+                exits = tuple((p[0].src_port, t[0]) for p, t in cands)
+                vl = net.links.get(vp.link_id) if vp.link_id is not None else None
+                protected = vl is not None and (
+                    vl.backup_num > 0 or (vl.algorithm == "manual" and len(vl.paths) > 1)
+                )
+                groups = self._ff_groups(vp.dpid, ("vlink", vdpid, n), exits, ingress, protected)
+                tag = exits[0][1] if exits else None
+                # up while any path is: its own port failing is what backups are for
+                local[vp.dpid][n] = PortMap(
+                    n, vp.port, tag, True, pinfo is not None and tag is not None,
+                    ctx.in_tags.get((vdpid, n)),
+                    exits=exits, groups=groups,
+                    lite_base=None if groups else ctx.lite_out.get((vdpid, n)),
+                    lite_in=ctx.lite_in.get((vdpid, n)),
+                )  # fmt: skip
+                continue
+            mv = ctx.moved.get((vdpid, n))
+            if mv is not None and mv.exit is not None:  # reached over the fabric
+                local[vp.dpid][n] = PortMap(
+                    n, vp.port, mv.exit[1], False, mv.up, exits=(mv.exit,),
+                    hosts=tuple(sorted(ctx.hosts.get((vdpid, n), ()))),
+                )  # fmt: skip
+                continue
+            if mv is not None:  # another port of the same pswitch
+                there = pinfo.ports.get(mv.port) if pinfo else None
+                vp = replace(vp, port=mv.port)
+                up = there is not None and there.up
+            tx = hp = None
+            if not self._of10(vp.dpid) and pinfo is not None:
+                tx = self._id(("group", vp.dpid), (net.id, "tx", vdpid, n), OFPG_MAX)
+                hp = self._id(("group", vp.dpid), (net.id, "hairpin", vdpid, n), OFPG_MAX)
+                st.groups[(vp.dpid, tx)] = output_group_spec(vp.dpid, tx, vp.port)
+                st.groups[(vp.dpid, hp)] = output_group_spec(vp.dpid, hp, ofp.OFPP_IN_PORT)
+            local[vp.dpid][n] = PortMap(
+                n, vp.port, None, False, up,
+                macs=tuple(sorted(ctx.macs.get((vdpid, n), ()))), tx_group=tx, hairpin_group=hp,
+                hosts=tuple(sorted(ctx.hosts.get((vdpid, n), ()))),
+            )  # fmt: skip
+        st.port_names[vdpid] = names
+        self._big_switch_routes(vdpid, local)
+        for dpid in sw.dpids:
+            self._view(vdpid, dpid, local[dpid], ctx.lite, ctx.lite_size)
 
     def _vlink_piece(self, lk: VLink, lite_size: int) -> _VlinkPiece:
         """What one vlink adds (its paths' rules, classification, tags, LITE blocks), taken
@@ -315,7 +398,7 @@ class _Compiler:
         va = net.vport(lk.src.vdpid, lk.src.vport)
         vb = net.vport(lk.dst.vdpid, lk.dst.vport)
         key = (
-            net.id, self.topo.version, lite_size, _vlink_key(lk),
+            net.id, self.topo.links_version, lite_size, _vlink_key(lk),
             None if va is None else (va.dpid, va.port, va.kind, va.link_id),
             None if vb is None else (vb.dpid, vb.port, vb.kind, vb.link_id),
             None if vb is None else net.switches[lk.dst.vdpid].index,
@@ -325,17 +408,20 @@ class _Compiler:
         if cached is not None and cached.key == key and cached.holds(self.alloc):
             return cached
         piece = _VlinkPiece(key, NetworkState(net.id))
-        outer, self.st, self._held = self.st, piece.state, piece.ids
+        if self._make(piece, lambda: self._vlink(lk, lite_size, piece)) and self.cache:
+            self.cache.vlinks[lk.id] = piece
+        elif self.cache is not None:
+            self.cache.vlinks.pop(lk.id, None)
+        return piece
+
+    def _make(self, piece: _Piece, build: Callable[[], None]) -> bool:
+        """`build()` the piece into its own state, its ids noted; whether it is whole."""
+        outer, self.st, self._held, self._incomplete = self.st, piece.state, piece.ids, False
         try:
-            self._vlink(lk, lite_size, piece)
+            build()
         finally:
             self.st, self._held = outer, None
-        if self.cache is not None:
-            if piece.whole:
-                self.cache.vlinks[lk.id] = piece
-            else:
-                self.cache.vlinks.pop(lk.id, None)
-        return piece
+        return not self._incomplete
 
     def _vlink(self, lk: VLink, lite_size: int, piece: _VlinkPiece) -> None:
         net, topo, st = self.net, self.topo, self.st
@@ -356,7 +442,7 @@ class _Compiler:
                     tags = self._tags(("vlink", lk.id, d), path)
                 except IdSpaceExhausted as exc:
                     log.error("net=%d vlink %d: %s", net.id, lk.id, exc)
-                    piece.whole = False
+                    self._incomplete = True
                     continue
                 piece.add_head((a.vdpid, a.vport), path, tags)
                 lp = infra.LinkPath(path, tags, dst_sw.index, b.vport, in_port=vb.port)
@@ -379,7 +465,7 @@ class _Compiler:
                 except IdSpaceExhausted as exc:
                     log.warning("net=%d vlink %d: no LITE tags (%s): plain tags only",
                                 net.id, lk.id, exc)  # fmt: skip
-                    piece.whole = False
+                    self._incomplete = True
                     continue
                 block = [(space, (*owner, k)) for k in range(lite_size)]
                 self.st.owners.update(block)
@@ -487,6 +573,7 @@ class _Compiler:
                         tags = self._tags(("route", vdpid, a, n), path)
                     except IdSpaceExhausted as exc:
                         log.error("net=%d vswitch %016x: %s", self.net.id, vdpid, exc)
+                        self._incomplete = True
                         continue
                     arrival = path[-1].dst_port
                     if target.groups and arrival in {p for p, _ in target.exits}:
@@ -539,6 +626,8 @@ def compile_network(
     if cache is not None:
         for gone in set(cache.vlinks) - set(net.links):
             del cache.vlinks[gone]
+        for gone in set(cache.vswitches) - set(net.switches):
+            del cache.vswitches[gone]
     return _Compiler(net, topo, alloc, n_tables, cache).run()
 
 

@@ -52,37 +52,47 @@ class PhysicalTopology:
         # per link direction: whether full-size tagged frames cross it (None: not known yet)
         self.mtu_ok: dict[PLink, bool] = {}
         self.version = 0  # bumped on every change, so dependants know to recompute
-        # what is derived from this version alone (the link graph, paths): every compile
-        # of every network asks again, and a live migration's compile is on the clock
+        # bumped only by what can change a path: switches, links, and the ports they use
+        # (a host's port coming and going, as a live migration re-plugs it, does not)
+        self.links_version = 0
+        # what is derived from the links alone (the link graph, paths): every compile of
+        # every network asks again, and a live migration's compile is on the clock
         self._memo: dict[Hashable, Any] = {}
         self._memo_version = -1
 
     # --- updates from sessions -------------------------------------------------------------
+    def _bump(self, links: bool) -> None:
+        self.version += 1
+        if links:
+            self.links_version += 1
+
     def add_switch(self, info: PSwitchInfo) -> None:
         self.switches[info.dpid] = info
-        self.version += 1
+        self._bump(True)
 
     def remove_switch(self, dpid: int) -> None:
         self.switches.pop(dpid, None)
         for key in [k for k, lk in self._links.items() if dpid in (lk.src_dpid, lk.dst_dpid)]:
             del self._links[key]
-        self.version += 1
+        self._bump(True)
 
     def set_port(self, dpid: int, port: PPort) -> None:
         sw = self.switches.get(dpid)
         if sw is None:
             return
         sw.ports[port.port_no] = port
+        on_link = self.is_link_port(dpid, port.port_no)
         if not port.up:
             self._drop_links_on(dpid, port.port_no)
-        self.version += 1
+        self._bump(on_link)
 
     def remove_port(self, dpid: int, port_no: int) -> None:
         sw = self.switches.get(dpid)
         if sw is not None:
             sw.ports.pop(port_no, None)
+        on_link = self.is_link_port(dpid, port_no)
         self._drop_links_on(dpid, port_no)
-        self.version += 1
+        self._bump(on_link)
 
     def add_link(self, link: PLink) -> bool:
         """Record one direction; returns True when this is news."""
@@ -90,14 +100,14 @@ class PhysicalTopology:
         if old == link:
             return False
         self._links[(link.src_dpid, link.src_port)] = link
-        self.version += 1
+        self._bump(True)
         return True
 
     def remove_link(self, link: PLink) -> None:
         self.mtu_ok.pop(link, None)
         if self._links.get((link.src_dpid, link.src_port)) == link:
             del self._links[(link.src_dpid, link.src_port)]
-            self.version += 1
+            self._bump(True)
 
     def _drop_links_on(self, dpid: int, port_no: int) -> None:
         gone = [
@@ -131,11 +141,12 @@ class PhysicalTopology:
         return sw is not None and port_no in sw.ports
 
     def memo(self, key: Hashable, compute: Callable[[], _T]) -> _T:
-        """`compute()`, computed once per version of the topology: only for what depends
-        on the topology (and `key`) alone, and is not mutated by its users."""
-        if self._memo_version != self.version:
+        """`compute()`, computed once per `links_version`: only for what depends on the
+        switches, links and link ports (and `key`) alone, and is not mutated by its
+        users."""
+        if self._memo_version != self.links_version:
             self._memo.clear()
-            self._memo_version = self.version
+            self._memo_version = self.links_version
         try:
             return cast(_T, self._memo[key])
         except KeyError:
