@@ -126,10 +126,13 @@ def match_to13(buf: bytes, off: int) -> tuple[list[Oxm], int | None, bool | None
             fields = {6: (oxm.TCP_SRC, oxm.TCP_DST, 2), 17: (oxm.UDP_SRC, oxm.UDP_DST, 2),
                       1: (oxm.ICMPV4_TYPE, oxm.ICMPV4_CODE, 1)}.get(proto or -1)  # fmt: skip
             if fields is not None:
+                # ICMP type and code are the low 8 bits of tp_src and tp_dst (1.0, 5.2.3);
+                # the high bits are no part of them (a 16-bit value does not fit the OXM)
+                bits = (1 << 8 * fields[2]) - 1
                 if not w & o10.OFPFW_TP_SRC:
-                    out.append(_oxm(fields[0], tp_src, fields[2]))
+                    out.append(_oxm(fields[0], tp_src & bits, fields[2]))
                 if not w & o10.OFPFW_TP_DST:
-                    out.append(_oxm(fields[1], tp_dst, fields[2]))
+                    out.append(_oxm(fields[1], tp_dst & bits, fields[2]))
         elif dl_type == 0x0806:
             if not w & o10.OFPFW_NW_PROTO:
                 out.append(_oxm(oxm.ARP_OP, nw_proto, 2))
