@@ -297,6 +297,8 @@ def flow_mod_to13(msg: bytes, xid: int) -> bytes:
         raise MalformedMessage("OpenFlow 1.0 FLOW_MOD shorter than 72 bytes")
     match, proto, untagged = match_to13(msg, 8)
     cookie, command, idle, hard, prio, buffer_id, out_port, flags = FLOW_MOD10.unpack_from(msg, 48)
+    if command > o10.OFPFC_DELETE_STRICT:  # 16 bits in 1.0, one byte in 1.3: same 0..4
+        raise OFError(o13.OFPET_FLOW_MOD_FAILED, o13.OFPFMFC_BAD_COMMAND, f"command {command}")
     if flags & o10.OFPFF_EMERG:
         raise OFError(o13.OFPET_FLOW_MOD_FAILED, o13.OFPFMFC_BAD_FLAGS, "no emergency table")
     actions = actions_to13(msg[72:], proto, untagged)
