@@ -60,3 +60,24 @@ def test_an_openflow10_flow_mod_with_an_unknown_command_is_bad_command() -> None
     assert (exc.value.type, exc.value.code) == (o13.OFPET_FLOW_MOD_FAILED, o13.OFPFMFC_BAD_COMMAND)
     out = _run(config(of10_controller=True) + bytes(msg))
     assert out.errors == 1 and not out.closed
+
+
+def _packet_out13(*actions: bytes) -> bytes:
+    acts = b"".join(actions)
+    body = struct.pack("!IIH6x", o13.OFP_NO_BUFFER, o13.OFPP_CONTROLLER, len(acts)) + acts
+    return codec.header(4, o13.OFPT_PACKET_OUT, 9, body + bytes(60))
+
+
+@pytest.mark.parametrize(
+    "action",
+    [
+        struct.pack("!HHH2x", o13.OFPAT_PUSH_MPLS, 8, 0x8847),
+        codec.set_field(codec.Oxm(codec.OXM_CLASS_OPENFLOW_BASIC, oxm.VLAN_PCP, b"\x03")),
+    ],
+    ids=["push_mpls", "set_vlan_pcp"],
+)
+def test_a_packet_out_an_openflow10_pswitch_cannot_do_is_bad_action(action: bytes) -> None:
+    # a 1.3 controller on a vswitch over a 1.0 pswitch: refused as its FLOW_MODs are
+    out = _run(config(network="of10") + _packet_out13(action, codec.output(1)))
+    assert out.errors == 1 and out.physical == 0
+    assert (0, o13.OFPT_ERROR, o13.OFPET_BAD_ACTION, o13.OFPBAC_BAD_TYPE) in out.signature

@@ -28,7 +28,9 @@ def _refuse(etype: int, code: int, what: str) -> OFError:
     return OFError(etype, code, f"{what} {_WHY}")
 
 
-def _check_actions(actions: list[Action]) -> None:
+def check_actions(actions: list[Action]) -> None:
+    """Refuse (BAD_ACTION/BAD_TYPE) what a 1.0 pswitch cannot do: outputs and the fields
+    1.0 can set only.  For a rule's actions and for a PACKET_OUT's alike."""
     for a in actions:
         if a.type == ofp.OFPAT_OUTPUT:
             continue
@@ -74,7 +76,7 @@ def translate_flow10(
             or ins.clear_actions or ins.meter is not None or ins.other):  # fmt: skip
         raise _refuse(ofp.OFPET_BAD_INSTRUCTION, ofp.OFPBIC_UNSUP_INST, "instructions but apply")
     actions = ins.apply_actions or []
-    _check_actions(actions)
+    check_actions(actions)
     src = next((o for o in tm.oxms if o.field == oxm.ETH_SRC), None)
     rest = [o for o in tm.oxms if o.field != oxm.ETH_SRC]
     flows: list[tuple[bytes, bytes]] = []
