@@ -81,3 +81,40 @@ def test_a_packet_out_an_openflow10_pswitch_cannot_do_is_bad_action(action: byte
     out = _run(config(network="of10") + _packet_out13(action, codec.output(1)))
     assert out.errors == 1 and out.physical == 0
     assert (0, o13.OFPT_ERROR, o13.OFPET_BAD_ACTION, o13.OFPBAC_BAD_TYPE) in out.signature
+
+
+def _flow_mod13(*oxms: codec.Oxm) -> bytes:
+    fm = codec.FlowMod(0, 0, 0, o13.OFPFC_ADD, 0, 0, 10, o13.OFP_NO_BUFFER, o13.OFPP_ANY,
+                       o13.OFPG_ANY, 0, list(oxms),
+                       codec.encode_instructions(apply_actions=codec.output(1)))  # fmt: skip
+    return fm.encode(5)
+
+
+_B = codec.OXM_CLASS_OPENFLOW_BASIC
+
+
+@pytest.mark.parametrize(
+    ("field", "error"),
+    [
+        (codec.Oxm(_B, oxm.IP_DSCP, b"\xff"), o13.OFPBMC_BAD_VALUE),  # DSCP is 6 bits
+        (codec.Oxm(_B, oxm.TCP_DST, b"\0\0\0\x50"), o13.OFPBMC_BAD_LEN),
+        (codec.Oxm(_B, oxm.ETH_TYPE, b"\x08\0", b"\xff\0"), o13.OFPBMC_BAD_MASK),
+        (codec.Oxm(_B, oxm.IPV4_DST, b"\x0a\0\0\x01", b"\xff\0\xff\0"), o13.OFPBMC_BAD_MASK),
+        (codec.Oxm(_B, oxm.IPV6_SRC, bytes(16)), o13.OFPBMC_BAD_FIELD),  # no 1.0 form
+    ],
+    ids=["dscp-above-63", "tcp-port-of-4-bytes", "masked-eth-type", "non-prefix-ipv4-mask",
+         "ipv6-field"],
+)  # fmt: skip
+def test_a_match_an_openflow10_pswitch_cannot_hold_is_bad_match(
+    field: codec.Oxm, error: int
+) -> None:
+    # 1.0's ofp_match has fixed-size fields and prefix masks on IPv4 addresses only: what
+    # does not fit is refused (it used to raise struct.error, or be dropped or changed)
+    eth = codec.Oxm(_B, oxm.ETH_TYPE, b"\x86\xdd" if field.field == oxm.IPV6_SRC else b"\x08\0")
+    proto = codec.Oxm(_B, oxm.IP_PROTO, b"\x06")
+    extra = (
+        [eth, proto] if field.field == oxm.TCP_DST else [] if field.field == oxm.ETH_TYPE else [eth]
+    )
+    out = _run(config(network="of10") + _flow_mod13(*extra, field))
+    assert (0, o13.OFPT_ERROR, o13.OFPET_BAD_MATCH, error) in out.signature
+    assert out.physical == 0
