@@ -118,3 +118,23 @@ def test_a_match_an_openflow10_pswitch_cannot_hold_is_bad_match(
     out = _run(config(network="of10") + _flow_mod13(*extra, field))
     assert (0, o13.OFPT_ERROR, o13.OFPET_BAD_MATCH, error) in out.signature
     assert out.physical == 0
+
+
+def test_an_openflow10_action_of_the_wrong_length_is_bad_len() -> None:
+    # set_dl_src is 16 bytes in 1.0; 8 used to become a 4-byte ETH_SRC and, on a 1.0
+    # pswitch, a malformed action (a length of 16 over 14 bytes)
+    short = struct.pack("!HHHH", o10.OFPAT_SET_DL_SRC, 8, 0xFFFD, 0xFFFF)
+    msg = bytearray(_icmp_flow_mod(0, 0)[:72] + short)
+    struct.pack_into("!H", msg, 2, len(msg))
+    with pytest.raises(OFError) as exc:
+        of10.flow_mod_to13(bytes(msg), 7)
+    assert (exc.value.type, exc.value.code) == (o13.OFPET_BAD_ACTION, o13.OFPBAC_BAD_LEN)
+    out = _run(config(of10_controller=True, network="of10") + bytes(msg))
+    assert (0, o10.OFPT_ERROR, o10.OFPET_BAD_ACTION, o10.OFPBAC_BAD_LEN) in out.signature
+
+
+def test_a_set_field_of_the_wrong_size_over_an_openflow10_pswitch_is_bad_set_len() -> None:
+    bad = codec.set_field(codec.Oxm(_B, oxm.ETH_SRC, b"\x02\0\0\x01"))  # 4 bytes, not 6
+    out = _run(config(network="of10") + _packet_out13(bad, codec.output(1)))
+    assert (0, o13.OFPT_ERROR, o13.OFPET_BAD_ACTION, o13.OFPBAC_BAD_SET_LEN) in out.signature
+    assert out.physical == 0

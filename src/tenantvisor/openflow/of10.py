@@ -213,6 +213,15 @@ def _bad_action(code: int, why: str) -> OFError:
     return OFError(o13.OFPET_BAD_ACTION, code, why)
 
 
+# Each 1.0 action's exact length (OpenFlow 1.0, 5.2.4): a shorter one would be read short
+_ACTION10_LEN = {
+    o10.OFPAT_OUTPUT: 8, o10.OFPAT_SET_VLAN_VID: 8, o10.OFPAT_SET_VLAN_PCP: 8,
+    o10.OFPAT_STRIP_VLAN: 8, o10.OFPAT_SET_DL_SRC: 16, o10.OFPAT_SET_DL_DST: 16,
+    o10.OFPAT_SET_NW_SRC: 8, o10.OFPAT_SET_NW_DST: 8, o10.OFPAT_SET_NW_TOS: 8,
+    o10.OFPAT_SET_TP_SRC: 8, o10.OFPAT_SET_TP_DST: 8, o10.OFPAT_ENQUEUE: 16,
+}  # fmt: skip
+
+
 def actions_to13(buf: bytes, proto: int | None, untagged: bool | None) -> bytes:
     out: list[bytes] = []
     off = 0
@@ -222,6 +231,9 @@ def actions_to13(buf: bytes, proto: int | None, untagged: bool | None) -> bytes:
         t, length = struct.unpack_from("!HH", buf, off)
         if length < 8 or length % 8 or off + length > len(buf):
             raise MalformedMessage(f"bad OpenFlow 1.0 action length {length}")
+        want = _ACTION10_LEN.get(t)
+        if want is not None and length != want:
+            raise _bad_action(o13.OFPBAC_BAD_LEN, f"OpenFlow 1.0 action {t}: {length} bytes")
         a = buf[off : off + length]
         off += length
         arg16 = int(struct.unpack_from("!H", a, 4)[0])

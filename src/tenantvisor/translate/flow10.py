@@ -43,8 +43,13 @@ def check_actions(actions: list[Action]) -> None:
     for a in actions:
         if a.type == ofp.OFPAT_OUTPUT:
             continue
-        if a.type == ofp.OFPAT_SET_FIELD and a.set_field_oxm().field in _SETTABLE:
-            continue
+        if a.type == ofp.OFPAT_SET_FIELD:
+            o = a.set_field_oxm()
+            if o.field in _SETTABLE:
+                if len(o.value) != _SIZES10[o.field] or o.mask is not None:
+                    # 1.0's set actions have fixed sizes: no other would encode
+                    raise OFError(ofp.OFPET_BAD_ACTION, ofp.OFPBAC_BAD_SET_LEN, f"{o.field}")
+                continue
         raise _refuse(ofp.OFPET_BAD_ACTION, ofp.OFPBAC_BAD_TYPE, f"action {a.type}")
 
 
