@@ -11,7 +11,7 @@ APT_PKGS  := openvswitch-switch openvswitch-common openvswitch-testcontroller mi
 APT_BINS  := ovs-vswitchd ovsdb-server ovs-testcontroller mn iperf3 ethtool ip ping pgrep gcc
 
 .PHONY: demo test deps venv faucet-venv lint typecheck unit check-root clean bench bench-dnb \
-        bench-failover bench-reconnect bench-restart
+        bench-failover bench-reconnect bench-restart fuzz
 
 demo: deps venv
 	$(VENV)/bin/tenantvisor demo
@@ -47,6 +47,18 @@ bench-reconnect: deps venv
 # for four intents up to 8 networks x 8 vswitches x 500 rules; writes bench-restart.png
 bench-restart: deps venv
 	$(VENV)/bin/tenantvisor bench restart
+
+# The tenant-facing decoder and vswitch handling, fuzzed in process (not part of `make test`;
+# tests/unit/test_fuzz.py runs a bounded version there).  Coverage-guided with atheris
+# (libFuzzer) when it installs, else the built-in mutation loop; RSS tracked throughout,
+# tracemalloc over the second half; corpus and finding-*.bin under .fuzz/.
+FUZZ_INPUTS ?= 1000000
+FUZZ_ENGINE ?= auto
+fuzz: venv
+	@$(VPY) -c 'import atheris' 2>/dev/null || $(VPY) -m pip install -q -e '.[fuzz]' || \
+	  echo "tenantvisor: atheris did not install: the built-in mutation loop runs instead"
+	$(VPY) -m tenantvisor.bench.fuzz --inputs $(FUZZ_INPUTS) --engine $(FUZZ_ENGINE) \
+	  --tracemalloc --workdir .fuzz --json .fuzz/report.json
 
 check-root:
 	@[ "$$(id -u)" = 0 ] || { echo "tenantvisor: run as root (network namespaces, Open vSwitch)"; exit 1; }

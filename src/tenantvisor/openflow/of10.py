@@ -126,10 +126,13 @@ def match_to13(buf: bytes, off: int) -> tuple[list[Oxm], int | None, bool | None
             fields = {6: (oxm.TCP_SRC, oxm.TCP_DST, 2), 17: (oxm.UDP_SRC, oxm.UDP_DST, 2),
                       1: (oxm.ICMPV4_TYPE, oxm.ICMPV4_CODE, 1)}.get(proto or -1)  # fmt: skip
             if fields is not None:
+                # ICMP type and code are the low 8 bits of tp_src and tp_dst (1.0, 5.2.3);
+                # the high bits are no part of them (a 16-bit value does not fit the OXM)
+                bits = (1 << 8 * fields[2]) - 1
                 if not w & o10.OFPFW_TP_SRC:
-                    out.append(_oxm(fields[0], tp_src, fields[2]))
+                    out.append(_oxm(fields[0], tp_src & bits, fields[2]))
                 if not w & o10.OFPFW_TP_DST:
-                    out.append(_oxm(fields[1], tp_dst, fields[2]))
+                    out.append(_oxm(fields[1], tp_dst & bits, fields[2]))
         elif dl_type == 0x0806:
             if not w & o10.OFPFW_NW_PROTO:
                 out.append(_oxm(oxm.ARP_OP, nw_proto, 2))
@@ -210,6 +213,15 @@ def _bad_action(code: int, why: str) -> OFError:
     return OFError(o13.OFPET_BAD_ACTION, code, why)
 
 
+# Each 1.0 action's exact length (OpenFlow 1.0, 5.2.4): a shorter one would be read short
+_ACTION10_LEN = {
+    o10.OFPAT_OUTPUT: 8, o10.OFPAT_SET_VLAN_VID: 8, o10.OFPAT_SET_VLAN_PCP: 8,
+    o10.OFPAT_STRIP_VLAN: 8, o10.OFPAT_SET_DL_SRC: 16, o10.OFPAT_SET_DL_DST: 16,
+    o10.OFPAT_SET_NW_SRC: 8, o10.OFPAT_SET_NW_DST: 8, o10.OFPAT_SET_NW_TOS: 8,
+    o10.OFPAT_SET_TP_SRC: 8, o10.OFPAT_SET_TP_DST: 8, o10.OFPAT_ENQUEUE: 16,
+}  # fmt: skip
+
+
 def actions_to13(buf: bytes, proto: int | None, untagged: bool | None) -> bytes:
     out: list[bytes] = []
     off = 0
@@ -219,6 +231,9 @@ def actions_to13(buf: bytes, proto: int | None, untagged: bool | None) -> bytes:
         t, length = struct.unpack_from("!HH", buf, off)
         if length < 8 or length % 8 or off + length > len(buf):
             raise MalformedMessage(f"bad OpenFlow 1.0 action length {length}")
+        want = _ACTION10_LEN.get(t)
+        if want is not None and length != want:
+            raise _bad_action(o13.OFPBAC_BAD_LEN, f"OpenFlow 1.0 action {t}: {length} bytes")
         a = buf[off : off + length]
         off += length
         arg16 = int(struct.unpack_from("!H", a, 4)[0])
@@ -294,6 +309,8 @@ def flow_mod_to13(msg: bytes, xid: int) -> bytes:
         raise MalformedMessage("OpenFlow 1.0 FLOW_MOD shorter than 72 bytes")
     match, proto, untagged = match_to13(msg, 8)
     cookie, command, idle, hard, prio, buffer_id, out_port, flags = FLOW_MOD10.unpack_from(msg, 48)
+    if command > o10.OFPFC_DELETE_STRICT:  # 16 bits in 1.0, one byte in 1.3: same 0..4
+        raise OFError(o13.OFPET_FLOW_MOD_FAILED, o13.OFPFMFC_BAD_COMMAND, f"command {command}")
     if flags & o10.OFPFF_EMERG:
         raise OFError(o13.OFPET_FLOW_MOD_FAILED, o13.OFPFMFC_BAD_FLAGS, "no emergency table")
     actions = actions_to13(msg[72:], proto, untagged)

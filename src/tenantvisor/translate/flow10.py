@@ -27,19 +27,54 @@ _VLAN_FIELDS = frozenset((oxm.VLAN_VID, oxm.VLAN_PCP))
 _SETTABLE = frozenset((oxm.ETH_SRC, oxm.ETH_DST, oxm.IPV4_SRC, oxm.IPV4_DST, oxm.IP_DSCP,
                        oxm.TCP_SRC, oxm.TCP_DST, oxm.UDP_SRC, oxm.UDP_DST))  # fmt: skip
 _WHY = "on a vswitch over an OpenFlow 1.0 pswitch"
+# What OpenFlow 1.0's ofp_match holds (VLANs aside: refused), with each field's size; it
+# has masks only as prefixes of the IPv4 (and ARP) addresses, and 6 bits of DSCP in nw_tos
+_SIZES10 = {
+    oxm.ETH_SRC: 6, oxm.ETH_DST: 6, oxm.ETH_TYPE: 2, oxm.IP_DSCP: 1, oxm.IP_PROTO: 1,
+    oxm.IPV4_SRC: 4, oxm.IPV4_DST: 4, oxm.TCP_SRC: 2, oxm.TCP_DST: 2, oxm.UDP_SRC: 2,
+    oxm.UDP_DST: 2, oxm.ICMPV4_TYPE: 1, oxm.ICMPV4_CODE: 1, oxm.ARP_OP: 2, oxm.ARP_SPA: 4,
+    oxm.ARP_TPA: 4,
+}  # fmt: skip
+_PREFIX_MASKED = frozenset((oxm.IPV4_SRC, oxm.IPV4_DST, oxm.ARP_SPA, oxm.ARP_TPA, oxm.ETH_SRC))
 
 
 def _refuse(etype: int, code: int, what: str) -> OFError:
     return OFError(etype, code, f"{what} {_WHY}")
 
 
-def _check_actions(actions: list[Action]) -> None:
+def check_actions(actions: list[Action]) -> None:
+    """Refuse (BAD_ACTION/BAD_TYPE) what a 1.0 pswitch cannot do: outputs and the fields
+    1.0 can set only.  For a rule's actions and for a PACKET_OUT's alike."""
     for a in actions:
         if a.type == ofp.OFPAT_OUTPUT:
             continue
-        if a.type == ofp.OFPAT_SET_FIELD and a.set_field_oxm().field in _SETTABLE:
-            continue
+        if a.type == ofp.OFPAT_SET_FIELD:
+            o = a.set_field_oxm()
+            if o.field in _SETTABLE:
+                if len(o.value) != _SIZES10[o.field] or o.mask is not None:
+                    # 1.0's set actions have fixed sizes: no other would encode
+                    raise OFError(ofp.OFPET_BAD_ACTION, ofp.OFPBAC_BAD_SET_LEN, f"{o.field}")
+                continue
         raise _refuse(ofp.OFPET_BAD_ACTION, ofp.OFPBAC_BAD_TYPE, f"action {a.type}")
+
+
+def _check_match10(oxms: tuple[Oxm, ...]) -> None:
+    """Refuse what a 1.0 pswitch's ofp_match cannot hold as the tenant means it (it would
+    be dropped, cut or widened there): a field it lacks, a value of the wrong size or out of
+    range, a mask other than an IPv4 prefix (a host MAC mask is folded per host)."""
+    for o in oxms:
+        size = _SIZES10.get(o.field)
+        if size is None:
+            raise _refuse(ofp.OFPET_BAD_MATCH, ofp.OFPBMC_BAD_FIELD, f"match field {o.field}")
+        if len(o.value) != size or (o.mask is not None and len(o.mask) != size):
+            raise OFError(ofp.OFPET_BAD_MATCH, ofp.OFPBMC_BAD_LEN, f"field {o.field} length")
+        if o.field == oxm.IP_DSCP and o.value[0] > 63:
+            raise OFError(ofp.OFPET_BAD_MATCH, ofp.OFPBMC_BAD_VALUE, "DSCP is 6 bits")
+        if o.mask is not None:
+            wild = ~int.from_bytes(o.mask, "big") & ((1 << 8 * size) - 1)
+            prefix = wild & (wild + 1) == 0  # ones then zeros: 1.0 counts wildcarded bits
+            if o.field not in _PREFIX_MASKED or (o.field != oxm.ETH_SRC and not prefix):
+                raise _refuse(ofp.OFPET_BAD_MATCH, ofp.OFPBMC_BAD_MASK, f"mask of field {o.field}")
 
 
 def _controller_marked(acts: bytes, marker: int) -> bytes:
@@ -72,6 +107,7 @@ def translate_flow10(
         raise _refuse(ofp.OFPET_BAD_MATCH, ofp.OFPBMC_BAD_FIELD, "metadata")
     if any(o.field in _VLAN_FIELDS for o in tm.oxms):
         raise _refuse(ofp.OFPET_BAD_MATCH, ofp.OFPBMC_BAD_FIELD, "tenant VLANs")
+    _check_match10(tm.oxms)
     ins = codec.parse_instructions(instructions)
     if ins.goto_table is not None:  # there is no table but 0
         raise OFError(ofp.OFPET_BAD_INSTRUCTION, ofp.OFPBIC_BAD_TABLE_ID, f"{ins.goto_table}")
@@ -79,7 +115,7 @@ def translate_flow10(
             or ins.clear_actions or ins.meter is not None or ins.other):  # fmt: skip
         raise _refuse(ofp.OFPET_BAD_INSTRUCTION, ofp.OFPBIC_UNSUP_INST, "instructions but apply")
     actions = ins.apply_actions or []
-    _check_actions(actions)
+    check_actions(actions)
     src = next((o for o in tm.oxms if o.field == oxm.ETH_SRC), None)
     rest = [o for o in tm.oxms if o.field != oxm.ETH_SRC]
     flows: list[tuple[bytes, bytes]] = []

@@ -47,6 +47,7 @@ from tenantvisor.translate.flow import (
     translate_flow,
     translate_packet_out,
 )
+from tenantvisor.translate.flow10 import check_actions as check_actions10
 from tenantvisor.translate.flow10 import translate_flow10
 from tenantvisor.translate.group import GroupSpec
 from tenantvisor.translate.view import PortMap, VSwitchView
@@ -1189,6 +1190,8 @@ class VSwitchEndpoint:
         ):
             raise OFError(ofp.OFPET_BAD_ACTION, ofp.OFPBAC_BAD_OUT_PORT,
                           "output:TABLE on a vswitch over an OpenFlow 1.0 pswitch")  # fmt: skip
+        if view.of10:
+            check_actions10(po.actions)  # what its driver could not encode: refused here
         if self.plan is not None and self._packet_out_reduced(conn, xid, msg, po, in_vport):
             return
         if not actions:
