@@ -205,3 +205,25 @@ def test_paths_are_derived_again_only_when_a_link_can_have_changed() -> None:
     t.set_port(2, PPort(2, "s2-eth2", "", up=False))  # a link's port
     assert t.links_version > links and t.graph() is not graph
     assert switch_paths(t, 1, 3, 0) == []
+
+
+def test_the_allocator_tells_which_owners_lost_their_ids_since_a_mark() -> None:
+    from tenantvisor.mapping import alloc as alloc_mod
+    from tenantvisor.mapping.alloc import IdAllocator
+
+    al = IdAllocator()
+    a = al.get(("tag", 1, 1), "a")
+    al.get(("tag", 1, 1), "b")
+    mark = al.lost_mark
+    assert al.lost_since(mark) == []
+    al.release(("tag", 1, 1), "b")
+    al.hold_foreign(("tag", 1, 1), "x", a)  # another instance won a's id
+    assert al.lost_since(mark) == [(("tag", 1, 1), "b"), (("tag", 1, 1), "a")]
+    later = al.lost_mark
+    for i in range(alloc_mod.LOST_KEEP + 1):  # long ago is forgotten: check everything
+        al.get(("tag", 2, 1), i)
+        al.release(("tag", 2, 1), i)
+    assert al.lost_since(mark) is None and al.lost_since(later) is None
+    now = al.lost_mark
+    al.restore([(("tag", 3, 1), "y", 5)])
+    assert al.lost_since(now) is None and al.lost_since(al.lost_mark) == []

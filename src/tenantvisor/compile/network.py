@@ -92,12 +92,21 @@ class _Piece:
     key: tuple[object, ...]
     state: NetworkState
     ids: dict[tuple[object, object], int] = field(default_factory=dict)
+    mark: int = -1  # the allocator's `lost_mark` when its ids were last known to hold
 
     def holds(self, alloc: IdAllocator) -> bool:
         """Whether every id the piece uses is still its owner's (another instance may have
-        won one in a race, or the ids may have been given back meanwhile)."""
-        peek = alloc.peek
-        return all(peek(sp, o) == i for (sp, o), i in self.ids.items())  # type: ignore[arg-type]
+        won one in a race, or the ids may have been given back meanwhile): from the owners
+        that lost ids since it last checked, or every id if that is too long ago."""
+        lost = alloc.lost_since(self.mark)
+        if lost is None:
+            peek = alloc.peek
+            ok = all(peek(sp, o) == i for (sp, o), i in self.ids.items())  # type: ignore[arg-type]
+        else:
+            ok = not any(k in self.ids for k in lost)
+        if ok:
+            self.mark = alloc.lost_mark
+        return ok
 
 
 @dataclass
@@ -421,6 +430,7 @@ class _Compiler:
             build()
         finally:
             self.st, self._held = outer, None
+        piece.mark = self.alloc.lost_mark
         return not self._incomplete
 
     def _vlink(self, lk: VLink, lite_size: int, piece: _VlinkPiece) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable
 
 Space = tuple[Hashable, ...]  # e.g. ("tag", dpid, port), ("group", dpid), ("marker", dpid)
+LOST_KEEP = 4096  # owners that lost their ids, remembered for `lost_since`
 
 
 class IdSpaceExhausted(Exception):
@@ -42,6 +43,10 @@ class IdAllocator:
         # ids handed out since `take_fresh`, once it was called (several instances: reserved
         # in the store before they reach the wire)
         self.fresh: list[tuple[Space, Hashable, int]] | None = None
+        # (space, owner) of ids given back or taken away, in order, the oldest dropped
+        # first: whoever kept ids found earlier can tell whether they still hold
+        self._lost: list[tuple[Space, Hashable]] = []
+        self._lost_base = 0  # how many were dropped from the front
 
     def get(self, space: Space, owner: Hashable, lo: int = 1, hi: int = 4094) -> int:
         """The id `owner` holds in `space`, allocating the lowest free one if it has none."""
@@ -85,6 +90,25 @@ class IdAllocator:
     def peek(self, space: Space, owner: Hashable) -> int | None:
         return self._held.get((space, owner))
 
+    @property
+    def lost_mark(self) -> int:
+        """A mark to ask `lost_since` from."""
+        return self._lost_base + len(self._lost)
+
+    def lost_since(self, mark: int) -> list[tuple[Space, Hashable]] | None:
+        """The owners whose ids went (given back, or displaced) since `mark`; None: too
+        long ago to say (check every id)."""
+        if mark < self._lost_base:
+            return None
+        return self._lost[mark - self._lost_base :]
+
+    def _lose(self, space: Space, owner: Hashable) -> None:
+        self._lost.append((space, owner))
+        if len(self._lost) > LOST_KEEP:
+            cut = len(self._lost) // 2
+            del self._lost[:cut]
+            self._lost_base += cut
+
     def owner_of(self, space: Space, i: int) -> Hashable | None:
         return self._used.get(space, {}).get(i)
 
@@ -100,9 +124,11 @@ class IdAllocator:
         mine = self._used.get(space, {}).get(i)
         if mine is not None and mine != owner:
             self._held.pop((space, mine), None)
+            self._lose(space, mine)
         old = self._held.get((space, owner))
         if old is not None and old != i:
             self._used.get(space, {}).pop(old, None)
+            self._lose(space, owner)
         self._used.setdefault(space, {})[i] = owner
         self._held[(space, owner)] = i
 
@@ -122,6 +148,7 @@ class IdAllocator:
         for key in [k for k in self._held if not ours(k[1]) and k not in seen]:
             space, owner = key
             i = self._held.pop(key)
+            self._lose(space, owner)
             if self._used.get(space, {}).get(i) == owner:
                 del self._used[space][i]
 
@@ -129,6 +156,7 @@ class IdAllocator:
         i = self._held.pop((space, owner), None)
         if i is not None:
             self._used.get(space, {}).pop(i, None)
+            self._lose(space, owner)
             if self.journal is not None:
                 self.journal[(space, owner)] = None
 
@@ -136,6 +164,7 @@ class IdAllocator:
         owner = self._used.get(space, {}).pop(i, None)
         if owner is not None:
             self._held.pop((space, owner), None)
+            self._lose(space, owner)
             if self.journal is not None:
                 self.journal[(space, owner)] = None
 
@@ -153,6 +182,7 @@ class IdAllocator:
         return sorted(((s, o, i) for (s, o), i in self._held.items()), key=repr)
 
     def restore(self, rows: list[tuple[Space, Hashable, int]]) -> None:
+        self._lost_base, self._lost = self.lost_mark + 1, []  # anything may have changed
         for space, owner, i in rows:
             self._used.setdefault(space, {})[i] = owner
             self._held[(space, owner)] = i
