@@ -815,7 +815,8 @@ class Hypervisor:
                 log.info("%s: started with %d vports", ep.label, len(sw.ports))
             else:
                 ep.set_controllers(urls)
-                if ep.set_views(views, names, replan=False) or ep.level != level:
+                stale = ep.set_views(views, names, replan=False) and ep.proofs_stale
+                if stale or ep.level != level:
                     again.append(ep)
                 if not entering:
                     ep.level = level

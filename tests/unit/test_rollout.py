@@ -177,3 +177,29 @@ def test_a_host_that_moves_is_reached_over_its_new_paths_before_its_old_place_go
         s.release()
     gone = [(d, x) for d, s in sessions.items() for x in s.sent if x[0] == "del"]
     assert gone and {d for d, _ in gone} == {1}  # its old classification on s1, last
+
+
+def test_a_vport_moving_physically_leaves_the_reduction_proofs_as_they_are() -> None:
+    """A moved host's vport is reached another way (its port, a path over the fabric):
+    re-translated, not re-proved.  Its hosts, LITE tags or being a link are proof inputs."""
+    from dataclasses import replace
+
+    from tenantvisor.translate.view import PortMap, VSwitchView
+    from tenantvisor.virtual.endpoint import proof_inputs
+
+    home = PortMap(1, 3, tx_group=7, hairpin_group=8, hosts=("02:00:00:00:00:01",))
+    link = PortMap(2, 2, 40, True, exits=((2, 40),), lite_base=64)
+    view = VSwitchView(1, 1, 0xA, 1, 4, {1: home, 2: link}, lite={"02:00:00:00:00:01": 1})
+
+    def with_port(pm: PortMap) -> dict[int, VSwitchView]:
+        return {1: replace(view, ports={1: pm, 2: link})}
+
+    before = proof_inputs({1: view})
+    away = PortMap(1, 3, 41, False, exits=((2, 41),), hosts=home.hosts)  # over the fabric
+    assert proof_inputs(with_port(away)) == before
+    assert proof_inputs(with_port(replace(home, phys_port=4, up=False))) == before
+    assert proof_inputs(with_port(replace(home, hosts=()))) != before
+    assert proof_inputs(with_port(replace(home, is_link=True))) != before
+    assert proof_inputs({1: replace(view, ports={1: home, 2: replace(link, lite_base=None)})}) \
+        != before  # fmt: skip
+    assert proof_inputs({1: replace(view, lite={})}) != before

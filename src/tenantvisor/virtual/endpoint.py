@@ -259,6 +259,19 @@ class ControllerConn:
             ch.send_error(xid, ofp.OFPET_BAD_REQUEST, ofp.OFPBRC_EPERM, msg)
 
 
+def proof_inputs(views: dict[int, VSwitchView]) -> list[object]:
+    """What the reduction proofs of a vswitch, and of its vlink neighbours, read of its
+    views (replan, _links, pushes_lite, Reducer.set_lite): which vports are there and
+    local, which face vlinks, their LITE tags, the hosts on edge vports, OpenFlow 1.0.
+    Where a vport is physically (its port, the path to a moved host) is not among them:
+    that is re-translated, not re-proved."""
+    return [
+        (d, v.of10, v.lite, [(n, pm.remote, pm.is_link, pm.lite_in, pm.lite_base, pm.hosts)
+                             for n, pm in v.ports.items()])
+        for d, v in views.items()
+    ]  # fmt: skip
+
+
 class VSwitchEndpoint:
     def __init__(
         self, host: EndpointHost, views: dict[int, VSwitchView], urls: list[str], tenant: str
@@ -267,6 +280,7 @@ class VSwitchEndpoint:
         # one view per pswitch the vswitch spans (several: a big switch); the first is its
         # primary, where controller-injected packets enter and groups/meters live
         self.views = dict(views)
+        self.proofs_stale = True  # what the proofs read of the views changed (set_views)
         self.view = next(iter(self.views.values()))
         view = self.view
         self.vdpid = view.vdpid
@@ -393,10 +407,13 @@ class VSwitchEndpoint:
     ) -> bool:
         """New ports, paths or tags: re-translate every rule and program the difference
         (whether anything changed; `replan` False: the caller re-plans once every vswitch of
-        the network has its new views, since the proofs read the neighbours')."""
+        the network has its new views, since the proofs read the neighbours').  Whether
+        what the reduction proofs read of the views changed too is `proofs_stale`: a host
+        that moved changes where its vport is, not what the proofs rest on."""
         self._settle()
         old_ports = self.view.ports
         changed = views != self.views
+        self.proofs_stale = changed and proof_inputs(views) != proof_inputs(self.views)
         self.views = dict(views)
         self.view = next(iter(self.views.values()))
         self.port_names = port_names
@@ -417,7 +434,7 @@ class VSwitchEndpoint:
                 self._drop(vf, None, None, None)
                 continue
             self._reprogram(None, vf, self._phys(vf, tf), None, None)
-        if self.reducer is not None and replan:
+        if self.reducer is not None and replan and self.proofs_stale:
             self.replan()  # vports and vlinks are what the proofs rest on
         return True
 
