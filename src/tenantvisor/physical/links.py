@@ -39,23 +39,31 @@ class LinkDiscovery:
         self._big_seen: dict[PLink, float] = {}  # last big probe per link direction (MTU)
         self._mtu_warned: set[PLink] = set()
 
+    @property
+    def grace(self) -> float:
+        """How long a link must be known before a missing big probe is believed."""
+        return 3 * self.interval + 1.0
+
     def tick(self, sessions: Iterable[PSwitchSession], now: float) -> None:
         """Once per interval: probe every pswitch, age links, check MTUs."""
         for s in sessions:
             self.probe(s)
-        for lk in self._seen:
-            self._first_seen.setdefault(lk, now)
-        self._check_mtu(now)
-        deadline = now - 3 * self.interval - 1.0
-        # no probe crosses a link of a pswitch we cannot talk to: its links age only once
-        # it is back (or go when a neighbour reports the port down)
+        # No probe crosses a link of a pswitch we cannot talk to: its links age only once it
+        # is back (or go when a neighbour reports the port down), and are judged (MTU) only a
+        # grace period after that, when probes had a chance to cross again.
         down = {d for d, sw in self.topo.switches.items() if not sw.connected}
         for lk in self._seen:
             if lk.src_dpid in down or lk.dst_dpid in down:
                 self._seen[lk] = now
+                self._first_seen.pop(lk, None)
+            else:
+                self._first_seen.setdefault(lk, now)
+        self._check_mtu(now)
+        deadline = now - self.grace
         stale = [lk for lk, t in self._seen.items() if t < deadline]
         for lk in stale:
             del self._seen[lk]
+            self._big_seen.pop(lk, None)
             self.topo.remove_link(lk)
             log.info("link %016x:%d -> %016x:%d timed out",
                      lk.src_dpid, lk.src_port, lk.dst_dpid, lk.dst_port)  # fmt: skip
@@ -100,7 +108,7 @@ class LinkDiscovery:
     def _check_mtu(self, now: float) -> None:
         """Warn (once per episode) about links that pass small probes but not big ones: a
         tenant's 1500-byte frame with our 4-byte tag would be dropped there, silently."""
-        grace = 3 * self.interval + 1.0
+        grace = self.grace
         for lk, first in list(self._first_seen.items()):
             if lk not in self._seen:
                 del self._first_seen[lk]
