@@ -47,6 +47,9 @@ class PhysicalTopology:
         self._links: dict[tuple[int, int], PLink] = {}  # keyed by (src_dpid, src_port)
         # per link direction: whether full-size tagged frames cross it (None: not known yet)
         self.mtu_ok: dict[PLink, bool] = {}
+        # per pswitch: whether it parses a tenant's VLAN tag inside the fabric tag (None: not
+        # known yet); a property of the switch (Open vSwitch's vlan-limit), not of a link
+        self.qinq_ok: dict[int, bool] = {}
         self.version = 0  # bumped on every change, so dependants know to recompute
 
     # --- updates from sessions -------------------------------------------------------------
@@ -56,6 +59,7 @@ class PhysicalTopology:
 
     def remove_switch(self, dpid: int) -> None:
         self.switches.pop(dpid, None)
+        self.qinq_ok.pop(dpid, None)
         for key in [k for k, lk in self._links.items() if dpid in (lk.src_dpid, lk.dst_dpid)]:
             del self._links[key]
         self.version += 1
