@@ -60,6 +60,7 @@ def test_physical_topology(client: TestClient) -> None:
         "hw_addr": "02:00:00:00:01:01",
         "up": True,
     }
+    assert s1["qinq_ok"] is None  # not probed either
     expected = {"src_dpid": 1, "src_port": 3, "dst_dpid": 2, "dst_port": 3, "mtu_ok": None}
     assert expected in topo["links"]  # mtu_ok: not measured (no LLDP in this test)
     assert len(topo["links"]) == 6  # three links, both directions

@@ -7,12 +7,15 @@ raise.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import random
 import struct
 
 import pytest
 from os_ken.lib.packet import ethernet, lldp, packet
 
+from tenantvisor.mapping.layout import FABRIC_TPID, MAX_TAG
 from tenantvisor.physical import discovery
 from tenantvisor.translate.infra import DISCOVERY_MAC, LLDP_ETHERTYPE
 
@@ -150,3 +153,72 @@ def test_randomly_damaged_probes_never_raise_and_never_lie() -> None:
             else:
                 b += bytes(rng.randrange(256) for _ in range(rng.randrange(8)))
         assert discovery.parse_probe(SECRET, bytes(b)) in (None, (DPID, PORT)), bytes(b).hex()
+
+
+# --- the kinds of probe: link, big (MTU), QinQ (a tenant's tag inside the fabric tag) ---------
+@pytest.mark.parametrize("kind", list(discovery.ProbeKind))
+def test_every_kind_round_trips_as_itself(kind: discovery.ProbeKind) -> None:
+    frame = discovery.probe(SECRET, DPID, PORT, kind)
+    assert discovery.parse_any_probe(SECRET, frame) == (DPID, PORT, kind)
+    # parse_probe answers for link probes only: the others prove something else
+    assert discovery.parse_probe(SECRET, frame) == ((DPID, PORT) if kind == 1 else None)
+
+
+def test_link_and_big_probes_keep_their_bytes() -> None:
+    """The kind replaced a bool "big" in the signed data: the same bytes as before."""
+    for kind, big in ((discovery.ProbeKind.LINK, False), (discovery.ProbeKind.BIG, True)):
+        data = struct.pack("!QI?", DPID, PORT, big)
+        sig = hmac.new(SECRET, data, hashlib.sha256).digest()[:16]
+        assert sig in discovery.probe(SECRET, DPID, PORT, kind)
+
+
+def test_qinq_probe_is_lldp_inside_an_s_tag_and_a_c_tag() -> None:
+    frame = discovery.probe(SECRET, DPID, PORT, discovery.ProbeKind.QINQ)
+    outer_tpid, outer_tci, inner_tpid, inner_tci, etype = struct.unpack_from("!HHHHH", frame, 12)
+    assert (outer_tpid, inner_tpid, etype) == (FABRIC_TPID, 0x8100, LLDP_ETHERTYPE)
+    # never a fabric tag: a switch that parses only the outer tag must not classify it
+    assert outer_tci & 0xFFF == discovery.QINQ_OUTER_VID > MAX_TAG
+    assert inner_tci & 0xFFF == discovery.QINQ_INNER_VID
+    pkt = packet.Packet(frame[:12] + frame[20:])  # what is inside the tags: our LLDP probe
+    org = pkt.get_protocol(lldp.lldp).tlvs[3]
+    assert (org.oui, org.subtype) == (b"\x02\x74\x76", 3)
+
+
+def test_qinq_probe_without_its_tags_proves_nothing() -> None:
+    """A switch that stripped the tags (or one of them) did not show that it parses them."""
+    frame = discovery.probe(SECRET, DPID, PORT, discovery.ProbeKind.QINQ)
+    assert discovery.parse_any_probe(SECRET, frame[:12] + frame[20:]) is None
+    assert discovery.parse_any_probe(SECRET, frame[:12] + frame[16:]) is None
+    assert discovery.parse_any_probe(SECRET, frame[:16] + frame[20:]) is None
+
+
+def test_qinq_probe_with_rewritten_tags_is_rejected() -> None:
+    frame = bytearray(discovery.probe(SECRET, DPID, PORT, discovery.ProbeKind.QINQ))
+    frame[15] ^= 1  # another outer VID: not the header we sent
+    assert discovery.parse_any_probe(SECRET, bytes(frame)) is None
+
+
+def test_a_link_probe_wrapped_in_the_qinq_tags_is_not_a_qinq_probe() -> None:
+    """The kind is signed: tags put around a link probe (by a host, say) prove nothing."""
+    frame = discovery.probe(SECRET, DPID, PORT)
+    wrapped = frame[:12] + discovery.QINQ_TAGS + frame[12:]
+    assert discovery.parse_any_probe(SECRET, wrapped) is None
+    sub = wrapped.index(b"\x02\x74\x76\x01") + 3
+    relabelled = wrapped[:sub] + b"\x03" + wrapped[sub + 1 :]  # the subtype, not the signature
+    assert discovery.parse_any_probe(SECRET, relabelled) is None
+
+
+def test_randomly_damaged_qinq_probes_never_raise_and_never_lie() -> None:
+    rng = random.Random(11)
+    frame = discovery.probe(SECRET, DPID, PORT, discovery.ProbeKind.QINQ)
+    ok = (None, (DPID, PORT, discovery.ProbeKind.QINQ))
+    for _ in range(3000):
+        b = bytearray(frame)
+        for _ in range(rng.randrange(1, 4)):
+            if not b:
+                break
+            if rng.random() < 0.3:
+                del b[rng.randrange(len(b)) :]
+            else:
+                b[rng.randrange(len(b))] = rng.randrange(256)
+        assert discovery.parse_any_probe(SECRET, bytes(b)) in ok, bytes(b).hex()

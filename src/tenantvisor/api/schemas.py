@@ -211,6 +211,13 @@ class PSwitchOut(BaseModel):
     connected: bool
     n_tables: int
     ports: list[PPortOut]
+    qinq_ok: bool | None = Field(
+        default=None,
+        description="whether it parses a tenant's VLAN tag inside the fabric tag, as a "
+        "double-tagged probe over its links shows (null: not known yet); false means tenants' "
+        "tagged frames arriving over the fabric are lost there: on Open vSwitch set "
+        "other_config:vlan-limit=2 (or 0)",
+    )
 
 
 class PLinkOut(BaseModel):
@@ -350,6 +357,7 @@ def physical_topology(topo: PhysicalTopology) -> PhysicalTopologyOut:
                 PPortOut(port_no=p.port_no, name=p.name, hw_addr=p.hw_addr, up=p.up)
                 for p in sorted(sw.ports.values(), key=lambda p: p.port_no)
             ],
+            qinq_ok=topo.qinq_ok.get(sw.dpid),
         )
         for sw in sorted(topo.switches.values(), key=lambda s: s.dpid)
     ]

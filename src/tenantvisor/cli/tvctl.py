@@ -110,9 +110,15 @@ def show_tenants(ts: list[dict[str, Any]]) -> str:
 def show_physical(topo: dict[str, Any]) -> str:
     sws = topo["switches"]
     switches = format_table(
-        ["dpid", "connected", "n_tables", "ports"],
+        ["dpid", "connected", "n_tables", "qinq_ok", "ports"],
         [
-            [s["dpid_str"], s["connected"], s["n_tables"], [p["port_no"] for p in s["ports"]]]
+            [
+                s["dpid_str"],
+                s["connected"],
+                s["n_tables"],
+                s.get("qinq_ok"),
+                [p["port_no"] for p in s["ports"]],
+            ]
             for s in sws
         ],
     )
@@ -125,9 +131,15 @@ def show_physical(topo: dict[str, Any]) -> str:
         ],
     )
     links = format_table(
-        ["src_dpid", "src_port", "dst_dpid", "dst_port"],
+        ["src_dpid", "src_port", "dst_dpid", "dst_port", "mtu_ok"],
         [
-            [dpid_str(lk["src_dpid"]), lk["src_port"], dpid_str(lk["dst_dpid"]), lk["dst_port"]]
+            [
+                dpid_str(lk["src_dpid"]),
+                lk["src_port"],
+                dpid_str(lk["dst_dpid"]),
+                lk["dst_port"],
+                lk.get("mtu_ok"),
+            ]
             for lk in topo["links"]
         ],
     )

@@ -1,5 +1,7 @@
-"""Link discovery: authenticated LLDP probes find and age the fabric's links, and padded
-probes check that each link carries full-size tenant frames with the fabric tag.
+"""Link discovery: authenticated LLDP probes find and age the fabric's links, padded
+probes check that each link carries full-size tenant frames with the fabric tag, and
+double-tagged probes check that the pswitch at the far end parses a tenant's VLAN tag inside
+the fabric tag (see `discovery`).
 
 It writes what it learns into `PhysicalTopology` and calls `changed` when the set of links
 changed (the daemon then recompiles); sending goes through the pswitch sessions.
@@ -9,15 +11,35 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 from os_ken.ofproto import ofproto_v1_3 as ofp
 
 from tenantvisor.physical import discovery
+from tenantvisor.physical.discovery import ProbeKind
 from tenantvisor.physical.session import PSwitchSession
 from tenantvisor.physical.topology import PhysicalTopology, PLink
 
 log = logging.getLogger(__name__)
+
+QINQ_ADVICE = "ovs-vsctl set Open_vSwitch . other_config:vlan-limit=2"
+
+
+def qinq_verdict(
+    into: Sequence[tuple[float, float | None]], now: float, grace: float
+) -> bool | None:
+    """Whether a pswitch parses a tenant's VLAN tag inside the fabric tag, from its live
+    incoming links as (since when the link is known, when a QinQ probe last crossed it).
+
+    True when a probe crossed any of them within `grace`: the setting belongs to the whole
+    switch (Open vSwitch's `vlan-limit` is per daemon), so one link proves it.  False when
+    none did and one of them has been known for `grace`, long enough for several probes to
+    have come back.  None (too early to say) otherwise."""
+    if any(seen is not None and now - seen < grace for _, seen in into):
+        return True
+    if any(now - first >= grace for first, _ in into):
+        return False
+    return None
 
 
 class LinkDiscovery:
@@ -38,24 +60,36 @@ class LinkDiscovery:
         self._first_seen: dict[PLink, float] = {}
         self._big_seen: dict[PLink, float] = {}  # last big probe per link direction (MTU)
         self._mtu_warned: set[PLink] = set()
+        self._qinq_seen: dict[PLink, float] = {}  # last QinQ probe per link direction
+        self._qinq_warned: set[int] = set()  # pswitches
+
+    @property
+    def grace(self) -> float:
+        """How long a link must be known before a missing big or QinQ probe is believed."""
+        return 3 * self.interval + 1.0
 
     def tick(self, sessions: Iterable[PSwitchSession], now: float) -> None:
-        """Once per interval: probe every pswitch, age links, check MTUs."""
+        """Once per interval: probe every pswitch, age links, check MTUs and QinQ."""
         for s in sessions:
             self.probe(s)
-        for lk in self._seen:
-            self._first_seen.setdefault(lk, now)
-        self._check_mtu(now)
-        deadline = now - 3 * self.interval - 1.0
-        # no probe crosses a link of a pswitch we cannot talk to: its links age only once
-        # it is back (or go when a neighbour reports the port down)
+        # No probe crosses a link of a pswitch we cannot talk to: its links age only once it
+        # is back (or go when a neighbour reports the port down), and are judged (MTU, QinQ)
+        # only a grace period after that, when probes had a chance to cross again.
         down = {d for d, sw in self.topo.switches.items() if not sw.connected}
         for lk in self._seen:
             if lk.src_dpid in down or lk.dst_dpid in down:
                 self._seen[lk] = now
+                self._first_seen.pop(lk, None)
+            else:
+                self._first_seen.setdefault(lk, now)
+        self._check_mtu(now)
+        self._check_qinq(now)
+        deadline = now - self.grace
         stale = [lk for lk, t in self._seen.items() if t < deadline]
         for lk in stale:
             del self._seen[lk]
+            self._big_seen.pop(lk, None)
+            self._qinq_seen.pop(lk, None)
             self.topo.remove_link(lk)
             log.info("link %016x:%d -> %016x:%d timed out",
                      lk.src_dpid, lk.src_port, lk.dst_dpid, lk.dst_port)  # fmt: skip
@@ -71,11 +105,12 @@ class LinkDiscovery:
         for p in s.ports.values():
             if p.up and p.port_no < ofp.OFPP_MAX and (s.dpid, p.port_no) not in edge:
                 s.probe(p.port_no, discovery.probe(self.secret, s.dpid, p.port_no))
-                # the MTU check only where a pswitch is known to face the port: elsewhere
-                # (hosts, 1500-byte ports) the padded probe would only be dropped and logged
+                # the checks only where a pswitch is known to face the port: elsewhere
+                # (hosts, 1500-byte ports) the padded probe would only be dropped and logged,
+                # and a host has no use for double-tagged LLDP
                 if self.topo.is_link_port(s.dpid, p.port_no):
-                    frame = discovery.probe(self.secret, s.dpid, p.port_no, big=True)
-                    s.probe(p.port_no, frame)
+                    for kind in (ProbeKind.BIG, ProbeKind.QINQ):
+                        s.probe(p.port_no, discovery.probe(self.secret, s.dpid, p.port_no, kind))
 
     def probe_in(self, s: PSwitchSession, in_port: int, data: bytes, now: float) -> None:
         """A probe came back to us through pswitch `s`, port `in_port`."""
@@ -83,7 +118,15 @@ class LinkDiscovery:
         if src is None or s.dpid is None:
             return
         lk = PLink(src[0], src[1], s.dpid, in_port)
-        if src[2]:  # a big probe crossed: this direction carries full-size tagged frames
+        if src[2] is ProbeKind.QINQ:  # s matched the LLDP ethertype behind both tags
+            self._qinq_seen[lk] = now
+            if self.topo.qinq_ok.get(s.dpid) is not True:
+                self.topo.qinq_ok[s.dpid] = True
+                if s.dpid in self._qinq_warned:
+                    self._qinq_warned.discard(s.dpid)
+                    log.info("pswitch %016x now parses VLAN tags inside the fabric tag", s.dpid)
+            return
+        if src[2] is ProbeKind.BIG:  # this direction carries full-size tagged frames
             self._big_seen[lk] = now
             if self.topo.mtu_ok.get(lk) is not True:
                 self.topo.mtu_ok[lk] = True
@@ -100,7 +143,7 @@ class LinkDiscovery:
     def _check_mtu(self, now: float) -> None:
         """Warn (once per episode) about links that pass small probes but not big ones: a
         tenant's 1500-byte frame with our 4-byte tag would be dropped there, silently."""
-        grace = 3 * self.interval + 1.0
+        grace = self.grace
         for lk, first in list(self._first_seen.items()):
             if lk not in self._seen:
                 del self._first_seen[lk]
@@ -115,4 +158,26 @@ class LinkDiscovery:
                     "payload: tenant frames carry a 4-byte fabric tag, so full-size ones will "
                     "be lost; set the MTU of both ends to at least %d",
                     lk.src_dpid, lk.src_port, lk.dst_dpid, lk.dst_port, discovery.BIG_PAYLOAD,
+                )  # fmt: skip
+
+    def _check_qinq(self, now: float) -> None:
+        """Warn (once per episode) about pswitches that drop our QinQ probes: a tenant's
+        VLAN-tagged frame arriving there over the fabric would miss every rule of its own
+        (its tag and ethertype invisible) and vanish at the tenant's table miss, silently."""
+        into: dict[int, list[tuple[float, float | None]]] = {}
+        for lk, first in self._first_seen.items():  # live links only (see tick)
+            into.setdefault(lk.dst_dpid, []).append((first, self._qinq_seen.get(lk)))
+        for dpid, links in sorted(into.items()):
+            ok = qinq_verdict(links, now, self.grace)
+            if ok is None:
+                continue
+            self.topo.qinq_ok[dpid] = ok
+            if not ok and dpid not in self._qinq_warned:
+                self._qinq_warned.add(dpid)
+                log.warning(
+                    "pswitch %016x does not parse a VLAN tag inside the fabric tag (Open "
+                    "vSwitch's other_config:vlan-limit left at its default, 1): tenants' "
+                    "VLAN-tagged frames arriving there over the fabric miss their rules and "
+                    "are lost; run `%s` (or vlan-limit=0) on that switch's host",
+                    dpid, QINQ_ADVICE,
                 )  # fmt: skip

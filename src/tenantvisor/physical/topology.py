@@ -51,6 +51,9 @@ class PhysicalTopology:
         self._links: dict[tuple[int, int], PLink] = {}  # keyed by (src_dpid, src_port)
         # per link direction: whether full-size tagged frames cross it (None: not known yet)
         self.mtu_ok: dict[PLink, bool] = {}
+        # per pswitch: whether it parses a tenant's VLAN tag inside the fabric tag (None: not
+        # known yet); a property of the switch (Open vSwitch's vlan-limit), not of a link
+        self.qinq_ok: dict[int, bool] = {}
         self.version = 0  # bumped on every change, so dependants know to recompute
         # bumped only by what can change a path: switches, links, and the ports they use
         # (a host's port coming and going, as a live migration re-plugs it, does not)
@@ -72,6 +75,7 @@ class PhysicalTopology:
 
     def remove_switch(self, dpid: int) -> None:
         self.switches.pop(dpid, None)
+        self.qinq_ok.pop(dpid, None)
         for key in [k for k, lk in self._links.items() if dpid in (lk.src_dpid, lk.dst_dpid)]:
             del self._links[key]
         self._bump(True)

@@ -87,7 +87,9 @@ class OvsInstance:
     ``--enable-dummy=override`` so bridges need no datapath and no root (flow-table-only tests
     with ``ofproto/trace``).  ``check_datapath``: refuse to start when another process holds the
     target namespace's userspace datapath (see the module docstring); turn off only for
-    instances that will never create a bridge.
+    instances that will never create a bridge.  ``vlan_limit``: Open vSwitch's
+    ``other_config:vlan-limit`` (0: parse every VLAN header, as the fabric's QinQ needs;
+    ``None`` leaves OVS's default, 1, to test what the hypervisor does with such a pswitch).
     """
 
     DAEMONS = ("ovs-vswitchd", "ovsdb-server")
@@ -99,9 +101,11 @@ class OvsInstance:
         netns: str | None = None,
         dummy: bool = False,
         check_datapath: bool = True,
+        vlan_limit: int | None = 0,
         timeout: float = 10.0,
     ) -> None:
         self.rundir = Path(rundir).resolve()
+        self.vlan_limit = vlan_limit
         self.netns = netns
         self.dummy = dummy
         self.check_datapath = check_datapath
@@ -202,7 +206,9 @@ class OvsInstance:
         # Before vswitchd starts, so it reads them at its first configuration pass.
         # vlan-limit=0: parse every VLAN header (QinQ matches need both tags; default is 1).
         self.vsctl("--no-wait", "init")
-        self.vsctl("--no-wait", "set", "Open_vSwitch", ".", "other_config:vlan-limit=0")
+        if self.vlan_limit is not None:
+            limit = f"other_config:vlan-limit={self.vlan_limit}"
+            self.vsctl("--no-wait", "set", "Open_vSwitch", ".", limit)
         cmd = [
             "ovs-vswitchd",
             self.db_target,
