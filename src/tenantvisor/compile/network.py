@@ -31,7 +31,7 @@ from tenantvisor.translate.flow import PhysFlow, deliver_actions
 from tenantvisor.translate.group import GroupSpec, bucket, output_group_spec
 from tenantvisor.translate.view import PortMap, VSwitchView
 from tenantvisor.virtual.flowtable import NormMatch, normalize
-from tenantvisor.virtual.model import VirtualNetwork, VLink, VPortKind
+from tenantvisor.virtual.model import VirtualNetwork, VLink, VPort, VPortKind
 
 log = logging.getLogger(__name__)
 RuleKey = tuple[int, int, int, bytes]  # dpid, table, priority, match
@@ -231,6 +231,8 @@ class _Compiler:
             if sw is None or vp is None:
                 continue
             hosts.setdefault((host.vdpid, host.vport), []).append(host.mac)
+            if vp.exclusive:
+                continue  # information only: its vport classifies by in_port alone (below)
             if host.location is not None and host.location != (vp.dpid, vp.port):
                 moved[(host.vdpid, host.vport)] = self._moved(
                     host.mac, host.location, sw.index, (host.vdpid, vp.number), (vp.dpid, vp.port)
@@ -279,6 +281,8 @@ class _Compiler:
                         lite_in=lite_in.get((vdpid, n)),
                     )  # fmt: skip
                     continue
+                if vp.exclusive:
+                    self._exclusive(vdpid, sw.index, vp)
                 mv = moved.get((vdpid, n))
                 if mv is not None and mv.exit is not None:  # reached over the fabric
                     local[vp.dpid][n] = PortMap(
@@ -299,13 +303,27 @@ class _Compiler:
                 local[vp.dpid][n] = PortMap(
                     n, vp.port, None, False, up,
                     macs=tuple(sorted(macs.get((vdpid, n), ()))), tx_group=tx, hairpin_group=hp,
-                    hosts=tuple(sorted(hosts.get((vdpid, n), ()))),
+                    hosts=tuple(sorted(hosts.get((vdpid, n), ()))), exclusive=vp.exclusive,
                 )  # fmt: skip
             st.port_names[vdpid] = names
             self._big_switch_routes(vdpid, local)
             for dpid in sw.dpids:
                 self._view(vdpid, dpid, local[dpid], lite, lite_size)
         return st
+
+    def _exclusive(self, vdpid: int, index: int, vp: VPort) -> None:
+        """The one table-0 rule of an exclusive vport: its physical port, by in_port alone.
+        An OpenFlow 1.0 pswitch has no classification table and its one tag is the fabric's
+        (the manager refuses exclusive vports there); if the pswitch turned out to speak 1.0
+        after all, the vport admits nothing rather than something unsafe."""
+        if self._of10(vp.dpid):
+            log.warning("net=%d vswitch %016x vport %d: exclusive on OpenFlow 1.0 pswitch "
+                        "%016x is not supported: it admits nothing", self.net.id, vdpid,
+                        vp.number, vp.dpid)  # fmt: skip
+            return
+        pf = infra.exclusive_flow(self.net.id, vp.dpid, vp.port, index, vp.number)
+        self._add(pf)
+        self.st.classify[stat_key(pf)] = (vdpid, vp.number, 0)
 
     def _vlink_piece(self, lk: VLink, lite_size: int) -> _VlinkPiece:
         """What one vlink adds (its paths' rules, classification, tags, LITE blocks), taken

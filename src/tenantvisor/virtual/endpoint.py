@@ -430,8 +430,8 @@ class VSwitchEndpoint:
             held.cancel()
             # never reported down: back up, nothing to tell; anything else is said now
             return after is not None and after.up
-        if after is None or after.up or after.is_link or not after.hosts:
-            return False
+        if after is None or after.up or after.is_link or not after.hosts or after.exclusive:
+            return False  # an exclusive vport is its port: it never follows a host
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
@@ -805,8 +805,11 @@ class VSwitchEndpoint:
                 {n for n, pm in ports if pm.lite_in},
                 {n for n, pm in ports if pm.lite_base is not None},
             )
+            # what can enter each edge vport from the wire: its hosts' source MACs, or
+            # anything at all on an exclusive vport (table 0 admits its port whole)
             hosts = {
-                n: [Cube.from_fields({oxm.IN_PORT: n, oxm.ETH_SRC: int(m.replace(":", ""), 16)})
+                n: [Cube.from_fields({oxm.IN_PORT: n})] if pm.exclusive else
+                   [Cube.from_fields({oxm.IN_PORT: n, oxm.ETH_SRC: int(m.replace(":", ""), 16)})
                     for m in pm.hosts]
                 for v in self.views.values() for n, pm in v.ports.items()
                 if vports.get(n, 0) is None
