@@ -89,7 +89,9 @@ def test_ovx_session(rpc: Rpc, manager: NetworkManager) -> None:
     def port(dpid: int, p: int) -> Any:
         return rpc("tenant", "createPort", {"tenantId": tid, "dpid": dpid, "port": p})
 
-    assert port(1, 1) == {"dpid": 1, "port": 1, "vport": 1, "vdpid": OVX | 1, "tenantId": tid}
+    assert port(1, 1) == {
+        "dpid": 1, "port": 1, "vport": 1, "vdpid": OVX | 1, "tenantId": tid, "exclusive": False,
+    }  # fmt: skip
     assert port(1, 3)["vport"] == 2
     assert port(2, 3)["vport"] == 1
     assert port(2, 4)["vport"] == 2
@@ -799,3 +801,42 @@ def test_migrate_host_is_the_admins_and_moves_the_vport_with_it(
     err = admin.error("tenant", "migrateHost", {**params, "dpid": 1, "port": 3})
     assert err["data"]["kind"] == "InvalidRequest"
     assert manager.networks[tid].hosts[hid].location == (3, 2)
+
+
+def test_create_port_exclusive_and_get_virtual_switch_ports(
+    client: TestClient, manager: NetworkManager
+) -> None:
+    """Ours (issue 11): createPort's optional `exclusive`; a vport of another network on
+    that port is refused as -32602 carrying the 409; getVirtualSwitchPorts shows the mode."""
+    alice, bob = manager.create_tenant("alice"), manager.create_tenant("bob")
+    a, b = Rpc(client, ovx_auth(alice.token)), Rpc(client, ovx_auth(bob.token))
+    nets = []
+    for r in (a, b):
+        tid = r("tenant", "createNetwork", {"controllerUrls": ["tcp:127.0.0.1:6633"]})["tenantId"]
+        r("tenant", "createSwitch", {"tenantId": tid, "dpids": [1]})
+        nets.append(tid)
+    ta, tb = nets
+    got = a("tenant", "createPort", {"tenantId": ta, "dpid": 1, "port": 2, "exclusive": True})
+    assert (got["vport"], got["exclusive"]) == (1, True)
+    plain = a("tenant", "createPort", {"tenantId": ta, "dpid": 1, "port": 1})
+    assert plain["exclusive"] is False  # left out: OVX's createPort, a plain vport
+    ports = a("status", "getVirtualSwitchPorts", {"tenantId": ta, "vdpid": OVX | 1})
+    assert ports == {
+        "1": {"dpid": DPIDS[1], "port": 2, "exclusive": True},
+        "2": {"dpid": DPIDS[1], "port": 1, "exclusive": False},
+    }
+    before = snapshot(manager)
+    err = b.error("tenant", "createPort", {"tenantId": tb, "dpid": 1, "port": 2})
+    assert err["code"] == -32602 and "held exclusively" in err["message"]
+    assert err["data"] == {"http_status": 409, "kind": "Conflict"}
+    err = b.error("tenant", "createPort", {"tenantId": tb, "dpid": 1, "port": 1,
+                                           "exclusive": True})  # fmt: skip
+    assert err["data"] == {"http_status": 409, "kind": "Conflict"}
+    err = b.error("tenant", "createPort", {"tenantId": tb, "dpid": 1, "port": 3,
+                                           "exclusive": "true"})  # fmt: skip
+    assert err["code"] == -32602 and "'exclusive' must be true or false" in err["message"]
+    err = b.error("status", "getVirtualSwitchPorts", {"tenantId": ta, "vdpid": OVX | 1})
+    assert err["data"]["kind"] == "NotFound"  # not bob's to see
+    err = a.error("status", "getVirtualSwitchPorts", {"tenantId": ta, "vdpid": OVX | 9})
+    assert err["code"] == -32602 and "no vswitch" in err["message"]
+    assert snapshot(manager) == before

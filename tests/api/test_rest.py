@@ -122,6 +122,7 @@ def test_full_flow(client: TestClient, manager: NetworkManager) -> None:
         "port": 1,
         "kind": "edge",
         "link_id": None,
+        "exclusive": False,
         "vdpid": v1,
         "vdpid_str": sws[0]["vdpid_str"],
     }
@@ -166,8 +167,15 @@ def test_full_flow(client: TestClient, manager: NetworkManager) -> None:
     assert [s["vdpid"] for s in vn["switches"]] == sorted([v1, v2, v3, 0xAA01])
     s1 = next(s for s in vn["switches"] if s["vdpid"] == v1)
     assert s1["ports"] == [
-        {"number": 1, "dpid": 1, "port": 1, "kind": "edge", "link_id": None},
-        {"number": 2, "dpid": 1, "port": 3, "kind": "link", "link_id": lk1["id"]},
+        {"number": 1, "dpid": 1, "port": 1, "kind": "edge", "link_id": None, "exclusive": False},
+        {
+            "number": 2,
+            "dpid": 1,
+            "port": 3,
+            "kind": "link",
+            "link_id": lk1["id"],
+            "exclusive": False,
+        },
     ]
     assert [lk["id"] for lk in vn["links"]] == [lk1["id"], lk2["id"]]
     assert vn["links"][1]["path"] == [{"src_dpid": 2, "src_port": 4, "dst_dpid": 3, "dst_port": 3}]
@@ -661,3 +669,50 @@ def test_openapi_describes_the_scalability_level(client: TestClient) -> None:
         props = schemas[model]["properties"]
         text = props["level" if model == "ScalabilitySet" else "scalability"]["description"]
         assert all(level in text for level in ("exact", "app", "host", "hop", "lite")), model
+
+
+def test_exclusive_vports_over_rest(client: TestClient, manager: NetworkManager) -> None:
+    """An exclusive vport takes s1 port 2 for alice: bob's vport there is 409 (without
+    naming alice's network), as is alice's exclusive vport on a port bob already uses; the
+    mode shows in the reply and the network; only JSON true/false is a mode."""
+    nets = []
+    for name in ("alice", "bob"):
+        T = new_tenant(client, name)
+        n = ok(client.post("/v1/networks", json={}, headers=T), 201)["id"]
+        ok(client.post(f"/v1/networks/{n}/switches", json={"dpids": [1]}, headers=T), 201)
+        nets.append((T, n))
+    (Ta, na), (Tb, nb) = nets
+    body = {"dpid": 1, "port": 2, "exclusive": True}
+    vp = ok(client.post(f"/v1/networks/{na}/ports", json=body, headers=Ta), 201)
+    assert (vp["kind"], vp["exclusive"]) == ("edge", True)
+    ports = ok(client.get(f"/v1/networks/{na}", headers=Ta))["switches"][0]["ports"]
+    assert [p["exclusive"] for p in ports] == [True]
+    code, msg = refused(client, manager, "POST", f"/v1/networks/{nb}/ports", Tb,
+                        {"dpid": 1, "port": 2})  # fmt: skip
+    assert code == 409 and "held exclusively by a vport of another network" in msg
+    assert f"network {na}" not in msg and "vswitch" not in msg
+    ok(client.post(f"/v1/networks/{nb}/ports", json={"dpid": 1, "port": 1}, headers=Tb), 201)
+    code, msg = refused(client, manager, "POST", f"/v1/networks/{na}/ports", Ta,
+                        {"dpid": 1, "port": 1, "exclusive": True})  # fmt: skip
+    assert code == 409 and "no other vport" in msg
+    code, msg = refused(client, manager, "POST", f"/v1/networks/{na}/ports", Ta,
+                        {"dpid": 1, "port": 3, "exclusive": True})  # fmt: skip
+    assert code == 400 and "faces another pswitch" in msg
+    for bad in ("yes", 1, None):
+        code, _ = refused(client, manager, "POST", f"/v1/networks/{na}/ports", Ta,
+                          {"dpid": 1, "port": 1, "exclusive": bad})  # fmt: skip
+        assert code == 422
+    # a host of bob's moved there by the admin: refused too
+    h = {"vdpid": ok(client.get(f"/v1/networks/{nb}", headers=Tb))["switches"][0]["vdpid"],
+         "vport": 1, "mac": "02:00:00:00:00:01"}  # fmt: skip
+    hid = ok(client.post(f"/v1/networks/{nb}/hosts", json=h, headers=Tb), 201)["id"]
+    code, msg = refused(client, manager, "POST", f"/v1/networks/{nb}/hosts/{hid}/move",
+                        bearer(ADMIN), {"dpid": 1, "port": 2})  # fmt: skip
+    assert code == 409 and "held exclusively" in msg
+
+
+def test_openapi_describes_the_exclusive_mode(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    prop = spec["components"]["schemas"]["PortCreate"]["properties"]["exclusive"]
+    assert prop["type"] == "boolean" and prop["default"] is False
+    assert "any source MAC" in prop["description"]

@@ -76,11 +76,12 @@ def test_full_session(cli: Cli, manager: NetworkManager) -> None:
 
     out = cli.ok(tok, "port-add", n, "1", "1")  # table: a `key : value` record
     assert out.splitlines() == [
-        f"vdpid : {s1['vdpid_str']}",
-        "vport : 1",
-        "dpid  : 00:00:00:00:00:00:00:01",
-        "port  : 1",
-        "kind  : edge",
+        f"vdpid     : {s1['vdpid_str']}",
+        "vport     : 1",
+        "dpid      : 00:00:00:00:00:00:00:01",
+        "port      : 1",
+        "kind      : edge",
+        "exclusive : false",
     ]
     l1 = cli.json(tok, "port-add", n, "1", "3")["number"]
     l2 = cli.json(tok, "port-add", n, "2", "3")["number"]
@@ -116,7 +117,7 @@ def test_full_session(cli: Cli, manager: NetworkManager) -> None:
     ports_at = lines.index("ports:")
     header, rule, *rows = lines[ports_at + 1 : ports_at + 6]
     starts = [i for i, ch in enumerate(rule) if ch == "-" and (i == 0 or rule[i - 1] == " ")]
-    assert header.split() == ["vdpid", "vport", "dpid", "port", "kind", "link"]
+    assert header.split() == ["vdpid", "vport", "dpid", "port", "kind", "link", "exclusive"]
     assert [m.start() for m in re.finditer(r"\S+", header)] == starts
     for row in rows:
         assert row[starts[1] - 2 : starts[1]] == "  " and row[starts[1]] != " "
@@ -363,3 +364,23 @@ def test_host_move_is_the_admins_and_shows_the_location_to_the_admin_only(
     assert "faces another pswitch" in cli.fails(ADMIN, "host-move", n, hid, "1", "3")
     cli.ok(ADMIN, "host-move", n, hid, "1", "1")  # home again
     assert manager.networks[int(n)].hosts[int(hid)].location is None
+
+
+def test_port_add_exclusive(cli: Cli, manager: NetworkManager) -> None:
+    tok = cli.json(ADMIN, "tenant-add", "appliance")["token"]
+    other = cli.json(ADMIN, "tenant-add", "neighbour")["token"]
+    n = str(cli.json(tok, "net-add", "--controller", "tcp:127.0.0.1:6653")["id"])
+    m = str(cli.json(other, "net-add", "--controller", "tcp:127.0.0.1:6653")["id"])
+    cli.ok(tok, "switch-add", n, "1")
+    cli.ok(other, "switch-add", m, "1")
+    out = cli.ok(tok, "port-add", n, "1", "2", "--exclusive")
+    assert "exclusive : true" in out.splitlines()
+    table = cli.ok(tok, "net-show", n)
+    header = next(
+        line for line in table.splitlines() if line.startswith("vdpid") and "kind" in line
+    )
+    assert header.split()[-1] == "exclusive"
+    assert cli.json(tok, "net-show", n)["switches"][0]["ports"][0]["exclusive"] is True
+    assert "held exclusively" in cli.fails(other, "port-add", m, "1", "2")
+    assert cli.json(other, "port-add", m, "1", "1")["exclusive"] is False
+    assert "no other vport" in cli.fails(tok, "port-add", n, "1", "1", "--exclusive")

@@ -46,6 +46,7 @@ def big_network(
     big.ports[1] = VPort(1, d[2], 1, VPortKind.EDGE)
     big.ports[2] = VPort(2, d[1], 4, VPortKind.EDGE)
     big.ports[4095] = VPort(4095, d[0], 0xFFFFFEFF, VPortKind.LINK, link_id=1)
+    big.ports[3] = VPort(3, d[2], 6, VPortKind.EDGE, exclusive=True)
     big.routes[1] = Route(1, 1, 2, ManualPath(((d[2], 2, d[0], 3), (d[0], 4, d[1], 1)), 100))
     big.routes[2] = Route(2, 2, 1, ManualPath(((d[1], 1, d[0], 4), (d[0], 3, d[2], 2)), 0))
     net.switches[big.vdpid] = big
@@ -156,6 +157,16 @@ def allocations(nid: int) -> list[tuple[tuple[object, ...], object, int]]:
         (("marker", 0x10), (nid, (nid << 48) | 1, 2, 1), 100 + nid),
         (("group", TOP | 1), ("tenant", 12), 3),
     ]
+
+
+def schema_1_1(tmp: Path) -> Path:
+    """The schema as release 1.1.0 had it: Vport without its `exclusive` column."""
+    s = copy.deepcopy(codec.schema())
+    s["version"] = "1.1.0"
+    del s["tables"]["Vport"]["columns"]["exclusive"]
+    path = tmp / "tenantvisor-1.1.0.ovsschema"
+    path.write_text(json.dumps(s))
+    return path
 
 
 def old_schema(tmp: Path, version: str = "0.9.0") -> Path:

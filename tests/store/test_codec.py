@@ -258,7 +258,7 @@ def test_dnb_intent_round_trips() -> None:
 def test_shipped_schema_matches_the_codec() -> None:
     s = codec.schema()
     assert s["name"] == codec.DB_NAME
-    assert codec.schema_version() == (1, 1, 0)
+    assert codec.schema_version() == (1, 2, 0)
     tables = s["tables"]
     assert set(codec.KEYS) == set(tables)
     for table, cols in codec.KEYS.items():
@@ -293,3 +293,21 @@ def test_a_moved_host_keeps_its_location() -> None:
     assert back == net and back.hosts[h.id].location == ((9 << 48) | 3, 17)
     rows = codec.network_rows(net)
     assert rows.tables["Host"][(net.id, h.id)]["location"] == "0009000000000003:17"
+
+
+def test_an_exclusive_vport_keeps_its_mode_and_an_older_row_is_a_plain_vport() -> None:
+    """Only an exclusive vport's row names the column (a plain vport's is what schema 1.1
+    wrote), and a row without it, as an older database holds, loads as a plain vport."""
+    net = big_network(n_switches=2)
+    big = next(iter(net.switches.values()))
+    assert big.ports[3].exclusive and not big.ports[1].exclusive
+    back = _roundtrip_net(net)
+    assert back == net and back.switches[big.vdpid].ports[3].exclusive
+    rows = codec.network_rows(net)
+    vports = rows.tables["Vport"]
+    assert vports[(net.id, codec.hex64(big.vdpid), 3)]["exclusive"] is True
+    assert vports[(net.id, codec.hex64(big.vdpid), 1)]["exclusive"] is None
+    for r in vports.values():
+        del r["exclusive"]
+    old = codec.network_from_rows(rows)
+    assert not any(vp.exclusive for sw in old.switches.values() for vp in sw.ports.values())

@@ -16,8 +16,10 @@ import pytest
 from tenantvisor.store import codec
 from tenantvisor.store.errors import ServerError
 from tenantvisor.store.server import Cluster, EmbeddedServer, convert_online
+from tenantvisor.store.store import Store
+from tenantvisor.virtual.model import VPortKind
 
-from .samples import old_schema
+from .samples import old_schema, schema_1_1
 
 pytestmark = pytest.mark.root
 
@@ -164,6 +166,42 @@ def test_refuses_newer_or_foreign_databases(tmp_path: Path, ovsdb_tools: None) -
     )  # fmt: skip
     with pytest.raises(ServerError, match="'Open_vSwitch', not 'Tenantvisor'"):
         EmbeddedServer(other).start()
+
+
+def test_a_1_1_database_converts_and_its_vports_load_as_plain_ones(
+    tmp_path: Path, ovsdb_tools: None
+) -> None:
+    """A database written before exclusive vports (schema 1.1.0, no Vport.exclusive) is
+    converted when the embedded server starts; its vports load as they were (not
+    exclusive), and the mode is then kept like any other column."""
+    d = tmp_path / "state"
+    old = EmbeddedServer(d, schema=schema_1_1(tmp_path)).start()
+    try:
+        vport = {"op": "insert", "table": "Vport", "row": {
+            "network": 5, "vdpid": "0005000000000001", "number": 1,
+            "dpid": "8000000000000001", "port": 3, "kind": "edge",
+        }}  # fmt: skip
+        transact(old.remote, TENANT, NETWORK, VSWITCH, vport)
+        old.stop()
+        srv = EmbeddedServer(d).start()
+        try:
+            assert srv.converted == ("1.1.0", ".".join(map(str, codec.schema_version())))
+            store = Store(srv.remote, timeout=5.0).start()
+            try:
+                net = store.load_network(5)
+                assert net is not None
+                (vp,) = net.switches[0x0005000000000001].ports.values()
+                assert (vp.port, vp.kind, vp.exclusive) == (3, VPortKind.EDGE, False)
+                vp.exclusive = True
+                store.put_network(net)
+                again = store.load_network(5)
+                assert again is not None and again.switches[0x0005000000000001].ports[1].exclusive
+            finally:
+                store.stop()
+        finally:
+            srv.stop()
+    finally:
+        old.stop()
 
 
 def test_convert_online(tmp_path: Path, ovsdb_tools: None) -> None:

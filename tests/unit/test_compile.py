@@ -12,11 +12,12 @@ from collections.abc import Callable
 import pytest
 from os_ken.ofproto import ofproto_v1_3 as ofp
 
-from tenantvisor.compile.network import NetworkState, compile_network, release_unused
+from tenantvisor.compile.network import NetworkState, compile_network, release_unused, stat_key
 from tenantvisor.mapping import layout
 from tenantvisor.mapping.alloc import IdAllocator
 from tenantvisor.openflow import codec, oxm
 from tenantvisor.physical.topology import PhysicalTopology, PLink, PPort, PSwitchInfo
+from tenantvisor.translate import infra
 from tenantvisor.translate.flow import PhysFlow, translate_flow
 from tenantvisor.translate.group import parse_buckets
 from tenantvisor.virtual.model import (
@@ -432,3 +433,66 @@ def test_a_compile_cache_changes_nothing_but_the_time(make: Callable[[], Virtual
         _same_state(a, b)
         release_unused(cached, 1, a.owners)
         release_unused(plain, 1, b.owners)
+
+
+# --- exclusive edge vports (issue 11) ---------------------------------------------------------
+def _exclusive_net() -> VirtualNetwork:
+    """two_switch_net over line3 with A's edge vport (s1 port 3) exclusive; its host stays
+    registered (information only)."""
+    net = two_switch_net((1, 2), (3, 1))
+    net.switches[0xA].ports[1].exclusive = True
+    return net
+
+
+def test_an_exclusive_vport_has_one_table_0_rule_matching_its_in_port_alone() -> None:
+    st = _compile(_exclusive_net(), line3())
+    on_port = [pf for pf in _rules_on(st, 1) if pf.table == 0 and _match(pf).get(oxm.IN_PORT) == 3]
+    assert len(on_port) == 1  # no host rule beside it: the registered MAC changes nothing
+    (pf,) = on_port
+    assert _match(pf) == {oxm.IN_PORT: 3}  # any source MAC, any VLAN, any S-tag
+    assert pf.priority == infra.PRIO_EXCLUSIVE and pf.cookie == layout.infra_cookie(1)
+    ins = codec.parse_instructions(pf.instructions)
+    assert ins.apply_actions is None  # nothing popped or pushed: the tenant's tags go as they came
+    assert ins.write_metadata == (layout.vswitch_meta(1, 1), layout.HV_META_MASK)
+    assert ins.goto_table == layout.TABLE_OFFSET
+    assert st.classify[stat_key(pf)] == (0xA, 1, 0)  # the vport's rx counters
+    # B's host vport is classified by MAC as before
+    (host,) = [pf for pf in _rules_on(st, 3) if oxm.ETH_SRC in _match(pf)]
+    assert _match(host) == {oxm.IN_PORT: 3, oxm.ETH_SRC: 0x020000000002}
+    view = st.views[(0xA, 1)].ports[1]
+    assert view.exclusive and view.hosts == ("02:00:00:00:00:01",)
+    assert not st.views[(0xB, 3)].ports[1].exclusive
+
+
+def test_an_exclusive_rule_sits_below_classification_and_discovery_above_the_punt() -> None:
+    """Below every (in_port, ...) classification: were the port ever cabled to a pswitch,
+    fabric traffic there stays fabric traffic; below discovery and injected packets (the
+    provider's); above the punt, so nothing from the port is taken for a host that moved.
+    And no fabric rule ever names the edge port: a frame arriving there with the fabric's
+    TPID (0x88a8) and any tag is the tenant's frame, never a tagged one of a vlink."""
+    assert infra.PRIO_PUNT < infra.PRIO_EXCLUSIVE < infra.PRIO_CLASSIFY
+    assert infra.PRIO_CLASSIFY < infra.PRIO_DISCOVERY < infra.PRIO_INJECTED
+    st = _compile(_exclusive_net(), line3())
+    tagged = [pf for pf in st.rules.values() if oxm.VLAN_VID in _match(pf)]
+    assert tagged and all(_match(pf)[oxm.IN_PORT] != 3 for pf in tagged)
+    others = [pf for pf in st.rules.values() if pf.priority < infra.PRIO_CLASSIFY]
+    assert [pf.dpid for pf in others] == [1]
+
+
+def test_an_exclusive_vport_keeps_its_output_groups_and_is_unchanged_when_recompiled() -> None:
+    alloc = IdAllocator()
+    st = _compile(_exclusive_net(), line3(), alloc)
+    pm = st.views[(0xA, 1)].ports[1]
+    assert pm.tx_group is not None and pm.hairpin_group is not None
+    again = _compile(_exclusive_net(), line3(), alloc)
+    assert again.rules == st.rules and again.groups == st.groups
+
+
+def test_an_exclusive_vport_on_an_openflow_10_pswitch_admits_nothing() -> None:
+    """The manager refuses it there; a pswitch that reconnects speaking 1.0 gets no rule
+    that would fold the tenant's VLANs into the fabric's one tag."""
+    topo = line3()
+    topo.switches[1].of_version = 1
+    st = _compile(_exclusive_net(), topo)
+    assert not [pf for pf in _rules_on(st, 1) if _match(pf).get(oxm.IN_PORT) == 3]
+    assert st.views[(0xA, 1)].ports[1].macs == ()

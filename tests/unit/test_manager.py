@@ -917,3 +917,72 @@ def test_a_vport_that_follows_a_moved_host_takes_no_other(w: World) -> None:
     w.m.move_host(w.net.id, h.id, 3, 2)
     with pytest.raises(Conflict, match="follows a host that moved"):
         w.m.connect_host(w.net.id, w.s1.vdpid, w.edge1.number, "02:00:00:00:00:09")
+
+
+# --- exclusive edge vports (issue 11) ---------------------------------------------------------
+def test_an_exclusive_vport_holds_its_port_against_every_network(w: World) -> None:
+    """s2 port 1 is free: a's exclusive vport takes it; then no vport of any network, no
+    second exclusive vport and no host moving there may use it, and b's refusal does not
+    name a's network; removing the vport frees the port."""
+    vp = w.m.create_port(w.net.id, 2, 1, exclusive=True)
+    assert (vp.kind, vp.exclusive) == (VPortKind.EDGE, True)
+    assert w.events == [("changed", w.net.id)]
+    b_s2 = w.m.create_switch(w.other.id, [2])
+    (h,) = w.net.hosts.values()
+    before = snapshot(w.m)
+    with pytest.raises(Conflict, match="held exclusively by a vport of another network") as exc:
+        w.m.create_port(w.other.id, 2, 1)
+    assert f"{w.s2.vdpid:#018x}" not in str(exc.value)
+    with pytest.raises(Conflict, match="held exclusively"):
+        w.m.create_port(w.other.id, 2, 1, exclusive=True)
+    with pytest.raises(Conflict, match=f"held exclusively by vport {vp.number} of vswitch"):
+        w.m.move_host(w.net.id, h.id, 2, 1)  # a's own host: a may see its own vport named
+    assert snapshot(w.m) == before
+    w.m.remove_port(w.net.id, w.s2.vdpid, vp.number)
+    assert w.m.create_port(w.other.id, 2, 1).dpid == 2 and b_s2.ports
+
+
+def test_exclusive_is_refused_on_a_port_another_vport_or_a_host_uses(w: World) -> None:
+    """s1 port 2 is b's edge vport, s1 port 1 a's and b's: not a's alone to take; a host
+    that moved onto s3 port 2 makes that port taken too."""
+    b_s3 = w.m.create_switch(w.other.id, [3])
+    (h,) = w.net.hosts.values()
+    w.m.move_host(w.net.id, h.id, 3, 2)
+    w.m.remove_switch(w.other.id, w.b_s1.vdpid)
+    w.m.create_switch(w.other.id, [1])
+    w.events.clear()
+    before = snapshot(w.m)
+    with pytest.raises(Conflict, match="already mapped to a vport"):
+        w.m.create_port(w.other.id, 1, 1, exclusive=True)  # a's edge1 is there
+    with pytest.raises(Conflict, match="a host is on port 2"):
+        w.m.create_port(w.other.id, 3, 2, vdpid=b_s3.vdpid, exclusive=True)
+    assert snapshot(w.m) == before and w.events == []
+
+
+def test_exclusive_needs_an_openflow_13_edge_port(w: World) -> None:
+    before = snapshot(w.m)
+    with pytest.raises(InvalidRequest, match="faces another pswitch"):
+        w.m.create_port(w.other.id, 1, 3, vdpid=w.b_s1.vdpid, exclusive=True)
+    with pytest.raises(InvalidRequest, match="true or false"):
+        w.m.create_port(w.net.id, 2, 1, exclusive=1)  # type: ignore[arg-type]
+    w.m.topo.switches[2].of_version = 1
+    with pytest.raises(InvalidRequest, match=r"OpenFlow 1\.0"):
+        w.m.create_port(w.net.id, 2, 1, exclusive=True)
+    assert snapshot(w.m) == before
+
+
+def test_hosts_on_an_exclusive_vport_are_information_and_never_move(w: World) -> None:
+    """A host may be registered there (OVX scripts call connectHost after createPort, and a
+    `lite` network names destinations by MAC), but the vport is its port: it does not
+    follow a host; nor can it be the end of a vlink."""
+    vp = w.m.create_port(w.net.id, 2, 1, exclusive=True)
+    h = w.m.connect_host(w.net.id, w.s2.vdpid, vp.number, "02:00:00:00:00:42")
+    w.m.connect_host(w.net.id, w.s2.vdpid, vp.number, "02:00:00:00:00:43")
+    with pytest.raises(Conflict, match="already attached"):
+        w.m.connect_host(w.net.id, w.s2.vdpid, vp.number, "02:00:00:00:00:42")
+    before = snapshot(w.m)
+    with pytest.raises(Conflict, match="does not follow a host"):
+        w.m.move_host(w.net.id, h.id, 3, 2)
+    with pytest.raises(InvalidRequest, match="exclusive edge vport"):
+        w.m.create_link(w.net.id, w.s2.vdpid, vp.number, w.s3.vdpid, w.link3.number)
+    assert snapshot(w.m) == before

@@ -77,3 +77,17 @@ def test_the_punt_rules_take_untagged_arp_through_the_providers_meter() -> None:
     kind, length, rate, burst = struct.unpack_from("!HHII", band)
     assert (kind, length, rate, burst) == (ofp.OFPMBT_DROP, 16, infra.PUNT_RATE,
                                            infra.PUNT_BURST)  # fmt: skip
+
+
+def test_a_frame_on_an_exclusive_port_or_from_its_host_moves_nothing() -> None:
+    """An exclusive vport's port is its own whole, its network started or not; a host
+    registered on it is information, bound to that port, never moved elsewhere."""
+    a = net(1, [(1, 1), (3, 5)], [MAC])
+    b = net(2, [(2, 1)], ["02:00:00:00:00:02"])
+    b.switches[2].ports[1].exclusive = True
+    assert "held by an exclusive vport of network 2" in str(detect([a, b], 2, 1, MAC))
+    b.started = False
+    assert "held by an exclusive vport" in str(detect([a, b], 2, 1, MAC))
+    b.started = True
+    assert "on an exclusive vport" in str(detect([a, b], 2, 7, "02:00:00:00:00:02"))
+    assert detect([a, b], 3, 9, MAC) == (1, 1)  # a's own hosts move as before

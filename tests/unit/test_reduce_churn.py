@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import replace
 
 import pytest
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as p
 
-from tenantvisor.openflow import codec
+from tenantvisor.openflow import codec, oxm
 from tenantvisor.reduce.realize import EXCEPTION_PRIORITY, REDUCED_PRIORITY
 from tenantvisor.translate.flow import PhysFlow
 from tenantvisor.translate.view import PortMap, VSwitchView
@@ -242,6 +243,32 @@ def test_a_path_installed_from_its_source_sends_no_drop_when_its_rules_come_toge
     conn = Conn()
     eps["lf1"].handle(conn, ofp.OFPT_BARRIER_REQUEST, 99, b"")
     assert conn.replies == [99] and counts(host) == (sent, installed, 0, 0)
+
+
+@pytest.mark.parametrize("level", ["app", "host", "hop"])
+def test_an_exclusive_edge_vport_lets_no_proof_assume_who_sends_there(level: str) -> None:
+    """h1's vport on lf1 becomes exclusive (issue 11): table 0 admits every frame of its
+    port, whatever the source MAC, so a rule matching h3's source MAC can meet frames from
+    that vport too, and keeps its exact rule on lf1 instead of being proven vacuous there
+    from the registered hosts' MACs (which say nothing about an exclusive vport)."""
+    h3 = int("020000000003", 16)
+
+    def exact_from_h3(exclusive: bool) -> int:
+        host, eps = network(level)
+        if exclusive:
+            ep = eps["lf1"]
+            view = ep.view
+            ports = dict(view.ports)
+            ports[1] = replace(ports[1], exclusive=True)
+            ep.set_views({view.dpid: replace(view, ports=ports)}, ep.port_names)
+        install(eps, 4, source_first=False)
+        table = host.sessions[SWITCHES["lf1"]].table.values()
+        fields = [{o.field: codec.oxm_int(o) for o in codec.parse_match(pf.match, 0)[0]}
+                  for pf in table if pf.priority != REDUCED_PRIORITY]  # fmt: skip
+        return sum(1 for m in fields if m.get(oxm.ETH_SRC) == h3)
+
+    assert exact_from_h3(False) == 0  # h1 and h2 never send h3's MAC: proven vacuous
+    assert exact_from_h3(True) == 4  # anything may: every h3 -> h1 rule stays exact
 
 
 def drop_at_spine(host: Host) -> list[int]:

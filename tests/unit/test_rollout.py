@@ -200,6 +200,7 @@ def test_a_vport_moving_physically_leaves_the_reduction_proofs_as_they_are() -> 
     assert proof_inputs(with_port(replace(home, phys_port=4, up=False))) == before
     assert proof_inputs(with_port(replace(home, hosts=()))) != before
     assert proof_inputs(with_port(replace(home, is_link=True))) != before
+    assert proof_inputs(with_port(replace(home, exclusive=True))) != before
     assert proof_inputs({1: replace(view, ports={1: home, 2: replace(link, lite_base=None)})}) \
         != before  # fmt: skip
     assert proof_inputs({1: replace(view, lite={})}) != before

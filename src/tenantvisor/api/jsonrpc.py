@@ -22,6 +22,11 @@ Where OVX is loose we are exact, and say so in the error:
   2 hop.  Both answer the network (OVXNetwork.getDBObject) plus its `scalability`.
 - Physical link ids in the mapping replies are the `linkId`s of `getPhysicalTopology` (the
   index of the link direction in its list), as OVX's are its own physical link ids.
+- `createPort` takes an optional boolean `exclusive` (OVX has none; default false): the vport
+  holds its physical port alone and admits every frame there (any source MAC, any VLAN),
+  refused (-32602, `data.http_status` 409) on a port another vport or host of any network
+  uses.  Its reply, and `getVirtualSwitchPorts` (`tenantId`, `vdpid`: per vport number its
+  `dpid` and `port`, as the os-libera fork answers, plus `exclusive`), show it.
 """
 
 from __future__ import annotations
@@ -118,6 +123,15 @@ class Params:
         if not isinstance(value, list):
             raise self._bad(name, "a list of dpids")
         return [Params(self.method, {name: v}).dpid(name) for v in value]
+
+    def flag_or(self, name: str, default: bool) -> bool:
+        """An optional boolean: JSON true or false only (a 1 or "yes" is refused)."""
+        if not self.has(name):
+            return default
+        value = self.params[name]
+        if not isinstance(value, bool):
+            raise self._bad(name, "true or false")
+        return value
 
     def text(self, name: str) -> str:
         value = self._get(name)
@@ -401,7 +415,8 @@ def tenant_service(manager: NetworkManager) -> Service:
         net = net_of(caller, p)
         dpid, port = p.dpid("dpid"), p.integer("port")
         vdpid = p.dpid("vdpid") if p.has("vdpid") else None
-        vp = manager.create_port(net.id, dpid, port, vdpid)
+        exclusive = p.flag_or("exclusive", False)  # ours: OVX's createPort has none
+        vp = manager.create_port(net.id, dpid, port, vdpid, exclusive)
         owner = next(sw.vdpid for sw in net.switches.values() if sw.ports.get(vp.number) is vp)
         return {
             "dpid": vp.dpid,
@@ -409,6 +424,7 @@ def tenant_service(manager: NetworkManager) -> Service:
             "vport": vp.number,
             "vdpid": owner,
             "tenantId": net.id,
+            "exclusive": vp.exclusive,
         }
 
     def connect_link(caller: Caller, p: Params) -> dict[str, Any]:
@@ -560,6 +576,21 @@ def status_service(manager: NetworkManager) -> Service:
             raise InvalidRequest(f"virtual network {net.id} was created without an address")
         return f"{net.network_address}/{net.mask}"
 
+    def get_switch_ports(caller: Caller, p: Params) -> dict[str, dict[str, Any]]:
+        """GetVirtualSwitchPorts (os-libera fork): per vport number, the physical port it
+        maps (`dpid` as a colon string, `port`), and ours: whether it is `exclusive`."""
+        net = net_of(caller, p)
+        vdpid = p.dpid("vdpid")
+        sw = net.switches.get(vdpid)
+        if sw is None:
+            raise RpcError(INVALID_PARAMS,
+                           f"getVirtualSwitchPorts: no vswitch {dpid_str(vdpid)} in virtual "
+                           f"network {net.id}")  # fmt: skip
+        return {
+            str(n): {"dpid": dpid_str(vp.dpid), "port": vp.port, "exclusive": vp.exclusive}
+            for n, vp in sorted(sw.ports.items())
+        }
+
     def get_virtual_hosts(caller: Caller, p: Params) -> list[dict[str, Any]]:
         """HostSerializer: hosts on their vswitch and vport.  IPs are not learnt here, so
         ipAddress is 0.0.0.0, what OVX reports before it has seen one."""
@@ -595,6 +626,7 @@ def status_service(manager: NetworkManager) -> Service:
         "getVirtualTopology": get_virtual_topology,
         "getVirtualSwitchMapping": get_switch_mapping,
         "getVirtualLinkMapping": get_link_mapping,
+        "getVirtualSwitchPorts": get_switch_ports,
         "getSubnet": get_subnet,
         "getVirtualHosts": get_virtual_hosts,
         "getPhysicalHosts": get_physical_hosts,

@@ -259,9 +259,11 @@ def build_router(manager: NetworkManager, status_fn: StatusFn | None) -> APIRout
         tags=["ports"],
     )
     async def create_port(net_id: int, body: s.PortCreate, caller: Auth) -> s.VPortCreated:
-        """Map physical port (dpid, port) into the vswitch on that pswitch (OVX createPort)."""
+        """Map physical port (dpid, port) into the vswitch on that pswitch (OVX createPort).
+        `exclusive`: the vport holds the port alone and admits any source MAC and VLAN there
+        (409 if another vport or host of any tenant uses it)."""
         net = network(caller, net_id)
-        vp = manager.create_port(net.id, body.dpid, body.port, body.vdpid)
+        vp = manager.create_port(net.id, body.dpid, body.port, body.vdpid, body.exclusive)
         owner = next(sw.vdpid for sw in net.switches.values() if sw.ports.get(vp.number) is vp)
         return s.vport_created(owner, vp)
 

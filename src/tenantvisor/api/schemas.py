@@ -159,6 +159,12 @@ class PortCreate(_Model):
     dpid: DpidIn = Field(description="physical dpid")
     port: StrictInt = Field(description="physical port number")
     vdpid: DpidIn | None = Field(default=None, description="vswitch; the one on `dpid` if absent")
+    exclusive: StrictBool = Field(
+        default=False,
+        description="an edge vport that holds the physical port alone and admits every frame "
+        "arriving there (any source MAC, any VLAN tags), not only registered hosts' MACs; "
+        "409 if another vport or host (of any tenant) uses the port",
+    )
 
 
 class LinkCreate(_Model):
@@ -243,6 +249,11 @@ class VPortOut(BaseModel):
     port: int
     kind: str = Field(description="edge (a host attaches) or link (end of a vlink)")
     link_id: int | None
+    exclusive: bool = Field(
+        default=False,
+        description="an edge vport holding its physical port alone: every frame there is "
+        "its own, whatever its source MAC",
+    )
 
 
 class VPortCreated(VPortOut):
@@ -376,8 +387,9 @@ def physical_topology(topo: PhysicalTopology) -> PhysicalTopologyOut:
 
 def vport_out(vp: VPort) -> VPortOut:
     return VPortOut(
-        number=vp.number, dpid=vp.dpid, port=vp.port, kind=str(vp.kind), link_id=vp.link_id
-    )
+        number=vp.number, dpid=vp.dpid, port=vp.port, kind=str(vp.kind), link_id=vp.link_id,
+        exclusive=vp.exclusive,
+    )  # fmt: skip
 
 
 def vport_created(vdpid: int, vp: VPort) -> VPortCreated:

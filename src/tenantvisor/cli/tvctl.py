@@ -204,13 +204,14 @@ def show_network(n: dict[str, Any]) -> str:
         ],
     )
     ports = format_table(
-        ["vdpid", "vport", "dpid", "port", "kind", "link"],
+        ["vdpid", "vport", "dpid", "port", "kind", "link", "exclusive"],
         [
-            [s["vdpid_str"], p["number"], dpid_str(p["dpid"]), p["port"], p["kind"], p["link_id"]]
+            [s["vdpid_str"], p["number"], dpid_str(p["dpid"]), p["port"], p["kind"], p["link_id"],
+             p.get("exclusive", False)]
             for s in n["switches"]
             for p in s["ports"]
         ],
-    )
+    )  # fmt: skip
     links = format_table(
         ["id", "src", "dst", "algorithm", "backup_num", "path"],
         [
@@ -289,6 +290,7 @@ def show_port(p: dict[str, Any]) -> str:
             ("dpid", dpid_str(p["dpid"])),
             ("port", p["port"]),
             ("kind", p["kind"]),
+            ("exclusive", p.get("exclusive", False)),
         ]
     )
 
@@ -608,6 +610,11 @@ def _port_add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--vdpid", type=_dpid_arg, metavar="V", help="vswitch (default: the one on DPID)"
     )
+    p.add_argument(
+        "--exclusive", action="store_true",
+        help="hold the physical port alone and admit every frame there (any source MAC, any "
+        "VLAN), not only registered hosts' MACs; refused if another vport or host uses it",
+    )  # fmt: skip
 
 
 @command("port-add", "map physical port DPID/PORT into the vswitch on DPID", _port_add_args)
@@ -615,6 +622,8 @@ def _port_add(api: Api, a: argparse.Namespace) -> Reply:
     body: dict[str, Any] = {"dpid": a.dpid, "port": a.port}
     if a.vdpid is not None:
         body["vdpid"] = a.vdpid
+    if a.exclusive:
+        body["exclusive"] = True
     return api.call("POST", f"/v1/networks/{a.net}/ports", body), show_port
 
 

@@ -32,7 +32,7 @@ from tenantvisor.translate.flow import PhysFlow, deliver_actions
 from tenantvisor.translate.group import GroupSpec, bucket, output_group_spec
 from tenantvisor.translate.view import PortMap, VSwitchView
 from tenantvisor.virtual.flowtable import NormMatch, normalize
-from tenantvisor.virtual.model import VirtualNetwork, VLink, VPortKind
+from tenantvisor.virtual.model import VirtualNetwork, VLink, VPort, VPortKind
 
 log = logging.getLogger(__name__)
 RuleKey = tuple[int, int, int, bytes]  # dpid, table, priority, match
@@ -268,6 +268,8 @@ class _Compiler:
             if sw is None or vp is None:
                 continue
             hosts.setdefault((host.vdpid, host.vport), []).append(host.mac)
+            if vp.exclusive:
+                continue  # information only: its vport classifies by in_port alone (below)
             if host.location is not None and host.location != (vp.dpid, vp.port):
                 moved[(host.vdpid, host.vport)] = self._moved(
                     host.mac, host.location, sw.index, (host.vdpid, vp.number), (vp.dpid, vp.port)
@@ -290,6 +292,7 @@ class _Compiler:
             st.views.update(vpiece.state.views)
             st.port_names.update(vpiece.state.port_names)
             st.markers.update(vpiece.state.markers)
+            st.classify.update(vpiece.state.classify)
             st.owners |= vpiece.state.owners
         return st
 
@@ -325,7 +328,7 @@ class _Compiler:
                 seen.append((pinfo is not None, None if pp is None else (pp.up, pp.name)))
             vl = net.links.get(vp.link_id) if vp.link_id is not None else None
             ports.append((
-                at, vp.dpid, vp.port, vp.kind, vp.link_id, tuple(seen), mv,
+                at, vp.dpid, vp.port, vp.kind, vp.link_id, vp.exclusive, tuple(seen), mv,
                 None if vl is None else (vl.backup_num, vl.algorithm, len(vl.paths)),
                 tuple(ctx.heads.get((vdpid, n), ())), ctx.in_tags.get((vdpid, n)),
                 ctx.lite_out.get((vdpid, n)), ctx.lite_in.get((vdpid, n)),
@@ -372,6 +375,8 @@ class _Compiler:
                     lite_in=ctx.lite_in.get((vdpid, n)),
                 )  # fmt: skip
                 continue
+            if vp.exclusive:
+                self._exclusive(vdpid, sw.index, vp)
             mv = ctx.moved.get((vdpid, n))
             if mv is not None and mv.exit is not None:  # reached over the fabric
                 local[vp.dpid][n] = PortMap(
@@ -392,12 +397,26 @@ class _Compiler:
             local[vp.dpid][n] = PortMap(
                 n, vp.port, None, False, up,
                 macs=tuple(sorted(ctx.macs.get((vdpid, n), ()))), tx_group=tx, hairpin_group=hp,
-                hosts=tuple(sorted(ctx.hosts.get((vdpid, n), ()))),
+                hosts=tuple(sorted(ctx.hosts.get((vdpid, n), ()))), exclusive=vp.exclusive,
             )  # fmt: skip
         st.port_names[vdpid] = names
         self._big_switch_routes(vdpid, local)
         for dpid in sw.dpids:
             self._view(vdpid, dpid, local[dpid], ctx.lite, ctx.lite_size)
+
+    def _exclusive(self, vdpid: int, index: int, vp: VPort) -> None:
+        """The one table-0 rule of an exclusive vport: its physical port, by in_port alone.
+        An OpenFlow 1.0 pswitch has no classification table and its one tag is the fabric's
+        (the manager refuses exclusive vports there); if the pswitch turned out to speak 1.0
+        after all, the vport admits nothing rather than something unsafe."""
+        if self._of10(vp.dpid):
+            log.warning("net=%d vswitch %016x vport %d: exclusive on OpenFlow 1.0 pswitch "
+                        "%016x is not supported: it admits nothing", self.net.id, vdpid,
+                        vp.number, vp.dpid)  # fmt: skip
+            return
+        pf = infra.exclusive_flow(self.net.id, vp.dpid, vp.port, index, vp.number)
+        self._add(pf)
+        self.st.classify[stat_key(pf)] = (vdpid, vp.number, 0)
 
     def _vlink_piece(self, lk: VLink, lite_size: int) -> _VlinkPiece:
         """What one vlink adds (its paths' rules, classification, tags, LITE blocks), taken

@@ -407,6 +407,8 @@ def network_rows(net: VirtualNetwork) -> NetworkRows:
                     "port": vp.port,
                     "kind": VPortKind(vp.kind).value,
                     "link": vp.link_id,
+                    # absent unless set: a plain vport's row is what schema 1.1 wrote
+                    "exclusive": True if vp.exclusive else None,
                 },
             )
         for rid, r in sw.routes.items():
@@ -509,7 +511,12 @@ def network_from_rows(rows: NetworkRows) -> VirtualNetwork:
 
     for r in sorted(t["Vport"].values(), key=lambda r: (r["vdpid"], r["number"])):
         switch(r, f"vport {r['number']}").ports[r["number"]] = VPort(
-            r["number"], unhex64(r["dpid"]), r["port"], VPortKind(r["kind"]), r.get("link")
+            r["number"],
+            unhex64(r["dpid"]),
+            r["port"],
+            VPortKind(r["kind"]),
+            r.get("link"),
+            exclusive=bool(r.get("exclusive")),  # absent: a row from before schema 1.2
         )
     for r in sorted(t["Route"].values(), key=lambda r: (r["vdpid"], r["id"])):
         switch(r, f"route {r['id']}").routes[r["id"]] = Route(

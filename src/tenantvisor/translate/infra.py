@@ -1,8 +1,9 @@
 """The hypervisor's own rules on each pswitch, derived from intent (pure).
 
-Table 0 classifies every packet: from an edge port by (in_port, eth_src), from a link port by
-(in_port, fabric tag).  Tagged packets of a multi-hop vlink are swapped and forwarded by
-transit rules without ever reaching a tenant table.  The physical in_port is kept: OVS then
+Table 0 classifies every packet: from an edge port by (in_port, eth_src), from an edge port an
+exclusive vport holds by in_port alone, from a link port by (in_port, fabric tag).  Tagged
+packets of a multi-hop vlink are swapped and forwarded by transit rules without ever
+reaching a tenant table.  The physical in_port is kept: OVS then
 drops output to the port a packet came in on, exactly as OpenFlow wants of the vswitch.
 """
 
@@ -22,6 +23,11 @@ from tenantvisor.translate.flow import PhysFlow
 PRIO_INJECTED = 0xF800
 PRIO_DISCOVERY = 0xF000
 PRIO_CLASSIFY = 0x8000
+# An exclusive vport's port: below every (in_port, ...) classification, so if the port ever
+# faced a pswitch (recabled) its fabric traffic would still be classified as fabric traffic,
+# and below discovery (our LLDP still finds such a cable); above the punt rule, so nothing
+# from the port is ever taken for a host that moved.
+PRIO_EXCLUSIVE = PRIO_CLASSIFY - 1
 PRIO_PUNT = 1  # below every classification: only what nothing classified
 PUNT_RATE = 100  # packets/s per pswitch of unclassified ARP/RARP from hosts, to us
 PUNT_BURST = 20
@@ -129,6 +135,20 @@ def host_flow(net_id: int, h: HostBinding) -> PhysFlow:
         _goto_tenant(h.index, h.vport, b""),
         layout.infra_cookie(net_id),
     )
+
+
+@lru_cache(maxsize=1 << 16)
+def exclusive_flow(net_id: int, dpid: int, port: int, index: int, vport: int) -> PhysFlow:
+    """Classification of an exclusive vport: every frame arriving on its physical port, by
+    in_port alone (any source MAC, any VLAN or S-tag, left as it came: the tenant's tags go
+    to its tables untouched).  Safe because the manager lets no other vport or host use the
+    port, and no fabric classification ever names an edge port as in_port, so a frame
+    carrying the fabric's TPID (0x88a8) here is only ever the tenant's frame."""
+    match = codec.encode_match([codec.oxm_u32(oxm.IN_PORT, port)])
+    return PhysFlow(
+        dpid, 0, PRIO_EXCLUSIVE, match, _goto_tenant(index, vport, b""),
+        layout.infra_cookie(net_id),
+    )  # fmt: skip
 
 
 def lite_block_match(in_port: int, vid: int, mask: int = 0xFFF) -> list[codec.Oxm]:

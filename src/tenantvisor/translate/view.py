@@ -44,6 +44,9 @@ class PortMap:
     # An edge vport: the MACs of the hosts on it (table 0 admits only their packets), which
     # is all that can enter here from the wire (reduce/prove.py rests on it)
     hosts: tuple[str, ...] = ()
+    # An exclusive edge vport: table 0 admits every frame of its physical port, whatever its
+    # source MAC, so `hosts` (information only there) says nothing of what can enter
+    exclusive: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -262,12 +262,13 @@ class ControllerConn:
 def proof_inputs(views: dict[int, VSwitchView]) -> list[object]:
     """What the reduction proofs of a vswitch, and of its vlink neighbours, read of its
     views (replan, _links, pushes_lite, Reducer.set_lite): which vports are there and
-    local, which face vlinks, their LITE tags, the hosts on edge vports, OpenFlow 1.0.
+    local, which face vlinks, their LITE tags, the hosts on edge vports (or any sender, on
+    an exclusive one), OpenFlow 1.0.
     Where a vport is physically (its port, the path to a moved host) is not among them:
     that is re-translated, not re-proved."""
     return [
-        (d, v.of10, v.lite, [(n, pm.remote, pm.is_link, pm.lite_in, pm.lite_base, pm.hosts)
-                             for n, pm in v.ports.items()])
+        (d, v.of10, v.lite, [(n, pm.remote, pm.is_link, pm.lite_in, pm.lite_base, pm.hosts,
+                              pm.exclusive) for n, pm in v.ports.items()])
         for d, v in views.items()
     ]  # fmt: skip
 
@@ -448,8 +449,8 @@ class VSwitchEndpoint:
             held.cancel()
             # never reported down: back up, nothing to tell; anything else is said now
             return after is not None and after.up
-        if after is None or after.up or after.is_link or not after.hosts:
-            return False
+        if after is None or after.up or after.is_link or not after.hosts or after.exclusive:
+            return False  # an exclusive vport is its port: it never follows a host
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
@@ -823,8 +824,11 @@ class VSwitchEndpoint:
                 {n for n, pm in ports if pm.lite_in},
                 {n for n, pm in ports if pm.lite_base is not None},
             )
+            # what can enter each edge vport from the wire: its hosts' source MACs, or
+            # anything at all on an exclusive vport (table 0 admits its port whole)
             hosts = {
-                n: [Cube.from_fields({oxm.IN_PORT: n, oxm.ETH_SRC: int(m.replace(":", ""), 16)})
+                n: [Cube.from_fields({oxm.IN_PORT: n})] if pm.exclusive else
+                   [Cube.from_fields({oxm.IN_PORT: n, oxm.ETH_SRC: int(m.replace(":", ""), 16)})
                     for m in pm.hosts]
                 for v in self.views.values() for n, pm in v.ports.items()
                 if vports.get(n, 0) is None

@@ -672,16 +672,30 @@ class NetworkManager:
 
     # --- vports --------------------------------------------------------------------------------
     @_mutation(_net_arg)
-    def create_port(self, net_id: int, dpid: int, port: int, vdpid: int | None = None) -> VPort:
+    def create_port(
+        self, net_id: int, dpid: int, port: int, vdpid: int | None = None,
+        exclusive: bool = False,
+    ) -> VPort:  # fmt: skip
         """Map a physical port into the vswitch on that pswitch (OVX `createPort`); on a big
-        switch, `dpid` is any of its pswitches."""
+        switch, `dpid` is any of its pswitches.
+
+        `exclusive`: an edge vport that holds the physical port alone and admits every frame
+        arriving there (any source MAC, any VLAN tags), classified by the port alone.  That
+        is only safe when nothing else can send on that port, so it is refused (409) on a
+        port any vport or host of any network already uses, and every later vport or host
+        move onto the port is refused too; a port facing another pswitch or on an OpenFlow
+        1.0 pswitch (whose single tag cannot carry the tenant's own VLANs) cannot be one.
+        """
         net = self.get_network(net_id)
         dpid = _int(dpid, "dpid", 1 << 64)
         port = _int(port, "port", 0xFFFFFF00)
+        if not isinstance(exclusive, bool):
+            raise InvalidRequest(f"exclusive {exclusive!r} must be true or false")
         if dpid not in self.topo.switches:
             raise NotFound(f"unknown physical dpid {dpid:#018x}")
         if not self.topo.has_port(dpid, port):
             raise NotFound(f"pswitch {dpid:#018x} has no port {port}")
+        self._not_held(net, dpid, port, "a vport")
         if vdpid is not None:
             sw = self._switch(net, vdpid)
             if dpid not in sw.dpids:
@@ -696,10 +710,12 @@ class NetworkManager:
             (p.dpid, p.port) == (dpid, port) and p.kind is VPortKind.EDGE for p in sw.ports.values()
         ):
             raise Conflict(f"port {port} of {dpid:#018x} is already an edge vport of this vswitch")
+        if exclusive:
+            self._exclusive_ok(dpid, port, kind)
         number = next((n for n in range(1, MAX_VPORT + 1) if n not in sw.ports), 0)
         if not number:
             raise Conflict(f"vswitch {sw.vdpid:#018x} has no free vport number")
-        vp = VPort(number, dpid, port, kind)
+        vp = VPort(number, dpid, port, kind, exclusive=exclusive)
         sw.ports[number] = vp
         self._changed(net)
         return vp
@@ -744,6 +760,11 @@ class NetworkManager:
         upgrade = []  # created before LLDP found their link; without hosts they can be one
         for end, vp in (((src_vdpid, src_vport), a), ((dst_vdpid, dst_vport), b)):
             kind = vp.kind
+            if vp.exclusive:
+                raise InvalidRequest(
+                    f"vport {end[1]} of {end[0]:#018x} is an exclusive edge vport: it cannot "
+                    "be an end of a vlink"
+                )
             if (
                 kind is VPortKind.EDGE
                 and self.topo.is_link_port(vp.dpid, vp.port)
@@ -830,6 +851,10 @@ class NetworkManager:
     # --- hosts ---------------------------------------------------------------------------------
     @_mutation(_net_arg)
     def connect_host(self, net_id: int, vdpid: int, vport: int, mac: object) -> Host:
+        """Attach a host (by MAC) to an edge vport: table 0 admits its frames there.  On an
+        exclusive vport every frame is admitted anyway, so a host there is information only
+        (the API's host lists, OVX scripts that call connectHost after createPort, and the
+        destination LITEs of a `lite` network); it never moves (see move_host)."""
         net = self.get_network(net_id)
         vp = self._vport(net, vdpid, vport)
         if vp.kind is not VPortKind.EDGE:
@@ -856,6 +881,55 @@ class NetworkManager:
                         f"{dpid:#018x}; hosts on one physical port need distinct MACs"
                     )
 
+    def _exclusive_ok(self, dpid: int, port: int, kind: VPortKind) -> None:
+        """Refuse an exclusive vport where classifying by the port alone would be unsafe or
+        impossible: a port facing another pswitch (fabric traffic arrives there), an OpenFlow
+        1.0 pswitch (no classification table, and its one VLAN tag is the fabric's: the
+        tenant's own tags, which an exclusive vport promises to carry, would be overwritten),
+        or a port some vport or host of any network already uses (its frames would be taken
+        for the exclusive vport's)."""
+        if kind is VPortKind.LINK:
+            raise InvalidRequest(
+                f"port {port} of {dpid:#018x} faces another pswitch: only an edge port can be "
+                "held by an exclusive vport"
+            )
+        if self.topo.switches[dpid].of_version == 1:
+            raise InvalidRequest(
+                f"pswitch {dpid:#018x} speaks only OpenFlow 1.0: an exclusive vport needs "
+                "OpenFlow 1.3 (tenant VLAN tags cannot cross a 1.0 pswitch untouched)"
+            )
+        for other in self.networks.values():
+            for sw in other.switches.values():
+                if any((p.dpid, p.port) == (dpid, port) for p in sw.ports.values()):
+                    raise Conflict(
+                        f"port {port} of {dpid:#018x} is already mapped to a vport: an "
+                        "exclusive vport needs a physical port no other vport (of any "
+                        "network) uses"
+                    )
+            if any(other.where(h) == (dpid, port) for h in other.hosts.values()):
+                raise Conflict(
+                    f"a host is on port {port} of {dpid:#018x}: an exclusive vport needs a "
+                    "physical port no host (of any network) is on"
+                )
+
+    def _not_held(self, net: VirtualNetwork, dpid: int, port: int, what: str) -> None:
+        """Refuse `what` on a physical port an exclusive vport holds (every frame arriving
+        there is that vport's).  Another network's vport is not named: tenants do not see
+        each other's networks."""
+        for other in self.networks.values():
+            for sw in other.switches.values():
+                for vp in sw.ports.values():
+                    if vp.exclusive and (vp.dpid, vp.port) == (dpid, port):
+                        whose = (
+                            f"vport {vp.number} of vswitch {sw.vdpid:#018x}"
+                            if other is net
+                            else "a vport of another network"
+                        )
+                        raise Conflict(
+                            f"port {port} of {dpid:#018x} is held exclusively by {whose}: "
+                            f"{what} cannot use it"
+                        )
+
     @_mutation(_net_arg, undoes=True)
     def move_host(self, net_id: int, host_id: int, dpid: object, port: object) -> Host:
         """The host is now on physical edge port (dpid, port) (a live-migrated VM): its
@@ -874,6 +948,14 @@ class NetworkManager:
         if self.topo.is_link_port(d, pt):
             raise InvalidRequest(f"port {pt} of {d:#018x} faces another pswitch: not a host's")
         vp = self._vport(net, h.vdpid, h.vport)
+        if vp.exclusive:
+            raise Conflict(
+                f"host {h.id} is on exclusive vport {vp.number} of {h.vdpid:#018x}: that vport "
+                "is its physical port and classifies by it alone, it does not follow a host "
+                "(map the new port as a vport of its own)"
+            )
+        if (vp.dpid, vp.port) != (d, pt):
+            self._not_held(net, d, pt, f"host {h.id}")
         shared = sorted(o.id for o in net.hosts.values()
                         if o.id != h.id and (o.vdpid, o.vport) == (h.vdpid, h.vport))  # fmt: skip
         if shared:

@@ -29,13 +29,22 @@ class Tenant:
 
 @dataclass
 class VPort:
-    """A port of a vswitch, mapped onto one physical port of the vswitch's pswitch."""
+    """A port of a vswitch, mapped onto one physical port of the vswitch's pswitch.
+
+    An edge vport admits the frames of the hosts registered on it, by source MAC: several
+    vports (of any tenants) may share one physical port.  An `exclusive` edge vport holds
+    its physical port alone (no other vport or host of any tenant may use it), so every
+    frame arriving there is its own and is classified by the port alone, whatever its
+    source MAC or VLAN tags: for appliances, routers, nested VMs or test sets whose MACs
+    are not known in advance.
+    """
 
     number: int
     dpid: int
     port: int
     kind: VPortKind
     link_id: int | None = None  # set when this link vport is an end of a vlink
+    exclusive: bool = False
 
 
 PathHops = tuple[tuple[int, int, int, int], ...]

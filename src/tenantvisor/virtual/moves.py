@@ -10,6 +10,11 @@ with an edge vport on its pswitch (a VM lands on a fresh port of a compute node)
 several allowed, nothing moves (the orchestrator says it through the API instead): a frame
 there could come from another tenant's VM.  What stays the provider's to avoid: plugging a
 VM of one tenant into a port of a pswitch only another tenant uses.
+
+A port an exclusive vport holds is that vport's whole: whatever arrives there is its own
+traffic (table 0 classifies it by in_port alone, so nothing from it is even punted while its
+network runs), never a host that moved; and a host registered on an exclusive vport is there
+for information, its vport bound to its port, so it is never moved either.
 """
 
 from __future__ import annotations
@@ -24,6 +29,12 @@ def detect(
 ) -> tuple[int, int] | str:
     """(network id, host id) of the host a frame from `mac` on physical port (dpid, port)
     says moved there, or why it says nothing."""
+    networks = list(networks)
+    for n in networks:  # started or not: the port is held all the same
+        if any(vp.exclusive and (vp.dpid, vp.port) == (dpid, port)
+               for sw in n.switches.values() for vp in sw.ports.values()):  # fmt: skip
+            return (f"the port is held by an exclusive vport of network {n.id}: its frames "
+                    "are that vport's, never a move")  # fmt: skip
     started = [n for n in networks if n.started]
     allowed = sorted((n for n in started if _has_edge(n, dpid, port)), key=lambda n: n.id)
     where = "port"
@@ -42,6 +53,9 @@ def detect(
     if len(hosts) > 1:
         return f"network {net.id} has {len(hosts)} hosts with this MAC"
     (h,) = hosts
+    vp = net.vport(h.vdpid, h.vport)
+    if vp is not None and vp.exclusive:
+        return f"host {h.id} of network {net.id} is on an exclusive vport, bound to its port"
     if net.where(h) == (dpid, port):
         return f"host {h.id} of network {net.id} is already here"
     return net.id, h.id
