@@ -35,6 +35,19 @@ class Forbidden(TenantvisorError):
     http_status = 403
 
 
+class QuotaExceeded(Forbidden):
+    """The tenant holds as many of something (networks, vswitches, ...) as its quota allows;
+    the message names the quota, what the tenant holds and the limit.  403: the request is
+    understood and allowed in kind, but the tenant may not have more (raising the quota is
+    the admin's call); 429 is kept for rates, which retrying later can get past."""
+
+    http_status = 403
+
+    def __init__(self, quota: str, message: str) -> None:
+        super().__init__(message)
+        self.quota = quota
+
+
 class Unauthorized(TenantvisorError):
     """No valid token was presented."""
 

@@ -21,6 +21,7 @@ from os_ken.ofproto import ofproto_v1_3 as ofp
 
 from tenantvisor.compile.network import CompileCache, NetworkState, compile_network
 from tenantvisor.errors import TenantvisorError
+from tenantvisor.limits import Limits
 from tenantvisor.mapping import layout
 from tenantvisor.mapping.alloc import IdAllocator, IdSpaceExhausted, Space, owner_network
 from tenantvisor.openflow import codec, messages, oxm
@@ -38,6 +39,7 @@ from tenantvisor.program.programmer import (
 from tenantvisor.program.timing import Reconfigurations
 from tenantvisor.translate import infra
 from tenantvisor.virtual import moves
+from tenantvisor.virtual.budget import TenantBudget
 from tenantvisor.virtual.endpoint import VSwitchEndpoint
 from tenantvisor.virtual.flowtable import normalize
 from tenantvisor.virtual.manager import NetworkManager
@@ -52,6 +54,7 @@ LEVEL_SETTLE = 0.05
 PUNT_QUIET = 1.0  # s: one decision per (pswitch, port, MAC) in this while
 RESERVE_ATTEMPTS = 8  # allocation races lost to other instances before a compile gives up
 RESERVE_RETRY = 1.0  # seconds before compiling again when the store could not reserve ids
+METER_POLL = 5.0  # s between reads of the vswitches' PACKET_IN meters (what they dropped)
 Allocated = tuple[Space, Hashable, int]
 
 
@@ -62,10 +65,14 @@ class Hypervisor:
         lldp_interval: float = 1.0,
         n_tables: int = N_TABLES_OFFERED,
         max_rules: int = 100_000,
+        limits: Limits | None = None,
     ) -> None:
         self.topo = PhysicalTopology()
-        self.manager = NetworkManager(self.topo, admin_token)
+        self.manager = NetworkManager(self.topo, admin_token, limits)
         self.manager.listeners.append(self._intent_changed)
+        self.manager.tenant_listeners.append(self._limits_changed)
+        # per tenant: its limits as its running vswitches apply them (virtual/budget.py)
+        self.budgets: dict[int, TenantBudget] = {}
         self.alloc = IdAllocator()  # every id that reaches the wire
         # several instances (cluster/): the networks this one answers for (None: all), the
         # pswitches whose provider rules it keeps (their OpenFlow MASTER), and where new ids
@@ -210,6 +217,7 @@ class Hypervisor:
                 reuse_address=True,
             )  # fmt: skip
         self._tasks.append(asyncio.ensure_future(self._discovery_loop()))
+        self._tasks.append(asyncio.ensure_future(self._meter_loop()))
         if self._restored is not None:
             self._tasks.append(asyncio.ensure_future(self._settle()))
         log.info("listening for pswitches on %s", listen)
@@ -513,6 +521,72 @@ class Hypervisor:
         elif self.owns(net_id):
             self.unclaimed[(s.dpid or 0, "flow_removed")] += 1
 
+    # --- limits ------------------------------------------------------------------------------
+    def budget(self, tenant_id: int) -> TenantBudget:
+        """The tenant's budget, shared by its vswitches (made with its limits now)."""
+        b = self.budgets.get(tenant_id)
+        if b is None:
+            t = self.manager.tenants.get(tenant_id)
+            name = t.name if t is not None else str(tenant_id)
+            b = self.budgets[tenant_id] = TenantBudget(
+                tenant_id, name, self.manager.limits_of(tenant_id)
+            )
+        return b
+
+    def _limits_changed(self, tenant: Tenant) -> None:
+        """The admin changed a tenant's limits (here or through another instance): its
+        running vswitches apply them at once."""
+        b = self.budgets.get(tenant.id)
+        if b is None:
+            return
+        b.limits = self.manager.limits_of(tenant.id)
+        for ep in b.endpoints:
+            ep.apply_limits()
+        log.info(
+            "tenant %s: limits now %s",
+            tenant.name,
+            ", ".join(f"{k}={v}" for k, v in sorted(tenant.limits.items())) or "defaults",
+        )
+
+    def tenant_usage(self, tenant_id: int) -> dict[str, Any]:
+        """What the tenant's running vswitches hold and did (the API's quota view): rules,
+        groups and meters held, refusals, and the rate counters (budget.COUNTERS)."""
+        b = self.budgets.get(tenant_id)
+        if b is None:
+            used = dict.fromkeys(("rules", "groups", "meters"), 0)
+            return {"used": used, "refused": {}, "counters": {}}
+        return {
+            "used": {k: b.used(k) for k in ("rules", "groups", "meters")},
+            "refused": dict(b.refused),
+            "counters": b.counters(),
+        }
+
+    async def _meter_loop(self) -> None:
+        """Read what the vswitches' PACKET_IN meters dropped on each pswitch (their band
+        counters), for the metrics and `tvctl tenant-quota`."""
+        while True:
+            await asyncio.sleep(METER_POLL)
+            self.poll_pin_meters()
+
+    def poll_pin_meters(self) -> None:
+        wanted: dict[int, dict[int, VSwitchEndpoint]] = {}  # dpid -> meter id -> endpoint
+        for ep in self.endpoints.values():
+            for dpid, mid in ep.pin_meters.items():
+                wanted.setdefault(dpid, {})[mid] = ep
+        for dpid, meters in wanted.items():
+            s = self.sessions.get(dpid)
+            if s is None or not s.synced:
+                continue
+
+            def got(parts: list[bytes] | None, dpid: int = dpid,
+                    meters: dict[int, VSwitchEndpoint] = meters) -> None:  # fmt: skip
+                for mid, dropped in parse_meter_drops(parts).items():
+                    ep = meters.get(mid)
+                    if ep is not None and ep.pin_meters.get(dpid) == mid:
+                        ep.pin_metered[dpid] = dropped
+
+            s.multipart(ofp.OFPMP_METER, messages.METER_MULTIPART_REQUEST.pack(ofp.OFPM_ALL), got)
+
     # --- discovery ---------------------------------------------------------------------------
     async def _discovery_loop(self) -> None:
         while True:
@@ -802,7 +876,9 @@ class Hypervisor:
                 self._drop_endpoint((net.id, vdpid))  # its pswitches changed: start anew
                 ep = None
             if ep is None:
-                ep = VSwitchEndpoint(self, views, urls, tenant)
+                budget = self.budget(net.tenant_id)
+                ep = VSwitchEndpoint(self, views, urls, tenant, budget)
+                budget.endpoints.append(ep)
                 ep.level = net.scalability
                 if self.persister is not None:
                     ep.table.take_changes()  # its rules are journaled for the store
@@ -880,6 +956,8 @@ class Hypervisor:
                 del self.by_net_dpid[(ep.view.net_id, d)]
         ep.stop()
         ep.drop_all()
+        if ep.budget is not None:
+            ep.budget.forget(ep)  # the tenant's totals never go down
         if self.persister is not None:
             self.persister.vswitch_gone(key)
         log.info("%s: stopped", ep.label)
@@ -939,6 +1017,18 @@ class Hypervisor:
             # the latest changes, from the change to the last BARRIER reply of its rollout
             "reconfigurations": self.reconfigurations.latest(),
         }
+
+
+def parse_meter_drops(parts: list[bytes] | None) -> dict[int, int]:
+    """meter id -> packets its bands dropped, from METER multipart replies (ofp_meter_stats:
+    40 bytes, then 16 per band: packet_band_count, byte_band_count)."""
+    out: dict[int, int] = {}
+    for body, off, length in codec.entries(parts, 40, len_at=4):
+        mid = codec.u32(body, off)
+        out[mid] = sum(
+            int.from_bytes(body[b : b + 8], "big") for b in range(off + 40, off + length - 15, 16)
+        )
+    return out
 
 
 def _in_port(pi: codec.PacketIn) -> int | None:

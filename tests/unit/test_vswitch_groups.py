@@ -60,6 +60,10 @@ class VSwitch:
         self.view = view
         self.table = VirtualFlowTable()
         self.host = ids or Ids()
+        self.full: dict[str, str] = {}  # quota -> why it is full (a tenant at its quota)
+
+    def quota_full(self, kind: str) -> str | None:
+        return self.full.get(kind)
 
 
 def part(ids: Ids | None = None, view: VSwitchView = VIEW) -> VSwitchGroups:

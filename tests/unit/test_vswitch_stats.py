@@ -108,6 +108,9 @@ class VSwitch:
     def inexact(self) -> set[int]:
         return self.shared
 
+    def quota_full(self, kind: str) -> str | None:
+        return None
+
 
 class Channel:
     version = codec.VERSION

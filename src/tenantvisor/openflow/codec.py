@@ -227,6 +227,27 @@ def output(port: int, max_len: int = 0) -> bytes:
     return _OUTPUT.pack(ofp.OFPAT_OUTPUT, 16, port, max_len)
 
 
+NX_VENDOR_ID = 0x00002320
+NXAST_CONTROLLER2 = 37
+_NXAC2PT_MAX_LEN = 0
+_NXAC2PT_METER_ID = 5
+_NX_HEADER = struct.Struct("!HHIH6x")
+
+
+def controller_metered(max_len: int, meter_id: int) -> bytes:
+    """Open vSwitch's `controller(max_len=N,meter_id=M)` (NXAST_CONTROLLER2, OVS >= 2.11):
+    output:CONTROLLER whose PACKET_INs alone pass meter M (the other actions of the rule
+    are not metered: OVS wraps the meter and the upcall in a clone).  Encoded exactly as
+    OVS reports it back in flow statistics (so reconciliation finds it unchanged): the
+    max_len property only when it is not the default 0xffff, both properties 8 bytes long."""
+    props = b""
+    if max_len != ofp.OFPCML_NO_BUFFER:
+        props += struct.pack("!HHH2x", _NXAC2PT_MAX_LEN, 8, max_len)
+    props += struct.pack("!HHI", _NXAC2PT_METER_ID, 8, meter_id)
+    length = _NX_HEADER.size + len(props)
+    return _NX_HEADER.pack(ofp.OFPAT_EXPERIMENTER, length, NX_VENDOR_ID, NXAST_CONTROLLER2) + props
+
+
 def push_vlan(ethertype: int) -> bytes:
     return struct.pack("!HHH2x", ofp.OFPAT_PUSH_VLAN, 8, ethertype)
 

@@ -83,6 +83,10 @@ class SwitchDriver(ABC):
     supports_groups: ClassVar[bool]
     """Group tables (tenant groups, edge output and fast-failover groups)."""
     supports_meters: ClassVar[bool]
+    meters_packet_ins: ClassVar[bool]
+    """An output to the controller can pass a meter of its own, leaving the rule's other
+    actions unmetered (Open vSwitch's `controller(meter_id=M)`): each vswitch's PACKET_INs
+    are limited on the pswitch itself, before they cost the daemon anything."""
     can_rewrite_in_port: ClassVar[bool]
     """A rule may set the packet's in_port (OVS's reg_load on NXM_OF_IN_PORT): backup paths
     arriving through another port than the primary's."""

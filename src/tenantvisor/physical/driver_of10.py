@@ -47,6 +47,7 @@ class Of10Driver(SwitchDriver):
     multi_table = False
     supports_groups = False
     supports_meters = False
+    meters_packet_ins = False
     can_rewrite_in_port = False
     can_reconcile = False  # 1.0 flow statistics carry no match comparable with ours
     can_delete_by_cookie = False  # no cookie masks: rules are deleted one by one

@@ -47,6 +47,7 @@ class Ovs13Driver(SwitchDriver):
     multi_table = True
     supports_groups = True
     supports_meters = True
+    meters_packet_ins = True
     can_rewrite_in_port = True
     can_reconcile = True
     can_delete_by_cookie = True

@@ -57,13 +57,16 @@ def exception_rule(
     winner: VFlow | None,
     groups: Mapping[int, int],
     meters: Mapping[int, int],
+    pin_meter: int | None = None,
 ) -> PhysFlow:
     """An arrival that a reduced rule does not decide right, decided as its exact winner does
     (or dropped: a miss): the winner's rule restricted to the arrival, counted as the
-    winner (its cookie), so the winner's counters and PACKET_INs stay its own."""
+    winner (its cookie), so the winner's counters and PACKET_INs stay its own (and its
+    PACKET_INs pass the vswitch's meter, `pin_meter`, as the winner's own rule's do)."""
     match = [*cube_oxms(arrival), codec.oxm_u32(oxm.IN_PORT, vport)]
     ins = winner.instructions if winner is not None else b""
-    tf = translate_flow(view, 0, match, ins, groups, meters, fabric_only=True)
+    tf = translate_flow(view, 0, match, ins, groups, meters, fabric_only=True,
+                        pin_meter=pin_meter)  # fmt: skip
     serial = winner.serial if winner is not None else REDUCED_SERIAL
     ((m, i),) = tf.flows
     return PhysFlow(

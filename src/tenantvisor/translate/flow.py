@@ -151,10 +151,12 @@ class _ActionTranslator:
         action_set: bool,
         groups: Mapping[int, int] | None = None,
         lite_dst: int = 0,
+        pin_meter: int | None = None,
     ) -> None:
         self.view = view
         self.groups = groups or {}
         self.lite_dst = lite_dst  # the packets' destination LITE, carried over LITE links
+        self.pin_meter = pin_meter  # the vswitch's PACKET_IN meter on this pswitch
         self.in_vport = in_vport
         self.in_phys = None
         if in_vport:
@@ -210,6 +212,11 @@ class _ActionTranslator:
         if pm is not None:
             return self.to_vport(port, pm)
         if port == ofp.OFPP_CONTROLLER:
+            if self.pin_meter is not None and not self.action_set:
+                # metered on the pswitch, per vswitch (docs/design.md, "Limits and
+                # quotas"); an action set cannot hold OVS's controller action: there the
+                # daemon's own bucket is the only limit
+                return codec.controller_metered(a.max_len, self.pin_meter)
             return codec.output(ofp.OFPP_CONTROLLER, a.max_len)
         if port in (ofp.OFPP_FLOOD, ofp.OFPP_ALL, ofp.OFPP_IN_PORT):
             if self.in_vport is None:
@@ -326,11 +333,13 @@ def translate_flow(
     meters: Mapping[int, int] | None = None,
     fabric_only: bool = False,
     lite_dst: int = 0,
+    pin_meter: int | None = None,
 ) -> TranslatedFlow:
     """Check and translate one tenant rule; raise OFError for anything the tenant may not do.
     `fabric_only`: the rule matches no packet a controller injected (see physical_match).
     `lite_dst`: its packets' destination LITE (`lite_destination`), carried by the tags of
-    the LITE links it outputs to."""
+    the LITE links it outputs to.  `pin_meter`: the physical meter its output:CONTROLLER
+    actions pass (the vswitch's PACKET_IN limit on this pswitch; None: not metered)."""
     if table_id >= view.n_tables:
         raise OFError(ofp.OFPET_FLOW_MOD_FAILED, ofp.OFPFMFC_BAD_TABLE_ID, f"table {table_id}")
     tm = check_match(view, match)
@@ -360,7 +369,7 @@ def translate_flow(
         apply = write = None
         needs = False
         if ins.apply_actions is not None:
-            tr = _ActionTranslator(view, in_vport, False, groups, lite_dst)
+            tr = _ActionTranslator(view, in_vport, False, groups, lite_dst, pin_meter)
             apply = tr.translate(ins.apply_actions)
             needs |= tr.needs_in_vport
         if ins.write_actions is not None:

@@ -152,11 +152,15 @@ Translate = Callable[[VFlow, int, list[Oxm], bytes, int], tuple[PhysFlow, ...]]
 
 
 def decide_flow_mod(
-    fm: FlowMod, table: VirtualFlowTable, n_tables: int, max_rules: int, translate: Translate
-) -> list[Change]:
+    fm: FlowMod, table: VirtualFlowTable, n_tables: int, max_rules: int, translate: Translate,
+    tenant_full: Callable[[], str | None] | None = None,
+) -> list[Change]:  # fmt: skip
     """The changes one FLOW_MOD makes to a vswitch's flow table, each with the physical
     rules it now needs; raises OFError (and changes nothing) when the tenant may not do it.
-    Every rule is translated before anything changes, so a refusal leaves no half state."""
+    Every rule is translated before anything changes, so a refusal leaves no half state.
+    A new rule beyond `max_rules` in this vswitch, or beyond the tenant's quota over all
+    its vswitches (`tenant_full` says why, or None), finds the table full (TABLE_FULL):
+    OpenFlow's word for "no room", which a controller already handles."""
     cmd = fm.command
     if cmd == ofp.OFPFC_ADD:
         if fm.buffer_id != ofp.OFP_NO_BUFFER:
@@ -176,6 +180,8 @@ def decide_flow_mod(
         if old is None and len(table) >= max_rules:
             raise OFError(ofp.OFPET_FLOW_MOD_FAILED, ofp.OFPFMFC_TABLE_FULL,
                           f"{len(table)} rules: the vswitch's limit")  # fmt: skip
+        if old is None and tenant_full is not None and (why := tenant_full()) is not None:
+            raise OFError(ofp.OFPET_FLOW_MOD_FAILED, ofp.OFPFMFC_TABLE_FULL, why)
         return [Added(vf, phys)]
     if cmd in (ofp.OFPFC_MODIFY, ofp.OFPFC_MODIFY_STRICT):
         norm = normalize(fm.match)

@@ -21,10 +21,12 @@ from typing import Protocol
 
 from os_ken.ofproto import ofproto_v1_3 as ofp
 
+from tenantvisor.limits import TokenBucket
 from tenantvisor.mapping import layout
+from tenantvisor.mapping.alloc import tenant_owner
 from tenantvisor.mapping.frmap import PhysRuleMap
 from tenantvisor.openflow import codec, oxm
-from tenantvisor.openflow.channel import Channel
+from tenantvisor.openflow.channel import QUANTUM, Channel
 from tenantvisor.openflow.codec import FlowMod, MalformedMessage, OFError, PacketIn, PacketOut
 from tenantvisor.openflow.of10 import Of10Adapter
 from tenantvisor.physical.session import PSwitchSession
@@ -50,7 +52,9 @@ from tenantvisor.translate.flow import (
 from tenantvisor.translate.flow10 import check_actions as check_actions10
 from tenantvisor.translate.flow10 import translate_flow10
 from tenantvisor.translate.group import GroupSpec
+from tenantvisor.translate.meter import meter_mod
 from tenantvisor.translate.view import PortMap, VSwitchView
+from tenantvisor.virtual.budget import TenantBudget
 from tenantvisor.virtual.decide import (
     Added,
     Modified,
@@ -197,6 +201,10 @@ class ControllerConn:
         self.channel = Channel(
             self, f"vswitch {ep.vdpid:016x}", versions=_VERSIONS, close_when_stuck=True
         )
+        if ep.budget is not None:  # the tenant's message rate: back-pressure beyond it
+            lim = ep.budget.limits
+            self.channel.bucket = TokenBucket(lim.msg_rate, lim.msg_burst, time.monotonic())
+            self.channel.quantum = QUANTUM
         self.of10: Of10Adapter | None = None
         self.touched: set[int] = set()  # pswitches sent to since the last barrier
         self.closed: asyncio.Future[str] = asyncio.get_running_loop().create_future()
@@ -223,6 +231,8 @@ class ControllerConn:
         if self.of10 is not None:
             self.ep.update_of10_miss()
         self.ep.rx_msgs += ch.rx_msgs  # keep the count of closed connections
+        self.ep.delayed_msgs += ch.delayed_msgs
+        self.ep.throttled_s += ch.throttled_s
         if ch.version:
             log.info("%s: controller %s disconnected: %s", self.ep.label, self.url, reason)
         if not self.closed.done():
@@ -275,9 +285,12 @@ def proof_inputs(views: dict[int, VSwitchView]) -> list[object]:
 
 class VSwitchEndpoint:
     def __init__(
-        self, host: EndpointHost, views: dict[int, VSwitchView], urls: list[str], tenant: str
-    ) -> None:
+        self, host: EndpointHost, views: dict[int, VSwitchView], urls: list[str], tenant: str,
+        budget: TenantBudget | None = None,
+    ) -> None:  # fmt: skip
         self.host = host
+        # the tenant's limits (limits.py), shared by its vswitches; None: none applied
+        self.budget = budget
         # one view per pswitch the vswitch spans (several: a big switch); the first is its
         # primary, where controller-injected packets enter and groups/meters live
         self.views = dict(views)
@@ -302,6 +315,14 @@ class VSwitchEndpoint:
         self.groups_dirty = False  # groups or meters changed since the store took them
         self.packet_ins = 0
         self.rx_msgs = 0  # from controllers whose connection has closed
+        self.delayed_msgs = 0  # of those, handled after waiting for tokens
+        self.throttled_s = 0.0  # and the time they waited
+        # PACKET_INs to the controllers beyond the tenant's rate are dropped (counted); the
+        # pswitches meter them first, per vswitch (`pin_meters`: dpid -> physical meter id)
+        self.pin_bucket: TokenBucket | None = None
+        self.packet_ins_dropped = 0
+        self.pin_meters: dict[int, int] = {}
+        self.pin_metered: dict[int, int] = {}  # dpid -> packets its meter dropped (last read)
         self.generation: int | None = None  # last MASTER/SLAVE generation id (OF1.3 6.3.5)
         self.created = time.monotonic()
         # parts: the tenant's groups and meters (GROUP_MOD, METER_MOD), statistics (MULTIPART)
@@ -323,6 +344,11 @@ class VSwitchEndpoint:
         self._pending_since = 0  # where in the outbox's held operations they became pending
         self._pending_conns: set[Touches] = set()
         self._cubes: dict[int, tuple[VFlow, Cube]] = {}  # table-0 matches for lookups
+        if budget is not None:
+            lim = budget.limits
+            self.pin_bucket = TokenBucket(lim.packet_in_rate, lim.packet_in_burst,
+                                          time.monotonic())  # fmt: skip
+            self._add_pin_meters()
 
     @property
     def group_map(self) -> dict[int, int]:
@@ -335,6 +361,82 @@ class VSwitchEndpoint:
 
     def _port_desc(self, n: int) -> bytes:
         return self.stats.port_desc(n)
+
+    # --- limits (limits.py): the tenant's budget as this vswitch applies it ----------------
+    def quota_full(self, kind: str) -> str | None:
+        """Why the tenant may not add one more rule, group or meter (its quota over all
+        its vswitches is reached), or None."""
+        return None if self.budget is None else self.budget.full(kind)
+
+    def _pin_meter_config(self) -> tuple[int, bytes]:
+        """(flags, bands) of this vswitch's PACKET_IN meter on its pswitches."""
+        assert self.budget is not None
+        lim = self.budget.limits
+        band = struct.pack("!HHIIxxxx", ofp.OFPMBT_DROP, 16, lim.packet_in_meter_rate,
+                           lim.packet_in_meter_burst)  # fmt: skip
+        return ofp.OFPMF_PKTPS | ofp.OFPMF_BURST, band
+
+    def _add_pin_meters(self) -> None:
+        """A PACKET_IN meter on each pswitch that can meter outputs to the controller: the
+        tenant's rules that send there pass it (translate_flow's `pin_meter`), so a
+        flooding tenant's packets are dropped on the pswitch, before they cost the control
+        channel every tenant shares, or the daemon, anything."""
+        for dpid, view in self.views.items():
+            s = self.host.session(dpid)
+            if view.of10 or (s is not None and not s.driver.meters_packet_ins):
+                continue
+            owner = tenant_owner(view.net_id, view.vdpid, "pin", 0)
+            phys = self.host.alloc_id("meter", dpid, owner)
+            if phys is None:
+                log.warning("%s: no meter id left on pswitch %016x: its PACKET_INs are limited "
+                            "by the daemon alone", self.label, dpid)  # fmt: skip
+                continue
+            self.pin_meters[dpid] = phys
+            self._send_pin_meter(dpid, ofp.OFPMC_ADD)
+
+    def _send_pin_meter(self, dpid: int, command: int) -> None:
+        """Now, to a synced pswitch (one that syncs later reads it from `desired_meters`)."""
+        flags, bands = self._pin_meter_config()
+        msg = meter_mod(command, flags, self.pin_meters[dpid], bands)
+        s = self.host.session(dpid)
+        if s is not None and s.synced:
+            s.send_flow(lambda x: codec.set_xid(msg, x), None)
+
+    def apply_limits(self) -> None:
+        """The tenant's limits changed: its connections' and this vswitch's buckets and
+        meters take the new rates at once (tokens earned stay, up to the new burst)."""
+        if self.budget is None:
+            return
+        lim = self.budget.limits
+        now = time.monotonic()
+        for c in self.conns:
+            if c.channel.bucket is not None:
+                c.channel.bucket.set(lim.msg_rate, lim.msg_burst, now)
+        if self.pin_bucket is not None:
+            self.pin_bucket.set(lim.packet_in_rate, lim.packet_in_burst, now)
+        for dpid in self.pin_meters:
+            self._send_pin_meter(dpid, ofp.OFPMC_MODIFY)
+
+    def limit_counters(self) -> dict[str, float]:
+        """What the limits did here (budget.COUNTERS): connections closed and open."""
+        chans = [c.channel for c in self.conns]
+        return {
+            "messages": self.rx_msgs + sum(ch.rx_msgs for ch in chans),
+            "messages_delayed": self.delayed_msgs + sum(ch.delayed_msgs for ch in chans),
+            "throttled_seconds": self.throttled_s + sum(ch.throttled_s for ch in chans),
+            "packet_ins": self.packet_ins,
+            "packet_ins_dropped": self.packet_ins_dropped,
+            "packet_ins_metered": sum(self.pin_metered.values()),
+        }
+
+    def _pin_allowed(self) -> bool:
+        """Whether one more PACKET_IN may go to the controllers now (else it is dropped
+        and counted)."""
+        b = self.pin_bucket
+        if b is None or b.take(time.monotonic()):
+            return True
+        self.packet_ins_dropped += 1
+        return False
 
     # --- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
@@ -497,8 +599,12 @@ class VSwitchEndpoint:
                 tf = translate_flow10(view, 0, [], ins, table_miss=True)
                 out += [PhysFlow(view.dpid, 0, 1, m, i, cookie) for m, i in tf.flows]
                 continue
+            pin = self.pin_meters.get(view.dpid)
+            act = codec.output(ofp.OFPP_CONTROLLER, 0xFFFF) if pin is None else (
+                codec.controller_metered(0xFFFF, pin))  # fmt: skip
             match = physical_match(view, TenantMatch((), None, None), None)
-            out.append(PhysFlow(view.dpid, layout.TABLE_OFFSET, 0, match, ins, cookie))
+            out.append(PhysFlow(view.dpid, layout.TABLE_OFFSET, 0, match,
+                                codec.encode_instructions(apply_actions=act), cookie))  # fmt: skip
         return out
 
     @staticmethod
@@ -535,7 +641,8 @@ class VSwitchEndpoint:
                 meters = self.meter_map if primary else {}
                 lite = lite_destination(view.lite, match, instructions) if table == 0 else 0
                 out.append((dpid, translate_flow(view, table, match, instructions, groups,
-                                                 meters, lite_dst=lite)))  # fmt: skip
+                                                 meters, lite_dst=lite,
+                                                 pin_meter=self.pin_meters.get(dpid))))  # fmt: skip
         return out
 
     def pushes_lite(self, vf: VFlow, vport: int) -> bool:
@@ -575,7 +682,11 @@ class VSwitchEndpoint:
         return self.groups_meters.desired_groups(dpid)
 
     def desired_meters(self, dpid: int) -> dict[int, tuple[int, bytes]]:
-        return self.groups_meters.desired_meters(dpid)
+        out = self.groups_meters.desired_meters(dpid)
+        pin = self.pin_meters.get(dpid)
+        if pin is not None:
+            out[pin] = self._pin_meter_config()
+        return out
 
     def drop_all(self) -> None:
         """The vswitch goes away: its rules, groups and meters leave the pswitches."""
@@ -590,6 +701,13 @@ class VSwitchEndpoint:
         if session is not None and session.synced:
             for msg in deletes:
                 session.send_flow(lambda x, m=msg: codec.set_xid(m, x), None)  # type: ignore[misc]
+        for dpid, phys in self.pin_meters.items():  # after the rules that passed them
+            s = self.host.session(dpid)
+            if s is not None and s.synced:
+                gone = meter_mod(ofp.OFPMC_DELETE, 0, phys, b"")
+                s.send_flow(lambda x, m=gone: codec.set_xid(m, x), None)  # type: ignore[misc]
+            self.host.free_id("meter", dpid, phys)
+        self.pin_meters.clear()
 
     # --- tenant messages ---------------------------------------------------------------------
     def handle(self, conn: ControllerConn, t: int, xid: int, msg: bytes) -> None:
@@ -920,7 +1038,11 @@ class VSwitchEndpoint:
                 for arrival, winner in sorted(drops, key=repr):
                     vf = None if winner is None else self.table.by_serial.get(winner)
                     try:
-                        want.append(exception_rule(view, arrival, vport, vf, {}, {}))
+                        want.append(
+                            exception_rule(
+                                view, arrival, vport, vf, {}, {}, self.pin_meters.get(view.dpid)
+                            )
+                        )
                     except OFError:  # a punt's copy translates (levels.punts); never here
                         log.warning("%s: exception for rule %s not translated", self.label,
                                     winner)  # fmt: skip
@@ -1101,7 +1223,7 @@ class VSwitchEndpoint:
             return self._phys(vf, self._translate(table, match, instructions, priority))
 
         changes = decide_flow_mod(fm, self.table, self.view.n_tables, self.host.max_rules,
-                                  translate)  # fmt: skip
+                                  translate, lambda: self.quota_full("rules"))  # fmt: skip
         table = self.table
         reduced = self.level != "exact"
         # many rules at once (a non-strict DELETE, say): one re-plan after, not a proof each
@@ -1373,13 +1495,15 @@ class VSwitchEndpoint:
         serial = pi.cookie & layout.SERIAL_MASK
         vf = self.table.by_serial.get(serial)
         if vf is None:
-            if serial == _IMPLICIT_MISS:  # a table miss, for OpenFlow 1.0 controllers
+            if serial == _IMPLICIT_MISS and self._pin_allowed():  # a miss, for 1.0 controllers
                 match = [codec.oxm_u32(oxm.IN_PORT, vport or ofp.OFPP_CONTROLLER)]
                 out = PacketIn(ofp.OFP_NO_BUFFER, pi.total_len, ofp.OFPR_NO_MATCH, 0,
                                _PI_NO_COOKIE, match, pi.data).encode(0)  # fmt: skip
                 self.packet_ins += 1
                 self._broadcast(out, _PACKET_IN, ofp.OFPR_NO_MATCH)
             return  # else the rule was removed while the packet was on its way
+        if not self._pin_allowed():
+            return
         reason = ofp.OFPR_NO_MATCH if vf.is_table_miss else ofp.OFPR_ACTION
         match = [codec.oxm_u32(oxm.IN_PORT, vport or ofp.OFPP_CONTROLLER)]
         if tmeta:
@@ -1393,6 +1517,8 @@ class VSwitchEndpoint:
     def packet_in_marked(self, vport: int, data: bytes, total_len: int, reason: int) -> None:
         """A PACKET_IN from an OpenFlow 1.0 pswitch, its ingress and reason known from its
         mark (the rule it came from is not: no cookie there)."""
+        if not self._pin_allowed():
+            return
         match = [codec.oxm_u32(oxm.IN_PORT, vport or ofp.OFPP_CONTROLLER)]
         out = PacketIn(ofp.OFP_NO_BUFFER, total_len, reason, 0, _PI_NO_COOKIE, match,
                        data).encode(0)  # fmt: skip

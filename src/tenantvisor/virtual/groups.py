@@ -134,6 +134,9 @@ class GroupsContext(Protocol):
     @property
     def host(self) -> PhysIds: ...
 
+    def quota_full(self, kind: str) -> str | None:
+        """Why the tenant may not hold one more "groups" / "meters" (its quota), or None."""
+
 
 class GroupsHost(PhysIds, Protocol):
     def session(self, dpid: int) -> PSwitchSession | None: ...
@@ -234,6 +237,8 @@ class VSwitchGroups:
                 raise OFError(ofp.OFPET_GROUP_MOD_FAILED, ofp.OFPGMFC_INVALID_GROUP, f"{gid:#x}")
             if gid in self.groups:
                 raise OFError(ofp.OFPET_GROUP_MOD_FAILED, ofp.OFPGMFC_GROUP_EXISTS, str(gid))
+            if (why := ep.quota_full("groups")) is not None:
+                raise OFError(ofp.OFPET_GROUP_MOD_FAILED, ofp.OFPGMFC_OUT_OF_GROUPS, why)
             phys = ids.alloc_id("group", dpid, tenant_owner(view.net_id, view.vdpid, "group", gid))
             if phys is None:
                 raise OFError(ofp.OFPET_GROUP_MOD_FAILED, ofp.OFPGMFC_OUT_OF_GROUPS, "none left")
@@ -288,6 +293,8 @@ class VSwitchGroups:
             mm.check_id()
             if mid in self.meters:
                 raise OFError(ofp.OFPET_METER_MOD_FAILED, ofp.OFPMMFC_METER_EXISTS, str(mid))
+            if (why := ep.quota_full("meters")) is not None:
+                raise OFError(ofp.OFPET_METER_MOD_FAILED, ofp.OFPMMFC_OUT_OF_METERS, why)
             phys = ids.alloc_id(
                 "meter", dpid, tenant_owner(ep.view.net_id, ep.view.vdpid, "meter", mid)
             )

@@ -8,6 +8,7 @@ through `listener` (the daemon's reconciler), which derives and installs physica
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import hashlib
 import hmac
@@ -15,6 +16,7 @@ import ipaddress
 import itertools
 import re
 import secrets
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
@@ -27,8 +29,10 @@ from tenantvisor.errors import (
     Forbidden,
     InvalidRequest,
     NotFound,
+    QuotaExceeded,
     Unauthorized,
 )
+from tenantvisor.limits import API_QUOTAS, Limits, check_overrides
 from tenantvisor.mapping import layout
 from tenantvisor.mapping.paths import (
     Hop,
@@ -154,6 +158,10 @@ def _mutation(
                 for event, net in events:
                     for cb in self.listeners:
                         cb(event, net)
+                changed, self._tenant_events = self._tenant_events, []
+                for tenant in changed:
+                    for tcb in self.tenant_listeners:
+                        tcb(tenant)
                 return result
             raise AssertionError("unreachable")
 
@@ -171,11 +179,20 @@ def _tenant_nets(self: NetworkManager, tenant_id: object = None, *_: object) -> 
 
 
 class NetworkManager:
-    def __init__(self, topo: PhysicalTopology, admin_token: str) -> None:
+    def __init__(
+        self, topo: PhysicalTopology, admin_token: str, limits: Limits | None = None
+    ) -> None:
         if not admin_token:
             raise ValueError("an admin token is required")
         self.topo = topo
         self._admin_token = admin_token
+        # every tenant's limits unless the admin set its own (Tenant.limits)
+        self.default_limits = limits or Limits()
+        # requests refused for a quota, by (tenant id, quota): tvctl tenant-quota, metrics
+        self.quota_refused: Counter[tuple[int, str]] = Counter()
+        # told of a tenant whose limits changed (here, or by another instance)
+        self.tenant_listeners: list[Callable[[Tenant], None]] = []
+        self._tenant_events: list[Tenant] = []  # announced once written
         self.tenants: dict[int, Tenant] = {}
         self.networks: dict[int, VirtualNetwork] = {}
         self._next_tenant = 1
@@ -226,10 +243,14 @@ class NetworkManager:
         if self._depth:
             raise RuntimeError("absorb called while a change of intent is in progress")
         events: list[tuple[str, VirtualNetwork]] = []
+        changed: list[Tenant] = []
         for tid, tenant in tenants.items():
             if tenant is None:
                 self.tenants.pop(tid, None)
             else:
+                old_tenant = self.tenants.get(tid)
+                if old_tenant is not None and old_tenant.limits != tenant.limits:
+                    changed.append(tenant)
                 self.tenants[tid] = tenant
         for nid, new in sorted(networks.items()):
             old = self.networks.get(nid)
@@ -258,6 +279,9 @@ class NetworkManager:
         for event, net in events:
             for cb in self.listeners:
                 cb(event, net)
+        for t in changed:
+            for tcb in self.tenant_listeners:
+                tcb(t)
 
     def _save_point(self, net_ids: list[int]) -> tuple[Any, ...]:
         nets = {i: copy.deepcopy(self.networks[i]) for i in net_ids if i in self.networks}
@@ -294,6 +318,7 @@ class NetworkManager:
             for undo in reversed(self._undo):
                 undo()
             self._events.clear()
+            self._tenant_events.clear()
             raise
         finally:
             self._depth -= 1
@@ -363,6 +388,58 @@ class NetworkManager:
             raise NotFound(f"no tenant {tenant_id}")
         return t
 
+    # --- limits (limits.py) -----------------------------------------------------------------
+    def limits_of(self, tenant_id: int) -> Limits:
+        """The tenant's limits: its own values over the daemon's defaults (the defaults for
+        a tenant not known here)."""
+        t = self.tenants.get(tenant_id)
+        return self.default_limits.with_overrides(t.limits if t is not None else {})
+
+    @_mutation()
+    def set_limits(self, tenant_id: int, overrides: Mapping[str, Any]) -> Tenant:
+        """Replace the tenant's own limits (the admin's call): `overrides` maps limit names
+        to values, None or absent meaning the default.  A quota below what the tenant holds
+        is allowed: what it has stays, more is refused.  Running vswitches take new rates at
+        once (announced to `tenant_listeners`)."""
+        t = self.get_tenant(tenant_id)
+        try:
+            own = check_overrides(dict(overrides))
+        except ValueError as exc:
+            raise InvalidRequest(str(exc)) from None
+        if own != t.limits:
+            # a new object: a refused write puts the old one back (_save_point)
+            t = dataclasses.replace(t, limits=own)
+            self.tenants[tenant_id] = t
+            self._dirty_tenants.add(tenant_id)
+            self._tenant_events.append(t)
+        return t
+
+    def usage(self, tenant_id: int) -> dict[str, int]:
+        """What the tenant holds of each quota the API enforces, over all its networks."""
+        nets = [n for n in self.networks.values() if n.tenant_id == tenant_id]
+        return {
+            "networks": len(nets),
+            "vswitches": sum(len(n.switches) for n in nets),
+            "vports": sum(len(sw.ports) for n in nets for sw in n.switches.values()),
+            "vlinks": sum(len(n.links) for n in nets),
+            "hosts": sum(len(n.hosts) for n in nets),
+        }
+
+    def _check_quota(self, tenant_id: int, quota: str) -> None:
+        """Refuse one more `quota` (403, naming it) when the tenant holds its limit."""
+        assert quota in API_QUOTAS
+        limit = self.limits_of(tenant_id).get(quota)
+        used = self.usage(tenant_id)[quota]
+        if used >= limit:
+            self.quota_refused[(tenant_id, quota)] += 1
+            t = self.tenants.get(tenant_id)
+            who = t.name if t is not None else str(tenant_id)
+            raise QuotaExceeded(
+                quota,
+                f"quota {quota} exceeded: tenant {who} holds {used} {quota}, its quota is "
+                f"{limit} (the admin can raise it: PUT /v1/tenants/{tenant_id}/quotas)",
+            )
+
     @_mutation(_tenant_nets)
     def delete_tenant(self, tenant_id: int) -> None:
         self.get_tenant(tenant_id)
@@ -403,6 +480,7 @@ class NetworkManager:
         if mask is not None and (not isinstance(mask, int) or not 0 <= mask <= 32):
             raise InvalidRequest(f"mask {mask!r} must be 0-32")
         scalability = scalability_level(scalability)
+        self._check_quota(tenant_id, "networks")
         if self._next_network > 0xFFFF:
             raise Conflict("network id space exhausted")
         net = VirtualNetwork(
@@ -545,6 +623,7 @@ class NetworkManager:
             raise InvalidRequest("vdpid must not be 0")
         if vdpid in net.switches:
             raise Conflict(f"vdpid {vdpid:#018x} exists in network {net.id}")
+        self._check_quota(net.tenant_id, "vswitches")
         index = next(
             (i for i in range(1, MAX_VSWITCH_INDEX + 1) if i not in self._vswitch_index), 0
         )
@@ -712,6 +791,7 @@ class NetworkManager:
             raise Conflict(f"port {port} of {dpid:#018x} is already an edge vport of this vswitch")
         if exclusive:
             self._exclusive_ok(dpid, port, kind)
+        self._check_quota(net.tenant_id, "vports")
         number = next((n for n in range(1, MAX_VPORT + 1) if n not in sw.ports), 0)
         if not number:
             raise Conflict(f"vswitch {sw.vdpid:#018x} has no free vport number")
@@ -784,6 +864,7 @@ class NetworkManager:
                 vlink_path(self.topo, (a.dpid, a.port), (b.dpid, b.port))
             except NoPath as exc:
                 raise InvalidRequest(f"no physical path joins the two vports: {exc}") from None
+        self._check_quota(net.tenant_id, "vlinks")
         for vp in upgrade:
             vp.kind = VPortKind.LINK
         lk = VLink(
@@ -865,6 +946,7 @@ class NetworkManager:
         if any(h.location is not None for h in net_vp_hosts):
             raise Conflict(f"vport {vport} of {vdpid:#018x} follows a host that moved; "
                            "give the new host a vport of its own")  # fmt: skip
+        self._check_quota(net.tenant_id, "hosts")
         h = Host(self._next_host, vdpid, vport, text)
         self._next_host += 1
         net.hosts[h.id] = h

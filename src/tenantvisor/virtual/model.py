@@ -25,6 +25,9 @@ class Tenant:
     # once, when the tenant is created, and held only until then
     token_hash: str
     token: str = field(default="", repr=False, compare=False)
+    # the admin's own values for this tenant's limits (limits.KEYS -> value), over the
+    # daemon's defaults; absent keys take the default
+    limits: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
