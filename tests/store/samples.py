@@ -160,11 +160,23 @@ def allocations(nid: int) -> list[tuple[tuple[object, ...], object, int]]:
 
 
 def schema_1_1(tmp: Path) -> Path:
-    """The schema as release 1.1.0 had it: Vport without its `exclusive` column."""
+    """The schema as release 1.1.0 had it: Vport without its `exclusive` column (and
+    Tenant without `limits`, 1.4)."""
     s = copy.deepcopy(codec.schema())
     s["version"] = "1.1.0"
     del s["tables"]["Vport"]["columns"]["exclusive"]
+    del s["tables"]["Tenant"]["columns"]["limits"]
     path = tmp / "tenantvisor-1.1.0.ovsschema"
+    path.write_text(json.dumps(s))
+    return path
+
+
+def schema_1_2(tmp: Path) -> Path:
+    """The schema as release 1.2.0 had it: Tenant without its `limits` column."""
+    s = copy.deepcopy(codec.schema())
+    s["version"] = "1.2.0"
+    del s["tables"]["Tenant"]["columns"]["limits"]
+    path = tmp / "tenantvisor-1.2.0.ovsschema"
     path.write_text(json.dumps(s))
     return path
 

@@ -124,9 +124,9 @@ def test_hex64_bounds() -> None:
 
 def test_tenant_rows_hold_only_a_sha256() -> None:
     row = codec.tenant_row(3, "alice", HASH)
-    assert row == {"id": 3, "name": "alice", "token_hash": HASH}
+    assert row == {"id": 3, "name": "alice", "token_hash": HASH, "limits": {}}
     t = codec.tenant_from_row(row)
-    assert (t.id, t.name, t.token_hash, t.token) == (3, "alice", HASH, "")
+    assert (t.id, t.name, t.token_hash, t.token, t.limits) == (3, "alice", HASH, "", {})
     for plain in ("tv_abcdefghijklmnopqrstuvwxyz012345", HASH.upper(), HASH[:-1]):
         with pytest.raises(ValueError, match="sha256"):
             codec.tenant_row(3, "alice", plain)
@@ -258,7 +258,7 @@ def test_dnb_intent_round_trips() -> None:
 def test_shipped_schema_matches_the_codec() -> None:
     s = codec.schema()
     assert s["name"] == codec.DB_NAME
-    assert codec.schema_version() == (1, 2, 0)
+    assert codec.schema_version() == (1, 4, 0)
     tables = s["tables"]
     assert set(codec.KEYS) == set(tables)
     for table, cols in codec.KEYS.items():
@@ -311,3 +311,14 @@ def test_an_exclusive_vport_keeps_its_mode_and_an_older_row_is_a_plain_vport() -
         del r["exclusive"]
     old = codec.network_from_rows(rows)
     assert not any(vp.exclusive for sw in old.switches.values() for vp in sw.ports.values())
+
+
+def test_a_tenant_keeps_its_own_limits_and_an_older_row_has_none() -> None:
+    """Schema 1.4: the admin's values for a tenant's limits are a map on its row; a row
+    without the column (a database from before, converted) is a tenant with the defaults."""
+    row = codec.tenant_row(3, "alice", HASH, {"vswitches": 4, "msg_rate": 500})
+    assert row["limits"] == {"vswitches": 4, "msg_rate": 500}
+    assert codec.tenant_from_row(row).limits == {"vswitches": 4, "msg_rate": 500}
+    assert codec.to_json("Tenant", row)["limits"] == ["map", [["msg_rate", 500], ["vswitches", 4]]]
+    del row["limits"]
+    assert codec.tenant_from_row(row).limits == {}

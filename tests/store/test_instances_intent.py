@@ -119,3 +119,25 @@ def test_a_move_written_alone_raises_the_generation_and_a_stale_one_is_redone(
     stored = store.load_network(net.id)
     assert stored is not None and len(stored.switches) == 2
     assert b.networks[net.id] == stored
+
+
+def test_a_tenants_limits_are_kept_and_reach_the_other_instance(store: Store, other: Store) -> None:
+    """The admin's values for a tenant's limits are intent: written with the tenant's row
+    (its name and token unchanged, which the store checks), read back by a restarted daemon,
+    and announced to another instance's daemon when it absorbs them."""
+    a, b = _instance(store), _instance(other)
+    t = a.create_tenant("alice")
+    wait_until(lambda: len(other.load_tenants()) == 1)
+    assert b.refresh is not None
+    b.refresh()
+    heard: list[dict[str, int]] = []
+    b.tenant_listeners.append(lambda tenant: heard.append(tenant.limits))
+    a.set_limits(t.id, {"vswitches": 2, "msg_rate": 300})
+    wait_until(lambda: other.load_tenants()[0].limits == {"vswitches": 2, "msg_rate": 300})
+    b.refresh()
+    assert heard == [{"vswitches": 2, "msg_rate": 300}]
+    assert b.limits_of(t.id).msg_rate == 300 and b.limits_of(t.id).networks == 256
+    a.set_limits(t.id, {})  # back to the defaults
+    restarted = NetworkManager(build_topology(), ADMIN)
+    restarted.restore(store.load_tenants(), {}, store.load_counters())
+    assert restarted.tenants[t.id].limits == {} and restarted.authenticate(t.token).id == t.id

@@ -17,9 +17,10 @@ from tenantvisor.store import codec
 from tenantvisor.store.errors import ServerError
 from tenantvisor.store.server import Cluster, EmbeddedServer, convert_online
 from tenantvisor.store.store import Store
+from tenantvisor.virtual.manager import IntentChange
 from tenantvisor.virtual.model import VPortKind
 
-from .samples import old_schema, schema_1_1
+from .samples import old_schema, schema_1_1, schema_1_2
 
 pytestmark = pytest.mark.root
 
@@ -196,6 +197,39 @@ def test_a_1_1_database_converts_and_its_vports_load_as_plain_ones(
                 store.put_network(net)
                 again = store.load_network(5)
                 assert again is not None and again.switches[0x0005000000000001].ports[1].exclusive
+            finally:
+                store.stop()
+        finally:
+            srv.stop()
+    finally:
+        old.stop()
+
+
+def test_a_1_2_database_converts_and_its_tenants_have_the_default_limits(
+    tmp_path: Path, ovsdb_tools: None
+) -> None:
+    """A database written before tenant limits (schema 1.2.0, no Tenant.limits) is
+    converted when the embedded server starts; its tenants load with no limits of their
+    own (the daemon's defaults), and an admin's values are then kept like any column,
+    changed in place (a tenant's name and token never change, its limits may)."""
+    d = tmp_path / "state"
+    old = EmbeddedServer(d, schema=schema_1_2(tmp_path)).start()
+    try:
+        transact(old.remote, TENANT)
+        old.stop()
+        srv = EmbeddedServer(d).start()
+        try:
+            assert srv.converted == ("1.2.0", ".".join(map(str, codec.schema_version())))
+            store = Store(srv.remote, timeout=5.0).start()
+            try:
+                (t,) = store.load_tenants()
+                assert (t.id, t.name, t.limits) == (1, "a", {})
+                t.limits = {"vswitches": 3, "msg_rate": 100}
+                store.write_intent(IntentChange(tenants=[t]))
+                t.limits = {"vswitches": 5}
+                store.write_intent(IntentChange(tenants=[t]))
+                (again,) = store.load_tenants()
+                assert again.limits == {"vswitches": 5}
             finally:
                 store.stop()
         finally:

@@ -332,12 +332,17 @@ def allocation_from_row(row: Mapping[str, Any]) -> tuple[tuple[Hashable, ...], H
 
 
 # --- tenants and counters -----------------------------------------------------------------
-def tenant_row(tenant_id: int, name: str, token_hash: str) -> Row:
-    return {"id": tenant_id, "name": name, "token_hash": check_token_hash(token_hash)}
+def tenant_row(
+    tenant_id: int, name: str, token_hash: str, limits: Mapping[str, int] | None = None
+) -> Row:
+    """`limits`: the tenant's own values over the daemon's defaults (schema 1.4: an empty
+    map, as a converted older database has, is "all defaults")."""
+    return {"id": tenant_id, "name": name, "token_hash": check_token_hash(token_hash),
+            "limits": dict(limits or {})}  # fmt: skip
 
 
 def tenant_from_row(row: Mapping[str, Any]) -> Tenant:
-    return Tenant(row["id"], row["name"], row["token_hash"])
+    return Tenant(row["id"], row["name"], row["token_hash"], limits=dict(row.get("limits") or {}))
 
 
 def counters_row(counters: Mapping[str, int]) -> Row:

@@ -841,8 +841,10 @@ class Store:
         return StoreError(f"{what}: refused by the store at {self.remote}: {kind} {details}")
 
     # tenants and counters
-    def put_tenant(self, tenant_id: int, name: str, token_hash: str) -> None:
-        row = codec.tenant_row(tenant_id, name, token_hash)
+    def put_tenant(
+        self, tenant_id: int, name: str, token_hash: str, limits: Mapping[str, int] | None = None
+    ) -> None:
+        row = codec.tenant_row(tenant_id, name, token_hash, limits)
         self._submit(f"tenant {tenant_id}", lambda b: b.put("Tenant", row))
 
     def delete_tenant(self, tenant_id: int) -> None:
@@ -871,17 +873,20 @@ class Store:
 
     def write_intent(self, change: IntentChangeLike) -> None:
         """One API call's change (virtual/manager.py's `IntentWriter`), in one transaction."""
-        tenants = [codec.tenant_row(t.id, t.name, t.token_hash) for t in change.tenants]
+        tenants = [codec.tenant_row(t.id, t.name, t.token_hash, t.limits) for t in change.tenants]
         nets = [(codec.network_rows(n), n) for n in change.networks]
         hosts = [(codec.host_row(n.id, h), n) for n, h in change.hosts]
         counters = codec.counters_row(change.counters) if change.counters else None
 
         def build(b: _Batch) -> None:
             for row in tenants:
-                # tenants never change once made: another content under this id is another
-                # writer's new tenant that drew the same id (refused; the writer reads again)
+                # a tenant's name and token never change once made: another under this id
+                # is another writer's new tenant that drew the same id (refused; the writer
+                # reads again).  Its limits may change (the admin's quotas).
                 u = b.uuid("Tenant", (row["id"],))
-                if u is not None and b.current("Tenant", u) != row:
+                if u is not None and any(
+                    b.current("Tenant", u)[c] != row[c] for c in ("name", "token_hash")
+                ):
                     raise StoreConflict(
                         f"tenant {row['id']} was created by another writer meanwhile"
                     )
