@@ -105,7 +105,7 @@ async def serve(settings: Settings, ready: Any = None) -> None:
 
     hv = Hypervisor(
         settings.admin_token, lldp_interval=settings.lldp_interval,
-        max_rules=settings.max_rules_per_vswitch,
+        max_rules=settings.max_rules_per_vswitch, limits=settings.limits,
     )  # fmt: skip
     api_host, api_port = Settings.split(settings.api_listen, "api_listen")
     # intent and tenant state come back before any pswitch may connect: a pswitch synced
@@ -137,7 +137,8 @@ async def serve(settings: Settings, ready: Any = None) -> None:
     await hv.start(settings.of_listen_address)
     if kept is not None and agent is None:  # reachable nodes reconciled now, others by upkeep
         await asyncio.to_thread(dnb.restore, kept[2].dnb)
-    app = create_app(hv.manager, hv.status, lambda: metrics_text(hv), dnb=dnb)
+    app = create_app(hv.manager, hv.status, lambda: metrics_text(hv), dnb=dnb,
+                     usage=hv.tenant_usage)  # fmt: skip
     upkeep = asyncio.ensure_future(dnb_upkeep(dnb))
     config = uvicorn.Config(app, host=api_host, port=api_port, log_level="warning", lifespan="off")
     server = uvicorn.Server(config)
@@ -165,6 +166,19 @@ async def serve(settings: Settings, ready: Any = None) -> None:
             await asyncio.to_thread(close_store, *kept[:2])
 
 
+def _limit_flags(items: list[str]) -> dict[str, object]:
+    """`--limit KEY=VALUE` flags as a mapping; a VALUE that is not a whole number is kept
+    as text, for the settings' check to name it."""
+    out: dict[str, object] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--limit {item!r}: expected KEY=VALUE")
+        text = value.strip()
+        out[key.strip()] = int(text) if text.lstrip("-").isdigit() else text
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="tenantvisor", description=__doc__)
     p.add_argument("--version", action="version", version=f"tenantvisor {__version__}")
@@ -181,6 +195,13 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument(
         "--max-rules-per-vswitch", type=int,
         help="rules a tenant may hold in one vswitch (default 100000); more: TABLE_FULL",
+    )  # fmt: skip
+    s.add_argument(
+        "--limit", action="append", default=[], metavar="KEY=VALUE",
+        help="a default limit of every tenant (repeat; e.g. msg_rate=5000, vswitches=64): "
+        "networks, vswitches, vports, vlinks, hosts, rules, groups, meters, msg_rate, "
+        "msg_burst, packet_in_rate, packet_in_burst, packet_in_meter_rate, "
+        "packet_in_meter_burst",
     )  # fmt: skip
     s.add_argument(
         "--state-dir",
@@ -300,6 +321,7 @@ def main(argv: list[str] | None = None) -> int:
                     "db": args.db,
                     "instance": args.instance,
                     "lease": args.lease,
+                    "limits": _limit_flags(args.limit) or None,
                 },
             )
         except ConfigError as exc:

@@ -14,6 +14,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from tenantvisor.limits import KEYS, QUOTAS
+
 if TYPE_CHECKING:
     from tenantvisor.hypervisor import Hypervisor
 
@@ -89,6 +91,69 @@ class HypervisorCollector(Collector):
             rx.add_metric(lab, ep.rx_msgs + sum(c.channel.rx_msgs for c in ep.conns))
             pin.add_metric(lab, ep.packet_ins)
         yield from (ctl, vr, pr, rx, pin)
+        yield from _limit_metrics(hv)
+
+
+def _limit_metrics(hv: Hypervisor) -> Iterator[Metric]:
+    """What the tenants' limits did (limits.py): messages that waited for their connection's
+    tokens and the time waited, PACKET_INs dropped per vswitch (by the daemon's bucket, and
+    by the pswitches' meters as last read), quota refusals, and each quota's use and limit."""
+    v_labels = ["tenant", "network", "vdpid", "dpid"]
+    delayed = CounterMetricFamily(
+        "tenantvisor_vswitch_messages_delayed",
+        "messages from the tenant's controllers handled after waiting for the connection's "
+        "tokens (the rest of the connection waited in its socket: back-pressure)",
+        labels=v_labels,
+    )
+    waited = CounterMetricFamily(
+        "tenantvisor_vswitch_throttled_seconds",
+        "seconds the vswitch's controller connections stopped reading for want of tokens",
+        labels=v_labels,
+    )
+    dropped = CounterMetricFamily(
+        "tenantvisor_vswitch_packet_ins_dropped",
+        "PACKET_INs beyond the tenant's rate, dropped by the daemon (where=hypervisor) or by "
+        "the vswitch's meter on its pswitches (where=pswitch, as last read)",
+        labels=[*v_labels, "where"],
+    )
+    for (net_id, vdpid), ep in sorted(hv.endpoints.items()):
+        b = ep.budget
+        lab = [b.name if b else "", str(net_id), f"{vdpid:016x}", f"{ep.view.dpid:016x}"]
+        c = ep.limit_counters()
+        delayed.add_metric(lab, c["messages_delayed"])
+        waited.add_metric(lab, c["throttled_seconds"])
+        dropped.add_metric([*lab, "hypervisor"], c["packet_ins_dropped"])
+        dropped.add_metric([*lab, "pswitch"], c["packet_ins_metered"])
+    yield from (delayed, waited, dropped)
+
+    refused = CounterMetricFamily(
+        "tenantvisor_tenant_quota_refusals",
+        "requests refused because the tenant held its quota (API: 403; OpenFlow: TABLE_FULL, "
+        "OUT_OF_GROUPS, OUT_OF_METERS)",
+        labels=["tenant", "quota"],
+    )
+    used = GaugeMetricFamily(
+        "tenantvisor_tenant_quota_used",
+        "what the tenant holds of a quota",
+        labels=["tenant", "quota"],
+    )
+    limit = GaugeMetricFamily(
+        "tenantvisor_tenant_limit", "the tenant's limit in force", labels=["tenant", "limit"]
+    )
+    m = hv.manager
+    for tid, t in sorted(m.tenants.items()):
+        lim = m.limits_of(tid)
+        held: dict[str, int] = dict(m.usage(tid))
+        counts = {q: n for (i, q), n in m.quota_refused.items() if i == tid}
+        run = hv.tenant_usage(tid)
+        held.update(run["used"])
+        counts.update(run["refused"])
+        for q in QUOTAS:
+            refused.add_metric([t.name, q], counts.get(q, 0))
+            used.add_metric([t.name, q], held.get(q, 0))
+        for key in KEYS:
+            limit.add_metric([t.name, key], lim.get(key))
+    yield from (refused, used, limit)
 
 
 def metrics_text(hv: Hypervisor) -> bytes:

@@ -12,7 +12,8 @@ which is local to `build_router`, as a real object rather than a string to resol
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Response, status
+from fastapi import APIRouter, Body, Depends, Response, status
+from pydantic import StrictInt
 
 from tenantvisor import __version__
 from tenantvisor.api import schemas as s
@@ -23,15 +24,17 @@ from tenantvisor.virtual.manager import NetworkManager
 from tenantvisor.virtual.model import VirtualNetwork
 
 StatusFn = Callable[[], dict[str, Any]]
+UsageFn = Callable[[int], dict[str, Any]]
+"""What a tenant's running vswitches hold and did (Hypervisor.tenant_usage)."""
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": s.ErrorOut, "description": text}
     for code, text in (
         (400, "invalid request"),
         (401, "missing or invalid token"),
-        (403, "admin token required / not allowed"),
         (404, "no such object (or not yours)"),
         (409, "conflicts with existing state"),
+        (403, "admin token required / not allowed / a quota exceeded"),
         (422, "body or path does not match the schema"),
     )
 }
@@ -51,8 +54,11 @@ def _path(path: str | list[s.HopIn]) -> str | list[tuple[int, int, int, int]]:
     return [(h.src_dpid, h.src_port, h.dst_dpid, h.dst_port) for h in path]
 
 
-def build_router(manager: NetworkManager, status_fn: StatusFn | None) -> APIRouter:
-    """Routes bound to `manager`; `status_fn` feeds GET /v1/status when the daemon gives one."""
+def build_router(
+    manager: NetworkManager, status_fn: StatusFn | None, usage_fn: UsageFn | None = None
+) -> APIRouter:
+    """Routes bound to `manager`; `status_fn` feeds GET /v1/status when the daemon gives one,
+    `usage_fn` the run-time part of a tenant's quotas (rules, groups, meters, rates)."""
     router = APIRouter(prefix="/v1", responses=_ERRORS)
     Auth = Annotated[Caller, Depends(caller_dependency(manager))]
     topo = manager.topo
@@ -90,6 +96,51 @@ def build_router(manager: NetworkManager, status_fn: StatusFn | None) -> APIRout
         caller.require_admin()
         manager.delete_tenant(tenant_id)
         return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+    # --- limits and quotas ---------------------------------------------------------------------
+    def quotas(tenant_id: int) -> s.QuotasOut:
+        t = manager.get_tenant(tenant_id)
+        used: dict[str, int] = dict(manager.usage(tenant_id))
+        refused = {q: n for (tid, q), n in manager.quota_refused.items() if tid == tenant_id}
+        counters: dict[str, float] = {}
+        if usage_fn is not None:
+            run = usage_fn(tenant_id)
+            used.update(run["used"])
+            refused.update(run["refused"])
+            counters = run["counters"]
+        return s.quotas_out(manager.default_limits, t, used, refused, counters)
+
+    @router.get("/quotas", response_model=s.QuotasOut, tags=["tenants"])
+    async def my_quotas(caller: Auth) -> s.QuotasOut:
+        """The caller's own limits, what it holds and what was refused; for the admin, every
+        tenant's defaults."""
+        if caller.tenant is None:
+            return s.quotas_out(manager.default_limits, None)
+        return quotas(caller.tenant.id)
+
+    @router.get("/tenants/{tenant_id}/quotas", response_model=s.QuotasOut, tags=["tenants"])
+    async def get_quotas(tenant_id: int, caller: Auth) -> s.QuotasOut:
+        """A tenant's limits (its own values over the defaults), what it holds of each quota,
+        what was refused, and what the rate limits did.  The admin, or the tenant itself."""
+        if caller.tenant is not None and caller.tenant.id != tenant_id:
+            raise Forbidden("a tenant may read its own quotas only")
+        return quotas(tenant_id)
+
+    @router.put("/tenants/{tenant_id}/quotas", response_model=s.QuotasOut, tags=["tenants"])
+    async def set_quotas(
+        tenant_id: int,
+        caller: Auth,
+        body: Annotated[
+            dict[str, StrictInt | None],
+            Body(description=s.QUOTAS_HELP, examples=[{"vswitches": 16, "msg_rate": 2000}]),
+        ],
+    ) -> s.QuotasOut:
+        """Set the tenant's own limits (admin), replacing those it had; a limit left out or
+        null is the default.  Running vswitches apply new rates at once; a quota below what
+        the tenant holds refuses more, and takes nothing away."""
+        caller.require_admin()
+        manager.set_limits(tenant_id, body)
+        return quotas(tenant_id)
 
     # --- physical ------------------------------------------------------------------------------
     @router.get("/physical/topology", response_model=s.PhysicalTopologyOut, tags=["physical"])

@@ -24,6 +24,7 @@ from pydantic.json_schema import WithJsonSchema
 
 from tenantvisor.api.ids import dpid_str, parse_dpid
 from tenantvisor.compile.paths import vlink_candidates
+from tenantvisor.limits import DESCRIPTIONS, KEYS, QUOTAS, Limits
 from tenantvisor.mapping.paths import Hop, Path, is_live
 from tenantvisor.physical.topology import PhysicalTopology
 from tenantvisor.virtual.model import (
@@ -350,6 +351,40 @@ class ErrorOut(BaseModel):
     error: str
 
 
+QUOTAS_HELP = (
+    "the tenant's own limits, replacing those it had: limit name -> whole number, or null "
+    "for the default. Quotas (what it may hold): "
+    + ", ".join(QUOTAS)
+    + ". Rates: "
+    + ", ".join(k for k in KEYS if k not in QUOTAS)
+)
+
+
+class LimitOut(BaseModel):
+    limit: int = Field(description="the value in force")
+    default: int = Field(description="the daemon's default (settings: limits)")
+    own: bool = Field(description="whether the limit is the tenant's own value")
+    description: str
+    used: int | None = Field(default=None, description="a quota: how many the tenant holds")
+    refused: int | None = Field(
+        default=None, description="a quota: requests refused for it since the daemon started"
+    )
+
+
+class QuotasOut(BaseModel):
+    tenant_id: int | None = Field(description="null: the defaults (the admin's GET /v1/quotas)")
+    tenant: str | None
+    limits: dict[str, LimitOut]
+    counters: dict[str, float] = Field(
+        default_factory=dict,
+        description="what the limits did (its vswitches', since the daemon started): "
+        "messages (from its controllers), messages_delayed (handled after waiting for the "
+        "connection's tokens), throttled_seconds (reading paused for tokens), packet_ins "
+        "(relayed), packet_ins_dropped (by the daemon's per-vswitch bucket), "
+        "packet_ins_metered (dropped by the pswitches' per-vswitch meters, as last read)",
+    )
+
+
 # --- conversions -----------------------------------------------------------------------------
 def tenant_info(t: Tenant, networks: list[VirtualNetwork]) -> TenantInfo:
     return TenantInfo(
@@ -478,6 +513,34 @@ def network_out(topo: PhysicalTopology, net: VirtualNetwork, admin: bool = False
         switches=[vswitch_out(topo, net.switches[v]) for v in sorted(net.switches)],
         links=[vlink_out(topo, net, net.links[i]) for i in sorted(net.links)],
         hosts=[host_out(net.hosts[i], admin) for i in sorted(net.hosts)],
+    )
+
+
+def quotas_out(
+    defaults: Limits,
+    tenant: Tenant | None,
+    used: dict[str, int] | None = None,
+    refused: dict[str, int] | None = None,
+    counters: dict[str, float] | None = None,
+) -> QuotasOut:
+    """A tenant's limits over the defaults with what it holds and what was refused (or, for
+    no tenant, the defaults alone)."""
+    own = tenant.limits if tenant is not None else {}
+    current = defaults.with_overrides(own)
+    limits = {}
+    for key in KEYS:
+        quota = key in QUOTAS and tenant is not None
+        limits[key] = LimitOut(
+            limit=current.get(key), default=defaults.get(key), own=key in own,
+            description=DESCRIPTIONS[key],
+            used=(used or {}).get(key, 0) if quota else None,
+            refused=(refused or {}).get(key, 0) if quota else None,
+        )  # fmt: skip
+    return QuotasOut(
+        tenant_id=tenant.id if tenant is not None else None,
+        tenant=tenant.name if tenant is not None else None,
+        limits=limits,
+        counters=counters or {},
     )
 
 

@@ -326,6 +326,33 @@ def show_status(st: dict[str, Any]) -> str:
     return format_record(sorted(st.items()))
 
 
+def _count(value: Any) -> Any:
+    return round(value, 3) if isinstance(value, float) and not value.is_integer() else (
+        int(value) if isinstance(value, float) else value)  # fmt: skip
+
+
+def show_quotas(q: dict[str, Any]) -> str:
+    """A tenant's limits (value in force, default, whether its own), what it holds and what
+    was refused, then what the rate limits did; or the defaults alone."""
+    who = "defaults" if q["tenant_id"] is None else f"{q['tenant']} (id {q['tenant_id']})"
+    rows = [
+        [k, v["limit"], v["default"], v["own"], v.get("used"), v.get("refused")]
+        for k, v in q["limits"].items()
+    ]
+    parts = [
+        ("", format_record([("tenant", who)])),
+        ("", format_table(["limit", "value", "default", "own", "used", "refused"], rows)),
+    ]
+    if q.get("counters"):
+        parts.append(
+            (
+                "limits applied (since the daemon started)",
+                format_record([(k, _count(v)) for k, v in q["counters"].items()]),
+            )
+        )
+    return _sections(parts)  # fmt: skip
+
+
 # --- HTTP ------------------------------------------------------------------------------------
 class Api:
     """Thin client: one request per command, errors turned into CliError messages."""
@@ -404,6 +431,64 @@ def _tenant_list(api: Api, a: argparse.Namespace) -> Reply:
 )
 def _tenant_del(api: Api, a: argparse.Namespace) -> Reply:
     return api.call("DELETE", f"/v1/tenants/{a.id}"), None
+
+
+def _tenant_id(api: Api, tenant: str) -> int:
+    """A tenant given by id, or by name (looked up: the admin's tenant list)."""
+    if tenant.isdigit():
+        return int(tenant)
+    found = [t["id"] for t in api.call("GET", "/v1/tenants") if t["name"] == tenant]
+    if not found:
+        raise CliError(f"no tenant named {tenant!r}")
+    return int(found[0])
+
+
+def _quota_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "tenant", nargs="?", metavar="TENANT",
+        help="id or name; without it: your own (a tenant's token) or the defaults (admin)",
+    )  # fmt: skip
+    p.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE",
+        help="give the tenant its own value of a limit (admin); repeat for several",
+    )  # fmt: skip
+    p.add_argument(
+        "--reset", action="append", default=[], metavar="KEY",
+        help="the tenant takes the default of this limit again ('all': of every limit)",
+    )  # fmt: skip
+
+
+@command(
+    "tenant-quota",
+    "show a tenant's limits, what it holds, refusals and rate limiting; --set/--reset (admin)",
+    _quota_args,
+)
+def _tenant_quota(api: Api, a: argparse.Namespace) -> Reply:
+    if a.tenant is None:
+        if a.set or a.reset:
+            raise CliError("--set and --reset need a TENANT")
+        return api.call("GET", "/v1/quotas"), show_quotas
+    path = f"/v1/tenants/{_tenant_id(api, a.tenant)}/quotas"
+    if not a.set and not a.reset:
+        return api.call("GET", path), show_quotas
+    current = api.call("GET", path)["limits"]
+    own: dict[str, Any] = {k: v["limit"] for k, v in current.items() if v["own"]}
+    for key in a.reset:
+        if key == "all":
+            own.clear()
+        elif key not in current:
+            raise CliError(f"unknown limit {key!r}: one of {', '.join(current)}")
+        else:
+            own.pop(key, None)
+    for item in a.set:
+        key, sep, value = item.partition("=")
+        if not sep or key not in current:
+            raise CliError(f"--set {item!r}: expected KEY=VALUE, KEY one of {', '.join(current)}")
+        try:
+            own[key] = int(value, 10)
+        except ValueError:
+            raise CliError(f"--set {item!r}: {value!r} is not a whole number") from None
+    return api.call("PUT", path, own), show_quotas
 
 
 @command("phys-show", "show physical switches, ports and links")
