@@ -80,7 +80,7 @@ def test_the_admin_sets_a_tenants_own_limits_and_they_replace_the_previous(
     assert r.status_code == 200
     lim = r.json()["limits"]
     assert (lim["vswitches"]["limit"], lim["vswitches"]["own"]) == (3, True)
-    assert (lim["msg_rate"]["limit"], lim["msg_rate"]["default"]) == (500, 10_000)
+    assert (lim["msg_rate"]["limit"], lim["msg_rate"]["default"]) == (500, 5000)
     assert lim["msg_rate"]["used"] is None  # a rate, not a quota
     assert small.tenants[tid].limits == {"vswitches": 3, "msg_rate": 500}
     assert qclient.post(f"/v1/networks/{net}/switches", json={"dpids": [2]}, headers=tok).is_success

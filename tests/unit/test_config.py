@@ -198,7 +198,7 @@ def test_tenant_limits_come_from_the_file_and_flags_limit_by_limit(tmp_path: Pat
     path = _file(tmp_path, "limits:\n  msg_rate: 500\n  vswitches: 8\n")
     s = load(path, {"limits": {"vswitches": 16}})
     assert (s.limits.msg_rate, s.limits.vswitches, s.limits.rules) == (500, 16, 1_000_000)
-    assert load(None, {"admin_token": "t"}).limits.msg_rate == 10_000
+    assert load(None, {"admin_token": "t"}).limits.msg_rate == 5000
 
 
 @pytest.mark.parametrize(

@@ -24,7 +24,7 @@ from tenantvisor.translate.flow import translate_flow
 from tenantvisor.translate.view import PortMap, VSwitchView
 from tenantvisor.virtual.budget import TenantBudget
 from tenantvisor.virtual.decide import decide_flow_mod
-from tenantvisor.virtual.endpoint import VSwitchEndpoint
+from tenantvisor.virtual.endpoint import PSWITCH_WINDOW, ControllerConn, VSwitchEndpoint
 from tenantvisor.virtual.flowtable import VirtualFlowTable
 from tenantvisor.virtual.manager import NetworkManager
 from tenantvisor.virtual.model import Tenant
@@ -314,7 +314,7 @@ class FakeConn:
     """A controller connection that wants every asynchronous message."""
 
     def __init__(self) -> None:
-        self.channel = SimpleNamespace(sent=[], send=None, rx_msgs=0, delayed_msgs=0,
+        self.channel = SimpleNamespace(sent=[], send=None, rx_msgs=0, delayed_msgs=0, blocked_s=0,
                                        throttled_s=0.0)  # fmt: skip
         self.channel.send = self.channel.sent.append
 
@@ -450,3 +450,53 @@ def test_the_api_refuses_one_more_than_the_quota_with_403_naming_it() -> None:
     with pytest.raises(InvalidRequest, match="msg_rate must be within 1-"):
         m.set_limits(t.id, {"msg_rate": 0})
     assert m.tenants[t.id].limits == {"vports": 1}
+
+
+# --- the pswitch window: a tenant's work queued in a shared pswitch is bounded ----------------
+class SlowSession:
+    """A pswitch that answers BARRIERs only when told (as a slow one would, late)."""
+
+    dpid = DPID
+
+    def __init__(self) -> None:
+        self.barriers: list[Any] = []
+
+    def barrier(self, done: Any) -> None:
+        self.barriers.append(done)
+
+
+def test_a_connection_waits_when_a_pswitch_has_two_windows_of_its_work_undone() -> None:
+    async def run() -> None:
+        _, (a, _), _, _ = tenant(Limits())
+        conn = ControllerConn(a, "tcp:127.0.0.1:1")
+        s = SlowSession()
+        for _ in range(PSWITCH_WINDOW):
+            conn.sent_to(s)  # type: ignore[arg-type]
+        assert len(s.barriers) == 1 and not conn.channel._blocked  # a checkpoint asked
+        for _ in range(PSWITCH_WINDOW):
+            conn.sent_to(s)  # type: ignore[arg-type]
+        assert len(s.barriers) == 2 and conn.channel._blocked  # two windows undone: wait
+        s.barriers.pop(0)()
+        assert not conn.channel._blocked  # the pswitch caught up with the first
+        conn.channel.close("test done")
+
+    asyncio.run(run())
+
+
+def test_a_blocked_channel_handles_nothing_until_unblocked() -> None:
+    async def run() -> tuple[int, int, float]:
+        log: list[str] = []
+        ch, theirs = await _pair(Recorder(log, "a"))
+        ch.quantum = QUANTUM
+        ch.block()
+        barrier = _HDR.pack(4, ofp.OFPT_BARRIER_REQUEST, 8, 1)
+        theirs.send(barrier * 10)
+        await asyncio.sleep(0.05)
+        before = len(log)
+        ch.unblock()
+        await asyncio.sleep(0.05)
+        theirs.close()
+        return before, len(log), ch.blocked_s
+
+    before, after, waited = asyncio.run(run())
+    assert (before, after) == (0, 10) and waited >= 0.04

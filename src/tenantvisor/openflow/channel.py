@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import struct
 import time
 from collections.abc import Callable
@@ -30,14 +31,20 @@ OFPET_HELLO_FAILED = 0
 OFPHFC_INCOMPATIBLE = 0
 _HDR = struct.Struct("!BBHI")
 MAX_BUFFERED = 4 << 20  # bytes of unsent output before a peer counts as stuck
-# A throttled channel (a tenant controller's) handles at most this many messages per turn of
-# the event loop, then lets every other ready connection have its turn: one tenant's 256 KiB
-# read (~3,000 FLOW_MODs, ~60 ms of work) never holds the others up for more than ~1-2 ms.
+# A throttled channel (a tenant controller's) handles at most this many messages, and for at
+# most TURN_SLICE seconds, per turn of the event loop, then lets every other ready connection
+# have its turn: one tenant's 256 KiB read (~3,000 FLOW_MODs, ~60 ms of work) never holds the
+# others up for more than about half a millisecond.
 QUANTUM = 64
+TURN_SLICE = 0.0005
 # Waiting for tokens: at least this long (no wake-up per token at high rates), and for at
 # most QUANTUM tokens (no long sleep to collect a whole quantum at low rates).
 MIN_WAIT = 0.001
 WAIT_SLICE = 0.005
+# A throttled peer's socket receive buffer (Linux doubles it): what it sends beyond its rate
+# waits in a small kernel queue, then in its own (its sends block), not in megabytes of
+# autotuned buffer that would take the daemon minutes to work through at the peer's rate.
+RCVBUF = 64 << 10
 
 
 class _Batch:
@@ -129,6 +136,11 @@ class Channel(asyncio.Protocol):
         self.throttled_s = 0.0  # seconds spent so
         self.delayed_msgs = 0  # messages handled after such a wait, before catching up
         self._behind = False
+        # the owner's own hold (`block`): e.g. until the pswitches have done what this peer
+        # asked of them so far
+        self._blocked = False
+        self._stalled_since = 0.0  # when reading stopped for it (0: it did not)
+        self.blocked_s = 0.0  # seconds spent so
 
     # --- asyncio.Protocol ----------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -136,6 +148,12 @@ class Channel(asyncio.Protocol):
         self.transport = transport
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
+        sock = transport.get_extra_info("socket")
+        if self.bucket is not None and sock is not None:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
+            except OSError as exc:  # not a socket that has one: nothing to bound
+                log.debug("%s %s: SO_RCVBUF not set: %s", self.name, self.peer, exc)
         self._write(hello(self.versions))
         self._schedule_tick()
 
@@ -158,7 +176,7 @@ class Channel(asyncio.Protocol):
         self._rx_since_tick = True
         self._buf += data
         self.rx_bytes += len(data)
-        if self._hold is None:  # else reading waits: what came is handled in its turn
+        if self._hold is None and not self._stalled_since:  # else it is handled in its turn
             self._drain()
 
     def _drain(self) -> None:
@@ -170,6 +188,7 @@ class Channel(asyncio.Protocol):
         n = len(buf)
         left = -1  # messages still allowed now (-1: not throttled, or not asked yet)
         used = 0
+        turn_ends = 0.0
         try:
             while n - off >= 8:
                 length = (buf[off + 2] << 8) | buf[off + 3]
@@ -177,9 +196,15 @@ class Channel(asyncio.Protocol):
                     raise codec.MalformedMessage(f"frame length {length} < 8")
                 if n - off < length:
                     break
+                if self.version and self._blocked:
+                    self._stall()
+                    break
                 if self.version and (self.bucket is not None or self.quantum):
                     if left < 0:
                         left = self._allowance()
+                        turn_ends = time.monotonic() + TURN_SLICE
+                    elif time.monotonic() >= turn_ends:
+                        left = 0  # this turn's time is up: the others' turn
                     if left == 0:
                         self._wait()
                         break
@@ -229,6 +254,25 @@ class Channel(asyncio.Protocol):
         if t is not None and not t.is_closing() and t.is_reading():
             t.pause_reading()
 
+    def block(self) -> None:
+        """Handle none of the peer's messages until `unblock`: the owner's back-pressure
+        (reading stops before the next message, as for want of tokens)."""
+        self._blocked = True
+
+    def unblock(self) -> None:
+        self._blocked = False
+        if self._stalled_since and not self._closed:
+            self.blocked_s += time.monotonic() - self._stalled_since
+            self._stalled_since = 0.0
+            if self._hold is None:
+                self._hold = asyncio.get_running_loop().call_soon(self._resume)
+
+    def _stall(self) -> None:
+        self._stalled_since = time.monotonic()
+        t = self.transport
+        if t is not None and not t.is_closing() and t.is_reading():
+            t.pause_reading()
+
     def _resume(self) -> None:
         self._hold = None
         if self._waiting_since:
@@ -236,9 +280,12 @@ class Channel(asyncio.Protocol):
             self._waiting_since = 0.0
         if self._closed:
             return
+        if self._stalled_since:
+            return  # blocked meanwhile: `unblock` resumes
         self._batched(self._drain)
         t = self.transport
-        if self._hold is None and t is not None and not t.is_closing() and not t.is_reading():
+        if (self._hold is None and not self._stalled_since and t is not None
+                and not t.is_closing() and not t.is_reading()):  # fmt: skip
             t.resume_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:

@@ -82,6 +82,11 @@ MAX_INJECTED_HOPS = 32  # vlinks an injected packet is carried over in software 
 EDGE_DOWN_GRACE = 2.0  # s an edge vport with hosts may be down before its tenant is told
 COMPACT_DELAY = 1.0  # seconds after a removal before the neighbours re-plan (batched)
 BATCH_REPLAN = 16  # rules changed by one FLOW_MOD beyond which the vswitch re-plans whole
+# Messages one controller connection may have sent a pswitch beyond the last of them the
+# pswitch is known to have done (a BARRIER answered); at twice this many, the connection is
+# read no further until it has: a tenant's work queued in a pswitch every tenant shares is
+# bounded, however slow the pswitch (a hardware switch may take a millisecond per rule).
+PSWITCH_WINDOW = 64
 _ROLE_NAMES = {
     ofp.OFPCR_ROLE_EQUAL: "EQUAL",
     ofp.OFPCR_ROLE_MASTER: "MASTER",
@@ -175,6 +180,11 @@ _ORDERED = frozenset(
     (ofp.OFPT_PACKET_OUT, ofp.OFPT_BARRIER_REQUEST, ofp.OFPT_MULTIPART_REQUEST,
      ofp.OFPT_ROLE_REQUEST, ofp.OFPT_GROUP_MOD, ofp.OFPT_METER_MOD)
 )  # fmt: skip
+# Statistics answered from the pswitch's counters (a request to it for each of the tenant's).
+_FROM_PSWITCH = frozenset(
+    (ofp.OFPMP_FLOW, ofp.OFPMP_AGGREGATE, ofp.OFPMP_TABLE, ofp.OFPMP_PORT_STATS,
+     ofp.OFPMP_GROUP, ofp.OFPMP_METER, ofp.OFPMP_QUEUE)
+)  # fmt: skip
 # What a SLAVE controller may not send (OF1.3 6.3.4).
 _WRITES = frozenset(
     (ofp.OFPT_FLOW_MOD, ofp.OFPT_PACKET_OUT, ofp.OFPT_GROUP_MOD, ofp.OFPT_PORT_MOD,
@@ -209,6 +219,28 @@ class ControllerConn:
         self.touched: set[int] = set()  # pswitches sent to since the last barrier
         self.closed: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self.barriers = _Barriers(self._barrier_reply)
+        self._unconfirmed: dict[int, int] = {}  # dpid -> messages sent since a checkpoint
+        self._checkpoints = 0  # BARRIERs asked of pswitches for this window, unanswered
+
+    def sent_to(self, session: PSwitchSession) -> None:
+        """One more message sent to `session` for this connection (PSWITCH_WINDOW)."""
+        if self.ep.budget is None:
+            return
+        d = session.dpid or 0
+        n = self._unconfirmed.get(d, 0) + 1
+        if n < PSWITCH_WINDOW:
+            self._unconfirmed[d] = n
+            return
+        self._unconfirmed[d] = 0
+        self._checkpoints += 1
+        if self._checkpoints > 1:
+            self.channel.block()
+        session.barrier(self._confirmed)
+
+    def _confirmed(self) -> None:
+        self._checkpoints -= 1
+        if self._checkpoints <= 1:
+            self.channel.unblock()
 
     def _barrier_reply(self, xid: int) -> None:
         ch = self.channel
@@ -232,7 +264,7 @@ class ControllerConn:
             self.ep.update_of10_miss()
         self.ep.rx_msgs += ch.rx_msgs  # keep the count of closed connections
         self.ep.delayed_msgs += ch.delayed_msgs
-        self.ep.throttled_s += ch.throttled_s
+        self.ep.throttled_s += ch.throttled_s + ch.blocked_s
         if ch.version:
             log.info("%s: controller %s disconnected: %s", self.ep.label, self.url, reason)
         if not self.closed.done():
@@ -423,7 +455,8 @@ class VSwitchEndpoint:
         return {
             "messages": self.rx_msgs + sum(ch.rx_msgs for ch in chans),
             "messages_delayed": self.delayed_msgs + sum(ch.delayed_msgs for ch in chans),
-            "throttled_seconds": self.throttled_s + sum(ch.throttled_s for ch in chans),
+            "throttled_seconds": self.throttled_s
+            + sum(ch.throttled_s + ch.blocked_s for ch in chans),
             "packet_ins": self.packet_ins,
             "packet_ins_dropped": self.packet_ins_dropped,
             "packet_ins_metered": sum(self.pin_metered.values()),
@@ -739,6 +772,10 @@ class VSwitchEndpoint:
             self.flags, self.miss_send_len = struct.unpack_from("!HH", msg, 8)
         elif t == ofp.OFPT_MULTIPART_REQUEST:
             self.stats.multipart(conn, xid, msg)
+            if len(msg) >= 10 and codec.u16(msg, 8) in _FROM_PSWITCH:
+                s = self.host.session(self.view.dpid)
+                if s is not None:
+                    conn.sent_to(s)  # its counters are read from the pswitch
         elif t == ofp.OFPT_GROUP_MOD:
             self.groups_dirty = True  # for the store
             self.groups_meters.group_mod(conn, xid, msg)
@@ -794,12 +831,15 @@ class VSwitchEndpoint:
         ob = self.outbox
         if ob.staging:
             ob.hold(session, build, on_error, conn)  # a tenant FLOW_MOD's: see outbox.py
+            if conn is not None:
+                conn.sent_to(session)  # (counted now: it leaves with the network's next flush)
             return
         if ob.busy:
             ob.flush()  # not a tenant FLOW_MOD's: what was held goes first, drops before it
         session.send_flow(build, on_error)
         if conn is not None:
             conn.touched.add(session.dpid or 0)
+            conn.sent_to(session)
 
     def _settle(self) -> None:
         """Something not from a tenant FLOW_MOD is about to change the pswitches or the
