@@ -226,7 +226,7 @@ class Channel(asyncio.Protocol):
                 if self._behind:
                     self.delayed_msgs += used
         del buf[:off]
-        if self._hold is None:
+        if self._hold is None and not self._stalled_since:
             self._behind = False  # caught up with what was read
 
     def _allowance(self) -> int:
@@ -416,8 +416,8 @@ class Channel(asyncio.Protocol):
         """Probe an idle peer with ECHO; give up after three silent intervals."""
         if self._closed:
             return
-        if self._rx_since_tick:
-            self._idle_ticks = 0
+        if self._rx_since_tick or self._hold is not None or self._stalled_since:
+            self._idle_ticks = 0  # (a peer we do not read is not silent: we are)
         else:
             self._idle_ticks += 1
             if self._idle_ticks >= 3:
