@@ -25,7 +25,7 @@ from pydantic import (
     model_validator,
 )
 
-from tenantvisor.limits import QUOTAS, Limits
+from tenantvisor.quotas import QUOTAS, TenantLimits
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 DEFAULT_STATE_DIR = "/var/lib/tenantvisor"
@@ -42,7 +42,7 @@ _TYPE = {
     "db": "none, or OVSDB remotes unix:PATH / tcp:IP:PORT, comma-separated",
     "instance": "a name of 1-64 letters, digits, '.', '_' or '-'",
     "lease": "a number of seconds",
-    "limits": "a mapping of limit names to whole numbers",
+    "tenant_limits": "a mapping of limit names to whole numbers",
 }
 _RANGE = {
     "lldp_interval": "within 0.1-60 seconds",
@@ -105,9 +105,9 @@ class Settings(BaseModel):
     # and how long the others wait after its last lease renewal before taking its networks.
     instance: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]{1,64}$")
     lease: float = Field(default=3.0, ge=1.0, le=60, allow_inf_nan=False)
-    # every tenant's limits unless the admin sets its own (limits.py; YAML `limits:` mapping,
-    # flags `--limit KEY=VALUE`)
-    limits: Limits = Field(default_factory=Limits)
+    # every tenant's quotas and rates unless the admin sets its own (quotas.py; YAML a
+    # `tenant_limits:` mapping, flag `--tenant-limits NAME=N,...`)
+    tenant_limits: TenantLimits = Field(default_factory=TenantLimits)
 
     @field_validator("db")
     @classmethod
@@ -187,14 +187,14 @@ def _describe(err: Any, spelled: dict[str, str], yaml_hint: bool) -> str:
     """One pydantic error as `<setting> must be <what it expects>, got <value>`."""
     key = str(err["loc"][0]) if err["loc"] else "config"
     kind = err["type"]
-    if key == "limits" and len(err["loc"]) > 1:  # one of the limits: named as limits.KEY
+    if key == "tenant_limits" and len(err["loc"]) > 1:  # named as tenant_limits.KEY
         sub = str(err["loc"][1])
         if kind == "extra_forbidden":
-            return f"unknown limit {sub!r} in limits"
+            return f"unknown setting 'tenant_limits.{sub}'"
         low = 0 if sub in QUOTAS else 1
         if kind in ("greater_than_equal", "less_than_equal"):
-            return f"limits.{sub} must be within {low}-{1 << 31}, got {_got(err['input'])}"
-        return f"limits.{sub} must be a whole number, got {_got(err['input'])}"
+            return f"tenant_limits.{sub} must be within {low}-{1 << 31}, got {_got(err['input'])}"
+        return f"tenant_limits.{sub} must be a whole number, got {_got(err['input'])}"
     if kind == "extra_forbidden":
         return f"unknown setting {spelled.get(key, key)!r}"
     if kind == "value_error":  # an address validator: its message names the setting already
@@ -242,9 +242,9 @@ def load(path: str | None, overrides: dict[str, object]) -> Settings:
     TENANTVISOR_ADMIN_TOKEN if no token was given; a ConfigError if anything is wrong."""
     from_file, spelled = _read(path) if path else ({}, {})
     flags = {k: v for k, v in overrides.items() if v is not None}
-    file_limits, flag_limits = from_file.get("limits"), flags.get("limits")
+    file_limits, flag_limits = from_file.get("tenant_limits"), flags.get("tenant_limits")
     if isinstance(file_limits, dict) and isinstance(flag_limits, dict):
-        flags["limits"] = {**file_limits, **flag_limits}  # flag by flag
+        flags["tenant_limits"] = {**file_limits, **flag_limits}  # limit by limit
     values = {**from_file, **flags}
     if not values.get("admin_token"):
         values["admin_token"] = os.environ.get("TENANTVISOR_ADMIN_TOKEN", "")

@@ -21,7 +21,6 @@ from os_ken.ofproto import ofproto_v1_3 as ofp
 
 from tenantvisor.compile.network import CompileCache, NetworkState, compile_network
 from tenantvisor.errors import TenantvisorError
-from tenantvisor.limits import Limits
 from tenantvisor.mapping import layout
 from tenantvisor.mapping.alloc import IdAllocator, IdSpaceExhausted, Space, owner_network
 from tenantvisor.openflow import codec, messages, oxm
@@ -37,6 +36,7 @@ from tenantvisor.program.programmer import (
     sync,
 )
 from tenantvisor.program.timing import Reconfigurations
+from tenantvisor.quotas import TenantLimits
 from tenantvisor.translate import infra
 from tenantvisor.virtual import moves
 from tenantvisor.virtual.budget import TenantBudget
@@ -65,10 +65,10 @@ class Hypervisor:
         lldp_interval: float = 1.0,
         n_tables: int = N_TABLES_OFFERED,
         max_rules: int = 100_000,
-        limits: Limits | None = None,
+        tenant_limits: TenantLimits | None = None,
     ) -> None:
         self.topo = PhysicalTopology()
-        self.manager = NetworkManager(self.topo, admin_token, limits)
+        self.manager = NetworkManager(self.topo, admin_token, tenant_limits)
         self.manager.listeners.append(self._intent_changed)
         self.manager.tenant_listeners.append(self._limits_changed)
         # per tenant: its limits as its running vswitches apply them (virtual/budget.py)

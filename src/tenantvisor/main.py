@@ -105,7 +105,7 @@ async def serve(settings: Settings, ready: Any = None) -> None:
 
     hv = Hypervisor(
         settings.admin_token, lldp_interval=settings.lldp_interval,
-        max_rules=settings.max_rules_per_vswitch, limits=settings.limits,
+        max_rules=settings.max_rules_per_vswitch, tenant_limits=settings.tenant_limits,
     )  # fmt: skip
     api_host, api_port = Settings.split(settings.api_listen, "api_listen")
     # intent and tenant state come back before any pswitch may connect: a pswitch synced
@@ -166,16 +166,18 @@ async def serve(settings: Settings, ready: Any = None) -> None:
             await asyncio.to_thread(close_store, *kept[:2])
 
 
-def _limit_flags(items: list[str]) -> dict[str, object]:
-    """`--limit KEY=VALUE` flags as a mapping; a VALUE that is not a whole number is kept
-    as text, for the settings' check to name it."""
+def _tenant_limit_flags(text: str | None) -> dict[str, object] | None:
+    """`--tenant-limits msg_rate=5000,vswitches=64` as a mapping (None: not given); a value
+    that is not a whole number is kept as text, for the settings' check to name it."""
+    if text is None:
+        return None
     out: dict[str, object] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        key, sep, value = part.partition("=")
         if not sep:
-            raise ConfigError(f"--limit {item!r}: expected KEY=VALUE")
-        text = value.strip()
-        out[key.strip()] = int(text) if text.lstrip("-").isdigit() else text
+            raise ConfigError(f"--tenant-limits {text!r}: expected NAME=N,... ({part!r})")
+        v = value.strip()
+        out[key.strip().replace("-", "_")] = int(v) if v.lstrip("-").isdigit() else v
     return out
 
 
@@ -197,11 +199,11 @@ def main(argv: list[str] | None = None) -> int:
         help="rules a tenant may hold in one vswitch (default 100000); more: TABLE_FULL",
     )  # fmt: skip
     s.add_argument(
-        "--limit", action="append", default=[], metavar="KEY=VALUE",
-        help="a default limit of every tenant (repeat; e.g. msg_rate=5000, vswitches=64): "
-        "networks, vswitches, vports, vlinks, hosts, rules, groups, meters, msg_rate, "
-        "msg_burst, packet_in_rate, packet_in_burst, packet_in_meter_rate, "
-        "packet_in_meter_burst",
+        "--tenant-limits", metavar="NAME=N,...",
+        help="every tenant's quotas and rates unless the admin sets its own, e.g. "
+        "msg_rate=5000,vswitches=64: networks, vswitches, vports, vlinks, hosts, rules, "
+        "groups, meters, msg_rate, msg_burst, packet_in_rate, packet_in_burst, "
+        "packet_in_meter_rate, packet_in_meter_burst",
     )  # fmt: skip
     s.add_argument(
         "--state-dir",
@@ -321,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
                     "db": args.db,
                     "instance": args.instance,
                     "lease": args.lease,
-                    "limits": _limit_flags(args.limit) or None,
+                    "tenant_limits": _tenant_limit_flags(args.tenant_limits),
                 },
             )
         except ConfigError as exc:

@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from tenantvisor.limits import KEYS, QUOTAS
+from tenantvisor.quotas import KEYS, QUOTAS
 
 if TYPE_CHECKING:
     from tenantvisor.hypervisor import Hypervisor
@@ -95,7 +95,7 @@ class HypervisorCollector(Collector):
 
 
 def _limit_metrics(hv: Hypervisor) -> Iterator[Metric]:
-    """What the tenants' limits did (limits.py): messages that waited for their connection's
+    """What the tenants' limits did (quotas.py): messages that waited for their connection's
     tokens and the time waited, PACKET_INs dropped per vswitch (by the daemon's bucket, and
     by the pswitches' meters as last read), quota refusals, and each quota's use and limit."""
     v_labels = ["tenant", "network", "vdpid", "dpid"]

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from tenantvisor.api.app import create_app
-from tenantvisor.limits import KEYS, Limits
+from tenantvisor.quotas import KEYS, TenantLimits
 from tenantvisor.virtual.manager import NetworkManager
 
 from .conftest import ADMIN, LiveServer, bearer, build_topology, quiet_testclient, snapshot
@@ -29,7 +29,7 @@ def _usage(tenant_id: int) -> dict[str, Any]:
 
 @pytest.fixture
 def small() -> NetworkManager:
-    return NetworkManager(build_topology(), ADMIN, Limits(vswitches=1, hosts=1, networks=2))
+    return NetworkManager(build_topology(), ADMIN, TenantLimits(vswitches=1, hosts=1, networks=2))
 
 
 @pytest.fixture

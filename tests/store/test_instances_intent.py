@@ -132,12 +132,12 @@ def test_a_tenants_limits_are_kept_and_reach_the_other_instance(store: Store, ot
     b.refresh()
     heard: list[dict[str, int]] = []
     b.tenant_listeners.append(lambda tenant: heard.append(tenant.limits))
-    a.set_limits(t.id, {"vswitches": 2, "msg_rate": 300})
+    a.set_tenant_limits(t.id, {"vswitches": 2, "msg_rate": 300})
     wait_until(lambda: other.load_tenants()[0].limits == {"vswitches": 2, "msg_rate": 300})
     b.refresh()
     assert heard == [{"vswitches": 2, "msg_rate": 300}]
     assert b.limits_of(t.id).msg_rate == 300 and b.limits_of(t.id).networks == 256
-    a.set_limits(t.id, {})  # back to the defaults
+    a.set_tenant_limits(t.id, {})  # back to the defaults
     restarted = NetworkManager(build_topology(), ADMIN)
     restarted.restore(store.load_tenants(), {}, store.load_counters())
     assert restarted.tenants[t.id].limits == {} and restarted.authenticate(t.token).id == t.id

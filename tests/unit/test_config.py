@@ -195,20 +195,24 @@ def test_serve_prints_one_line_and_exits_2_on_a_bad_file(
 
 
 def test_tenant_limits_come_from_the_file_and_flags_limit_by_limit(tmp_path: Path) -> None:
-    path = _file(tmp_path, "limits:\n  msg_rate: 500\n  vswitches: 8\n")
-    s = load(path, {"limits": {"vswitches": 16}})
-    assert (s.limits.msg_rate, s.limits.vswitches, s.limits.rules) == (500, 16, 1_000_000)
-    assert load(None, {"admin_token": "t"}).limits.msg_rate == 5000
+    path = _file(tmp_path, "tenant_limits:\n  msg_rate: 500\n  vswitches: 8\n")
+    s = load(path, {"tenant_limits": {"vswitches": 16}})
+    lim = s.tenant_limits
+    assert (lim.msg_rate, lim.vswitches, lim.rules) == (500, 16, 1_000_000)
+    assert load(None, {"admin_token": "t"}).tenant_limits.msg_rate == 5000
 
 
 @pytest.mark.parametrize(
     ("text", "says"),
     [
-        ("limits:\n  msg_rate: 0\n", "limits.msg_rate must be within 1-2147483648, got 0"),
-        ("limits:\n  rules: -1\n", "limits.rules must be within 0-2147483648, got -1"),
-        ('limits:\n  rules: "9"\n', "limits.rules must be a whole number, got '9'"),
-        ("limits:\n  rulez: 9\n", "unknown limit 'rulez' in limits"),
-        ("limits: 5\n", "limits must be a mapping of limit names to whole numbers, got 5"),
+        ("tenant_limits:\n  msg_rate: 0\n", "tenant_limits.msg_rate must be within 1-2147483648"),
+        (
+            "tenant_limits:\n  rules: -1\n",
+            "tenant_limits.rules must be within 0-2147483648, got -1",
+        ),
+        ('tenant_limits:\n  rules: "9"\n', "tenant_limits.rules must be a whole number, got '9'"),
+        ("tenant_limits:\n  rulez: 9\n", "unknown setting 'tenant_limits.rulez'"),
+        ("tenant_limits: 5\n", "tenant_limits must be a mapping of limit names to whole numbers"),
     ],
 )
 def test_a_bad_limit_is_refused_by_name(tmp_path: Path, text: str, says: str) -> None:
@@ -217,7 +221,7 @@ def test_a_bad_limit_is_refused_by_name(tmp_path: Path, text: str, says: str) ->
 
 
 def test_serve_takes_limits_as_flags(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["serve", "--admin-token", "t", "--limit", "msg_rate=lots"]) == 2
-    assert "limits.msg_rate must be a whole number, got 'lots'" in capsys.readouterr().err
-    assert main(["serve", "--admin-token", "t", "--limit", "msg_rate"]) == 2
-    assert "--limit 'msg_rate': expected KEY=VALUE" in capsys.readouterr().err
+    assert main(["serve", "--admin-token", "t", "--tenant-limits", "msg_rate=lots"]) == 2
+    assert "tenant_limits.msg_rate must be a whole number, got 'lots'" in capsys.readouterr().err
+    assert main(["serve", "--admin-token", "t", "--tenant-limits", "vswitches=3,msg_rate"]) == 2
+    assert "expected NAME=N,... ('msg_rate')" in capsys.readouterr().err

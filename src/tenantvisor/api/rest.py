@@ -108,14 +108,14 @@ def build_router(
             used.update(run["used"])
             refused.update(run["refused"])
             counters = run["counters"]
-        return s.quotas_out(manager.default_limits, t, used, refused, counters)
+        return s.quotas_out(manager.tenant_defaults, t, used, refused, counters)
 
     @router.get("/quotas", response_model=s.QuotasOut, tags=["tenants"])
     async def my_quotas(caller: Auth) -> s.QuotasOut:
         """The caller's own limits, what it holds and what was refused; for the admin, every
         tenant's defaults."""
         if caller.tenant is None:
-            return s.quotas_out(manager.default_limits, None)
+            return s.quotas_out(manager.tenant_defaults, None)
         return quotas(caller.tenant.id)
 
     @router.get("/tenants/{tenant_id}/quotas", response_model=s.QuotasOut, tags=["tenants"])
@@ -139,7 +139,7 @@ def build_router(
         null is the default.  Running vswitches apply new rates at once; a quota below what
         the tenant holds refuses more, and takes nothing away."""
         caller.require_admin()
-        manager.set_limits(tenant_id, body)
+        manager.set_tenant_limits(tenant_id, body)
         return quotas(tenant_id)
 
     # --- physical ------------------------------------------------------------------------------

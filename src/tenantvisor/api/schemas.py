@@ -24,9 +24,9 @@ from pydantic.json_schema import WithJsonSchema
 
 from tenantvisor.api.ids import dpid_str, parse_dpid
 from tenantvisor.compile.paths import vlink_candidates
-from tenantvisor.limits import DESCRIPTIONS, KEYS, QUOTAS, Limits
 from tenantvisor.mapping.paths import Hop, Path, is_live
 from tenantvisor.physical.topology import PhysicalTopology
+from tenantvisor.quotas import DESCRIPTIONS, KEYS, QUOTAS, TenantLimits
 from tenantvisor.virtual.model import (
     Host,
     ManualPath,
@@ -517,7 +517,7 @@ def network_out(topo: PhysicalTopology, net: VirtualNetwork, admin: bool = False
 
 
 def quotas_out(
-    defaults: Limits,
+    defaults: TenantLimits,
     tenant: Tenant | None,
     used: dict[str, int] | None = None,
     refused: dict[str, int] | None = None,

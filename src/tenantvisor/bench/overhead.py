@@ -128,8 +128,8 @@ def run(n: int, barriers: int, repeat: int = 3) -> dict[str, Any]:
         sock.connect(str(mgmt))
         direct_peer = OFPeer(sock).handshake()
         of_sock = f"unix:{fab.ovs.rundir}/tenantvisor.sock"
-        # the hypervisor's own cost is measured, not a tenant's rate limit (limits.py)
-        unlimited = ["--limit", f"msg_rate={1 << 31}", "--limit", f"msg_burst={1 << 31}"]
+        # the hypervisor's own cost is measured, not a tenant's rate limit (quotas.py)
+        unlimited = ["--tenant-limits", f"msg_rate={1 << 31},msg_burst={1 << 31}"]
         daemon = Daemon(rundir, of_sock, log_level="warning", extra_args=unlimited).start()
         fab.set_controller(of_sock)
         daemon.wait_for("the pswitch", lambda st: len(st["pswitches"]) == 1)

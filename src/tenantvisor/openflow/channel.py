@@ -18,8 +18,8 @@ from typing import Protocol
 
 from os_ken.ofproto import ofproto_v1_3 as ofp
 
-from tenantvisor.limits import TokenBucket
 from tenantvisor.openflow import codec
+from tenantvisor.quotas import TokenBucket
 
 log = logging.getLogger(__name__)
 

@@ -12,14 +12,14 @@ from __future__ import annotations
 from collections import Counter
 from typing import TYPE_CHECKING
 
-from tenantvisor.limits import Limits
+from tenantvisor.quotas import TenantLimits
 
 if TYPE_CHECKING:
     from tenantvisor.virtual.endpoint import VSwitchEndpoint
 
 
 class TenantBudget:
-    def __init__(self, tenant_id: int, name: str, limits: Limits) -> None:
+    def __init__(self, tenant_id: int, name: str, limits: TenantLimits) -> None:
         self.tenant_id = tenant_id
         self.name = name
         self.limits = limits

@@ -21,7 +21,6 @@ from typing import Protocol
 
 from os_ken.ofproto import ofproto_v1_3 as ofp
 
-from tenantvisor.limits import TokenBucket
 from tenantvisor.mapping import layout
 from tenantvisor.mapping.alloc import tenant_owner
 from tenantvisor.mapping.frmap import PhysRuleMap
@@ -30,6 +29,7 @@ from tenantvisor.openflow.channel import QUANTUM, Channel
 from tenantvisor.openflow.codec import FlowMod, MalformedMessage, OFError, PacketIn, PacketOut
 from tenantvisor.openflow.of10 import Of10Adapter
 from tenantvisor.physical.session import PSwitchSession
+from tenantvisor.quotas import TokenBucket
 from tenantvisor.reduce.headerspace import Cube
 from tenantvisor.reduce.levels import KEPT, outputs
 from tenantvisor.reduce.packet import apply_actions, fields
@@ -321,7 +321,7 @@ class VSwitchEndpoint:
         budget: TenantBudget | None = None,
     ) -> None:  # fmt: skip
         self.host = host
-        # the tenant's limits (limits.py), shared by its vswitches; None: none applied
+        # the tenant's limits (quotas.py), shared by its vswitches; None: none applied
         self.budget = budget
         # one view per pswitch the vswitch spans (several: a big switch); the first is its
         # primary, where controller-injected packets enter and groups/meters live
@@ -394,7 +394,7 @@ class VSwitchEndpoint:
     def _port_desc(self, n: int) -> bytes:
         return self.stats.port_desc(n)
 
-    # --- limits (limits.py): the tenant's budget as this vswitch applies it ----------------
+    # --- limits (quotas.py): the tenant's budget as this vswitch applies it ----------------
     def quota_full(self, kind: str) -> str | None:
         """Why the tenant may not add one more rule, group or meter (its quota over all
         its vswitches is reached), or None."""

@@ -32,7 +32,6 @@ from tenantvisor.errors import (
     QuotaExceeded,
     Unauthorized,
 )
-from tenantvisor.limits import API_QUOTAS, Limits, check_overrides
 from tenantvisor.mapping import layout
 from tenantvisor.mapping.paths import (
     Hop,
@@ -44,6 +43,7 @@ from tenantvisor.mapping.paths import (
     vlink_path,
 )
 from tenantvisor.physical.topology import PhysicalTopology
+from tenantvisor.quotas import API_QUOTAS, TenantLimits, check_overrides
 from tenantvisor.virtual.model import (
     ROUTING_ALGORITHMS,
     Host,
@@ -180,14 +180,14 @@ def _tenant_nets(self: NetworkManager, tenant_id: object = None, *_: object) -> 
 
 class NetworkManager:
     def __init__(
-        self, topo: PhysicalTopology, admin_token: str, limits: Limits | None = None
+        self, topo: PhysicalTopology, admin_token: str, limits: TenantLimits | None = None
     ) -> None:
         if not admin_token:
             raise ValueError("an admin token is required")
         self.topo = topo
         self._admin_token = admin_token
-        # every tenant's limits unless the admin set its own (Tenant.limits)
-        self.default_limits = limits or Limits()
+        # every tenant's limits (quotas.py) unless the admin set its own (Tenant.limits)
+        self.tenant_defaults = limits or TenantLimits()
         # requests refused for a quota, by (tenant id, quota): tvctl tenant-quota, metrics
         self.quota_refused: Counter[tuple[int, str]] = Counter()
         # told of a tenant whose limits changed (here, or by another instance)
@@ -388,15 +388,15 @@ class NetworkManager:
             raise NotFound(f"no tenant {tenant_id}")
         return t
 
-    # --- limits (limits.py) -----------------------------------------------------------------
-    def limits_of(self, tenant_id: int) -> Limits:
+    # --- tenant limits (quotas.py) -----------------------------------------------------------
+    def limits_of(self, tenant_id: int) -> TenantLimits:
         """The tenant's limits: its own values over the daemon's defaults (the defaults for
         a tenant not known here)."""
         t = self.tenants.get(tenant_id)
-        return self.default_limits.with_overrides(t.limits if t is not None else {})
+        return self.tenant_defaults.with_overrides(t.limits if t is not None else {})
 
     @_mutation()
-    def set_limits(self, tenant_id: int, overrides: Mapping[str, Any]) -> Tenant:
+    def set_tenant_limits(self, tenant_id: int, overrides: Mapping[str, Any]) -> Tenant:
         """Replace the tenant's own limits (the admin's call): `overrides` maps limit names
         to values, None or absent meaning the default.  A quota below what the tenant holds
         is allowed: what it has stays, more is refused.  Running vswitches take new rates at

@@ -25,7 +25,7 @@ class Tenant:
     # once, when the tenant is created, and held only until then
     token_hash: str
     token: str = field(default="", repr=False, compare=False)
-    # the admin's own values for this tenant's limits (limits.KEYS -> value), over the
+    # the admin's own values for this tenant's limits (quotas.KEYS -> value), over the
     # daemon's defaults; absent keys take the default
     limits: dict[str, int] = field(default_factory=dict)
 

@@ -1,8 +1,8 @@
 """What one tenant may hold and send: quotas, rates, and the token bucket that meters them.
 
 A tenant shares the fabric, the pswitches' tables and the daemon's one event loop with every
-other tenant, so none of these may be unbounded.  `Limits` names every bound once (the
-admin's defaults come from the daemon's settings, `config.Settings.limits`; a tenant's own
+other tenant, so none of these may be unbounded.  `TenantLimits` names every bound once (the
+admin's defaults come from the daemon's settings, `config.Settings.tenant_limits`; a tenant's own
 values, set by the admin, override them one by one and are kept in the store), and
 `TokenBucket` is the rate meter used for both of the rates a tenant drives: the messages its
 controllers send (per connection, virtual/endpoint.py through openflow/channel.py) and the
@@ -61,7 +61,7 @@ DESCRIPTIONS = {
 }
 
 
-class Limits(BaseModel):
+class TenantLimits(BaseModel):
     """Every bound on one tenant.  The defaults are generous (nothing the tests, the demo
     or the benchmarks do comes near them) yet finite: a provider lowers them."""
 
@@ -82,11 +82,11 @@ class Limits(BaseModel):
     packet_in_meter_rate: int = Field(default=1000, ge=1, le=MAX_VALUE)
     packet_in_meter_burst: int = Field(default=2000, ge=1, le=MAX_VALUE)
 
-    def with_overrides(self, overrides: dict[str, int]) -> Limits:
+    def with_overrides(self, overrides: dict[str, int]) -> TenantLimits:
         """These defaults with a tenant's own values (checked like the defaults)."""
         if not overrides:
             return self
-        return Limits.model_validate({**self.model_dump(), **overrides})
+        return TenantLimits.model_validate({**self.model_dump(), **overrides})
 
     def get(self, key: str) -> int:
         value: int = getattr(self, key)

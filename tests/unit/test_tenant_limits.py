@@ -15,11 +15,11 @@ from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as p
 
 from tenantvisor.errors import InvalidRequest, QuotaExceeded
-from tenantvisor.limits import KEYS, Limits, TokenBucket, check_overrides
 from tenantvisor.mapping import layout
 from tenantvisor.openflow import codec, oxm
 from tenantvisor.openflow.channel import QUANTUM, Channel, hello
 from tenantvisor.openflow.codec import FlowMod, OFError, PacketIn
+from tenantvisor.quotas import KEYS, TenantLimits, TokenBucket, check_overrides
 from tenantvisor.translate.flow import translate_flow
 from tenantvisor.translate.view import PortMap, VSwitchView
 from tenantvisor.virtual.budget import TenantBudget
@@ -77,8 +77,8 @@ def test_overrides_are_checked_like_the_defaults() -> None:
     ):
         with pytest.raises(ValueError, match=why):
             check_overrides(bad)
-    assert Limits().with_overrides({"vswitches": 2}).vswitches == 2
-    assert set(Limits().model_dump()) == set(KEYS)
+    assert TenantLimits().with_overrides({"vswitches": 2}).vswitches == 2
+    assert set(TenantLimits().model_dump()) == set(KEYS)
 
 
 # --- back-pressure on a connection -----------------------------------------------------------
@@ -222,7 +222,7 @@ class MeteringSession:
     driver = SimpleNamespace(meters_packet_ins=True)
 
 
-def tenant(limits: Limits, views: tuple[VSwitchView, ...] = (VIEW, VIEW2)) -> tuple[
+def tenant(limits: TenantLimits, views: tuple[VSwitchView, ...] = (VIEW, VIEW2)) -> tuple[
     TenantBudget, list[VSwitchEndpoint], Host, Conn
 ]:  # fmt: skip
     """One tenant's vswitches (all on pswitch DPID) sharing one budget."""
@@ -250,7 +250,7 @@ def rule(eth_dst: str, out: int = 1, **kw: Any) -> bytes:
 
 
 def test_rules_beyond_the_tenants_quota_find_the_table_full_on_any_of_its_vswitches() -> None:
-    budget, (a, b), _, conn = tenant(Limits(rules=3))
+    budget, (a, b), _, conn = tenant(TenantLimits(rules=3))
     for i, ep in enumerate((a, a, b)):
         send(ep, conn, ofp.OFPT_FLOW_MOD, i, rule(f"02:00:00:00:00:0{i}"))
     assert conn.channel.errors == [] and budget.used("rules") == 3
@@ -291,7 +291,7 @@ def test_the_decision_refuses_a_new_rule_only() -> None:
 
 
 def test_groups_and_meters_beyond_the_quota_are_out_of_groups_and_out_of_meters() -> None:
-    budget, (a, b), host, conn = tenant(Limits(groups=1, meters=1))
+    budget, (a, b), host, conn = tenant(TenantLimits(groups=1, meters=1))
     send(a, conn, ofp.OFPT_GROUP_MOD, 1, group_mod(ofp.OFPGC_ADD, 1))
     send(b, conn, ofp.OFPT_METER_MOD, 2, meter(ofp.OFPMC_ADD, 1))
     assert conn.channel.errors == []
@@ -330,7 +330,7 @@ def _packet_in(ep: VSwitchEndpoint, serial: int) -> None:
 
 
 def test_packet_ins_beyond_the_vswitchs_rate_are_dropped_and_counted() -> None:
-    budget, (_, b), _, conn = tenant(Limits(packet_in_rate=1, packet_in_burst=3))
+    budget, (_, b), _, conn = tenant(TenantLimits(packet_in_rate=1, packet_in_burst=3))
     miss = osken_flow_mod(p.OFPMatch(), [apply(p.OFPActionOutput(ofp.OFPP_CONTROLLER))])
     send(b, conn, ofp.OFPT_FLOW_MOD, 1, miss)
     ctl = FakeConn()
@@ -353,7 +353,7 @@ def _sent_meter_mods(host: Host) -> list[tuple[int, int, int, bytes]]:
 
 
 def test_each_vswitch_has_a_packet_in_meter_on_its_pswitch_and_its_punts_pass_it() -> None:
-    lim = Limits(packet_in_meter_rate=50, packet_in_meter_burst=10)
+    lim = TenantLimits(packet_in_meter_rate=50, packet_in_meter_burst=10)
     budget, (a, b), host, conn = tenant(lim)
     mods = _sent_meter_mods(host)
     assert [(c, f) for c, f, _, _ in mods] == [
@@ -376,7 +376,7 @@ def test_each_vswitch_has_a_packet_in_meter_on_its_pswitch_and_its_punts_pass_it
     assert codec.output(ofp.OFPP_CONTROLLER, 128) not in pf.instructions
     # new limits: the meter is modified in place, the buckets take the new rate
     host.sessions[DPID].sent.clear()
-    budget.limits = Limits(packet_in_meter_rate=7, packet_in_meter_burst=7, msg_rate=5)
+    budget.limits = TenantLimits(packet_in_meter_rate=7, packet_in_meter_burst=7, msg_rate=5)
     b.apply_limits()
     ((cmd, _, mid, bands),) = _sent_meter_mods(host)
     assert (cmd, mid) == (ofp.OFPMC_MODIFY, pin) and struct.unpack_from("!I", bands, 4) == (7,)
@@ -412,7 +412,7 @@ def test_the_metered_controller_action_is_what_open_vswitch_reports() -> None:
 
 # --- the API's quotas, in the intent layer ----------------------------------------------------
 def test_the_api_refuses_one_more_than_the_quota_with_403_naming_it() -> None:
-    m = NetworkManager(build_topology(), ADMIN, Limits(networks=1, vswitches=2, vports=2,
+    m = NetworkManager(build_topology(), ADMIN, TenantLimits(networks=1, vswitches=2, vports=2,
                                                        vlinks=0, hosts=1))  # fmt: skip
     t = m.create_tenant("alice")
     net = m.create_network(t.id, [])
@@ -437,18 +437,18 @@ def test_the_api_refuses_one_more_than_the_quota_with_403_naming_it() -> None:
     # the admin raises one quota for this tenant: the next request passes
     seen: list[Tenant] = []
     m.tenant_listeners.append(seen.append)
-    m.set_limits(t.id, {"vports": 3, "vlinks": 1})
+    m.set_tenant_limits(t.id, {"vports": 3, "vlinks": 1})
     assert m.limits_of(t.id).vports == 3
     assert [x.limits for x in seen] == [{"vports": 3, "vlinks": 1}]
     m.create_port(net.id, 1, 1)
     m.create_link(net.id, s1.vdpid, a.number, s2.vdpid, b.number)
     # lowering it below what the tenant holds takes nothing away
-    m.set_limits(t.id, {"vports": 1})
+    m.set_tenant_limits(t.id, {"vports": 1})
     assert m.usage(t.id)["vports"] == 3
     with pytest.raises(InvalidRequest, match="unknown limit"):
-        m.set_limits(t.id, {"vport": 1})
+        m.set_tenant_limits(t.id, {"vport": 1})
     with pytest.raises(InvalidRequest, match="msg_rate must be within 1-"):
-        m.set_limits(t.id, {"msg_rate": 0})
+        m.set_tenant_limits(t.id, {"msg_rate": 0})
     assert m.tenants[t.id].limits == {"vports": 1}
 
 
@@ -467,7 +467,7 @@ class SlowSession:
 
 def test_a_connection_waits_when_a_pswitch_has_two_windows_of_its_work_undone() -> None:
     async def run() -> None:
-        _, (a, _), _, _ = tenant(Limits())
+        _, (a, _), _, _ = tenant(TenantLimits())
         conn = ControllerConn(a, "tcp:127.0.0.1:1")
         s = SlowSession()
         for _ in range(PSWITCH_WINDOW):
