@@ -956,6 +956,15 @@ class NetworkManager:
             )
         if (vp.dpid, vp.port) != (d, pt):
             self._not_held(net, d, pt, f"host {h.id}")
+            for end in {d, vp.dpid}:
+                info = self.topo.switches.get(end)
+                if info is not None and info.of_version == 1:
+                    # no classification table there: a moved host's packets could be
+                    # neither classified where it is nor taken in as its vport's at home
+                    raise InvalidRequest(
+                        f"pswitch {end:#018x} speaks OpenFlow 1.0: a host cannot move "
+                        "to or away from a port of it"
+                    )
         shared = sorted(o.id for o in net.hosts.values()
                         if o.id != h.id and (o.vdpid, o.vport) == (h.vdpid, h.vport))  # fmt: skip
         if shared:
