@@ -146,7 +146,8 @@ class Hypervisor:
                               for sw in n.switches.values() for d in sw.dpids}  # fmt: skip
             self._expected |= {
                 sp[1] for sp, _, _ in allocations
-                if len(sp) > 1 and sp[0] in ("tag", "group", "marker") and isinstance(sp[1], int)
+                if len(sp) > 1 and sp[0] in ("tag", "group", "marker", "meter")
+                and isinstance(sp[1], int)
             }  # fmt: skip
         log.info(
             "restored %d tenants, %d networks (%d started), %d rules",
@@ -378,6 +379,10 @@ class Hypervisor:
             want.meters[layout.PUNT_METER] = infra.punt_meter()
         want.rules.extend(self.program.rules_on(dpid))
         want.groups.extend(self.program.groups_on(dpid))
+        if s.driver.supports_meters:
+            want.meters.update(
+                (m.meter_id, (m.flags, m.bands)) for m in self.program.meters_on(dpid)
+            )
         for ep in self.endpoints.values():
             if dpid in ep.views:
                 want.rules.extend(pf for pf in ep.rules.installed() if pf.dpid == dpid)
@@ -601,7 +606,8 @@ class Hypervisor:
         for _ in range(RESERVE_ATTEMPTS):
             try:
                 cache = self._compile_caches.setdefault(net.id, CompileCache())
-                st = compile_network(net, self.topo, self.alloc, self.n_tables, cache)
+                st = compile_network(net, self.topo, self.alloc, self.n_tables, cache,
+                                     self.manager.default_limits)  # fmt: skip
             except IdSpaceExhausted as exc:
                 log.error("network %d (%s): not compiled: %s", net.id, self._tenant_name(net), exc)
                 return None
@@ -709,6 +715,7 @@ class Hypervisor:
             self.marker_owner.update(st.markers)
             touched |= {pf.dpid for pf in st.rules.values()}
             touched |= {d for d, _ in st.groups}
+            touched |= {d for d, _ in st.meters}
             touched |= self._update_endpoints(net, st)
             for key, ep in self.endpoints.items():
                 if key[0] == net_id and (kept := tables.get(key)) is not None:
