@@ -21,6 +21,7 @@ from os_ken.ofproto import ofproto_v1_3 as ofp
 
 from tenantvisor.compile.network import CompileCache, NetworkState, compile_network
 from tenantvisor.errors import TenantvisorError
+from tenantvisor.limits import METER_STATS_ALL, LimitHits
 from tenantvisor.mapping import layout
 from tenantvisor.mapping.alloc import IdAllocator, IdSpaceExhausted, Space, owner_network
 from tenantvisor.openflow import codec, messages, oxm
@@ -52,6 +53,7 @@ LEVEL_SETTLE = 0.05
 PUNT_QUIET = 1.0  # s: one decision per (pswitch, port, MAC) in this while
 RESERVE_ATTEMPTS = 8  # allocation races lost to other instances before a compile gives up
 RESERVE_RETRY = 1.0  # seconds before compiling again when the store could not reserve ids
+LIMIT_POLL = 2.0  # s between readings of the limit meters' statistics (limit hits)
 Allocated = tuple[Space, Hashable, int]
 
 
@@ -113,6 +115,8 @@ class Hypervisor:
         self._detected: tuple[int, float] | None = None  # (network, when) of a move being made
         # OpenFlow 1.0: (dpid, marker) -> (vswitch index, ingress vport, PACKET_IN reason)
         self.marker_owner: dict[tuple[int, int], tuple[int, int, int]] = {}
+        # what the networks' data-plane limit meters let in and dropped (polled)
+        self.limit_hits = LimitHits()
 
     # --- state kept across restarts ------------------------------------------------------------
     def restore(
@@ -211,6 +215,7 @@ class Hypervisor:
                 reuse_address=True,
             )  # fmt: skip
         self._tasks.append(asyncio.ensure_future(self._discovery_loop()))
+        self._tasks.append(asyncio.ensure_future(self._limits_loop()))
         if self._restored is not None:
             self._tasks.append(asyncio.ensure_future(self._settle()))
         log.info("listening for pswitches on %s", listen)
@@ -523,6 +528,33 @@ class Hypervisor:
         while True:
             await asyncio.sleep(self.lldp_interval)
             self.links.tick(list(self.sessions.values()), time.monotonic())
+
+    # --- data-plane limits -------------------------------------------------------------------
+    async def _limits_loop(self) -> None:
+        while True:
+            await asyncio.sleep(LIMIT_POLL)
+            self.poll_limits()
+
+    def poll_limits(self) -> None:
+        """Ask every pswitch holding limit meters of this instance's networks for their
+        statistics (one METER request each); `limit_hits` takes the replies."""
+        by_dpid: dict[int, list[tuple[int, Any]]] = {}
+        for net_id, st in self.program.states.items():
+            for (dpid, _), m in st.meters.items():
+                by_dpid.setdefault(dpid, []).append((net_id, m))
+        for dpid, meters in by_dpid.items():
+            s = self.sessions.get(dpid)
+            if s is None or not s.ready or not s.driver.supports_meters:
+                continue
+            s.multipart(
+                ofp.OFPMP_METER, METER_STATS_ALL,
+                lambda parts, d=dpid, ms=meters: self.limit_hits.taken(d, ms, parts),  # type: ignore[misc]
+            )  # fmt: skip
+
+    def limit_report(self, net_id: int) -> list[dict[str, Any]]:
+        """The network's limit meters in force, with what each let in and dropped."""
+        st = self.program.states.get(net_id)
+        return self.limit_hits.report(net_id, st.meters.values() if st is not None else ())
 
     def _edge_ports(self) -> set[tuple[int, int]]:
         """Physical ports some tenant uses as an edge vport: hosts live there."""
@@ -898,6 +930,7 @@ class Hypervisor:
         if ob is not None:
             ob.flush()
         self._compile_caches.pop(net.id, None)
+        self.limit_hits.forget(net.id)
         st = self.program.remove(net.id)
         for key in st.markers if st is not None else ():
             self.marker_owner.pop(key, None)

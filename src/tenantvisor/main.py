@@ -11,7 +11,7 @@ import sys
 from typing import Any
 
 from tenantvisor import __version__
-from tenantvisor.config import ConfigError, Settings, load
+from tenantvisor.config import ConfigError, Settings, load, parse_limits_flag
 
 log = logging.getLogger("tenantvisor")
 
@@ -107,6 +107,11 @@ async def serve(settings: Settings, ready: Any = None) -> None:
         settings.admin_token, lldp_interval=settings.lldp_interval,
         max_rules=settings.max_rules_per_vswitch,
     )  # fmt: skip
+    hv.manager.default_limits = settings.default_limits.limits
+    if any(settings.default_limits.limits.given().values()):
+        log.info("default data-plane limits: %s", ", ".join(
+            f"{k}={v}" for k, v in settings.default_limits.limits.given().items() if v
+        ))  # fmt: skip
     api_host, api_port = Settings.split(settings.api_listen, "api_listen")
     # intent and tenant state come back before any pswitch may connect: a pswitch synced
     # against an empty intent would lose every rule
@@ -137,7 +142,9 @@ async def serve(settings: Settings, ready: Any = None) -> None:
     await hv.start(settings.of_listen_address)
     if kept is not None and agent is None:  # reachable nodes reconciled now, others by upkeep
         await asyncio.to_thread(dnb.restore, kept[2].dnb)
-    app = create_app(hv.manager, hv.status, lambda: metrics_text(hv), dnb=dnb)
+    app = create_app(
+        hv.manager, hv.status, lambda: metrics_text(hv), dnb=dnb, limits=hv.limit_report
+    )
     upkeep = asyncio.ensure_future(dnb_upkeep(dnb))
     config = uvicorn.Config(app, host=api_host, port=api_port, log_level="warning", lifespan="off")
     server = uvicorn.Server(config)
@@ -196,6 +203,12 @@ def main(argv: list[str] | None = None) -> int:
         help="several instances: seconds without a lease renewal before the others take an "
         "instance's networks (default 3)",
     )  # fmt: skip
+    s.add_argument(
+        "--default-limits",
+        help="data-plane limits of every network unless the admin overrides them for it: "
+        "vport_pps, vport_kbps, vlink_pps, vlink_kbps as NAME=N,... (one unit per kind, "
+        "0: unlimited, the default)",
+    )
     s.add_argument(
         "--db",
         help="OVSDB remotes of an existing store or Raft cluster (unix:PATH, tcp:IP:PORT, "
@@ -287,9 +300,11 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.cmd == "serve":
         try:
+            limits = None if args.default_limits is None else parse_limits_flag(args.default_limits)
             settings = load(
                 args.config,
                 {
+                    "default_limits": limits,
                     "of_listen": args.of_listen,
                     "api_listen": args.api_listen,
                     "admin_token": args.admin_token,

@@ -298,3 +298,65 @@ def test_a_stopped_network_takes_its_meters_with_it() -> None:
     prog.remove(1)
     kinds = [k for k, _ in s.sent]
     assert kinds.index("meter-del") > max(i for i, k in enumerate(kinds) if k == "del")
+
+
+# --- limit hits: meter statistics, the API's report and the metrics -----------------------------
+def _meter_stats(mid: int, packets: int, *dropped: int) -> bytes:
+    """An OFPMP_METER reply entry with a band stats entry per `dropped`."""
+    from tenantvisor.openflow import messages
+
+    bands = b"".join(struct.pack("!QQ", d, d * 100) for d in dropped)
+    head = messages.METER_STATS.pack(mid, messages.METER_STATS.size + len(bands), 1, packets,
+                                     packets * 100, 5, 0)  # fmt: skip
+    return head + bands
+
+
+def test_meter_statistics_are_read_per_meter_and_summed_over_its_bands() -> None:
+    from tenantvisor.limits import parse_meter_stats
+
+    body = _meter_stats(3, 100, 40) + _meter_stats(9, 7) + _meter_stats(4, 50, 1, 2)
+    assert parse_meter_stats([body]) == {3: (100, 40), 9: (7, 0), 4: (50, 3)}
+    assert parse_meter_stats([body[:-8]]) == {3: (100, 40), 9: (7, 0)}  # truncated: tail lost
+    assert parse_meter_stats(None) == {}
+
+
+def test_limit_hits_stay_monotonic_across_a_recreated_meter_and_ignore_tenant_meters() -> None:
+    from tenantvisor.limits import LimitHits
+
+    st = _compile(two_switch_net((1, 2), (3, 1)))
+    on_s3 = [(1, m) for (d, _), m in st.meters.items() if d == 3]
+    vlink = next(m for _, m in on_s3 if m.kind == "vlink")
+    hits = LimitHits()
+    tenant_meter = 999  # in the same reply: the tenant's own meter, not ours to count
+    hits.taken(3, on_s3, [_meter_stats(vlink.meter_id, 100, 40) + _meter_stats(tenant_meter, 5)])
+    hits.taken(3, on_s3, [_meter_stats(vlink.meter_id, 150, 60)])
+    assert hits.totals[(1, "vlink")] == [150, 60]
+    hits.taken(3, on_s3, [_meter_stats(vlink.meter_id, 10, 5)])  # re-created: from zero
+    assert hits.totals[(1, "vlink")] == [160, 65]
+    (entry,) = [e for e in hits.report(1, st.meters.values()) if e["kind"] == "vlink"
+                and e["dpid"] == 3]  # fmt: skip
+    assert (entry["packets"], entry["dropped"], entry["rate"], entry["unit"]) == (
+        160, 65, 20000, "kbps")  # fmt: skip
+    assert (entry["link_id"], entry["direction"]) == (1, "src->dst")
+    hits.forget(1)
+    assert hits.totals[(1, "vlink")] == [160, 65] and not hits.meters
+
+
+def test_the_metrics_show_each_networks_limit_hits_by_kind() -> None:
+    from tenantvisor.hypervisor import Hypervisor
+    from tenantvisor.metrics import metrics_text
+
+    hv = Hypervisor("admin")
+    t = hv.manager.create_tenant("alice")
+    net = hv.manager.create_network(t.id, [])
+    st = _compile(two_switch_net((1, 2), (3, 1)))
+    st.net_id = net.id
+    hv.program.states[net.id] = st
+    vport = next(m for m in st.meters.values() if m.kind == "vport")
+    hv.limit_hits.read(net.id, vport, 1000, 250)
+    text = metrics_text(hv).decode()
+    lab = f'kind="vport",network="{net.id}",tenant="alice"'
+    assert f"tenantvisor_limit_dropped_packets_total{{{lab}}} 250.0" in text
+    assert f"tenantvisor_limit_packets_total{{{lab}}} 1000.0" in text
+    assert f"tenantvisor_limit_meters{{{lab}}} 2.0" in text
+    assert f'tenantvisor_limit_dropped_packets_total{{kind="vlink",network="{net.id}"' in text
