@@ -231,7 +231,16 @@ def main(argv: list[str] | None = None) -> int:
     b = sub.add_parser("bench", help="benchmarks (JSON with --json)")
     b.add_argument(
         "name",
-        choices=["overhead", "dnb", "failover", "reconnect", "restart", "reduction", "migration"],
+        choices=[
+            "overhead",
+            "dnb",
+            "failover",
+            "reconnect",
+            "restart",
+            "reduction",
+            "migration",
+            "noisy-neighbour",
+        ],
     )
     b.add_argument("--json", action="store_true", help="print one JSON object")
     b.add_argument("-n", "--flows", type=int, default=20000, help="FLOW_MODs per run")
@@ -240,7 +249,8 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--plot", help="write a PNG plot here")
     b.add_argument(
         "--quick", action="store_true",
-        help="dnb, failover, reconnect, restart, reduction, migration: a short run",
+        help="dnb, failover, reconnect, restart, reduction, migration, noisy-neighbour: a "
+        "short run",
     )  # fmt: skip
     b.add_argument("--cuts", type=int, help="failover: link cuts per series (default 10)")
     b.add_argument("--hold", type=float, help="failover: seconds a link stays cut (default 2)")
@@ -256,7 +266,8 @@ def main(argv: list[str] | None = None) -> int:
     )  # fmt: skip
     b.add_argument(
         "--interval", type=float,
-        help="failover, reconnect, restart: ping interval in seconds (default 0.01)",
+        help="failover, reconnect, restart, noisy-neighbour: ping interval in seconds "
+        "(default 0.01)",
     )  # fmt: skip
     b.add_argument(
         "--sizes",
@@ -292,7 +303,24 @@ def main(argv: list[str] | None = None) -> int:
         "--detect", action="store_true",
         help="migration: also moves the daemon detects (re-plug + gratuitous ARP, no API call)",
     )  # fmt: skip
-    b.add_argument("--rate", help="migration: the TCP stream's rate across the moves (default 10M)")
+    b.add_argument(
+        "--rate",
+        help="migration: the TCP stream's rate across the moves (default 10M); "
+        "noisy-neighbour: the quiet tenant's TCP stream (default 10M)",
+    )
+    b.add_argument(
+        "--seconds", type=float, help="noisy-neighbour: seconds measured per phase (default 20)"
+    )
+    b.add_argument(
+        "--limits",
+        help="noisy-neighbour: the daemon's --default-limits for the limited phase "
+        "(default vport_pps=1000,vlink_pps=1000)",
+    )
+    b.add_argument(
+        "--noise",
+        help="noisy-neighbour: what the noisy tenant does, comma-separated (default loop: a "
+        "forwarding loop in its slice)",
+    )
     b.add_argument(
         "--no-store", action="store_true",
         help="migration: the daemon keeps no intent (--db none), to see the store's share",
@@ -372,6 +400,13 @@ def main(argv: list[str] | None = None) -> int:
         return run_migration(
             quick=args.quick, moves=args.moves, detect=args.detect, rate=args.rate,
             store=not args.no_store, as_json=args.json, plot_path=args.plot,
+        )  # fmt: skip
+    if args.cmd == "bench" and args.name == "noisy-neighbour":
+        from tenantvisor.bench.noisy import run_noisy
+
+        return run_noisy(
+            quick=args.quick, seconds=args.seconds, limits=args.limits, rate=args.rate,
+            noise=args.noise, interval=args.interval, as_json=args.json, plot_path=args.plot,
         )  # fmt: skip
     if args.cmd == "bench" and args.name == "dnb":
         from tenantvisor.bench.dnb import run_dnb
