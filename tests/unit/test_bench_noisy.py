@@ -56,6 +56,12 @@ def test_the_table_says_lost_where_most_pings_were_and_names_iperf_errors() -> N
     assert "goal: with limits, B loses no ping" in text and "NOT met" not in text
 
 
+def test_iperf_rates_read_as_megabits() -> None:
+    assert noisy.rate_mbps("10M") == 10.0 and noisy.rate_mbps("500K") == 0.5
+    assert noisy.rate_mbps("1G") == 1000.0 and noisy.rate_mbps("2000000") == 2.0
+    assert noisy.rate_mbps("fast") is None
+
+
 def test_the_plot_is_written(tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
     out = tmp_path / "noisy.png"
