@@ -134,8 +134,8 @@ def punt_meter() -> tuple[int, bytes]:
 def limit_meter(rate: int, per_packet: bool) -> tuple[int, bytes]:
     """(flags, bands) of a tenant's data-plane limit: one drop band at `rate` packets/s or
     kb/s, with statistics (its band's drop count is what the limit's hits are read from).
-    No burst is given: Open vSwitch then lets one second's worth through at once, which a
-    TCP window needs and a loop cannot keep up (the bucket empties in the first second)."""
+    No burst is given: Open vSwitch's userspace datapath then takes the rate as the burst
+    size, about one second's worth, which a TCP window needs and a loop empties at once."""
     band = struct.pack("!HHIIxxxx", ofp.OFPMBT_DROP, 16, rate, 0)
     unit = ofp.OFPMF_PKTPS if per_packet else ofp.OFPMF_KBPS
     return unit | ofp.OFPMF_STATS, band
