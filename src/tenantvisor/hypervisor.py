@@ -38,6 +38,7 @@ from tenantvisor.program.programmer import (
 )
 from tenantvisor.program.timing import Reconfigurations
 from tenantvisor.translate import infra
+from tenantvisor.translate.meter import LimitMeter
 from tenantvisor.virtual import moves
 from tenantvisor.virtual.endpoint import VSwitchEndpoint
 from tenantvisor.virtual.flowtable import normalize
@@ -538,7 +539,7 @@ class Hypervisor:
     def poll_limits(self) -> None:
         """Ask every pswitch holding limit meters of this instance's networks for their
         statistics (one METER request each); `limit_hits` takes the replies."""
-        by_dpid: dict[int, list[tuple[int, Any]]] = {}
+        by_dpid: dict[int, list[tuple[int, LimitMeter]]] = {}
         for net_id, st in self.program.states.items():
             for (dpid, _), m in st.meters.items():
                 by_dpid.setdefault(dpid, []).append((net_id, m))

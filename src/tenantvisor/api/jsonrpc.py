@@ -287,7 +287,7 @@ LIMIT_PARAMS = {
 def limits_db(manager: NetworkManager, net: VirtualNetwork) -> dict[str, Any]:
     """A network's limits in OVX's spelling: what the admin set for it (`override`) and
     what is in force (`effective`, over the daemon's defaults)."""
-    in_force = net.limits.over(manager.default_limits).given()
+    in_force = manager.effective_limits(net).given()
     return {
         "tenantId": net.id,
         "override": {LIMIT_PARAMS[k]: v for k, v in net.limits.given().items()},

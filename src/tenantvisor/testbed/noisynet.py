@@ -29,6 +29,7 @@ defaults (``--default-limits``) apply to both tenants unless overridden.
 
 from __future__ import annotations
 
+import os
 import shutil
 import struct
 import sys
@@ -270,18 +271,10 @@ class NoisyNet:
         assert self.fab.ovs is not None
         pid = int(self.fab.ovs.pidfile("ovs-vswitchd").read_text().strip())
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        import os
-
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def explain(self, msg: str, lines: int = 60) -> str:
         return f"{msg}\n--- tenantvisor log (last {lines} lines) ---\n{self.daemon.log_tail(lines)}"
-
-
-def _neigh(fab: Fabric, host: str, peer: str) -> None:
-    q = fab.topo.host(peer)
-    cmd = ["ip", "neigh", "replace", q.ip, "lladdr", q.mac, "dev", "eth0", "nud", "permanent"]
-    fab.host(host).exec(cmd)
 
 
 def _tenant(
@@ -352,8 +345,8 @@ def noisy_network(
             v = b.vports[vs]
             b_ctl.install(b.vdpid[vs], [Rule(v["host"], v["L"]), Rule(v["L"], v["host"])])
         b_ctl.start()
-        _neigh(fab, "h2", "h4")
-        _neigh(fab, "h4", "h2")
+        fab.static_neighbour("h2", "h4")
+        fab.static_neighbour("h4", "h2")
         net = NoisyNet(fab, daemon, a, b, a_ctl, b_ctl, rundir)
         if not fab.host("h2").ping(net.host_ip("h4"), timeout=15):
             raise DaemonError(net.explain("h2 cannot reach h4 after setup"))
