@@ -360,3 +360,16 @@ def test_the_metrics_show_each_networks_limit_hits_by_kind() -> None:
     assert f"tenantvisor_limit_packets_total{{{lab}}} 1000.0" in text
     assert f"tenantvisor_limit_meters{{{lab}}} 2.0" in text
     assert f'tenantvisor_limit_dropped_packets_total{{kind="vlink",network="{net.id}"' in text
+
+
+def test_a_lite_networks_tag_block_rule_carries_its_vlink_directions_meter() -> None:
+    """At `lite` a one-hop vlink's far end classifies a whole block of tags with one rule:
+    the same meter as the plain tag's, so a LITE-tagged lap is limited too."""
+    net = two_switch_net((1, 2), (2, 1))
+    net.scalability = "lite"
+    st = _compile(net)
+    ends = [pf for pf in _classifying(st) if pf.dpid == 2 and oxm.VLAN_VID in _match(pf)]
+    masked = [pf for pf in ends if any(o.mask for o in codec.parse_match(pf.match, 0)[0])]
+    assert len(ends) == 2 and len(masked) == 1  # the plain tag and the LITE block
+    (meter,) = {_meter_of(pf) for pf in ends}
+    assert st.meters[(2, meter)].what == (1, 0)  # type: ignore[index]
