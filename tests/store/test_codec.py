@@ -14,7 +14,7 @@ from tenantvisor.store import codec
 from tenantvisor.store.records import FlowRecord, GroupRecord, MeterRecord
 from tenantvisor.virtual.flowtable import VFlow, normalize
 from tenantvisor.virtual.groups import VGroup, VMeter
-from tenantvisor.virtual.model import VirtualNetwork
+from tenantvisor.virtual.model import NO_LIMITS, Limits, VirtualNetwork
 
 from .samples import HASH, TOP, allocations, big_network, dnb_intent, flows, groups, meters
 
@@ -258,7 +258,7 @@ def test_dnb_intent_round_trips() -> None:
 def test_shipped_schema_matches_the_codec() -> None:
     s = codec.schema()
     assert s["name"] == codec.DB_NAME
-    assert codec.schema_version() == (1, 2, 0)
+    assert codec.schema_version() == (1, 3, 0)
     tables = s["tables"]
     assert set(codec.KEYS) == set(tables)
     for table, cols in codec.KEYS.items():
@@ -311,3 +311,18 @@ def test_an_exclusive_vport_keeps_its_mode_and_an_older_row_is_a_plain_vport() -
         del r["exclusive"]
     old = codec.network_from_rows(rows)
     assert not any(vp.exclusive for sw in old.switches.values() for vp in sw.ports.values())
+
+
+def test_a_networks_limits_keep_what_the_admin_set_and_an_older_row_has_none() -> None:
+    """Only the fields the override sets are written (0, unlimited, is a setting; None is
+    not), so a network without one writes an empty map, as a row from before schema 1.3
+    reads; such a row loads with no override (the defaults apply)."""
+    net = big_network(n_switches=2)
+    back = _roundtrip_net(net)
+    assert back == net and back.limits == Limits(2000, None, 0, 0xFFFFFFFF)
+    rows = codec.network_rows(net)
+    assert rows.network["limits"] == {"vport_pps": 2000, "vlink_pps": 0, "vlink_kbps": 0xFFFFFFFF}
+    net.limits = NO_LIMITS
+    assert codec.network_rows(net).network["limits"] == {}
+    del rows.network["limits"]
+    assert codec.network_from_rows(rows).limits == NO_LIMITS

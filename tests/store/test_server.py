@@ -17,9 +17,9 @@ from tenantvisor.store import codec
 from tenantvisor.store.errors import ServerError
 from tenantvisor.store.server import Cluster, EmbeddedServer, convert_online
 from tenantvisor.store.store import Store
-from tenantvisor.virtual.model import VPortKind
+from tenantvisor.virtual.model import NO_LIMITS, Limits, VPortKind
 
-from .samples import old_schema, schema_1_1
+from .samples import old_schema, schema_1_1, schema_1_2
 
 pytestmark = pytest.mark.root
 
@@ -196,6 +196,36 @@ def test_a_1_1_database_converts_and_its_vports_load_as_plain_ones(
                 store.put_network(net)
                 again = store.load_network(5)
                 assert again is not None and again.switches[0x0005000000000001].ports[1].exclusive
+            finally:
+                store.stop()
+        finally:
+            srv.stop()
+    finally:
+        old.stop()
+
+
+def test_a_1_2_database_converts_and_its_networks_have_no_limits_override(
+    tmp_path: Path, ovsdb_tools: None
+) -> None:
+    """A database written before data-plane limits (schema 1.2.0, no
+    Virtual_Network.limits) is converted when the embedded server starts; its networks
+    load with no override (the admin's defaults apply), and an override is then kept."""
+    d = tmp_path / "state"
+    old = EmbeddedServer(d, schema=schema_1_2(tmp_path)).start()
+    try:
+        transact(old.remote, TENANT, NETWORK, VSWITCH)
+        old.stop()
+        srv = EmbeddedServer(d).start()
+        try:
+            assert srv.converted == ("1.2.0", ".".join(map(str, codec.schema_version())))
+            store = Store(srv.remote, timeout=5.0).start()
+            try:
+                net = store.load_network(5)
+                assert net is not None and net.limits == NO_LIMITS
+                net.limits = Limits(vport_pps=500, vlink_kbps=0)
+                store.put_network(net)
+                again = store.load_network(5)
+                assert again is not None and again.limits == Limits(vport_pps=500, vlink_kbps=0)
             finally:
                 store.stop()
         finally:

@@ -82,9 +82,11 @@ def create_app(
     status: Callable[[], dict[str, Any]] | None = None,
     metrics: Callable[[], bytes] | None = None,
     dnb: DnbManager | None = None,
+    limits: Callable[[int], list[dict[str, Any]]] | None = None,
 ) -> FastAPI:
-    """Build the API app around `manager`; `status` (optional) feeds GET /v1/status and
-    `metrics` (optional) GET /metrics, in Prometheus' text format."""
+    """Build the API app around `manager`; `status` (optional) feeds GET /v1/status,
+    `metrics` (optional) GET /metrics, in Prometheus' text format, and `limits` (optional)
+    the limit meters of GET /v1/networks/{id}/limits."""
     app = FastAPI(
         title="tenantvisor",
         version=__version__,
@@ -94,7 +96,7 @@ def create_app(
             "`Authorization: Bearer <token>` or HTTP Basic with the token as password."
         ),
     )
-    app.include_router(build_router(manager, status))
+    app.include_router(build_router(manager, status, limits))
     if dnb is not None:  # dedicated bridges on compute nodes (/v1/nodes, /v1/dnb/...)
         from tenantvisor.api.dnb import build_dnb_router
 

@@ -41,8 +41,11 @@ from tenantvisor.mapping.paths import (
 )
 from tenantvisor.physical.topology import PhysicalTopology
 from tenantvisor.virtual.model import (
+    LIMIT_FIELDS,
+    NO_LIMITS,
     ROUTING_ALGORITHMS,
     Host,
+    Limits,
     ManualPath,
     PathHops,
     Route,
@@ -184,6 +187,9 @@ class NetworkManager:
         self._next_host = 1
         self._next_route = 1
         self._vswitch_index: set[int] = set()
+        # the admin's data-plane limits for every network (daemon config), which a
+        # network's own `limits` override kind by kind (`effective_limits`)
+        self.default_limits: Limits = NO_LIMITS
         self.listeners: list[Listener] = []
         self.store: IntentWriter | None = None
         # Brings the store's current intent into memory (through absorb) after the store
@@ -432,6 +438,31 @@ class NetworkManager:
             net.scalability = level
             self._changed(net)
         return net
+
+    @_mutation(_net_arg)
+    def set_limits(self, net_id: int, limits: Mapping[str, object]) -> VirtualNetwork:
+        """Replace the network's override of the default data-plane limits (the admin's
+        call: the API checks who asks): each of LIMIT_FIELDS a whole number (0: unlimited)
+        or absent / None (the default applies).  A started network is re-derived with
+        them (its meters change in place); the same override again announces nothing."""
+        net = self.get_network(net_id)
+        unknown = sorted(set(limits) - set(LIMIT_FIELDS))
+        if unknown:
+            raise InvalidRequest(
+                f"unknown limit {unknown[0]!r}: expected {', '.join(LIMIT_FIELDS)}"
+            )
+        new = Limits(**{k: v for k, v in limits.items() if v is not None})  # type: ignore[arg-type]
+        why = new.problem()
+        if why is not None:
+            raise InvalidRequest(why)
+        if new != net.limits:
+            net.limits = new
+            self._changed(net)
+        return net
+
+    def effective_limits(self, net: VirtualNetwork) -> Limits:
+        """The limits in force for `net`: its override over the admin's defaults."""
+        return net.limits.over(self.default_limits)
 
     @_mutation(_net_arg)
     def set_switch_controllers(
