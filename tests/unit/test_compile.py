@@ -520,3 +520,18 @@ def test_an_exclusive_vport_on_an_openflow_10_pswitch_admits_nothing() -> None:
     st = _compile(_exclusive_net(), topo)
     assert not [pf for pf in _rules_on(st, 1) if _match(pf).get(oxm.IN_PORT) == 3]
     assert st.views[(0xA, 1)].ports[1].macs == ()
+
+
+def test_a_moved_host_whose_port_went_keeps_its_paths_until_it_is_found() -> None:
+    """A migration unplugs the VM before it is seen elsewhere: its vport is down (to be
+    said after the grace) but its paths and classification stay, so the next move
+    changes them once instead of dropping them and making them again."""
+    net = two_switch_net((1, 2), (2, 1))
+    net.hosts[1].location = (3, 3)
+    topo = line3()
+    there = _compile(net, topo)
+    topo.remove_port(3, 3)
+    gone = _compile(net, topo)
+    assert gone.rules.keys() == there.rules.keys() and gone.groups == there.groups
+    pm = gone.views[(0xA, 1)].ports[1]
+    assert not pm.up and pm.reaches and pm.exits == there.views[(0xA, 1)].ports[1].exits

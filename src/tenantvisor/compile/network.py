@@ -557,12 +557,15 @@ class _Compiler:
             st.classify[stat_key(hf)] = (*place, 0)
             return _Moved(lp, None, True)
         info = topo.switches.get(ld)
-        pp = info.ports.get(lp) if info else None
-        if pp is None:
-            # its port went (a migration unplugs the VM before it is seen elsewhere): the
-            # vport is down until the host is found or told of somewhere else
-            log.info("net=%d host %s: its port %d of %016x is gone", net.id, mac, lp, ld)
+        if info is None:
+            log.warning("net=%d host %s moved to %016x port %d: no such pswitch now",
+                        net.id, mac, ld, lp)  # fmt: skip
             return _Moved(lp, (0, 0), False)
+        # its port may be gone (a migration unplugs the VM before it is seen elsewhere): the
+        # vport is down until the host is found or told of somewhere else, but its paths
+        # stay (what is sent there is dropped at the port, as at a down edge port), so
+        # the move that follows changes them once rather than twice
+        pp = info.ports.get(lp)
         if self._of10(ld) or self._of10(hd):
             log.warning("net=%d host %s moved to %016x port %d: an OpenFlow 1.0 pswitch "
                         "cannot carry it", net.id, mac, ld, lp)  # fmt: skip
@@ -598,7 +601,7 @@ class _Compiler:
         deliver = infra.LinkPath(out[0], tags_out, index, vport, deliver=codec.output(lp))
         for pf in infra.link_flows(net.id, deliver):
             self._add(pf)
-        return _Moved(lp, (out[0][0].src_port, tags_out[0]), pp.up)
+        return _Moved(lp, (out[0][0].src_port, tags_out[0]), pp is not None and pp.up)
 
     def _lite_ids(self) -> tuple[dict[str, int], int]:
         """A network at `lite`: each host MAC's destination LITE (its edge vswitch, numbered
