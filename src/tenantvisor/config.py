@@ -26,6 +26,7 @@ from pydantic import (
 )
 
 from tenantvisor.quotas import QUOTAS, TenantLimits
+from tenantvisor.virtual.model import MAX_LIMIT, Limits
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 DEFAULT_STATE_DIR = "/var/lib/tenantvisor"
@@ -42,13 +43,53 @@ _TYPE = {
     "db": "none, or OVSDB remotes unix:PATH / tcp:IP:PORT, comma-separated",
     "instance": "a name of 1-64 letters, digits, '.', '_' or '-'",
     "lease": "a number of seconds",
+    "default_limits": "a mapping of vport_pps, vport_kbps, vlink_pps, vlink_kbps",
     "tenant_limits": "a mapping of limit names to whole numbers",
 }
+_LIMIT = f"a whole number 0-{MAX_LIMIT} (0: unlimited)"
 _RANGE = {
     "lldp_interval": "within 0.1-60 seconds",
     "max_rules_per_vswitch": "within 1-1000000",
     "lease": "within 1-60 seconds",
 }
+
+
+class DefaultLimits(BaseModel):
+    """The admin's data-plane limits for every network (README, "Noisy neighbours"): per
+    edge vport (what its hosts send into the slice) and per vlink direction, in packets/s
+    or kb/s (one unit per kind: a meter has one), 0 unlimited.  A network's override,
+    set through the API, replaces a kind of them."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    vport_pps: int = Field(default=0, ge=0, le=MAX_LIMIT)
+    vport_kbps: int = Field(default=0, ge=0, le=MAX_LIMIT)
+    vlink_pps: int = Field(default=0, ge=0, le=MAX_LIMIT)
+    vlink_kbps: int = Field(default=0, ge=0, le=MAX_LIMIT)
+
+    @model_validator(mode="after")
+    def _one_unit(self) -> DefaultLimits:
+        why = self.limits.problem()
+        if why is not None:
+            raise ValueError(f"default_limits: {why}")
+        return self
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(self.vport_pps, self.vport_kbps, self.vlink_pps, self.vlink_kbps)
+
+
+def parse_limits_flag(text: str) -> dict[str, object]:
+    """`--default-limits vport_pps=2000,vlink_pps=5000` as a mapping (values that are not
+    whole numbers are kept as text, for the settings' check to name)."""
+    out: dict[str, object] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, value = part.partition("=")
+        if not sep:
+            raise ConfigError(f"--default-limits {text!r}: expected NAME=VALUE,... ({part!r})")
+        v = value.strip()
+        out[name.strip().replace("-", "_")] = int(v) if v.isascii() and v.isdigit() else v
+    return out
 
 
 class ConfigError(Exception):
@@ -105,6 +146,9 @@ class Settings(BaseModel):
     # and how long the others wait after its last lease renewal before taking its networks.
     instance: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]{1,64}$")
     lease: float = Field(default=3.0, ge=1.0, le=60, allow_inf_nan=False)
+    # Data-plane limits every network gets unless the admin overrides them for it (0 or
+    # absent: unlimited)
+    default_limits: DefaultLimits = Field(default_factory=DefaultLimits)
     # every tenant's quotas and rates unless the admin sets its own (quotas.py; YAML a
     # `tenant_limits:` mapping, flag `--tenant-limits NAME=N,...`)
     tenant_limits: TenantLimits = Field(default_factory=TenantLimits)
@@ -187,6 +231,11 @@ def _describe(err: Any, spelled: dict[str, str], yaml_hint: bool) -> str:
     """One pydantic error as `<setting> must be <what it expects>, got <value>`."""
     key = str(err["loc"][0]) if err["loc"] else "config"
     kind = err["type"]
+    if key == "default_limits" and len(err["loc"]) > 1:  # one of its fields
+        name = f"default_limits.{err['loc'][1]}"
+        if kind == "extra_forbidden":
+            return f"unknown setting {name!r}"
+        return f"{name} must be {_LIMIT}, got {_got(err['input'])}"
     if key == "tenant_limits" and len(err["loc"]) > 1:  # named as tenant_limits.KEY
         sub = str(err["loc"][1])
         if kind == "extra_forbidden":

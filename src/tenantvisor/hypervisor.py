@@ -21,6 +21,7 @@ from os_ken.ofproto import ofproto_v1_3 as ofp
 
 from tenantvisor.compile.network import CompileCache, NetworkState, compile_network
 from tenantvisor.errors import TenantvisorError
+from tenantvisor.limits import METER_STATS_ALL, LimitHits, MeterCount, parse_meter_stats
 from tenantvisor.mapping import layout
 from tenantvisor.mapping.alloc import IdAllocator, IdSpaceExhausted, Space, owner_network
 from tenantvisor.openflow import codec, messages, oxm
@@ -38,6 +39,7 @@ from tenantvisor.program.programmer import (
 from tenantvisor.program.timing import Reconfigurations
 from tenantvisor.quotas import TenantLimits
 from tenantvisor.translate import infra
+from tenantvisor.translate.meter import LimitMeter
 from tenantvisor.virtual import moves
 from tenantvisor.virtual.budget import TenantBudget
 from tenantvisor.virtual.endpoint import VSwitchEndpoint
@@ -54,7 +56,7 @@ LEVEL_SETTLE = 0.05
 PUNT_QUIET = 1.0  # s: one decision per (pswitch, port, MAC) in this while
 RESERVE_ATTEMPTS = 8  # allocation races lost to other instances before a compile gives up
 RESERVE_RETRY = 1.0  # seconds before compiling again when the store could not reserve ids
-METER_POLL = 5.0  # s between reads of the vswitches' PACKET_IN meters (what they dropped)
+LIMIT_POLL = 2.0  # s between readings of the limit meters' statistics (limit hits)
 Allocated = tuple[Space, Hashable, int]
 
 
@@ -120,6 +122,8 @@ class Hypervisor:
         self._detected: tuple[int, float] | None = None  # (network, when) of a move being made
         # OpenFlow 1.0: (dpid, marker) -> (vswitch index, ingress vport, PACKET_IN reason)
         self.marker_owner: dict[tuple[int, int], tuple[int, int, int]] = {}
+        # what the networks' data-plane limit meters let in and dropped (polled)
+        self.limit_hits = LimitHits()
 
     # --- state kept across restarts ------------------------------------------------------------
     def restore(
@@ -153,7 +157,8 @@ class Hypervisor:
                               for sw in n.switches.values() for d in sw.dpids}  # fmt: skip
             self._expected |= {
                 sp[1] for sp, _, _ in allocations
-                if len(sp) > 1 and sp[0] in ("tag", "group", "marker") and isinstance(sp[1], int)
+                if len(sp) > 1 and sp[0] in ("tag", "group", "marker", "meter")
+                and isinstance(sp[1], int)
             }  # fmt: skip
         log.info(
             "restored %d tenants, %d networks (%d started), %d rules",
@@ -217,7 +222,7 @@ class Hypervisor:
                 reuse_address=True,
             )  # fmt: skip
         self._tasks.append(asyncio.ensure_future(self._discovery_loop()))
-        self._tasks.append(asyncio.ensure_future(self._meter_loop()))
+        self._tasks.append(asyncio.ensure_future(self._limits_loop()))
         if self._restored is not None:
             self._tasks.append(asyncio.ensure_future(self._settle()))
         log.info("listening for pswitches on %s", listen)
@@ -386,6 +391,10 @@ class Hypervisor:
             want.meters[layout.PUNT_METER] = infra.punt_meter()
         want.rules.extend(self.program.rules_on(dpid))
         want.groups.extend(self.program.groups_on(dpid))
+        if s.driver.supports_meters:
+            want.meters.update(
+                (m.meter_id, (m.flags, m.bands)) for m in self.program.meters_on(dpid)
+            )
         for ep in self.endpoints.values():
             if dpid in ep.views:
                 want.rules.extend(pf for pf in ep.rules.installed() if pf.dpid == dpid)
@@ -561,37 +570,51 @@ class Hypervisor:
             "counters": b.counters(),
         }
 
-    async def _meter_loop(self) -> None:
-        """Read what the vswitches' PACKET_IN meters dropped on each pswitch (their band
-        counters), for the metrics and `tvctl tenant-quota`."""
-        while True:
-            await asyncio.sleep(METER_POLL)
-            self.poll_pin_meters()
-
-    def poll_pin_meters(self) -> None:
-        wanted: dict[int, dict[int, VSwitchEndpoint]] = {}  # dpid -> meter id -> endpoint
-        for ep in self.endpoints.values():
-            for dpid, mid in ep.pin_meters.items():
-                wanted.setdefault(dpid, {})[mid] = ep
-        for dpid, meters in wanted.items():
-            s = self.sessions.get(dpid)
-            if s is None or not s.synced:
-                continue
-
-            def got(parts: list[bytes] | None, dpid: int = dpid,
-                    meters: dict[int, VSwitchEndpoint] = meters) -> None:  # fmt: skip
-                for mid, dropped in parse_meter_drops(parts).items():
-                    ep = meters.get(mid)
-                    if ep is not None and ep.pin_meters.get(dpid) == mid:
-                        ep.pin_metered[dpid] = dropped
-
-            s.multipart(ofp.OFPMP_METER, messages.METER_MULTIPART_REQUEST.pack(ofp.OFPM_ALL), got)
-
     # --- discovery ---------------------------------------------------------------------------
     async def _discovery_loop(self) -> None:
         while True:
             await asyncio.sleep(self.lldp_interval)
             self.links.tick(list(self.sessions.values()), time.monotonic())
+
+    # --- data-plane limits -------------------------------------------------------------------
+    async def _limits_loop(self) -> None:
+        while True:
+            await asyncio.sleep(LIMIT_POLL)
+            self.poll_limits()
+
+    def poll_limits(self) -> None:
+        """Ask every pswitch holding limit meters of this instance's networks, or vswitches'
+        PACKET_IN meters, for their statistics (one METER request each); `limit_hits` and
+        the vswitches (`pin_metered`: what their meter dropped, kept monotonic) take the
+        replies."""
+        by_dpid: dict[int, list[tuple[int, LimitMeter]]] = {}
+        for net_id, st in self.program.states.items():
+            for (dpid, _), m in st.meters.items():
+                by_dpid.setdefault(dpid, []).append((net_id, m))
+        pins: dict[int, dict[int, VSwitchEndpoint]] = {}  # dpid -> meter id -> vswitch
+        for ep in self.endpoints.values():
+            for dpid, mid in ep.pin_meters.items():
+                pins.setdefault(dpid, {})[mid] = ep
+                by_dpid.setdefault(dpid, [])
+        for dpid, meters in by_dpid.items():
+            s = self.sessions.get(dpid)
+            if s is None or not s.ready or not s.driver.supports_meters:
+                continue
+
+            def got(parts: list[bytes] | None, d: int = dpid,
+                    ms: list[tuple[int, LimitMeter]] = meters) -> None:  # fmt: skip
+                self.limit_hits.taken(d, ms, parts)
+                for mid, (packets, dropped) in parse_meter_stats(parts).items():
+                    ep = pins.get(d, {}).get(mid)
+                    if ep is not None and ep.pin_meters.get(d) == mid:
+                        ep.pin_metered.setdefault(d, MeterCount()).read(packets, dropped)
+
+            s.multipart(ofp.OFPMP_METER, METER_STATS_ALL, got)
+
+    def limit_report(self, net_id: int) -> list[dict[str, Any]]:
+        """The network's limit meters in force, with what each let in and dropped."""
+        st = self.program.states.get(net_id)
+        return self.limit_hits.report(net_id, st.meters.values() if st is not None else ())
 
     def _edge_ports(self) -> set[tuple[int, int]]:
         """Physical ports some tenant uses as an edge vport: hosts live there."""
@@ -675,7 +698,8 @@ class Hypervisor:
         for _ in range(RESERVE_ATTEMPTS):
             try:
                 cache = self._compile_caches.setdefault(net.id, CompileCache())
-                st = compile_network(net, self.topo, self.alloc, self.n_tables, cache)
+                st = compile_network(net, self.topo, self.alloc, self.n_tables, cache,
+                                     self.manager.default_limits)  # fmt: skip
             except IdSpaceExhausted as exc:
                 log.error("network %d (%s): not compiled: %s", net.id, self._tenant_name(net), exc)
                 return None
@@ -783,6 +807,7 @@ class Hypervisor:
             self.marker_owner.update(st.markers)
             touched |= {pf.dpid for pf in st.rules.values()}
             touched |= {d for d, _ in st.groups}
+            touched |= {d for d, _ in st.meters}
             touched |= self._update_endpoints(net, st)
             for key, ep in self.endpoints.items():
                 if key[0] == net_id and (kept := tables.get(key)) is not None:
@@ -969,6 +994,7 @@ class Hypervisor:
         if ob is not None:
             ob.flush()
         self._compile_caches.pop(net.id, None)
+        self.limit_hits.forget(net.id)
         st = self.program.remove(net.id)
         for key in st.markers if st is not None else ():
             self.marker_owner.pop(key, None)
@@ -1017,18 +1043,6 @@ class Hypervisor:
             # the latest changes, from the change to the last BARRIER reply of its rollout
             "reconfigurations": self.reconfigurations.latest(),
         }
-
-
-def parse_meter_drops(parts: list[bytes] | None) -> dict[int, int]:
-    """meter id -> packets its bands dropped, from METER multipart replies (ofp_meter_stats:
-    40 bytes, then 16 per band: packet_band_count, byte_band_count)."""
-    out: dict[int, int] = {}
-    for body, off, length in codec.entries(parts, 40, len_at=4):
-        mid = codec.u32(body, off)
-        out[mid] = sum(
-            int.from_bytes(body[b : b + 8], "big") for b in range(off + 40, off + length - 15, 16)
-        )
-    return out
 
 
 def _in_port(pi: codec.PacketIn) -> int | None:

@@ -11,7 +11,7 @@ import sys
 from typing import Any
 
 from tenantvisor import __version__
-from tenantvisor.config import ConfigError, Settings, load
+from tenantvisor.config import ConfigError, Settings, load, parse_limits_flag
 
 log = logging.getLogger("tenantvisor")
 
@@ -107,6 +107,11 @@ async def serve(settings: Settings, ready: Any = None) -> None:
         settings.admin_token, lldp_interval=settings.lldp_interval,
         max_rules=settings.max_rules_per_vswitch, tenant_limits=settings.tenant_limits,
     )  # fmt: skip
+    hv.manager.default_limits = settings.default_limits.limits
+    if any(settings.default_limits.limits.given().values()):
+        log.info("default data-plane limits: %s", ", ".join(
+            f"{k}={v}" for k, v in settings.default_limits.limits.given().items() if v
+        ))  # fmt: skip
     api_host, api_port = Settings.split(settings.api_listen, "api_listen")
     # intent and tenant state come back before any pswitch may connect: a pswitch synced
     # against an empty intent would lose every rule
@@ -137,8 +142,14 @@ async def serve(settings: Settings, ready: Any = None) -> None:
     await hv.start(settings.of_listen_address)
     if kept is not None and agent is None:  # reachable nodes reconciled now, others by upkeep
         await asyncio.to_thread(dnb.restore, kept[2].dnb)
-    app = create_app(hv.manager, hv.status, lambda: metrics_text(hv), dnb=dnb,
-                     usage=hv.tenant_usage)  # fmt: skip
+    app = create_app(
+        hv.manager,
+        hv.status,
+        lambda: metrics_text(hv),
+        dnb=dnb,
+        limits=hv.limit_report,
+        usage=hv.tenant_usage,
+    )
     upkeep = asyncio.ensure_future(dnb_upkeep(dnb))
     config = uvicorn.Config(app, host=api_host, port=api_port, log_level="warning", lifespan="off")
     server = uvicorn.Server(config)
@@ -220,6 +231,12 @@ def main(argv: list[str] | None = None) -> int:
         "instance's networks (default 3)",
     )  # fmt: skip
     s.add_argument(
+        "--default-limits",
+        help="data-plane limits of every network unless the admin overrides them for it: "
+        "vport_pps, vport_kbps, vlink_pps, vlink_kbps as NAME=N,... (one unit per kind, "
+        "0: unlimited, the default)",
+    )
+    s.add_argument(
         "--db",
         help="OVSDB remotes of an existing store or Raft cluster (unix:PATH, tcp:IP:PORT, "
         "comma-separated) instead of the embedded one; 'none': keep nothing",
@@ -241,7 +258,16 @@ def main(argv: list[str] | None = None) -> int:
     b = sub.add_parser("bench", help="benchmarks (JSON with --json)")
     b.add_argument(
         "name",
-        choices=["overhead", "dnb", "failover", "reconnect", "restart", "reduction", "migration"],
+        choices=[
+            "overhead",
+            "dnb",
+            "failover",
+            "reconnect",
+            "restart",
+            "reduction",
+            "migration",
+            "noisy-neighbour",
+        ],
     )
     b.add_argument("--json", action="store_true", help="print one JSON object")
     b.add_argument("-n", "--flows", type=int, default=20000, help="FLOW_MODs per run")
@@ -250,7 +276,8 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--plot", help="write a PNG plot here")
     b.add_argument(
         "--quick", action="store_true",
-        help="dnb, failover, reconnect, restart, reduction, migration: a short run",
+        help="dnb, failover, reconnect, restart, reduction, migration, noisy-neighbour: a "
+        "short run",
     )  # fmt: skip
     b.add_argument("--cuts", type=int, help="failover: link cuts per series (default 10)")
     b.add_argument("--hold", type=float, help="failover: seconds a link stays cut (default 2)")
@@ -266,7 +293,8 @@ def main(argv: list[str] | None = None) -> int:
     )  # fmt: skip
     b.add_argument(
         "--interval", type=float,
-        help="failover, reconnect, restart: ping interval in seconds (default 0.01)",
+        help="failover, reconnect, restart, noisy-neighbour: ping interval in seconds "
+        "(default 0.01)",
     )  # fmt: skip
     b.add_argument(
         "--sizes",
@@ -302,7 +330,24 @@ def main(argv: list[str] | None = None) -> int:
         "--detect", action="store_true",
         help="migration: also moves the daemon detects (re-plug + gratuitous ARP, no API call)",
     )  # fmt: skip
-    b.add_argument("--rate", help="migration: the TCP stream's rate across the moves (default 10M)")
+    b.add_argument(
+        "--rate",
+        help="migration: the TCP stream's rate across the moves (default 10M); "
+        "noisy-neighbour: the quiet tenant's TCP stream (default 10M)",
+    )
+    b.add_argument(
+        "--seconds", type=float, help="noisy-neighbour: seconds measured per phase (default 20)"
+    )
+    b.add_argument(
+        "--limits",
+        help="noisy-neighbour: the daemon's --default-limits for the limited phase "
+        "(default vport_pps=1000,vlink_pps=1000)",
+    )
+    b.add_argument(
+        "--noise",
+        help="noisy-neighbour: what the noisy tenant does, comma-separated (default loop: a "
+        "forwarding loop in its slice)",
+    )
     b.add_argument(
         "--no-store", action="store_true",
         help="migration: the daemon keeps no intent (--db none), to see the store's share",
@@ -310,9 +355,11 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.cmd == "serve":
         try:
+            limits = None if args.default_limits is None else parse_limits_flag(args.default_limits)
             settings = load(
                 args.config,
                 {
+                    "default_limits": limits,
                     "of_listen": args.of_listen,
                     "api_listen": args.api_listen,
                     "admin_token": args.admin_token,
@@ -381,6 +428,13 @@ def main(argv: list[str] | None = None) -> int:
         return run_migration(
             quick=args.quick, moves=args.moves, detect=args.detect, rate=args.rate,
             store=not args.no_store, as_json=args.json, plot_path=args.plot,
+        )  # fmt: skip
+    if args.cmd == "bench" and args.name == "noisy-neighbour":
+        from tenantvisor.bench.noisy import run_noisy
+
+        return run_noisy(
+            quick=args.quick, seconds=args.seconds, limits=args.limits, rate=args.rate,
+            noise=args.noise, interval=args.interval, as_json=args.json, plot_path=args.plot,
         )  # fmt: skip
     if args.cmd == "bench" and args.name == "dnb":
         from tenantvisor.bench.dnb import run_dnb

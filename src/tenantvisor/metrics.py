@@ -91,6 +91,36 @@ class HypervisorCollector(Collector):
             rx.add_metric(lab, ep.rx_msgs + sum(c.channel.rx_msgs for c in ep.conns))
             pin.add_metric(lab, ep.packet_ins)
         yield from (ctl, vr, pr, rx, pin)
+
+        # data-plane limits (issue 11): per network and kind (vport, vlink), from the limit
+        # meters' statistics as last polled (tenantvisor.limits)
+        l_labels = ["tenant", "network", "kind"]
+        l_in = CounterMetricFamily(
+            "tenantvisor_limit_packets",
+            "packets that reached the network's data-plane limit meters", labels=l_labels,
+        )  # fmt: skip
+        l_drop = CounterMetricFamily(
+            "tenantvisor_limit_dropped_packets",
+            "packets the network's data-plane limits dropped (its traffic over its limits)",
+            labels=l_labels,
+        )
+        l_n = GaugeMetricFamily(
+            "tenantvisor_limit_meters", "data-plane limit meters in force", labels=l_labels
+        )
+        in_force: dict[tuple[int, str], int] = {}
+        for net_id, st in hv.program.states.items():
+            for m in st.meters.values():
+                in_force[(net_id, m.kind)] = in_force.get((net_id, m.kind), 0) + 1
+        for key in sorted(set(hv.limit_hits.totals) | set(in_force)):
+            net_id, kind = key
+            net = hv.manager.networks.get(net_id)
+            tenant = hv.manager.tenants.get(net.tenant_id) if net is not None else None
+            lab = [tenant.name if tenant else "", str(net_id), kind]
+            packets, dropped = hv.limit_hits.totals.get(key, [0, 0])
+            l_in.add_metric(lab, packets)
+            l_drop.add_metric(lab, dropped)
+            l_n.add_metric(lab, in_force.get(key, 0))
+        yield from (l_in, l_drop, l_n)
         yield from _limit_metrics(hv)
 
 

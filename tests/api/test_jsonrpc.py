@@ -840,3 +840,31 @@ def test_create_port_exclusive_and_get_virtual_switch_ports(
     err = a.error("status", "getVirtualSwitchPorts", {"tenantId": ta, "vdpid": OVX | 9})
     assert err["code"] == -32602 and "no vswitch" in err["message"]
     assert snapshot(manager) == before
+
+
+def test_set_network_limits_is_the_admins_and_get_network_limits_shows_them(
+    client: TestClient, manager: NetworkManager
+) -> None:
+    """Ours (issue 11): the admin's override of the default data-plane limits, in OVX's
+    spelling; the tenant may read its network's, not set them (403 as -32602)."""
+    from tenantvisor.virtual.model import Limits
+
+    manager.default_limits = Limits(vport_pps=2000)
+    alice = manager.create_tenant("alice")
+    a = Rpc(client, ovx_auth(alice.token))
+    tid = a("tenant", "createNetwork", {"controllerUrls": ["tcp:127.0.0.1:6633"]})["tenantId"]
+    err = a.error("tenant", "setNetworkLimits", {"tenantId": tid, "vlinkPps": 300})
+    assert err["data"] == {"http_status": 403, "kind": "Forbidden"}
+    admin = Rpc(client, ovx_auth())
+    got = admin("tenant", "setNetworkLimits", {"tenantId": tid, "vlinkPps": 300, "vportPps": 0})
+    assert got["override"] == {"vportPps": 0, "vlinkPps": 300}
+    assert got["effective"] == {"vportPps": 0, "vportKbps": 0, "vlinkPps": 300, "vlinkKbps": 0}
+    assert manager.networks[tid].limits == Limits(vport_pps=0, vlink_pps=300)
+    mine = a("status", "getNetworkLimits", {"tenantId": tid})
+    assert mine["override"] == got["override"] and mine["tenantId"] == tid
+    err = admin.error("tenant", "setNetworkLimits",
+                      {"tenantId": tid, "vportPps": 5, "vportKbps": 5})  # fmt: skip
+    assert err["code"] == -32602 and "not both" in err["message"]
+    err = admin.error("tenant", "setNetworkLimits", {"tenantId": tid, "vportPps": "5"})
+    assert err["code"] == -32602 and "'vportPps' must be an integer" in err["message"]
+    assert manager.networks[tid].limits == Limits(vport_pps=0, vlink_pps=300)

@@ -716,3 +716,48 @@ def test_openapi_describes_the_exclusive_mode(client: TestClient) -> None:
     prop = spec["components"]["schemas"]["PortCreate"]["properties"]["exclusive"]
     assert prop["type"] == "boolean" and prop["default"] is False
     assert "any source MAC" in prop["description"]
+
+
+# --- data-plane limits (issue 11) -------------------------------------------------------------
+def test_the_admin_sets_a_networks_limits_and_its_tenant_only_reads_them(
+    manager: NetworkManager,
+) -> None:
+    """PUT is the admin's (the limits protect the other tenants); the tenant reads its own
+    limits and meters, without the physical meter ids; another tenant gets 404."""
+    from tenantvisor.virtual.model import Limits
+
+    manager.default_limits = Limits(vport_pps=2000, vlink_kbps=50000)
+    hits = [
+        {"kind": "vlink", "link_id": 1, "direction": "src->dst", "rate": 300, "unit": "pps",
+         "packets": 900, "dropped": 600, "dpid": 3, "meter_id": 7},
+    ]  # fmt: skip
+    app = create_app(manager, limits=lambda net_id: hits if net_id == 1 else [])
+    with quiet_testclient()(app) as client:
+        T = new_tenant(client, "alice")
+        other = new_tenant(client, "bob")
+        n = ok(client.post("/v1/networks", json={}, headers=T), 201)["id"]
+        got = ok(client.get(f"/v1/networks/{n}/limits", headers=T))
+        assert got["override"] == {}
+        assert got["defaults"] == got["effective"] == {
+            "vport_pps": 2000, "vport_kbps": 0, "vlink_pps": 0, "vlink_kbps": 50000,
+        }  # fmt: skip
+        assert got["dropped"] == 600
+        (m,) = got["meters"]
+        assert m["dpid"] is None and m["meter_id"] is None  # the provider's ids, not shown
+        assert (m["kind"], m["link_id"], m["dropped"]) == ("vlink", 1, 600)
+        code, _ = refused(client, manager, "PUT", f"/v1/networks/{n}/limits", T, {"vlink_pps": 1})
+        assert code == 403
+        assert client.get(f"/v1/networks/{n}/limits", headers=other).status_code == 404
+        A = bearer(ADMIN)
+        got = ok(client.put(f"/v1/networks/{n}/limits", json={"vlink_pps": 300}, headers=A))
+        assert got["override"] == {"vlink_pps": 300}
+        assert got["effective"] == {"vport_pps": 2000, "vport_kbps": 0, "vlink_pps": 300,
+                                    "vlink_kbps": 0}  # fmt: skip
+        assert got["meters"][0]["meter_id"] == 7  # the admin sees where it is
+        assert manager.networks[n].limits == Limits(vlink_pps=300)
+        for bad, status in (({"vport_pps": 1, "vport_kbps": 1}, 400), ({"vport_pps": -1}, 422),
+                            ({"vport_pps": "1"}, 422), ({"vlan_pps": 1}, 422)):  # fmt: skip
+            code, _ = refused(client, manager, "PUT", f"/v1/networks/{n}/limits", A, bad)
+            assert code == status, bad
+        ok(client.put(f"/v1/networks/{n}/limits", json={}, headers=A))
+        assert manager.networks[n].limits == Limits()

@@ -384,3 +384,47 @@ def test_port_add_exclusive(cli: Cli, manager: NetworkManager) -> None:
     assert "held exclusively" in cli.fails(other, "port-add", m, "1", "2")
     assert cli.json(other, "port-add", m, "1", "1")["exclusive"] is False
     assert "no other vport" in cli.fails(tok, "port-add", n, "1", "1", "--exclusive")
+
+
+def test_net_limits_set_by_the_admin_and_read_by_the_tenant(
+    cli: Cli, manager: NetworkManager
+) -> None:
+    """net-set-limits is the admin's (the tenant gets one line, exit 1); options not given
+    leave the default; none given clears the override; net-limits shows both."""
+    from tenantvisor.virtual.model import Limits
+
+    manager.default_limits = Limits(vport_pps=2000)
+    tok = cli.json(ADMIN, "tenant-add", "alice")["token"]
+    n = str(cli.json(tok, "net-add")["id"])
+    assert "admin" in cli.fails(tok, "net-set-limits", n, "--vlink-pps", "300")
+    got = cli.json(ADMIN, "net-set-limits", n, "--vlink-pps", "300", "--vport-pps", "0")
+    assert got["override"] == {"vport_pps": 0, "vlink_pps": 300}
+    out = cli.ok(tok, "net-limits", n)
+    assert "override  : vport_pps=0 vlink_pps=300" in out
+    assert "defaults  : vport_pps=2000" in out and "effective : vlink_pps=300" in out
+    assert "meters:" in out and "kind" in out
+    assert "vport_pps and vport_kbps" in cli.fails(
+        ADMIN, "net-set-limits", n, "--vport-pps", "1", "--vport-kbps", "1"
+    )
+    cli.ok(ADMIN, "net-set-limits", n)
+    assert cli.json(tok, "net-limits", n)["override"] == {}
+
+
+def test_show_limits_names_what_each_meter_limits() -> None:
+    r = {
+        "network": 3, "override": {}, "dropped": 7,
+        "defaults": {"vport_pps": 0, "vport_kbps": 0, "vlink_pps": 300, "vlink_kbps": 0},
+        "effective": {"vport_pps": 0, "vport_kbps": 0, "vlink_pps": 300, "vlink_kbps": 0},
+        "meters": [
+            {"kind": "vport", "vdpid": 0xA, "vport": 1, "rate": 300, "unit": "pps",
+             "packets": 10, "dropped": 0, "dpid": None, "meter_id": None},
+            {"kind": "vlink", "link_id": 2, "direction": "dst->src", "rate": 300, "unit": "pps",
+             "packets": 20, "dropped": 7, "dpid": 1, "meter_id": 4},
+        ],
+    }  # fmt: skip
+    out = tvctl.show_limits(r)
+    assert "effective : vlink_pps=300" in out and "override  : (none)" in out
+    lines = out.splitlines()
+    assert any(ln.split()[:2] == ["vport", "00:00:00:00:00:00:00:0a/1"] for ln in lines)
+    assert any("link 2 dst->src" in ln and ln.endswith("00:00:00:00:00:00:00:01#4")
+               for ln in lines)  # fmt: skip

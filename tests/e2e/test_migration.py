@@ -30,7 +30,11 @@ from os_ken.ofproto.ofproto_protocol import ProtocolDesc
 from tenantvisor.testbed.daemon import Daemon
 from tenantvisor.testbed.fabric import Fabric
 from tenantvisor.testbed.ofclient import ControllerListener, OFPeer
-from tenantvisor.testbed.scenario import wait_physical
+from tenantvisor.testbed.scenario import (
+    restart_after_crash,
+    wait_physical,
+    wait_reconciled_silently,
+)
 from tenantvisor.testbed.topo import Topology, two_tier
 
 pytestmark = pytest.mark.root
@@ -289,24 +293,8 @@ def test_a_restart_finds_a_moved_host_where_it_is_and_sends_nothing(bed: Bed) ->
     h1 = bed.topo.hosts["h1"]
     _move(bed, "lf3", NEW_PORT + 4)
     assert bed.fab.host("h2").ping(h1.ip, count=2, timeout=5)
-    bed.daemon.kill()
-    again = Daemon(bed.rundir / "d2", bed.sock, admin_token=bed.daemon.admin_token,
-                   state_dir=bed.rundir / "state")  # fmt: skip
-    assert bed.daemons is not None
-    bed.daemons.append(again)
-    again.start()
-    bed.daemon = again
-    st = again.wait_for(
-        "every pswitch reconciled",
-        lambda st: (
-            len(st["pswitches"]) == len(bed.topo.switches)
-            and all(p["synced"] for p in st["pswitches"])
-        ),
-        timeout=40,
-    )
-    assert [p["sync_messages"] for p in st["pswitches"]] == [0] * len(bed.topo.switches), (
-        again.log_tail(40)
-    )
+    bed.daemon = restart_after_crash(bed.daemon, bed.rundir / "d2", bed.daemons)
+    wait_reconciled_silently(bed.daemon, len(bed.topo.switches))
     want = {"dpid": bed.topo.switches["lf3"].dpid, "port": NEW_PORT + 4}
     assert _location(bed, "h1") == want
     bed.listener.accept(4, timeout=20)

@@ -30,7 +30,11 @@ from os_ken.ofproto.ofproto_protocol import ProtocolDesc
 from tenantvisor.testbed.daemon import Daemon
 from tenantvisor.testbed.fabric import Fabric
 from tenantvisor.testbed.ofclient import ControllerListener, OFPeer
-from tenantvisor.testbed.scenario import wait_physical
+from tenantvisor.testbed.scenario import (
+    restart_after_crash,
+    wait_physical,
+    wait_reconciled_silently,
+)
 from tenantvisor.testbed.topo import Topology, two_tier
 
 pytestmark = pytest.mark.root
@@ -361,22 +365,8 @@ def test_a_restart_finds_the_reduced_rules_right_and_sends_nothing(bed: Bed) -> 
     redone once every vswitch has its rules back, before any pswitch is synced: the
     reduced rules on the pswitches are what it would install."""
     before = _tenant_rules(bed.fab, "sp1", bed.net_id)
-    bed.daemon.kill()
-    again = Daemon(bed.rundir / "d2", bed.sock, admin_token=bed.daemon.admin_token,
-                   state_dir=bed.rundir / "state")  # fmt: skip
-    bed.daemons.append(again)
-    again.start()
-    st = again.wait_for(
-        "every pswitch reconciled",
-        lambda st: (
-            len(st["pswitches"]) == len(bed.topo.switches)
-            and all(p["synced"] for p in st["pswitches"])
-        ),
-        timeout=40,
-    )
-    assert [p["sync_messages"] for p in st["pswitches"]] == [0] * len(bed.topo.switches), (
-        again.log_tail(40)
-    )
+    again = restart_after_crash(bed.daemon, bed.rundir / "d2", bed.daemons)
+    wait_reconciled_silently(again, len(bed.topo.switches))
     assert len(_tenant_rules(bed.fab, "sp1", bed.net_id)) == len(before) == 2
     bed.listener.accept(3, timeout=20)
     assert _pings(bed)
@@ -393,22 +383,8 @@ def test_a_restart_at_lite_finds_the_tag_rules_right_and_sends_nothing(bed: Bed)
         assert time.monotonic() < deadline, lite
         time.sleep(0.1)
     assert _pings(bed)
-    d.kill()
-    again = Daemon(bed.rundir / "d3", bed.sock, admin_token=bed.daemon.admin_token,
-                   state_dir=bed.rundir / "state")  # fmt: skip
-    bed.daemons.append(again)
-    again.start()
-    st = again.wait_for(
-        "every pswitch reconciled",
-        lambda st: (
-            len(st["pswitches"]) == len(bed.topo.switches)
-            and all(p["synced"] for p in st["pswitches"])
-        ),
-        timeout=40,
-    )
-    assert [p["sync_messages"] for p in st["pswitches"]] == [0] * len(bed.topo.switches), (
-        again.log_tail(40)
-    )
+    again = restart_after_crash(d, bed.rundir / "d3", bed.daemons)
+    wait_reconciled_silently(again, len(bed.topo.switches))
 
     def bare(lines: list[str]) -> list[str]:
         return sorted(re.sub(r"(duration|n_packets|n_bytes|idle_age|hard_age)=[^ ,]+,? ?", "",

@@ -30,7 +30,12 @@ from os_ken.ofproto.ofproto_protocol import ProtocolDesc
 from tenantvisor.testbed.daemon import Daemon
 from tenantvisor.testbed.fabric import Fabric
 from tenantvisor.testbed.ofclient import ControllerListener, forward_rule
-from tenantvisor.testbed.scenario import two_tier_layout, wait_physical
+from tenantvisor.testbed.scenario import (
+    restart_after_crash,
+    two_tier_layout,
+    wait_physical,
+    wait_reconciled_silently,
+)
 from tenantvisor.testbed.topo import Topology
 
 pytestmark = pytest.mark.root
@@ -142,23 +147,10 @@ def test_kill_9_and_restart_loses_nothing(rs: Restart) -> None:
     ping = fab.host("h1").popen(["ping", "-n", "-i", "0.01", "-c", "600", topo.hosts["h3"].ip],
                                 stdout=subprocess.PIPE, text=True)  # fmt: skip
     time.sleep(1.0)
-    rs.daemon.kill()
-    time.sleep(1.0)  # nobody controls the pswitches: they forward with what they have
-    again = Daemon(rs.rundir / "d2", rs.sock, admin_token=rs.daemon.admin_token,
-                   state_dir=rs.rundir / "state")  # fmt: skip
-    rs.daemons.append(again)  # stopped by the fixture whatever happens
-    again.start()
+    # a second of nobody controlling the pswitches: they forward with what they have
+    again = restart_after_crash(rs.daemon, rs.rundir / "d2", rs.daemons, pause=1.0)
     rs.daemon = again
-    # every pswitch back and reconciled, with nothing to send
-    st = again.wait_for(
-        "every pswitch reconciled",
-        lambda st: (
-            len(st["pswitches"]) == len(topo.switches) and all(p["synced"] for p in st["pswitches"])
-        ),
-        timeout=30,
-    )
-    msgs = [p["sync_messages"] for p in st["pswitches"]]
-    assert msgs == [0] * len(topo.switches), again.log_tail(60)
+    wait_reconciled_silently(again, len(topo.switches), timeout=30)  # nothing to send
     peers = {pe.dpid: pe for pe in rs.listener.accept(2, timeout=20)}
     assert set(peers) == set(rs.vdpids.values())  # the same vswitches came back
     out, _ = ping.communicate(timeout=60)

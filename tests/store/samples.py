@@ -13,6 +13,7 @@ from tenantvisor.store import codec
 from tenantvisor.store.records import FlowRecord, GroupRecord, MeterRecord
 from tenantvisor.virtual.model import (
     Host,
+    Limits,
     ManualPath,
     Route,
     VirtualNetwork,
@@ -41,6 +42,7 @@ def big_network(
         "exact",
         True,
     )
+    net.limits = Limits(vport_pps=2000, vlink_pps=0, vlink_kbps=0xFFFFFFFF)  # vport_kbps unset
     d = [TOP | 0xA1, TOP | 0xA2, TOP | 0xA3, 0x1, 0xFFFFFFFFFFFFFFFF]
     big = VSwitch((nid << 48) | 1, [d[2], d[0], d[1]], base_index, routing="manual", backup_num=2)
     big.ports[1] = VPort(1, d[2], 1, VPortKind.EDGE)
@@ -161,10 +163,11 @@ def allocations(nid: int) -> list[tuple[tuple[object, ...], object, int]]:
 
 def schema_1_1(tmp: Path) -> Path:
     """The schema as release 1.1.0 had it: Vport without its `exclusive` column (and
-    Tenant without `limits`, 1.4)."""
+    Virtual_Network without the 1.3 `limits`, Tenant without the 1.4 `limits`)."""
     s = copy.deepcopy(codec.schema())
     s["version"] = "1.1.0"
     del s["tables"]["Vport"]["columns"]["exclusive"]
+    del s["tables"]["Virtual_Network"]["columns"]["limits"]
     del s["tables"]["Tenant"]["columns"]["limits"]
     path = tmp / "tenantvisor-1.1.0.ovsschema"
     path.write_text(json.dumps(s))
@@ -172,11 +175,23 @@ def schema_1_1(tmp: Path) -> Path:
 
 
 def schema_1_2(tmp: Path) -> Path:
-    """The schema as release 1.2.0 had it: Tenant without its `limits` column."""
+    """The schema as release 1.2.0 had it: Virtual_Network without its `limits` column (and
+    Tenant without the 1.4 `limits`)."""
     s = copy.deepcopy(codec.schema())
     s["version"] = "1.2.0"
+    del s["tables"]["Virtual_Network"]["columns"]["limits"]
     del s["tables"]["Tenant"]["columns"]["limits"]
     path = tmp / "tenantvisor-1.2.0.ovsschema"
+    path.write_text(json.dumps(s))
+    return path
+
+
+def schema_1_3(tmp: Path) -> Path:
+    """The schema as release 1.3.0 had it: Tenant without its `limits` column."""
+    s = copy.deepcopy(codec.schema())
+    s["version"] = "1.3.0"
+    del s["tables"]["Tenant"]["columns"]["limits"]
+    path = tmp / "tenantvisor-1.3.0.ovsschema"
     path.write_text(json.dumps(s))
     return path
 

@@ -14,7 +14,7 @@ from tenantvisor.store import codec
 from tenantvisor.store.records import FlowRecord, GroupRecord, MeterRecord
 from tenantvisor.virtual.flowtable import VFlow, normalize
 from tenantvisor.virtual.groups import VGroup, VMeter
-from tenantvisor.virtual.model import VirtualNetwork
+from tenantvisor.virtual.model import NO_LIMITS, Limits, VirtualNetwork
 
 from .samples import HASH, TOP, allocations, big_network, dnb_intent, flows, groups, meters
 
@@ -322,3 +322,18 @@ def test_a_tenant_keeps_its_own_limits_and_an_older_row_has_none() -> None:
     assert codec.to_json("Tenant", row)["limits"] == ["map", [["msg_rate", 500], ["vswitches", 4]]]
     del row["limits"]
     assert codec.tenant_from_row(row).limits == {}
+
+
+def test_a_networks_limits_keep_what_the_admin_set_and_an_older_row_has_none() -> None:
+    """Only the fields the override sets are written (0, unlimited, is a setting; None is
+    not), so a network without one writes an empty map, as a row from before schema 1.3
+    reads; such a row loads with no override (the defaults apply)."""
+    net = big_network(n_switches=2)
+    back = _roundtrip_net(net)
+    assert back == net and back.limits == Limits(2000, None, 0, 0xFFFFFFFF)
+    rows = codec.network_rows(net)
+    assert rows.network["limits"] == {"vport_pps": 2000, "vlink_pps": 0, "vlink_kbps": 0xFFFFFFFF}
+    net.limits = NO_LIMITS
+    assert codec.network_rows(net).network["limits"] == {}
+    del rows.network["limits"]
+    assert codec.network_from_rows(rows).limits == NO_LIMITS

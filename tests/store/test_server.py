@@ -18,9 +18,9 @@ from tenantvisor.store.errors import ServerError
 from tenantvisor.store.server import Cluster, EmbeddedServer, convert_online
 from tenantvisor.store.store import Store
 from tenantvisor.virtual.manager import IntentChange
-from tenantvisor.virtual.model import VPortKind
+from tenantvisor.virtual.model import NO_LIMITS, Limits, VPortKind
 
-from .samples import old_schema, schema_1_1, schema_1_2
+from .samples import old_schema, schema_1_1, schema_1_2, schema_1_3
 
 pytestmark = pytest.mark.root
 
@@ -205,21 +205,51 @@ def test_a_1_1_database_converts_and_its_vports_load_as_plain_ones(
         old.stop()
 
 
-def test_a_1_2_database_converts_and_its_tenants_have_the_default_limits(
+def test_a_1_2_database_converts_and_its_networks_have_no_limits_override(
     tmp_path: Path, ovsdb_tools: None
 ) -> None:
-    """A database written before tenant limits (schema 1.2.0, no Tenant.limits) is
+    """A database written before data-plane limits (schema 1.2.0, no
+    Virtual_Network.limits) is converted when the embedded server starts; its networks
+    load with no override (the admin's defaults apply), and an override is then kept."""
+    d = tmp_path / "state"
+    old = EmbeddedServer(d, schema=schema_1_2(tmp_path)).start()
+    try:
+        transact(old.remote, TENANT, NETWORK, VSWITCH)
+        old.stop()
+        srv = EmbeddedServer(d).start()
+        try:
+            assert srv.converted == ("1.2.0", ".".join(map(str, codec.schema_version())))
+            store = Store(srv.remote, timeout=5.0).start()
+            try:
+                net = store.load_network(5)
+                assert net is not None and net.limits == NO_LIMITS
+                net.limits = Limits(vport_pps=500, vlink_kbps=0)
+                store.put_network(net)
+                again = store.load_network(5)
+                assert again is not None and again.limits == Limits(vport_pps=500, vlink_kbps=0)
+            finally:
+                store.stop()
+        finally:
+            srv.stop()
+    finally:
+        old.stop()
+
+
+def test_a_1_3_database_converts_and_its_tenants_have_the_default_limits(
+    tmp_path: Path, ovsdb_tools: None
+) -> None:
+    """A database written before tenant limits (schema 1.3.0, no Tenant.limits) is
     converted when the embedded server starts; its tenants load with no limits of their
     own (the daemon's defaults), and an admin's values are then kept like any column,
     changed in place (a tenant's name and token never change, its limits may)."""
     d = tmp_path / "state"
-    old = EmbeddedServer(d, schema=schema_1_2(tmp_path)).start()
+    old = EmbeddedServer(d, schema=schema_1_3(tmp_path)).start()
     try:
         transact(old.remote, TENANT)
         old.stop()
         srv = EmbeddedServer(d).start()
         try:
-            assert srv.converted == ("1.2.0", ".".join(map(str, codec.schema_version())))
+            assert srv.converted == ("1.3.0", ".".join(map(str, codec.schema_version())))
             store = Store(srv.remote, timeout=5.0).start()
             try:
                 (t,) = store.load_tenants()

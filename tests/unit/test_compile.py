@@ -21,7 +21,9 @@ from tenantvisor.translate import infra
 from tenantvisor.translate.flow import PhysFlow, translate_flow
 from tenantvisor.translate.group import parse_buckets
 from tenantvisor.virtual.model import (
+    NO_LIMITS,
     Host,
+    Limits,
     ManualPath,
     Route,
     VirtualNetwork,
@@ -361,6 +363,7 @@ def _ring_net() -> VirtualNetwork:
 def _same_state(a: NetworkState, b: NetworkState) -> None:
     assert list(a.rules.items()) == list(b.rules.items())
     assert a.groups == b.groups and a.views == b.views and a.classify == b.classify
+    assert a.meters == b.meters
     assert a.vlink_paths == b.vlink_paths and a.owners == b.owners
     assert a.port_names == b.port_names and a.markers == b.markers
 
@@ -384,8 +387,9 @@ def _big_net() -> VirtualNetwork:
 
 @pytest.mark.parametrize("make", [_ring_net, _big_net])
 def test_a_compile_cache_changes_nothing_but_the_time(make: Callable[[], VirtualNetwork]) -> None:
-    """Random changes of intent, fabric and allocations, each compiled twice from the same
-    start: with the cache kept across compiles and without any.  Same state, same ids."""
+    """Random changes of intent, fabric, data-plane limits (the network's and the admin's
+    defaults) and allocations, each compiled twice from the same start: with the cache kept
+    across compiles and without any.  Same state, same ids."""
     import random
 
     from tenantvisor.compile.network import CompileCache
@@ -395,8 +399,18 @@ def test_a_compile_cache_changes_nothing_but_the_time(make: Callable[[], Virtual
     net = make()
     vlinks = dict(net.links)
     cached, plain, cache = IdAllocator(), IdAllocator(), CompileCache()
-    for step in range(300):
-        op = rnd.randrange(7)
+    defaults = NO_LIMITS
+
+    def limits() -> Limits:
+        def one() -> tuple[int | None, int | None]:
+            return rnd.choice([(None, None), (0, None), (rnd.choice([100, 200]), 0),
+                               (None, rnd.choice([1000, 2000]))])  # fmt: skip
+
+        (vp, vk), (lp, lk) = one(), one()
+        return Limits(vp, vk, lp, lk)
+
+    for step in range(400):
+        op = rnd.randrange(10)
         if op == 0:  # a host moves, or comes home
             h = net.hosts[rnd.randint(1, 4)]
             h.location = rnd.choice([None, (rnd.randint(1, 4), rnd.choice([3, 4, 5]))])
@@ -428,8 +442,18 @@ def test_a_compile_cache_changes_nothing_but_the_time(make: Callable[[], Virtual
                 (space, _owner), i = rnd.choice(held)
                 for al in (cached, plain):
                     al.hold_foreign(space, ("other", step), i)
-        a = compile_network(net, topo, cached, N_TABLES, cache)
-        b = compile_network(net, topo, plain, N_TABLES)
+        elif op == 6:  # the admin overrides this network's limits, or stops overriding
+            net.limits = limits()
+        elif op == 7:  # the admin's defaults change (a restart with another config)
+            defaults = limits().over(NO_LIMITS)
+        elif op == 8:  # an edge vport becomes exclusive (its own meter's rule), or not
+            sw = rnd.choice(list(net.switches.values()))
+            edges = [vp for vp in sw.ports.values() if vp.kind is VPortKind.EDGE]
+            if edges:
+                vp = rnd.choice(edges)
+                vp.exclusive = not vp.exclusive
+        a = compile_network(net, topo, cached, N_TABLES, cache, defaults)
+        b = compile_network(net, topo, plain, N_TABLES, defaults=defaults)
         _same_state(a, b)
         release_unused(cached, 1, a.owners)
         release_unused(plain, 1, b.owners)
@@ -496,3 +520,18 @@ def test_an_exclusive_vport_on_an_openflow_10_pswitch_admits_nothing() -> None:
     st = _compile(_exclusive_net(), topo)
     assert not [pf for pf in _rules_on(st, 1) if _match(pf).get(oxm.IN_PORT) == 3]
     assert st.views[(0xA, 1)].ports[1].macs == ()
+
+
+def test_a_moved_host_whose_port_went_keeps_its_paths_until_it_is_found() -> None:
+    """A migration unplugs the VM before it is seen elsewhere: its vport is down (to be
+    said after the grace) but its paths and classification stay, so the next move
+    changes them once instead of dropping them and making them again."""
+    net = two_switch_net((1, 2), (2, 1))
+    net.hosts[1].location = (3, 3)
+    topo = line3()
+    there = _compile(net, topo)
+    topo.remove_port(3, 3)
+    gone = _compile(net, topo)
+    assert gone.rules.keys() == there.rules.keys() and gone.groups == there.groups
+    pm = gone.views[(0xA, 1)].ports[1]
+    assert not pm.up and pm.reaches and pm.exits == there.views[(0xA, 1)].ports[1].exits

@@ -194,6 +194,44 @@ def test_serve_prints_one_line_and_exits_2_on_a_bad_file(
     )
 
 
+# --- data-plane limits (issue 11) -----------------------------------------------------------
+def test_default_limits_come_from_the_file_and_a_flag_replaces_them(tmp_path: Path) -> None:
+    """Unset: unlimited.  The YAML mapping sets some kinds; the flag's NAME=N list replaces
+    the whole mapping (as any flag replaces its setting)."""
+    from tenantvisor.config import parse_limits_flag
+    from tenantvisor.virtual.model import Limits
+
+    assert load(None, {"admin_token": "t"}).default_limits.limits == Limits(0, 0, 0, 0)
+    path = _file(tmp_path, "default_limits:\n  vport_pps: 2000\n  vlink_kbps: 50000\n")
+    assert load(path, {}).default_limits.limits == Limits(2000, 0, 0, 50000)
+    flag = parse_limits_flag("vlink_pps=5000, vport-kbps=100")
+    assert load(path, {"default_limits": flag}).default_limits.limits == Limits(0, 100, 5000, 0)
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("default_limits:\n  vport_pps: many\n",
+         "default_limits.vport_pps must be a whole number 0-4294967295 (0: unlimited), got 'many'"),
+        ("default_limits:\n  vport_pps: -1\n", "default_limits.vport_pps must be a whole number"),
+        ("default_limits:\n  vlink_pps: 4294967296\n", "default_limits.vlink_pps must be"),
+        ("default_limits:\n  vport_pkts: 1\n", "unknown setting 'default_limits.vport_pkts'"),
+        ("default_limits: 5\n", "default_limits must be a mapping of vport_pps"),
+        ("default_limits:\n  vport_pps: 10\n  vport_kbps: 10\n",
+         "vport_pps and vport_kbps: a meter counts packets or kilobits, not both"),
+    ],
+)  # fmt: skip
+def test_bad_default_limits_are_refused_by_name(tmp_path: Path, text: str, says: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(says)):
+        load(_file(tmp_path, text), {})
+
+
+def test_a_malformed_limits_flag_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["serve", "--admin-token", "t", "--default-limits", "vport_pps"]) == 2
+    assert "expected NAME=VALUE" in capsys.readouterr().err
+
+
+# --- tenant limits (issue 11, control plane) ------------------------------------------------
 def test_tenant_limits_come_from_the_file_and_flags_limit_by_limit(tmp_path: Path) -> None:
     path = _file(tmp_path, "tenant_limits:\n  msg_rate: 500\n  vswitches: 8\n")
     s = load(path, {"tenant_limits": {"vswitches": 16}})

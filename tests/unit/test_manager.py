@@ -986,3 +986,18 @@ def test_hosts_on_an_exclusive_vport_are_information_and_never_move(w: World) ->
     with pytest.raises(InvalidRequest, match="exclusive edge vport"):
         w.m.create_link(w.net.id, w.s2.vdpid, vp.number, w.s3.vdpid, w.link3.number)
     assert snapshot(w.m) == before
+
+
+def test_no_move_to_or_from_an_openflow_10_pswitch(w: World) -> None:
+    """A 1.0 pswitch has no classification table: a host there cannot be classified where
+    it moved to, nor taken in at home as its vport's (400, nothing changes)."""
+    (h,) = w.net.hosts.values()  # on s1
+    w.m.topo.switches[3].of_version = 1
+    before = snapshot(w.m)
+    with pytest.raises(InvalidRequest, match=r"0x0000000000000003 speaks OpenFlow 1\.0"):
+        w.m.move_host(w.net.id, h.id, 3, 2)
+    w.m.topo.switches[3].of_version = 4
+    w.m.topo.switches[1].of_version = 1
+    with pytest.raises(InvalidRequest, match=r"0x0000000000000001 speaks OpenFlow 1\.0"):
+        w.m.move_host(w.net.id, h.id, 1, 2)  # even to another port of its own pswitch
+    assert snapshot(w.m) == before and h.location is None

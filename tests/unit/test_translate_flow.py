@@ -1035,3 +1035,19 @@ def test_cookie_layout_separates_network_infra_bit_and_serial() -> None:
     assert layout.net_cookie(7) & layout.NET_COOKIE_MASK == 7 << 48
     assert layout.DISCOVERY_COOKIE >> layout.NET_SHIFT == 0  # provider rules: network 0
     assert layout.PROVIDER_COOKIE & layout.INFRA_BIT
+
+
+def test_an_edge_vport_whose_port_is_down_or_gone_is_translated_as_when_it_was_up() -> None:
+    """The pswitch drops what is sent to a down or missing port, as a switch does; so the
+    rule stays as it was and a port that comes and goes (a VM a live migration re-plugs)
+    rewrites no rule.  A vlink without a path, or a moved host's vport with no path to it,
+    still sends nothing."""
+    from dataclasses import replace
+
+    buf = osken_flow_mod(parser.OFPMatch(in_port=3), [apply(Out(1), Out(5))])
+    down = replace(VIEW, ports={**VIEW.ports, 1: replace(VIEW.ports[1], up=False)})
+    assert phys_flows(buf, down) == phys_flows(buf, VIEW)
+    unreachable = PortMap(1, 11, link_tag=0, up=False, exits=((0, 0),))
+    lost = replace(VIEW, ports={**VIEW.ports, 1: unreachable})
+    (rule,) = physical(buf, lost)
+    assert not rule.instructions or not rule.instructions[0].actions

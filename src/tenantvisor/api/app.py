@@ -82,11 +82,13 @@ def create_app(
     status: Callable[[], dict[str, Any]] | None = None,
     metrics: Callable[[], bytes] | None = None,
     dnb: DnbManager | None = None,
+    limits: Callable[[int], list[dict[str, Any]]] | None = None,
     usage: Callable[[int], dict[str, Any]] | None = None,
 ) -> FastAPI:
     """Build the API app around `manager`; `status` (optional) feeds GET /v1/status,
-    `metrics` (optional) GET /metrics, in Prometheus' text format, and `usage` (optional)
-    the run-time part of GET /v1/tenants/{id}/quotas."""
+    `metrics` (optional) GET /metrics, in Prometheus' text format, `limits` (optional)
+    the limit meters of GET /v1/networks/{id}/limits, and `usage` (optional) the run-time
+    part of GET /v1/tenants/{id}/quotas."""
     app = FastAPI(
         title="tenantvisor",
         version=__version__,
@@ -96,7 +98,7 @@ def create_app(
             "`Authorization: Bearer <token>` or HTTP Basic with the token as password."
         ),
     )
-    app.include_router(build_router(manager, status, usage))
+    app.include_router(build_router(manager, status, limits, usage))
     if dnb is not None:  # dedicated bridges on compute nodes (/v1/nodes, /v1/dnb/...)
         from tenantvisor.api.dnb import build_dnb_router
 

@@ -278,6 +278,23 @@ def route_db(net: VirtualNetwork, sw: VSwitch, r: Route) -> dict[str, Any]:
     }
 
 
+LIMIT_PARAMS = {
+    "vport_pps": "vportPps", "vport_kbps": "vportKbps",
+    "vlink_pps": "vlinkPps", "vlink_kbps": "vlinkKbps",
+}  # fmt: skip
+
+
+def limits_db(manager: NetworkManager, net: VirtualNetwork) -> dict[str, Any]:
+    """A network's limits in OVX's spelling: what the admin set for it (`override`) and
+    what is in force (`effective`, over the daemon's defaults)."""
+    in_force = manager.effective_limits(net).given()
+    return {
+        "tenantId": net.id,
+        "override": {LIMIT_PARAMS[k]: v for k, v in net.limits.given().items()},
+        "effective": {LIMIT_PARAMS[k]: v for k, v in in_force.items()},
+    }
+
+
 def _link_ids(topo: PhysicalTopology) -> dict[tuple[int, int, int, int], int]:
     """Physical link ids as getPhysicalTopology numbers them."""
     return {
@@ -516,6 +533,15 @@ def tenant_service(manager: NetworkManager) -> Service:
         where = net.where(h) or (0, 0)
         return {**host_db(net, h), "dpid": where[0], "port": where[1]}
 
+    def set_limits(caller: Caller, p: Params) -> dict[str, Any]:
+        """Ours (OVX has none): the network's override of the default data-plane limits,
+        admin only, as `PUT /v1/networks/{id}/limits`: vportPps, vportKbps, vlinkPps,
+        vlinkKbps (absent or null: the default applies; 0: unlimited)."""
+        caller.require_admin()
+        net = net_of(caller, p)
+        given = {k: p.integer(c) for k, c in LIMIT_PARAMS.items() if p.has(c)}
+        return limits_db(manager, manager.set_limits(net.id, given))
+
     methods: dict[str, Handler] = {
         "createNetwork": create_network,
         "createSwitch": create_switch,
@@ -537,6 +563,7 @@ def tenant_service(manager: NetworkManager) -> Service:
         "setNetworkControllers": set_controllers,
         "setScalability": set_scalability,
         "setOVXmode": set_ovx_mode,
+        "setNetworkLimits": set_limits,
     }
     return Service("tenant", methods, set())
 
@@ -620,6 +647,11 @@ def status_service(manager: NetworkManager) -> Service:
                 out.append({"hostId": h.id, "dpid": dpid_str(dpid), "port": port, "mac": h.mac})
         return out
 
+    def get_limits(caller: Caller, p: Params) -> dict[str, Any]:
+        """Ours: the network's data-plane limits (see setNetworkLimits); what they
+        dropped is in `GET /v1/networks/{id}/limits` and the metrics."""
+        return limits_db(manager, net_of(caller, p))
+
     methods: dict[str, Handler] = {
         "getPhysicalTopology": physical_topology,
         "listVirtualNetworks": list_networks,
@@ -630,6 +662,7 @@ def status_service(manager: NetworkManager) -> Service:
         "getSubnet": get_subnet,
         "getVirtualHosts": get_virtual_hosts,
         "getPhysicalHosts": get_physical_hosts,
+        "getNetworkLimits": get_limits,
     }
     return Service(
         "status", methods, {"getPhysicalTopology", "listVirtualNetworks", "getPhysicalHosts"}

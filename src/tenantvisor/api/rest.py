@@ -24,6 +24,7 @@ from tenantvisor.virtual.manager import NetworkManager
 from tenantvisor.virtual.model import VirtualNetwork
 
 StatusFn = Callable[[], dict[str, Any]]
+LimitsFn = Callable[[int], list[dict[str, Any]]]  # a network's limit meters and their hits
 UsageFn = Callable[[int], dict[str, Any]]
 """What a tenant's running vswitches hold and did (Hypervisor.tenant_usage)."""
 
@@ -55,10 +56,14 @@ def _path(path: str | list[s.HopIn]) -> str | list[tuple[int, int, int, int]]:
 
 
 def build_router(
-    manager: NetworkManager, status_fn: StatusFn | None, usage_fn: UsageFn | None = None
+    manager: NetworkManager,
+    status_fn: StatusFn | None,
+    limits_fn: LimitsFn | None = None,
+    usage_fn: UsageFn | None = None,
 ) -> APIRouter:
     """Routes bound to `manager`; `status_fn` feeds GET /v1/status when the daemon gives one,
-    `usage_fn` the run-time part of a tenant's quotas (rules, groups, meters, rates)."""
+    `limits_fn` the meters of GET /v1/networks/{id}/limits, `usage_fn` the run-time part of
+    a tenant's quotas (rules, groups, meters, rates)."""
     router = APIRouter(prefix="/v1", responses=_ERRORS)
     Auth = Annotated[Caller, Depends(caller_dependency(manager))]
     topo = manager.topo
@@ -205,6 +210,24 @@ def build_router(
         started network's physical rules are re-derived with it."""
         net = manager.set_scalability(network(caller, net_id).id, body.level)
         return s.network_out(topo, net)
+
+    @router.get("/networks/{net_id}/limits", response_model=s.LimitsOut, tags=["networks"])
+    async def get_limits(net_id: int, caller: Auth) -> s.LimitsOut:
+        """The network's data-plane limits (the admin's override over the daemon's
+        defaults) and, per limit meter in force, what it let in and dropped."""
+        net = network(caller, net_id)
+        meters = limits_fn(net.id) if limits_fn is not None else []
+        return s.limits_out(net, manager.default_limits, meters, caller.is_admin)
+
+    @router.put("/networks/{net_id}/limits", response_model=s.LimitsOut, tags=["networks"])
+    async def set_limits(net_id: int, body: s.LimitsSet, caller: Auth) -> s.LimitsOut:
+        """Admin only: replace the network's override of the default data-plane limits
+        (fields absent or null: the default applies; 0: unlimited).  A started network's
+        meters change in place, make before break."""
+        caller.require_admin()
+        net = manager.set_limits(network(caller, net_id).id, body.model_dump())
+        meters = limits_fn(net.id) if limits_fn is not None else []
+        return s.limits_out(net, manager.default_limits, meters, admin=True)
 
     # --- vswitches, vports, vlinks, hosts ------------------------------------------------------
     @router.post(

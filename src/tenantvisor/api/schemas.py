@@ -28,7 +28,10 @@ from tenantvisor.mapping.paths import Hop, Path, is_live
 from tenantvisor.physical.topology import PhysicalTopology
 from tenantvisor.quotas import DESCRIPTIONS, KEYS, QUOTAS, TenantLimits
 from tenantvisor.virtual.model import (
+    MAX_LIMIT,
+    NO_LIMITS,
     Host,
+    Limits,
     ManualPath,
     PathHops,
     Route,
@@ -92,6 +95,20 @@ class ControllersSet(_Model):
 
 class ScalabilitySet(_Model):
     level: StrictStr = Field(description=SCALABILITY_HELP, examples=["hop"])
+
+
+_LIMIT_HELP = "0: unlimited; absent or null: the admin's default applies"
+
+
+class LimitsSet(_Model):
+    """A network's override of the default data-plane limits (admin only): per edge vport
+    (what its hosts send) and per vlink direction, in packets/s or kb/s; one unit per kind
+    (an OpenFlow meter has one)."""
+
+    vport_pps: StrictInt | None = Field(default=None, ge=0, le=MAX_LIMIT, description=_LIMIT_HELP)
+    vport_kbps: StrictInt | None = Field(default=None, ge=0, le=MAX_LIMIT, description=_LIMIT_HELP)
+    vlink_pps: StrictInt | None = Field(default=None, ge=0, le=MAX_LIMIT, description=_LIMIT_HELP)
+    vlink_kbps: StrictInt | None = Field(default=None, ge=0, le=MAX_LIMIT, description=_LIMIT_HELP)
 
 
 class SwitchControllersSet(_Model):
@@ -347,6 +364,33 @@ class NetworkOut(BaseModel):
     hosts: list[HostOut]
 
 
+class LimitMeterOut(BaseModel):
+    """One limit meter in force and what it let into the slice and dropped (as last read
+    from its pswitch, every few seconds)."""
+
+    kind: str = Field(description="vport (what its hosts send) or vlink (one direction)")
+    vdpid: int | None = None
+    vport: int | None = None
+    link_id: int | None = None
+    direction: str | None = Field(default=None, description="src->dst or dst->src")
+    rate: int
+    unit: str = Field(description="pps or kbps")
+    packets: int = Field(description="packets that reached the meter")
+    dropped: int = Field(description="packets it dropped: the network's traffic over its limit")
+    # admin view: where it is (the tenant's own meters never see these ids)
+    dpid: int | None = None
+    meter_id: int | None = None
+
+
+class LimitsOut(BaseModel):
+    network: int
+    override: dict[str, int] = Field(description="what the admin set for this network")
+    defaults: dict[str, int] = Field(description="the daemon's defaults (its config)")
+    effective: dict[str, int] = Field(description="in force: the override over the defaults")
+    dropped: int = Field(description="packets dropped by every limit meter in force")
+    meters: list[LimitMeterOut]
+
+
 class ErrorOut(BaseModel):
     error: str
 
@@ -360,7 +404,7 @@ QUOTAS_HELP = (
 )
 
 
-class LimitOut(BaseModel):
+class TenantLimitOut(BaseModel):
     limit: int = Field(description="the value in force")
     default: int = Field(description="the daemon's default (settings: limits)")
     own: bool = Field(description="whether the limit is the tenant's own value")
@@ -374,7 +418,7 @@ class LimitOut(BaseModel):
 class QuotasOut(BaseModel):
     tenant_id: int | None = Field(description="null: the defaults (the admin's GET /v1/quotas)")
     tenant: str | None
-    limits: dict[str, LimitOut]
+    limits: dict[str, TenantLimitOut]
     counters: dict[str, float] = Field(
         default_factory=dict,
         description="what the limits did (its vswitches', since the daemon started): "
@@ -516,6 +560,28 @@ def network_out(topo: PhysicalTopology, net: VirtualNetwork, admin: bool = False
     )
 
 
+def _all(limits: Limits) -> dict[str, int]:
+    return limits.over(NO_LIMITS).given()
+
+
+def limits_out(
+    net: VirtualNetwork, defaults: Limits, meters: list[dict[str, Any]], admin: bool = False
+) -> LimitsOut:
+    """The network's limits and its meters' hits; physical ids only for the admin."""
+    shown = [
+        LimitMeterOut(**{k: v for k, v in m.items() if admin or k not in ("dpid", "meter_id")})
+        for m in meters
+    ]
+    return LimitsOut(
+        network=net.id,
+        override=net.limits.given(),
+        defaults=_all(defaults),
+        effective=_all(net.limits.over(defaults)),
+        dropped=sum(m.dropped for m in shown),
+        meters=shown,
+    )
+
+
 def quotas_out(
     defaults: TenantLimits,
     tenant: Tenant | None,
@@ -530,7 +596,7 @@ def quotas_out(
     limits = {}
     for key in KEYS:
         quota = key in QUOTAS and tenant is not None
-        limits[key] = LimitOut(
+        limits[key] = TenantLimitOut(
             limit=current.get(key), default=defaults.get(key), own=key in own,
             description=DESCRIPTIONS[key],
             used=(used or {}).get(key, 0) if quota else None,

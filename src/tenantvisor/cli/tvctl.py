@@ -322,6 +322,34 @@ def show_host(h: dict[str, Any]) -> str:
     return format_record(rows)
 
 
+def _limits_text(d: dict[str, int]) -> str:
+    """`vport_pps=2000 vlink_kbps=50000`: what is set (0 is unlimited, shown as such)."""
+    return " ".join(f"{k}={v}" for k, v in d.items() if v) or "(unlimited)"
+
+
+def show_limits(r: dict[str, Any]) -> str:
+    record = format_record(
+        [
+            ("network", r["network"]),
+            ("override", " ".join(f"{k}={v}" for k, v in r["override"].items()) or "(none)"),
+            ("defaults", _limits_text(r["defaults"])),
+            ("effective", _limits_text(r["effective"])),
+            ("dropped", r["dropped"]),
+        ]
+    )
+    rows = []
+    for m in r["meters"]:
+        what = (
+            _end(m["vdpid"], m["vport"]) if m["kind"] == "vport"
+            else f"link {m['link_id']} {m['direction']}"
+        )  # fmt: skip
+        where = f"{dpid_str(m['dpid'])}#{m['meter_id']}" if m.get("dpid") is not None else ""
+        rows.append([m["kind"], what, f"{m['rate']} {m['unit']}", m["packets"], m["dropped"],
+                     where])  # fmt: skip
+    meters = format_table(["kind", "limits", "rate", "packets", "dropped", "meter"], rows)
+    return _sections([("", record), ("meters", meters)])
+
+
 def show_status(st: dict[str, Any]) -> str:
     return format_record(sorted(st.items()))
 
@@ -572,6 +600,36 @@ def _net_scalability_args(p: argparse.ArgumentParser) -> None:
 def _net_set_scalability(api: Api, a: argparse.Namespace) -> Reply:
     body = {"level": a.level}
     return api.call("PUT", f"/v1/networks/{a.net}/scalability", body), _network_record
+
+
+@command("net-limits", "show a network's data-plane limits and what they dropped", _net)
+def _net_limits(api: Api, a: argparse.Namespace) -> Reply:
+    return api.call("GET", f"/v1/networks/{a.net}/limits"), show_limits
+
+
+_LIMIT_OPTIONS = ("vport_pps", "vport_kbps", "vlink_pps", "vlink_kbps")
+
+
+def _net_limits_args(p: argparse.ArgumentParser) -> None:
+    _net(p)
+    for name in _LIMIT_OPTIONS:
+        kind, unit = name.split("_")
+        p.add_argument(
+            f"--{name.replace('_', '-')}", dest=name, type=_int_arg, metavar="N",
+            help=f"per {'edge vport' if kind == 'vport' else 'vlink direction'}, in "
+            f"{'packets/s' if unit == 'pps' else 'kb/s'} (0: unlimited)",
+        )  # fmt: skip
+
+
+@command(
+    "net-set-limits",
+    "override a network's default data-plane limits (admin); options not given: the "
+    "default applies (none given: no override)",
+    _net_limits_args,
+)
+def _net_set_limits(api: Api, a: argparse.Namespace) -> Reply:
+    body = {k: getattr(a, k) for k in _LIMIT_OPTIONS if getattr(a, k) is not None}
+    return api.call("PUT", f"/v1/networks/{a.net}/limits", body), show_limits
 
 
 def _routing_args(p: argparse.ArgumentParser, positional: bool) -> None:

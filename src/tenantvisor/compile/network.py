@@ -9,6 +9,10 @@ over a vlink's or route's candidate paths) keyed so the program stage can diff t
 Ids on the wire come from `IdAllocator` under owners that name what they stand for: a path's
 tags are owned by the path itself (its hops), so when a backup becomes the primary its
 rules stay as they were and only the head-end's failover group changes order.
+
+Data-plane limits (the network's override over the admin's defaults, `Limits`) become the
+provider's meters, one per edge vport and per vlink direction on the pswitch where that
+traffic enters the slice, attached by the table-0 rules that classify it (`meters`).
 """
 
 from __future__ import annotations
@@ -30,9 +34,10 @@ from tenantvisor.physical.topology import PhysicalTopology
 from tenantvisor.translate import infra
 from tenantvisor.translate.flow import PhysFlow, deliver_actions
 from tenantvisor.translate.group import GroupSpec, bucket, output_group_spec
+from tenantvisor.translate.meter import LimitMeter
 from tenantvisor.translate.view import PortMap, VSwitchView
 from tenantvisor.virtual.flowtable import NormMatch, normalize
-from tenantvisor.virtual.model import VirtualNetwork, VLink, VPort, VPortKind
+from tenantvisor.virtual.model import NO_LIMITS, Limits, VirtualNetwork, VLink, VPort, VPortKind
 
 log = logging.getLogger(__name__)
 RuleKey = tuple[int, int, int, bytes]  # dpid, table, priority, match
@@ -63,6 +68,8 @@ class NetworkState:
     net_id: int
     rules: dict[RuleKey, PhysFlow] = field(default_factory=dict)
     groups: dict[tuple[int, int], GroupSpec] = field(default_factory=dict)
+    # the provider's limit meters of the network, by (dpid, meter id)
+    meters: dict[tuple[int, int], LimitMeter] = field(default_factory=dict)
     views: dict[tuple[int, int], VSwitchView] = field(default_factory=dict)  # (vdpid, dpid)
     port_names: dict[int, dict[int, str]] = field(default_factory=dict)  # vdpid -> names
     # table-0 rule -> (vdpid, vport) it classifies into, bytes it counts beyond the frame
@@ -174,13 +181,14 @@ def _fabric_push(tag: int) -> bytes:
 class _Compiler:
     def __init__(
         self, net: VirtualNetwork, topo: PhysicalTopology, alloc: IdAllocator, n_tables: int,
-        cache: CompileCache | None = None,
+        cache: CompileCache | None = None, limits: Limits = NO_LIMITS,
     ) -> None:  # fmt: skip
         self.net = net
         self.topo = topo
         self.alloc = alloc
         self.n_tables = n_tables
         self.cache = cache
+        self.limits = limits  # in force: the network's override over the defaults
         self.st = NetworkState(net.id)
         self._held: dict[tuple[object, object], int] | None = None  # a piece's ids, if one
         self._incomplete = False  # the piece being made lacks ids: not to be reused
@@ -206,6 +214,21 @@ class _Compiler:
 
     def _add(self, pf: PhysFlow) -> None:
         self.st.rules[pf.key] = pf
+
+    def _limit_meter(self, dpid: int, kind: str, what: tuple[int, int]) -> int | None:
+        """The provider's meter limiting `what` (a vport: (vdpid, number); a vlink
+        direction: (id, 0 | 1)) where its traffic enters the slice, on `dpid`; None when
+        unlimited, or on an OpenFlow 1.0 pswitch (no meters: its traffic is not limited).
+        The id is the network's, from the pswitch's meter space below the punt meter, so
+        the program stage gives it back with the network's other ids."""
+        rate = self.limits.rate(kind)
+        if rate is None or self._of10(dpid):
+            return None
+        owner = (self.net.id, "limit", kind, *what)
+        mid = self._id(("meter", dpid), owner, layout.PUNT_METER - 1)
+        flags, bands = infra.limit_meter(*rate)
+        self.st.meters[(dpid, mid)] = LimitMeter(dpid, mid, flags, bands, kind, what)
+        return mid
 
     # --- failover groups -----------------------------------------------------------------
     def _ff_groups(
@@ -250,6 +273,7 @@ class _Compiler:
         for lk in net.links.values():
             piece = self._vlink_piece(lk, lite_size)
             st.rules.update(piece.state.rules)
+            st.meters.update(piece.state.meters)
             st.classify.update(piece.state.classify)
             st.owners |= piece.state.owners
             for key, paths in piece.state.vlink_paths.items():
@@ -278,8 +302,9 @@ class _Compiler:
             if self._of10(vp.dpid):
                 macs.setdefault((host.vdpid, host.vport), []).append(host.mac)
                 continue
+            meter = self._limit_meter(vp.dpid, "vport", (host.vdpid, host.vport))
             hf = infra.host_flow(
-                net.id, infra.HostBinding(vp.dpid, vp.port, host.mac, sw.index, vp.number)
+                net.id, infra.HostBinding(vp.dpid, vp.port, host.mac, sw.index, vp.number, meter)
             )
             self._add(hf)
             st.classify[stat_key(hf)] = (host.vdpid, host.vport, 0)
@@ -289,6 +314,7 @@ class _Compiler:
             vpiece = self._vswitch_piece(vdpid, ctx)
             st.rules.update(vpiece.state.rules)
             st.groups.update(vpiece.state.groups)
+            st.meters.update(vpiece.state.meters)
             st.views.update(vpiece.state.views)
             st.port_names.update(vpiece.state.port_names)
             st.markers.update(vpiece.state.markers)
@@ -335,7 +361,8 @@ class _Compiler:
                 tuple(ctx.hosts.get((vdpid, n), ())), tuple(ctx.macs.get((vdpid, n), ())),
             ))  # fmt: skip
         return (
-            net.id, topo.links_version, self.n_tables, ctx.lite_key, vdpid, tuple(sw.dpids),
+            net.id, topo.links_version, self.n_tables, ctx.lite_key, self.limits.rate("vport"),
+            vdpid, tuple(sw.dpids),
             sw.index, sw.routing, sw.backup_num,
             tuple((r.id, r.src_vport, r.dst_vport, r.path.hops, r.path.priority)
                   for r in sw.routes.values()),
@@ -414,7 +441,8 @@ class _Compiler:
                         "%016x is not supported: it admits nothing", self.net.id, vdpid,
                         vp.number, vp.dpid)  # fmt: skip
             return
-        pf = infra.exclusive_flow(self.net.id, vp.dpid, vp.port, index, vp.number)
+        meter = self._limit_meter(vp.dpid, "vport", (vdpid, vp.number))
+        pf = infra.exclusive_flow(self.net.id, vp.dpid, vp.port, index, vp.number, meter)
         self._add(pf)
         self.st.classify[stat_key(pf)] = (vdpid, vp.number, 0)
 
@@ -426,7 +454,7 @@ class _Compiler:
         va = net.vport(lk.src.vdpid, lk.src.vport)
         vb = net.vport(lk.dst.vdpid, lk.dst.vport)
         key = (
-            net.id, self.topo.links_version, lite_size, _vlink_key(lk),
+            net.id, self.topo.links_version, lite_size, self.limits.rate("vlink"), _vlink_key(lk),
             None if va is None else (va.dpid, va.port, va.kind, va.link_id),
             None if vb is None else (vb.dpid, vb.port, vb.kind, vb.link_id),
             None if vb is None else net.switches[lk.dst.vdpid].index,
@@ -466,6 +494,8 @@ class _Compiler:
                 log.warning("net=%d vlink %d is down: no physical path", net.id, lk.id)
             st.vlink_paths[(lk.id, d)] = list(paths)
             dst_sw = net.switches[b.vdpid]
+            # what crosses this direction is limited where it arrives, whichever path it took
+            meter = self._limit_meter(vb.dpid, "vlink", (lk.id, d)) if paths else None
             for path in paths:
                 try:
                     tags = self._tags(("vlink", lk.id, d), path)
@@ -474,7 +504,7 @@ class _Compiler:
                     self._incomplete = True
                     continue
                 piece.add_head((a.vdpid, a.vport), path, tags)
-                lp = infra.LinkPath(path, tags, dst_sw.index, b.vport, in_port=vb.port)
+                lp = infra.LinkPath(path, tags, dst_sw.index, b.vport, in_port=vb.port, meter=meter)
                 lf = infra.link_flows(net.id, lp)
                 if self._of10(vb.dpid):  # no classification table: folded into rules
                     piece.in_tags[(b.vdpid, b.vport)] = tags[-1]
@@ -500,7 +530,7 @@ class _Compiler:
                 self.st.owners.update(block)
                 piece.ids.update((so, base + k) for k, so in enumerate(block))
                 lf1 = infra.lite_classify(net.id, hop.dst_dpid, hop.dst_port, base,
-                                          lite_size, dst_sw.index, b.vport)  # fmt: skip
+                                          lite_size, dst_sw.index, b.vport, meter)  # fmt: skip
                 self._add(lf1)
                 st.classify[stat_key(lf1)] = (b.vdpid, b.vport, TAG_BYTES)
                 piece.lite_out[(a.vdpid, a.vport)] = base
@@ -521,17 +551,21 @@ class _Compiler:
         hd, hp = home
         vport = place[1]
         if ld == hd:
-            hf = infra.host_flow(net.id, infra.HostBinding(hd, lp, mac, index, vport))
+            meter = self._limit_meter(hd, "vport", place)
+            hf = infra.host_flow(net.id, infra.HostBinding(hd, lp, mac, index, vport, meter))
             self._add(hf)
             st.classify[stat_key(hf)] = (*place, 0)
             return _Moved(lp, None, True)
         info = topo.switches.get(ld)
-        pp = info.ports.get(lp) if info else None
-        if pp is None:
-            # its port went (a migration unplugs the VM before it is seen elsewhere): the
-            # vport is down until the host is found or told of somewhere else
-            log.info("net=%d host %s: its port %d of %016x is gone", net.id, mac, lp, ld)
+        if info is None:
+            log.warning("net=%d host %s moved to %016x port %d: no such pswitch now",
+                        net.id, mac, ld, lp)  # fmt: skip
             return _Moved(lp, (0, 0), False)
+        # its port may be gone (a migration unplugs the VM before it is seen elsewhere): the
+        # vport is down until the host is found or told of somewhere else, but its paths
+        # stay (what is sent there is dropped at the port, as at a down edge port), so
+        # the move that follows changes them once rather than twice
+        pp = info.ports.get(lp)
         if self._of10(ld) or self._of10(hd):
             log.warning("net=%d host %s moved to %016x port %d: an OpenFlow 1.0 pswitch "
                         "cannot carry it", net.id, mac, ld, lp)  # fmt: skip
@@ -550,10 +584,12 @@ class _Compiler:
             log.error("net=%d host %s moved to %016x port %d: %s", net.id, mac, ld, lp, exc)
             return _Moved(lp, (0, 0), False)
         first = back[0][0]
+        # limited where it enters: here, before it crosses the fabric to its vport
+        meter = self._limit_meter(ld, "vport", place)
         ingress = PhysFlow(
             ld, 0, infra.PRIO_CLASSIFY,
             codec.encode_match([codec.oxm_u32(oxm.IN_PORT, lp), codec.oxm_mac(oxm.ETH_SRC, mac)]),
-            codec.encode_instructions(apply_actions=_fabric_push(tags_in[0])
+            codec.encode_instructions(meter=meter, apply_actions=_fabric_push(tags_in[0])
                                       + codec.output(first.src_port)),
             layout.infra_cookie(net.id),
         )  # fmt: skip
@@ -565,7 +601,7 @@ class _Compiler:
         deliver = infra.LinkPath(out[0], tags_out, index, vport, deliver=codec.output(lp))
         for pf in infra.link_flows(net.id, deliver):
             self._add(pf)
-        return _Moved(lp, (out[0][0].src_port, tags_out[0]), pp.up)
+        return _Moved(lp, (out[0][0].src_port, tags_out[0]), pp is not None and pp.up)
 
     def _lite_ids(self) -> tuple[dict[str, int], int]:
         """A network at `lite`: each host MAC's destination LITE (its edge vswitch, numbered
@@ -646,18 +682,20 @@ class _Compiler:
 
 def compile_network(
     net: VirtualNetwork, topo: PhysicalTopology, alloc: IdAllocator, n_tables: int,
-    cache: CompileCache | None = None,
+    cache: CompileCache | None = None, defaults: Limits = NO_LIMITS,
 ) -> NetworkState:  # fmt: skip
     """The desired physical state of a started network (see the module docstring).  The
     caller releases the allocations of `net` that are not in the result's `owners`.
     `cache` (kept by the caller per network, across compiles) saves recomputing what did
-    not change; the result is the same without it."""
+    not change; the result is the same without it.  `defaults`: the admin's data-plane
+    limits, which the network's own `limits` override kind by kind."""
     if cache is not None:
         for gone in set(cache.vlinks) - set(net.links):
             del cache.vlinks[gone]
         for gone in set(cache.vswitches) - set(net.switches):
             del cache.vswitches[gone]
-    return _Compiler(net, topo, alloc, n_tables, cache).run()
+    limits = net.limits.over(defaults)
+    return _Compiler(net, topo, alloc, n_tables, cache, limits).run()
 
 
 def release_unused(alloc: IdAllocator, net_id: int, keep: set[tuple[object, object]]) -> None:

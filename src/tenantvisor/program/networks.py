@@ -2,7 +2,8 @@
 that brings the pswitches from the previous one to it, make before break.
 
 A rollout runs in phases across pswitches, each confirmed by barriers before the next:
-new rules and groups; what changed in place (failover groups, modified rules) and the
+new limit meters, groups and rules (a rule naming a meter the pswitch lacks is refused);
+what changed in place (a limit's rate among them) (failover groups, modified rules) and the
 caller's own step (the endpoints take their new views, so tenants' rules are re-translated
 against them); what is gone; then the ids nobody uses any more go back to the allocator.
 A later compile may overtake an earlier rollout: every phase re-reads the current desired
@@ -21,9 +22,17 @@ from tenantvisor.mapping import layout
 from tenantvisor.mapping.alloc import IdAllocator
 from tenantvisor.physical.session import PSwitchSession
 from tenantvisor.program import diff
-from tenantvisor.program.programmer import Rollout, send_group, send_group_delete, send_rule
+from tenantvisor.program.programmer import (
+    Rollout,
+    send_group,
+    send_group_delete,
+    send_meter,
+    send_meter_delete,
+    send_rule,
+)
 from tenantvisor.translate.flow import PhysFlow
 from tenantvisor.translate.group import GroupSpec
+from tenantvisor.translate.meter import LimitMeter
 
 # the caller's step once a new state's additions are confirmed: returns pswitches it touched
 OnInstalled = Callable[[NetworkState], Iterable[int]]
@@ -53,6 +62,14 @@ class NetworkProgrammer:
         for st in self.states.values():
             yield from (g for (d, _), g in st.groups.items() if d == dpid)
 
+    def meters_on(self, dpid: int) -> Iterator[LimitMeter]:
+        for st in self.states.values():
+            yield from (m for (d, _), m in st.meters.items() if d == dpid)
+
+    def _metered(self, dpid: int) -> PSwitchSession | None:
+        s = self._synced(dpid)
+        return s if s is not None and s.driver.supports_meters else None
+
     def apply(
         self,
         new: NetworkState,
@@ -72,6 +89,8 @@ class NetworkProgrammer:
         self.states[net_id] = new
         rules = diff.diff_rules(old.rules, new.rules)
         groups = diff.diff_groups(old.groups, new.groups)
+        meters_add = [m for k, m in new.meters.items() if k not in old.meters]
+        meters_mod = [m for k, m in new.meters.items() if k in old.meters and old.meters[k] != m]
         sent = [False]
 
         def noting(name: str, step: Callable[[], Iterable[int]]) -> Callable[[], Iterable[int]]:
@@ -89,6 +108,10 @@ class NetworkProgrammer:
 
         def add() -> set[int]:
             touched = set()
+            for m in meters_add:
+                if (s := self._metered(m.dpid)) is not None:
+                    send_meter(s, m, ofp.OFPMC_ADD)
+                    touched.add(m.dpid)
             for g in groups.add:
                 if (s := self._synced(g.dpid)) is not None:
                     send_group(s, g, ofp.OFPGC_ADD)
@@ -101,6 +124,10 @@ class NetworkProgrammer:
 
         def modify() -> Iterable[int]:
             st, touched = now(), set()
+            for m in meters_mod:
+                if st.meters.get((m.dpid, m.meter_id)) == m and (s := self._metered(m.dpid)):
+                    send_meter(s, m, ofp.OFPMC_MODIFY)
+                    touched.add(m.dpid)
             for g in groups.modify:
                 if st.groups.get((g.dpid, g.group_id)) == g and (s := self._synced(g.dpid)):
                     send_group(s, g, ofp.OFPGC_MODIFY)
@@ -123,6 +150,10 @@ class NetworkProgrammer:
                 if key not in st.groups and (s := self._synced(g.dpid)) is not None:
                     send_group_delete(s, g.group_id)
                     touched.add(g.dpid)
+            for key, m in old.meters.items():  # after the rules that used them
+                if key not in st.meters and (s := self._metered(m.dpid)) is not None:
+                    send_meter_delete(s, m.meter_id)
+                    touched.add(m.dpid)
             return touched
 
         def release() -> Iterable[int]:
@@ -167,6 +198,9 @@ class NetworkProgrammer:
             for g in st.groups.values():
                 if (s := self._synced(g.dpid)) is not None:
                     send_group_delete(s, g.group_id)
+            for m in st.meters.values():
+                if (s := self._metered(m.dpid)) is not None:
+                    send_meter_delete(s, m.meter_id)
         if not self._inflight.get(net_id):  # else the last rollout gives them back
             release_unused(self.alloc, net_id, set())
         for s in self.sessions.values():  # anything left with this network's cookie

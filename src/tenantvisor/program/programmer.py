@@ -21,7 +21,7 @@ from tenantvisor.physical.session import PSwitchSession
 from tenantvisor.program import diff
 from tenantvisor.translate.flow import PhysFlow
 from tenantvisor.translate.group import GroupSpec, delete_group
-from tenantvisor.translate.meter import meter_mod
+from tenantvisor.translate.meter import LimitMeter, meter_mod
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +63,17 @@ def send_group(s: PSwitchSession, g: GroupSpec, command: int) -> None:
 
 def send_group_delete(s: PSwitchSession, gid: int) -> None:
     msg = delete_group(gid)
+    s.send_flow(lambda x: codec.set_xid(msg, x), None)
+
+
+def send_meter(s: PSwitchSession, m: LimitMeter, command: int) -> None:
+    msg = m.mod(command)
+    s.send_flow(lambda x: codec.set_xid(msg, x), _log_refusal("a limit meter", m.dpid))
+
+
+def send_meter_delete(s: PSwitchSession, mid: int) -> None:
+    """Open vSwitch removes the rules that use a meter with it: send after them."""
+    msg = meter_mod(ofp.OFPMC_DELETE, 0, mid, b"")
     s.send_flow(lambda x: codec.set_xid(msg, x), None)
 
 

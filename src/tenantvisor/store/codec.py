@@ -48,6 +48,7 @@ from tenantvisor.mapping.paths import Hop
 from tenantvisor.store.records import FlowRecord, GroupRecord, MeterRecord
 from tenantvisor.virtual.model import (
     Host,
+    Limits,
     ManualPath,
     PathHops,
     Route,
@@ -380,6 +381,9 @@ def network_rows(net: VirtualNetwork) -> NetworkRows:
             "mask": net.mask,
             "scalability": net.scalability,
             "started": bool(net.started),
+            # the admin's override of the default limits: only what it sets (an empty map
+            # is what a network without one, or a row from before schema 1.3, holds)
+            "limits": net.limits.given(),
         }
     )
     for vdpid, sw in net.switches.items():
@@ -495,6 +499,7 @@ def network_from_rows(rows: NetworkRows) -> VirtualNetwork:
         n["scalability"],
         bool(n["started"]),
     )
+    net.limits = Limits(**(n.get("limits") or {}))
     net.revision = n.get("generation") or 0
     t = rows.tables
     for r in sorted(t["Vswitch"].values(), key=lambda r: r["vdpid"]):

@@ -411,6 +411,13 @@ class Fabric:
         )  # fmt: skip
         self._plugged[name] = (switch, port)
 
+    def static_neighbour(self, host: str, peer: str) -> None:
+        """A permanent ARP entry for `peer` in `host`'s namespace: traffic between them needs
+        no ARP (no flood, no PACKET_IN), so what a tenant's controller hears is news."""
+        q = self.topo.host(peer)
+        cmd = ["ip", "neigh", "replace", q.ip, "lladdr", q.mac, "dev", "eth0", "nud", "permanent"]
+        self.host(host).exec(cmd)
+
     def host_port(self, name: str) -> tuple[str, int]:
         """(switch, port) host `name` is plugged into now."""
         spec = self.topo.hosts[name]

@@ -163,12 +163,6 @@ class RingNet:
         return f"{msg}\n--- tenantvisor log (last {lines} lines) ---\n{self.daemon.log_tail(lines)}"
 
 
-def _neigh(fab: Fabric, host: str, peer: str) -> None:
-    p = fab.topo.host(peer)
-    cmd = ["ip", "neigh", "replace", p.ip, "lladdr", p.mac, "dev", "eth0", "nud", "permanent"]
-    fab.host(host).exec(cmd)
-
-
 def _create_link(
     daemon: Daemon, net_id: int, token: str, body: dict[str, Any], backup_num: int, strict: bool
 ) -> tuple[dict[str, Any], int]:
@@ -263,7 +257,7 @@ def ring_network(
             ctl.install(vdpid[vs], [Rule(v["host"], v[name]), Rule(v[name], v["host"])])
         ctl.start()
         for host, peer in (("h1", "h2"), ("h1", "h3"), ("h2", "h1"), ("h3", "h1")):
-            _neigh(fab, host, peer)
+            fab.static_neighbour(host, peer)
         net = RingNet(fab, daemon, ctl, token, net_id, vdpid, vports, link_ids, made_with, rundir)
         if made_with != backup_num:
             net.notes.append(

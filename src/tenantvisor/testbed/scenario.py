@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tenantvisor.testbed.controllers import TestController, free_tcp_port
 from tenantvisor.testbed.daemon import Daemon
@@ -103,6 +104,41 @@ def wait_physical(daemon: Daemon, topo: Topology, timeout: float = 30.0) -> None
         lambda st: len(st["pswitches"]) == n_sw and st["links"] == n_links,
         timeout,
     )
+
+
+def restart_after_crash(
+    old: Daemon, rundir: Path, daemons: list[Daemon] | None = None, pause: float = 0.0
+) -> Daemon:
+    """kill -9 `old`, wait `pause` (nobody controls the pswitches: they forward with what
+    they have), and start the same hypervisor again: a new process in `rundir` with the
+    same OpenFlow socket, admin token, state directory and settings.  It is put in
+    `daemons` before it starts, so a fixture stops it whatever happens."""
+    old.kill()
+    if pause:
+        time.sleep(pause)
+    new = Daemon(
+        rundir, old.of_listen, lldp_interval=old.lldp_interval, log_level=old.log_level,
+        extra_args=old.extra_args, admin_token=old.admin_token, state_dir=old.state_dir,
+    )  # fmt: skip
+    if daemons is not None:
+        daemons.append(new)
+    return new.start()
+
+
+def wait_reconciled_silently(
+    daemon: Daemon, n_switches: int, timeout: float = 40.0
+) -> dict[str, Any]:
+    """Wait until every pswitch is back and reconciled, and check that none was sent
+    anything to get there (a restart found its rules right); the daemon's status."""
+    st: dict[str, Any] = daemon.wait_for(
+        "every pswitch reconciled",
+        lambda st: len(st["pswitches"]) == n_switches and all(p["synced"] for p in st["pswitches"]),
+        timeout=timeout,
+    )
+    sent = [p["sync_messages"] for p in st["pswitches"]]
+    if sent != [0] * n_switches:
+        raise AssertionError(f"pswitches were sent {sent} to be reconciled:\n{daemon.log_tail(40)}")
+    return st
 
 
 def setup_tenants(

@@ -166,7 +166,7 @@ class _ActionTranslator:
         self.needs_in_vport = False  # the result depends on an ingress the rule does not pin
 
     def port_actions(self, pm: PortMap) -> bytes:
-        if not pm.up:
+        if not pm.reaches:
             return b""  # like a real switch: output to a down port sends nothing
         if pm.link_tag is None:
             port = ofp.OFPP_IN_PORT if pm.phys_port == self.in_phys else pm.phys_port
@@ -451,7 +451,7 @@ def lite_forward(view: VSwitchView, in_vport: int, outputs: tuple[int, ...], dst
     plain: list[bytes] = []
     for number in outputs:
         pm = view.ports.get(number)
-        if pm is None or number == in_vport or not pm.up:
+        if pm is None or number == in_vport or not pm.reaches:
             continue
         if pm.lite_base is not None and pm.exits:
             exit_port = pm.exits[0][0]
@@ -469,7 +469,7 @@ def deliver_actions(pm: PortMap, arrival: int) -> bytes:
     whatever vport it entered the vswitch by: the end of a big switch's internal route,
     where the tenant's rule has already decided.  `pm.groups` must hold a variant for
     `arrival` when it is one of the exits (compile builds it)."""
-    if not pm.up:
+    if not pm.reaches:
         return b""
     if pm.link_tag is None:
         if pm.tx_group is not None and pm.phys_port != arrival:

@@ -42,6 +42,9 @@ def _refuse(etype: int, code: int, what: str) -> OFError:
     return OFError(etype, code, f"{what} {_WHY}")
 
 
+_SET_LIMITS = {oxm.IP_DSCP: 63}  # the largest value a 1.0 set action holds, where not all
+
+
 def check_actions(actions: list[Action]) -> None:
     """Refuse (BAD_ACTION/BAD_TYPE) what a 1.0 pswitch cannot do: outputs and the fields
     1.0 can set only.  For a rule's actions and for a PACKET_OUT's alike."""
@@ -54,6 +57,12 @@ def check_actions(actions: list[Action]) -> None:
                 if len(o.value) != _SIZES10[o.field] or o.mask is not None:
                     # 1.0's set actions have fixed sizes: no other would encode
                     raise OFError(ofp.OFPET_BAD_ACTION, ofp.OFPBAC_BAD_SET_LEN, f"{o.field}")
+                limit = _SET_LIMITS.get(o.field)
+                if limit is not None and int.from_bytes(o.value, "big") > limit:
+                    # 1.0 holds DSCP in the top 6 bits of nw_tos: a larger value would
+                    # not encode at all (and OpenFlow 1.3's own DSCP is 6 bits)
+                    raise OFError(ofp.OFPET_BAD_ACTION, ofp.OFPBAC_BAD_SET_ARGUMENT,
+                                  f"set_field {o.field} value out of range")  # fmt: skip
                 continue
         raise _refuse(ofp.OFPET_BAD_ACTION, ofp.OFPBAC_BAD_TYPE, f"action {a.type}")
 

@@ -1,7 +1,10 @@
 """The hypervisor's own rules on each pswitch, derived from intent (pure).
 
 Table 0 classifies every packet: from an edge port by (in_port, eth_src), from an edge port an
-exclusive vport holds by in_port alone, from a link port by (in_port, fabric tag).  Tagged
+exclusive vport holds by in_port alone, from a link port by (in_port, fabric tag).  A rule
+that classifies a packet into a tenant's slice may carry the provider's limit meter of what
+it enters through (an edge vport, a vlink direction): every packet a tenant's tables see has
+passed one, so nothing the tenant's rules do (a loop, a flood) exceeds its limits.  Tagged
 packets of a multi-hop vlink are swapped and forwarded by transit rules without ever
 reaching a tenant table.  The physical in_port is kept: OVS then
 drops output to the port a packet came in on, exactly as OpenFlow wants of the vswitch.
@@ -43,6 +46,7 @@ class HostBinding:
     mac: str
     index: int  # vswitch index
     vport: int
+    meter: int | None = None  # the vport's limit meter on this pswitch
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,10 +65,15 @@ class LinkPath:
     # for the port the route arrives on) instead of classifying: the tenant's rule was
     # applied where the packet entered the big switch.
     deliver: bytes | None = None
+    # The limit meter of this vlink direction at its far end (the terminating rule's)
+    meter: int | None = None
 
 
-def _goto_tenant(index: int, vport: int, pre: bytes) -> bytes:
+def _goto_tenant(index: int, vport: int, pre: bytes, meter: int | None = None) -> bytes:
+    """Into the tenant's tables as (vswitch, vport): the meter first (the spec runs the
+    meter instruction before any action, so a dropped packet costs nothing more)."""
     return codec.encode_instructions(
+        meter=meter,
         apply_actions=pre or None,
         write_metadata=(layout.vswitch_meta(index, vport), layout.HV_META_MASK),
         goto_table=layout.TABLE_OFFSET,
@@ -122,6 +131,16 @@ def punt_meter() -> tuple[int, bytes]:
     return ofp.OFPMF_PKTPS | ofp.OFPMF_BURST, band
 
 
+def limit_meter(rate: int, per_packet: bool) -> tuple[int, bytes]:
+    """(flags, bands) of a tenant's data-plane limit: one drop band at `rate` packets/s or
+    kb/s, with statistics (its band's drop count is what the limit's hits are read from).
+    No burst is given: Open vSwitch's userspace datapath then takes the rate as the burst
+    size, about one second's worth, which a TCP window needs and a loop empties at once."""
+    band = struct.pack("!HHIIxxxx", ofp.OFPMBT_DROP, 16, rate, 0)
+    unit = ofp.OFPMF_PKTPS if per_packet else ofp.OFPMF_KBPS
+    return unit | ofp.OFPMF_STATS, band
+
+
 @lru_cache(maxsize=1 << 16)
 def host_flow(net_id: int, h: HostBinding) -> PhysFlow:
     match = codec.encode_match(
@@ -132,13 +151,15 @@ def host_flow(net_id: int, h: HostBinding) -> PhysFlow:
         0,
         PRIO_CLASSIFY,
         match,
-        _goto_tenant(h.index, h.vport, b""),
+        _goto_tenant(h.index, h.vport, b"", h.meter),
         layout.infra_cookie(net_id),
     )
 
 
 @lru_cache(maxsize=1 << 16)
-def exclusive_flow(net_id: int, dpid: int, port: int, index: int, vport: int) -> PhysFlow:
+def exclusive_flow(
+    net_id: int, dpid: int, port: int, index: int, vport: int, meter: int | None = None
+) -> PhysFlow:
     """Classification of an exclusive vport: every frame arriving on its physical port, by
     in_port alone (any source MAC, any VLAN or S-tag, left as it came: the tenant's tags go
     to its tables untouched).  Safe because the manager lets no other vport or host use the
@@ -146,7 +167,7 @@ def exclusive_flow(net_id: int, dpid: int, port: int, index: int, vport: int) ->
     carrying the fabric's TPID (0x88a8) here is only ever the tenant's frame."""
     match = codec.encode_match([codec.oxm_u32(oxm.IN_PORT, port)])
     return PhysFlow(
-        dpid, 0, PRIO_EXCLUSIVE, match, _goto_tenant(index, vport, b""),
+        dpid, 0, PRIO_EXCLUSIVE, match, _goto_tenant(index, vport, b"", meter),
         layout.infra_cookie(net_id),
     )  # fmt: skip
 
@@ -162,15 +183,16 @@ def lite_block_match(in_port: int, vid: int, mask: int = 0xFFF) -> list[codec.Ox
 
 
 def lite_classify(
-    net_id: int, dpid: int, in_port: int, base: int, size: int, dst_index: int, dst_vport: int
-) -> PhysFlow:
+    net_id: int, dpid: int, in_port: int, base: int, size: int, dst_index: int, dst_vport: int,
+    meter: int | None = None,
+) -> PhysFlow:  # fmt: skip
     """The far end of a one-hop vlink of a LITE network classifies every tag of its block
     as it does the plain tag: a packet no LITE rule takes is the tenant tables' (one rule
     for the block, whatever destinations the tags name)."""
     match = codec.encode_match(lite_block_match(in_port, base, ~(size - 1) & 0xFFF))
     return PhysFlow(
         dpid, 0, PRIO_CLASSIFY, match,
-        _goto_tenant(dst_index, dst_vport, codec.pop_vlan()), layout.infra_cookie(net_id),
+        _goto_tenant(dst_index, dst_vport, codec.pop_vlan(), meter), layout.infra_cookie(net_id),
     )  # fmt: skip
 
 
@@ -194,7 +216,7 @@ def link_flows(net_id: int, lp: LinkPath) -> tuple[PhysFlow, ...]:
             pre = codec.pop_vlan()
             if lp.in_port is not None and lp.in_port != hop.dst_port:
                 pre += codec.load_in_port(lp.in_port)
-            ins = _goto_tenant(lp.dst_index, lp.dst_vport, pre)
+            ins = _goto_tenant(lp.dst_index, lp.dst_vport, pre, lp.meter)
         else:
             nxt = lp.hops[i + 1]
             swap = codec.set_field(codec.oxm_u16(oxm.VLAN_VID, lp.tags[i + 1] | oxm.VLAN_PRESENT))

@@ -46,3 +46,24 @@ class MeterMod:
 def meter_mod(command: int, flags: int, phys_id: int, bands: bytes) -> bytes:
     body = METER_MOD.pack(command, flags, phys_id) + bands
     return codec.header(codec.VERSION, ofp.OFPT_METER_MOD, 0, body)
+
+
+@dataclass(frozen=True, slots=True)
+class LimitMeter:
+    """One of the provider's data-plane limit meters of a network (compile/network.py):
+    where it is, what it limits (`kind` "vport" with `what` = (vdpid, vport number), or
+    "vlink" with `what` = (vlink id, 0 src->dst | 1 dst->src)) and its configuration.
+    Its physical id comes from the pswitch's meter space like a tenant's meters, under an
+    owner of the network's own, so a tenant never sees it: METER stats and config answer
+    with the tenant's meters only."""
+
+    dpid: int
+    meter_id: int
+    flags: int
+    bands: bytes
+    kind: str
+    what: tuple[int, int]
+
+    def mod(self, command: int) -> bytes:
+        """The METER_MOD (xid 0) that adds or modifies it."""
+        return meter_mod(command, self.flags, self.meter_id, self.bands)

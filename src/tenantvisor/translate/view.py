@@ -48,6 +48,17 @@ class PortMap:
     # source MAC, so `hosts` (information only there) says nothing of what can enter
     exclusive: bool = False
 
+    @property
+    def reaches(self) -> bool:
+        """Whether output to this vport is translated into something that leaves: a link
+        vport (or a big switch's vport elsewhere) while it is up, a moved host's vport
+        while a path joins it, and an edge vport always: its port down or gone, the pswitch
+        drops what is sent there, as a switch does, so a port that comes and goes (a VM
+        re-plugged by a live migration) rewrites no rule."""
+        if self.is_link:
+            return self.up
+        return self.link_tag is None or (bool(self.exits) and self.exits[0] != (0, 0))
+
 
 @dataclass(frozen=True, slots=True)
 class VSwitchView:

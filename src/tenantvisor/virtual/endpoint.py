@@ -21,6 +21,7 @@ from typing import Protocol
 
 from os_ken.ofproto import ofproto_v1_3 as ofp
 
+from tenantvisor.limits import MeterCount
 from tenantvisor.mapping import layout
 from tenantvisor.mapping.alloc import tenant_owner
 from tenantvisor.mapping.frmap import PhysRuleMap
@@ -354,7 +355,7 @@ class VSwitchEndpoint:
         self.pin_bucket: TokenBucket | None = None
         self.packet_ins_dropped = 0
         self.pin_meters: dict[int, int] = {}
-        self.pin_metered: dict[int, int] = {}  # dpid -> packets its meter dropped (last read)
+        self.pin_metered: dict[int, MeterCount] = {}  # dpid -> what its meter let in, dropped
         self.generation: int | None = None  # last MASTER/SLAVE generation id (OF1.3 6.3.5)
         self.created = time.monotonic()
         # parts: the tenant's groups and meters (GROUP_MOD, METER_MOD), statistics (MULTIPART)
@@ -459,7 +460,7 @@ class VSwitchEndpoint:
             + sum(ch.throttled_s + ch.blocked_s for ch in chans),
             "packet_ins": self.packet_ins,
             "packet_ins_dropped": self.packet_ins_dropped,
-            "packet_ins_metered": sum(self.pin_metered.values()),
+            "packet_ins_metered": sum(c.dropped for c in self.pin_metered.values()),
         }
 
     def _pin_allowed(self) -> bool:

@@ -45,8 +45,11 @@ from tenantvisor.mapping.paths import (
 from tenantvisor.physical.topology import PhysicalTopology
 from tenantvisor.quotas import API_QUOTAS, TenantLimits, check_overrides
 from tenantvisor.virtual.model import (
+    LIMIT_FIELDS,
+    NO_LIMITS,
     ROUTING_ALGORITHMS,
     Host,
+    Limits,
     ManualPath,
     PathHops,
     Route,
@@ -180,14 +183,14 @@ def _tenant_nets(self: NetworkManager, tenant_id: object = None, *_: object) -> 
 
 class NetworkManager:
     def __init__(
-        self, topo: PhysicalTopology, admin_token: str, limits: TenantLimits | None = None
+        self, topo: PhysicalTopology, admin_token: str, tenant_limits: TenantLimits | None = None
     ) -> None:
         if not admin_token:
             raise ValueError("an admin token is required")
         self.topo = topo
         self._admin_token = admin_token
         # every tenant's limits (quotas.py) unless the admin set its own (Tenant.limits)
-        self.tenant_defaults = limits or TenantLimits()
+        self.tenant_defaults = tenant_limits or TenantLimits()
         # requests refused for a quota, by (tenant id, quota): tvctl tenant-quota, metrics
         self.quota_refused: Counter[tuple[int, str]] = Counter()
         # told of a tenant whose limits changed (here, or by another instance)
@@ -201,6 +204,9 @@ class NetworkManager:
         self._next_host = 1
         self._next_route = 1
         self._vswitch_index: set[int] = set()
+        # the admin's data-plane limits for every network (daemon config), which a
+        # network's own `limits` override kind by kind (`effective_limits`)
+        self.default_limits: Limits = NO_LIMITS
         self.listeners: list[Listener] = []
         self.store: IntentWriter | None = None
         # Brings the store's current intent into memory (through absorb) after the store
@@ -510,6 +516,31 @@ class NetworkManager:
             net.scalability = level
             self._changed(net)
         return net
+
+    @_mutation(_net_arg)
+    def set_limits(self, net_id: int, limits: Mapping[str, object]) -> VirtualNetwork:
+        """Replace the network's override of the default data-plane limits (the admin's
+        call: the API checks who asks): each of LIMIT_FIELDS a whole number (0: unlimited)
+        or absent / None (the default applies).  A started network is re-derived with
+        them (its meters change in place); the same override again announces nothing."""
+        net = self.get_network(net_id)
+        unknown = sorted(set(limits) - set(LIMIT_FIELDS))
+        if unknown:
+            raise InvalidRequest(
+                f"unknown limit {unknown[0]!r}: expected {', '.join(LIMIT_FIELDS)}"
+            )
+        new = Limits(**{k: v for k, v in limits.items() if v is not None})  # type: ignore[arg-type]
+        why = new.problem()
+        if why is not None:
+            raise InvalidRequest(why)
+        if new != net.limits:
+            net.limits = new
+            self._changed(net)
+        return net
+
+    def effective_limits(self, net: VirtualNetwork) -> Limits:
+        """The limits in force for `net`: its override over the admin's defaults."""
+        return net.limits.over(self.default_limits)
 
     @_mutation(_net_arg)
     def set_switch_controllers(
@@ -1038,6 +1069,15 @@ class NetworkManager:
             )
         if (vp.dpid, vp.port) != (d, pt):
             self._not_held(net, d, pt, f"host {h.id}")
+            for end in {d, vp.dpid}:
+                info = self.topo.switches.get(end)
+                if info is not None and info.of_version == 1:
+                    # no classification table there: a moved host's packets could be
+                    # neither classified where it is nor taken in as its vport's at home
+                    raise InvalidRequest(
+                        f"pswitch {end:#018x} speaks OpenFlow 1.0: a host cannot move "
+                        "to or away from a port of it"
+                    )
         shared = sorted(o.id for o in net.hosts.values()
                         if o.id != h.id and (o.vdpid, o.vport) == (h.vdpid, h.vport))  # fmt: skip
         if shared:

@@ -136,6 +136,76 @@ class Host:
     location: tuple[int, int] | None = None  # (dpid, port) when it moved away from the vport's
 
 
+LIMIT_KINDS = ("vport", "vlink")
+LIMIT_FIELDS = ("vport_pps", "vport_kbps", "vlink_pps", "vlink_kbps")
+MAX_LIMIT = 0xFFFFFFFF  # a meter band's rate is 32 bits
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Data-plane limits on a network's traffic where it enters the tenant's slice: per
+    edge vport (what its hosts send) and per vlink direction (what crosses it, so a loop
+    that bounces frames over fabric links is bounded at every lap), in packets/s or kb/s.
+
+    Why: tenants share the pswitches' datapath and fabric links, and a tenant's own rules
+    can build a forwarding loop or a flood inside its slice that starves every other
+    tenant.  Each limited object gets one provider meter on the pswitch where its traffic
+    enters (compile/network.py).  An OpenFlow 1.3 meter counts packets or kilobits, not
+    both (Open vSwitch refuses KBPS|PKTPS with BAD_FLAGS), so a kind is limited in one
+    unit: `problem` refuses both.  None: not set here (a network's override leaves the
+    admin's default); 0: unlimited."""
+
+    vport_pps: int | None = None
+    vport_kbps: int | None = None
+    vlink_pps: int | None = None
+    vlink_kbps: int | None = None
+
+    def over(self, base: Limits) -> Limits:
+        """These limits over `base` (the admin's defaults): a kind this sets in either
+        unit is taken whole from here (an override of `vport_kbps` replaces a default
+        `vport_pps`), the others from `base`; the result sets every field (0: none)."""
+        out: dict[str, int] = {}
+        for kind in LIMIT_KINDS:
+            src = self if self.sets(kind) else base
+            out[f"{kind}_pps"] = getattr(src, f"{kind}_pps") or 0
+            out[f"{kind}_kbps"] = getattr(src, f"{kind}_kbps") or 0
+        return Limits(**out)
+
+    def sets(self, kind: str) -> bool:
+        return getattr(self, f"{kind}_pps") is not None or getattr(self, f"{kind}_kbps") is not None
+
+    def rate(self, kind: str) -> tuple[int, bool] | None:
+        """(rate, whether in packets/s) of one kind's meters; None: unlimited."""
+        pps, kbps = getattr(self, f"{kind}_pps") or 0, getattr(self, f"{kind}_kbps") or 0
+        if pps:
+            return pps, True
+        if kbps:
+            return kbps, False
+        return None
+
+    def given(self) -> dict[str, int]:
+        """The fields set (not None), by name: what an override says, as stored."""
+        return {k: v for k in LIMIT_FIELDS if (v := getattr(self, k)) is not None}
+
+    def problem(self) -> str | None:
+        """Why these limits cannot be enforced (None: they can)."""
+        for k in LIMIT_FIELDS:
+            v = getattr(self, k)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int)
+                                  or not 0 <= v <= MAX_LIMIT):  # fmt: skip
+                return f"{k} {v!r} must be a whole number 0-{MAX_LIMIT} (0: unlimited)"
+        for kind in LIMIT_KINDS:
+            if getattr(self, f"{kind}_pps") and getattr(self, f"{kind}_kbps"):
+                return (
+                    f"{kind}_pps and {kind}_kbps: a meter counts packets or kilobits, not "
+                    "both (OpenFlow 1.3 meters have one unit); set one, the other 0 or unset"
+                )
+        return None
+
+
+NO_LIMITS = Limits()
+
+
 @dataclass
 class VirtualNetwork:
     id: int
@@ -148,6 +218,9 @@ class VirtualNetwork:
     switches: dict[int, VSwitch] = field(default_factory=dict)  # by vdpid
     links: dict[int, VLink] = field(default_factory=dict)
     hosts: dict[int, Host] = field(default_factory=dict)
+    # the admin's override of the default data-plane limits for this network (unset
+    # fields: the daemon's defaults apply)
+    limits: Limits = NO_LIMITS
     # the store's generation of this network when it was last read or written (0: never):
     # a write over a newer generation (another instance's) is refused, not silently undone
     revision: int = field(default=0, compare=False, repr=False)

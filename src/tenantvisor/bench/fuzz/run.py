@@ -41,7 +41,10 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # imported when a run starts: atheris instruments them as they load
     from tenantvisor.bench.fuzz.harness import Harness
 
-TIME_LIMIT = 1.0  # seconds one input may take (they take well under a millisecond)
+TIME_LIMIT = 1.0  # CPU seconds one input may take (they take well under a millisecond)
+WALL_FACTOR = 10  # and wall-clock seconds, this many times more (a machine busy elsewhere
+# stretches an input's wall time, not its CPU time: a 1M run niced under other work once
+# reported a "hang" that took 1.8 s of wall time and reproduced in a millisecond)
 MEMORY_SAMPLES = 50  # memory samples over a run
 RSS_GROWTH_LIMIT = 64 << 20  # bytes of RSS growth over the second half that fail a run
 TRACED_GROWTH_LIMIT = 16 << 20  # bytes tracemalloc may see grow over the second half
@@ -144,16 +147,29 @@ def _alarm(signum: int, frame: FrameType | None) -> None:
     raise Hang("input ran over its time limit")
 
 
+def arm(limit: float) -> None:
+    """Per input: SIGPROF after `limit` seconds of the process's CPU time (a loop that never
+    ends spends it), SIGALRM after WALL_FACTOR times as many seconds of wall time (a wait
+    that never ends does not); 0 disarms both."""
+    signal.setitimer(signal.ITIMER_PROF, limit)
+    signal.setitimer(signal.ITIMER_REAL, limit * WALL_FACTOR)
+
+
+def _on_alarms() -> tuple[Any, Any]:
+    return signal.signal(signal.SIGALRM, _alarm), signal.signal(signal.SIGPROF, _alarm)
+
+
 @contextlib.contextmanager
 def time_limit() -> Iterator[None]:
-    """Within the block, SIGALRM (`signal.setitimer`, armed per input) raises Hang in the
-    main thread, wherever the input is stuck."""
-    old = signal.signal(signal.SIGALRM, _alarm)
+    """Within the block, the alarms `arm` sets raise Hang in the main thread, wherever the
+    input is stuck."""
+    old = _on_alarms()
     try:
         yield
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
+        arm(0)
+        signal.signal(signal.SIGALRM, old[0])
+        signal.signal(signal.SIGPROF, old[1])
 
 
 class _Runner:
@@ -177,7 +193,7 @@ class _Runner:
         rep = self.report
         rep.inputs += 1
         start = time.perf_counter()
-        signal.setitimer(signal.ITIMER_REAL, self.limit)
+        arm(self.limit)
         try:
             outcome = self.harness.run(data)
         except self.finding as exc:
@@ -188,7 +204,7 @@ class _Runner:
             self._found(exc, data)
             return False
         finally:
-            signal.setitimer(signal.ITIMER_REAL, 0)
+            arm(0)
             rep.slowest = max(rep.slowest, time.perf_counter() - start)
         rep.closed += outcome.closed
         rep.refused += outcome.errors > 0
@@ -324,7 +340,7 @@ def run_atheris(
             return random_input(rng)[:max_size]
         return mutate(rng, data, pool)[:max_size]
 
-    signal.signal(signal.SIGALRM, _alarm)  # libFuzzer's own timeout is off (-timeout=0)
+    _on_alarms()  # libFuzzer's own timeout is off (-timeout=0)
     argv = [
         sys.argv[0], str(corpus_dir), f"-runs={inputs + len(pool) + 1}",
         f"-max_len={MAX_INPUT}", "-timeout=0", "-rss_limit_mb=4096", "-print_final_stats=1",
@@ -344,7 +360,7 @@ def reproduce(paths: list[Path]) -> int:
         for path in paths:
             try:
                 with time_limit():
-                    signal.setitimer(signal.ITIMER_REAL, TIME_LIMIT * 10)
+                    arm(TIME_LIMIT * 10)
                     outcome = harness.run(path.read_bytes())
                 print(f"{path}: no finding ({outcome})")
             except (Finding, Hang) as exc:
