@@ -329,6 +329,14 @@ class Hypervisor:
         for dpid in list(waiting):
             self.sessions[dpid].multipart(ofp.OFPMP_FLOW, req, collect(dpid))
 
+    def classify_dpids(self, net_id: int, vdpid: int) -> set[int]:
+        """The pswitches holding a table-0 rule that admits packets into a vport of
+        `vdpid` (its own pswitches, and where a host that moved away is)."""
+        st = self.program.states.get(net_id)
+        if st is None:
+            return set()
+        return {key[0] for key, into in st.classify.items() if into[0] == vdpid}
+
     # --- SessionEvents ---------------------------------------------------------------------
     def switch_ready(self, s: PSwitchSession) -> None:
         assert s.dpid is not None

@@ -101,6 +101,8 @@ class EndpointHost(Protocol):
         self, net_id: int, dpids: set[int], done: Callable[[dict[tuple[int, int], list[int]]], None]
     ) -> None: ...
 
+    def classify_dpids(self, net_id: int, vdpid: int) -> set[int]: ...
+
     def alloc_id(self, kind: str, dpid: int, owner: Hashable) -> int | None: ...
 
     def free_id(self, kind: str, dpid: int, value: int) -> None: ...
@@ -285,6 +287,9 @@ class VSwitchEndpoint:
         self._idle_watch: dict[int, VFlow] = {}  # rules whose idle timeout we emulate
         self.groups_dirty = False  # groups or meters changed since the store took them
         self.packet_ins = 0
+        # table-0 lookups the tenant injected (PACKET_OUT to TABLE), for TABLE statistics;
+        # the packets from the wire are counted by the classification rules
+        self.packet_outs_to_table = 0
         self.rx_msgs = 0  # from controllers whose connection has closed
         self.generation: int | None = None  # last MASTER/SLAVE generation id (OF1.3 6.3.5)
         self.created = time.monotonic()
@@ -1181,6 +1186,9 @@ class VSwitchEndpoint:
         # fabric's S-tag, the hypervisor's fields, ...) rather than drop or apply it.
         gmap = self.group_map if view is self.view else {}
         in_port, actions = translate_packet_out(view, in_vport, po.actions, gmap)
+        self.packet_outs_to_table += sum(
+            1 for a in po.actions if a.type == ofp.OFPAT_OUTPUT and a.output_port == ofp.OFPP_TABLE
+        )
         if po.data[12:14] == b"\x88\xcc":
             self._lldp_out(conn, xid, msg, po, in_vport)
             return

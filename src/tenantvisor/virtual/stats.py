@@ -57,6 +57,8 @@ class StatsHost(Protocol):
         self, net_id: int, dpids: set[int], done: Callable[[dict[tuple[int, int], list[int]]], None]
     ) -> None: ...
 
+    def classify_dpids(self, net_id: int, vdpid: int) -> set[int]: ...
+
 
 class StatsContext(Protocol):
     """What the part reads of its vswitch (read at each request: views change)."""
@@ -89,6 +91,9 @@ class StatsContext(Protocol):
 
     @property
     def held_down(self) -> Container[int]: ...  # vports down but not reported yet
+
+    @property
+    def packet_outs_to_table(self) -> int: ...  # lookups in table 0 the tenant injected
 
 
 class ReplyChannel(Protocol):
@@ -204,17 +209,42 @@ def aggregate_body(selected: list[VFlow], counts: Counts) -> bytes:
                                            len(selected))  # fmt: skip
 
 
-def table_stats_entries(n_tables: int, rules: Iterable[VFlow], counts: Counts) -> list[bytes]:
-    """active_count and matched_count are the tenant's own; lookup_count is not knowable
-    per tenant (the physical tables are shared), so it says so: -1, not an invention."""
+def _total(values: Iterable[int]) -> int:
+    """A sum of counters; unknown (all ones) when one of them is."""
+    out = 0
+    for v in values:
+        if v == _UNKNOWN:
+            return _UNKNOWN
+        out += v
+    return out
+
+
+def table_stats_entries(
+    n_tables: int, rules: Iterable[VFlow], counts: Counts, table0_lookups: int
+) -> list[bytes]:
+    """Each table's active rules, lookups and matches, all the tenant's own.
+
+    The physical tables are shared, so their own counters say nothing of one tenant; but
+    every packet the vswitch looks up is counted somewhere of its own: table 0 looks up what
+    the classification rules admitted into the vswitch plus the PACKET_OUTs to TABLE
+    (`table0_lookups`), table t what the tenant's rules sent there with goto_table, and a
+    lookup is matched when one of the tenant's rules took the packet.  A table-miss rule's
+    packets count as matched, as Open vSwitch counts them (its lookup found a rule); so
+    lookups - matched are the packets no rule took.  A counter made of an unknown one (a
+    rule realised by shared reduced rules) is unknown."""
     by_table: dict[int, list[VFlow]] = {}
+    sent_to: dict[int, list[int]] = {}
     for v in rules:
         by_table.setdefault(v.table, []).append(v)
+        goto = codec.parse_instructions(v.instructions).goto_table
+        if goto is not None:
+            sent_to.setdefault(goto, []).append(counts.get(v.serial, (0, 0))[0])
     entries = []
     for t in range(n_tables):
         in_table = by_table.get(t, [])
-        matched = sum(counts.get(v.serial, (0, 0))[0] for v in in_table)
-        entries.append(msgs.TABLE_STATS.pack(t, len(in_table), _UNKNOWN, matched))
+        matched = _total(counts.get(v.serial, (0, 0))[0] for v in in_table)
+        lookups = table0_lookups if t == 0 else _total(sent_to.get(t, []))
+        entries.append(msgs.TABLE_STATS.pack(t, len(in_table), lookups, matched))
     return entries
 
 
@@ -415,13 +445,31 @@ class VSwitchStats:
         self._counters(conn, reply)
 
     def _table_stats(self, conn: TenantConn, xid: int) -> None:
-        rules = list(self._ep.table)
+        """Lookups of table 0: the packets classified into the vswitch's vports (the
+        table-0 rules that admit them count only this tenant's) and its PACKET_OUTs to
+        TABLE; unknown where classification has no counter of its own (OpenFlow 1.0
+        pswitches fold it into the rules; LITE rules take packets before it)."""
+        ep = self._ep
+        rules = list(ep.table)
+        injected = ep.packet_outs_to_table
+        views = list(ep.views.values())
+        dpids = set(ep.views) | ep.host.classify_dpids(ep.view.net_id, ep.vdpid)
+        conn.touched |= dpids
+        uncounted = any(
+            v.of10 or any(pm.lite_in is not None for pm in v.ports.values()) for v in views
+        )
 
-        def reply(counts: Counts) -> None:
-            entries = table_stats_entries(self._ep.view.n_tables, rules, counts)
-            self._reply(conn, xid, ofp.OFPMP_TABLE, entries)
+        def with_counts(classified: dict[tuple[int, int], list[int]]) -> None:
+            arrived = sum(c[0] for (vd, _), c in classified.items() if vd == ep.vdpid)
+            lookups0 = _UNKNOWN if uncounted else arrived + injected
 
-        self._counters(conn, reply)
+            def reply(counts: Counts) -> None:
+                entries = table_stats_entries(ep.view.n_tables, rules, counts, lookups0)
+                self._reply(conn, xid, ofp.OFPMP_TABLE, entries)
+
+            self._counters(conn, reply)
+
+        ep.host.classified_counts(ep.view.net_id, dpids, with_counts)
 
     def _port_stats(self, conn: TenantConn, xid: int, msg: bytes) -> None:
         """rx: what the table-0 rules that classify into the vport counted; tx of a link
@@ -452,6 +500,7 @@ class VSwitchStats:
             if local[n].ports[n].is_link and not local[n].ports[n].remote
         }
         dpids = set(ep.views) | {pe[0] for pe in peers.values() if pe is not None}
+        dpids |= host.classify_dpids(view.net_id, vdpid)  # a moved host's, elsewhere
         conn.touched |= dpids
         duration = msgs.sec_nsec(time.monotonic() - ep.created)
         edge_groups = {
