@@ -476,10 +476,35 @@ def test_meter_stats_and_config_under_the_tenants_ids() -> None:
     (r,) = replies(conn)
     got = [(m.meter_id, m.flow_count, m.packet_in_count, len(m.band_stats)) for m in r.body]
     assert got == [(3, 1, 5, 1)]  # meter 4 not reported; another's (999) never shown
-    ask(stats, conn, p.OFPMeterConfigStatsRequest(DP, 0, 4))
-    ((m,),) = [r.body for r in replies(conn)]
-    assert (m.meter_id, m.flags, m.bands[0].rate) == (4, ofp.OFPMF_KBPS, 1000)
     assert p4 != p3
+
+
+def meter_config(phys: int, flags: int, rate: int, burst: int) -> bytes:
+    band = struct.pack("!HHII4x", ofp.OFPMBT_DROP, 16, rate, burst)
+    return msgs.METER_CONFIG.pack(msgs.METER_CONFIG.size + len(band), flags, phys) + band
+
+
+def test_meter_config_is_what_the_pswitch_applied_under_the_tenants_ids() -> None:
+    """Not an echo of the METER_MOD: the pswitch's own description (OVS fills in a burst
+    size left at 0), another vswitch's meter left out."""
+    vs, groups, stats, conn = setup()
+    p3, p4 = add_meter(groups, 3), add_meter(groups, 4)
+    ask(stats, conn, p.OFPMeterConfigStatsRequest(DP, 0, 4))
+    assert conn.touched == {DPID}
+    mtype, body = vs.host.sessions[DPID].answer(
+        meter_config(p3, ofp.OFPMF_KBPS, 1000, 1000) + meter_config(999, 0, 1, 1)
+        + meter_config(p4, ofp.OFPMF_KBPS | ofp.OFPMF_BURST, 1000, 1000)
+    )  # fmt: skip
+    assert mtype == ofp.OFPMP_METER_CONFIG and struct.unpack_from("!I", body)[0] == ofp.OFPM_ALL
+    ((m,),) = [r.body for r in replies(conn)]
+    assert (m.meter_id, m.flags, m.bands[0].rate, m.bands[0].burst_size) == (
+        4, ofp.OFPMF_KBPS | ofp.OFPMF_BURST, 1000, 1000)  # fmt: skip
+    ask(stats, conn, p.OFPMeterConfigStatsRequest(DP, 0, ofp.OFPM_ALL))
+    vs.host.sessions[DPID].answer(meter_config(p3, ofp.OFPMF_KBPS, 1000, 1000))
+    (r,) = replies(conn)  # meter 4 undescribed (the pswitch lost it?): as the tenant sent it
+    assert [(m.meter_id, m.bands[0].burst_size) for m in r.body] == [(3, 1000), (4, 0)]
+    ask(stats, conn, p.OFPMeterConfigStatsRequest(DP, 0, 8))  # no such meter: nothing asked
+    assert replies(conn)[0].body == [] and vs.host.sessions[DPID].asked == []
 
 
 def test_meter_features_are_the_pswitchs() -> None:

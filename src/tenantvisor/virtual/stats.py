@@ -27,7 +27,7 @@ from tenantvisor.virtual.flowtable import VFlow, normalize
 if TYPE_CHECKING:
     from tenantvisor.translate.view import VSwitchView
     from tenantvisor.virtual.flowtable import VirtualFlowTable
-    from tenantvisor.virtual.groups import VGroup, VSwitchGroups
+    from tenantvisor.virtual.groups import VGroup, VMeter, VSwitchGroups
 
 _UNKNOWN = 0xFFFFFFFFFFFFFFFF  # OpenFlow's value for a counter the switch does not have
 Counts = dict[int, list[int]]  # rule serial -> [packets, bytes]
@@ -298,6 +298,28 @@ def meter_stats_entries(
     return entries
 
 
+def meter_config_entries(wanted: Mapping[int, VMeter], parts: Parts) -> list[bytes]:
+    """The `wanted` meters (the tenant's ids) as the pswitch applied them: its
+    descriptions of their physical meters under the tenant's ids (Open vSwitch, for one,
+    fills in a burst size the tenant left at 0).  A meter the pswitch did not describe (it
+    does not answer) is given as the tenant sent it: the only knowledge there is."""
+    by_phys = {mt.phys_id: vid for vid, mt in wanted.items()}
+    found: dict[int, bytes] = {}
+    for body, off, length in codec.entries(parts, msgs.METER_CONFIG.size):
+        _, flags, phys = msgs.METER_CONFIG.unpack_from(body, off)
+        vid = by_phys.get(phys)
+        if vid is not None:
+            found[vid] = (
+                msgs.METER_CONFIG.pack(length, flags, vid)
+                + body[off + msgs.METER_CONFIG.size : off + length]
+            )
+    return [
+        found.get(vid)
+        or msgs.METER_CONFIG.pack(msgs.METER_CONFIG.size + len(mt.bands), mt.flags, vid) + mt.bands
+        for vid, mt in sorted(wanted.items())
+    ]
+
+
 def meter_features_body(parts: Parts) -> bytes:
     """The pswitch's METER_FEATURES (the vswitch meters are the pswitch's); zeros without."""
     size = msgs.METER_FEATURES.size
@@ -347,16 +369,7 @@ class VSwitchStats:
             ch.send(msgs.multipart_reply(ch.version, xid, mtype, _group_features()))
         elif mtype == ofp.OFPMP_GROUP:
             self._group_stats(conn, xid, msg)
-        elif mtype == ofp.OFPMP_METER_CONFIG:
-            mid = codec.u32(msg, 16) if len(msg) >= 20 else ofp.OFPM_ALL
-            entries = [
-                msgs.METER_CONFIG.pack(msgs.METER_CONFIG.size + len(mc.bands), mc.flags, vid)
-                + mc.bands
-                for vid, mc in sorted(self._groups.meters.items())
-                if mid in (ofp.OFPM_ALL, vid)
-            ]
-            self._reply(conn, xid, mtype, entries)
-        elif mtype in (ofp.OFPMP_METER, ofp.OFPMP_METER_FEATURES):
+        elif mtype in (ofp.OFPMP_METER, ofp.OFPMP_METER_FEATURES, ofp.OFPMP_METER_CONFIG):
             self._meter_stats(conn, xid, msg, mtype)
         elif mtype == ofp.OFPMP_TABLE_FEATURES:
             if len(msg) > 16:  # a body asks to change the tables: the pipeline is fixed
@@ -589,8 +602,9 @@ class VSwitchStats:
         session.multipart(ofp.OFPMP_GROUP, msgs.GROUP_STATS_REQUEST.pack(ofp.OFPG_ALL), reply)
 
     def _meter_stats(self, conn: TenantConn, xid: int, msg: bytes, mtype: int) -> None:
-        """METER stats under the tenant's ids (flow_count: the tenant's rules); METER_FEATURES
-        is what the pswitch has (the vswitch meters are the pswitch's)."""
+        """METER stats under the tenant's ids (flow_count: the tenant's rules); METER_CONFIG
+        what the pswitch applied, under the tenant's ids; METER_FEATURES is what the pswitch
+        has (the vswitch meters are the pswitch's)."""
         dpid = self._ep.view.dpid
         session = self._ep.host.session(dpid)
         ch = conn.channel
@@ -606,9 +620,13 @@ class VSwitchStats:
             if mtype == ofp.OFPMP_METER_FEATURES:
                 ch.send(msgs.multipart_reply(ch.version, xid, mtype, meter_features_body(parts)))
                 return
+            if mtype == ofp.OFPMP_METER_CONFIG:
+                self._reply(conn, xid, mtype, meter_config_entries(wanted, parts))
+                return
             self._reply(conn, xid, ofp.OFPMP_METER, meter_stats_entries(by_phys, flows, parts))
 
-        if session is None or not session.ready or (mtype == ofp.OFPMP_METER and not wanted):
+        if session is None or not session.ready or (mtype != ofp.OFPMP_METER_FEATURES
+                                                    and not wanted):  # fmt: skip
             reply(None)
             return
         conn.touched.add(dpid)
