@@ -342,14 +342,14 @@ def test_a_vswitch_answers_the_handshake_and_descriptions_itself(env: Env) -> No
     [
         (wire(p.OFPExperimenter(DP, 0x12345678, 1, b"abcd"), 77),
          ofp.OFPET_BAD_REQUEST, ofp.OFPBRC_BAD_EXPERIMENTER),
-        (struct.pack("!BBHI", 4, ofp.OFPT_QUEUE_GET_CONFIG_REQUEST, 16, 77) + bytes(8),
-         ofp.OFPET_BAD_REQUEST, ofp.OFPBRC_BAD_TYPE),
+        (struct.pack("!BBHI", 4, ofp.OFPT_QUEUE_GET_CONFIG_REQUEST, 16, 77)
+         + struct.pack("!I4x", 0x7777), ofp.OFPET_QUEUE_OP_FAILED, ofp.OFPQOFC_BAD_PORT),
         (wire(p.OFPTableFeaturesStatsRequest(DP, 0, [p.OFPTableFeaturesStats(
             table_id=0, name=b"x", metadata_match=0, metadata_write=0, config=0,
             max_entries=1, properties=[])]), 77),
          ofp.OFPET_TABLE_FEATURES_FAILED, ofp.OFPTFFC_EPERM),
     ],
-    ids=["experimenter", "queue-config", "table-features-change"],
+    ids=["experimenter", "queue-config-of-no-vport", "table-features-change"],
 )  # fmt: skip
 def test_an_unsupported_message_gets_the_spec_error_and_nothing_else(
     env: Env, msg: bytes, etype: int, code: int

@@ -436,7 +436,10 @@ REFUSALS: dict[str, tuple[Callable[[], bytes], tuple[int, int]]] = {
         lambda: osken_flow_mod(parser.OFPMatch(), [write(parser.OFPActionPushVlan(0x88A8))]),
         (ofp.OFPET_BAD_ACTION, ofp.OFPBAC_BAD_ARGUMENT),
     ),
-    "set-field-in-port": (_apply_one(parser.OFPActionSetField(in_port=2)), BAD_SET),
+    "set-field-in-port": (
+        _apply_one(parser.OFPActionSetField(in_port=2)),
+        (ofp.OFPET_BAD_ACTION, ofp.OFPBAC_BAD_SET_ARGUMENT),  # what Open vSwitch answers
+    ),
     "set-field-metadata": (_apply_one(parser.OFPActionSetField(metadata=1 << 44)), BAD_SET),
     "set-field-tunnel-id": (_apply_one(parser.OFPActionSetField(tunnel_id=5)), BAD_SET),
     "set-field-in-phy-port": (_apply_one(parser.OFPActionSetField(in_phy_port=1)), BAD_SET),
@@ -517,7 +520,7 @@ REFUSALS: dict[str, tuple[Callable[[], bytes], tuple[int, int]]] = {
     ),
     "meter-instruction": (
         lambda: osken_flow_mod(parser.OFPMatch(), [parser.OFPInstructionMeter(1, ofp.OFPIT_METER)]),
-        (ofp.OFPET_METER_MOD_FAILED, ofp.OFPMMFC_UNKNOWN_METER),
+        (ofp.OFPET_METER_MOD_FAILED, ofp.OFPMMFC_INVALID_METER),
     ),
     "experimenter-instruction": (
         lambda: _raw_flow_mod([], bytes.fromhex("ffff000800002320")),

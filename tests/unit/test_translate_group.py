@@ -68,7 +68,7 @@ def test_a_watch_group_is_the_tenants_group_on_its_physical_id() -> None:
     ("gtype", "buckets", "code"),
     [
         (ofp.OFPGT_INDIRECT, [p.OFPBucket(actions=[]), p.OFPBucket(actions=[])],
-         ofp.OFPGMFC_BAD_BUCKET),
+         ofp.OFPGMFC_INVALID_GROUP),
         (ofp.OFPGT_ALL, [p.OFPBucket(weight=2, actions=[])], ofp.OFPGMFC_BAD_BUCKET),
         (ofp.OFPGT_ALL, [p.OFPBucket(watch_port=77, actions=[])], ofp.OFPGMFC_BAD_WATCH),
         (9, [p.OFPBucket(actions=[])], ofp.OFPGMFC_BAD_TYPE),

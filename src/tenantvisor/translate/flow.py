@@ -236,9 +236,11 @@ class _ActionTranslator:
                 out.append(self.output(a))
             elif t == ofp.OFPAT_SET_FIELD:
                 o = a.set_field_oxm()
-                if o.oxm_class != codec.OXM_CLASS_OPENFLOW_BASIC or o.field not in (
-                    oxm.TENANT_SETTABLE
-                ):
+                basic = o.oxm_class == codec.OXM_CLASS_OPENFLOW_BASIC
+                if basic and o.field == oxm.IN_PORT:
+                    # not writable in OpenFlow 1.3; the code Open vSwitch answers with
+                    raise OFError(ofp.OFPET_BAD_ACTION, ofp.OFPBAC_BAD_SET_ARGUMENT, "in_port")
+                if not basic or o.field not in oxm.TENANT_SETTABLE:
                     raise OFError(
                         ofp.OFPET_BAD_ACTION, ofp.OFPBAC_BAD_SET_TYPE, f"set_field {o.field}"
                     )
@@ -352,7 +354,8 @@ def translate_flow(
     if ins.meter is not None:
         meter = (meters or {}).get(ins.meter)
         if meter is None:
-            raise OFError(ofp.OFPET_METER_MOD_FAILED, ofp.OFPMMFC_UNKNOWN_METER, "no such meter")
+            # the code Open vSwitch answers a rule naming a meter it does not have with
+            raise OFError(ofp.OFPET_METER_MOD_FAILED, ofp.OFPMMFC_INVALID_METER, "no such meter")
     if ins.other:
         raise OFError(ofp.OFPET_BAD_INSTRUCTION, ofp.OFPBIC_UNSUP_INST, "unsupported instruction")
 

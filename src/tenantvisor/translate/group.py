@@ -61,7 +61,8 @@ def translate_group(
         raise _bad(ofp.OFPGMFC_BAD_TYPE, f"group type {gm.type}")
     buckets = parse_buckets(gm.buckets)
     if gm.type == ofp.OFPGT_INDIRECT and len(buckets) != 1:
-        raise _bad(ofp.OFPGMFC_BAD_BUCKET, "an indirect group has exactly one bucket")
+        # the code Open vSwitch answers with
+        raise _bad(ofp.OFPGMFC_INVALID_GROUP, "an indirect group has exactly one bucket")
     out = []
     for weight, watch_port, watch_group, raw in buckets:
         if gm.type != ofp.OFPGT_SELECT and weight:

@@ -70,6 +70,11 @@ from tenantvisor.virtual.urls import ControllerUrl, parse_controller_url
 
 log = logging.getLogger(__name__)
 _FEATURES = struct.Struct("!QIBB2xII")
+# the statistics a vswitch answers from its own counters (FEATURES_REPLY capabilities);
+# not QUEUE_STATS (no queues), IP_REASM nor PORT_BLOCKED
+CAPABILITIES = (
+    ofp.OFPC_FLOW_STATS | ofp.OFPC_TABLE_STATS | ofp.OFPC_PORT_STATS | ofp.OFPC_GROUP_STATS
+)
 _PORT = struct.Struct(ofp.OFP_PORT_PACK_STR)
 _PI_NO_COOKIE = 0xFFFFFFFFFFFFFFFF
 IDLE_POLL = 1.0  # seconds between counter reads of rules whose idle timeout is emulated
@@ -596,8 +601,17 @@ class VSwitchEndpoint:
         elif t == ofp.OFPT_BARRIER_REQUEST:
             self._barrier(conn, xid)
         elif t == ofp.OFPT_FEATURES_REQUEST:
-            body = _FEATURES.pack(self.vdpid, 0, self.view.n_tables, 0, 0, 0)
+            body = _FEATURES.pack(self.vdpid, 0, self.view.n_tables, 0, CAPABILITIES, 0)
             ch.send(codec.header(ch.version, ofp.OFPT_FEATURES_REPLY, xid, body))
+        elif t == ofp.OFPT_QUEUE_GET_CONFIG_REQUEST:
+            if len(msg) < 16:
+                raise MalformedMessage("QUEUE_GET_CONFIG_REQUEST too short")
+            port = codec.u32(msg, 8)
+            if port != ofp.OFPP_ANY and port not in self.view.ports:
+                raise OFError(ofp.OFPET_QUEUE_OP_FAILED, ofp.OFPQOFC_BAD_PORT, f"port {port}")
+            # no queues are offered (set_queue is refused): a port with none
+            body = struct.pack("!I4x", port)
+            ch.send(codec.header(ch.version, ofp.OFPT_QUEUE_GET_CONFIG_REPLY, xid, body))
         elif t == ofp.OFPT_GET_CONFIG_REQUEST:
             body = struct.pack("!HH", self.flags, self.miss_send_len)
             ch.send(codec.header(ch.version, ofp.OFPT_GET_CONFIG_REPLY, xid, body))

@@ -371,6 +371,13 @@ class VSwitchStats:
             self._group_stats(conn, xid, msg)
         elif mtype in (ofp.OFPMP_METER, ofp.OFPMP_METER_FEATURES, ofp.OFPMP_METER_CONFIG):
             self._meter_stats(conn, xid, msg, mtype)
+        elif mtype == ofp.OFPMP_QUEUE:
+            if len(msg) < 24:
+                raise MalformedMessage("queue statistics request too short")
+            # a vswitch offers no queues (set_queue is refused): no queue has counters
+            self._reply(conn, xid, mtype, [])
+        elif mtype == ofp.OFPMP_EXPERIMENTER:
+            raise OFError(ofp.OFPET_BAD_REQUEST, ofp.OFPBRC_BAD_EXPERIMENTER, "no experimenters")
         elif mtype == ofp.OFPMP_TABLE_FEATURES:
             if len(msg) > 16:  # a body asks to change the tables: the pipeline is fixed
                 raise OFError(
@@ -499,8 +506,9 @@ class VSwitchStats:
             ports = sorted(view.ports)
         elif port_no in view.ports:
             ports = [port_no]
-        else:
-            raise OFError(ofp.OFPET_BAD_REQUEST, ofp.OFPBRC_BAD_PORT, f"port {port_no}")
+        else:  # a port the vswitch does not have: nothing to count, as Open vSwitch answers
+            self._reply(conn, xid, ofp.OFPMP_PORT_STATS, [])
+            return
         # each vport as the pswitch it is on sees it (a big switch's vports are on several)
         local = {}
         for n in ports:
