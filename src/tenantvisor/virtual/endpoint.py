@@ -1124,7 +1124,7 @@ class VSwitchEndpoint:
                     touched |= self._rule_changed(ch.vflow, ch.vflow)
                     phys = self._planned(ch.vflow, phys)
                 relay = self._error_relay(conn, xid, msg, None)
-                self._reprogram(None, ch.vflow, phys, relay, conn)
+                self._reprogram(None, ch.vflow, phys, relay, conn, reset=ch.reset)
             else:
                 vf = ch.vflow
                 table.remove(vf)
@@ -1162,10 +1162,11 @@ class VSwitchEndpoint:
     def _reprogram(
         self, session: PSwitchSession | None, vf: VFlow, new: tuple[PhysFlow, ...],
         relay: Relay | None, conn: ControllerConn | None, modify: bool = True,
+        reset: bool = False,
     ) -> None:  # fmt: skip
         """Move the pswitches from the rules `vf` has to `new` (see decide.reprogram)."""
         old, vf.phys = vf.phys, new
-        self._send_ops(reprogram(self.rules, vf.serial, old, new, modify), conn, relay)
+        self._send_ops(reprogram(self.rules, vf.serial, old, new, modify, reset), conn, relay)
 
     def _release(
         self, session: PSwitchSession | None, conn: ControllerConn | None, serial: int,
