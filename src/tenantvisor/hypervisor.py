@@ -449,7 +449,14 @@ class Hypervisor:
                 meta = codec.oxm_int(o)
                 break
         ep = self.by_index.get(layout.meta_vswitch(meta))
-        if ep is None or s.dpid not in ep.views or ep.view.net_id != pi.cookie >> layout.NET_SHIFT:
+        # a PACKET_OUT's output to CONTROLLER names no rule (its cookie is all ones): the
+        # metadata the translation set says whose it is
+        injected = pi.cookie == layout.ALL_ONES and meta & layout.INJECTED
+        if (
+            ep is None
+            or s.dpid not in ep.views
+            or (ep.view.net_id != pi.cookie >> layout.NET_SHIFT and not injected)
+        ):
             if self.owns(pi.cookie >> layout.NET_SHIFT):  # else another instance's network
                 self.unclaimed[(s.dpid or 0, "packet_in")] += 1
             return

@@ -490,16 +490,25 @@ def translate_packet_out(
     The physical in_port is the ingress vport's own port, as for a packet from the wire, so
     the same rules about the ingress port hold.  output:TABLE first sets the metadata a
     classified packet would carry, marked INJECTED so table 0 passes it to the tenant tables.
+    output:CONTROLLER sets it too: the PACKET_IN the pswitch sends back names no rule, and
+    the metadata says whose it is.
     """
     pm = view.ports.get(in_vport) if in_vport else None
     in_port = ofp.OFPP_CONTROLLER if pm is None else pm.phys_port
     tr = _ActionTranslator(view, in_vport, action_set=False, groups=groups)
     out: list[bytes] = []
+    ours = False  # whether the metadata is the one set here (the tables may write it)
+    mark = codec.set_field(
+        codec.oxm_u64(oxm.METADATA, layout.INJECTED | layout.vswitch_meta(view.index, in_vport))
+    )
     for a in actions:
-        if a.type == ofp.OFPAT_OUTPUT and a.output_port == ofp.OFPP_TABLE:
-            meta = layout.INJECTED | layout.vswitch_meta(view.index, in_vport)
-            out.append(codec.set_field(codec.oxm_u64(oxm.METADATA, meta)))
-            out.append(codec.output(ofp.OFPP_TABLE))
-        else:
-            out.append(tr.translate([a]))
+        port = a.output_port if a.type == ofp.OFPAT_OUTPUT else None
+        if port == ofp.OFPP_TABLE:
+            out += [mark, codec.output(ofp.OFPP_TABLE)]
+            ours = False
+            continue
+        if port == ofp.OFPP_CONTROLLER and not ours:
+            out.append(mark)
+            ours = True
+        out.append(tr.translate([a]))
     return in_port, b"".join(out)

@@ -48,7 +48,7 @@ from tenantvisor.translate.flow import (
     translate_packet_out,
 )
 from tenantvisor.translate.flow10 import translate_flow10
-from tenantvisor.translate.group import GroupSpec
+from tenantvisor.translate.group import GroupSpec, parse_buckets
 from tenantvisor.translate.view import PortMap, VSwitchView
 from tenantvisor.virtual.decide import (
     Added,
@@ -1249,7 +1249,11 @@ class VSwitchEndpoint:
             elif port in ports:
                 if port != in_vport:
                     self._emit(conn, relay, port, in_vport, frame, 0)
-            elif port != ofp.OFPP_CONTROLLER:
+            elif port == ofp.OFPP_CONTROLLER:  # what the pswitch would send back, said here
+                pin = PacketIn(ofp.OFP_NO_BUFFER, len(frame), ofp.OFPR_ACTION, 0, _PI_NO_COOKIE,
+                               [], frame)  # fmt: skip
+                self._packet_in(pin, ofp.OFPR_ACTION, 0, _PI_NO_COOKIE, in_vport, 0)
+            else:
                 raise OFError(ofp.OFPET_BAD_ACTION, ofp.OFPBAC_BAD_OUT_PORT, f"port {port:#x}")
         return True
 
@@ -1369,6 +1373,19 @@ class VSwitchEndpoint:
         """A physical PACKET_IN that metadata says is ours, in virtual terms."""
         vport = (meta >> layout.VPORT_SHIFT) & 0xFFF
         tmeta = meta & layout.TENANT_META_MASK
+        if pi.cookie == _PI_NO_COOKIE and meta & layout.INJECTED:
+            # a PACKET_OUT's output to CONTROLLER: no rule sent it (what OVS says: ACTION,
+            # table 0, no cookie)
+            self._packet_in(pi, ofp.OFPR_ACTION, 0, _PI_NO_COOKIE, vport, 0)
+            return
+        if pi.cookie & layout.INFRA_BIT:
+            # an output to CONTROLLER from the action set: OVS names the rule its first table
+            # took the packet with, here the hypervisor's classification; the tenant's is
+            # told when the frame says which one it was
+            vf = self._first_rule(pi.data, vport)
+            self._packet_in(pi, ofp.OFPR_ACTION, 0, _PI_NO_COOKIE if vf is None else vf.cookie,
+                            vport, tmeta)  # fmt: skip
+            return
         serial = pi.cookie & layout.SERIAL_MASK
         vf = self.table.by_serial.get(serial)
         if vf is None:
@@ -1379,15 +1396,67 @@ class VSwitchEndpoint:
                 self.packet_ins += 1
                 self._broadcast(out, _PACKET_IN, ofp.OFPR_NO_MATCH)
             return  # else the rule was removed while the packet was on its way
-        reason = ofp.OFPR_NO_MATCH if vf.is_table_miss else ofp.OFPR_ACTION
+        if pi.reason == ofp.OFPR_INVALID_TTL:
+            reason = ofp.OFPR_INVALID_TTL
+        elif vf.is_table_miss and not meta & layout.INJECTED:
+            reason = ofp.OFPR_NO_MATCH
+        else:  # a PACKET_OUT's packet a table-miss rule sends is ACTION too, as OVS says
+            reason = ofp.OFPR_ACTION
+        self._packet_in(pi, reason, vf.table, vf.cookie, vport, tmeta)
+
+    def _packet_in(
+        self, pi: PacketIn, reason: int, table: int, cookie: int, vport: int, tmeta: int
+    ) -> None:
         match = [codec.oxm_u32(oxm.IN_PORT, vport or ofp.OFPP_CONTROLLER)]
         if tmeta:
             match.append(codec.oxm_u64(oxm.METADATA, tmeta))
-        out = PacketIn(
-            ofp.OFP_NO_BUFFER, pi.total_len, reason, vf.table, vf.cookie, match, pi.data
-        ).encode(0)
+        out = PacketIn(ofp.OFP_NO_BUFFER, pi.total_len, reason, table, cookie, match,
+                       pi.data).encode(0)  # fmt: skip
         self.packet_ins += 1
         self._broadcast(out, _PACKET_IN, reason)
+
+    def _first_rule(self, frame: bytes, vport: int) -> VFlow | None:
+        """The rule of table 0 that took `frame` entering on `vport`, when the frame can
+        say: no rule or group of the vswitch rewrites headers (so it is the frame that
+        entered), and every rule of table 0 at or above the winner's priority matches only
+        fields the frame was read for.  None otherwise: no rule is named rather than a
+        wrong one."""
+        if self._rewrites():
+            return None
+        point = fields(frame, vport or ofp.OFPP_CONTROLLER)
+        zero = {oxm.VLAN_VID, oxm.VLAN_PCP, oxm.METADATA}  # absent: 0 (no tag; table 0)
+        best: VFlow | None = None
+        for vf in sorted((v for v in self.table if v.table == 0), key=lambda v: -v.priority):
+            if best is not None and vf.priority < best.priority:
+                break
+            verdict: bool | None = True  # matches; False: does not; None: cannot tell
+            for (cls, fld), value, mask, _ in vf.norm:
+                if cls != codec.OXM_CLASS_OPENFLOW_BASIC:
+                    verdict = None
+                elif fld in point or fld in zero:
+                    if (point.get(fld, 0) ^ value) & mask:
+                        verdict = False
+                        break
+                else:
+                    verdict = None
+            if verdict is None or (verdict and best is not None):
+                return None  # unreadable, or two of one priority: OpenFlow leaves it open
+            if verdict:
+                best = vf
+        return best
+
+    def _rewrites(self) -> bool:
+        """Whether any rule or group of the vswitch changes a packet's header fields."""
+        changing = {ofp.OFPAT_SET_FIELD, ofp.OFPAT_PUSH_VLAN, ofp.OFPAT_POP_VLAN,
+                    ofp.OFPAT_PUSH_MPLS, ofp.OFPAT_POP_MPLS, ofp.OFPAT_PUSH_PBB,
+                    ofp.OFPAT_POP_PBB}  # fmt: skip
+        lists: list[list[codec.Action]] = []
+        for vf in self.table:
+            ins = codec.parse_instructions(vf.instructions)
+            lists += [ins.apply_actions or [], ins.write_actions or []]
+        for g in self.groups_meters.groups.values():
+            lists += [codec.parse_actions(raw) for *_, raw in parse_buckets(g.buckets)]
+        return any(a.type in changing for acts in lists for a in acts)
 
     def packet_in_marked(self, vport: int, data: bytes, total_len: int, reason: int) -> None:
         """A PACKET_IN from an OpenFlow 1.0 pswitch, its ingress and reason known from its
