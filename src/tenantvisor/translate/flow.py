@@ -151,8 +151,11 @@ class _ActionTranslator:
         action_set: bool,
         groups: Mapping[int, int] | None = None,
         lite_dst: int = 0,
+        metadata: bool = False,
     ) -> None:
         self.view = view
+        # set_field metadata allowed (a rule's: a PACKET_OUT's output:TABLE sets all of it)
+        self.metadata = metadata
         self.groups = groups or {}
         self.lite_dst = lite_dst  # the packets' destination LITE, carried over LITE links
         self.in_vport = in_vport
@@ -237,6 +240,18 @@ class _ActionTranslator:
             elif t == ofp.OFPAT_SET_FIELD:
                 o = a.set_field_oxm()
                 basic = o.oxm_class == codec.OXM_CLASS_OPENFLOW_BASIC
+                if (
+                    basic
+                    and o.field == oxm.METADATA
+                    and self.metadata
+                    and o.mask is None
+                    and len(o.value) == 8
+                    and not codec.oxm_int(o) & ~layout.TENANT_META_MASK
+                ):
+                    # the tenant's low 32 bits, the hypervisor's left alone (its high 32 read
+                    # 0 to the tenant: a value there would write the hypervisor's)
+                    out.append(codec.load_metadata_low(codec.oxm_int(o)))
+                    continue
                 if basic and o.field == oxm.IN_PORT:
                     # not writable in OpenFlow 1.3; the code Open vSwitch answers with
                     raise OFError(ofp.OFPET_BAD_ACTION, ofp.OFPBAC_BAD_SET_ARGUMENT, "in_port")
@@ -344,12 +359,18 @@ def translate_flow(
                 ofp.OFPET_BAD_INSTRUCTION, ofp.OFPBIC_BAD_TABLE_ID, f"goto {ins.goto_table}"
             )
         goto = ins.goto_table + layout.TABLE_OFFSET
-    if ins.write_metadata is not None and ins.write_metadata[1] & ~layout.TENANT_META_MASK:
-        raise OFError(
-            ofp.OFPET_BAD_INSTRUCTION,
-            ofp.OFPBIC_UNSUP_METADATA_MASK,
-            "only the low 32 metadata bits are the tenant's",
-        )
+    write_metadata = ins.write_metadata
+    if write_metadata is not None:
+        # the tenant's metadata is 64 bits whose high 32 always read 0 (as its matches see
+        # them): writing 0 there changes nothing, writing 1 would be the hypervisor's bits
+        value, mask = write_metadata
+        if value & mask & ~layout.TENANT_META_MASK:
+            raise OFError(
+                ofp.OFPET_BAD_INSTRUCTION,
+                ofp.OFPBIC_UNSUP_METADATA_MASK,
+                "only the low 32 metadata bits are the tenant's",
+            )
+        write_metadata = (value & layout.TENANT_META_MASK, mask & layout.TENANT_META_MASK)
     meter = None
     if ins.meter is not None:
         meter = (meters or {}).get(ins.meter)
@@ -363,11 +384,11 @@ def translate_flow(
         apply = write = None
         needs = False
         if ins.apply_actions is not None:
-            tr = _ActionTranslator(view, in_vport, False, groups, lite_dst)
+            tr = _ActionTranslator(view, in_vport, False, groups, lite_dst, metadata=True)
             apply = tr.translate(ins.apply_actions)
             needs |= tr.needs_in_vport
         if ins.write_actions is not None:
-            tr = _ActionTranslator(view, in_vport, True, groups, lite_dst)
+            tr = _ActionTranslator(view, in_vport, True, groups, lite_dst, metadata=True)
             write = tr.translate(ins.write_actions)
             needs |= tr.needs_in_vport
         return apply, write, needs
@@ -375,7 +396,7 @@ def translate_flow(
     def encode(apply: bytes | None, write: bytes | None) -> bytes:
         return codec.encode_instructions(
             goto_table=goto,
-            write_metadata=ins.write_metadata,
+            write_metadata=write_metadata,
             write_actions=write,
             apply_actions=apply,
             clear_actions=ins.clear_actions,

@@ -13,7 +13,7 @@ from typing import Any
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as p
 
-from tenantvisor.testbed.conformance.dsl import Pin, flow, fwd, out, setf
+from tenantvisor.testbed.conformance.dsl import Pin, apply, flow, fwd, goto, out, setf
 from tenantvisor.testbed.conformance.harness import Case, Ctx
 from tenantvisor.testbed.conformance.match import (
     ARP,
@@ -324,7 +324,11 @@ def _set_fields() -> list[Case]:
     c.append(set_case("ipv6_nd_tll", {"ipv6_nd_tll": "02:00:00:00:00:56"}, NA,
                       NA.but(nd_tll="02:00:00:00:00:56"), na))  # fmt: skip
     c.append(set_case("tunnel_id", {"tunnel_id": 5}, UDP4, UDP4, {}))
-    c.append(set_case("metadata", {"metadata": 5}, UDP4, UDP4, {}))
+    c.append(fwd("set_field/set_metadata", "set_field", lambda x: [
+        flow(p.OFPMatch(in_port=x.p(1)), inst=[apply(setf(metadata=5)), goto(1)]),
+        flow(p.OFPMatch(metadata=5), [out(x.p(2))], table=1),
+        flow(p.OFPMatch(metadata=0), [out(x.p(3))], table=1),
+    ], [(1, UDP4)], {2: [UDP4]}))  # fmt: skip
     c.append(a("set_pbb_isid", lambda x: [setf(pbb_isid=5), out(x.p(2))], UDP4, {},
                errors=[[ofp.OFPET_BAD_ACTION, ofp.OFPBAC_BAD_SET_LEN]], kind="set_field",
                ovs_note="OVS has no PBB (BAD_SET_LEN)"))  # fmt: skip
