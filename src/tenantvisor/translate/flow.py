@@ -29,6 +29,7 @@ _POP_VLAN = codec.pop_vlan()
 _PUSH_FABRIC = codec.push_vlan(layout.FABRIC_TPID)
 _FROM_CONTROLLER = 0  # vport bits of a packet the controller injected
 _GROUP = struct.Struct("!HHI")
+_BUCKET = struct.Struct("!HHII4x")  # ofp_bucket: len, weight, watch_port, watch_group
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,8 +153,13 @@ class _ActionTranslator:
         groups: Mapping[int, int] | None = None,
         lite_dst: int = 0,
         metadata: bool = False,
+        bucket: bool = False,
     ) -> None:
         self.view = view
+        # a group's bucket: no ingress to expand over (see _unpinned), executed by Open
+        # vSwitch as an action set (one action of each kind)
+        self.bucket = bucket
+        self.tagged = False  # the fabric tag was pushed for an output (a vlink's vport)
         # set_field metadata allowed (a rule's: a PACKET_OUT's output:TABLE sets all of it)
         self.metadata = metadata
         self.groups = groups or {}
@@ -169,6 +175,8 @@ class _ActionTranslator:
     def port_actions(self, pm: PortMap) -> bytes:
         if not pm.up:
             return b""  # like a real switch: output to a down port sends nothing
+        if pm.link_tag is not None:
+            self.tagged = True
         if pm.link_tag is None:
             port = ofp.OFPP_IN_PORT if pm.phys_port == self.in_phys else pm.phys_port
             group = pm.hairpin_group if port == ofp.OFPP_IN_PORT else pm.tx_group
@@ -214,8 +222,17 @@ class _ActionTranslator:
             return self.to_vport(port, pm)
         if port == ofp.OFPP_CONTROLLER:
             return codec.output(ofp.OFPP_CONTROLLER, a.max_len)
+        if port in (ofp.OFPP_FLOOD, ofp.OFPP_ALL) and self.action_set:
+            # one action must send to every vport (an action set holds one output): the
+            # vswitch's flood group, whose bucket to the ingress vport OVS leaves out
+            gid = self.view.flood_group
+            if gid is not None:
+                return _GROUP.pack(ofp.OFPAT_GROUP, 8, gid)
         if port in (ofp.OFPP_FLOOD, ofp.OFPP_ALL, ofp.OFPP_IN_PORT):
             if self.in_vport is None:
+                got = self._unpinned(port) if self.bucket else None
+                if got is not None:
+                    return got
                 self.needs_in_vport = True
                 return b""
             if port == ofp.OFPP_IN_PORT:
@@ -230,6 +247,24 @@ class _ActionTranslator:
                 )
             return b"".join(self.port_actions(p) for p in targets)
         raise OFError(*_BAD_OUT, f"output to port {port:#x} outside the virtual switch")
+
+    def _unpinned(self, port: int) -> bytes | None:
+        """FLOOD, ALL or IN_PORT not knowing the ingress vport (a bucket), where Open vSwitch
+        settles it by the physical in_port, which is the ingress vport's own port (None:
+        it does not, the ingress must be known).  FLOOD and ALL: out of every vport, when
+        output to none of them depends on the ingress beyond "never out of the in_port"
+        (`needs_ingress`), so OVS leaves out the one the packet came in by; IN_PORT: the
+        physical in_port, when every vport is a host port there (a vlink's would need its
+        tag pushed)."""
+        ports = self.view.ports
+        if port == ofp.OFPP_IN_PORT:
+            plain = all(pm.link_tag is None and not pm.exits and not pm.remote
+                        for pm in ports.values())  # fmt: skip
+            if not plain or self.view.shared_ports:
+                return None
+            return codec.output(ofp.OFPP_IN_PORT)
+        gid = self.view.flood_group  # FLOOD, ALL: one group action (a bucket is an action set)
+        return None if gid is None else _GROUP.pack(ofp.OFPAT_GROUP, 8, gid)
 
     def translate(self, actions: list[Action]) -> bytes:
         out: list[bytes] = []
@@ -281,7 +316,9 @@ class _ActionTranslator:
                 raise OFError(ofp.OFPET_BAD_ACTION, ofp.OFPBAC_BAD_EXPERIMENTER, "experimenter")
             else:
                 raise OFError(ofp.OFPET_BAD_ACTION, ofp.OFPBAC_BAD_TYPE, f"action type {t}")
-        if self.action_set:
+        if self.action_set and (not self.bucket or self.tagged):
+            # a bucket as the tenant sent it is Open vSwitch's to read as an action set;
+            # only the fabric tag's actions, ours, must not collide with the tenant's
             return _check_action_set(out)
         return b"".join(out)
 
@@ -327,10 +364,11 @@ class TranslatedFlow:
 def translate_actions(
     view: VSwitchView, actions: list[Action], groups: Mapping[int, int]
 ) -> tuple[bytes, bool]:
-    """An action list whose ingress vport is unknown (a group bucket): (actions, whether
-    they depended on the ingress and could not be translated)."""
-    tr = _ActionTranslator(view, None, action_set=False, groups=groups)
-    out = tr.translate(actions)
+    """A group bucket, whose ingress vport is unknown: (actions, whether they depended on
+    the ingress and could not be translated).  Open vSwitch executes a bucket as an action
+    set, so it is read as one first (`as_action_set`)."""
+    tr = _ActionTranslator(view, None, action_set=True, groups=groups, bucket=True)
+    out = tr.translate(as_action_set(actions))
     return out, tr.needs_in_vport
 
 
@@ -498,6 +536,39 @@ def deliver_actions(pm: PortMap, arrival: int) -> bytes:
     tag = codec.set_field(codec.oxm_u16(oxm.VLAN_VID, first_tag | oxm.VLAN_PRESENT))
     port = ofp.OFPP_IN_PORT if exit_port == arrival else exit_port
     return _PUSH_FABRIC + tag + codec.output(port)
+
+
+def as_action_set(actions: list[Action]) -> list[Action]:
+    """An action list as an action set holds it (OF1.3.5 5.10): the last action of each
+    type, set_field the last of each field, in the order they were first given (execution
+    follows the set's own order anyway)."""
+    last: dict[tuple[int, int], Action] = {}
+    for a in actions:
+        key = (a.type, a.set_field_oxm().field if a.type == ofp.OFPAT_SET_FIELD else 0)
+        last[key] = a  # a later one of a kind takes the place of the first
+    return list(last.values())
+
+
+def flood_buckets(view: VSwitchView) -> bytes | None:
+    """The buckets of a vswitch's flood group on this pswitch: one per vport that is up, as
+    an output to it (an edge vport through its counting group; a vlink's with its tag),
+    or None when output to some vport depends on the ingress (shared ports, protected
+    vlinks) or the vswitch has no vport.  Open vSwitch leaves out the bucket to the
+    packet's own in_port, which is the ingress vport's port."""
+    ports = view.ports
+    if not ports or any(view.needs_ingress(pm) for pm in ports.values()):
+        return None
+    tr = _ActionTranslator(view, None, action_set=True)
+    out = []
+    for _, pm in sorted(ports.items()):
+        if not pm.up:
+            continue
+        if pm.link_tag is None and pm.tx_group is not None:
+            acts = _GROUP.pack(ofp.OFPAT_GROUP, 8, pm.tx_group)
+        else:
+            acts = tr.port_actions(pm)
+        out.append(_BUCKET.pack(16 + len(acts), 0, ofp.OFPP_ANY, ofp.OFPG_ANY) + acts)
+    return b"".join(out)
 
 
 def translate_packet_out(

@@ -2,9 +2,11 @@
 
 Group ids are the tenant's own: each vswitch maps them onto physical group ids allocated per
 pswitch, so tenants never see or touch each other's groups.  Buckets are translated like any
-action list; what a bucket cannot know (the ingress vport a packet came in on) makes FLOOD,
-ALL, IN_PORT and outputs between vports sharing a physical port unusable there: refused with
-OFPGMFC_BAD_BUCKET rather than translated wrongly.
+action list, but a bucket cannot know the ingress vport a packet came in on.  Open vSwitch
+never outputs to the physical in_port, which is the ingress vport's own port, so FLOOD and
+ALL are every vport and IN_PORT the physical in_port where that settles it; where it does
+not (vports sharing a physical port, protected vlinks, IN_PORT with vlinks whose tag must be
+pushed) they are refused with OFPGMFC_BAD_BUCKET rather than translated wrongly.
 """
 
 from __future__ import annotations
@@ -84,8 +86,9 @@ def translate_group(
         if needs_ingress:
             raise _bad(
                 ofp.OFPGMFC_BAD_BUCKET,
-                "a bucket cannot use FLOOD, ALL, IN_PORT or output between vports that share "
-                "a physical port: it does not know the packet's ingress port",
+                "a bucket does not know the packet's ingress port: FLOOD and ALL need vports "
+                "on ports of their own, IN_PORT host vports only, and no output may go "
+                "between vports that share a physical port",
             )
         codec.check_length(BUCKET.size + len(acts), "a bucket")  # its actions grew
         out.append(BUCKET.pack(16 + len(acts), weight, phys_watch_port, phys_watch_group) + acts)

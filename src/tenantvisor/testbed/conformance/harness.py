@@ -245,7 +245,8 @@ class Ctx:
         # a BARRIER flushes errors caused by PACKET_OUTs and what the switch sent before
         errs = self.barrier()
         out: Obs = {"errors": errs}
-        frames = {str(a): [f.hex() for f in fs]
+        # sorted per port: frames injected at two ports may cross the switch in either order
+        frames = {str(a): sorted(f.hex() for f in fs)
                   for a, fs in sorted(tester.frames(self.marker).items()) if fs}  # fmt: skip
         if frames:
             out["out"] = frames
@@ -327,8 +328,9 @@ def parse(m: Message) -> Any:
 
 # --- expectations ------------------------------------------------------------------------
 def frames_obs(out: Mapping[int, Sequence[Pkt | bytes]], marker: bytes) -> dict[str, list[str]]:
+    """Expected frames per port, sorted as observations are (`Ctx.observe`)."""
     return {
-        str(a): [(f if isinstance(f, bytes) else f.build(marker)).hex() for f in fs]
+        str(a): sorted((f if isinstance(f, bytes) else f.build(marker)).hex() for f in fs)
         for a, fs in sorted(out.items())
         if fs
     }

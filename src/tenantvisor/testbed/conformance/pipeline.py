@@ -115,6 +115,29 @@ def _instructions() -> list[Case]:
     ], [(1, UDP4)], {}, errors=[[ofp.OFPET_BAD_ACTION, ofp.OFPBAC_MATCH_INCONSISTENT]],
         ovs_note="OVS checks set_field prerequisites against the match, before the push "
         "the action set would do"))  # fmt: skip
+    c.append(
+        inst(
+            "write_actions_flood",
+            lambda x: [
+                flow(None, inst=[write(out(ofp.OFPP_FLOOD))]),
+            ],
+            [(1, UDP4), (3, ARP)],
+            {2: [UDP4, ARP], 3: [UDP4], 4: [UDP4, ARP], 1: [ARP]},
+        )
+    )
+    c.append(
+        inst(
+            "write_actions_all_after_rewrite",
+            lambda x: [
+                flow(None, inst=[write(out(ofp.OFPP_ALL), setf(eth_dst="02:00:00:00:00:bb"))]),
+            ],
+            [(2, UDP4)],
+            {a: [UDP4.but(eth_dst="02:00:00:00:00:bb")] for a in (1, 3, 4)},
+        )
+    )
+    c.append(inst("write_actions_in_port", lambda x: [
+        flow(None, inst=[write(out(ofp.OFPP_IN_PORT))]),
+    ], [(4, UDP4)], {4: [UDP4]}))  # fmt: skip
     c.append(inst("write_actions_dec_ttl", lambda x: [
         flow(p.OFPMatch(eth_type=ETH_IPV4), inst=[write(out(x.p(2)), p.OFPActionDecNwTtl())]),
     ], [(1, UDP4)], {2: [UDP4.but(ttl=63)]}))  # fmt: skip
@@ -174,6 +197,19 @@ def _groups() -> list[Case]:
     g("all_bucket_flood", lambda x: [
         group_mod(1, ofp.OFPGT_ALL, [bucket([out(ofp.OFPP_FLOOD)])]), via_group(x),
     ], [(1, UDP4)], {2: [UDP4], 3: [UDP4], 4: [UDP4]})  # fmt: skip
+    g("bucket_is_an_action_set", lambda x: [
+        group_mod(1, ofp.OFPGT_ALL, [bucket([out(x.p(2)), setf(eth_dst="02:00:00:00:00:bb"),
+                                             out(x.p(3))])]),
+        via_group(x),
+    ], [(1, UDP4)], {3: [UDP4.but(eth_dst="02:00:00:00:00:bb")]},
+      ovs_note="OVS executes a bucket as an action set: one output, the last")  # fmt: skip
+    g("all_bucket_flood_after_rewrite", lambda x: [
+        group_mod(1, ofp.OFPGT_ALL, [bucket([setf(eth_dst="02:00:00:00:00:bb"),
+                                             out(ofp.OFPP_FLOOD)]), bucket([out(x.p(2))])]),
+        via_group(x),
+    ], [(1, UDP4)], {2: [UDP4.but(eth_dst="02:00:00:00:00:bb"), UDP4],
+                     3: [UDP4.but(eth_dst="02:00:00:00:00:bb")],
+                     4: [UDP4.but(eth_dst="02:00:00:00:00:bb")]})  # fmt: skip
     g("all_bucket_to_ingress_dropped", lambda x: [
         group_mod(1, ofp.OFPGT_ALL, [bucket([out(x.p(1))]), bucket([out(x.p(2))])]),
         via_group(x),
