@@ -218,7 +218,16 @@ def main(argv: list[str] | None = None) -> int:
     b = sub.add_parser("bench", help="benchmarks (JSON with --json)")
     b.add_argument(
         "name",
-        choices=["overhead", "dnb", "failover", "reconnect", "restart", "reduction", "migration"],
+        choices=[
+            "overhead",
+            "dnb",
+            "failover",
+            "reconnect",
+            "restart",
+            "reduction",
+            "migration",
+            "conformance",
+        ],
     )
     b.add_argument("--json", action="store_true", help="print one JSON object")
     b.add_argument("-n", "--flows", type=int, default=20000, help="FLOW_MODs per run")
@@ -227,7 +236,8 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--plot", help="write a PNG plot here")
     b.add_argument(
         "--quick", action="store_true",
-        help="dnb, failover, reconnect, restart, reduction, migration: a short run",
+        help="dnb, failover, reconnect, restart, reduction, migration: a short run; "
+        "conformance: the CI subset",
     )  # fmt: skip
     b.add_argument("--cuts", type=int, help="failover: link cuts per series (default 10)")
     b.add_argument("--hold", type=float, help="failover: seconds a link stays cut (default 2)")
@@ -283,6 +293,10 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument(
         "--no-store", action="store_true",
         help="migration: the daemon keeps no intent (--db none), to see the store's share",
+    )  # fmt: skip
+    b.add_argument(
+        "--cases", metavar="REGEX",
+        help="conformance: only the cases whose name matches (e.g. '^group/')",
     )  # fmt: skip
     args = p.parse_args(argv)
     if args.cmd == "serve":
@@ -358,6 +372,12 @@ def main(argv: list[str] | None = None) -> int:
             quick=args.quick, moves=args.moves, detect=args.detect, rate=args.rate,
             store=not args.no_store, as_json=args.json, plot_path=args.plot,
         )  # fmt: skip
+    if args.cmd == "bench" and args.name == "conformance":
+        from tenantvisor.bench.conformance import run_conformance
+
+        return run_conformance(
+            quick=args.quick, as_json=args.json, plot_path=args.plot, pattern=args.cases
+        )
     if args.cmd == "bench" and args.name == "dnb":
         from tenantvisor.bench.dnb import run_dnb
 

@@ -13,8 +13,18 @@ from typing import Any
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as p
 
-from tenantvisor.testbed.conformance.dsl import Pin, apply, flow, fwd, goto, out, setf
-from tenantvisor.testbed.conformance.harness import Case, Ctx
+from tenantvisor.testbed.conformance.dsl import (
+    Pin,
+    apply,
+    custom,
+    flow,
+    fwd,
+    goto,
+    out,
+    setf,
+    write,
+)
+from tenantvisor.testbed.conformance.harness import DP, Case, Ctx, Obs, expect_obs
 from tenantvisor.testbed.conformance.match import (
     ARP,
     ICMP4,
@@ -83,10 +93,37 @@ def a(
 def set_case(
     name: str, field: dict[str, Any], sent: Pkt, changed: Pkt, match: dict[str, Any],
     *, ci: bool = False, ovs_note: str = "",
-) -> Case:  # fmt: skip
-    """set_field `field` then output 2: `changed` leaves."""
-    return a(f"set_{name}", lambda c: [setf(**field), out(c.p(2))], sent, {2: [changed]},
-             match=match, ci=ci, ovs_note=ovs_note, kind="set_field")  # fmt: skip
+) -> list[Case]:  # fmt: skip
+    """set_field `field` then output 2: `changed` leaves.  Four times: in an apply-actions
+    list, in an action set (write_actions), in a group's bucket and in a PACKET_OUT, each a
+    translation path of its own in a vswitch.  An isolation refusal (tunnel_id) counts
+    once."""
+    acts: ActionsSpec = lambda c: [setf(**field), out(c.p(2))]  # noqa: E731
+    cases = [a(f"set_{name}", acts, sent, {2: [changed]}, match=match, ci=ci,
+               ovs_note=ovs_note, kind="set_field")]  # fmt: skip
+    if name == "tunnel_id":
+        return cases
+
+    def in_set(c: Ctx) -> list[Any]:
+        return [flow(p.OFPMatch(in_port=c.p(1), **match), inst=[write(*acts(c))])]
+
+    def in_bucket(c: Ctx) -> list[Any]:
+        bucket = p.OFPBucket(0, ofp.OFPP_ANY, ofp.OFPG_ANY, acts(c))
+        return [p.OFPGroupMod(DP, ofp.OFPGC_ADD, ofp.OFPGT_INDIRECT, 1, [bucket]),
+                flow(p.OFPMatch(in_port=c.p(1), **match), [p.OFPActionGroup(1)])]  # fmt: skip
+
+    for kind, rules in (("set_field_in_action_set", in_set), ("set_field_in_bucket", in_bucket)):
+        cases.append(fwd(f"{kind}/set_{name}", kind, rules, [(1, sent)], {2: [changed]},
+                         ci=ci, ovs_note=ovs_note))  # fmt: skip
+
+    def in_packet_out(c: Ctx) -> Obs:
+        c.packet_out(sent, acts(c))
+        return c.observe(1)
+
+    cases.append(custom(f"set_field_in_packet_out/set_{name}", "set_field_in_packet_out",
+                        in_packet_out, lambda mk: expect_obs(mk, {2: [changed]}), ci=ci,
+                        ovs_note=ovs_note))  # fmt: skip
+    return cases
 
 
 def cases() -> list[Case]:
@@ -146,7 +183,7 @@ def cases() -> list[Case]:
     c.append(a("push_vlan_8021ad", lambda x: [p.OFPActionPushVlan(ETH_QINQ), setf(vlan_vid=VID | 7),
                                               out(x.p(2))],
                v10, {2: [v10.but(vlans=((ETH_QINQ, 0, 7), (ETH_VLAN, 3, 10)))]},
-               ovs_note=no_copy))  # fmt: skip
+               ovs_note=no_copy, ci=True))  # fmt: skip
     c.append(a("push_vlan_bad_ethertype", lambda x: [p.OFPActionPushVlan(0x0800), out(x.p(2))],
                UDP4, {}, errors=[BAD_ARGUMENT]))  # fmt: skip
     c.append(a("pop_vlan", lambda x: [p.OFPActionPopVlan(), out(x.p(2))], v10, {2: [UDP4]},
@@ -270,60 +307,60 @@ def _set_fields() -> list[Case]:
     arp = {"eth_type": ETH_ARP}
     icmp = {**IP4, "ip_proto": PROTO_ICMP}
     icmp6 = {**IP6, "ip_proto": PROTO_ICMPV6}
-    c.append(set_case("eth_dst", {"eth_dst": "02:00:00:00:00:bb"}, UDP4,
-                      UDP4.but(eth_dst="02:00:00:00:00:bb"), {}, ci=True))  # fmt: skip
-    c.append(set_case("eth_src", {"eth_src": "02:00:00:00:00:cc"}, ARP,
-                      ARP.but(eth_src="02:00:00:00:00:cc"), {}))  # fmt: skip
-    c.append(set_case("ip_dscp", {"ip_dscp": 46}, UDP4, UDP4.but(dscp=46), IP4, ci=True))
-    c.append(set_case("ip_dscp_ipv6", {"ip_dscp": 10}, UDP6, UDP6.but(dscp=10), IP6))
-    c.append(set_case("ip_ecn", {"ip_ecn": 2}, UDP4, UDP4.but(ecn=2), IP4))
-    c.append(set_case("ip_ecn_ipv6", {"ip_ecn": 1}, TCP6, TCP6.but(ecn=1), IP6))
-    c.append(set_case("ipv4_src", {"ipv4_src": "10.9.8.7"}, UDP4, UDP4.but(ip_src="10.9.8.7"),
-                      IP4, ci=True))  # fmt: skip
-    c.append(set_case("ipv4_dst", {"ipv4_dst": "10.9.8.6"}, TCP4, TCP4.but(ip_dst="10.9.8.6"),
-                      IP4))  # fmt: skip
-    c.append(set_case("ipv4_dst_icmp", {"ipv4_dst": "10.9.8.6"}, ICMP4,
-                      ICMP4.but(ip_dst="10.9.8.6"), IP4))  # fmt: skip
+    c += set_case("eth_dst", {"eth_dst": "02:00:00:00:00:bb"}, UDP4,
+                      UDP4.but(eth_dst="02:00:00:00:00:bb"), {}, ci=True)  # fmt: skip
+    c += set_case("eth_src", {"eth_src": "02:00:00:00:00:cc"}, ARP,
+                      ARP.but(eth_src="02:00:00:00:00:cc"), {})  # fmt: skip
+    c += set_case("ip_dscp", {"ip_dscp": 46}, UDP4, UDP4.but(dscp=46), IP4, ci=True)
+    c += set_case("ip_dscp_ipv6", {"ip_dscp": 10}, UDP6, UDP6.but(dscp=10), IP6)
+    c += set_case("ip_ecn", {"ip_ecn": 2}, UDP4, UDP4.but(ecn=2), IP4)
+    c += set_case("ip_ecn_ipv6", {"ip_ecn": 1}, TCP6, TCP6.but(ecn=1), IP6)
+    c += set_case("ipv4_src", {"ipv4_src": "10.9.8.7"}, UDP4, UDP4.but(ip_src="10.9.8.7"),
+                      IP4, ci=True)  # fmt: skip
+    c += set_case("ipv4_dst", {"ipv4_dst": "10.9.8.6"}, TCP4, TCP4.but(ip_dst="10.9.8.6"),
+                      IP4)  # fmt: skip
+    c += set_case("ipv4_dst_icmp", {"ipv4_dst": "10.9.8.6"}, ICMP4,
+                      ICMP4.but(ip_dst="10.9.8.6"), IP4)  # fmt: skip
     c.append(a("set_ip_proto", lambda x: [setf(ip_proto=PROTO_TCP), out(x.p(2))], UDP4, {},
                match=IP4, errors=[BAD_SET_ARGUMENT], kind="set_field",
                ovs_note="OVS does not set ip_proto (BAD_SET_ARGUMENT)"))  # fmt: skip
-    c.append(set_case("tcp_src", {"tcp_src": 4000}, TCP4, TCP4.but(sport=4000), tcp, ci=True))
-    c.append(set_case("tcp_dst", {"tcp_dst": 4001}, TCP4, TCP4.but(dport=4001), tcp))
-    c.append(set_case("tcp_dst_ipv6", {"tcp_dst": 4001}, TCP6, TCP6.but(dport=4001),
-                      {**IP6, "ip_proto": PROTO_TCP}))  # fmt: skip
-    c.append(set_case("udp_src", {"udp_src": 5000}, UDP4, UDP4.but(sport=5000), udp))
-    c.append(set_case("udp_dst", {"udp_dst": 5001}, UDP4, UDP4.but(dport=5001), udp, ci=True))
-    c.append(set_case("udp_dst_ipv6", {"udp_dst": 5001}, UDP6, UDP6.but(dport=5001),
-                      {**IP6, "ip_proto": PROTO_UDP}))  # fmt: skip
-    c.append(set_case("sctp_src", {"sctp_src": 6000}, SCTP4, SCTP4.but(sport=6000), sctp))
-    c.append(set_case("sctp_dst", {"sctp_dst": 6001}, SCTP4, SCTP4.but(dport=6001), sctp))
-    c.append(set_case("icmpv4_type", {"icmpv4_type": 0}, ICMP4, ICMP4.but(icmp_type=0), icmp))
-    c.append(set_case("icmpv4_code", {"icmpv4_code": 1}, ICMP4, ICMP4.but(icmp_code=1), icmp))
-    c.append(set_case("arp_op", {"arp_op": 2}, ARP, ARP.but(arp_op=2), arp, ci=True))
-    c.append(set_case("arp_spa", {"arp_spa": "10.0.0.5"}, ARP, ARP.but(arp_spa="10.0.0.5"), arp))
-    c.append(set_case("arp_tpa", {"arp_tpa": "10.0.0.6"}, ARP, ARP.but(arp_tpa="10.0.0.6"), arp))
-    c.append(set_case("arp_sha", {"arp_sha": "02:00:00:00:00:77"}, ARP,
-                      ARP.but(arp_sha="02:00:00:00:00:77"), arp))  # fmt: skip
-    c.append(set_case("arp_tha", {"arp_tha": "02:00:00:00:00:78"}, ARP,
-                      ARP.but(arp_tha="02:00:00:00:00:78"), arp))  # fmt: skip
-    c.append(set_case("ipv6_src", {"ipv6_src": "2001:db8::77"}, UDP6,
-                      UDP6.but(ip_src="2001:db8::77"), IP6, ci=True))  # fmt: skip
-    c.append(set_case("ipv6_dst", {"ipv6_dst": "2001:db8::78"}, TCP6,
-                      TCP6.but(ip_dst="2001:db8::78"), IP6))  # fmt: skip
-    c.append(set_case("ipv6_flabel", {"ipv6_flabel": 0xABCDE}, UDP6, UDP6.but(flabel=0xABCDE),
-                      IP6))  # fmt: skip
-    c.append(set_case("icmpv6_type", {"icmpv6_type": 129}, ICMP6, ICMP6.but(icmp_type=129),
-                      icmp6))  # fmt: skip
-    c.append(set_case("icmpv6_code", {"icmpv6_code": 1}, ICMP6, ICMP6.but(icmp_code=1), icmp6))
+    c += set_case("tcp_src", {"tcp_src": 4000}, TCP4, TCP4.but(sport=4000), tcp, ci=True)
+    c += set_case("tcp_dst", {"tcp_dst": 4001}, TCP4, TCP4.but(dport=4001), tcp)
+    c += set_case("tcp_dst_ipv6", {"tcp_dst": 4001}, TCP6, TCP6.but(dport=4001),
+                      {**IP6, "ip_proto": PROTO_TCP})  # fmt: skip
+    c += set_case("udp_src", {"udp_src": 5000}, UDP4, UDP4.but(sport=5000), udp)
+    c += set_case("udp_dst", {"udp_dst": 5001}, UDP4, UDP4.but(dport=5001), udp, ci=True)
+    c += set_case("udp_dst_ipv6", {"udp_dst": 5001}, UDP6, UDP6.but(dport=5001),
+                      {**IP6, "ip_proto": PROTO_UDP})  # fmt: skip
+    c += set_case("sctp_src", {"sctp_src": 6000}, SCTP4, SCTP4.but(sport=6000), sctp)
+    c += set_case("sctp_dst", {"sctp_dst": 6001}, SCTP4, SCTP4.but(dport=6001), sctp)
+    c += set_case("icmpv4_type", {"icmpv4_type": 0}, ICMP4, ICMP4.but(icmp_type=0), icmp)
+    c += set_case("icmpv4_code", {"icmpv4_code": 1}, ICMP4, ICMP4.but(icmp_code=1), icmp)
+    c += set_case("arp_op", {"arp_op": 2}, ARP, ARP.but(arp_op=2), arp, ci=True)
+    c += set_case("arp_spa", {"arp_spa": "10.0.0.5"}, ARP, ARP.but(arp_spa="10.0.0.5"), arp)
+    c += set_case("arp_tpa", {"arp_tpa": "10.0.0.6"}, ARP, ARP.but(arp_tpa="10.0.0.6"), arp)
+    c += set_case("arp_sha", {"arp_sha": "02:00:00:00:00:77"}, ARP,
+                      ARP.but(arp_sha="02:00:00:00:00:77"), arp)  # fmt: skip
+    c += set_case("arp_tha", {"arp_tha": "02:00:00:00:00:78"}, ARP,
+                      ARP.but(arp_tha="02:00:00:00:00:78"), arp)  # fmt: skip
+    c += set_case("ipv6_src", {"ipv6_src": "2001:db8::77"}, UDP6,
+                      UDP6.but(ip_src="2001:db8::77"), IP6, ci=True)  # fmt: skip
+    c += set_case("ipv6_dst", {"ipv6_dst": "2001:db8::78"}, TCP6,
+                      TCP6.but(ip_dst="2001:db8::78"), IP6)  # fmt: skip
+    c += set_case("ipv6_flabel", {"ipv6_flabel": 0xABCDE}, UDP6, UDP6.but(flabel=0xABCDE),
+                      IP6)  # fmt: skip
+    c += set_case("icmpv6_type", {"icmpv6_type": 129}, ICMP6, ICMP6.but(icmp_type=129),
+                      icmp6)  # fmt: skip
+    c += set_case("icmpv6_code", {"icmpv6_code": 1}, ICMP6, ICMP6.but(icmp_code=1), icmp6)
     ns = {**icmp6, "icmpv6_type": ND_NS}
     na = {**icmp6, "icmpv6_type": ND_NA}
-    c.append(set_case("ipv6_nd_target", {"ipv6_nd_target": "fe80::55"}, NS,
-                      NS.but(nd_target="fe80::55"), ns))  # fmt: skip
-    c.append(set_case("ipv6_nd_sll", {"ipv6_nd_sll": "02:00:00:00:00:55"}, NS,
-                      NS.but(nd_sll="02:00:00:00:00:55"), ns))  # fmt: skip
-    c.append(set_case("ipv6_nd_tll", {"ipv6_nd_tll": "02:00:00:00:00:56"}, NA,
-                      NA.but(nd_tll="02:00:00:00:00:56"), na))  # fmt: skip
-    c.append(set_case("tunnel_id", {"tunnel_id": 5}, UDP4, UDP4, {}))
+    c += set_case("ipv6_nd_target", {"ipv6_nd_target": "fe80::55"}, NS,
+                      NS.but(nd_target="fe80::55"), ns)  # fmt: skip
+    c += set_case("ipv6_nd_sll", {"ipv6_nd_sll": "02:00:00:00:00:55"}, NS,
+                      NS.but(nd_sll="02:00:00:00:00:55"), ns)  # fmt: skip
+    c += set_case("ipv6_nd_tll", {"ipv6_nd_tll": "02:00:00:00:00:56"}, NA,
+                      NA.but(nd_tll="02:00:00:00:00:56"), na)  # fmt: skip
+    c += set_case("tunnel_id", {"tunnel_id": 5}, UDP4, UDP4, {})
     c.append(fwd("set_field/set_metadata", "set_field", lambda x: [
         flow(p.OFPMatch(in_port=x.p(1)), inst=[apply(setf(metadata=5)), goto(1)]),
         flow(p.OFPMatch(metadata=5), [out(x.p(2))], table=1),
