@@ -170,6 +170,17 @@ def cases() -> list[Case]:
         )
     )
     c.append(a("no_actions_drops", lambda x: [], UDP4, {}))
+    # FLOOD, ALL and IN_PORT by a rule that does not pin in_port: the ingress decides, so a
+    # vswitch expands it per ingress vport; frames from two ports must each get theirs
+    every = {1: [ARP], 2: [UDP4], 3: [UDP4, ARP], 4: [UDP4, ARP]}
+    for port, outs in ((ofp.OFPP_FLOOD, every), (ofp.OFPP_ALL, every),
+                       (ofp.OFPP_IN_PORT, {1: [UDP4], 2: [ARP]})):  # fmt: skip
+        name = {ofp.OFPP_FLOOD: "flood", ofp.OFPP_ALL: "all", ofp.OFPP_IN_PORT: "in_port"}[port]
+        c.append(fwd(f"action/output_{name}_any_ingress", "action",
+                     lambda x, port=port: [flow(None, [out(port)])],  # type: ignore[misc]
+                     [(1, UDP4), (2, ARP)], outs))  # fmt: skip
+    c.append(a("output_flood_and_a_port", lambda x: [out(ofp.OFPP_FLOOD), out(x.p(2))], TCP4,
+               {2: [TCP4, TCP4], 3: [TCP4], 4: [TCP4]}))  # fmt: skip
     # --- VLAN tags -------------------------------------------------------------------------
     c.append(a("push_vlan", lambda x: [p.OFPActionPushVlan(ETH_VLAN), setf(vlan_vid=VID | 5),
                                        out(x.p(2))],

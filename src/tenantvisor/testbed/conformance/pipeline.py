@@ -165,6 +165,26 @@ def _instructions() -> list[Case]:
         flow(None, inst=[write(out(x.p(3)), p.OFPActionGroup(1))]),
     ], [(1, UDP4)], {2: [UDP4]}))  # fmt: skip
     c.append(inst("empty_instructions_drop", lambda x: [flow(None, inst=[])], [(1, UDP4)], {}))
+    # a later table matches the packet as an earlier one rewrote it
+    tagged = UDP4.but(vlans=((ETH_VLAN, 0, 33),))
+    c.append(inst("push_vlan_then_match_it", lambda x: [
+        flow(None, inst=[apply(p.OFPActionPushVlan(ETH_VLAN), setf(vlan_vid=VID | 33)),
+                         goto(1)]),
+        flow(p.OFPMatch(vlan_vid=VID | 33), [out(x.p(2))], table=1),
+    ], [(1, UDP4)], {2: [tagged]}))  # fmt: skip
+    c.append(inst("pop_vlan_then_match_untagged", lambda x: [
+        flow(p.OFPMatch(vlan_vid=(VID, VID)), inst=[apply(p.OFPActionPopVlan()), goto(1)]),
+        flow(p.OFPMatch(vlan_vid=ofp.OFPVID_NONE, eth_type=ETH_IPV4), [out(x.p(3))], table=1),
+    ], [(1, tagged)], {3: [UDP4]}))  # fmt: skip
+    c.append(inst("set_ipv4_then_match_it", lambda x: [
+        flow(p.OFPMatch(**IP4), inst=[apply(setf(ipv4_dst="10.4.4.4")), goto(1)]),
+        flow(p.OFPMatch(eth_type=ETH_IPV4, ipv4_dst="10.4.4.4"), [out(x.p(4))], table=1),
+    ], [(1, UDP4)], {4: [UDP4.but(ip_dst="10.4.4.4")]}))  # fmt: skip
+    c.append(inst("set_eth_dst_in_one_table_match_in_the_third", lambda x: [
+        flow(None, inst=[apply(setf(eth_dst="02:00:00:00:00:cc")), goto(1)]),
+        flow(None, inst=[goto(2)], table=1),
+        flow(p.OFPMatch(eth_dst="02:00:00:00:00:cc"), [out(x.p(2))], table=2),
+    ], [(1, ARP)], {2: [ARP.but(eth_dst="02:00:00:00:00:cc")]}))  # fmt: skip
     c.append(inst("table_miss_rule_in_next_table", lambda x: [
         flow(None, inst=[goto(1)]),
         flow(None, [out(x.p(2))], table=1, priority=0),
