@@ -11,7 +11,7 @@ APT_PKGS  := openvswitch-switch openvswitch-common openvswitch-testcontroller mi
 APT_BINS  := ovs-vswitchd ovsdb-server ovs-testcontroller mn iperf3 ethtool ip ping pgrep gcc
 
 .PHONY: demo test deps venv faucet-venv lint typecheck unit check-root clean bench bench-dnb \
-        bench-failover bench-reconnect bench-restart
+        bench-failover bench-reconnect bench-restart bench-conformance
 
 demo: deps venv
 	$(VENV)/bin/tenantvisor demo
@@ -47,6 +47,11 @@ bench-reconnect: deps venv
 # for four intents up to 8 networks x 8 vswitches x 500 rules; writes bench-restart.png
 bench-restart: deps venv
 	$(VENV)/bin/tenantvisor bench restart
+
+# OpenFlow 1.3 conformance: the whole catalogue against a bare OVS bridge and a vswitch;
+# writes bench-conformance.png, exits 1 on a difference that is not an isolation refusal
+bench-conformance: deps venv
+	$(VENV)/bin/tenantvisor bench conformance
 
 check-root:
 	@[ "$$(id -u)" = 0 ] || { echo "tenantvisor: run as root (network namespaces, Open vSwitch)"; exit 1; }
