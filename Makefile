@@ -11,7 +11,7 @@ APT_PKGS  := openvswitch-switch openvswitch-common openvswitch-testcontroller mi
 APT_BINS  := ovs-vswitchd ovsdb-server ovs-testcontroller mn iperf3 ethtool ip ping pgrep gcc
 
 .PHONY: demo test deps venv faucet-venv lint typecheck unit check-root clean bench bench-dnb \
-        bench-failover bench-reconnect bench-restart fuzz
+        bench-failover bench-reconnect bench-restart fuzz bench-conformance
 
 demo: deps venv
 	$(VENV)/bin/tenantvisor demo
@@ -59,6 +59,11 @@ fuzz: venv
 	  echo "tenantvisor: atheris did not install: the built-in mutation loop runs instead"
 	$(VPY) -m tenantvisor.bench.fuzz --inputs $(FUZZ_INPUTS) --engine $(FUZZ_ENGINE) \
 	  --tracemalloc --workdir .fuzz --json .fuzz/report.json
+
+# OpenFlow 1.3 conformance: the whole catalogue against a bare OVS bridge and a vswitch;
+# writes bench-conformance.png, exits 1 on a difference that is not an isolation refusal
+bench-conformance: deps venv
+	$(VENV)/bin/tenantvisor bench conformance
 
 check-root:
 	@[ "$$(id -u)" = 0 ] || { echo "tenantvisor: run as root (network namespaces, Open vSwitch)"; exit 1; }

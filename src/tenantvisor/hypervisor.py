@@ -343,6 +343,14 @@ class Hypervisor:
         for dpid in list(waiting):
             self.sessions[dpid].multipart(ofp.OFPMP_FLOW, req, collect(dpid))
 
+    def classify_dpids(self, net_id: int, vdpid: int) -> set[int]:
+        """The pswitches holding a table-0 rule that admits packets into a vport of
+        `vdpid` (its own pswitches, and where a host that moved away is)."""
+        st = self.program.states.get(net_id)
+        if st is None:
+            return set()
+        return {key[0] for key, into in st.classify.items() if into[0] == vdpid}
+
     # --- SessionEvents ---------------------------------------------------------------------
     def switch_ready(self, s: PSwitchSession) -> None:
         assert s.dpid is not None
@@ -459,7 +467,14 @@ class Hypervisor:
                 meta = codec.oxm_int(o)
                 break
         ep = self.by_index.get(layout.meta_vswitch(meta))
-        if ep is None or s.dpid not in ep.views or ep.view.net_id != pi.cookie >> layout.NET_SHIFT:
+        # a PACKET_OUT's output to CONTROLLER names no rule (its cookie is all ones): the
+        # metadata the translation set says whose it is
+        injected = pi.cookie == layout.ALL_ONES and meta & layout.INJECTED
+        if (
+            ep is None
+            or s.dpid not in ep.views
+            or (ep.view.net_id != pi.cookie >> layout.NET_SHIFT and not injected)
+        ):
             if self.owns(pi.cookie >> layout.NET_SHIFT):  # else another instance's network
                 self.unclaimed[(s.dpid or 0, "packet_in")] += 1
             return

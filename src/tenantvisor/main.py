@@ -267,6 +267,7 @@ def main(argv: list[str] | None = None) -> int:
             "reduction",
             "migration",
             "noisy-neighbour",
+            "conformance",
         ],
     )
     b.add_argument("--json", action="store_true", help="print one JSON object")
@@ -277,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument(
         "--quick", action="store_true",
         help="dnb, failover, reconnect, restart, reduction, migration, noisy-neighbour: a "
-        "short run",
+        "short run; conformance: the CI subset",
     )  # fmt: skip
     b.add_argument("--cuts", type=int, help="failover: link cuts per series (default 10)")
     b.add_argument("--hold", type=float, help="failover: seconds a link stays cut (default 2)")
@@ -351,6 +352,10 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument(
         "--no-store", action="store_true",
         help="migration: the daemon keeps no intent (--db none), to see the store's share",
+    )  # fmt: skip
+    b.add_argument(
+        "--cases", metavar="REGEX",
+        help="conformance: only the cases whose name matches (e.g. '^group/')",
     )  # fmt: skip
     args = p.parse_args(argv)
     if args.cmd == "serve":
@@ -436,6 +441,12 @@ def main(argv: list[str] | None = None) -> int:
             quick=args.quick, seconds=args.seconds, limits=args.limits, rate=args.rate,
             noise=args.noise, interval=args.interval, as_json=args.json, plot_path=args.plot,
         )  # fmt: skip
+    if args.cmd == "bench" and args.name == "conformance":
+        from tenantvisor.bench.conformance import run_conformance
+
+        return run_conformance(
+            quick=args.quick, as_json=args.json, plot_path=args.plot, pattern=args.cases
+        )
     if args.cmd == "bench" and args.name == "dnb":
         from tenantvisor.bench.dnb import run_dnb
 

@@ -132,7 +132,8 @@ FORBIDDEN = [
      ofp.OFPET_BAD_ACTION, ofp.OFPBAC_BAD_ARGUMENT),
     ("set tunnel_id", dict(actions=[p.OFPActionSetField(tunnel_id=5)]),
      ofp.OFPET_BAD_ACTION, ofp.OFPBAC_BAD_SET_TYPE),
-    ("set metadata by set_field", dict(actions=[p.OFPActionSetField(metadata=1)]),
+    ("set the hypervisor's metadata bits by set_field",
+     dict(actions=[p.OFPActionSetField(metadata=1 << 40)]),
      ofp.OFPET_BAD_ACTION, ofp.OFPBAC_BAD_SET_TYPE),
     ("match tunnel_id", dict(match=p.OFPMatch(tunnel_id=7)),
      ofp.OFPET_BAD_MATCH, ofp.OFPBMC_BAD_FIELD),
@@ -343,14 +344,14 @@ def test_a_vswitch_answers_the_handshake_and_descriptions_itself(env: Env) -> No
     [
         (wire(p.OFPExperimenter(DP, 0x12345678, 1, b"abcd"), 77),
          ofp.OFPET_BAD_REQUEST, ofp.OFPBRC_BAD_EXPERIMENTER),
-        (struct.pack("!BBHI", 4, ofp.OFPT_QUEUE_GET_CONFIG_REQUEST, 16, 77) + bytes(8),
-         ofp.OFPET_BAD_REQUEST, ofp.OFPBRC_BAD_TYPE),
+        (struct.pack("!BBHI", 4, ofp.OFPT_QUEUE_GET_CONFIG_REQUEST, 16, 77)
+         + struct.pack("!I4x", 0x7777), ofp.OFPET_QUEUE_OP_FAILED, ofp.OFPQOFC_BAD_PORT),
         (wire(p.OFPTableFeaturesStatsRequest(DP, 0, [p.OFPTableFeaturesStats(
             table_id=0, name=b"x", metadata_match=0, metadata_write=0, config=0,
             max_entries=1, properties=[])]), 77),
          ofp.OFPET_TABLE_FEATURES_FAILED, ofp.OFPTFFC_EPERM),
     ],
-    ids=["experimenter", "queue-config", "table-features-change"],
+    ids=["experimenter", "queue-config-of-no-vport", "table-features-change"],
 )  # fmt: skip
 def test_an_unsupported_message_gets_the_spec_error_and_nothing_else(
     env: Env, msg: bytes, etype: int, code: int
@@ -556,7 +557,10 @@ def test_ovs_ofctl_talks_to_a_vswitch_listening_on_its_own_port(env: Env) -> Non
     tables = _ofctl(target, "dump-tables")
     table0 = tables.split("table 1")[0]
     assert "active=1" in table0 and "matched=1" in table0, tables
-    assert "lookup=18446744073709551615" in table0  # all ones: not knowable per tenant
+    # the tenant's own lookups (its classified packets and PACKET_OUTs to TABLE): the
+    # PACKET_OUT just sent at least, never the shared table's count nor unknown
+    lookups = int(table0.split("lookup=")[1].split(",")[0])
+    assert 1 <= lookups < 1 << 63, tables
     ports = _ofctl(target, "dump-ports")
     assert f"port  {edge}:" in ports or f"port {edge}:" in ports, ports
     _ofctl(target, "add-group", f"group_id=9,type=all,bucket=output:{edge}")
@@ -639,7 +643,8 @@ def test_several_controllers_per_vswitch_follow_their_roles(env: Env) -> None:
         m = b.recv_until(lambda m: m[0] == ofp.OFPT_PACKET_IN, timeout=5)
         assert m is not None, "the master got no PACKET_IN"
         pi = p.OFPPacketIn.parser(DP, 4, m[0], len(m[2]), m[1], m[2])
-        assert pi.reason == ofp.OFPR_NO_MATCH and pi.data[:14] == frame[:14]
+        # a PACKET_OUT's packet the table-miss rule sends: ACTION, as a bare OVS bridge says
+        assert pi.reason == ofp.OFPR_ACTION and pi.data[:14] == frame[:14]
         assert a.recv_until(lambda m: m[0] == ofp.OFPT_PACKET_IN, timeout=1) is None
         delete_everything(b)
     finally:
@@ -708,18 +713,20 @@ def test_a_tenants_groups_are_its_own_translated_and_counted(env: Env) -> None:
     edge, link = env.carol_vports["lf1"]["edge"], env.carol_vports["lf1"]["link"]
     link2 = env.carol_vports["lf2"]["link"]
     Out, Bucket = p.OFPActionOutput, p.OFPBucket
+    before = set(env.fab.ofctl("lf1", "dump-groups").splitlines())
     _group_mod(a, ofp.OFPGC_ADD, ofp.OFPGT_ALL, 5, [Bucket(actions=[Out(edge)]),
                                                     Bucket(actions=[Out(link)])])  # fmt: skip
     a.send(flow_mod(a.next_xid(), p.OFPMatch(eth_dst="02:00:00:00:00:7c"), [p.OFPActionGroup(5)]))
     assert all(m[0] != ofp.OFPT_ERROR for m in barrier(a))
     # the tenant's id 5 is a physical id of the hypervisor's choosing on the pswitch
     groups = env.fab.ofctl("lf1", "dump-groups")
-    tenant_groups = [g for g in groups.splitlines() if "type=all" in g]
+    tenant_groups = [g for g in groups.splitlines() if g not in before]
     assert len(tenant_groups) == 1 and "group_id=5," not in tenant_groups[0], groups
     # refusals
     for gtype, gid, buckets, code in [
         (ofp.OFPGT_ALL, 5, [Bucket(actions=[Out(edge)])], ofp.OFPGMFC_GROUP_EXISTS),
-        (ofp.OFPGT_ALL, 6, [Bucket(actions=[Out(ofp.OFPP_FLOOD)])], ofp.OFPGMFC_BAD_BUCKET),
+        # the ingress may be the vlink's, whose tag the bucket cannot know to push
+        (ofp.OFPGT_ALL, 6, [Bucket(actions=[Out(ofp.OFPP_IN_PORT)])], ofp.OFPGMFC_BAD_BUCKET),
         (ofp.OFPGT_FF, 7, [Bucket(actions=[Out(edge)])], ofp.OFPGMFC_BAD_WATCH),
         (ofp.OFPGT_ALL, 8, [Bucket(actions=[Out(99)])], None),
     ]:
@@ -760,7 +767,7 @@ def test_a_tenants_groups_are_its_own_translated_and_counted(env: Env) -> None:
     assert not any("02:00:00:00:00:7c" in f for f in physical_flows(env, "lf1"))
     status = env.daemon.get("/v1/status").json()
     assert not any(v["flows"] for v in status["vswitches"] if v["network"] == env.carol_net)
-    assert "type=all" not in env.fab.ofctl("lf1", "dump-groups")
+    assert set(env.fab.ofctl("lf1", "dump-groups").splitlines()) <= before  # the group went
 
 
 def test_a_group_in_the_action_set_wins_over_an_output_to_an_edge_vport(env: Env) -> None:

@@ -143,6 +143,27 @@ def test_a_vlink_over_a_line_classifies_swaps_and_terminates() -> None:
     assert pm.exits == ((2, pm.link_tag),) and pm.groups == () and pm.up
 
 
+def test_a_vswitch_gets_a_flood_group_for_floods_in_action_sets_and_buckets() -> None:
+    """One ALL group per (vswitch, pswitch), a bucket per vport (an edge vport through its
+    counting group, a vlink's tagged): FLOOD where one action must do.  None where output
+    to a vport depends on the ingress (here: a protected vlink)."""
+    st = _compile(two_switch_net((1, 2), (3, 1)), line3())
+    view = st.views[(0xA, 1)]
+    assert view.flood_group is not None
+    g = st.groups[(1, view.flood_group)]
+    assert g.type == ofp.OFPGT_ALL
+    buckets = [codec.parse_actions(raw) for *_, raw in parse_buckets(g.buckets)]
+    edge, link = view.ports[1], view.ports[2]
+    assert [[a.type for a in acts] for acts in buckets] == [
+        [ofp.OFPAT_GROUP],
+        [ofp.OFPAT_PUSH_VLAN, ofp.OFPAT_SET_FIELD, ofp.OFPAT_OUTPUT],
+    ]
+    assert codec.u32(buckets[0][0].raw, 4) == edge.tx_group
+    assert buckets[1][-1].output_port == link.phys_port
+    protected = _compile(two_switch_net((1, 2), (4, 1), backup_num=1), ring4())
+    assert protected.views[(0xA, 1)].flood_group is None
+
+
 def test_the_same_inputs_compile_to_the_same_state() -> None:
     net, topo = two_switch_net((1, 2), (4, 1), backup_num=1), ring4()
     one, two = _compile(net, topo), _compile(net, topo)

@@ -3,9 +3,12 @@ shared physical rules, and role transitions (virtual/decide.py)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from os_ken.ofproto import ofproto_v1_3 as ofp
 
+from tenantvisor.mapping import layout
 from tenantvisor.mapping.frmap import PhysRuleMap
 from tenantvisor.openflow import codec, oxm
 from tenantvisor.openflow.codec import FlowMod, OFError, Oxm
@@ -127,6 +130,23 @@ def test_reprogram_modifies_in_place_and_releases_what_went() -> None:
     assert reprogram(rules, 1, (a2,), (c,)) == [
         PhysOp(c, ofp.OFPFC_ADD), PhysOp(a2, ofp.OFPFC_DELETE_STRICT, False),
     ]  # fmt: skip
+
+
+def test_a_modify_with_reset_counts_resets_its_own_rules_even_unchanged() -> None:
+    """RESET_COUNTS is the MODIFY's, not the rule's: each of the rule's own physical rules
+    is sent with it (nothing else changing), and the rule map keeps them without it."""
+    rules = PhysRuleMap()
+    mine = PhysFlow(1, 1, 10, codec.encode_match(MAC), OUT1, layout.tenant_cookie(1, 1))
+    reprogram(rules, 1, (), (mine,), modify=False)
+    assert reprogram(rules, 1, (mine,), (mine,)) == []  # a plain MODIFY: nothing to do
+    reset = replace(mine, flags=ofp.OFPFF_RESET_COUNTS)
+    assert reprogram(rules, 1, (mine,), (mine,), reset=True) == [
+        PhysOp(reset, ofp.OFPFC_MODIFY_STRICT, held=mine)
+    ]
+    assert rules.installed_for(mine.key) == mine
+    shared = PhysFlow(1, 1, 20, codec.encode_match(MAC), OUT1, layout.SERIAL_MASK)
+    reprogram(rules, 1, (), (shared,), modify=False)
+    assert reprogram(rules, 1, (shared,), (shared,), reset=True) == []  # others' counts too
 
 
 def test_a_shared_physical_rule_outlives_one_of_its_owners() -> None:

@@ -113,6 +113,9 @@ def test_ovs13_requests_are_byte_identical_to_os_ken() -> None:
     d = Ovs13Driver()
     assert d.features_request(3) == osken13(parser.OFPFeaturesRequest(DP), 3)
     assert d.set_config(3) == osken13(parser.OFPSetConfig(DP, 0, 0xFFFF), 3)
+    # OpenFlow 1.3's default masks, plus PACKET_INs of expiring TTLs (tenants may ask)
+    assert d.async_config(3) == osken13(parser.OFPSetAsync(DP, [0b111, 0], [0b111, 0b111],
+                                                           [0b1111, 0]), 3)  # fmt: skip
     assert d.barrier_request(3) == osken13(parser.OFPBarrierRequest(DP), 3)
     assert d.port_desc_request(3) == osken13(parser.OFPPortDescStatsRequest(DP, 0), 3)
     flows = parser.OFPFlowStatsRequest(DP, 0, ofp.OFPTT_ALL, ofp.OFPP_ANY, ofp.OFPG_ANY,
@@ -405,7 +408,9 @@ def test_a_session_over_ovs13_asks_for_ports_then_is_ready() -> None:
     assert [m[1] for m in sent] == [ofp.OFPT_FEATURES_REQUEST]
     _deliver(s, codec.header(4, ofp.OFPT_FEATURES_REPLY, 1,
                              messages.SWITCH_FEATURES.pack(5, 0, 254, 0, 0, 0)))  # fmt: skip
-    assert [m[1] for m in sent[1:]] == [ofp.OFPT_SET_CONFIG, ofp.OFPT_MULTIPART_REQUEST]
+    assert [m[1] for m in sent[1:]] == [
+        ofp.OFPT_SET_CONFIG, ofp.OFPT_SET_ASYNC, ofp.OFPT_MULTIPART_REQUEST,
+    ]  # fmt: skip
     assert not s.ready
     part = _port13(1, b"a") + _port13(ofp.OFPP_LOCAL, b"br")
     _deliver(s, messages.multipart_reply(4, 2, ofp.OFPMP_PORT_DESC, part, more=True))

@@ -257,6 +257,35 @@ def test_write_metadata_in_the_low_32_bits_passes_through() -> None:
     }
 
 
+def test_write_metadata_of_zeros_into_the_high_bits_writes_the_low_ones_only() -> None:
+    """The tenant's high 32 metadata bits always read 0 (its matches see them so): a write
+    of 0 there (a full mask, as controllers write a whole value) changes nothing of them."""
+    buf = osken_flow_mod(
+        parser.OFPMatch(),
+        [
+            parser.OFPInstructionWriteMetadata(0x5, layout.ALL_ONES),
+            parser.OFPInstructionGotoTable(1),
+        ],
+    )
+    [rule] = physical(buf)
+    assert instruction_summary(rule.instructions)["write_metadata"] == (0x5, 0xFFFFFFFF)
+
+
+def test_set_field_metadata_loads_the_low_32_bits_only() -> None:
+    """OpenFlow 1.3's set_field writes all 64 bits (and OVS will not mask it): Open vSwitch's
+    reg_load of bits 0..31 instead, so the vswitch's bits stay; a value with high bits is
+    the hypervisor's and refused."""
+    [rule] = physical(osken_flow_mod(parser.OFPMatch(), [apply(
+        parser.OFPActionSetField(metadata=0xBEEF), Out(1))]))  # fmt: skip
+    load = rule.instructions[0].actions[0]
+    assert (load.experimenter, load.subtype, load.ofs_nbits, load.dst, load.value) == (
+        0x2320, 7, 31, "metadata", 0xBEEF)  # fmt: skip
+    with pytest.raises(OFError) as exc:
+        physical(osken_flow_mod(parser.OFPMatch(), [apply(
+            parser.OFPActionSetField(metadata=1 << 40), Out(1))]))  # fmt: skip
+    assert (exc.value.type, exc.value.code) == BAD_SET
+
+
 def test_instructions_keep_the_order_the_spec_executes_them() -> None:
     buf = osken_flow_mod(
         parser.OFPMatch(),
@@ -436,7 +465,10 @@ REFUSALS: dict[str, tuple[Callable[[], bytes], tuple[int, int]]] = {
         lambda: osken_flow_mod(parser.OFPMatch(), [write(parser.OFPActionPushVlan(0x88A8))]),
         (ofp.OFPET_BAD_ACTION, ofp.OFPBAC_BAD_ARGUMENT),
     ),
-    "set-field-in-port": (_apply_one(parser.OFPActionSetField(in_port=2)), BAD_SET),
+    "set-field-in-port": (
+        _apply_one(parser.OFPActionSetField(in_port=2)),
+        (ofp.OFPET_BAD_ACTION, ofp.OFPBAC_BAD_SET_ARGUMENT),  # what Open vSwitch answers
+    ),
     "set-field-metadata": (_apply_one(parser.OFPActionSetField(metadata=1 << 44)), BAD_SET),
     "set-field-tunnel-id": (_apply_one(parser.OFPActionSetField(tunnel_id=5)), BAD_SET),
     "set-field-in-phy-port": (_apply_one(parser.OFPActionSetField(in_phy_port=1)), BAD_SET),
@@ -489,13 +521,16 @@ REFUSALS: dict[str, tuple[Callable[[], bytes], tuple[int, int]]] = {
         lambda: osken_flow_mod(parser.OFPMatch(), [apply(Out(1))], table_id=4),
         (ofp.OFPET_FLOW_MOD_FAILED, ofp.OFPFMFC_BAD_TABLE_ID),
     ),
-    "write-metadata-mask-bit-32": (
-        lambda: osken_flow_mod(parser.OFPMatch(), [parser.OFPInstructionWriteMetadata(0, 1 << 32)]),
+    "write-metadata-bit-32": (
+        lambda: osken_flow_mod(
+            parser.OFPMatch(), [parser.OFPInstructionWriteMetadata(1 << 32, 1 << 32)]
+        ),
         (ofp.OFPET_BAD_INSTRUCTION, ofp.OFPBIC_UNSUP_METADATA_MASK),
     ),
-    "write-metadata-full-mask": (
+    "write-metadata-full-mask-high-value": (
         lambda: osken_flow_mod(
-            parser.OFPMatch(), [parser.OFPInstructionWriteMetadata(0, layout.ALL_ONES)]
+            parser.OFPMatch(),
+            [parser.OFPInstructionWriteMetadata(layout.ALL_ONES, layout.ALL_ONES)],
         ),
         (ofp.OFPET_BAD_INSTRUCTION, ofp.OFPBIC_UNSUP_METADATA_MASK),
     ),
@@ -517,7 +552,7 @@ REFUSALS: dict[str, tuple[Callable[[], bytes], tuple[int, int]]] = {
     ),
     "meter-instruction": (
         lambda: osken_flow_mod(parser.OFPMatch(), [parser.OFPInstructionMeter(1, ofp.OFPIT_METER)]),
-        (ofp.OFPET_METER_MOD_FAILED, ofp.OFPMMFC_UNKNOWN_METER),
+        (ofp.OFPET_METER_MOD_FAILED, ofp.OFPMMFC_INVALID_METER),
     ),
     "experimenter-instruction": (
         lambda: _raw_flow_mod([], bytes.fromhex("ffff000800002320")),

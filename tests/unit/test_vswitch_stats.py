@@ -81,6 +81,10 @@ class Host:
         self.classified_dpids = dpids
         done(self.classified)
 
+    def classify_dpids(self, net_id: int, vdpid: int) -> set[int]:
+        """A host of the vswitch moved to pswitch 12."""
+        return {12} if (net_id, vdpid) == (NET, VDPID) else set()
+
     def alloc_id(self, kind: str, dpid: int, owner: object) -> int | None:
         new = 500 + len(self.held)
         self.held.add(new)
@@ -104,6 +108,7 @@ class VSwitch:
         self.created = time.monotonic() - 5
         self.shared: set[int] = set()  # serials realised by shared reduced rules
         self.held_down: set[int] = set()  # vports down, not said yet
+        self.packet_outs_to_table = 0
 
     def inexact(self) -> set[int]:
         return self.shared
@@ -316,15 +321,54 @@ def test_a_pswitch_that_is_down_counts_nothing_and_is_not_waited_for() -> None:
     assert conn.touched == set() and vs.host.sessions[DPID].asked == []
 
 
-def test_table_stats_count_the_tenants_own_and_say_lookups_are_unknown() -> None:
-    vs, _, stats, conn = setup()
-    a, _, c = rule(vs, 0, 10), rule(vs, 0, 20), rule(vs, 2, 5)
-    ask(stats, conn, p.OFPTableStatsRequest(DP, 0))
-    vs.host.sessions[DPID].answer(phys_flow_stats(a.serial, 3, 1), phys_flow_stats(c.serial, 4, 1))
+def table_rows(conn: Conn) -> list[tuple[int, int, int, int]]:
     (r,) = replies(conn)
-    got = [(t.table_id, t.active_count, t.lookup_count, t.matched_count) for t in r.body]
-    assert got == [(0, 2, ALL_ONES, 3), (1, 0, ALL_ONES, 0), (2, 1, ALL_ONES, 4),
-                   (3, 0, ALL_ONES, 0)]  # fmt: skip
+    return [(t.table_id, t.active_count, t.lookup_count, t.matched_count) for t in r.body]
+
+
+def test_table_stats_count_lookups_and_matches_of_the_tenant_alone() -> None:
+    """Table 0 looks up what classification admitted into the vswitch (not what another
+    vswitch's vports received) plus the PACKET_OUTs to TABLE; table 2 what rules sent there
+    with goto_table; matches are the packets the tenant's rules took, a table-miss rule's
+    included (Open vSwitch counts those as matched too)."""
+    vs, _, stats, conn = setup()
+    a = rule(vs, 0, 10, codec.encode_instructions(goto_table=2))
+    miss = rule(vs, 0, 0)  # table-miss rule
+    c = rule(vs, 2, 5)
+    vs.packet_outs_to_table = 2
+    vs.host.classified = {(VDPID, 1): [7, 700], (VDPID, 2): [4, 400], (0x44, 7): [50, 5000]}
+    ask(stats, conn, p.OFPTableStatsRequest(DP, 0))
+    assert vs.host.classified_dpids == {DPID, 12} and DPID in conn.touched
+    vs.host.sessions[DPID].answer(
+        phys_flow_stats(a.serial, 6, 1), phys_flow_stats(miss.serial, 3, 1),
+        phys_flow_stats(c.serial, 4, 1),
+    )  # fmt: skip
+    assert table_rows(conn) == [(0, 2, 13, 9), (1, 0, 0, 0), (2, 1, 6, 4), (3, 0, 0, 0)]
+
+
+def test_table_stats_without_a_table_miss_rule_show_the_misses() -> None:
+    vs, _, stats, conn = setup()
+    a = rule(vs, 0, 10)
+    vs.host.classified = {(VDPID, 1): [5, 500]}
+    ask(stats, conn, p.OFPTableStatsRequest(DP, 0))
+    vs.host.sessions[DPID].answer(phys_flow_stats(a.serial, 3, 1))
+    assert table_rows(conn)[0] == (0, 1, 5, 3)  # 2 packets no rule took
+
+
+def test_table_stats_unknown_where_a_count_is() -> None:
+    """A rule counted by shared reduced rules makes its table's matches unknown, and the
+    lookups of the table it sends to; a LITE ingress takes packets before classification."""
+    vs, _, stats, conn = setup()
+    a = rule(vs, 0, 10, codec.encode_instructions(goto_table=1))
+    vs.shared.add(a.serial)
+    ask(stats, conn, p.OFPTableStatsRequest(DP, 0))
+    vs.host.sessions[DPID].answer(phys_flow_stats(a.serial, 3, 1))
+    assert table_rows(conn)[:2] == [(0, 1, 0, ALL_ONES), (1, 0, ALL_ONES, 0)]
+    lite = VSwitchView(NET, 3, VDPID, DPID, 4, {2: PortMap(2, 12, 40, True, lite_in=(12, 64))})
+    vs, _, stats, conn = setup(lite)
+    ask(stats, conn, p.OFPTableStatsRequest(DP, 0))
+    vs.host.sessions[DPID].answer()
+    assert table_rows(conn)[0] == (0, 0, ALL_ONES, 0)
 
 
 # --- ports -------------------------------------------------------------------------------------
@@ -336,7 +380,8 @@ def test_port_stats_rx_from_classification_tx_from_the_peer_and_the_edge_groups(
     vs, _, stats, conn = setup()
     vs.host.classified = {(VDPID, 1): [5, 500], (VDPID, 2): [6, 600], (0x44, 7): [7, 700]}
     ask(stats, conn, p.OFPPortStatsRequest(DP, 0, ofp.OFPP_ANY))
-    assert vs.host.classified_dpids == {DPID, PEER_DPID} and conn.touched == {DPID, PEER_DPID}
+    assert vs.host.classified_dpids == {DPID, PEER_DPID, 12}
+    assert conn.touched == {DPID, PEER_DPID, 12}
     mtype, _ = vs.host.sessions[DPID].answer(
         group_stats(901, 8, 800) + group_stats(902, 1, 100) + group_stats(77, 99, 99)
     )
@@ -356,9 +401,8 @@ def test_port_stats_of_one_port_and_of_no_such_port() -> None:
     ask(stats, conn, p.OFPPortStatsRequest(DP, 0, 3))
     assert [s.port_no for s in replies(conn)[0].body] == [3]
     assert vs.host.sessions[DPID].asked == []  # no edge group to read
-    with pytest.raises(OFError) as exc:
-        ask(stats, conn, p.OFPPortStatsRequest(DP, 0, 9))
-    assert (exc.value.type, exc.value.code) == (ofp.OFPET_BAD_REQUEST, ofp.OFPBRC_BAD_PORT)
+    ask(stats, conn, p.OFPPortStatsRequest(DP, 0, 9))  # none: empty, as Open vSwitch answers
+    assert replies(conn)[0].body == []
 
 
 def test_rx_over_an_openflow10_pswitch_is_unknown() -> None:
@@ -437,10 +481,35 @@ def test_meter_stats_and_config_under_the_tenants_ids() -> None:
     (r,) = replies(conn)
     got = [(m.meter_id, m.flow_count, m.packet_in_count, len(m.band_stats)) for m in r.body]
     assert got == [(3, 1, 5, 1)]  # meter 4 not reported; another's (999) never shown
-    ask(stats, conn, p.OFPMeterConfigStatsRequest(DP, 0, 4))
-    ((m,),) = [r.body for r in replies(conn)]
-    assert (m.meter_id, m.flags, m.bands[0].rate) == (4, ofp.OFPMF_KBPS, 1000)
     assert p4 != p3
+
+
+def meter_config(phys: int, flags: int, rate: int, burst: int) -> bytes:
+    band = struct.pack("!HHII4x", ofp.OFPMBT_DROP, 16, rate, burst)
+    return msgs.METER_CONFIG.pack(msgs.METER_CONFIG.size + len(band), flags, phys) + band
+
+
+def test_meter_config_is_what_the_pswitch_applied_under_the_tenants_ids() -> None:
+    """Not an echo of the METER_MOD: the pswitch's own description (OVS fills in a burst
+    size left at 0), another vswitch's meter left out."""
+    vs, groups, stats, conn = setup()
+    p3, p4 = add_meter(groups, 3), add_meter(groups, 4)
+    ask(stats, conn, p.OFPMeterConfigStatsRequest(DP, 0, 4))
+    assert conn.touched == {DPID}
+    mtype, body = vs.host.sessions[DPID].answer(
+        meter_config(p3, ofp.OFPMF_KBPS, 1000, 1000) + meter_config(999, 0, 1, 1)
+        + meter_config(p4, ofp.OFPMF_KBPS | ofp.OFPMF_BURST, 1000, 1000)
+    )  # fmt: skip
+    assert mtype == ofp.OFPMP_METER_CONFIG and struct.unpack_from("!I", body)[0] == ofp.OFPM_ALL
+    ((m,),) = [r.body for r in replies(conn)]
+    assert (m.meter_id, m.flags, m.bands[0].rate, m.bands[0].burst_size) == (
+        4, ofp.OFPMF_KBPS | ofp.OFPMF_BURST, 1000, 1000)  # fmt: skip
+    ask(stats, conn, p.OFPMeterConfigStatsRequest(DP, 0, ofp.OFPM_ALL))
+    vs.host.sessions[DPID].answer(meter_config(p3, ofp.OFPMF_KBPS, 1000, 1000))
+    (r,) = replies(conn)  # meter 4 undescribed (the pswitch lost it?): as the tenant sent it
+    assert [(m.meter_id, m.bands[0].burst_size) for m in r.body] == [(3, 1000), (4, 0)]
+    ask(stats, conn, p.OFPMeterConfigStatsRequest(DP, 0, 8))  # no such meter: nothing asked
+    assert replies(conn)[0].body == [] and vs.host.sessions[DPID].asked == []
 
 
 def test_meter_features_are_the_pswitchs() -> None:
@@ -459,8 +528,15 @@ def test_unknown_malformed_and_table_changing_requests() -> None:
     with pytest.raises(MalformedMessage):
         stats.multipart(conn, 7, msgs.multipart_request(codec.VERSION, 7, ofp.OFPMP_PORT_STATS))
     with pytest.raises(OFError) as exc:
-        stats.multipart(conn, 7, msgs.multipart_request(codec.VERSION, 7, ofp.OFPMP_QUEUE))
+        stats.multipart(conn, 7, msgs.multipart_request(codec.VERSION, 7, 99))
     assert (exc.value.type, exc.value.code) == (ofp.OFPET_BAD_REQUEST, ofp.OFPBRC_BAD_MULTIPART)
+    with pytest.raises(OFError) as exc:
+        stats.multipart(conn, 7, msgs.multipart_request(codec.VERSION, 7, ofp.OFPMP_EXPERIMENTER,
+                                                        bytes(8)))  # fmt: skip
+    assert (exc.value.type, exc.value.code) == (ofp.OFPET_BAD_REQUEST,
+                                                ofp.OFPBRC_BAD_EXPERIMENTER)  # fmt: skip
+    ask(stats, conn, p.OFPQueueStatsRequest(DP, 0, ofp.OFPP_ANY, ofp.OFPQ_ALL))
+    assert replies(conn)[0].body == []  # no queues offered: none counted
     with pytest.raises(OFError) as exc:
         changing = msgs.multipart_request(codec.VERSION, 7, ofp.OFPMP_TABLE_FEATURES, b"\0" * 64)
         stats.multipart(conn, 7, changing)
@@ -504,7 +580,7 @@ def test_a_big_switchs_vport_counts_tx_on_its_own_pswitch() -> None:
     vs, stats, conn = big_setup()
     vs.host.classified = {(VDPID, 1): [1, 100], (VDPID, 4): [2, 200]}
     ask(stats, conn, p.OFPPortStatsRequest(DP, 0, ofp.OFPP_ANY))
-    assert vs.host.classified_dpids == {DPID, OTHER_DPID}
+    assert vs.host.classified_dpids == {DPID, OTHER_DPID, 12}  # 12: a moved host
     vs.host.sessions[DPID].answer(group_stats(901, 4, 400) + group_stats(911, 50, 50))
     vs.host.sessions[OTHER_DPID].answer(group_stats(911, 6, 600) + group_stats(901, 70, 70))
     (r,) = replies(conn)

@@ -32,7 +32,7 @@ from tenantvisor.mapping.paths import Path, reverse, switch_paths
 from tenantvisor.openflow import codec, oxm
 from tenantvisor.physical.topology import PhysicalTopology
 from tenantvisor.translate import infra
-from tenantvisor.translate.flow import PhysFlow, deliver_actions
+from tenantvisor.translate.flow import PhysFlow, deliver_actions, flood_buckets
 from tenantvisor.translate.group import GroupSpec, bucket, output_group_spec
 from tenantvisor.translate.meter import LimitMeter
 from tenantvisor.translate.view import PortMap, VSwitchView
@@ -677,6 +677,11 @@ class _Compiler:
         else:
             view = VSwitchView(net.id, sw.index, vdpid, dpid, self.n_tables, ports,
                                lite=lite, lite_size=lite_size)  # fmt: skip
+            buckets = flood_buckets(view)
+            if buckets is not None:
+                gid = self._id(("group", dpid), (net.id, "flood", vdpid), OFPG_MAX)
+                st.groups[(dpid, gid)] = GroupSpec(dpid, gid, ofp.OFPGT_ALL, buckets)
+                view = replace(view, flood_group=gid)
         st.views[(vdpid, dpid)] = view
 
 

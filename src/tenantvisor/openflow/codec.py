@@ -277,6 +277,19 @@ def load_in_port(port: int) -> bytes:
     )
 
 
+_OXM_OF_METADATA = 0x80000408  # OXM_HEADER(0x8000, 2, 8): the 64-bit metadata field
+
+
+def load_metadata_low(value: int) -> bytes:
+    """Open vSwitch's `load:VALUE->OXM_OF_METADATA[0..31]` (nx_action_reg_load): OpenFlow
+    1.3's set_field writes all 64 metadata bits and may not be masked (OVS: BAD_SET_MASK);
+    this writes the low 32 and leaves the rest as they are."""
+    return _NX_REG_LOAD.pack(
+        ofp.OFPAT_EXPERIMENTER, 24, NX_VENDOR_ID, _NXAST_REG_LOAD, 31, _OXM_OF_METADATA,
+        value & 0xFFFFFFFF,
+    )  # fmt: skip
+
+
 # --- instructions ------------------------------------------------------------------------
 @dataclass(slots=True)
 class Instructions:

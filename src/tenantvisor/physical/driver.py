@@ -117,6 +117,11 @@ class SwitchDriver(ABC):
     def set_config(self, xid: int) -> bytes:
         """SET_CONFIG: no fragment handling, whole packets to the controller."""
 
+    def async_config(self, xid: int) -> bytes | None:
+        """SET_ASYNC for what the switch should send besides its defaults, or None: the
+        version has no such message (or the defaults are all)."""
+        return None
+
     @abstractmethod
     def port_desc_request(self, xid: int) -> bytes | None:
         """The request for the port list, or None if the FEATURES_REPLY lists them."""

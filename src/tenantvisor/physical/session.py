@@ -154,6 +154,9 @@ class PSwitchSession:
     def _features(self, ch: Channel, f: Features) -> None:
         self.dpid, self.n_tables = f.dpid, f.n_tables
         ch.send(self.driver.set_config(ch.next_xid()))
+        asked = self.driver.async_config(ch.next_xid())
+        if asked is not None:
+            ch.send(asked)
         if f.ports is None:  # listed in a port description reply: see _stats_reply
             req = self.driver.port_desc_request(ch.next_xid())
             if req is not None:

@@ -1022,6 +1022,11 @@ def _run(acts: list[str], st: _State, events: list[DpEvent]) -> None:
             events.append(("ctl", _kv(body[: body.index(")")]), st.pkt()))
         elif a.startswith("clone(") and a.endswith(")"):
             _run(_split_top(a[len("clone(") : -1]), st.copy(), events)
+        elif a.startswith("sample(sample=100.0%,actions(") and a.endswith("))"):
+            # a metered output to the controller (`controller(meter_id=M)`): always taken
+            _run(_split_top(a[len("sample(sample=100.0%,actions(") : -2]), st.copy(), events)
+        elif a.startswith("meter(") and a.endswith(")"):
+            continue  # a packet within the meter's rate goes on (the trace follows one)
         else:
             raise TraceError(f"datapath action {a!r} not followed")
 

@@ -29,6 +29,7 @@ _POP_VLAN = codec.pop_vlan()
 _PUSH_FABRIC = codec.push_vlan(layout.FABRIC_TPID)
 _FROM_CONTROLLER = 0  # vport bits of a packet the controller injected
 _GROUP = struct.Struct("!HHI")
+_BUCKET = struct.Struct("!HHII4x")  # ofp_bucket: len, weight, watch_port, watch_group
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,8 +153,16 @@ class _ActionTranslator:
         groups: Mapping[int, int] | None = None,
         lite_dst: int = 0,
         pin_meter: int | None = None,
+        metadata: bool = False,
+        bucket: bool = False,
     ) -> None:
         self.view = view
+        # a group's bucket: no ingress to expand over (see _unpinned), executed by Open
+        # vSwitch as an action set (one action of each kind)
+        self.bucket = bucket
+        self.tagged = False  # the fabric tag was pushed for an output (a vlink's vport)
+        # set_field metadata allowed (a rule's: a PACKET_OUT's output:TABLE sets all of it)
+        self.metadata = metadata
         self.groups = groups or {}
         self.lite_dst = lite_dst  # the packets' destination LITE, carried over LITE links
         self.pin_meter = pin_meter  # the vswitch's PACKET_IN meter on this pswitch
@@ -168,6 +177,8 @@ class _ActionTranslator:
     def port_actions(self, pm: PortMap) -> bytes:
         if not pm.reaches:
             return b""  # like a real switch: output to a down port sends nothing
+        if pm.link_tag is not None:
+            self.tagged = True
         if pm.link_tag is None:
             port = ofp.OFPP_IN_PORT if pm.phys_port == self.in_phys else pm.phys_port
             group = pm.hairpin_group if port == ofp.OFPP_IN_PORT else pm.tx_group
@@ -218,8 +229,17 @@ class _ActionTranslator:
                 # daemon's own bucket is the only limit
                 return codec.controller_metered(a.max_len, self.pin_meter)
             return codec.output(ofp.OFPP_CONTROLLER, a.max_len)
+        if port in (ofp.OFPP_FLOOD, ofp.OFPP_ALL) and self.action_set:
+            # one action must send to every vport (an action set holds one output): the
+            # vswitch's flood group, whose bucket to the ingress vport OVS leaves out
+            gid = self.view.flood_group
+            if gid is not None:
+                return _GROUP.pack(ofp.OFPAT_GROUP, 8, gid)
         if port in (ofp.OFPP_FLOOD, ofp.OFPP_ALL, ofp.OFPP_IN_PORT):
             if self.in_vport is None:
+                got = self._unpinned(port) if self.bucket else None
+                if got is not None:
+                    return got
                 self.needs_in_vport = True
                 return b""
             if port == ofp.OFPP_IN_PORT:
@@ -235,6 +255,24 @@ class _ActionTranslator:
             return b"".join(self.port_actions(p) for p in targets)
         raise OFError(*_BAD_OUT, f"output to port {port:#x} outside the virtual switch")
 
+    def _unpinned(self, port: int) -> bytes | None:
+        """FLOOD, ALL or IN_PORT not knowing the ingress vport (a bucket), where Open vSwitch
+        settles it by the physical in_port, which is the ingress vport's own port (None:
+        it does not, the ingress must be known).  FLOOD and ALL: out of every vport, when
+        output to none of them depends on the ingress beyond "never out of the in_port"
+        (`needs_ingress`), so OVS leaves out the one the packet came in by; IN_PORT: the
+        physical in_port, when every vport is a host port there (a vlink's would need its
+        tag pushed)."""
+        ports = self.view.ports
+        if port == ofp.OFPP_IN_PORT:
+            plain = all(pm.link_tag is None and not pm.exits and not pm.remote
+                        for pm in ports.values())  # fmt: skip
+            if not plain or self.view.shared_ports:
+                return None
+            return codec.output(ofp.OFPP_IN_PORT)
+        gid = self.view.flood_group  # FLOOD, ALL: one group action (a bucket is an action set)
+        return None if gid is None else _GROUP.pack(ofp.OFPAT_GROUP, 8, gid)
+
     def translate(self, actions: list[Action]) -> bytes:
         out: list[bytes] = []
         for a in actions:
@@ -243,9 +281,23 @@ class _ActionTranslator:
                 out.append(self.output(a))
             elif t == ofp.OFPAT_SET_FIELD:
                 o = a.set_field_oxm()
-                if o.oxm_class != codec.OXM_CLASS_OPENFLOW_BASIC or o.field not in (
-                    oxm.TENANT_SETTABLE
+                basic = o.oxm_class == codec.OXM_CLASS_OPENFLOW_BASIC
+                if (
+                    basic
+                    and o.field == oxm.METADATA
+                    and self.metadata
+                    and o.mask is None
+                    and len(o.value) == 8
+                    and not codec.oxm_int(o) & ~layout.TENANT_META_MASK
                 ):
+                    # the tenant's low 32 bits, the hypervisor's left alone (its high 32 read
+                    # 0 to the tenant: a value there would write the hypervisor's)
+                    out.append(codec.load_metadata_low(codec.oxm_int(o)))
+                    continue
+                if basic and o.field == oxm.IN_PORT:
+                    # not writable in OpenFlow 1.3; the code Open vSwitch answers with
+                    raise OFError(ofp.OFPET_BAD_ACTION, ofp.OFPBAC_BAD_SET_ARGUMENT, "in_port")
+                if not basic or o.field not in oxm.TENANT_SETTABLE:
                     raise OFError(
                         ofp.OFPET_BAD_ACTION, ofp.OFPBAC_BAD_SET_TYPE, f"set_field {o.field}"
                     )
@@ -271,7 +323,9 @@ class _ActionTranslator:
                 raise OFError(ofp.OFPET_BAD_ACTION, ofp.OFPBAC_BAD_EXPERIMENTER, "experimenter")
             else:
                 raise OFError(ofp.OFPET_BAD_ACTION, ofp.OFPBAC_BAD_TYPE, f"action type {t}")
-        if self.action_set:
+        if self.action_set and (not self.bucket or self.tagged):
+            # a bucket as the tenant sent it is Open vSwitch's to read as an action set;
+            # only the fabric tag's actions, ours, must not collide with the tenant's
             return _check_action_set(out)
         return b"".join(out)
 
@@ -317,10 +371,11 @@ class TranslatedFlow:
 def translate_actions(
     view: VSwitchView, actions: list[Action], groups: Mapping[int, int]
 ) -> tuple[bytes, bool]:
-    """An action list whose ingress vport is unknown (a group bucket): (actions, whether
-    they depended on the ingress and could not be translated)."""
-    tr = _ActionTranslator(view, None, action_set=False, groups=groups)
-    out = tr.translate(actions)
+    """A group bucket, whose ingress vport is unknown: (actions, whether they depended on
+    the ingress and could not be translated).  Open vSwitch executes a bucket as an action
+    set, so it is read as one first (`as_action_set`)."""
+    tr = _ActionTranslator(view, None, action_set=True, groups=groups, bucket=True)
+    out = tr.translate(as_action_set(actions))
     return out, tr.needs_in_vport
 
 
@@ -351,17 +406,24 @@ def translate_flow(
                 ofp.OFPET_BAD_INSTRUCTION, ofp.OFPBIC_BAD_TABLE_ID, f"goto {ins.goto_table}"
             )
         goto = ins.goto_table + layout.TABLE_OFFSET
-    if ins.write_metadata is not None and ins.write_metadata[1] & ~layout.TENANT_META_MASK:
-        raise OFError(
-            ofp.OFPET_BAD_INSTRUCTION,
-            ofp.OFPBIC_UNSUP_METADATA_MASK,
-            "only the low 32 metadata bits are the tenant's",
-        )
+    write_metadata = ins.write_metadata
+    if write_metadata is not None:
+        # the tenant's metadata is 64 bits whose high 32 always read 0 (as its matches see
+        # them): writing 0 there changes nothing, writing 1 would be the hypervisor's bits
+        value, mask = write_metadata
+        if value & mask & ~layout.TENANT_META_MASK:
+            raise OFError(
+                ofp.OFPET_BAD_INSTRUCTION,
+                ofp.OFPBIC_UNSUP_METADATA_MASK,
+                "only the low 32 metadata bits are the tenant's",
+            )
+        write_metadata = (value & layout.TENANT_META_MASK, mask & layout.TENANT_META_MASK)
     meter = None
     if ins.meter is not None:
         meter = (meters or {}).get(ins.meter)
         if meter is None:
-            raise OFError(ofp.OFPET_METER_MOD_FAILED, ofp.OFPMMFC_UNKNOWN_METER, "no such meter")
+            # the code Open vSwitch answers a rule naming a meter it does not have with
+            raise OFError(ofp.OFPET_METER_MOD_FAILED, ofp.OFPMMFC_INVALID_METER, "no such meter")
     if ins.other:
         raise OFError(ofp.OFPET_BAD_INSTRUCTION, ofp.OFPBIC_UNSUP_INST, "unsupported instruction")
 
@@ -369,11 +431,13 @@ def translate_flow(
         apply = write = None
         needs = False
         if ins.apply_actions is not None:
-            tr = _ActionTranslator(view, in_vport, False, groups, lite_dst, pin_meter)
+            tr = _ActionTranslator(
+                view, in_vport, False, groups, lite_dst, pin_meter, metadata=True
+            )
             apply = tr.translate(ins.apply_actions)
             needs |= tr.needs_in_vport
         if ins.write_actions is not None:
-            tr = _ActionTranslator(view, in_vport, True, groups, lite_dst)
+            tr = _ActionTranslator(view, in_vport, True, groups, lite_dst, metadata=True)
             write = tr.translate(ins.write_actions)
             needs |= tr.needs_in_vport
         return apply, write, needs
@@ -381,7 +445,7 @@ def translate_flow(
     def encode(apply: bytes | None, write: bytes | None) -> bytes:
         return codec.encode_instructions(
             goto_table=goto,
-            write_metadata=ins.write_metadata,
+            write_metadata=write_metadata,
             write_actions=write,
             apply_actions=apply,
             clear_actions=ins.clear_actions,
@@ -485,6 +549,39 @@ def deliver_actions(pm: PortMap, arrival: int) -> bytes:
     return _PUSH_FABRIC + tag + codec.output(port)
 
 
+def as_action_set(actions: list[Action]) -> list[Action]:
+    """An action list as an action set holds it (OF1.3.5 5.10): the last action of each
+    type, set_field the last of each field, in the order they were first given (execution
+    follows the set's own order anyway)."""
+    last: dict[tuple[int, int], Action] = {}
+    for a in actions:
+        key = (a.type, a.set_field_oxm().field if a.type == ofp.OFPAT_SET_FIELD else 0)
+        last[key] = a  # a later one of a kind takes the place of the first
+    return list(last.values())
+
+
+def flood_buckets(view: VSwitchView) -> bytes | None:
+    """The buckets of a vswitch's flood group on this pswitch: one per vport that is up, as
+    an output to it (an edge vport through its counting group; a vlink's with its tag),
+    or None when output to some vport depends on the ingress (shared ports, protected
+    vlinks) or the vswitch has no vport.  Open vSwitch leaves out the bucket to the
+    packet's own in_port, which is the ingress vport's port."""
+    ports = view.ports
+    if not ports or any(view.needs_ingress(pm) for pm in ports.values()):
+        return None
+    tr = _ActionTranslator(view, None, action_set=True)
+    out = []
+    for _, pm in sorted(ports.items()):
+        if not pm.up:
+            continue
+        if pm.link_tag is None and pm.tx_group is not None:
+            acts = _GROUP.pack(ofp.OFPAT_GROUP, 8, pm.tx_group)
+        else:
+            acts = tr.port_actions(pm)
+        out.append(_BUCKET.pack(16 + len(acts), 0, ofp.OFPP_ANY, ofp.OFPG_ANY) + acts)
+    return b"".join(out)
+
+
 def translate_packet_out(
     view: VSwitchView,
     in_vport: int,
@@ -496,16 +593,25 @@ def translate_packet_out(
     The physical in_port is the ingress vport's own port, as for a packet from the wire, so
     the same rules about the ingress port hold.  output:TABLE first sets the metadata a
     classified packet would carry, marked INJECTED so table 0 passes it to the tenant tables.
+    output:CONTROLLER sets it too: the PACKET_IN the pswitch sends back names no rule, and
+    the metadata says whose it is.
     """
     pm = view.ports.get(in_vport) if in_vport else None
     in_port = ofp.OFPP_CONTROLLER if pm is None else pm.phys_port
     tr = _ActionTranslator(view, in_vport, action_set=False, groups=groups)
     out: list[bytes] = []
+    ours = False  # whether the metadata is the one set here (the tables may write it)
+    mark = codec.set_field(
+        codec.oxm_u64(oxm.METADATA, layout.INJECTED | layout.vswitch_meta(view.index, in_vport))
+    )
     for a in actions:
-        if a.type == ofp.OFPAT_OUTPUT and a.output_port == ofp.OFPP_TABLE:
-            meta = layout.INJECTED | layout.vswitch_meta(view.index, in_vport)
-            out.append(codec.set_field(codec.oxm_u64(oxm.METADATA, meta)))
-            out.append(codec.output(ofp.OFPP_TABLE))
-        else:
-            out.append(tr.translate([a]))
+        port = a.output_port if a.type == ofp.OFPAT_OUTPUT else None
+        if port == ofp.OFPP_TABLE:
+            out += [mark, codec.output(ofp.OFPP_TABLE)]
+            ours = False
+            continue
+        if port == ofp.OFPP_CONTROLLER and not ours:
+            out.append(mark)
+            ours = True
+        out.append(tr.translate([a]))
     return in_port, b"".join(out)

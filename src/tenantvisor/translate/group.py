@@ -2,9 +2,11 @@
 
 Group ids are the tenant's own: each vswitch maps them onto physical group ids allocated per
 pswitch, so tenants never see or touch each other's groups.  Buckets are translated like any
-action list; what a bucket cannot know (the ingress vport a packet came in on) makes FLOOD,
-ALL, IN_PORT and outputs between vports sharing a physical port unusable there: refused with
-OFPGMFC_BAD_BUCKET rather than translated wrongly.
+action list, but a bucket cannot know the ingress vport a packet came in on.  Open vSwitch
+never outputs to the physical in_port, which is the ingress vport's own port, so FLOOD and
+ALL are every vport and IN_PORT the physical in_port where that settles it; where it does
+not (vports sharing a physical port, protected vlinks, IN_PORT with vlinks whose tag must be
+pushed) they are refused with OFPGMFC_BAD_BUCKET rather than translated wrongly.
 """
 
 from __future__ import annotations
@@ -61,7 +63,8 @@ def translate_group(
         raise _bad(ofp.OFPGMFC_BAD_TYPE, f"group type {gm.type}")
     buckets = parse_buckets(gm.buckets)
     if gm.type == ofp.OFPGT_INDIRECT and len(buckets) != 1:
-        raise _bad(ofp.OFPGMFC_BAD_BUCKET, "an indirect group has exactly one bucket")
+        # the code Open vSwitch answers with
+        raise _bad(ofp.OFPGMFC_INVALID_GROUP, "an indirect group has exactly one bucket")
     out = []
     for weight, watch_port, watch_group, raw in buckets:
         if gm.type != ofp.OFPGT_SELECT and weight:
@@ -83,8 +86,9 @@ def translate_group(
         if needs_ingress:
             raise _bad(
                 ofp.OFPGMFC_BAD_BUCKET,
-                "a bucket cannot use FLOOD, ALL, IN_PORT or output between vports that share "
-                "a physical port: it does not know the packet's ingress port",
+                "a bucket does not know the packet's ingress port: FLOOD and ALL need vports "
+                "on ports of their own, IN_PORT host vports only, and no output may go "
+                "between vports that share a physical port",
             )
         codec.check_length(BUCKET.size + len(acts), "a bucket")  # its actions grew
         out.append(BUCKET.pack(16 + len(acts), weight, phys_watch_port, phys_watch_group) + acts)

@@ -77,6 +77,10 @@ class VSwitchView:
     # size of the networks' tag blocks (0: the network is not at `lite`)
     lite: dict[str, int] = field(default_factory=dict)
     lite_size: int = 0
+    # The hypervisor's ALL group that outputs to every vport (None: there is none, output to
+    # some vport depends on the ingress): FLOOD and ALL where one action must do (an action
+    # set or a group bucket, which Open vSwitch executes as an action set: one output)
+    flood_group: int | None = None
     # Physical ports under more than one vport of this vswitch (several vlinks over one
     # uplink): output between those vports must use OFPP_IN_PORT.
     shared_ports: frozenset[int] = field(init=False, compare=False, default=frozenset())

@@ -10,7 +10,7 @@ tested here, with a real `VirtualFlowTable` and `PhysRuleMap` and no pswitch.
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from os_ken.ofproto import ofproto_v1_3 as ofp
 
@@ -36,7 +36,7 @@ class PhysOp:
 
 def reprogram(
     rules: PhysRuleMap, serial: int, old: tuple[PhysFlow, ...], new: tuple[PhysFlow, ...],
-    modify: bool = True,
+    modify: bool = True, reset: bool = False,
 ) -> list[PhysOp]:  # fmt: skip
     """Move a virtual rule from physical rules `old` to `new` in `rules` (state change) and
     return what the pswitches must be sent.  With `modify`, a rule whose key stays and that
@@ -45,17 +45,21 @@ def reprogram(
     A rule the pswitch holds exactly and whose cookie names another rule (a reduced rule
     many tenant rules share) is never sent again: an ADD would only reset its counters.
     New rules are sent before old ones go (make before break: a packet arriving in between
-    meets one or the other, never neither)."""
+    meets one or the other, never neither).  `reset`: a tenant MODIFY with RESET_COUNTS, so
+    each of its own rules is sent with the flag, changed or not (the flag is the message's,
+    not the rule's: the rule map keeps the rule without it)."""
     ops: list[PhysOp] = []
     new_keys = {pf.key for pf in new}
     old_keys = {pf.key for pf in old}
     for pf in new:
         before = rules.installed_for(pf.key)
         was_installed = rules.add(serial, pf)
-        if before == pf and (modify or pf.cookie & layout.SERIAL_MASK != serial):
+        own = pf.cookie & layout.SERIAL_MASK == serial
+        if before == pf and (modify or not own) and not (reset and own):
             continue  # the pswitch holds exactly this already (a shared rule, re-derived)
         in_place = modify and was_installed and pf.key in old_keys
-        ops.append(PhysOp(pf, ofp.OFPFC_MODIFY_STRICT if in_place else ofp.OFPFC_ADD,
+        sent = replace(pf, flags=pf.flags | ofp.OFPFF_RESET_COUNTS) if reset and own else pf
+        ops.append(PhysOp(sent, ofp.OFPFC_MODIFY_STRICT if in_place else ofp.OFPFC_ADD,
                           held=before))  # fmt: skip
     for pf in old:
         if pf.key not in new_keys:
@@ -138,6 +142,7 @@ class Modified:
     vflow: VFlow
     instructions: bytes
     phys: tuple[PhysFlow, ...]
+    reset: bool = False  # the MODIFY asked for RESET_COUNTS
 
 
 @dataclass(slots=True)
@@ -186,9 +191,10 @@ def decide_flow_mod(
     if cmd in (ofp.OFPFC_MODIFY, ofp.OFPFC_MODIFY_STRICT):
         norm = normalize(fm.match)
         targets = table.select(fm, norm, cmd == ofp.OFPFC_MODIFY_STRICT, filter_out=False)
+        reset = bool(fm.flags & ofp.OFPFF_RESET_COUNTS)
         return [
             Modified(vf, fm.instructions,
-                     translate(vf, vf.table, vf.match, fm.instructions, vf.priority))
+                     translate(vf, vf.table, vf.match, fm.instructions, vf.priority), reset)
             for vf in targets
         ]  # fmt: skip
     if cmd in (ofp.OFPFC_DELETE, ofp.OFPFC_DELETE_STRICT):

@@ -52,7 +52,7 @@ from tenantvisor.translate.flow import (
 )
 from tenantvisor.translate.flow10 import check_actions as check_actions10
 from tenantvisor.translate.flow10 import translate_flow10
-from tenantvisor.translate.group import GroupSpec
+from tenantvisor.translate.group import GroupSpec, parse_buckets
 from tenantvisor.translate.meter import meter_mod
 from tenantvisor.translate.view import PortMap, VSwitchView
 from tenantvisor.virtual.budget import TenantBudget
@@ -76,6 +76,11 @@ from tenantvisor.virtual.urls import ControllerUrl, parse_controller_url
 
 log = logging.getLogger(__name__)
 _FEATURES = struct.Struct("!QIBB2xII")
+# the statistics a vswitch answers from its own counters (FEATURES_REPLY capabilities);
+# not QUEUE_STATS (no queues), IP_REASM nor PORT_BLOCKED
+CAPABILITIES = (
+    ofp.OFPC_FLOW_STATS | ofp.OFPC_TABLE_STATS | ofp.OFPC_PORT_STATS | ofp.OFPC_GROUP_STATS
+)
 _PORT = struct.Struct(ofp.OFP_PORT_PACK_STR)
 _PI_NO_COOKIE = 0xFFFFFFFFFFFFFFFF
 IDLE_POLL = 1.0  # seconds between counter reads of rules whose idle timeout is emulated
@@ -111,6 +116,8 @@ class EndpointHost(Protocol):
     def classified_counts(
         self, net_id: int, dpids: set[int], done: Callable[[dict[tuple[int, int], list[int]]], None]
     ) -> None: ...
+
+    def classify_dpids(self, net_id: int, vdpid: int) -> set[int]: ...
 
     def alloc_id(self, kind: str, dpid: int, owner: Hashable) -> int | None: ...
 
@@ -347,6 +354,9 @@ class VSwitchEndpoint:
         self._idle_watch: dict[int, VFlow] = {}  # rules whose idle timeout we emulate
         self.groups_dirty = False  # groups or meters changed since the store took them
         self.packet_ins = 0
+        # table-0 lookups the tenant injected (PACKET_OUT to TABLE), for TABLE statistics;
+        # the packets from the wire are counted by the classification rules
+        self.packet_outs_to_table = 0
         self.rx_msgs = 0  # from controllers whose connection has closed
         self.delayed_msgs = 0  # of those, handled after waiting for tokens
         self.throttled_s = 0.0  # and the time they waited
@@ -762,8 +772,17 @@ class VSwitchEndpoint:
         elif t == ofp.OFPT_BARRIER_REQUEST:
             self._barrier(conn, xid)
         elif t == ofp.OFPT_FEATURES_REQUEST:
-            body = _FEATURES.pack(self.vdpid, 0, self.view.n_tables, 0, 0, 0)
+            body = _FEATURES.pack(self.vdpid, 0, self.view.n_tables, 0, CAPABILITIES, 0)
             ch.send(codec.header(ch.version, ofp.OFPT_FEATURES_REPLY, xid, body))
+        elif t == ofp.OFPT_QUEUE_GET_CONFIG_REQUEST:
+            if len(msg) < 16:
+                raise MalformedMessage("QUEUE_GET_CONFIG_REQUEST too short")
+            port = codec.u32(msg, 8)
+            if port != ofp.OFPP_ANY and port not in self.view.ports:
+                raise OFError(ofp.OFPET_QUEUE_OP_FAILED, ofp.OFPQOFC_BAD_PORT, f"port {port}")
+            # no queues are offered (set_queue is refused): a port with none
+            body = struct.pack("!I4x", port)
+            ch.send(codec.header(ch.version, ofp.OFPT_QUEUE_GET_CONFIG_REPLY, xid, body))
         elif t == ofp.OFPT_GET_CONFIG_REQUEST:
             body = struct.pack("!HH", self.flags, self.miss_send_len)
             ch.send(codec.header(ch.version, ofp.OFPT_GET_CONFIG_REPLY, xid, body))
@@ -1290,7 +1309,7 @@ class VSwitchEndpoint:
                     touched |= self._rule_changed(ch.vflow, ch.vflow)
                     phys = self._planned(ch.vflow, phys)
                 relay = self._error_relay(conn, xid, msg, None)
-                self._reprogram(None, ch.vflow, phys, relay, conn)
+                self._reprogram(None, ch.vflow, phys, relay, conn, reset=ch.reset)
             else:
                 vf = ch.vflow
                 table.remove(vf)
@@ -1328,10 +1347,11 @@ class VSwitchEndpoint:
     def _reprogram(
         self, session: PSwitchSession | None, vf: VFlow, new: tuple[PhysFlow, ...],
         relay: Relay | None, conn: ControllerConn | None, modify: bool = True,
+        reset: bool = False,
     ) -> None:  # fmt: skip
         """Move the pswitches from the rules `vf` has to `new` (see decide.reprogram)."""
         old, vf.phys = vf.phys, new
-        self._send_ops(reprogram(self.rules, vf.serial, old, new, modify), conn, relay)
+        self._send_ops(reprogram(self.rules, vf.serial, old, new, modify, reset), conn, relay)
 
     def _release(
         self, session: PSwitchSession | None, conn: ControllerConn | None, serial: int,
@@ -1366,6 +1386,9 @@ class VSwitchEndpoint:
         # fabric's S-tag, the hypervisor's fields, ...) rather than drop or apply it.
         gmap = self.group_map if view is self.view else {}
         in_port, actions = translate_packet_out(view, in_vport, po.actions, gmap)
+        self.packet_outs_to_table += sum(
+            1 for a in po.actions if a.type == ofp.OFPAT_OUTPUT and a.output_port == ofp.OFPP_TABLE
+        )
         if po.data[12:14] == b"\x88\xcc":
             self._lldp_out(conn, xid, msg, po, in_vport)
             return
@@ -1413,7 +1436,11 @@ class VSwitchEndpoint:
             elif port in ports:
                 if port != in_vport:
                     self._emit(conn, relay, port, in_vport, frame, 0)
-            elif port != ofp.OFPP_CONTROLLER:
+            elif port == ofp.OFPP_CONTROLLER:  # what the pswitch would send back, said here
+                pin = PacketIn(ofp.OFP_NO_BUFFER, len(frame), ofp.OFPR_ACTION, 0, _PI_NO_COOKIE,
+                               [], frame)  # fmt: skip
+                self._packet_in(pin, ofp.OFPR_ACTION, 0, _PI_NO_COOKIE, in_vport, 0)
+            else:
                 raise OFError(ofp.OFPET_BAD_ACTION, ofp.OFPBAC_BAD_OUT_PORT, f"port {port:#x}")
         return True
 
@@ -1533,6 +1560,19 @@ class VSwitchEndpoint:
         """A physical PACKET_IN that metadata says is ours, in virtual terms."""
         vport = (meta >> layout.VPORT_SHIFT) & 0xFFF
         tmeta = meta & layout.TENANT_META_MASK
+        if pi.cookie == _PI_NO_COOKIE and meta & layout.INJECTED:
+            # a PACKET_OUT's output to CONTROLLER: no rule sent it (what OVS says: ACTION,
+            # table 0, no cookie)
+            self._packet_in(pi, ofp.OFPR_ACTION, 0, _PI_NO_COOKIE, vport, 0)
+            return
+        if pi.cookie & layout.INFRA_BIT:
+            # an output to CONTROLLER from the action set: OVS names the rule its first table
+            # took the packet with, here the hypervisor's classification; the tenant's is
+            # told when the frame says which one it was
+            vf = self._first_rule(pi.data, vport)
+            self._packet_in(pi, ofp.OFPR_ACTION, 0, _PI_NO_COOKIE if vf is None else vf.cookie,
+                            vport, tmeta)  # fmt: skip
+            return
         serial = pi.cookie & layout.SERIAL_MASK
         vf = self.table.by_serial.get(serial)
         if vf is None:
@@ -1543,17 +1583,71 @@ class VSwitchEndpoint:
                 self.packet_ins += 1
                 self._broadcast(out, _PACKET_IN, ofp.OFPR_NO_MATCH)
             return  # else the rule was removed while the packet was on its way
+        if pi.reason == ofp.OFPR_INVALID_TTL:
+            reason = ofp.OFPR_INVALID_TTL
+        elif vf.is_table_miss and not meta & layout.INJECTED:
+            reason = ofp.OFPR_NO_MATCH
+        else:  # a PACKET_OUT's packet a table-miss rule sends is ACTION too, as OVS says
+            reason = ofp.OFPR_ACTION
+        self._packet_in(pi, reason, vf.table, vf.cookie, vport, tmeta)
+
+    def _packet_in(
+        self, pi: PacketIn, reason: int, table: int, cookie: int, vport: int, tmeta: int
+    ) -> None:
+        """A PACKET_IN to the controllers, within the vswitch's PACKET_IN rate (the excess
+        is dropped and counted), whichever way it came."""
         if not self._pin_allowed():
             return
-        reason = ofp.OFPR_NO_MATCH if vf.is_table_miss else ofp.OFPR_ACTION
         match = [codec.oxm_u32(oxm.IN_PORT, vport or ofp.OFPP_CONTROLLER)]
         if tmeta:
             match.append(codec.oxm_u64(oxm.METADATA, tmeta))
-        out = PacketIn(
-            ofp.OFP_NO_BUFFER, pi.total_len, reason, vf.table, vf.cookie, match, pi.data
-        ).encode(0)
+        out = PacketIn(ofp.OFP_NO_BUFFER, pi.total_len, reason, table, cookie, match,
+                       pi.data).encode(0)  # fmt: skip
         self.packet_ins += 1
         self._broadcast(out, _PACKET_IN, reason)
+
+    def _first_rule(self, frame: bytes, vport: int) -> VFlow | None:
+        """The rule of table 0 that took `frame` entering on `vport`, when the frame can
+        say: no rule or group of the vswitch rewrites headers (so it is the frame that
+        entered), and every rule of table 0 at or above the winner's priority matches only
+        fields the frame was read for.  None otherwise: no rule is named rather than a
+        wrong one."""
+        if self._rewrites():
+            return None
+        point = fields(frame, vport or ofp.OFPP_CONTROLLER)
+        zero = {oxm.VLAN_VID, oxm.VLAN_PCP, oxm.METADATA}  # absent: 0 (no tag; table 0)
+        best: VFlow | None = None
+        for vf in sorted((v for v in self.table if v.table == 0), key=lambda v: -v.priority):
+            if best is not None and vf.priority < best.priority:
+                break
+            verdict: bool | None = True  # matches; False: does not; None: cannot tell
+            for (cls, fld), value, mask, _ in vf.norm:
+                if cls != codec.OXM_CLASS_OPENFLOW_BASIC:
+                    verdict = None
+                elif fld in point or fld in zero:
+                    if (point.get(fld, 0) ^ value) & mask:
+                        verdict = False
+                        break
+                else:
+                    verdict = None
+            if verdict is None or (verdict and best is not None):
+                return None  # unreadable, or two of one priority: OpenFlow leaves it open
+            if verdict:
+                best = vf
+        return best
+
+    def _rewrites(self) -> bool:
+        """Whether any rule or group of the vswitch changes a packet's header fields."""
+        changing = {ofp.OFPAT_SET_FIELD, ofp.OFPAT_PUSH_VLAN, ofp.OFPAT_POP_VLAN,
+                    ofp.OFPAT_PUSH_MPLS, ofp.OFPAT_POP_MPLS, ofp.OFPAT_PUSH_PBB,
+                    ofp.OFPAT_POP_PBB}  # fmt: skip
+        lists: list[list[codec.Action]] = []
+        for vf in self.table:
+            ins = codec.parse_instructions(vf.instructions)
+            lists += [ins.apply_actions or [], ins.write_actions or []]
+        for g in self.groups_meters.groups.values():
+            lists += [codec.parse_actions(raw) for *_, raw in parse_buckets(g.buckets)]
+        return any(a.type in changing for acts in lists for a in acts)
 
     def packet_in_marked(self, vport: int, data: bytes, total_len: int, reason: int) -> None:
         """A PACKET_IN from an OpenFlow 1.0 pswitch, its ingress and reason known from its

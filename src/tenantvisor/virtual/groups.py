@@ -22,7 +22,13 @@ from os_ken.ofproto import ofproto_v1_3 as ofp
 from tenantvisor.mapping.alloc import tenant_owner
 from tenantvisor.openflow import codec
 from tenantvisor.openflow.codec import MalformedMessage, OFError
-from tenantvisor.translate.group import GroupMod, GroupSpec, delete_group, translate_group
+from tenantvisor.translate.group import (
+    GroupMod,
+    GroupSpec,
+    delete_group,
+    parse_buckets,
+    translate_group,
+)
 from tenantvisor.translate.meter import MeterMod, meter_mod
 
 if TYPE_CHECKING:
@@ -175,6 +181,20 @@ class GroupsEndpoint(GroupsContext, Protocol):
     ) -> bool: ...
 
 
+def _named_groups(buckets: bytes) -> set[int]:
+    """The group ids the group actions of these buckets name (none if they are unreadable:
+    the translation says why)."""
+    try:
+        return {
+            codec.u32(a.raw, 4)
+            for *_, raw in parse_buckets(buckets)
+            for a in codec.parse_actions(raw)
+            if a.type == ofp.OFPAT_GROUP
+        }
+    except (OFError, MalformedMessage):
+        return set()
+
+
 def _uses_group(vf: VFlow, gid: int) -> bool:
     return vf.uses_group(gid)
 
@@ -209,6 +229,9 @@ class VSwitchGroups:
         self._group_modifies: dict[int, _Modify[VGroup]] = {}  # the last MODIFY of each
         self.meters: dict[int, VMeter] = {}  # the tenant's meter id -> its meter
         self._meter_modifies: dict[int, _Modify[VMeter]] = {}  # the last MODIFY of each
+        # group ids a bucket names before the tenant adds them (OVS takes such a bucket):
+        # the physical id each will have, reserved (the allocator gives its owner the same)
+        self.forward: dict[int, int] = {}
 
     @property
     def group_map(self) -> dict[int, int]:
@@ -218,6 +241,30 @@ class VSwitchGroups:
     @property
     def meter_map(self) -> dict[int, int]:
         return {mid: m.phys_id for mid, m in self.meters.items()}
+
+    def _bucket_map(self, buckets: list[bytes]) -> dict[int, int]:
+        """The group ids buckets may name: the tenant's groups, and those the `buckets`
+        name that do not exist yet, each given the physical id it will have (a chained
+        group may be added after the group that chains to it, as Open vSwitch allows).
+        Raises OFPGMFC_OUT_OF_GROUPS when no id is left for one."""
+        view, ids = self._ep.view, self._ep.host
+        for gid in sorted(set().union(*map(_named_groups, buckets)) - set(self.groups)):
+            if gid in self.forward or gid > ofp.OFPG_MAX:
+                continue
+            phys = ids.alloc_id("group", view.dpid,
+                                tenant_owner(view.net_id, view.vdpid, "group", gid))  # fmt: skip
+            if phys is None:
+                raise OFError(ofp.OFPET_GROUP_MOD_FAILED, ofp.OFPGMFC_OUT_OF_GROUPS, "none left")
+            self.forward[gid] = phys
+        return {**self.forward, **self.group_map}
+
+    def _forget_forward(self) -> None:
+        """Give back the reserved ids of forward references no bucket names any more."""
+        named = set().union(*(_named_groups(g.buckets) for g in self.groups.values()))
+        for gid in [g for g in self.forward if g not in named or g in self.groups]:
+            phys = self.forward.pop(gid)
+            if gid not in self.groups:
+                self._ep.host.free_id("group", self._ep.view.dpid, phys)
 
     # --- decisions: state changes and the steps for the pswitch, nothing sent --------------
     def decide_group_mod(self, msg: bytes) -> list[Step]:
@@ -243,12 +290,14 @@ class VSwitchGroups:
             if phys is None:
                 raise OFError(ofp.OFPET_GROUP_MOD_FAILED, ofp.OFPGMFC_OUT_OF_GROUPS, "none left")
             try:
-                out = translate_group(view, self.group_map, gm, phys)
+                out = translate_group(view, self._bucket_map([gm.buckets]), gm, phys)
             except (OFError, MalformedMessage):
-                ids.free_id("group", dpid, phys)
+                if gid not in self.forward:  # a bucket names it: its id stays reserved
+                    ids.free_id("group", dpid, phys)
                 raise
             group = VGroup(gm.type, gm.buckets, phys, time.monotonic())
             self.groups[gid] = group
+            self._forget_forward()
 
             def undo() -> None:
                 if self.groups.get(gid) is group:  # the pswitch refused it: it never existed
@@ -260,10 +309,11 @@ class VSwitchGroups:
             old = self.groups.get(gid)
             if old is None:
                 raise OFError(ofp.OFPET_GROUP_MOD_FAILED, ofp.OFPGMFC_UNKNOWN_GROUP, str(gid))
-            out = translate_group(view, self.group_map, gm, old.phys_id)
+            out = translate_group(view, self._bucket_map([gm.buckets]), gm, old.phys_id)
             # a new entry, not the old one changed: a refusal puts the old one back
             new = VGroup(gm.type, gm.buckets, old.phys_id, old.created)
             undo = _modify(self.groups, self._group_modifies, gid, new)
+            self._forget_forward()
             return [Send(out, undo, report=True)]
         if gm.command == ofp.OFPGC_DELETE:
             gone = list(self.groups) if gid == ofp.OFPG_ALL else [gid] if gid in self.groups else []
@@ -274,8 +324,13 @@ class VSwitchGroups:
                 group = self.groups.pop(g)
                 self._group_modifies.pop(g, None)
                 steps.append(Send(delete_group(group.phys_id)))
-                ids.free_id("group", dpid, group.phys_id)
+                named = set().union(*(_named_groups(o.buckets) for o in self.groups.values()))
+                if g in named:  # a bucket still chains to it: its id stays its (isolation:
+                    self.forward[g] = group.phys_id  # never another's group)
+                else:
+                    ids.free_id("group", dpid, group.phys_id)
                 steps += self._forget(_uses_group, g)
+            self._forget_forward()
             return steps
         raise OFError(ofp.OFPET_GROUP_MOD_FAILED, ofp.OFPGMFC_BAD_COMMAND, str(gm.command))
 
@@ -353,6 +408,9 @@ class VSwitchGroups:
             ids.free_id("group", dpid, g.phys_id)
         self.groups.clear()
         self._group_modifies.clear()
+        for phys in self.forward.values():
+            ids.free_id("group", dpid, phys)
+        self.forward.clear()
         for mt in self.meters.values():
             out.append(meter_mod(ofp.OFPMC_DELETE, 0, mt.phys_id, b""))
             ids.free_id("meter", dpid, mt.phys_id)
@@ -367,7 +425,10 @@ class VSwitchGroups:
         if dpid != view.dpid:
             return []
         out = []
-        gmap = self.group_map
+        try:
+            gmap = self._bucket_map([g.buckets for g in self.groups.values()])
+        except OFError:
+            gmap = {**self.forward, **self.group_map}
         for gid, g in self.groups.items():
             gm = GroupMod(ofp.OFPGC_ADD, g.type, gid, g.buckets)
             try:

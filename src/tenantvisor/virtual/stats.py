@@ -27,7 +27,7 @@ from tenantvisor.virtual.flowtable import VFlow, normalize
 if TYPE_CHECKING:
     from tenantvisor.translate.view import VSwitchView
     from tenantvisor.virtual.flowtable import VirtualFlowTable
-    from tenantvisor.virtual.groups import VGroup, VSwitchGroups
+    from tenantvisor.virtual.groups import VGroup, VMeter, VSwitchGroups
 
 _UNKNOWN = 0xFFFFFFFFFFFFFFFF  # OpenFlow's value for a counter the switch does not have
 Counts = dict[int, list[int]]  # rule serial -> [packets, bytes]
@@ -56,6 +56,8 @@ class StatsHost(Protocol):
     def classified_counts(
         self, net_id: int, dpids: set[int], done: Callable[[dict[tuple[int, int], list[int]]], None]
     ) -> None: ...
+
+    def classify_dpids(self, net_id: int, vdpid: int) -> set[int]: ...
 
 
 class StatsContext(Protocol):
@@ -89,6 +91,9 @@ class StatsContext(Protocol):
 
     @property
     def held_down(self) -> Container[int]: ...  # vports down but not reported yet
+
+    @property
+    def packet_outs_to_table(self) -> int: ...  # lookups in table 0 the tenant injected
 
 
 class ReplyChannel(Protocol):
@@ -204,17 +209,42 @@ def aggregate_body(selected: list[VFlow], counts: Counts) -> bytes:
                                            len(selected))  # fmt: skip
 
 
-def table_stats_entries(n_tables: int, rules: Iterable[VFlow], counts: Counts) -> list[bytes]:
-    """active_count and matched_count are the tenant's own; lookup_count is not knowable
-    per tenant (the physical tables are shared), so it says so: -1, not an invention."""
+def _total(values: Iterable[int]) -> int:
+    """A sum of counters; unknown (all ones) when one of them is."""
+    out = 0
+    for v in values:
+        if v == _UNKNOWN:
+            return _UNKNOWN
+        out += v
+    return out
+
+
+def table_stats_entries(
+    n_tables: int, rules: Iterable[VFlow], counts: Counts, table0_lookups: int
+) -> list[bytes]:
+    """Each table's active rules, lookups and matches, all the tenant's own.
+
+    The physical tables are shared, so their own counters say nothing of one tenant; but
+    every packet the vswitch looks up is counted somewhere of its own: table 0 looks up what
+    the classification rules admitted into the vswitch plus the PACKET_OUTs to TABLE
+    (`table0_lookups`), table t what the tenant's rules sent there with goto_table, and a
+    lookup is matched when one of the tenant's rules took the packet.  A table-miss rule's
+    packets count as matched, as Open vSwitch counts them (its lookup found a rule); so
+    lookups - matched are the packets no rule took.  A counter made of an unknown one (a
+    rule realised by shared reduced rules) is unknown."""
     by_table: dict[int, list[VFlow]] = {}
+    sent_to: dict[int, list[int]] = {}
     for v in rules:
         by_table.setdefault(v.table, []).append(v)
+        goto = codec.parse_instructions(v.instructions).goto_table
+        if goto is not None:
+            sent_to.setdefault(goto, []).append(counts.get(v.serial, (0, 0))[0])
     entries = []
     for t in range(n_tables):
         in_table = by_table.get(t, [])
-        matched = sum(counts.get(v.serial, (0, 0))[0] for v in in_table)
-        entries.append(msgs.TABLE_STATS.pack(t, len(in_table), _UNKNOWN, matched))
+        matched = _total(counts.get(v.serial, (0, 0))[0] for v in in_table)
+        lookups = table0_lookups if t == 0 else _total(sent_to.get(t, []))
+        entries.append(msgs.TABLE_STATS.pack(t, len(in_table), lookups, matched))
     return entries
 
 
@@ -268,6 +298,28 @@ def meter_stats_entries(
     return entries
 
 
+def meter_config_entries(wanted: Mapping[int, VMeter], parts: Parts) -> list[bytes]:
+    """The `wanted` meters (the tenant's ids) as the pswitch applied them: its
+    descriptions of their physical meters under the tenant's ids (Open vSwitch, for one,
+    fills in a burst size the tenant left at 0).  A meter the pswitch did not describe (it
+    does not answer) is given as the tenant sent it: the only knowledge there is."""
+    by_phys = {mt.phys_id: vid for vid, mt in wanted.items()}
+    found: dict[int, bytes] = {}
+    for body, off, length in codec.entries(parts, msgs.METER_CONFIG.size):
+        _, flags, phys = msgs.METER_CONFIG.unpack_from(body, off)
+        vid = by_phys.get(phys)
+        if vid is not None:
+            found[vid] = (
+                msgs.METER_CONFIG.pack(length, flags, vid)
+                + body[off + msgs.METER_CONFIG.size : off + length]
+            )
+    return [
+        found.get(vid)
+        or msgs.METER_CONFIG.pack(msgs.METER_CONFIG.size + len(mt.bands), mt.flags, vid) + mt.bands
+        for vid, mt in sorted(wanted.items())
+    ]
+
+
 def meter_features_body(parts: Parts) -> bytes:
     """The pswitch's METER_FEATURES (the vswitch meters are the pswitch's); zeros without."""
     size = msgs.METER_FEATURES.size
@@ -317,17 +369,15 @@ class VSwitchStats:
             ch.send(msgs.multipart_reply(ch.version, xid, mtype, _group_features()))
         elif mtype == ofp.OFPMP_GROUP:
             self._group_stats(conn, xid, msg)
-        elif mtype == ofp.OFPMP_METER_CONFIG:
-            mid = codec.u32(msg, 16) if len(msg) >= 20 else ofp.OFPM_ALL
-            entries = [
-                msgs.METER_CONFIG.pack(msgs.METER_CONFIG.size + len(mc.bands), mc.flags, vid)
-                + mc.bands
-                for vid, mc in sorted(self._groups.meters.items())
-                if mid in (ofp.OFPM_ALL, vid)
-            ]
-            self._reply(conn, xid, mtype, entries)
-        elif mtype in (ofp.OFPMP_METER, ofp.OFPMP_METER_FEATURES):
+        elif mtype in (ofp.OFPMP_METER, ofp.OFPMP_METER_FEATURES, ofp.OFPMP_METER_CONFIG):
             self._meter_stats(conn, xid, msg, mtype)
+        elif mtype == ofp.OFPMP_QUEUE:
+            if len(msg) < 24:
+                raise MalformedMessage("queue statistics request too short")
+            # a vswitch offers no queues (set_queue is refused): no queue has counters
+            self._reply(conn, xid, mtype, [])
+        elif mtype == ofp.OFPMP_EXPERIMENTER:
+            raise OFError(ofp.OFPET_BAD_REQUEST, ofp.OFPBRC_BAD_EXPERIMENTER, "no experimenters")
         elif mtype == ofp.OFPMP_TABLE_FEATURES:
             if len(msg) > 16:  # a body asks to change the tables: the pipeline is fixed
                 raise OFError(
@@ -415,13 +465,31 @@ class VSwitchStats:
         self._counters(conn, reply)
 
     def _table_stats(self, conn: TenantConn, xid: int) -> None:
-        rules = list(self._ep.table)
+        """Lookups of table 0: the packets classified into the vswitch's vports (the
+        table-0 rules that admit them count only this tenant's) and its PACKET_OUTs to
+        TABLE; unknown where classification has no counter of its own (OpenFlow 1.0
+        pswitches fold it into the rules; LITE rules take packets before it)."""
+        ep = self._ep
+        rules = list(ep.table)
+        injected = ep.packet_outs_to_table
+        views = list(ep.views.values())
+        dpids = set(ep.views) | ep.host.classify_dpids(ep.view.net_id, ep.vdpid)
+        conn.touched |= dpids
+        uncounted = any(
+            v.of10 or any(pm.lite_in is not None for pm in v.ports.values()) for v in views
+        )
 
-        def reply(counts: Counts) -> None:
-            entries = table_stats_entries(self._ep.view.n_tables, rules, counts)
-            self._reply(conn, xid, ofp.OFPMP_TABLE, entries)
+        def with_counts(classified: dict[tuple[int, int], list[int]]) -> None:
+            arrived = sum(c[0] for (vd, _), c in classified.items() if vd == ep.vdpid)
+            lookups0 = _UNKNOWN if uncounted else arrived + injected
 
-        self._counters(conn, reply)
+            def reply(counts: Counts) -> None:
+                entries = table_stats_entries(ep.view.n_tables, rules, counts, lookups0)
+                self._reply(conn, xid, ofp.OFPMP_TABLE, entries)
+
+            self._counters(conn, reply)
+
+        ep.host.classified_counts(ep.view.net_id, dpids, with_counts)
 
     def _port_stats(self, conn: TenantConn, xid: int, msg: bytes) -> None:
         """rx: what the table-0 rules that classify into the vport counted; tx of a link
@@ -438,8 +506,9 @@ class VSwitchStats:
             ports = sorted(view.ports)
         elif port_no in view.ports:
             ports = [port_no]
-        else:
-            raise OFError(ofp.OFPET_BAD_REQUEST, ofp.OFPBRC_BAD_PORT, f"port {port_no}")
+        else:  # a port the vswitch does not have: nothing to count, as Open vSwitch answers
+            self._reply(conn, xid, ofp.OFPMP_PORT_STATS, [])
+            return
         # each vport as the pswitch it is on sees it (a big switch's vports are on several)
         local = {}
         for n in ports:
@@ -452,6 +521,7 @@ class VSwitchStats:
             if local[n].ports[n].is_link and not local[n].ports[n].remote
         }
         dpids = set(ep.views) | {pe[0] for pe in peers.values() if pe is not None}
+        dpids |= host.classify_dpids(view.net_id, vdpid)  # a moved host's, elsewhere
         conn.touched |= dpids
         duration = msgs.sec_nsec(time.monotonic() - ep.created)
         edge_groups = {
@@ -540,8 +610,9 @@ class VSwitchStats:
         session.multipart(ofp.OFPMP_GROUP, msgs.GROUP_STATS_REQUEST.pack(ofp.OFPG_ALL), reply)
 
     def _meter_stats(self, conn: TenantConn, xid: int, msg: bytes, mtype: int) -> None:
-        """METER stats under the tenant's ids (flow_count: the tenant's rules); METER_FEATURES
-        is what the pswitch has (the vswitch meters are the pswitch's)."""
+        """METER stats under the tenant's ids (flow_count: the tenant's rules); METER_CONFIG
+        what the pswitch applied, under the tenant's ids; METER_FEATURES is what the pswitch
+        has (the vswitch meters are the pswitch's)."""
         dpid = self._ep.view.dpid
         session = self._ep.host.session(dpid)
         ch = conn.channel
@@ -557,9 +628,13 @@ class VSwitchStats:
             if mtype == ofp.OFPMP_METER_FEATURES:
                 ch.send(msgs.multipart_reply(ch.version, xid, mtype, meter_features_body(parts)))
                 return
+            if mtype == ofp.OFPMP_METER_CONFIG:
+                self._reply(conn, xid, mtype, meter_config_entries(wanted, parts))
+                return
             self._reply(conn, xid, ofp.OFPMP_METER, meter_stats_entries(by_phys, flows, parts))
 
-        if session is None or not session.ready or (mtype == ofp.OFPMP_METER and not wanted):
+        if session is None or not session.ready or (mtype != ofp.OFPMP_METER_FEATURES
+                                                    and not wanted):  # fmt: skip
             reply(None)
             return
         conn.touched.add(dpid)

@@ -195,6 +195,11 @@ class _Host:
     ) -> None:
         done({})
 
+    def classify_dpids(self, net_id: int, vdpid: int) -> set[int]:
+        """Where the vswitch's packets are classified: its own pswitches (no host moved)."""
+        ep = self.eps.get(vdpid)
+        return set(ep.views) if ep is not None else set()
+
     def alloc_id(self, kind: str, dpid: int, owner: Hashable) -> int | None:
         held = self.held.setdefault((kind, dpid), set())
         free = next((i for i in range(1, 9) if i not in held), None)
