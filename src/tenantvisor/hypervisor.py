@@ -823,7 +823,7 @@ class Hypervisor:
             touched |= {pf.dpid for pf in st.rules.values()}
             touched |= {d for d, _ in st.groups}
             touched |= {d for d, _ in st.meters}
-            touched |= self._update_endpoints(net, st)
+            touched |= self._update_endpoints(net, st, resync=True)
             for key, ep in self.endpoints.items():
                 if key[0] == net_id and (kept := tables.get(key)) is not None:
                     ep.restore(kept.flows, kept.groups, kept.meters)
@@ -888,9 +888,12 @@ class Hypervisor:
         if s.synced:
             self._sync(s)
 
-    def _update_endpoints(self, net: VirtualNetwork, st: NetworkState) -> set[int]:
+    def _update_endpoints(
+        self, net: VirtualNetwork, st: NetworkState, resync: bool = False
+    ) -> set[int]:
         """Create, re-view or stop the network's vswitch endpoints; the pswitches they may
-        have sent to."""
+        have sent to.  `resync`: the caller re-reads those pswitches next (a takeover), so
+        new endpoints leave what they would install to that sync."""
         tenant = self._tenant_name(net)
         touched: set[int] = set()
         again: list[VSwitchEndpoint] = []  # re-plan once every vswitch has its new views
@@ -917,7 +920,7 @@ class Hypervisor:
                 ep = None
             if ep is None:
                 budget = self.budget(net.tenant_id)
-                ep = VSwitchEndpoint(self, views, urls, tenant, budget)
+                ep = VSwitchEndpoint(self, views, urls, tenant, budget, resync=resync)
                 budget.endpoints.append(ep)
                 ep.level = net.scalability
                 if self.persister is not None:

@@ -327,7 +327,11 @@ class VSwitchEndpoint:
     def __init__(
         self, host: EndpointHost, views: dict[int, VSwitchView], urls: list[str], tenant: str,
         budget: TenantBudget | None = None,
+        resync: bool = False,
     ) -> None:  # fmt: skip
+        """`resync`: the caller re-reads every pswitch of the vswitch next (a takeover),
+        whose sync installs the PACKET_IN meters only where they are missing; otherwise
+        they are sent at once to the pswitches already synced."""
         self.host = host
         # the tenant's limits (quotas.py), shared by its vswitches; None: none applied
         self.budget = budget
@@ -391,7 +395,7 @@ class VSwitchEndpoint:
             lim = budget.limits
             self.pin_bucket = TokenBucket(lim.packet_in_rate, lim.packet_in_burst,
                                           time.monotonic())  # fmt: skip
-            self._add_pin_meters()
+            self._add_pin_meters(send=not resync)
 
     @property
     def group_map(self) -> dict[int, int]:
@@ -419,7 +423,7 @@ class VSwitchEndpoint:
                            lim.packet_in_meter_burst)  # fmt: skip
         return ofp.OFPMF_PKTPS | ofp.OFPMF_BURST, band
 
-    def _add_pin_meters(self) -> None:
+    def _add_pin_meters(self, send: bool = True) -> None:
         """A PACKET_IN meter on each pswitch that can meter outputs to the controller: the
         tenant's rules that send there pass it (translate_flow's `pin_meter`), so a
         flooding tenant's packets are dropped on the pswitch, before they cost the control
@@ -435,7 +439,8 @@ class VSwitchEndpoint:
                             "by the daemon alone", self.label, dpid)  # fmt: skip
                 continue
             self.pin_meters[dpid] = phys
-            self._send_pin_meter(dpid, ofp.OFPMC_ADD)
+            if send:
+                self._send_pin_meter(dpid, ofp.OFPMC_ADD)
 
     def _send_pin_meter(self, dpid: int, command: int) -> None:
         """Now, to a synced pswitch (one that syncs later reads it from `desired_meters`)."""
