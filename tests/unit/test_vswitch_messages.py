@@ -150,3 +150,31 @@ def test_an_action_set_output_names_the_table_0_rule_when_the_frame_can_say() ->
         (ofp.OFPR_ACTION, 0, 0x20, 1, 0x77),
         (ofp.OFPR_ACTION, 0, layout.ALL_ONES, 1, 0x77),  # a rule rewrites: not said
     ]
+
+
+def test_a_frame_a_neighbours_packet_out_carries_in_misses_as_on_the_wire() -> None:
+    """At a reduction level the daemon carries a PACKET_OUT's frame across vlinks and
+    injects it where it arrives (INJECTED): lf1's table miss must still say NO_MATCH, as
+    it would for a frame off the wire (ovs-testcontroller ignores ACTION and would never
+    learn: the demo at hop and lite lost every ping across the spine)."""
+    _, eps = network("hop")
+    lf1, sp1 = eps["lf1"], eps["sp1"]
+    add_rule(lf1, priority=0, cookie=9, instructions=[
+        p.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS, [p.OFPActionOutput(ofp.OFPP_CONTROLLER)])
+    ])  # fmt: skip
+    (vf,) = lf1.table
+    got = recorded(lf1)
+    po = p.OFPPacketOut(
+        DP,
+        buffer_id=ofp.OFP_NO_BUFFER,
+        in_port=ofp.OFPP_CONTROLLER,
+        actions=[p.OFPActionOutput(1)],
+        data=FRAME,
+    )  # sp1:1 faces lf1:3
+    sp1.handle(conn(), ofp.OFPT_PACKET_OUT, 8, osken_bytes(po))  # type: ignore[arg-type]
+    meta = layout.INJECTED | layout.vswitch_meta(lf1.view.index, 3)
+    cookie = layout.tenant_cookie(NET, vf.serial)
+    lf1.packet_in(physical_packet_in(cookie, meta), meta)
+    assert got == [(ofp.OFPR_NO_MATCH, 0, 9, 3, 0)]
+    lf1.packet_in(physical_packet_in(cookie, meta), meta)  # its own PACKET_OUT's: ACTION
+    assert got[-1][0] == ofp.OFPR_ACTION

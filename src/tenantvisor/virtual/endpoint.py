@@ -180,6 +180,8 @@ _DEFAULT_ASYNC = (
 _PACKET_IN, _PORT_STATUS, _FLOW_REMOVED = range(3)
 _VERSIONS = frozenset({1, codec.VERSION})  # controllers may speak OpenFlow 1.0 or 1.3
 _IMPLICIT_MISS = 0  # rule serial of the table miss OpenFlow 1.0 controllers expect
+ARRIVALS_KEPT = 256  # frames carried in from a neighbour, remembered (1 s) for PACKET_IN
+ARRIVAL_KEY = 128  # bytes of a frame that name it
 _EXCEPTIONS = -1  # owner of the exact drops above reduced rules (no tenant rule's)
 _ASYNC = struct.Struct("!IIIIII")
 _ROLE = struct.Struct("!I4xQ")
@@ -391,6 +393,9 @@ class VSwitchEndpoint:
         self._pending_since = 0  # where in the outbox's held operations they became pending
         self._pending_conns: set[Touches] = set()
         self._cubes: dict[int, tuple[VFlow, Cube]] = {}  # table-0 matches for lookups
+        # frames a neighbour's PACKET_OUT (reduced: carried in the daemon) made enter here
+        # over a vlink, by (vport, frame start): injected to the pswitch, but arrived
+        self._arrivals: dict[tuple[int, bytes], float] = {}
         if budget is not None:
             lim = budget.limits
             self.pin_bucket = TokenBucket(lim.packet_in_rate, lim.packet_in_burst,
@@ -1477,6 +1482,8 @@ class VSwitchEndpoint:
         if plan is None or vf is None or vf.serial in plan.exact or not plan.knows(vf.serial):
             # its exact winner is on the pswitch: through the table there (INJECTED, so the
             # reduced rules are not met; what it sends on arrives as they were proven for)
+            if depth:  # from a neighbour: a table miss here is NO_MATCH, as on the wire
+                self._note_arrival(in_vport, data)
             view = self.view_of(in_vport) if in_vport else self.view
             table = codec.parse_actions(codec.output(ofp.OFPP_TABLE))
             in_port, actions = translate_packet_out(view, in_vport, table)
@@ -1590,11 +1597,25 @@ class VSwitchEndpoint:
             return  # else the rule was removed while the packet was on its way
         if pi.reason == ofp.OFPR_INVALID_TTL:
             reason = ofp.OFPR_INVALID_TTL
-        elif vf.is_table_miss and not meta & layout.INJECTED:
+        elif vf.is_table_miss and (not meta & layout.INJECTED or self._arrived(vport, pi.data)):
             reason = ofp.OFPR_NO_MATCH
         else:  # a PACKET_OUT's packet a table-miss rule sends is ACTION too, as OVS says
             reason = ofp.OFPR_ACTION
         self._packet_in(pi, reason, vf.table, vf.cookie, vport, tmeta)
+
+    def _note_arrival(self, vport: int, data: bytes) -> None:
+        now = time.monotonic()
+        if len(self._arrivals) >= ARRIVALS_KEPT:
+            self._arrivals = {k: t for k, t in self._arrivals.items() if now - t < 1.0}
+        self._arrivals[(vport, data[:ARRIVAL_KEY])] = now
+
+    def _arrived(self, vport: int, data: bytes) -> bool:
+        """Whether an injected frame missing the tables here had come from a neighbour
+        over a vlink (a reduced network carries a PACKET_OUT's frame across vswitches in
+        the daemon, and injects it where it arrives): a learning controller must see it
+        as the table miss (NO_MATCH) it would be on the wire, not as its own PACKET_OUT's
+        (ACTION, which ovs-testcontroller ignores)."""
+        return self._arrivals.pop((vport, data[:ARRIVAL_KEY]), None) is not None
 
     def _packet_in(
         self, pi: PacketIn, reason: int, table: int, cookie: int, vport: int, tmeta: int
