@@ -346,8 +346,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     b.add_argument(
         "--noise",
-        help="noisy-neighbour: what the noisy tenant does, comma-separated (default loop: a "
-        "forwarding loop in its slice)",
+        help="noisy-neighbour: what the noisy tenant does, comma-separated: loop (a "
+        "forwarding loop in its slice, the default), control (FLOW_MODs hammering its "
+        "control channel)",
     )
     b.add_argument(
         "--no-store", action="store_true",

@@ -72,7 +72,31 @@ def test_the_plot_is_written(tmp_path: Path) -> None:
 def test_an_unknown_noise_kind_is_refused_before_anything_runs(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """`control` (a tenant hammering the control channel) is a kind still to add."""
     monkeypatch.setattr("os.geteuid", lambda: 0)
-    assert noisy.run_noisy(noise="loop,control") == 2
-    assert "expected some of loop" in capsys.readouterr().err
+    assert noisy.run_noisy(noise="loop,flood") == 2
+    assert "expected some of loop, control" in capsys.readouterr().err
+
+
+def test_the_control_noise_is_a_second_controller_hammering_with_flow_mods(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A's vswitch X listens for a second controller (NoisyNet.hammer_url); the noise
+    starts a hammer process there for the whole phase and kills it after."""
+    started: list[tuple[str, float, str]] = []
+
+    class Fake:
+        def __init__(self, target: str, seconds: float, rate: object = None,
+                     kind: str = "echo") -> None:  # fmt: skip
+            started.append((target, seconds, kind))
+            self.stopped = False
+
+        def stop(self) -> None:
+            self.stopped = True
+
+    monkeypatch.setattr(noisy, "HammerProcess", Fake)
+    net = type("Net", (), {"hammer_url": "tcp:127.0.0.1:7777"})()
+    n = noisy.NOISES["control"]()
+    n.start(net, noisy.Config(seconds=6.0, warmup=1.5))  # type: ignore[arg-type]
+    proc = n.proc  # type: ignore[attr-defined]
+    n.stop(net)  # type: ignore[arg-type]
+    assert started == [("tcp:127.0.0.1:7777", 12.5, "flow_mod")] and proc.stopped

@@ -22,10 +22,12 @@ frames/s its loop put on the shared s1 -> s2 link, ovs-vswitchd's CPU and what A
 dropped.  Goals: with limits, B loses no ping and its RTT p99 stays within 2x the quiet
 run's.
 
-Noise kinds (`--noise`): only `loop` (this data plane) so far.  A tenant hammering the
-control channel (PACKET_IN / FLOW_MOD floods, issue 11's third part) is another kind to
-add to NOISES: an object with `start(net)` and `stop(net)`; every phase then runs all the
-kinds asked for, with the same B measurements.
+Noise kinds (`--noise loop,control`; default `loop`): `loop` is the data plane above;
+`control` is a second controller of A's (a `ptcp:` listener of A's vswitch X) hammering it
+with FLOW_MODs as fast as the connection takes them, from a process of its own
+(bench/hammer.py), the control channel every tenant shares.  Every phase runs all the kinds
+asked for, with the same B measurements; "limits" are then the data-plane meters and the
+per-connection message rate together.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from typing import Any, Protocol
 
 from tenantvisor.bench.dnb import Progress
 from tenantvisor.bench.failover import percentile
+from tenantvisor.bench.hammer import HammerProcess
 from tenantvisor.bench.report import closing_lines, emit
 from tenantvisor.hypervisor import LIMIT_POLL
 from tenantvisor.testbed.noisynet import BLAST_RATE, LINK_S1_S2, NoisyNet, noisy_network
@@ -98,7 +101,24 @@ class LoopNoise:
         net.stop_loop()
 
 
-NOISES: dict[str, Callable[[], Noise]] = {"loop": LoopNoise}
+class ControlNoise:
+    """A second controller of A's hammers A's vswitch X with FLOW_MODs as fast as its
+    connection takes them (bench/hammer.py, in a process of its own): the control plane
+    every tenant shares, kept to A's message rate by back-pressure."""
+
+    def __init__(self) -> None:
+        self.proc: HammerProcess | None = None
+
+    def start(self, net: NoisyNet, cfg: Config) -> None:
+        self.proc = HammerProcess(net.hammer_url, cfg.warmup + cfg.seconds + 5, kind="flow_mod")
+
+    def stop(self, net: NoisyNet) -> None:
+        if self.proc is not None:
+            self.proc.stop()
+        self.proc = None
+
+
+NOISES: dict[str, Callable[[], Noise]] = {"loop": LoopNoise, "control": ControlNoise}
 
 
 def _iperf(net: NoisyNet, cfg: Config) -> tuple[Any, Any]:

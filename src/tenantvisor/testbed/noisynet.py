@@ -46,6 +46,7 @@ from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as p
 from os_ken.ofproto.ofproto_protocol import ProtocolDesc
 
+from tenantvisor.testbed.controllers import free_tcp_port
 from tenantvisor.testbed.daemon import Daemon, DaemonError
 from tenantvisor.testbed.fabric import Fabric
 from tenantvisor.testbed.ofclient import ControllerListener, OFPeer
@@ -201,6 +202,7 @@ class NoisyNet:
     a_ctl: FloodController
     b_ctl: ProactiveController
     rundir: Path
+    hammer_url: str = ""  # where a second controller of A's (a hammer) reaches its vswitch X
     blaster: Any = None
     looping: bool = False
     notes: list[str] = field(default_factory=list)
@@ -279,16 +281,21 @@ class NoisyNet:
 
 def _tenant(
     daemon: Daemon, fab: Fabric, name: str, layout: dict[str, tuple[str, str, dict[str, int]]],
-    ctl_url: str,
+    ctl_url: str, listen: str | None = None,
 ) -> TenantNet:  # fmt: skip
+    """The tenant's network of two vswitches; `listen` (ptcp:PORT:IP): the first also
+    takes controllers there (a second controller of the tenant's, e.g. a hammer)."""
     token = daemon.rest("POST", "/v1/tenants", {"name": name})["token"]
     net_id = daemon.rest("POST", "/v1/networks", {"controller_urls": [ctl_url]}, token)["id"]
     path = f"/v1/networks/{net_id}"
     vdpid: dict[str, int] = {}
     vports: dict[str, dict[str, int]] = {}
-    for vs, (sw, host, links) in layout.items():
+    for i, (vs, (sw, host, links)) in enumerate(layout.items()):
         dp = fab.dpid(sw)
-        vdpid[vs] = daemon.rest("POST", f"{path}/switches", {"dpids": [dp]}, token)["vdpid"]
+        sw_body: dict[str, Any] = {"dpids": [dp]}
+        if listen is not None and i == 0:
+            sw_body["controller_urls"] = [ctl_url, listen]
+        vdpid[vs] = daemon.rest("POST", f"{path}/switches", sw_body, token)["vdpid"]
         port = fab.topo.host(host).port
         vports[vs] = {
             "host": daemon.rest("POST", f"{path}/ports", {"dpid": dp, "port": port}, token)[
@@ -337,7 +344,9 @@ def noisy_network(
         fab.set_controller(sock)
         fab.wait_connected(timeout=15)
         wait_physical(daemon, topo)
-        a = _tenant(daemon, fab, "noisy", A_LAYOUT, a_ctl.url)
+        hammer_port = free_tcp_port()
+        a = _tenant(daemon, fab, "noisy", A_LAYOUT, a_ctl.url,
+                    listen=f"ptcp:{hammer_port}:127.0.0.1")  # fmt: skip
         b = _tenant(daemon, fab, "quiet", B_LAYOUT, b_ctl.url)
         a_ctl.accept(set(a.vdpid.values()))
         b_ctl.accept(set(b.vdpid.values()))
@@ -347,7 +356,8 @@ def noisy_network(
         b_ctl.start()
         fab.static_neighbour("h2", "h4")
         fab.static_neighbour("h4", "h2")
-        net = NoisyNet(fab, daemon, a, b, a_ctl, b_ctl, rundir)
+        net = NoisyNet(fab, daemon, a, b, a_ctl, b_ctl, rundir,
+                       hammer_url=f"tcp:127.0.0.1:{hammer_port}")  # fmt: skip
         if not fab.host("h2").ping(net.host_ip("h4"), timeout=15):
             raise DaemonError(net.explain("h2 cannot reach h4 after setup"))
         yield net
