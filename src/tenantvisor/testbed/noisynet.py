@@ -292,10 +292,10 @@ def _tenant(
     vports: dict[str, dict[str, int]] = {}
     for i, (vs, (sw, host, links)) in enumerate(layout.items()):
         dp = fab.dpid(sw)
-        sw_body: dict[str, Any] = {"dpids": [dp]}
+        vdpid[vs] = daemon.rest("POST", f"{path}/switches", {"dpids": [dp]}, token)["vdpid"]
         if listen is not None and i == 0:
-            sw_body["controller_urls"] = [ctl_url, listen]
-        vdpid[vs] = daemon.rest("POST", f"{path}/switches", sw_body, token)["vdpid"]
+            urls = {"controller_urls": [ctl_url, listen]}
+            daemon.rest("PUT", f"{path}/switches/{vdpid[vs]}/controllers", urls, token)
         port = fab.topo.host(host).port
         vports[vs] = {
             "host": daemon.rest("POST", f"{path}/ports", {"dpid": dp, "port": port}, token)[
