@@ -17,11 +17,9 @@ from __future__ import annotations
 import os
 import re
 import secrets
-import shutil
 import struct
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -36,7 +34,7 @@ from tenantvisor.openflow import codec, oxm
 from tenantvisor.testbed.daemon import Daemon, DaemonError
 from tenantvisor.testbed.fabric import Fabric
 from tenantvisor.testbed.ofclient import ControllerListener, OFPeer
-from tenantvisor.testbed.scenario import rx_packets, wait_physical
+from tenantvisor.testbed.scenario import controlled_fabric, rx_packets
 from tenantvisor.testbed.topo import Topology, two_tier
 from tenantvisor.translate import infra
 
@@ -104,18 +102,9 @@ def bed() -> Iterator[Bed]:
     topo = two_tier(n_spines=1, n_leaves=2, hosts_per_leaf=2)
     for i in range(1, 5):
         topo.set_host_address(f"h{i}", mac=f"02:00:00:00:88:{i:02x}", ipv4=f"10.88.0.{i}/24")
-    rundir = Path(tempfile.mkdtemp(prefix="tv-exclusive-"))
-    fab = Fabric(topo)
-    listener = ControllerListener()
-    daemon: Daemon | None = None
-    try:
-        fab.build()
-        assert fab.ovs is not None
-        sock = f"unix:{fab.ovs.rundir}/tenantvisor.sock"
-        daemon = Daemon(rundir / "d", sock, state_dir=rundir / "state")
-        daemon.start()
-        fab.set_controller(sock)
-        wait_physical(daemon, topo)
+    with controlled_fabric(topo, "tv-exclusive-") as c:
+        fab, daemon, listener = c.fab, c.daemon, c.listener
+        rundir = c.rundir
         dp = {n: s.dpid for n, s in topo.switches.items()}
         url = f"tcp:127.0.0.1:{listener.port}"
         tokens, nets, vports, vdpids = {}, {}, {}, {}
@@ -173,12 +162,6 @@ def bed() -> Iterator[Bed]:
         for i, peer in enumerate(peers.values()):
             peer.barrier(900 + i)
         yield Bed(fab, topo, daemon, tokens, nets, vports, peers, rundir, listener)
-    finally:
-        listener.close()
-        if daemon is not None:
-            daemon.stop()
-        fab.close()
-        shutil.rmtree(rundir, ignore_errors=True)
 
 
 def _frame(src: bytes, dst: str, tag: tuple[int, int] | None, i: int) -> bytes:

@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -31,8 +29,8 @@ from tenantvisor.testbed.daemon import Daemon
 from tenantvisor.testbed.fabric import Fabric
 from tenantvisor.testbed.ofclient import ControllerListener, OFPeer
 from tenantvisor.testbed.scenario import (
+    controlled_fabric,
     restart_after_crash,
-    wait_physical,
     wait_reconciled_silently,
 )
 from tenantvisor.testbed.topo import Topology, two_tier
@@ -74,19 +72,9 @@ def bed() -> Iterator[Bed]:
     topo = two_tier(n_spines=1, n_leaves=3, hosts_per_leaf=1)
     for i in range(1, 4):
         topo.set_host_address(f"h{i}", mac=f"02:00:00:00:77:{i:02x}", ipv4=f"10.77.0.{i}/24")
-    rundir = Path(tempfile.mkdtemp(prefix="tv-migrate-"))
-    fab = Fabric(topo)
-    listener = ControllerListener()
-    daemons: list[Daemon] = []
-    try:
-        fab.build()
-        assert fab.ovs is not None
-        sock = f"unix:{fab.ovs.rundir}/tenantvisor.sock"
-        daemon = Daemon(rundir / "d", sock, state_dir=rundir / "state")
-        daemons.append(daemon)
-        daemon.start()
-        fab.set_controller(sock)
-        wait_physical(daemon, topo)
+    with controlled_fabric(topo, "tv-migrate-") as c:
+        fab, daemon, listener = c.fab, c.daemon, c.listener
+        rundir, sock, daemons = c.rundir, c.sock, c.daemons
         dp = {n: s.dpid for n, s in topo.switches.items()}
         tok = daemon.rest("POST", "/v1/tenants", {"name": "mia"})["token"]
         body = {"controller_urls": [f"tcp:127.0.0.1:{listener.port}"]}
@@ -129,12 +117,6 @@ def bed() -> Iterator[Bed]:
             fab.host(a).exec(f"ip neigh replace {topo.hosts[b].ip} "
                              f"lladdr {topo.hosts[b].mac} dev eth0")  # fmt: skip
         yield Bed(fab, topo, daemon, tok, nid, hosts, peers, rundir, listener, sock, daemons)
-    finally:
-        listener.close()
-        for d in daemons:
-            d.stop()
-        fab.close()
-        shutil.rmtree(rundir, ignore_errors=True)
 
 
 def _heard(bed: Bed) -> list[int]:

@@ -12,12 +12,9 @@ controller hears nothing of it.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 from os_ken.ofproto import ofproto_v1_3 as ofp
@@ -26,8 +23,8 @@ from os_ken.ofproto.ofproto_protocol import ProtocolDesc
 
 from tenantvisor.testbed.daemon import Daemon
 from tenantvisor.testbed.fabric import Fabric
-from tenantvisor.testbed.ofclient import ControllerListener, OFPeer
-from tenantvisor.testbed.scenario import wait_physical
+from tenantvisor.testbed.ofclient import OFPeer
+from tenantvisor.testbed.scenario import controlled_fabric
 from tenantvisor.testbed.topo import Topology, two_tier
 
 pytestmark = pytest.mark.root
@@ -60,18 +57,8 @@ def bed() -> Iterator[Bed]:
     topo = two_tier(n_spines=1, n_leaves=3, hosts_per_leaf=1)
     for i in range(1, 4):
         topo.set_host_address(f"h{i}", mac=f"02:00:00:00:66:{i:02x}", ipv4=f"10.66.0.{i}/24")
-    rundir = Path(tempfile.mkdtemp(prefix="tv-migrate-big-"))
-    fab = Fabric(topo)
-    listener = ControllerListener()
-    daemon: Daemon | None = None
-    try:
-        fab.build()
-        assert fab.ovs is not None
-        sock = f"unix:{fab.ovs.rundir}/tenantvisor.sock"
-        daemon = Daemon(rundir / "d", sock, state_dir=rundir / "state")
-        daemon.start()
-        fab.set_controller(sock)
-        wait_physical(daemon, topo)
+    with controlled_fabric(topo, "tv-migrate-big-") as c:
+        fab, daemon, listener = c.fab, c.daemon, c.listener
         dp = {n: s.dpid for n, s in topo.switches.items()}
         tok = daemon.rest("POST", "/v1/tenants", {"name": "bo"})["token"]
         body = {"controller_urls": [f"tcp:127.0.0.1:{listener.port}"]}
@@ -111,12 +98,6 @@ def bed() -> Iterator[Bed]:
                     fab.host(a).exec(f"ip neigh replace {topo.hosts[b].ip} "
                                      f"lladdr {topo.hosts[b].mac} dev eth0")  # fmt: skip
         yield Bed(fab, topo, daemon, nid, ids["h1"], list(by_dpid.values()))
-    finally:
-        listener.close()
-        if daemon is not None:
-            daemon.stop()
-        fab.close()
-        shutil.rmtree(rundir, ignore_errors=True)
 
 
 def _heard(bed: Bed) -> list[int]:

@@ -26,6 +26,7 @@ from typing import Any
 from tenantvisor.testbed.controllers import TestController, free_tcp_port
 from tenantvisor.testbed.daemon import Daemon
 from tenantvisor.testbed.fabric import Fabric
+from tenantvisor.testbed.ofclient import ControllerListener
 from tenantvisor.testbed.topo import Topology, fat_tree, two_tier
 
 EXTRA_B_IP = "10.0.0.99"
@@ -359,5 +360,45 @@ def two_tenants(
             daemon.stop()
         for c in controllers:
             c.stop()
+        fab.close()
+        shutil.rmtree(rundir, ignore_errors=True)
+
+
+@dataclass
+class Controlled:
+    """A built fabric under one daemon (its state in `rundir`, every link found), and a
+    listener the tests' own tenant controllers take their vswitches' connections on."""
+
+    fab: Fabric
+    topo: Topology
+    daemon: Daemon
+    daemons: list[Daemon]  # stopped on the way out: restarted daemons go here too
+    listener: ControllerListener
+    rundir: Path
+    sock: str  # the daemon's OpenFlow socket (a restart listens on the same)
+
+
+@contextmanager
+def controlled_fabric(topo: Topology, prefix: str) -> Iterator[Controlled]:
+    """`topo` built and controlled; everything is stopped and removed on the way out, also
+    when setting up failed half way (what the e2e modules with their own controller share)."""
+    rundir = Path(tempfile.mkdtemp(prefix=prefix))
+    fab = Fabric(topo)
+    listener = ControllerListener()
+    daemons: list[Daemon] = []
+    try:
+        fab.build()
+        assert fab.ovs is not None
+        sock = f"unix:{fab.ovs.rundir}/tenantvisor.sock"
+        daemon = Daemon(rundir / "d", sock, state_dir=rundir / "state")
+        daemons.append(daemon)
+        daemon.start()
+        fab.set_controller(sock)
+        wait_physical(daemon, topo)
+        yield Controlled(fab, topo, daemon, daemons, listener, rundir, sock)
+    finally:
+        listener.close()
+        for d in daemons:
+            d.stop()
         fab.close()
         shutil.rmtree(rundir, ignore_errors=True)
