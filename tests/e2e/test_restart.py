@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -31,9 +29,9 @@ from tenantvisor.testbed.daemon import Daemon
 from tenantvisor.testbed.fabric import Fabric
 from tenantvisor.testbed.ofclient import ControllerListener, forward_rule
 from tenantvisor.testbed.scenario import (
+    controlled_fabric,
     restart_after_crash,
     two_tier_layout,
-    wait_physical,
     wait_reconciled_silently,
 )
 from tenantvisor.testbed.topo import Topology
@@ -63,19 +61,9 @@ def rs() -> Iterator[Restart]:
         pytest.fail("end-to-end tests need root (network namespaces, Open vSwitch)")
     layout = two_tier_layout(n_leaves=2)
     topo = layout.topo
-    rundir = Path(tempfile.mkdtemp(prefix="tv-restart-"))
-    fab = Fabric(topo)
-    listener = ControllerListener()
-    daemons: list[Daemon] = []
-    try:
-        fab.build()
-        assert fab.ovs is not None
-        sock = f"unix:{fab.ovs.rundir}/tenantvisor.sock"
-        daemon = Daemon(rundir / "d1", sock, state_dir=rundir / "state")
-        daemons.append(daemon)
-        daemon.start()
-        fab.set_controller(sock)
-        wait_physical(daemon, topo)
+    with controlled_fabric(topo, "tv-restart-") as c:
+        fab, daemon, listener = c.fab, c.daemon, c.listener
+        rundir, sock, daemons = c.rundir, c.sock, c.daemons
         dp = {n: s.dpid for n, s in topo.switches.items()}
         tok = daemon.rest("POST", "/v1/tenants", {"name": "carol"})["token"]
         url = f"tcp:127.0.0.1:{listener.port}"
@@ -121,12 +109,6 @@ def rs() -> Iterator[Restart]:
                              "dev eth0")  # fmt: skip
         assert fab.host("h1").ping(topo.hosts["h3"].ip, timeout=10)
         yield Restart(fab, topo, rundir, sock, daemon, listener, tok, nid, vd, daemons)
-    finally:
-        listener.close()
-        for d in daemons:
-            d.stop()
-        fab.close()
-        shutil.rmtree(rundir, ignore_errors=True)
 
 
 def _durations(fab: Fabric, sw: str) -> dict[str, float]:
