@@ -17,6 +17,7 @@ from tenantvisor.mapping import layout
 from tenantvisor.mapping.alloc import IdAllocator
 from tenantvisor.openflow import codec, oxm
 from tenantvisor.physical.topology import PhysicalTopology, PLink, PPort, PSwitchInfo
+from tenantvisor.program import diff
 from tenantvisor.translate import infra
 from tenantvisor.translate.flow import PhysFlow, translate_flow
 from tenantvisor.translate.group import parse_buckets
@@ -353,6 +354,36 @@ def test_a_host_moved_to_another_pswitch_is_reached_over_the_fabric() -> None:
     # and home again: exactly the first state
     net.hosts[1].location = None
     assert _compile(net, line3()).rules.keys() == home.rules.keys()
+
+
+def hub5() -> PhysicalTopology:
+    """s1:2 - 1:s2, and s2 a hub: s2:2 - 1:s3, s2:4 - 1:s4 (port 3 of s2 is a host's)."""
+    return _topo(4, [(1, 2, 2, 1), (2, 2, 3, 1), (2, 4, 4, 1)], ports=5)
+
+
+def test_a_host_moving_on_keeps_every_hop_its_new_paths_share_with_the_old() -> None:
+    """Host 1 (home s1) moves from s3 to s4: both ways its paths share the hops between
+    s1 and the hub s2.  Their rules stay as they are; the one at s2 that sent toward s3
+    now sends toward s4 (modified in place); s4's classification and delivery, and s2's
+    rule for what arrives from s4, are new; s3's and s2's from s3 go.  The vport's view
+    does not change, so no rule of the tenant is re-translated."""
+    net = two_switch_net((1, 2), (2, 1))
+    topo, alloc = hub5(), IdAllocator()
+    net.hosts[1].location = (3, 3)
+    at3 = _compile(net, topo, alloc)
+    net.hosts[1].location = (4, 3)
+    at4 = _compile(net, topo, alloc)
+    d = diff.diff_rules(at3.rules, at4.rules)
+    assert sorted(pf.dpid for pf in d.add) == [2, 4, 4]
+    assert sorted(pf.dpid for pf in d.delete) == [2, 3, 3]
+    (mod,) = d.modify
+    assert mod.dpid == 2 and _match(mod)[oxm.IN_PORT] == 1  # from home, on toward s4
+    assert _actions(mod)[-1] == (ofp.OFPAT_OUTPUT, 4)
+    assert _actions(at3.rules[mod.key])[-1] == (ofp.OFPAT_OUTPUT, 2)
+    assert _rules_on(at4, 1) == _rules_on(at3, 1)  # home's rules untouched
+    assert at4.views == at3.views
+    # the ids of the hops it left are no longer owned (given back after the rollout)
+    assert at3.owners - at4.owners and at4.owners - at3.owners
 
 
 def test_a_host_moved_to_another_port_of_its_pswitch_just_changes_the_port() -> None:

@@ -208,6 +208,15 @@ class _Compiler:
             for i, h in enumerate(path)
         )
 
+    def _hop_tags(self, kind: tuple[object, ...], path: Path) -> tuple[int, ...]:
+        """As `_tags`, each hop's tag owned by the hop itself, not by the whole path: for an
+        owner that has one path at a time (a moved host's, each way), so a new path keeps
+        the tags, and the rules, of every hop it shares with the old one, and a move
+        rewrites only what is near its ends (a path never crosses a hop twice)."""
+        return tuple(
+            self._id(("tag", h.dst_dpid, h.dst_port), (self.net.id, *kind, h)) for h in path
+        )
+
     def _of10(self, dpid: int) -> bool:
         info = self.topo.switches.get(dpid)
         return info is not None and info.of_version == 1
@@ -578,8 +587,8 @@ class _Compiler:
             return _Moved(lp, (0, 0), False)
         owner = ("moved", index, vport)
         try:
-            tags_in = self._tags((*owner, "in"), back[0])
-            tags_out = self._tags((*owner, "out"), out[0])
+            tags_in = self._hop_tags((*owner, "in"), back[0])
+            tags_out = self._hop_tags((*owner, "out"), out[0])
         except IdSpaceExhausted as exc:
             log.error("net=%d host %s moved to %016x port %d: %s", net.id, mac, ld, lp, exc)
             return _Moved(lp, (0, 0), False)
