@@ -25,6 +25,7 @@ from tenantvisor.limits import METER_STATS_ALL, LimitHits, MeterCount, parse_met
 from tenantvisor.mapping import layout
 from tenantvisor.mapping.alloc import IdAllocator, IdSpaceExhausted, Space, owner_network
 from tenantvisor.openflow import codec, messages, oxm
+from tenantvisor.openflow.channel import coalesced
 from tenantvisor.openflow.codec import MalformedMessage
 from tenantvisor.persistence import Persister, RuntimeWriter, StoredTables
 from tenantvisor.physical.links import LinkDiscovery
@@ -589,13 +590,15 @@ class Hypervisor:
     async def _discovery_loop(self) -> None:
         while True:
             await asyncio.sleep(self.lldp_interval)
-            self.links.tick(list(self.sessions.values()), time.monotonic())
+            with coalesced():  # a probe per link port: one write per pswitch, not per probe
+                self.links.tick(list(self.sessions.values()), time.monotonic())
 
     # --- data-plane limits -------------------------------------------------------------------
     async def _limits_loop(self) -> None:
         while True:
             await asyncio.sleep(LIMIT_POLL)
-            self.poll_limits()
+            with coalesced():
+                self.poll_limits()
 
     def poll_limits(self) -> None:
         """Ask every pswitch holding limit meters of this instance's networks, or vswitches'

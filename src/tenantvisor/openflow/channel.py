@@ -9,11 +9,12 @@ decoding.  A malformed frame closes the connection; the owner is told why.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Protocol
 
 from os_ken.ofproto import ofproto_v1_3 as ofp
@@ -56,6 +57,27 @@ class _Batch:
 
 
 _batch = _Batch()
+
+
+def _flush_pending() -> None:
+    pending, _batch.pending = _batch.pending, []
+    for ch in pending:
+        ch._flush()
+
+
+@contextlib.contextmanager
+def coalesced() -> Iterator[None]:
+    """Writes made inside leave at its end, one write per channel, as those made while a
+    read is handled do: a rollout phase started outside any read (an API call) sends
+    several FLOW_MODs and a BARRIER to each of several pswitches, and each would otherwise
+    be a syscall of its own that wakes the switch for one message."""
+    _batch.depth += 1
+    try:
+        yield
+    finally:
+        _batch.depth -= 1
+        if not _batch.depth and _batch.pending:
+            _flush_pending()
 
 
 class ChannelOwner(Protocol):
@@ -168,9 +190,7 @@ class Channel(asyncio.Protocol):
         finally:
             _batch.depth -= 1
             if not _batch.depth and _batch.pending:
-                pending, _batch.pending = _batch.pending, []
-                for ch in pending:
-                    ch._flush()
+                _flush_pending()
 
     def _receive(self, data: bytes) -> None:
         self._rx_since_tick = True

@@ -157,9 +157,9 @@ class NetworkProgrammer:
             return touched
 
         def release() -> Iterable[int]:
-            self._done(net_id)
-            if done is not None:
+            if done is not None:  # first: the reconfiguration ended with that BARRIER reply
                 done(sent[0], len(rules.add) + len(rules.modify) + len(rules.delete))
+            self._done(net_id)
             return ()
 
         rollout = Rollout(self.sessions)

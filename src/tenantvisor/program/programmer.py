@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from os_ken.ofproto import ofproto_v1_3 as ofp
 
 from tenantvisor.openflow import codec, messages
+from tenantvisor.openflow.channel import coalesced
 from tenantvisor.physical.session import PSwitchSession
 from tenantvisor.program import diff
 from tenantvisor.translate.flow import PhysFlow
@@ -187,7 +188,8 @@ class Rollout:
         return self
 
     def start(self) -> None:
-        self._next()
+        with coalesced():  # later phases start from a BARRIER reply: a read, batched too
+            self._next()
 
     def _next(self) -> None:
         while self._phases:

@@ -347,6 +347,7 @@ class VSwitchEndpoint:
         dpids = ",".join(f"{d:016x}" for d in self.views)
         self.label = f"tenant={tenant} net={view.net_id} vswitch={view.vdpid:016x} dpid={dpids}"
         self.urls = [parse_controller_url(u) for u in urls]
+        self._url_texts = list(urls)  # as given: every recompile passes them again
         self.table = VirtualFlowTable()
         self.rules = PhysRuleMap()  # physical rules and the virtual rules behind each
         self.conns: set[ControllerConn] = set()
@@ -532,7 +533,10 @@ class VSwitchEndpoint:
 
     def set_controllers(self, urls: list[str]) -> None:
         """New controller URLs: drop the old connections and listeners, connect anew."""
+        if urls == self._url_texts:
+            return  # the usual case (each recompile of the network): nothing to parse
         new = [parse_controller_url(u) for u in urls]
+        self._url_texts = list(urls)
         if new == self.urls:
             return
         self.stop("controller URLs changed")
