@@ -705,7 +705,8 @@ class Hypervisor:
             return {d for d, s in self.sessions.items() if s.flow_mods_sent != sent.get(d)}
 
         timing.compiled()
-        old = self.program.apply(new, installed, timing.done, timing.phase)
+        old = self.program.apply(new, installed, timing.done, timing.phase,
+                                 uncommitted=self.manager.writing)  # fmt: skip
         for key in old.markers:
             self.marker_owner.pop(key, None)
         self.marker_owner.update(new.markers)

@@ -123,9 +123,12 @@ def test_restore_brings_intent_back_without_announcing_it() -> None:
 
 
 def test_a_move_writes_its_host_alone_and_a_failed_write_takes_it_back() -> None:
-    """A live migration's write is the host's row, not its network re-encoded; if the
-    store does not answer, the host is where it was and nothing is announced."""
+    """A live migration's write is the host's row, not its network re-encoded; it is
+    announced as the write starts (the daemon's first phase only adds rules); if the store
+    does not answer, the host is where it was and is announced there again, so the daemon
+    programs the network back."""
     m, w, events = _manager()
+    seen: list[tuple[object, int]] = []  # (host's location, writes done) as announced
     t = m.create_tenant("alice")
     net = m.create_network(t.id, [])
     sw = m.create_switch(net.id, [1])
@@ -134,17 +137,35 @@ def test_a_move_writes_its_host_alone_and_a_failed_write_takes_it_back() -> None
     m.start_network(net.id)
     w.changes.clear()
     events.clear()
+    m.listeners.append(lambda ev, n: seen.append((n.hosts[h.id].location, len(w.changes))))
     m.move_host(net.id, h.id, 1, 2)
     (change,) = w.changes
     assert change.networks == [] and [(n.id, x.location) for n, x in change.hosts] == [
         (net.id, (1, 2))
     ]
-    assert events == [("changed", net.id)]
+    assert events == [("changed", net.id)] and seen == [((1, 2), 0)]
     w.fail = True
     before = _state(m)
     with pytest.raises(Unavailable):
         m.move_host(net.id, h.id, 3, 2)
-    assert _state(m) == before and h.location == (1, 2) and events == [("changed", net.id)]
+    assert _state(m) == before and h.location == (1, 2)
+    assert events == [("changed", net.id)] * 3 and seen[1:] == [((3, 2), 1), ((1, 2), 1)]
     w.fail = False
     m.move_host(net.id, h.id, 1, 1)  # home
     assert w.changes[-1].hosts[0][1].location is None and h.location is None
+
+
+def test_a_move_without_a_store_is_announced_once_done() -> None:
+    """No store (--db none): nothing to overlap, the move is announced as any change."""
+    m = NetworkManager(build_topology(), ADMIN)
+    events: list[tuple[str, int]] = []
+    m.listeners.append(lambda ev, net: events.append((ev, net.id)))
+    t = m.create_tenant("alice")
+    net = m.create_network(t.id, [])
+    sw = m.create_switch(net.id, [1])
+    m.create_port(net.id, 1, 1)
+    h = m.connect_host(net.id, sw.vdpid, 1, MAC)
+    m.start_network(net.id)
+    events.clear()
+    m.move_host(net.id, h.id, 1, 2)
+    assert events == [("changed", net.id)] and h.location == (1, 2)

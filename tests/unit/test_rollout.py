@@ -179,6 +179,41 @@ def test_a_host_that_moves_is_reached_over_its_new_paths_before_its_old_place_go
     assert gone and {d for d, _ in gone} == {1}  # its old classification on s1, last
 
 
+def test_a_host_moving_on_is_added_at_its_new_end_then_turned_then_its_old_end_goes() -> None:
+    """Host 1 (home s1) moves from s3 to s4 over the hub s2 (test_compile's hub5): the new
+    end's rules first (s4, and s2's from s4), then the one rule at s2 that turns the way
+    out toward s4, then the old end's (s3, and s2's from s3); nothing at home."""
+    from tenantvisor.compile.network import compile_network
+    from tests.unit.test_compile import hub5, two_switch_net
+
+    sessions = {d: FakeSession(d) for d in (1, 2, 3, 4)}
+    alloc = IdAllocator()
+    prog = NetworkProgrammer(cast(dict[int, PSwitchSession], sessions), alloc)
+    net = two_switch_net((1, 2), (2, 1))
+    net.hosts[1].location = (3, 3)
+    events: list[str] = []
+    prog.apply(compile_network(net, hub5(), alloc, 4), _note(events, "at s3"))
+    for _ in range(3):
+        for s in sessions.values():
+            s.release()
+    for s in sessions.values():
+        s.sent.clear()
+    net.hosts[1].location = (4, 3)
+    prog.apply(compile_network(net, hub5(), alloc, 4), _note(events, "at s4"))
+
+    def phase() -> dict[int, list[str]]:
+        got = {d: [kind for kind, _ in s.sent] for d, s in sessions.items() if s.sent}
+        for s in sessions.values():
+            s.sent.clear()
+        for s in sessions.values():
+            s.release()  # the next phase's sends are the next call's
+        return got
+
+    assert phase() == {2: ["add"], 4: ["add", "add"]}
+    assert phase() == {2: ["mod"]} and events == ["at s3", "at s4"]
+    assert phase() == {2: ["del"], 3: ["del", "del"]}
+
+
 def test_a_vport_moving_physically_leaves_the_reduction_proofs_as_they_are() -> None:
     """A moved host's vport is reached another way (its port, a path over the fabric):
     re-translated, not re-proved.  Its hosts, LITE tags or being a link are proof inputs."""
@@ -204,3 +239,26 @@ def test_a_vport_moving_physically_leaves_the_reduction_proofs_as_they_are() -> 
     assert proof_inputs({1: replace(view, ports={1: home, 2: replace(link, lite_base=None)})}) \
         != before  # fmt: skip
     assert proof_inputs({1: replace(view, lite={})}) != before
+
+
+def test_an_uncommitted_change_runs_only_its_first_phase_within_the_call() -> None:
+    """A live migration is announced while the store writes it (manager announce_first):
+    its additions go out at once, but nothing that turns traffic may go before the write
+    is done, even when there was nothing to add (no BARRIER to wait for).  Committed
+    changes run every phase that needs no BARRIER within the call (a restart relies on
+    the endpoints having their views before the pswitches are read)."""
+    import asyncio
+
+    async def run(uncommitted: bool) -> tuple[list[str], list[str]]:
+        s = FakeSession(1)
+        s.synced = False  # nothing reaches it: no phase waits for a BARRIER
+        prog = NetworkProgrammer(cast(dict[int, PSwitchSession], {1: s}), IdAllocator())
+        events: list[str] = []
+        st = NetworkState(1)
+        prog.apply(st, lambda _: events.append("installed") or [], uncommitted=uncommitted)
+        within = list(events)
+        await asyncio.sleep(0)
+        return within, events
+
+    assert asyncio.run(run(False)) == (["installed"], ["installed"])
+    assert asyncio.run(run(True)) == ([], ["installed"])

@@ -76,10 +76,11 @@ class NetworkProgrammer:
         installed: OnInstalled,
         done: OnDone | None = None,
         phase: OnPhase | None = None,
+        uncommitted: bool = False,
     ) -> NetworkState:
         """Make `new` the network's desired state and roll it out; returns the previous.
         `done` is called when the rollout is over (its last BARRIER replies are in), `phase`
-        as each phase starts."""
+        as each phase starts; `uncommitted`: see Rollout.start."""
         net_id = new.net_id
         # ids the network no longer uses are given back only once their rules are gone
         # everywhere (the last rollout's final phase): a tag reused at once could match this
@@ -165,7 +166,7 @@ class NetworkProgrammer:
         rollout = Rollout(self.sessions)
         for name, step in (("add", add), ("modify", modify), ("delete", delete)):
             rollout.then(noting(name, step))
-        rollout.then(release).start()
+        rollout.then(release).start(uncommitted)
         return old
 
     def _done(self, net_id: int) -> None:

@@ -10,6 +10,7 @@ or group changes: they are part of the desired state the sync reads when the dum
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -187,18 +188,33 @@ class Rollout:
         self._phases.append(phase)
         return self
 
-    def start(self) -> None:
+    def start(self, uncommitted: bool = False) -> None:
+        """Run the phases.  `uncommitted`: the change is not yet in the intent store (a
+        live migration is announced while it writes: virtual/manager.py's
+        announce_first), so only the first phase runs within this call; the others start
+        from the event loop (from a BARRIER reply, or a loop turn later if the first
+        phase sent nothing), after the write."""
         with coalesced():  # later phases start from a BARRIER reply: a read, batched too
-            self._next()
+            self._next(first=uncommitted)
 
-    def _next(self) -> None:
+    def _next(self, first: bool = False) -> None:
         while self._phases:
             touched = set(self._phases.pop(0)())
             waits = [s for d in touched if (s := self.sessions.get(d)) is not None and s.synced]
-            if not waits:
-                continue
-            self._wait(waits)
-            return
+            if waits:
+                self._wait(waits)
+                return
+            if first and self._phases:
+                try:
+                    loop = asyncio.get_running_loop()
+                except RuntimeError:  # no event loop (in-process use): nothing to wait for
+                    continue
+                loop.call_soon(self._resume)
+                return
+
+    def _resume(self) -> None:
+        with coalesced():
+            self._next()
 
     def _wait(self, waits: list[PSwitchSession]) -> None:
         pending = [len(waits)]

@@ -125,7 +125,10 @@ _ATTEMPTS = 3  # tries of a change the store refuses for another instance's clas
 
 
 def _mutation(
-    touches: Callable[..., list[int]] | None = None, *, undoes: bool = False
+    touches: Callable[..., list[int]] | None = None,
+    *,
+    undoes: bool = False,
+    announce_first: bool = False,
 ) -> Callable[[Callable[..., _T]], Callable[..., _T]]:
     """A public change of intent: validated and applied in memory, then written to the store
     in one call, and only then announced to the listeners (the daemon programs it).  If the
@@ -135,7 +138,14 @@ def _mutation(
     `touches(self, *args)` names the networks it may change (they are saved before);
     `undoes`: the method saves nothing but records in `self._undo` how to take its change
     back (a live migration changes one field, and a deep copy of its network would be
-    most of its time before the store)."""
+    most of its time before the store).
+
+    `announce_first` (a live migration): announced before the write, so the daemon's first
+    rollout phase, which only adds rules nothing uses yet, is on its way to the pswitches
+    while the store writes; its next phase, the first that changes where traffic goes, can
+    only start from a BARRIER reply, which the event loop handles after this call returns
+    (the write holds it).  If the write fails, memory is put back and the networks are
+    announced again, so the daemon programs them back (the added rules go again)."""
 
     def wrap(method: Callable[..., _T]) -> Callable[..., _T]:
         @functools.wraps(method)
@@ -146,7 +156,7 @@ def _mutation(
             for attempt in range(1, attempts + 1):
                 try:
                     result = self._attempt(method, None if undoes else touches, args, kw,
-                                           undoes)  # fmt: skip
+                                           undoes, announce_first)  # fmt: skip
                 except ConcurrentChange as exc:
                     if attempt == attempts:
                         tries = f"{attempts} attempts" if attempts > 1 else "1 attempt"
@@ -157,14 +167,7 @@ def _mutation(
                     assert self.refresh is not None
                     self.refresh()  # take in what the other instance wrote, then redo
                     continue
-                events, self._events = self._events, []
-                for event, net in events:
-                    for cb in self.listeners:
-                        cb(event, net)
-                changed, self._tenant_events = self._tenant_events, []
-                for tenant in changed:
-                    for tcb in self.tenant_listeners:
-                        tcb(tenant)
+                self._announce()
                 return result
             raise AssertionError("unreachable")
 
@@ -208,6 +211,8 @@ class NetworkManager:
         # network's own `limits` override kind by kind (`effective_limits`)
         self.default_limits: Limits = NO_LIMITS
         self.listeners: list[Listener] = []
+        # listeners are hearing of a change the store has not taken yet (announce_first)
+        self.writing = False
         self.store: IntentWriter | None = None
         # Brings the store's current intent into memory (through absorb) after the store
         # refused a change for another instance's clashing write; None: no retry.
@@ -309,14 +314,23 @@ class NetworkManager:
         args: tuple[Any, ...],
         kw: dict[str, Any],
         undoes: bool = False,
+        announce_first: bool = False,
     ) -> _T:
         """One try of a change (see _mutation): on any error memory is as it was before."""
         saved = None
         if self.store and not undoes:
             saved = self._save_point(touches(self, *args) if touches else [])
+        announced: list[tuple[str, VirtualNetwork]] = []
         self._depth += 1
         try:
             result = method(self, *args, **kw)
+            if announce_first and self.store is not None:
+                announced = list(self._events)
+                self.writing = True
+                try:
+                    self._announce()
+                finally:
+                    self.writing = False
             self._write()
         except BaseException:
             if saved is not None:
@@ -325,6 +339,9 @@ class NetworkManager:
                 undo()
             self._events.clear()
             self._tenant_events.clear()
+            if announced:  # programmed already: programmed back
+                self._events = [("changed", net) for _, net in announced]
+                self._announce()
             raise
         finally:
             self._depth -= 1
@@ -333,6 +350,17 @@ class NetworkManager:
             self._dirty_networks.clear()
             self._dirty_hosts.clear()
         return result
+
+    def _announce(self) -> None:
+        """Tell the listeners of the changes made (and written, but see announce_first)."""
+        events, self._events = self._events, []
+        for event, net in events:
+            for cb in self.listeners:
+                cb(event, net)
+        changed, self._tenant_events = self._tenant_events, []
+        for tenant in changed:
+            for tcb in self.tenant_listeners:
+                tcb(tenant)
 
     def _write(self) -> None:
         if self.store is None or not (
@@ -1043,7 +1071,7 @@ class NetworkManager:
                             f"{what} cannot use it"
                         )
 
-    @_mutation(_net_arg, undoes=True)
+    @_mutation(_net_arg, undoes=True, announce_first=True)
     def move_host(self, net_id: int, host_id: int, dpid: object, port: object) -> Host:
         """The host is now on physical edge port (dpid, port) (a live-migrated VM): its
         vport follows it, the tenant sees nothing change.  Back on its vport's own port, it
