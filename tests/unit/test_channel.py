@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import struct
 
@@ -102,3 +103,42 @@ def test_a_message_of_another_version_than_negotiated_gets_bad_version() -> None
         0,
     )  # BAD_REQUEST/BAD_VERSION
     assert rec.messages == []  # the owner never saw it
+
+
+def test_writes_in_a_batch_leave_together_or_when_sent_now() -> None:
+    """coalesced(): what a callback writes leaves in one write at its end; send_now()
+    sends what is written so far at once (a rollout phase's FLOW_MODs, before the Python
+    work that follows them), and what is written after it is batched again."""
+    from tenantvisor.openflow.channel import coalesced, send_now
+
+    async def run() -> list[bytes]:
+        ch, _, theirs = await _connected(False)
+        await asyncio.sleep(0.01)
+        with contextlib.suppress(BlockingIOError):
+            theirs.recv(65536)  # anything from the handshake
+
+        def got() -> bytes:
+            try:
+                return theirs.recv(65536)
+            except BlockingIOError:
+                return b""
+
+        echo = struct.pack("!BBHI", 4, 2, 8, 7)  # ECHO_REQUEST
+        seen = []
+        with coalesced():
+            ch.send(echo)
+            ch.send(echo)
+            seen.append(got())  # nothing yet: batched
+            send_now()
+            await asyncio.sleep(0.01)
+            seen.append(got())
+            ch.send(echo)
+            await asyncio.sleep(0.01)
+            seen.append(got())  # batched again
+        await asyncio.sleep(0.01)
+        seen.append(got())
+        theirs.close()
+        return seen
+
+    assert asyncio.run(run()) == [b"", 2 * struct.pack("!BBHI", 4, 2, 8, 7), b"",
+                                  struct.pack("!BBHI", 4, 2, 8, 7)]  # fmt: skip

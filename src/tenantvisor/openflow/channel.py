@@ -65,6 +65,14 @@ def _flush_pending() -> None:
         ch._flush()
 
 
+def send_now() -> None:
+    """Inside a batch, send what was written so far now (what is written next is batched
+    again): a rollout phase's FLOW_MODs go out before the Python work that follows them
+    in the same callback, so the switch works on them meanwhile."""
+    if _batch.pending:
+        _flush_pending()
+
+
 @contextlib.contextmanager
 def coalesced() -> Iterator[None]:
     """Writes made inside leave at its end, one write per channel, as those made while a

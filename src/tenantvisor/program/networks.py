@@ -20,6 +20,7 @@ from os_ken.ofproto import ofproto_v1_3 as ofp
 from tenantvisor.compile.network import NetworkState, release_unused
 from tenantvisor.mapping import layout
 from tenantvisor.mapping.alloc import IdAllocator
+from tenantvisor.openflow.channel import send_now
 from tenantvisor.physical.session import PSwitchSession
 from tenantvisor.program import diff
 from tenantvisor.program.programmer import (
@@ -138,6 +139,7 @@ class NetworkProgrammer:
                     send_rule(s, pf, ofp.OFPFC_MODIFY_STRICT)
                     touched.add(pf.dpid)
             if self.states.get(net_id) is new:  # else a later compile takes this step
+                send_now()  # the pswitches take these while the endpoints re-view
                 touched |= set(installed(new))
             return touched
 
