@@ -49,3 +49,19 @@ def test_the_mover_goes_round_the_edges_and_home() -> None:
     got = targets(10)
     assert got[:7] == [(f"e{i}", SPARE_PORT) for i in range(1, 8)]
     assert got[7] == ("e8", 2) and got[8] == ("e1", SPARE_PORT)
+
+
+def test_a_block_reports_its_reconfiguration_in_the_runs_own_barriers() -> None:
+    """The yardstick: the same run's tenant BARRIER round trips, so a noisy machine's
+    figures can be read as a ratio (the moves' p50 over the BARRIERs' p50)."""
+    from tenantvisor.bench.migration import Move, summarise_block
+
+    moves = []
+    for i, ms in enumerate((6.0, 8.0, 10.0)):
+        mv = Move("exact", "api", i, "e8:2", "e1:10", reconfiguration_ms=ms)
+        mv.lost, mv.lost_after_told = 1, 0
+        moves.append(mv)
+    tcp = {"retransmits": 0}
+    got = summarise_block(moves, tcp, {}, None, [2.0, 2.0, 4.0])
+    assert got["tenant_barrier_ms"]["p50"] == 2.0 and got["reconfiguration_in_barriers"] == 4.0
+    assert summarise_block(moves, tcp, {}, None, [])["reconfiguration_in_barriers"] is None

@@ -60,6 +60,7 @@ import select
 import shutil
 import signal
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
@@ -91,6 +92,7 @@ SPARE_PORT = 10  # where the mover is plugged on an edge pswitch that is not its
 PING_INTERVAL = 0.01
 PING_COUNT = 150  # per move: 1.5 s
 MOVE_AT = 0.3  # seconds into the ping run
+YARDSTICK_BARRIERS = 3  # per move, before it (Bench._yardstick)
 DETECT_TIMEOUT = 3.0
 # after a live migration QEMU announces the VM (announce-self) several times, 50 ms apart
 # and more: one frame sent while the new port is not in the datapath yet is simply lost
@@ -121,11 +123,16 @@ def pair_rule(src: Host, dst: Host, out: int, cookie: int) -> Any:
 
 class Listening:
     """Reads the vswitches' channels while the bench moves hosts (answering ECHOs) and counts
-    what the tenant is told, by message type."""
+    what the tenant is told, by message type; times the BARRIERs the bench sends as the
+    tenant (`barrier`), the run's own yardstick: each goes through the hypervisor to the
+    vswitch's pswitch and back, as each phase of a move's rollout waits for one."""
 
     def __init__(self, peers: list[OFPeer]) -> None:
         self.peers = peers
         self.heard: dict[int, int] = {}
+        self._sent: dict[int, float] = {}  # BARRIER xid -> when sent
+        self.barrier_ms: list[float] = []
+        self._xid = 0x7B000000
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -145,8 +152,27 @@ class Listening:
                 with contextlib.suppress(OSError):
                     m = p.recv(0)
                     while m is not None:
-                        self.heard[m[0]] = self.heard.get(m[0], 0) + 1
+                        sent = self._sent.pop(m[1], None)
+                        if m[0] == ofp.OFPT_BARRIER_REPLY and sent is not None:
+                            self.barrier_ms.append(round((time.monotonic() - sent) * 1e3, 3))
+                        else:
+                            self.heard[m[0]] = self.heard.get(m[0], 0) + 1
                         m = p.recv(0)
+
+    def barrier(self, peer: OFPeer, timeout: float = 0.5) -> None:
+        """One BARRIER round trip as the tenant (its time goes to `barrier_ms`)."""
+        self._xid += 1
+        xid, n = self._xid, len(self.barrier_ms)
+        self._sent[xid] = time.monotonic()
+        peer.send(struct.pack("!BBHI", ofp.OFP_VERSION, ofp.OFPT_BARRIER_REQUEST, 8, xid))
+        deadline = time.monotonic() + timeout
+        while len(self.barrier_ms) == n and time.monotonic() < deadline:
+            time.sleep(0.001)
+        self._sent.pop(xid, None)
+
+    def take_barriers(self) -> list[float]:
+        got, self.barrier_ms = self.barrier_ms, []
+        return got
 
     def take(self) -> dict[str, int]:
         """What the tenant was sent since the last call (PACKET_IN, PORT_STATUS, ...)."""
@@ -417,6 +443,7 @@ class Bench:
         self.http: httpx.Client | None = None
         self.listener = ControllerListener()
         self.listening: Listening | None = None
+        self.home_peer: OFPeer | None = None  # the mover's home vswitch, as its controller
         self.garp: Garp | None = None
         self.token = ""
         self.net_id = 0
@@ -500,6 +527,7 @@ class Bench:
         for i, peer in enumerate(peers.values()):
             peer.barrier(0x4E00 + i)
         self.listening = Listening(list(peers.values()))
+        self.home_peer = peers[mover.switch]
         for a, b in ((PINGER, MOVER), (MOVER, PINGER), (SENDER, MOVER), (MOVER, SENDER)):
             fab.host(a).exec(f"ip neigh replace {topo.hosts[b].ip} lladdr {topo.hosts[b].mac} "
                              "dev eth0 nud permanent")  # fmt: skip
@@ -570,7 +598,7 @@ class Bench:
                mover.ip]  # fmt: skip
         ping = fab.host(PINGER).popen(cmd, stdout=subprocess.PIPE, text=True)
         try:
-            time.sleep(MOVE_AT)
+            self._yardstick(time.monotonic() + MOVE_AT)
             t0 = time.time()
             fab.move_host(MOVER, sw, port)
             t1 = time.time()
@@ -634,6 +662,17 @@ class Bench:
             mv.request_to_intent_ms = round((rec["at"] - told) * 1e3, 3)
         return mv
 
+    def _yardstick(self, until: float) -> None:
+        """BARRIERs as the tenant to the mover's home vswitch, under the same pings and
+        stream, until `until`: what one rollout phase's wait costs in this run."""
+        assert self.listening is not None and self.home_peer is not None
+        for _ in range(YARDSTICK_BARRIERS):
+            if time.monotonic() + 0.06 > until:
+                break
+            self.listening.barrier(self.home_peer)
+            time.sleep(0.05)
+        time.sleep(max(0.0, until - time.monotonic()))
+
     def set_level(self, level: str) -> None:
         r = httpx.put(f"{self.d.url}{self.net}/scalability", json={"level": level}, timeout=60,
                       headers={"Authorization": f"Bearer {self.token}"})  # fmt: skip
@@ -668,7 +707,8 @@ class Bench:
                     break
         finally:
             tcp = stream.stop()
-        return summarise_block(moves, tcp, self.listening.take(), gave_up)
+        return summarise_block(moves, tcp, self.listening.take(), gave_up,
+                               self.listening.take_barriers())  # fmt: skip
 
     def close(self) -> None:
         if self.garp is not None:
@@ -695,8 +735,9 @@ def _stats(xs: list[float]) -> dict[str, float | None]:
 
 
 def summarise_block(
-    moves: list[Move], tcp: dict[str, Any], heard: dict[str, int], gave_up: str | None
-) -> dict[str, Any]:
+    moves: list[Move], tcp: dict[str, Any], heard: dict[str, int], gave_up: str | None,
+    barriers: list[float] | None = None,
+) -> dict[str, Any]:  # fmt: skip
     counted = [m for m in moves if m.error is None and (m.detected is not False)]
     rec = [m.reconfiguration_ms for m in counted if m.reconfiguration_ms is not None]
     lost = [float(m.lost) for m in counted if m.lost is not None]
@@ -709,6 +750,14 @@ def summarise_block(
         "measured": measured,
         "moves": len(counted),
         "reconfiguration_ms": _stats(rec),
+        # the run's yardstick: a tenant's BARRIER through the hypervisor, under the same load
+        "tenant_barrier_ms": _stats(list(barriers or [])),
+        "reconfiguration_in_barriers": (
+            round(p / b, 2)
+            if (p := percentile(rec, 50)) is not None
+            and (b := percentile(list(barriers or []), 50))
+            else None
+        ),
         "compile_ms": _stats([m.compile_ms for m in counted if m.compile_ms is not None]),
         "changed_ms": _stats([m.changed_ms for m in counted if m.changed_ms is not None]),
         "request_to_intent_ms": _stats(
@@ -862,6 +911,11 @@ def _block_lines(r: dict[str, Any], mode: str, col: int) -> list[str]:
         row("reconfiguration mean (ms)", lambda b: _f(b["reconfiguration_ms"]["mean"]), "10.5"),
         row("  of which compiling (ms, p50)", lambda b: _f(b["compile_ms"]["p50"])),
         row("  to new + changed rules confirmed (p50)", lambda b: _f(b["changed_ms"]["p50"])),
+        row("yardstick: tenant BARRIER (ms, p50)", lambda b: _f(b["tenant_barrier_ms"]["p50"])),
+        row(
+            "  reconfiguration p50 in BARRIERs",
+            lambda b: _f(b["reconfiguration_in_barriers"], ".1f"),
+        ),
         row(
             "compiled rules changed per move", lambda b: _f(b["reconfiguration_rules_mean"], ".1f")
         ),
