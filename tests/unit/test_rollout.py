@@ -262,3 +262,29 @@ def test_an_uncommitted_change_runs_only_its_first_phase_within_the_call() -> No
 
     assert asyncio.run(run(False)) == (["installed"], ["installed"])
     assert asyncio.run(run(True)) == ([], ["installed"])
+
+
+def test_a_phase_of_joined_steps_waits_for_every_steps_barriers() -> None:
+    """The modify phase is two steps: the rules that turn traffic, then the endpoints'
+    re-view.  The first step's BARRIERs are asked for before the second runs (the pswitch
+    works meanwhile); the next phase starts only when both steps' are answered."""
+    from tenantvisor.program.programmer import Rollout
+
+    s1, s2 = FakeSession(1), FakeSession(2)
+    ran: list[str] = []
+
+    def step(name: str, dpids: list[int]) -> Callable[[], list[int]]:
+        def run() -> list[int]:
+            ran.append(f"{name} (s1 barriers asked: {len(s1.barriers)})")
+            return dpids
+
+        return run
+
+    r = Rollout(cast(dict[int, PSwitchSession], {1: s1, 2: s2}))
+    r.then(step("turn", [1]), joined=True).then(step("views", [2])).then(step("delete", [1]))
+    r.start()
+    assert ran == ["turn (s1 barriers asked: 0)", "views (s1 barriers asked: 1)"]
+    s1.release()
+    assert len(ran) == 2  # the views' BARRIER is not answered yet
+    s2.release()
+    assert ran[-1] == "delete (s1 barriers asked: 0)"

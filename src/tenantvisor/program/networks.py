@@ -3,9 +3,10 @@ that brings the pswitches from the previous one to it, make before break.
 
 A rollout runs in phases across pswitches, each confirmed by barriers before the next:
 new limit meters, groups and rules (a rule naming a meter the pswitch lacks is refused);
-what changed in place (a limit's rate among them) (failover groups, modified rules) and the
-caller's own step (the endpoints take their new views, so tenants' rules are re-translated
-against them); what is gone; then the ids nobody uses any more go back to the allocator.
+what changed in place (a limit's rate among them) (failover groups, modified rules), then,
+in the same phase once those are on their way with their BARRIERs, the caller's own step
+(the endpoints take their new views, so tenants' rules are re-translated against them);
+what is gone; then the ids nobody uses any more go back to the allocator.
 A later compile may overtake an earlier rollout: every phase re-reads the current desired
 state, so nothing that became wanted again is deleted, and no stale value is sent last.
 """
@@ -20,7 +21,6 @@ from os_ken.ofproto import ofproto_v1_3 as ofp
 from tenantvisor.compile.network import NetworkState, release_unused
 from tenantvisor.mapping import layout
 from tenantvisor.mapping.alloc import IdAllocator
-from tenantvisor.openflow.channel import send_now
 from tenantvisor.physical.session import PSwitchSession
 from tenantvisor.program import diff
 from tenantvisor.program.programmer import (
@@ -95,9 +95,11 @@ class NetworkProgrammer:
         meters_mod = [m for k, m in new.meters.items() if k in old.meters and old.meters[k] != m]
         sent = [False]
 
-        def noting(name: str, step: Callable[[], Iterable[int]]) -> Callable[[], Iterable[int]]:
+        def noting(
+            name: str | None, step: Callable[[], Iterable[int]]
+        ) -> Callable[[], Iterable[int]]:
             def run() -> Iterable[int]:
-                if phase is not None:
+                if phase is not None and name is not None:
                     phase(name)
                 touched = set(step())
                 sent[0] = sent[0] or bool(touched)
@@ -138,10 +140,14 @@ class NetworkProgrammer:
                 if st.rules.get(pf.key) == pf and (s := self._synced(pf.dpid)) is not None:
                     send_rule(s, pf, ofp.OFPFC_MODIFY_STRICT)
                     touched.add(pf.dpid)
-            if self.states.get(net_id) is new:  # else a later compile takes this step
-                send_now()  # the pswitches take these while the endpoints re-view
-                touched |= set(installed(new))
             return touched
+
+        def views() -> Iterable[int]:
+            # the same phase, its own BARRIERs: the pswitches take the rules above (their
+            # BARRIERs sent) while the endpoints re-view
+            if self.states.get(net_id) is new:  # else a later compile takes this step
+                return installed(new)
+            return ()
 
         def delete() -> Iterable[int]:
             st, touched = now(), set()
@@ -166,8 +172,9 @@ class NetworkProgrammer:
             return ()
 
         rollout = Rollout(self.sessions)
-        for name, step in (("add", add), ("modify", modify), ("delete", delete)):
-            rollout.then(noting(name, step))
+        rollout.then(noting("add", add))
+        rollout.then(noting("modify", modify), joined=True).then(noting(None, views))
+        rollout.then(noting("delete", delete))
         rollout.then(release).start(uncommitted)
         return old
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from os_ken.ofproto import ofproto_v1_3 as ofp
 
 from tenantvisor.openflow import codec, messages
-from tenantvisor.openflow.channel import coalesced
+from tenantvisor.openflow.channel import coalesced, send_now
 from tenantvisor.physical.session import PSwitchSession
 from tenantvisor.program import diff
 from tenantvisor.translate.flow import PhysFlow
@@ -178,14 +178,19 @@ def _apply(s: PSwitchSession, want: SwitchDesired, got: Mapping[str, list[bytes]
 class Rollout:
     """Phases run one after another across pswitches: each phase sends what it sends, then
     every pswitch it touched must answer a barrier before the next phase starts.  Used as
-    add -> modify -> delete, nothing is removed before what replaces it is in place."""
+    add -> modify -> delete, nothing is removed before what replaces it is in place.
+
+    A phase may be made of steps (`then(step, joined=True)` for all but its last): each
+    step's BARRIERs leave as soon as it has sent, and the phase is over when all of them
+    are answered, so a pswitch works on one step's messages while the next is computed."""
 
     def __init__(self, sessions: Mapping[int, PSwitchSession]) -> None:
         self.sessions = sessions
-        self._phases: list[Callable[[], Iterable[int]]] = []
+        self._phases: list[tuple[Callable[[], Iterable[int]], bool]] = []
 
-    def then(self, phase: Callable[[], Iterable[int]]) -> Rollout:
-        self._phases.append(phase)
+    def then(self, phase: Callable[[], Iterable[int]], joined: bool = False) -> Rollout:
+        """`joined`: the next step belongs to the same phase (it starts without waiting)."""
+        self._phases.append((phase, joined))
         return self
 
     def start(self, uncommitted: bool = False) -> None:
@@ -199,11 +204,8 @@ class Rollout:
 
     def _next(self, first: bool = False) -> None:
         while self._phases:
-            touched = set(self._phases.pop(0)())
-            waits = [s for d in touched if (s := self.sessions.get(d)) is not None and s.synced]
-            if waits:
-                self._wait(waits)
-                return
+            if self._phase():
+                return  # its last BARRIER reply starts the next phase
             if first and self._phases:
                 try:
                     loop = asyncio.get_running_loop()
@@ -212,17 +214,28 @@ class Rollout:
                 loop.call_soon(self._resume)
                 return
 
-    def _resume(self) -> None:
-        with coalesced():
-            self._next()
-
-    def _wait(self, waits: list[PSwitchSession]) -> None:
-        pending = [len(waits)]
+    def _phase(self) -> bool:
+        """Run the next phase's steps; whether it waits for BARRIER replies."""
+        pending, armed = [0], [False]
 
         def one_done() -> None:
             pending[0] -= 1
-            if pending[0] == 0:
+            if pending[0] == 0 and armed[0]:
                 self._next()
 
-        for s in waits:
-            s.barrier(one_done)
+        joined = True
+        while joined and self._phases:
+            step, joined = self._phases.pop(0)
+            touched = set(step())
+            waits = [s for d in touched if (s := self.sessions.get(d)) is not None and s.synced]
+            pending[0] += len(waits)
+            for s in waits:
+                s.barrier(one_done)
+            if waits and joined and self._phases:
+                send_now()  # this step's BARRIERs leave before the next step runs
+        armed[0] = True
+        return pending[0] > 0
+
+    def _resume(self) -> None:
+        with coalesced():
+            self._next()
