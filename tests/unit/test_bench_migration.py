@@ -51,9 +51,9 @@ def test_the_mover_goes_round_the_edges_and_home() -> None:
     assert got[7] == ("e8", 2) and got[8] == ("e1", SPARE_PORT)
 
 
-def test_a_block_reports_its_reconfiguration_in_the_runs_own_barriers() -> None:
-    """The yardstick: the same run's tenant BARRIER round trips, so a noisy machine's
-    figures can be read as a ratio (the moves' p50 over the BARRIERs' p50)."""
+def test_a_block_reports_its_reconfiguration_in_the_runs_own_rule_installs() -> None:
+    """The yardsticks: the same run's tenant BARRIERs, alone and after a FLOW_MOD, so a
+    noisy machine's figures can be read as a ratio (the moves' p50 over the installs')."""
     from tenantvisor.bench.migration import Move, summarise_block
 
     moves = []
@@ -62,6 +62,19 @@ def test_a_block_reports_its_reconfiguration_in_the_runs_own_barriers() -> None:
         mv.lost, mv.lost_after_told = 1, 0
         moves.append(mv)
     tcp = {"retransmits": 0}
-    got = summarise_block(moves, tcp, {}, None, [2.0, 2.0, 4.0])
-    assert got["tenant_barrier_ms"]["p50"] == 2.0 and got["reconfiguration_in_barriers"] == 4.0
-    assert summarise_block(moves, tcp, {}, None, [])["reconfiguration_in_barriers"] is None
+    got = summarise_block(moves, tcp, {}, None, [0.5, 0.5], [2.0, 2.0, 4.0])
+    assert got["tenant_barrier_ms"]["p50"] == 0.5 and got["tenant_rule_install_ms"]["p50"] == 2.0
+    assert got["reconfiguration_in_rule_installs"] == 4.0
+    assert summarise_block(moves, tcp, {}, None, [], [])["reconfiguration_in_rule_installs"] is None
+
+
+def test_the_yardstick_rule_is_added_and_deleted_strictly() -> None:
+    """What the bench adds it deletes again (the same match and priority, strict)."""
+    from os_ken.ofproto import ofproto_v1_3 as ofp
+
+    from tenantvisor.bench.migration import yardstick_rule
+
+    add, delete = yardstick_rule(1, True), yardstick_rule(2, False)
+    assert add[1] == delete[1] == ofp.OFPT_FLOW_MOD
+    assert (add[25], delete[25]) == (ofp.OFPFC_ADD, ofp.OFPFC_DELETE_STRICT)
+    assert add[30:32] == delete[30:32] and add[48:] == delete[48:]  # priority, match

@@ -92,7 +92,10 @@ SPARE_PORT = 10  # where the mover is plugged on an edge pswitch that is not its
 PING_INTERVAL = 0.01
 PING_COUNT = 150  # per move: 1.5 s
 MOVE_AT = 0.3  # seconds into the ping run
-YARDSTICK_BARRIERS = 3  # per move, before it (Bench._yardstick)
+YARDSTICK = (None, True, None, False)  # per move, before it: BARRIER alone, after an ADD...
+YARDSTICK_COOKIE = 0x7A4D
+YARDSTICK_PRIORITY = 7
+YARDSTICK_DST = "10.254.254.254"  # no host has it
 DETECT_TIMEOUT = 3.0
 # after a live migration QEMU announces the VM (announce-self) several times, 50 ms apart
 # and more: one frame sent while the new port is not in the datapath yet is simply lost
@@ -121,17 +124,35 @@ def pair_rule(src: Host, dst: Host, out: int, cookie: int) -> Any:
     )  # fmt: skip
 
 
+def yardstick_rule(xid: int, add: bool) -> bytes:
+    """A rule of the tenant's that matches nothing the bench sends (an IPv4 destination no
+    host has), added and deleted in turn: its FLOW_MOD + BARRIER is one rule install as the
+    tenant sees it, through the hypervisor, the pswitch's flow table and back."""
+    msg = ofpp.OFPFlowMod(
+        DP, cookie=YARDSTICK_COOKIE, priority=YARDSTICK_PRIORITY,
+        command=ofp.OFPFC_ADD if add else ofp.OFPFC_DELETE_STRICT,
+        out_port=ofp.OFPP_ANY, out_group=ofp.OFPG_ANY,
+        match=ofpp.OFPMatch(eth_type=0x0800, ipv4_dst=YARDSTICK_DST),
+        instructions=[ofpp.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS, [])],
+    )  # fmt: skip
+    msg.set_xid(xid)
+    msg.serialize()
+    return bytes(msg.buf)
+
+
 class Listening:
     """Reads the vswitches' channels while the bench moves hosts (answering ECHOs) and counts
     what the tenant is told, by message type; times the BARRIERs the bench sends as the
-    tenant (`barrier`), the run's own yardstick: each goes through the hypervisor to the
-    vswitch's pswitch and back, as each phase of a move's rollout waits for one."""
+    tenant (`barrier`), the run's own yardsticks: each goes through the hypervisor to the
+    vswitch's pswitch and back, alone or after a FLOW_MOD, as each phase of a move's
+    rollout waits for one after its FLOW_MODs."""
 
     def __init__(self, peers: list[OFPeer]) -> None:
         self.peers = peers
         self.heard: dict[int, int] = {}
-        self._sent: dict[int, float] = {}  # BARRIER xid -> when sent
+        self._sent: dict[int, tuple[float, bool]] = {}  # BARRIER xid -> when, after a rule
         self.barrier_ms: list[float] = []
+        self.install_ms: list[float] = []
         self._xid = 0x7B000000
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -154,24 +175,31 @@ class Listening:
                     while m is not None:
                         sent = self._sent.pop(m[1], None)
                         if m[0] == ofp.OFPT_BARRIER_REPLY and sent is not None:
-                            self.barrier_ms.append(round((time.monotonic() - sent) * 1e3, 3))
+                            ms = round((time.monotonic() - sent[0]) * 1e3, 3)
+                            (self.install_ms if sent[1] else self.barrier_ms).append(ms)
                         else:
                             self.heard[m[0]] = self.heard.get(m[0], 0) + 1
                         m = p.recv(0)
 
-    def barrier(self, peer: OFPeer, timeout: float = 0.5) -> None:
-        """One BARRIER round trip as the tenant (its time goes to `barrier_ms`)."""
+    def barrier(self, peer: OFPeer, rule: bool | None = None, timeout: float = 0.5) -> None:
+        """One BARRIER round trip as the tenant, after the yardstick rule's ADD (`rule`
+        True) or DELETE (False) or alone (None): its time goes to `install_ms` or
+        `barrier_ms`."""
         self._xid += 1
-        xid, n = self._xid, len(self.barrier_ms)
-        self._sent[xid] = time.monotonic()
-        peer.send(struct.pack("!BBHI", ofp.OFP_VERSION, ofp.OFPT_BARRIER_REQUEST, 8, xid))
+        xid = self._xid
+        n = len(self.barrier_ms) + len(self.install_ms)
+        self._sent[xid] = (time.monotonic(), rule is not None)
+        head = b"" if rule is None else yardstick_rule(xid | 0x800000, rule)
+        peer.send(head + struct.pack("!BBHI", ofp.OFP_VERSION, ofp.OFPT_BARRIER_REQUEST, 8, xid))
         deadline = time.monotonic() + timeout
-        while len(self.barrier_ms) == n and time.monotonic() < deadline:
+        while len(self.barrier_ms) + len(self.install_ms) == n and time.monotonic() < deadline:
             time.sleep(0.001)
         self._sent.pop(xid, None)
 
-    def take_barriers(self) -> list[float]:
-        got, self.barrier_ms = self.barrier_ms, []
+    def take_barriers(self) -> tuple[list[float], list[float]]:
+        """(bare BARRIERs, rule installs) since the last call."""
+        got = (self.barrier_ms, self.install_ms)
+        self.barrier_ms, self.install_ms = [], []
         return got
 
     def take(self) -> dict[str, int]:
@@ -663,13 +691,15 @@ class Bench:
         return mv
 
     def _yardstick(self, until: float) -> None:
-        """BARRIERs as the tenant to the mover's home vswitch, under the same pings and
-        stream, until `until`: what one rollout phase's wait costs in this run."""
+        """BARRIERs as the tenant to the mover's home vswitch, alone and after adding or
+        deleting a rule, under the same pings and stream, until `until`: what a round
+        trip, and one rule install, cost in this run (a move's rollout is three rounds,
+        each after FLOW_MODs)."""
         assert self.listening is not None and self.home_peer is not None
-        for _ in range(YARDSTICK_BARRIERS):
+        for rule in YARDSTICK:
             if time.monotonic() + 0.06 > until:
                 break
-            self.listening.barrier(self.home_peer)
+            self.listening.barrier(self.home_peer, rule)
             time.sleep(0.05)
         time.sleep(max(0.0, until - time.monotonic()))
 
@@ -708,7 +738,7 @@ class Bench:
         finally:
             tcp = stream.stop()
         return summarise_block(moves, tcp, self.listening.take(), gave_up,
-                               self.listening.take_barriers())  # fmt: skip
+                               *self.listening.take_barriers())  # fmt: skip
 
     def close(self) -> None:
         if self.garp is not None:
@@ -736,7 +766,7 @@ def _stats(xs: list[float]) -> dict[str, float | None]:
 
 def summarise_block(
     moves: list[Move], tcp: dict[str, Any], heard: dict[str, int], gave_up: str | None,
-    barriers: list[float] | None = None,
+    barriers: list[float] | None = None, installs: list[float] | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     counted = [m for m in moves if m.error is None and (m.detected is not False)]
     rec = [m.reconfiguration_ms for m in counted if m.reconfiguration_ms is not None]
@@ -750,12 +780,14 @@ def summarise_block(
         "measured": measured,
         "moves": len(counted),
         "reconfiguration_ms": _stats(rec),
-        # the run's yardstick: a tenant's BARRIER through the hypervisor, under the same load
+        # the run's yardsticks: a tenant's BARRIER through the hypervisor, alone and after
+        # a FLOW_MOD (one rule install), under the same load
         "tenant_barrier_ms": _stats(list(barriers or [])),
-        "reconfiguration_in_barriers": (
+        "tenant_rule_install_ms": _stats(list(installs or [])),
+        "reconfiguration_in_rule_installs": (
             round(p / b, 2)
             if (p := percentile(rec, 50)) is not None
-            and (b := percentile(list(barriers or []), 50))
+            and (b := percentile(list(installs or []), 50))
             else None
         ),
         "compile_ms": _stats([m.compile_ms for m in counted if m.compile_ms is not None]),
@@ -912,9 +944,10 @@ def _block_lines(r: dict[str, Any], mode: str, col: int) -> list[str]:
         row("  of which compiling (ms, p50)", lambda b: _f(b["compile_ms"]["p50"])),
         row("  to new + changed rules confirmed (p50)", lambda b: _f(b["changed_ms"]["p50"])),
         row("yardstick: tenant BARRIER (ms, p50)", lambda b: _f(b["tenant_barrier_ms"]["p50"])),
+        row("  FLOW_MOD + BARRIER (ms, p50)", lambda b: _f(b["tenant_rule_install_ms"]["p50"])),
         row(
-            "  reconfiguration p50 in BARRIERs",
-            lambda b: _f(b["reconfiguration_in_barriers"], ".1f"),
+            "  reconfiguration p50 in rule installs",
+            lambda b: _f(b["reconfiguration_in_rule_installs"], ".1f"),
         ),
         row(
             "compiled rules changed per move", lambda b: _f(b["reconfiguration_rules_mean"], ".1f")
