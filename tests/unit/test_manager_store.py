@@ -9,6 +9,7 @@ import pytest
 
 from tenantvisor.errors import Unavailable
 from tenantvisor.virtual.manager import IntentChange, NetworkManager, token_hash
+from tenantvisor.virtual.model import Host, VirtualNetwork
 
 from .test_manager import ADMIN, MAC, build_topology
 
@@ -122,6 +123,17 @@ def test_restore_brings_intent_back_without_announcing_it() -> None:
     assert fresh.create_switch(net.id, [2]).index == 2  # vswitch indexes stay unique
 
 
+def _started_with_a_host(m: NetworkManager) -> tuple[VirtualNetwork, Host]:
+    """alice's started network: one vswitch on pswitch 1, its vport 1 (port 1) with a host."""
+    t = m.create_tenant("alice")
+    net = m.create_network(t.id, [])
+    sw = m.create_switch(net.id, [1])
+    m.create_port(net.id, 1, 1)
+    h = m.connect_host(net.id, sw.vdpid, 1, MAC)
+    m.start_network(net.id)
+    return net, h
+
+
 def test_a_move_writes_its_host_alone_and_a_failed_write_takes_it_back() -> None:
     """A live migration's write is the host's row, not its network re-encoded; it is
     announced as the write starts (the daemon's first phase only adds rules); if the store
@@ -129,12 +141,7 @@ def test_a_move_writes_its_host_alone_and_a_failed_write_takes_it_back() -> None
     programs the network back."""
     m, w, events = _manager()
     seen: list[tuple[object, int]] = []  # (host's location, writes done) as announced
-    t = m.create_tenant("alice")
-    net = m.create_network(t.id, [])
-    sw = m.create_switch(net.id, [1])
-    m.create_port(net.id, 1, 1)
-    h = m.connect_host(net.id, sw.vdpid, 1, MAC)
-    m.start_network(net.id)
+    net, h = _started_with_a_host(m)
     w.changes.clear()
     events.clear()
     m.listeners.append(lambda ev, n: seen.append((n.hosts[h.id].location, len(w.changes))))
@@ -160,12 +167,7 @@ def test_a_move_without_a_store_is_announced_once_done() -> None:
     m = NetworkManager(build_topology(), ADMIN)
     events: list[tuple[str, int]] = []
     m.listeners.append(lambda ev, net: events.append((ev, net.id)))
-    t = m.create_tenant("alice")
-    net = m.create_network(t.id, [])
-    sw = m.create_switch(net.id, [1])
-    m.create_port(net.id, 1, 1)
-    h = m.connect_host(net.id, sw.vdpid, 1, MAC)
-    m.start_network(net.id)
+    net, h = _started_with_a_host(m)
     events.clear()
     m.move_host(net.id, h.id, 1, 2)
     assert events == [("changed", net.id)] and h.location == (1, 2)

@@ -144,6 +144,19 @@ def test_a_stopped_network_leaves_by_rule_group_and_cookie() -> None:
     assert prog.states == {}
 
 
+def _rolled_out(
+    prog: NetworkProgrammer, sessions: dict[int, FakeSession], st: NetworkState,
+    installed: Callable[[NetworkState], list[int]],
+) -> None:  # fmt: skip
+    """`st` applied and every phase's BARRIERs answered; what was sent forgotten."""
+    prog.apply(st, installed)
+    for _ in range(3):
+        for s in sessions.values():
+            s.release()
+    for s in sessions.values():
+        s.sent.clear()
+
+
 def test_a_host_that_moves_is_reached_over_its_new_paths_before_its_old_place_goes() -> None:
     """Issue 10: host 1 moves from s1 to s3 (compile/network.py `_moved`).  The paths and
     its classification at s3 go in first; after their BARRIERs the tenants' rules move
@@ -156,12 +169,7 @@ def test_a_host_that_moves_is_reached_over_its_new_paths_before_its_old_place_go
     prog = NetworkProgrammer(cast(dict[int, PSwitchSession], sessions), alloc)
     net = two_switch_net((1, 2), (2, 1))
     events: list[str] = []
-    prog.apply(compile_network(net, line3(), alloc, 4), _note(events, "views"))
-    for _ in range(3):
-        for s in sessions.values():
-            s.release()
-    for s in sessions.values():
-        s.sent.clear()
+    _rolled_out(prog, sessions, compile_network(net, line3(), alloc, 4), _note(events, "views"))
     net.hosts[1].location = (3, 3)
     moved = compile_network(net, line3(), alloc, 4)
     prog.apply(moved, _note(events, "moved"))
@@ -192,12 +200,7 @@ def test_a_host_moving_on_is_added_at_its_new_end_then_turned_then_its_old_end_g
     net = two_switch_net((1, 2), (2, 1))
     net.hosts[1].location = (3, 3)
     events: list[str] = []
-    prog.apply(compile_network(net, hub5(), alloc, 4), _note(events, "at s3"))
-    for _ in range(3):
-        for s in sessions.values():
-            s.release()
-    for s in sessions.values():
-        s.sent.clear()
+    _rolled_out(prog, sessions, compile_network(net, hub5(), alloc, 4), _note(events, "at s3"))
     net.hosts[1].location = (4, 3)
     prog.apply(compile_network(net, hub5(), alloc, 4), _note(events, "at s4"))
 
