@@ -13,6 +13,7 @@ from tenantvisor.mapping import layout
 from tenantvisor.mapping.alloc import IdAllocator
 from tenantvisor.openflow import codec, oxm
 from tenantvisor.physical.session import PSwitchSession
+from tenantvisor.program import diff
 from tenantvisor.program.networks import NetworkProgrammer
 from tenantvisor.translate.flow import PhysFlow
 from tenantvisor.translate.group import GroupSpec, bucket
@@ -27,6 +28,7 @@ class FakeSession:
         self.dpid = dpid
         self.synced = True
         self.sent: list[tuple[str, object]] = []
+        self.msgs: list[bytes] = []  # every message, as sent
         self.barriers: list[Callable[[], None]] = []
 
     def rule(self, pf: PhysFlow, command: int) -> Callable[[int], bytes]:
@@ -34,6 +36,7 @@ class FakeSession:
 
     def send_flow(self, build: Callable[[int], bytes], on_error: Any) -> None:
         msg = build(0)
+        self.msgs.append(msg)
         if msg[1] == ofp.OFPT_GROUP_MOD:
             command, _, gid = codec.struct.unpack_from("!HBxI", msg, 8)
             self.sent.append(({0: "group-add", 1: "group-mod", 2: "group-del"}[command], gid))
@@ -291,3 +294,38 @@ def test_a_phase_of_joined_steps_waits_for_every_steps_barriers() -> None:
     assert len(ran) == 2  # the views' BARRIER is not answered yet
     s2.release()
     assert ran[-1] == "delete (s1 barriers asked: 0)"
+
+
+def test_a_move_whose_write_fails_is_programmed_back_and_never_turns_traffic() -> None:
+    """A move is rolled out before its store write (manager announce_first); the write
+    fails and the host is announced back where it was before any BARRIER reply came.
+    The second compile overtakes the first: nothing of the move turns traffic (no rule
+    modified to it, its endpoints step never runs), what it added goes, and nothing of
+    the old place is deleted."""
+    from tenantvisor.compile.network import compile_network
+    from tests.unit.test_compile import hub5, two_switch_net
+
+    sessions = {d: FakeSession(d) for d in (1, 2, 3, 4)}
+    alloc = IdAllocator()
+    prog = NetworkProgrammer(cast(dict[int, PSwitchSession], sessions), alloc)
+    net = two_switch_net((1, 2), (2, 1))
+    net.hosts[1].location = (3, 3)
+    events: list[str] = []
+    at3 = compile_network(net, hub5(), alloc, 4)
+    _rolled_out(prog, sessions, at3, _note(events, "at s3"))
+    net.hosts[1].location = (4, 3)
+    at4 = compile_network(net, hub5(), alloc, 4)
+    prog.apply(at4, _note(events, "at s4"), uncommitted=True)
+    added = {d: [k for k, _ in s.sent] for d, s in sessions.items() if s.sent}
+    assert added == {2: ["add"], 4: ["add", "add"]}
+    net.hosts[1].location = (3, 3)  # the write failed: back, announced again
+    prog.apply(compile_network(net, hub5(), alloc, 4), _note(events, "back at s3"))
+    for _ in range(4):
+        for s in sessions.values():
+            s.release()
+    sent = [(d, k) for d, s in sessions.items() for k, _ in s.sent]
+    (turn,) = diff.diff_rules(at3.rules, at4.rules).modify  # s2's, toward s4
+    assert turn.flow_mod(0, ofp.OFPFC_MODIFY_STRICT) not in sessions[2].msgs
+    assert events == ["at s3", "back at s3"]  # the move's endpoints step never ran
+    assert sorted(d for d, k in sent if k == "del") == [2, 4, 4]  # what the move added
+    assert prog.states[1].rules == at3.rules
