@@ -49,7 +49,7 @@ from os_ken.ofproto.ofproto_protocol import ProtocolDesc
 from tenantvisor.testbed.controllers import free_tcp_port
 from tenantvisor.testbed.daemon import Daemon, DaemonError
 from tenantvisor.testbed.fabric import Fabric
-from tenantvisor.testbed.ofclient import ControllerListener, OFPeer
+from tenantvisor.testbed.ofclient import OFPeer, VSwitchControllers
 from tenantvisor.testbed.proactive import ProactiveController, Rule
 from tenantvisor.testbed.scenario import wait_physical
 from tenantvisor.testbed.topo import ring
@@ -71,7 +71,7 @@ B_LAYOUT: dict[str, tuple[str, str, dict[str, int]]] = {
 }
 
 
-class FloodController:
+class FloodController(VSwitchControllers):
     """Tenant A's controller: FLOOD rules on demand, taken away on demand.
 
     One thread per vswitch does all its socket I/O (sends what is queued, answers ECHOs,
@@ -79,8 +79,7 @@ class FloodController:
     time (ProactiveController reads only once its rules are in)."""
 
     def __init__(self) -> None:
-        self.listener = ControllerListener()
-        self.peers: dict[int, OFPeer] = {}
+        super().__init__()
         self._replies: dict[int, threading.Event] = {}
         self._outbox: dict[int, list[bytes]] = {}
         self._errors: list[tuple[int, bytes]] = []
@@ -88,18 +87,8 @@ class FloodController:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
-    @property
-    def url(self) -> str:
-        return f"tcp:127.0.0.1:{self.listener.port}"
-
     def accept(self, vdpids: set[int], timeout: float = 20.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not vdpids <= set(self.peers):
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError(f"vswitches {sorted(vdpids - set(self.peers))} did not connect")
-            for peer in self.listener.accept(1, timeout=left):
-                self.peers[peer.dpid] = peer
+        super().accept(vdpids, timeout)
         for vdpid, peer in self.peers.items():
             th = threading.Thread(target=self._read, args=(vdpid, peer), daemon=True)
             th.start()

@@ -158,3 +158,27 @@ class ControllerListener:
         for p in self.peers:
             p.close()
         self.sock.close()
+
+
+class VSwitchControllers:
+    """The controller of a tenant's vswitches (one connection each, by vdpid), listening on
+    127.0.0.1: ``url`` is what the tenant network gets as its controller."""
+
+    def __init__(self) -> None:
+        self.listener = ControllerListener()
+        self.peers: dict[int, OFPeer] = {}
+
+    @property
+    def url(self) -> str:
+        return f"tcp:127.0.0.1:{self.listener.port}"
+
+    def accept(self, vdpids: set[int], timeout: float = 20.0) -> None:
+        """Wait until every vswitch in ``vdpids`` has connected and answered FEATURES."""
+        deadline = time.monotonic() + timeout
+        while not vdpids <= set(self.peers):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                missing = sorted(f"{v:016x}" for v in vdpids - set(self.peers))
+                raise TimeoutError(f"vswitches {missing} did not connect")
+            for peer in self.listener.accept(1, timeout=left):
+                self.peers[peer.dpid] = peer

@@ -21,7 +21,7 @@ from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as p
 from os_ken.ofproto.ofproto_protocol import ProtocolDesc
 
-from tenantvisor.testbed.ofclient import ControllerListener, OFPeer
+from tenantvisor.testbed.ofclient import OFPeer, VSwitchControllers
 
 _DP = ProtocolDesc(ofp.OFP_VERSION)
 _HDR = struct.Struct("!BBHI")
@@ -102,31 +102,15 @@ def _flow_mod(xid: int, rule: Rule, priority: int, cookie: int) -> bytes:
     return bytes(msg.buf)
 
 
-class ProactiveController:
-    """Listens on 127.0.0.1 (``url`` is what the tenant network gets as its controller)."""
+class ProactiveController(VSwitchControllers):
+    """Installs its rules once, then records what the vswitches send (`start`)."""
 
     def __init__(self) -> None:
-        self.listener = ControllerListener()
-        self.peers: dict[int, OFPeer] = {}
+        super().__init__()
         self.events: list[Event] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-
-    @property
-    def url(self) -> str:
-        return f"tcp:127.0.0.1:{self.listener.port}"
-
-    def accept(self, vdpids: set[int], timeout: float = 20.0) -> None:
-        """Wait until every vswitch in ``vdpids`` has connected and answered FEATURES."""
-        deadline = time.monotonic() + timeout
-        while not vdpids <= set(self.peers):
-            left = deadline - time.monotonic()
-            if left <= 0:
-                missing = sorted(f"{v:016x}" for v in vdpids - set(self.peers))
-                raise TimeoutError(f"vswitches {missing} did not connect")
-            for peer in self.listener.accept(1, timeout=left):
-                self.peers[peer.dpid] = peer
 
     def install(self, vdpid: int, rules: list[Rule], priority: int = 100) -> None:
         """Send the rules and a BARRIER; raise if the vswitch refuses one."""
