@@ -22,9 +22,8 @@ from pathlib import Path
 
 import pytest
 from os_ken.ofproto import ofproto_v1_3 as ofp
-from os_ken.ofproto import ofproto_v1_3_parser as p
-from os_ken.ofproto.ofproto_protocol import ProtocolDesc
 
+from tenantvisor.bench.migration import pair_rule
 from tenantvisor.testbed.daemon import Daemon
 from tenantvisor.testbed.fabric import Fabric
 from tenantvisor.testbed.ofclient import ControllerListener, OFPeer
@@ -36,7 +35,6 @@ from tenantvisor.testbed.scenario import (
 from tenantvisor.testbed.topo import Topology, two_tier
 
 pytestmark = pytest.mark.root
-DP = ProtocolDesc(ofp.OFP_VERSION)
 NEW_PORT = 7  # the port h1 is re-plugged onto, on lf3
 TO_TENANT = {ofp.OFPT_PACKET_IN, ofp.OFPT_PORT_STATUS, ofp.OFPT_FLOW_REMOVED}
 
@@ -54,15 +52,6 @@ class Bed:
     listener: ControllerListener
     sock: str = ""
     daemons: list[Daemon] | None = None
-
-
-def _pair_rule(src: object, dst: object, out: int, cookie: int) -> p.OFPFlowMod:
-    match = p.OFPMatch(eth_src=src.mac, eth_dst=dst.mac, eth_type=0x0800,  # type: ignore[attr-defined]
-                       ipv4_src=src.ip, ipv4_dst=dst.ip)  # type: ignore[attr-defined]  # fmt: skip
-    return p.OFPFlowMod(
-        DP, cookie=cookie, priority=100, match=match,
-        instructions=[p.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS, [p.OFPActionOutput(out)])],
-    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +99,7 @@ def bed() -> Iterator[Bed]:
                         dst.switch: vp[(dst.switch, 1)]}  # fmt: skip
                 for sw, out in hops.items():
                     cookie += 1
-                    peers[sw].send_msg(_pair_rule(src, dst, out, cookie), cookie)
+                    peers[sw].send_msg(pair_rule(src, dst, out, cookie), cookie)
         for i, peer in enumerate(peers.values()):
             peer.barrier(900 + i)
         for a, b in (("h1", "h2"), ("h2", "h1"), ("h1", "h3"), ("h3", "h1")):

@@ -25,6 +25,7 @@ from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as p
 from os_ken.ofproto.ofproto_protocol import ProtocolDesc
 
+from tenantvisor.bench.migration import pair_rule
 from tenantvisor.testbed.daemon import Daemon
 from tenantvisor.testbed.fabric import Fabric
 from tenantvisor.testbed.ofclient import ControllerListener, OFPeer
@@ -53,15 +54,6 @@ class Bed:
     sock: str
     listener: ControllerListener
     daemons: list[Daemon]
-
-
-def _pair_rule(src: object, dst: object, out: int, cookie: int) -> p.OFPFlowMod:
-    match = p.OFPMatch(eth_src=src.mac, eth_dst=dst.mac, eth_type=0x0800,  # type: ignore[attr-defined]
-                       ipv4_src=src.ip, ipv4_dst=dst.ip)  # type: ignore[attr-defined]  # fmt: skip
-    return p.OFPFlowMod(
-        DP, cookie=cookie, priority=100, match=match,
-        instructions=[p.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS, [p.OFPActionOutput(out)])],
-    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +105,7 @@ def bed() -> Iterator[Bed]:
                 }
                 for sw, out in hops.items():
                     cookie += 1
-                    peers[sw].send_msg(_pair_rule(src, dst, out, cookie), cookie)
+                    peers[sw].send_msg(pair_rule(src, dst, out, cookie), cookie)
         for i, peer in enumerate(peers.values()):
             peer.barrier(900 + i)
         for x, y in PAIRS:
@@ -269,7 +261,7 @@ def test_new_arrivals_refine_the_core_and_their_removal_lets_it_coarsen_again(be
     switches = d.rest("GET", net, None, bed.token)["switches"]
     vports = {(vp["dpid"], vp["port"]): vp["number"] for sw in switches for vp in sw["ports"]}
     uplink = vports[(bed.topo.switches["lf1"].dpid, 3)]
-    stray = _pair_rule(h2, h3, uplink, 0x5EA)
+    stray = pair_rule(h2, h3, uplink, 0x5EA)
     bed.peers["lf1"].send_msg(stray, 100)
     bed.peers["lf1"].barrier(101)
     # changed before the barrier reply (the BARRIER flushed the outbox: the drop went first,
