@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import gc
 import logging
+import os
 import signal
 import sys
 from typing import Any
@@ -399,6 +400,9 @@ def main(argv: list[str] | None = None) -> int:
         from tenantvisor.demo import run_demo
 
         return run_demo(args.topology, keep_logs=args.keep_logs, scalability=args.scalability)
+    if args.cmd == "bench" and os.geteuid() != 0:  # every bench builds namespaces and OVS
+        print("tenantvisor bench: run as root (network namespaces, Open vSwitch)", file=sys.stderr)
+        return 1
     if args.cmd == "bench" and args.name == "failover":
         from tenantvisor.bench.failover import run_failover
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import subprocess
 import sys
 import time
@@ -371,9 +370,6 @@ def run_failover(
     hold: float | None = None,
     interval: float | None = None,
 ) -> int:
-    if os.geteuid() != 0:
-        print("tenantvisor bench: run as root (network namespaces, Open vSwitch)", file=sys.stderr)
-        return 1
     base = QUICK if quick else Config()
     cfg = Config(
         cuts=cuts if cuts is not None else base.cuts,

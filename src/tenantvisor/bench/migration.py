@@ -54,7 +54,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 import re
 import select
 import shutil
@@ -1105,9 +1104,6 @@ def run_migration(
     as_json: bool = False,
     plot_path: str | None = None,
 ) -> int:
-    if os.geteuid() != 0:
-        print("tenantvisor bench: run as root (network namespaces, Open vSwitch)", file=sys.stderr)
-        return 1
     n = moves if moves is not None else (QUICK_MOVES if quick else MOVES)
     if n < 1:
         print("tenantvisor bench: --moves N needs N >= 1", file=sys.stderr)

@@ -33,7 +33,6 @@ per-connection message rate together.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -367,9 +366,6 @@ def run_noisy(
     as_json: bool = False,
     plot_path: str | None = None,
 ) -> int:
-    if os.geteuid() != 0:
-        print("tenantvisor bench: run as root (network namespaces, Open vSwitch)", file=sys.stderr)
-        return 1
     base = QUICK if quick else Config()
     kinds = [n.strip() for n in (noise or "loop").split(",") if n.strip()]
     unknown = [n for n in kinds if n not in NOISES]

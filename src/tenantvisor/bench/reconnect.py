@@ -23,7 +23,6 @@ Per flap:
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from dataclasses import dataclass
@@ -288,9 +287,6 @@ def run_reconnect(
     plot_path: str | None = None,
     interval: float | None = None,
 ) -> int:
-    if os.geteuid() != 0:
-        print("tenantvisor bench: run as root (network namespaces, Open vSwitch)", file=sys.stderr)
-        return 1
     base = QUICK if quick else Config()
     cfg = Config(
         flaps=flaps if flaps is not None else base.flaps,
