@@ -8,7 +8,7 @@ from typing import Any, cast
 
 from os_ken.ofproto import ofproto_v1_3 as ofp
 
-from tenantvisor.compile.network import NetworkState
+from tenantvisor.compile.network import NetworkState, compile_network
 from tenantvisor.mapping import layout
 from tenantvisor.mapping.alloc import IdAllocator
 from tenantvisor.openflow import codec, oxm
@@ -17,6 +17,8 @@ from tenantvisor.program import diff
 from tenantvisor.program.networks import NetworkProgrammer
 from tenantvisor.translate.flow import PhysFlow
 from tenantvisor.translate.group import GroupSpec, bucket
+from tenantvisor.virtual.model import VirtualNetwork
+from tests.unit.test_compile import hub5, line3, two_switch_net
 
 COOKIE = layout.infra_cookie(1)
 
@@ -164,9 +166,6 @@ def test_a_host_that_moves_is_reached_over_its_new_paths_before_its_old_place_go
     """Issue 10: host 1 moves from s1 to s3 (compile/network.py `_moved`).  The paths and
     its classification at s3 go in first; after their BARRIERs the tenants' rules move
     (the endpoints' views); after those BARRIERs its classification at s1 goes."""
-    from tenantvisor.compile.network import compile_network
-    from tests.unit.test_compile import line3, two_switch_net
-
     sessions = {d: FakeSession(d) for d in (1, 2, 3)}
     alloc = IdAllocator()
     prog = NetworkProgrammer(cast(dict[int, PSwitchSession], sessions), alloc)
@@ -190,20 +189,28 @@ def test_a_host_that_moves_is_reached_over_its_new_paths_before_its_old_place_go
     assert gone and {d for d, _ in gone} == {1}  # its old classification on s1, last
 
 
-def test_a_host_moving_on_is_added_at_its_new_end_then_turned_then_its_old_end_goes() -> None:
-    """Host 1 (home s1) moves from s3 to s4 over the hub s2 (test_compile's hub5): the new
-    end's rules first (s4, and s2's from s4), then the one rule at s2 that turns the way
-    out toward s4, then the old end's (s3, and s2's from s3); nothing at home."""
-    from tenantvisor.compile.network import compile_network
-    from tests.unit.test_compile import hub5, two_switch_net
-
+def _away_at_s3() -> tuple[
+    dict[int, FakeSession], NetworkProgrammer, VirtualNetwork, NetworkState, list[str]
+]:
+    """test_compile's hub5 with host 1 (home s1) moved to s3, rolled out (its endpoints
+    step noted as "at s3")."""
     sessions = {d: FakeSession(d) for d in (1, 2, 3, 4)}
     alloc = IdAllocator()
     prog = NetworkProgrammer(cast(dict[int, PSwitchSession], sessions), alloc)
     net = two_switch_net((1, 2), (2, 1))
     net.hosts[1].location = (3, 3)
     events: list[str] = []
-    _rolled_out(prog, sessions, compile_network(net, hub5(), alloc, 4), _note(events, "at s3"))
+    at3 = compile_network(net, hub5(), alloc, 4)
+    _rolled_out(prog, sessions, at3, _note(events, "at s3"))
+    return sessions, prog, net, at3, events
+
+
+def test_a_host_moving_on_is_added_at_its_new_end_then_turned_then_its_old_end_goes() -> None:
+    """Host 1 (home s1) moves from s3 to s4 over the hub s2 (test_compile's hub5): the new
+    end's rules first (s4, and s2's from s4), then the one rule at s2 that turns the way
+    out toward s4, then the old end's (s3, and s2's from s3); nothing at home."""
+    sessions, prog, net, _, events = _away_at_s3()
+    alloc = prog.alloc
     net.hosts[1].location = (4, 3)
     prog.apply(compile_network(net, hub5(), alloc, 4), _note(events, "at s4"))
 
@@ -302,17 +309,8 @@ def test_a_move_whose_write_fails_is_programmed_back_and_never_turns_traffic() -
     The second compile overtakes the first: nothing of the move turns traffic (no rule
     modified to it, its endpoints step never runs), what it added goes, and nothing of
     the old place is deleted."""
-    from tenantvisor.compile.network import compile_network
-    from tests.unit.test_compile import hub5, two_switch_net
-
-    sessions = {d: FakeSession(d) for d in (1, 2, 3, 4)}
-    alloc = IdAllocator()
-    prog = NetworkProgrammer(cast(dict[int, PSwitchSession], sessions), alloc)
-    net = two_switch_net((1, 2), (2, 1))
-    net.hosts[1].location = (3, 3)
-    events: list[str] = []
-    at3 = compile_network(net, hub5(), alloc, 4)
-    _rolled_out(prog, sessions, at3, _note(events, "at s3"))
+    sessions, prog, net, at3, events = _away_at_s3()
+    alloc = prog.alloc
     net.hosts[1].location = (4, 3)
     at4 = compile_network(net, hub5(), alloc, 4)
     prog.apply(at4, _note(events, "at s4"), uncommitted=True)
