@@ -51,7 +51,7 @@ from tenantvisor.testbed.daemon import Daemon, DaemonError
 from tenantvisor.testbed.fabric import Fabric
 from tenantvisor.testbed.ofclient import OFPeer, VSwitchControllers
 from tenantvisor.testbed.proactive import ProactiveController, Rule
-from tenantvisor.testbed.scenario import wait_physical
+from tenantvisor.testbed.scenario import VSwitchLayout, connect_hosts, make_vswitches, wait_physical
 from tenantvisor.testbed.topo import ring
 
 _DP = ProtocolDesc(ofp.OFP_VERSION)
@@ -61,11 +61,11 @@ BLAST_RATE = 2000.0  # broadcast frames/s h1 sends into A's loop
 LINK_S1_S2 = 3  # s1's port facing s2: A's X and B's vlink share it
 
 # vswitch -> (pswitch, host, {vlink name: physical port of its vport})
-A_LAYOUT: dict[str, tuple[str, str, dict[str, int]]] = {
+A_LAYOUT: VSwitchLayout = {
     "A1": ("s1", "h1", {"X": 3, "Y": 4}),
     "A2": ("s2", "h3", {"X": 4, "Y": 3}),
 }
-B_LAYOUT: dict[str, tuple[str, str, dict[str, int]]] = {
+B_LAYOUT: VSwitchLayout = {
     "B1": ("s1", "h2", {"L": 3}),
     "B2": ("s2", "h4", {"L": 4}),
 }
@@ -269,7 +269,7 @@ class NoisyNet:
 
 
 def _tenant(
-    daemon: Daemon, fab: Fabric, name: str, layout: dict[str, tuple[str, str, dict[str, int]]],
+    daemon: Daemon, fab: Fabric, name: str, layout: VSwitchLayout,
     ctl_url: str, listen: str | None = None,
 ) -> TenantNet:  # fmt: skip
     """The tenant's network of two vswitches; `listen` (ptcp:PORT:IP): the first also
@@ -277,34 +277,18 @@ def _tenant(
     token = daemon.rest("POST", "/v1/tenants", {"name": name})["token"]
     net_id = daemon.rest("POST", "/v1/networks", {"controller_urls": [ctl_url]}, token)["id"]
     path = f"/v1/networks/{net_id}"
-    vdpid: dict[str, int] = {}
-    vports: dict[str, dict[str, int]] = {}
-    for i, (vs, (sw, host, links)) in enumerate(layout.items()):
-        dp = fab.dpid(sw)
-        vdpid[vs] = daemon.rest("POST", f"{path}/switches", {"dpids": [dp]}, token)["vdpid"]
-        if listen is not None and i == 0:
-            urls = {"controller_urls": [ctl_url, listen]}
-            daemon.rest("PUT", f"{path}/switches/{vdpid[vs]}/controllers", urls, token)
-        port = fab.topo.host(host).port
-        vports[vs] = {
-            "host": daemon.rest("POST", f"{path}/ports", {"dpid": dp, "port": port}, token)[
-                "number"
-            ]
-        }
-        for lk, phys in links.items():
-            vports[vs][lk] = daemon.rest(
-                "POST", f"{path}/ports", {"dpid": dp, "port": phys}, token
-            )["number"]
+    vdpid, vports = make_vswitches(daemon, fab, net_id, token, layout)
+    if listen is not None:
+        urls = {"controller_urls": [ctl_url, listen]}
+        daemon.rest("PUT", f"{path}/switches/{vdpid[next(iter(layout))]}/controllers", urls,
+                    token)  # fmt: skip
     names = sorted({lk for _, _, links in layout.values() for lk in links})
     (v1, v2) = list(layout)
     for lk in names:
         body = {"src_vdpid": vdpid[v1], "src_vport": vports[v1][lk],
                 "dst_vdpid": vdpid[v2], "dst_vport": vports[v2][lk]}  # fmt: skip
         daemon.rest("POST", f"{path}/links", body, token)
-    for vs, (_, host, _) in layout.items():
-        h = fab.topo.host(host)
-        host_body = {"vdpid": vdpid[vs], "vport": vports[vs]["host"], "mac": h.mac}
-        daemon.rest("POST", f"{path}/hosts", host_body, token)
+    connect_hosts(daemon, fab, net_id, token, layout, vdpid, vports)
     daemon.rest("POST", f"{path}/start", None, token)
     return TenantNet(token, net_id, vdpid, vports)
 

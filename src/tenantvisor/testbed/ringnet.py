@@ -37,11 +37,11 @@ from tenantvisor.testbed.daemon import Daemon, DaemonError
 from tenantvisor.testbed.fabric import Fabric
 from tenantvisor.testbed.pingmon import PingMonitor
 from tenantvisor.testbed.proactive import ProactiveController, Rule
-from tenantvisor.testbed.scenario import wait_physical
+from tenantvisor.testbed.scenario import VSwitchLayout, connect_hosts, make_vswitches, wait_physical
 from tenantvisor.testbed.topo import ring
 
 # vswitch name -> (pswitch, host, {vlink name: physical port of its vport})
-LAYOUT: dict[str, tuple[str, str, dict[str, int]]] = {
+LAYOUT: VSwitchLayout = {
     "A": ("s1", "h1", {"AB": 2, "AC": 3}),
     "B": ("s2", "h2", {"AB": 3}),
     "C": ("s3", "h3", {"AC": 2}),
@@ -209,22 +209,7 @@ def ring_network(
         wait_physical(daemon, topo)
         token = daemon.rest("POST", "/v1/tenants", {"name": "ring"})["token"]
         net_id = daemon.rest("POST", "/v1/networks", {"controller_urls": [ctl.url]}, token)["id"]
-        vdpid: dict[str, int] = {}
-        vports: dict[str, dict[str, int]] = {}
-        for vs, (sw, host, links) in LAYOUT.items():
-            dp = fab.dpid(sw)
-            path = f"/v1/networks/{net_id}"
-            vdpid[vs] = daemon.rest("POST", f"{path}/switches", {"dpids": [dp]}, token)["vdpid"]
-            port = topo.host(host).port
-            vports[vs] = {
-                "host": daemon.rest("POST", f"{path}/ports", {"dpid": dp, "port": port}, token)[
-                    "number"
-                ]
-            }
-            for name, phys in links.items():
-                vports[vs][name] = daemon.rest(
-                    "POST", f"{path}/ports", {"dpid": dp, "port": phys}, token
-                )["number"]
+        vdpid, vports = make_vswitches(daemon, fab, net_id, token, LAYOUT)
         link_ids: dict[str, int] = {}
         made_with = backup_num
         for name, (src, dst) in VLINKS.items():
@@ -236,10 +221,7 @@ def ring_network(
             }
             lk, made_with = _create_link(daemon, net_id, token, body, backup_num, strict_backup)
             link_ids[name] = lk["id"]
-        for vs, (_, host, _) in LAYOUT.items():
-            h = topo.host(host)
-            host_body = {"vdpid": vdpid[vs], "vport": vports[vs]["host"], "mac": h.mac}
-            daemon.rest("POST", f"/v1/networks/{net_id}/hosts", host_body, token)
+        connect_hosts(daemon, fab, net_id, token, LAYOUT, vdpid, vports)
         daemon.rest("POST", f"/v1/networks/{net_id}/start", None, token)
         ctl.accept(set(vdpid.values()))
         a = vports["A"]

@@ -402,3 +402,38 @@ def controlled_fabric(topo: Topology, prefix: str) -> Iterator[Controlled]:
             d.stop()
         fab.close()
         shutil.rmtree(rundir, ignore_errors=True)
+
+
+# A tenant's vswitches, one per entry: vswitch name -> (pswitch, its host, {link vport name:
+# the pswitch port it maps}).
+VSwitchLayout = dict[str, tuple[str, str, dict[str, int]]]
+
+
+def make_vswitches(
+    daemon: Daemon, fab: Fabric, net_id: int, token: str, layout: VSwitchLayout
+) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
+    """Over REST, a vswitch per `layout` entry on its pswitch, with a vport for its host's
+    port ("host") and one per named link port: (vdpid by vswitch, vport numbers by
+    vswitch and name)."""
+    path = f"/v1/networks/{net_id}"
+    vdpid: dict[str, int] = {}
+    vports: dict[str, dict[str, int]] = {}
+    for vs, (sw, host, links) in layout.items():
+        dp = fab.dpid(sw)
+        vdpid[vs] = daemon.rest("POST", f"{path}/switches", {"dpids": [dp]}, token)["vdpid"]
+        ports = {"host": fab.topo.host(host).port, **links}
+        vports[vs] = {
+            name: daemon.rest("POST", f"{path}/ports", {"dpid": dp, "port": phys}, token)["number"]
+            for name, phys in ports.items()
+        }
+    return vdpid, vports
+
+
+def connect_hosts(
+    daemon: Daemon, fab: Fabric, net_id: int, token: str, layout: VSwitchLayout,
+    vdpid: dict[str, int], vports: dict[str, dict[str, int]],
+) -> None:  # fmt: skip
+    """Each `layout` entry's host on its vswitch's "host" vport (make_vswitches)."""
+    for vs, (_, host, _) in layout.items():
+        body = {"vdpid": vdpid[vs], "vport": vports[vs]["host"], "mac": fab.topo.host(host).mac}
+        daemon.rest("POST", f"/v1/networks/{net_id}/hosts", body, token)
