@@ -8,6 +8,8 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -169,40 +171,49 @@ def test_refuses_newer_or_foreign_databases(tmp_path: Path, ovsdb_tools: None) -
         EmbeddedServer(other).start()
 
 
-def test_a_1_1_database_converts_and_its_vports_load_as_plain_ones(
-    tmp_path: Path, ovsdb_tools: None
-) -> None:
-    """A database written before exclusive vports (schema 1.1.0, no Vport.exclusive) is
-    converted when the embedded server starts; its vports load as they were (not
-    exclusive), and the mode is then kept like any other column."""
-    d = tmp_path / "state"
-    old = EmbeddedServer(d, schema=schema_1_1(tmp_path)).start()
+@contextmanager
+def _converted(tmp: Path, schema: Path, version: str, *rows: dict[str, Any]) -> Iterator[Store]:
+    """A database of an older schema `version` holding `rows`, converted as the embedded
+    server starts (checked): a Store on it, for the `with` block."""
+    d = tmp / "state"
+    old = EmbeddedServer(d, schema=schema).start()
     try:
-        vport = {"op": "insert", "table": "Vport", "row": {
-            "network": 5, "vdpid": "0005000000000001", "number": 1,
-            "dpid": "8000000000000001", "port": 3, "kind": "edge",
-        }}  # fmt: skip
-        transact(old.remote, TENANT, NETWORK, VSWITCH, vport)
+        transact(old.remote, *rows)
         old.stop()
         srv = EmbeddedServer(d).start()
         try:
-            assert srv.converted == ("1.1.0", ".".join(map(str, codec.schema_version())))
+            assert srv.converted == (version, ".".join(map(str, codec.schema_version())))
             store = Store(srv.remote, timeout=5.0).start()
             try:
-                net = store.load_network(5)
-                assert net is not None
-                (vp,) = net.switches[0x0005000000000001].ports.values()
-                assert (vp.port, vp.kind, vp.exclusive) == (3, VPortKind.EDGE, False)
-                vp.exclusive = True
-                store.put_network(net)
-                again = store.load_network(5)
-                assert again is not None and again.switches[0x0005000000000001].ports[1].exclusive
+                yield store
             finally:
                 store.stop()
         finally:
             srv.stop()
     finally:
         old.stop()
+
+
+def test_a_1_1_database_converts_and_its_vports_load_as_plain_ones(
+    tmp_path: Path, ovsdb_tools: None
+) -> None:
+    """A database written before exclusive vports (schema 1.1.0, no Vport.exclusive) is
+    converted when the embedded server starts; its vports load as they were (not
+    exclusive), and the mode is then kept like any other column."""
+    vport = {"op": "insert", "table": "Vport", "row": {
+        "network": 5, "vdpid": "0005000000000001", "number": 1,
+        "dpid": "8000000000000001", "port": 3, "kind": "edge",
+    }}  # fmt: skip
+    with _converted(tmp_path, schema_1_1(tmp_path), "1.1.0", TENANT, NETWORK, VSWITCH,
+                    vport) as store:  # fmt: skip
+        net = store.load_network(5)
+        assert net is not None
+        (vp,) = net.switches[0x0005000000000001].ports.values()
+        assert (vp.port, vp.kind, vp.exclusive) == (3, VPortKind.EDGE, False)
+        vp.exclusive = True
+        store.put_network(net)
+        again = store.load_network(5)
+        assert again is not None and again.switches[0x0005000000000001].ports[1].exclusive
 
 
 def test_a_1_2_database_converts_and_its_networks_have_no_limits_override(
@@ -211,28 +222,13 @@ def test_a_1_2_database_converts_and_its_networks_have_no_limits_override(
     """A database written before data-plane limits (schema 1.2.0, no
     Virtual_Network.limits) is converted when the embedded server starts; its networks
     load with no override (the admin's defaults apply), and an override is then kept."""
-    d = tmp_path / "state"
-    old = EmbeddedServer(d, schema=schema_1_2(tmp_path)).start()
-    try:
-        transact(old.remote, TENANT, NETWORK, VSWITCH)
-        old.stop()
-        srv = EmbeddedServer(d).start()
-        try:
-            assert srv.converted == ("1.2.0", ".".join(map(str, codec.schema_version())))
-            store = Store(srv.remote, timeout=5.0).start()
-            try:
-                net = store.load_network(5)
-                assert net is not None and net.limits == NO_LIMITS
-                net.limits = Limits(vport_pps=500, vlink_kbps=0)
-                store.put_network(net)
-                again = store.load_network(5)
-                assert again is not None and again.limits == Limits(vport_pps=500, vlink_kbps=0)
-            finally:
-                store.stop()
-        finally:
-            srv.stop()
-    finally:
-        old.stop()
+    with _converted(tmp_path, schema_1_2(tmp_path), "1.2.0", TENANT, NETWORK, VSWITCH) as store:
+        net = store.load_network(5)
+        assert net is not None and net.limits == NO_LIMITS
+        net.limits = Limits(vport_pps=500, vlink_kbps=0)
+        store.put_network(net)
+        again = store.load_network(5)
+        assert again is not None and again.limits == Limits(vport_pps=500, vlink_kbps=0)
 
 
 def test_a_1_3_database_converts_and_its_tenants_have_the_default_limits(
@@ -242,30 +238,15 @@ def test_a_1_3_database_converts_and_its_tenants_have_the_default_limits(
     converted when the embedded server starts; its tenants load with no limits of their
     own (the daemon's defaults), and an admin's values are then kept like any column,
     changed in place (a tenant's name and token never change, its limits may)."""
-    d = tmp_path / "state"
-    old = EmbeddedServer(d, schema=schema_1_3(tmp_path)).start()
-    try:
-        transact(old.remote, TENANT)
-        old.stop()
-        srv = EmbeddedServer(d).start()
-        try:
-            assert srv.converted == ("1.3.0", ".".join(map(str, codec.schema_version())))
-            store = Store(srv.remote, timeout=5.0).start()
-            try:
-                (t,) = store.load_tenants()
-                assert (t.id, t.name, t.limits) == (1, "a", {})
-                t.limits = {"vswitches": 3, "msg_rate": 100}
-                store.write_intent(IntentChange(tenants=[t]))
-                t.limits = {"vswitches": 5}
-                store.write_intent(IntentChange(tenants=[t]))
-                (again,) = store.load_tenants()
-                assert again.limits == {"vswitches": 5}
-            finally:
-                store.stop()
-        finally:
-            srv.stop()
-    finally:
-        old.stop()
+    with _converted(tmp_path, schema_1_3(tmp_path), "1.3.0", TENANT) as store:
+        (t,) = store.load_tenants()
+        assert (t.id, t.name, t.limits) == (1, "a", {})
+        t.limits = {"vswitches": 3, "msg_rate": 100}
+        store.write_intent(IntentChange(tenants=[t]))
+        t.limits = {"vswitches": 5}
+        store.write_intent(IntentChange(tenants=[t]))
+        (again,) = store.load_tenants()
+        assert again.limits == {"vswitches": 5}
 
 
 def test_convert_online(tmp_path: Path, ovsdb_tools: None) -> None:
