@@ -21,6 +21,13 @@ from tenantvisor.testbed.scenario import Layout, TenantRun, two_tenants, two_tie
 pytestmark = pytest.mark.root
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _as_root() -> None:
+    """Every module here builds namespaces and Open vSwitch bridges: said once, first."""
+    if os.geteuid() != 0:
+        pytest.fail("end-to-end tests need root (network namespaces, Open vSwitch)")
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None]:
     """A failed test shows the daemon's last log lines: CI keeps nothing else of a run."""
@@ -50,8 +57,6 @@ class Env:
 
 @pytest.fixture(scope="module")
 def env() -> Iterator[Env]:
-    if os.geteuid() != 0:
-        pytest.fail("end-to-end tests need root (network namespaces, Open vSwitch)")
     layout = two_tier_layout()
     listener = ControllerListener()
     try:

@@ -12,7 +12,6 @@ first state.
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import time
@@ -56,8 +55,6 @@ class Bed:
 
 @pytest.fixture(scope="module")
 def bed() -> Iterator[Bed]:
-    if os.geteuid() != 0:
-        pytest.fail("end-to-end tests need root (network namespaces, Open vSwitch)")
     topo = two_tier(n_spines=1, n_leaves=3, hosts_per_leaf=1)
     for i in range(1, 4):
         topo.set_host_address(f"h{i}", mac=f"02:00:00:00:77:{i:02x}", ipv4=f"10.77.0.{i}/24")

@@ -9,8 +9,6 @@ each other's.
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from tenantvisor.testbed.scenario import pingall, rx_packets, two_tenants, two_tier_layout
@@ -19,8 +17,6 @@ pytestmark = pytest.mark.root
 
 
 def test_openflow10_pswitches_carry_vlinks_and_host_vswitches_of_two_tenants() -> None:
-    if os.geteuid() != 0:
-        pytest.fail("end-to-end tests need root (network namespaces, Open vSwitch)")
     layout = two_tier_layout()
     with two_tenants(layout, protocols={"sp2": "OpenFlow10", "lf2": "OpenFlow10"}) as run:
         fab, a, b = run.fab, run.alice, run.bob

@@ -11,7 +11,6 @@ modified), and rule durations from `dump-flows` (an identical re-ADD restarts th
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
 
@@ -29,8 +28,6 @@ SETTLE_S = 1.5  # after the daemon has the pswitch back, before judging
 
 @pytest.fixture(scope="module")
 def net() -> Iterator[RingNet]:
-    if os.geteuid() != 0:
-        pytest.fail("end-to-end tests need root (network namespaces, Open vSwitch)")
     # backups are not what this test is about: without them (an API that refuses
     # backup_num) the vlinks are plain shortest paths, which is as good for a flap
     with ring_network(backup_num=1, strict_backup=False) as n:
