@@ -15,7 +15,7 @@ from tenantvisor.physical.links import QINQ_ADVICE, LinkDiscovery, qinq_verdict
 from tenantvisor.physical.session import PSwitchSession
 from tenantvisor.physical.topology import PhysicalTopology, PLink, PPort, PSwitchInfo
 
-INTERVAL = 1.0  # grace: 3 intervals + 1 s = 4 s
+INTERVAL = 1.0  # grace: 3 intervals + 1 s = 4 s (checks every interval unless told)
 
 
 class FakeSwitch:
@@ -41,7 +41,9 @@ class FakeSwitch:
 class FakeFabric:
     """Switches joined by wires; `deliver` hands every probe sent to the far end's table 0."""
 
-    def __init__(self, *switches: FakeSwitch, wires: list[tuple[int, int, int, int]]) -> None:
+    def __init__(
+        self, *switches: FakeSwitch, wires: list[tuple[int, int, int, int]], check_every: int = 1
+    ) -> None:
         self.switches = {s.dpid: s for s in switches}
         self.peer: dict[tuple[int, int], tuple[int, int]] = {}
         for a, pa, b, pb in wires:
@@ -50,7 +52,7 @@ class FakeFabric:
         self.topo = PhysicalTopology()
         for s in switches:
             self.topo.add_switch(PSwitchInfo(s.dpid, dict(s.ports), 254))
-        self.links = LinkDiscovery(self.topo, INTERVAL, lambda: None, set)
+        self.links = LinkDiscovery(self.topo, INTERVAL, lambda: None, set, check_every)
         self.cut: set[tuple[int, int]] = set()  # (dpid, port) whose frames are lost
         self.max_frame = 10_000  # bytes a wire carries
 
@@ -172,3 +174,62 @@ def test_a_disconnected_switch_is_not_judged(caplog: pytest.LogCaptureFixture) -
     assert set(fab.topo.mtu_ok.values()) == {True}
     assert len(fab.topo.links()) == 2  # kept while it cannot be probed
     assert caplog.records == []
+
+
+def _ring(n: int, check_every: int) -> FakeFabric:
+    """n pswitches in a ring, each with a host port 1 and ring ports 2 (next) and 3 (prev)."""
+    switches = [FakeSwitch(d, [1, 2, 3]) for d in range(1, n + 1)]
+    wires = [(d, 2, d % n + 1, 3) for d in range(1, n + 1)]
+    return FakeFabric(*switches, wires=wires, check_every=check_every)
+
+
+def _checks_sent(fab: FakeFabric) -> dict[int, int]:
+    """Padded and double-tagged probes each pswitch has sent (and not yet delivered)."""
+    return {
+        d: sum(1 for _, frame in s.sent
+               if (got := discovery.parse_any_probe(fab.links.secret, frame)) is not None
+               and got[2] is not ProbeKind.LINK)
+        for d, s in fab.switches.items()
+    }  # fmt: skip
+
+
+def test_checks_are_spread_over_the_intervals_each_pswitch_in_its_turn() -> None:
+    """Every interval every link port is probed, but a pswitch sends its padded and QinQ
+    probes once in `check_every` intervals, a share of the pswitches each interval: no
+    interval carries all of them (a burst of ~1.6 KB PACKET_INs the daemon must read)."""
+    fab = _ring(7, check_every=3)
+    fab.tick(0.0)  # finds the links; from now on every ring port is a link port
+    rounds = []
+    for k in range(1, 7):
+        fab.links.tick(fab.sessions(), float(k))
+        rounds.append(_checks_sent(fab))
+        links = {d: sum(1 for _, f in s.sent
+                        if (got := discovery.parse_any_probe(fab.links.secret, f)) is not None
+                        and got[2] is ProbeKind.LINK) for d, s in fab.switches.items()}  # fmt: skip
+        assert links == dict.fromkeys(fab.switches, 3)  # liveness: every port, every time
+        fab.deliver(float(k))
+    for r in rounds:  # 7 pswitches over 3 turns: 2 or 3 check each time, 2 probes x 2 ports
+        checking = [d for d, n in r.items() if n]
+        assert 2 <= len(checking) <= 3 and all(r[d] == 4 for d in checking)
+    for d in fab.switches:  # each in exactly one turn of every three
+        turns = [k for k, r in enumerate(rounds) if r[d]]
+        assert len(turns) == 2 and turns[1] - turns[0] == 3
+
+
+def test_spread_checks_judge_after_three_check_rounds(caplog: pytest.LogCaptureFixture) -> None:
+    """With checks every `check_every` intervals a probe that did not cross is believed
+    only after three of them (not three intervals): a sound switch is never blamed in
+    between, and a switch at vlan-limit 1 is, once."""
+    caplog.set_level(logging.WARNING, logger="tenantvisor.physical.links")
+    fab = _ring(5, check_every=4)
+    fab.switches[3].vlan_limit = 1
+    assert fab.links.check_grace == 3 * INTERVAL * 4 + 1.0
+    t = fab.run(0.0, 12.0)  # under the check grace: too early to blame anyone
+    assert False not in fab.topo.qinq_ok.values() and False not in fab.topo.mtu_ok.values()
+    assert caplog.records == []
+    fab.run(t, 30.0)
+    assert fab.topo.qinq_ok == {1: True, 2: True, 3: False, 4: True, 5: True}
+    assert len(fab.topo.mtu_ok) == 10 and set(fab.topo.mtu_ok.values()) == {True}
+    assert [r.getMessage().split(" does not")[0] for r in caplog.records] == [
+        "pswitch 0000000000000003"
+    ]

@@ -23,6 +23,12 @@ from tenantvisor.physical.topology import PhysicalTopology, PLink
 log = logging.getLogger(__name__)
 
 QINQ_ADVICE = "ovs-vsctl set Open_vSwitch . other_config:vlan-limit=2"
+# The padded (MTU) and double-tagged (QinQ) probes check settings that change rarely, so a
+# pswitch sends them every CHECK_EVERY intervals, a share of the pswitches each interval:
+# they are two of every three probes and nearly all their bytes (a padded one is ~1.6 KB),
+# and a round of all of them at once keeps the daemon busy for milliseconds, in one burst,
+# exactly when a live migration's rollout may be waiting for its BARRIER replies.
+CHECK_EVERY = 5
 
 
 def qinq_verdict(
@@ -49,9 +55,12 @@ class LinkDiscovery:
         interval: float,
         changed: Callable[[], None],
         edge_ports: Callable[[], set[tuple[int, int]]],
+        check_every: int = CHECK_EVERY,
     ) -> None:
         self.topo = topo
         self.interval = interval
+        self.check_every = max(1, check_every)
+        self._ticks = 0
         self._changed = changed
         self._edge_ports = edge_ports
         # probes are signed with a secret of this instance, so a host cannot forge links
@@ -65,13 +74,22 @@ class LinkDiscovery:
 
     @property
     def grace(self) -> float:
-        """How long a link must be known before a missing big or QinQ probe is believed."""
+        """How long a link goes without a probe crossing it before it is taken away."""
         return 3 * self.interval + 1.0
 
+    @property
+    def check_grace(self) -> float:
+        """How long a link must be known before a missing big or QinQ probe is believed:
+        three of its check rounds, as links get three probes before they age out."""
+        return 3 * self.interval * self.check_every + 1.0
+
     def tick(self, sessions: Iterable[PSwitchSession], now: float) -> None:
-        """Once per interval: probe every pswitch, age links, check MTUs and QinQ."""
-        for s in sessions:
-            self.probe(s)
+        """Once per interval: probe every pswitch (and let a share of them check their
+        links' MTU and QinQ), age links, judge MTUs and QinQ."""
+        turn = self._ticks % self.check_every
+        self._ticks += 1
+        for i, s in enumerate(sessions):
+            self.probe(s, checks=i % self.check_every == turn)
         # No probe crosses a link of a pswitch we cannot talk to: its links age only once it
         # is back (or go when a neighbour reports the port down), and are judged (MTU, QinQ)
         # only a grace period after that, when probes had a chance to cross again.
@@ -96,8 +114,9 @@ class LinkDiscovery:
         if stale:
             self._changed()
 
-    def probe(self, s: PSwitchSession) -> None:
-        """LLDP out of every port that may face a pswitch.  Ports mapped as edge vports are
+    def probe(self, s: PSwitchSession, checks: bool = True) -> None:
+        """LLDP out of every port that may face a pswitch (and, with `checks`, the padded
+        and double-tagged probes out of those known to).  Ports mapped as edge vports are
         skipped: probes would show tenants' hosts the physical dpids and port numbers."""
         if s.dpid is None or not s.ready:
             return
@@ -108,7 +127,7 @@ class LinkDiscovery:
                 # the checks only where a pswitch is known to face the port: elsewhere
                 # (hosts, 1500-byte ports) the padded probe would only be dropped and logged,
                 # and a host has no use for double-tagged LLDP
-                if self.topo.is_link_port(s.dpid, p.port_no):
+                if checks and self.topo.is_link_port(s.dpid, p.port_no):
                     for kind in (ProbeKind.BIG, ProbeKind.QINQ):
                         s.probe(p.port_no, discovery.probe(self.secret, s.dpid, p.port_no, kind))
 
@@ -143,7 +162,7 @@ class LinkDiscovery:
     def _check_mtu(self, now: float) -> None:
         """Warn (once per episode) about links that pass small probes but not big ones: a
         tenant's 1500-byte frame with our 4-byte tag would be dropped there, silently."""
-        grace = self.grace
+        grace = self.check_grace
         for lk, first in list(self._first_seen.items()):
             if lk not in self._seen:
                 del self._first_seen[lk]
@@ -168,7 +187,7 @@ class LinkDiscovery:
         for lk, first in self._first_seen.items():  # live links only (see tick)
             into.setdefault(lk.dst_dpid, []).append((first, self._qinq_seen.get(lk)))
         for dpid, links in sorted(into.items()):
-            ok = qinq_verdict(links, now, self.grace)
+            ok = qinq_verdict(links, now, self.check_grace)
             if ok is None:
                 continue
             self.topo.qinq_ok[dpid] = ok
