@@ -434,7 +434,11 @@ class Hypervisor:
         else:
             self.topo.set_port(s.dpid, port)
             if port.up:
-                self.links.probe(s)  # a link found there re-compiles (LinkDiscovery)
+                # that port at once (a link found there re-compiles: LinkDiscovery); not
+                # every port of the pswitch: a VM plugged in during a live migration would
+                # have its neighbours' replies (~1.6 KB padded probes among them) arrive
+                # while its move's rollout waits for BARRIER replies
+                self.links.probe(s, only=port.port_no)
         if used:
             self._topology_changed()
 

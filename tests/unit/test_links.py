@@ -233,3 +233,44 @@ def test_spread_checks_judge_after_three_check_rounds(caplog: pytest.LogCaptureF
     assert [r.getMessage().split(" does not")[0] for r in caplog.records] == [
         "pswitch 0000000000000003"
     ]
+
+
+def test_a_port_probed_alone_sends_from_that_port_only() -> None:
+    """A port coming up is probed at once (a link there is found now, not a tick later),
+    and only it: a VM plugged in during a live migration must not have every port of its
+    pswitch probed, whose neighbours' replies would arrive in the middle of the move."""
+    fab = _ring(3, check_every=1)
+    fab.tick(0.0)  # finds the links
+    s1 = fab.switches[1]
+    s1.sent.clear()
+    fab.links.probe(cast(PSwitchSession, s1), only=1)  # the host port
+    assert [(port, got[2]) for port, frame in s1.sent
+            if (got := discovery.parse_any_probe(fab.links.secret, frame))] == [
+        (1, ProbeKind.LINK)
+    ]  # fmt: skip
+    s1.sent.clear()
+    fab.links.probe(cast(PSwitchSession, s1), only=2)  # a link port: checked too
+    assert sorted((port, got[2]) for port, frame in s1.sent
+                  if (got := discovery.parse_any_probe(fab.links.secret, frame))) == [
+        (2, ProbeKind.LINK), (2, ProbeKind.BIG), (2, ProbeKind.QINQ)
+    ]  # fmt: skip
+    s1.sent.clear()
+    fab.links.probe(cast(PSwitchSession, s1), only=7)  # no such port: nothing
+    assert s1.sent == []
+
+
+def test_the_daemon_probes_a_port_that_comes_up_and_no_other() -> None:
+    from os_ken.ofproto import ofproto_v1_3 as ofp
+
+    from tenantvisor.hypervisor import Hypervisor
+
+    hv = Hypervisor("admin")
+    sw = FakeSwitch(1, [1, 2, 3])
+    hv.topo.add_switch(PSwitchInfo(1, dict(sw.ports), 254))
+    sw.ports[4] = PPort(4, "p4", "02:00:00:00:00:04")
+    hv.port_status(cast(PSwitchSession, sw), sw.ports[4], ofp.OFPPR_ADD)
+    assert {port for port, _ in sw.sent} == {4}
+    sw.sent.clear()
+    down = PPort(4, "p4", "02:00:00:00:00:04", up=False)
+    hv.port_status(cast(PSwitchSession, sw), down, ofp.OFPPR_MODIFY)
+    assert sw.sent == []  # a port going down is not probed

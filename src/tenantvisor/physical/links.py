@@ -114,14 +114,16 @@ class LinkDiscovery:
         if stale:
             self._changed()
 
-    def probe(self, s: PSwitchSession, checks: bool = True) -> None:
+    def probe(self, s: PSwitchSession, checks: bool = True, only: int | None = None) -> None:
         """LLDP out of every port that may face a pswitch (and, with `checks`, the padded
-        and double-tagged probes out of those known to).  Ports mapped as edge vports are
-        skipped: probes would show tenants' hosts the physical dpids and port numbers."""
+        and double-tagged probes out of those known to), or out of port `only`.  Ports
+        mapped as edge vports are skipped: probes would show tenants' hosts the physical
+        dpids and port numbers."""
         if s.dpid is None or not s.ready:
             return
         edge = self._edge_ports()
-        for p in s.ports.values():
+        ports = s.ports.values() if only is None else [p for p in [s.ports.get(only)] if p]
+        for p in ports:
             if p.up and p.port_no < ofp.OFPP_MAX and (s.dpid, p.port_no) not in edge:
                 s.probe(p.port_no, discovery.probe(self.secret, s.dpid, p.port_no))
                 # the checks only where a pswitch is known to face the port: elsewhere
