@@ -356,6 +356,11 @@ def main(argv: list[str] | None = None) -> int:
         help="migration: the daemon keeps no intent (--db none), to see the store's share",
     )  # fmt: skip
     b.add_argument(
+        "--replug", action="store_true",
+        help="migration: each move re-plugs the mover's cable in one OVSDB transaction, "
+        "instead of switching carrier between ports plugged in ahead",
+    )  # fmt: skip
+    b.add_argument(
         "--cases", metavar="REGEX",
         help="conformance: only the cases whose name matches (e.g. '^group/')",
     )  # fmt: skip
@@ -437,7 +442,8 @@ def main(argv: list[str] | None = None) -> int:
 
         return run_migration(
             quick=args.quick, moves=args.moves, detect=args.detect, rate=args.rate,
-            store=not args.no_store, as_json=args.json, plot_path=args.plot,
+            store=not args.no_store, replug=args.replug, as_json=args.json,
+            plot_path=args.plot,
         )  # fmt: skip
     if args.cmd == "bench" and args.name == "noisy-neighbour":
         from tenantvisor.bench.noisy import run_noisy

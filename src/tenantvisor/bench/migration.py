@@ -217,7 +217,7 @@ class Listening:
 _GARP = r"""
 import socket, struct, sys, time
 mac = bytes.fromhex(sys.argv[1].replace(":", "")); ip = socket.inet_aton(sys.argv[2])
-s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW); s.bind(("eth0", 0))
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW); s.bind((sys.argv[3], 0))
 arp = struct.pack("!HHBBH6s4s6s4s", 1, 0x0800, 6, 4, 1, mac, ip, b"\0" * 6, ip)
 frame = b"\xff" * 6 + mac + b"\x08\x06" + arp
 print("ready", flush=True)
@@ -237,7 +237,7 @@ class Garp:
         self.proc: subprocess.Popen[str] | None = None
         if self.tool != "arping":
             self.proc = fab.host(host.name).popen(
-                [sys.executable, "-c", _GARP, host.mac, host.ip],
+                [sys.executable, "-c", _GARP, host.mac, host.ip, fab.addr_dev(host.name)],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
             )  # fmt: skip
             assert self.proc.stdout is not None
@@ -247,7 +247,8 @@ class Garp:
     def send(self) -> float:
         """Send one; when it was sent (time.time)."""
         if self.proc is None:
-            self.fab.host(self.host.name).exec(f"arping -U -c 1 -I eth0 {self.host.ip}",
+            dev = self.fab.addr_dev(self.host.name)
+            self.fab.host(self.host.name).exec(f"arping -U -c 1 -I {dev} {self.host.ip}",
                                                check=False)  # fmt: skip
             return time.time()
         assert self.proc.stdin is not None and self.proc.stdout is not None
@@ -359,6 +360,10 @@ class Config:
     rate: str = TCP_RATE
     lldp_interval: float = 0.5
     store: bool = True  # False: the daemon keeps no intent (--db none): no store write
+    # True: each move re-plugs the mover's cable (one OVSDB transaction at the switch-over);
+    # False: it is plugged in ahead at every place it goes, as a cloud creates a migrating
+    # VM's port before the switch-over, which is then a change of carrier
+    replug: bool = False
 
 
 @dataclass
@@ -413,10 +418,12 @@ class Move:
         }  # fmt: skip
 
 
+CYCLE = [(f"e{i}", SPARE_PORT) for i in range(1, 8)] + [("e8", 2)]
+
+
 def targets(n: int) -> list[tuple[str, int]]:
     """Where the mover goes, move after move: e1..e7 on the spare port, home (e8 port 2)."""
-    cycle = [(f"e{i}", SPARE_PORT) for i in range(1, 8)] + [("e8", 2)]
-    return [cycle[i % len(cycle)] for i in range(n)]
+    return [CYCLE[i % len(CYCLE)] for i in range(n)]
 
 
 _REPLY = re.compile(r"^\[(\d+\.\d+)\] .*icmp_seq=(\d+) ", re.MULTILINE)
@@ -499,6 +506,8 @@ class Bench:
         fab, topo = self.fab, self.topo
         fab.build()
         assert fab.ovs is not None
+        if not self.cfg.replug:
+            fab.preplug(MOVER, targets(len(CYCLE)))
         sock = f"unix:{fab.ovs.rundir}/tenantvisor.sock"
         self.daemon = Daemon(
             self.rundir / "d", sock, lldp_interval=self.cfg.lldp_interval,
@@ -556,8 +565,7 @@ class Bench:
         self.listening = Listening(list(peers.values()))
         self.home_peer = peers[mover.switch]
         for a, b in ((PINGER, MOVER), (MOVER, PINGER), (SENDER, MOVER), (MOVER, SENDER)):
-            fab.host(a).exec(f"ip neigh replace {topo.hosts[b].ip} lladdr {topo.hosts[b].mac} "
-                             "dev eth0 nud permanent")  # fmt: skip
+            fab.static_neighbour(a, b)
         if not fab.host(PINGER).ping(mover.ip, count=3, timeout=10):
             raise RuntimeError(f"{PINGER} does not reach {MOVER} before any move")
         if self.cfg.detect:
@@ -849,6 +857,11 @@ def run(cfg: Config, progress: bool = True) -> dict[str, Any]:
         "tcp_sender": SENDER,
         "moves_per_level": cfg.moves,
         "intent_store": "embedded ovsdb-server (the default)" if cfg.store else "none (--db none)",
+        "switch_over": "the mover's cable re-plugged (one OVSDB transaction)"
+        if cfg.replug
+        else "plugged in ahead: the mover has a cable up at every place it goes (as a cloud "
+        "creates the destination port before the switch-over and removes the source's "
+        "after); a move changes which one it uses, no port changes state",
         "levels": list(cfg.levels),
         "modes": ["api", "detect"] if cfg.detect else ["api"],
         "paper": PAPER,
@@ -1101,6 +1114,7 @@ def run_migration(
     detect: bool = False,
     rate: str | None = None,
     store: bool = True,
+    replug: bool = False,
     as_json: bool = False,
     plot_path: str | None = None,
 ) -> int:
@@ -1113,7 +1127,7 @@ def run_migration(
     except ValueError as exc:
         print(f"tenantvisor bench: {exc}", file=sys.stderr)
         return 2
-    result = run(Config(moves=n, detect=detect, rate=rate or TCP_RATE, store=store))
+    result = run(Config(moves=n, detect=detect, rate=rate or TCP_RATE, store=store, replug=replug))
     return emit(
         result, plot=plot, table=table, plot_path=plot_path, as_json=as_json,
         default_plot="bench-migration.png",

@@ -216,6 +216,8 @@ class Fabric:
         self._procs: list[subprocess.Popen[Any]] = []
         self._hosts: dict[str, FabricHost] = {}
         self._plugged: dict[str, tuple[str, int]] = {}  # hosts moved: (switch, port) now
+        # hosts plugged in ahead at several places (preplug): (switch, port) -> their cable
+        self._places: dict[str, dict[tuple[str, int], str]] = {}
         self._built = False
         self._closed = False
 
@@ -396,13 +398,27 @@ class Fabric:
         return out
 
     def move_host(self, name: str, switch: str, port: int) -> None:
-        """Re-plug host `name`'s cable onto `port` of `switch` (a port that is not there
-        yet), in one OVSDB transaction, as a live migration moves a VM: its namespace, MAC
-        and address stay, the old bridge loses the port and the new one gains it."""
+        """Move host `name` onto `port` of `switch`, as a live migration moves a VM: its
+        namespace, MAC and address stay.  Plugged in there ahead (`preplug`): it leaves
+        the cable it was on (which stays up, as a VM's port at its source does until the
+        migration is over) for the one there, in one ``ip -batch``.  Otherwise
+        its cable is re-plugged (a port that is not there yet) in one OVSDB transaction:
+        the old bridge loses the port and the new one gains it."""
         ovs = self._require_ovs()
         spec = self.topo.hosts[name]
-        ifname = self.port_ifname(spec.switch, spec.port)  # the veth keeps its first name
         at = self._plugged.get(name, (spec.switch, spec.port))
+        places = self._places.get(name)
+        if places is not None:
+            if (switch, port) not in places:
+                raise FabricError(f"host {name!r} was not plugged in ahead at {switch}:{port} "
+                                  f"(preplug): at {sorted(places)} only")  # fmt: skip
+            if (switch, port) != at:
+                old, new = places[at], places[(switch, port)]
+                nx.ip_batch(f"link set dev {old} nomaster\nlink set dev {new} master vm0\n",
+                            self._host_ns[name])  # fmt: skip
+            self._plugged[name] = (switch, port)
+            return
+        ifname = self.port_ifname(spec.switch, spec.port)  # the veth keeps its first name
         ovs.vsctl(
             "--", "del-port", self.bridge(at[0]), ifname,
             "--", "add-port", self.bridge(switch), ifname,
@@ -411,11 +427,79 @@ class Fabric:
         )  # fmt: skip
         self._plugged[name] = (switch, port)
 
+    def preplug(self, name: str, places: Iterable[tuple[str, int]]) -> None:
+        """Plug host `name` in at each of `places` (switch, port) ahead of its moves, as a
+        cloud creates a live-migrating VM's port at the destination (and its hypervisor
+        opens it, carrier up) before the switch-over, and removes the source's only once
+        the migration is over: `move_host` to one of them then only changes which cable
+        the host uses.  No port changes state, no OVSDB transaction adds and deletes
+        datapath ports (making the userspace datapath re-validate every flow) at the
+        very moment of the move; the network learns of it from the orchestrator or the
+        host's gratuitous ARP, as in a cloud.
+
+        Inside the host's namespace a Linux bridge, ``vm0``, takes the host's MAC and
+        address (`addr_dev`); of eth0 and one cable per place (``mv1``, ``mv2``, ...), all
+        up, the one the host is on is the bridge's member.  Call it before setting
+        neighbours."""
+        ovs = self._require_ovs()
+        spec = self.topo.hosts[name]
+        hns = self._host_ns[name]
+        at = self._plugged.get(name, (spec.switch, spec.port))
+        have = self._places.get(name)
+        if have is None:
+            if at != (spec.switch, spec.port):
+                raise FabricError(f"host {name!r} was moved already: preplug it before")
+            script = (
+                "link add vm0 type bridge forward_delay 0 stp_state 0\n"
+                f"link set dev vm0 address {spec.mac}\n"
+                f"addr del {spec.ipv4} dev eth0\n"
+                f"addr add {spec.ipv4} dev vm0\n"
+                "link set dev eth0 master vm0\n"
+                "link set dev vm0 up\n"
+            )
+            nx.ip_batch(script, hns)
+            have = self._places[name] = {at: "eth0"}
+        swns = self.switch_netns
+        for switch, port in places:
+            if (switch, port) in have:
+                continue
+            swport = self.port_ifname(switch, port)
+            if nx.link_exists(swport, swns) or port in self._ports_in_use(switch):
+                raise FabricError(f"{switch}:{port} is taken: host {name!r} cannot be "
+                                  "plugged in there")  # fmt: skip
+            cable = f"mv{len(have)}"
+            self._track_link(swport, swns)
+            nx.add_veth(swport, cable, mtu=self.host_mtu, netns=swns, peer_netns=hns)
+            nx.set_mac(cable, spec.mac, hns)
+            if swns is None:
+                nx.disable_ipv6_link(swport)
+            nx.set_up(cable, hns)
+            nx.set_up(swport, swns)
+            ovs.vsctl(
+                "add-port", self.bridge(switch), swport,
+                "--", "set", "Interface", swport, f"ofport_request={port}",
+                f"mtu_request={self.host_mtu}",
+            )  # fmt: skip
+            have[(switch, port)] = cable
+
+    def _ports_in_use(self, switch: str) -> set[int]:
+        ports = {lk.pa for lk in self.topo.links if lk.a == switch}
+        ports |= {lk.pb for lk in self.topo.links if lk.b == switch}
+        ports |= {h.port for h in self.topo.hosts_on(switch)}
+        ports |= {p for h, at in self._plugged.items() if at[0] == switch for p in [at[1]]}
+        return ports
+
+    def addr_dev(self, name: str) -> str:
+        """The device in host `name`'s namespace that holds its address (``eth0``, or its
+        bridge once it is plugged in at several places)."""
+        return "vm0" if name in self._places else "eth0"
+
     def static_neighbour(self, host: str, peer: str) -> None:
         """A permanent ARP entry for `peer` in `host`'s namespace: traffic between them needs
         no ARP (no flood, no PACKET_IN), so what a tenant's controller hears is news."""
         q = self.topo.host(peer)
-        cmd = ["ip", "neigh", "replace", q.ip, "lladdr", q.mac, "dev", "eth0", "nud", "permanent"]
+        dev = self.addr_dev(host)
+        cmd = ["ip", "neigh", "replace", q.ip, "lladdr", q.mac, "dev", dev, "nud", "permanent"]
         self.host(host).exec(cmd)
 
     def host_port(self, name: str) -> tuple[str, int]:

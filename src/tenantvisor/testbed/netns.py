@@ -260,14 +260,19 @@ def set_down(ifname: str, netns: str | None = None) -> None:
     run([*_ip(netns), "link", "set", "dev", ifname, "down"])
 
 
+def ip_batch(script: str, netns: str | None = None) -> None:
+    """Several ``ip`` commands (one per line, without the ``ip``) in one process: they take
+    effect within a millisecond of each other."""
+    run([*_ip(netns), "-batch", "-"], input=script)
+
+
 def set_links_state(names: Sequence[str], up: bool, netns: str | None = None) -> None:
     """Bring several interfaces up or down with one ``ip -batch`` process, so they change
     within a millisecond of each other (two ``ip`` calls are ~5 ms apart)."""
     if not names:
         return
     state = "up" if up else "down"
-    script = "".join(f"link set dev {check_ifname(n)} {state}\n" for n in names)
-    run([*_ip(netns), "-batch", "-"], input=script)
+    ip_batch("".join(f"link set dev {check_ifname(n)} {state}\n" for n in names), netns)
 
 
 def set_tx_offload(ifname: str, on: bool, netns: str | None = None) -> None:
