@@ -114,12 +114,12 @@ def _heard(bed: Bed) -> list[int]:
     return [t for t in got if t in TO_TENANT]
 
 
-def _move(bed: Bed, switch: str, port: int) -> dict[str, object]:
-    """Re-plug h1 and tell the API (as the orchestrator of a live migration would)."""
-    if bed.fab.host_port("h1") != (switch, port):
-        bed.fab.move_host("h1", switch, port)
+def _move(bed: Bed, switch: str, port: int, host: str = "h1") -> dict[str, object]:
+    """Re-plug the host and tell the API (as the orchestrator of a live migration would)."""
+    if bed.fab.host_port(host) != (switch, port):
+        bed.fab.move_host(host, switch, port)
     dpid = bed.topo.switches[switch].dpid
-    path = f"/v1/networks/{bed.net_id}/hosts/{bed.host_ids['h1']}/move"
+    path = f"/v1/networks/{bed.net_id}/hosts/{bed.host_ids[host]}/move"
     deadline = time.monotonic() + 10
     while True:  # the daemon learns of the new port from the pswitch
         try:
@@ -252,6 +252,36 @@ def test_a_move_at_a_reduction_level(bed: Bed, level: str) -> None:
         assert _heard(bed) == []
     finally:
         d.rest("PUT", f"{net}/scalability", {"level": "exact"}, bed.token)
+
+
+def _reconfigurations(bed: Bed) -> list[dict[str, object]]:
+    got = bed.daemon.rest("GET", "/v1/status")["reconfigurations"]
+    return [r for r in got if r["net"] == bed.net_id]
+
+
+def test_a_host_plugged_in_ahead_moves_with_no_port_changing_state(bed: Bed) -> None:
+    """As a cloud does it: h2 has a port up on lf3 before it moves (the destination VM's
+    port, made ahead) and its port at home stays up after (the source's, removed once the
+    migration is over).  Told, the daemon moves it; no port changed state, so the only
+    reconfiguration is the move's, and h1 reaches h2 at the new place and back home."""
+    h2 = bed.topo.hosts["h2"]
+    there = ("lf3", NEW_PORT + 5)
+    bed.fab.preplug("h2", [there])
+    bed.fab.static_neighbour("h2", "h1")  # its address is on its bridge now
+    assert bed.fab.host("h1").ping(h2.ip, count=2, timeout=5)  # still at home
+    time.sleep(1.0)  # the new port's own news (up, probed) is over
+    _heard(bed)
+    seen = max((int(r["seq"]) for r in _reconfigurations(bed)), default=0)
+    got = _move(bed, *there, host="h2")
+    assert got["location"] == {"dpid": bed.topo.switches["lf3"].dpid, "port": NEW_PORT + 5}
+    assert bed.fab.host("h1").ping(h2.ip, count=3, timeout=5)
+    new = [r for r in _reconfigurations(bed) if int(r["seq"]) > seen]
+    assert [r["cause"] for r in new] == ["intent"], new
+    assert _heard(bed) == []
+    got = _move(bed, "lf2", 1, host="h2")
+    assert got["location"] is None
+    assert bed.fab.host("h1").ping(h2.ip, count=3, timeout=5)
+    assert _heard(bed) == []
 
 
 def test_a_restart_finds_a_moved_host_where_it_is_and_sends_nothing(bed: Bed) -> None:
