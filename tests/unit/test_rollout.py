@@ -327,3 +327,52 @@ def test_a_move_whose_write_fails_is_programmed_back_and_never_turns_traffic() -
     assert events == ["at s3", "back at s3"]  # the move's endpoints step never ran
     assert sorted(d for d, k in sent if k == "del") == [2, 4, 4]  # what the move added
     assert prog.states[1].rules == at3.rules
+
+
+def test_an_uncommitted_changes_first_phase_leaves_before_the_call_returns_inside_a_read() -> None:
+    """A move detected from a PACKET_IN is announced from inside that read, whose writes
+    leave when the read is handled, after the store's write: the first phase's FLOW_MODs
+    and BARRIER must leave at once all the same, so the pswitch takes them while the
+    store writes (seen in traces: the additions went out only after the 1-3 ms write)."""
+    import asyncio
+    import contextlib
+
+    from tenantvisor.openflow.channel import Channel, coalesced
+    from tests.unit.test_channel import _connected
+
+    class WiredSession(FakeSession):
+        def __init__(self, dpid: int, ch: Channel) -> None:
+            super().__init__(dpid)
+            self.ch = ch
+
+        def send_flow(self, build: Callable[[int], bytes], on_error: Any) -> None:
+            super().send_flow(build, on_error)
+            self.ch.send(build(0))
+
+        def barrier(self, done: Callable[[], None]) -> None:
+            super().barrier(done)
+            self.ch.send(codec.struct.pack("!BBHI", 4, ofp.OFPT_BARRIER_REQUEST, 8, 9))
+
+    async def run(uncommitted: bool) -> list[int]:
+        ch, _, theirs = await _connected(False)
+        await asyncio.sleep(0.01)
+        with contextlib.suppress(BlockingIOError):
+            theirs.recv(65536)  # the handshake
+        s = WiredSession(1, ch)
+        prog = NetworkProgrammer(cast(dict[int, PSwitchSession], {1: s}), IdAllocator())
+        got = b""
+        with coalesced():  # as inside a PACKET_IN's read
+            prog.apply(_state([_rule(5), _rule(6)]), lambda _: [], uncommitted=uncommitted)
+            await asyncio.sleep(0.01)
+            with contextlib.suppress(BlockingIOError):
+                got = theirs.recv(65536)
+        theirs.close()
+        types, off = [], 0
+        while off + 8 <= len(got):
+            types.append(got[off + 1])
+            off += codec.u16(got, off + 2)
+        return types
+
+    flow, barrier = ofp.OFPT_FLOW_MOD, ofp.OFPT_BARRIER_REQUEST
+    assert asyncio.run(run(True)) == [flow, flow, barrier]
+    assert asyncio.run(run(False)) == []  # a committed change leaves with the read's writes

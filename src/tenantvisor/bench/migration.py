@@ -14,10 +14,16 @@ The mover (h16, at home on e8 port 2) moves from edge pswitch to edge pswitch: e
 spare port, 10) and home again, round and round, `--moves` times per scalability level
 (`exact`, `lite`, `hop`; set with `PUT /v1/networks/{id}/scalability`) and per mode:
 
-* api: the testbed re-plugs the mover's cable onto the new port (one OVSDB transaction,
-  `Fabric.move_host`), then tells the API (`POST .../hosts/{id}/move`, as an orchestrator
-  would, retried until the daemon has heard of the new port);
-* detect (`--detect`): the re-plug, then the mover announces itself as QEMU does after a
+* api: the mover switches to its cable at the new port, then the bench tells the API
+  (`POST .../hosts/{id}/move`, as an orchestrator would).  As a cloud does it, the mover is
+  plugged in ahead at every place it goes (`Fabric.preplug`: the destination VM's port is
+  made, and opened by its hypervisor, before the switch-over; the source's is removed only
+  after), so a move changes which cable the host uses and no port changes state; with
+  `--replug` its one cable is re-plugged onto the new port instead, one OVSDB transaction
+  at the switch-over (`Fabric.move_host`; Open vSwitch then adds and deletes datapath
+  ports and re-validates every flow while the move's rollout runs), and the request is
+  retried until the daemon has heard of the new port;
+* detect (`--detect`): the switch-over, then the mover announces itself as QEMU does after a
   live migration: a gratuitous ARP (`arping -U` when there is one, else a raw frame from a
   helper process in its namespace) at once, again 50, 100, 150, 200 ms later and then every
   200 ms, while the bench polls the admin view of the network until the host's `location`
@@ -36,7 +42,7 @@ Per move:
   (1.5 s, the move 0.3 s in), lost = sent - received; each lost ping's send time is
   interpolated between the replies around it;
 * off the wire: the host's own time, lost whatever the hypervisor does: from the cut (the
-  first ping lost during the re-plug, which is one OVSDB transaction) until the network is
+  first ping lost during the switch-over or re-plug) until the network is
   told (the API request that succeeded is sent; in detect mode the announcement the daemon
   acted on is sent: any before it never reached the pswitch);
 * lost beyond it: the pings sent once the network was told and lost all the same, and the

@@ -201,6 +201,11 @@ class Rollout:
         phase sent nothing), after the write."""
         with coalesced():  # later phases start from a BARRIER reply: a read, batched too
             self._next(first=uncommitted)
+            if uncommitted:
+                # the store write comes next and holds the loop: the first phase's messages
+                # leave now even inside a read's batch (a move detected from a PACKET_IN),
+                # so the pswitches take them while it writes, not after
+                send_now()
 
     def _next(self, first: bool = False) -> None:
         while self._phases:

@@ -486,7 +486,7 @@ class Fabric:
         ports = {lk.pa for lk in self.topo.links if lk.a == switch}
         ports |= {lk.pb for lk in self.topo.links if lk.b == switch}
         ports |= {h.port for h in self.topo.hosts_on(switch)}
-        ports |= {p for h, at in self._plugged.items() if at[0] == switch for p in [at[1]]}
+        ports |= {at[1] for at in self._plugged.values() if at[0] == switch}
         return ports
 
     def addr_dev(self, name: str) -> str:
