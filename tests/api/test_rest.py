@@ -711,6 +711,29 @@ def test_exclusive_vports_over_rest(client: TestClient, manager: NetworkManager)
     assert code == 409 and "held exclusively" in msg
 
 
+def test_a_host_is_read_alone_its_location_for_the_admin_only(
+    client: TestClient, manager: NetworkManager
+) -> None:
+    """GET .../hosts/{id}: what an orchestrator polls for a detected move (the network's
+    whole view is far bigger).  Its tenant sees its virtual place only, the admin where it
+    is too; another tenant and a host that is not there get 404."""
+    Ta, Tb = new_tenant(client, "alice"), new_tenant(client, "bob")
+    n = ok(client.post("/v1/networks", json={}, headers=Ta), 201)["id"]
+    vd = ok(client.post(f"/v1/networks/{n}/switches", json={"dpids": [1]}, headers=Ta), 201)
+    vp = ok(client.post(f"/v1/networks/{n}/ports", json={"dpid": 1, "port": 1}, headers=Ta), 201)
+    h = {"vdpid": vd["vdpid"], "vport": vp["number"], "mac": "02:00:00:00:00:0a"}
+    hid = ok(client.post(f"/v1/networks/{n}/hosts", json=h, headers=Ta), 201)["id"]
+    path = f"/v1/networks/{n}/hosts/{hid}"
+    ok(client.post(f"{path}/move", json={"dpid": 1, "port": 2}, headers=bearer(ADMIN)))
+    mine = ok(client.get(path, headers=Ta))
+    assert mine == {"id": hid, "vdpid": vd["vdpid"], "vport": vp["number"],
+                    "mac": "02:00:00:00:00:0a", "location": None}  # fmt: skip
+    assert ok(client.get(path, headers=bearer(ADMIN)))["location"] == {"dpid": 1, "port": 2}
+    assert client.get(path, headers=Tb).status_code == 404
+    assert client.get(f"/v1/networks/{n}/hosts/{hid + 1}", headers=Ta).status_code == 404
+    assert client.get(f"/v1/networks/{n}/hosts/x", headers=Ta).status_code == 422
+
+
 def test_openapi_describes_the_exclusive_mode(client: TestClient) -> None:
     spec = client.get("/openapi.json").json()
     prop = spec["components"]["schemas"]["PortCreate"]["properties"]["exclusive"]

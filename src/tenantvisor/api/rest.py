@@ -19,7 +19,7 @@ from tenantvisor import __version__
 from tenantvisor.api import schemas as s
 from tenantvisor.api.auth import Caller, caller_dependency
 from tenantvisor.api.ids import parse_dpid
-from tenantvisor.errors import Forbidden, InvalidRequest
+from tenantvisor.errors import Forbidden, InvalidRequest, NotFound
 from tenantvisor.virtual.manager import NetworkManager
 from tenantvisor.virtual.model import VirtualNetwork
 
@@ -430,6 +430,16 @@ def build_router(
         caller.require_admin()
         h = manager.move_host(network(caller, net_id).id, host_id, body.dpid, body.port)
         return s.host_out(h, admin=True)
+
+    @router.get("/networks/{net_id}/hosts/{host_id}", response_model=s.HostOut, tags=["hosts"])
+    async def get_host(net_id: int, host_id: int, caller: Auth) -> s.HostOut:
+        """One host; its physical `location` (where it moved to, null at home) for the admin
+        only.  An orchestrator waiting for a detected move reads this, not the network."""
+        net = network(caller, net_id)
+        h = net.hosts.get(host_id)
+        if h is None:
+            raise NotFound(f"no host {host_id} in network {net.id}")
+        return s.host_out(h, admin=caller.is_admin)
 
     @router.delete(
         "/networks/{net_id}/hosts/{host_id}",
