@@ -18,6 +18,7 @@ traffic enters the slice, attached by the table-0 rules that classify it (`meter
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
@@ -45,6 +46,9 @@ StatKey = tuple[int, int, int, NormMatch]  # dpid, table, priority, normalized m
 TAG_BYTES = 4  # the 802.1ad S-tag a frame carries across the fabric
 LITE_MAX_BLOCK = 64  # LITE tags per vlink direction: at most 63 destination LITEs
 OFPG_MAX = ofp.OFPG_MAX
+# Set (tests do): every compile that takes the hosts-only way (`_Compiler._fast`) is also
+# made the whole way, without the cache, and the two must be equal.
+VERIFY_ENV = "TENANTVISOR_VERIFY_COMPILE"
 
 
 @lru_cache(maxsize=1 << 16)
@@ -135,15 +139,41 @@ class _VlinkPiece(_Piece):
 
 
 @dataclass
+class _Last:
+    """The previous compile, as far as a compile in which only hosts' locations changed
+    reuses it: everything the vlinks made (merged), what the hosts made of the vports."""
+
+    key: tuple[object, ...]
+    vlinks: list[_VlinkPiece]
+    part: NetworkState  # the vlinks' rules, meters, classification, paths and ids
+    heads: dict[tuple[int, int], list[tuple[Path, tuple[int, ...]]]]
+    in_tags: dict[tuple[int, int], int]
+    lite_out: dict[tuple[int, int], int]
+    lite_in: dict[tuple[int, int], tuple[int, int]]
+    lite: dict[str, int]
+    lite_size: int
+    moved: dict[tuple[int, int], _Moved]
+    hosts: dict[tuple[int, int], list[str]]
+    macs: dict[tuple[int, int], list[str]]
+
+
+@dataclass
 class CompileCache:
     """What `compile_network` may reuse from its previous run for the same network: each
     vlink's and each vswitch's piece, for as long as everything it was computed from (its
     key: intent, the fabric's links and the ports it uses) and its ids are unchanged.  The
     result is the same with or without it (tested); it only saves the time, which a live
-    migration's recompile is judged by, and the endpoints get the very same views."""
+    migration's recompile is judged by, and the endpoints get the very same views.
+
+    `last`: when nothing but hosts' locations changed since (the network's `shape`, the
+    fabric's `version`, the limits and table count are the same), the next compile takes
+    the vlinks' part whole and rebuilds only the vswitches whose vports a host changed
+    (with every reused piece's ids checked as always): a live migration's compile reads
+    a fraction of the network instead of all of it."""
 
     vlinks: dict[int, _VlinkPiece] = field(default_factory=dict)
     vswitches: dict[int, _Piece] = field(default_factory=dict)
+    last: _Last | None = None
 
 
 @dataclass
@@ -163,6 +193,14 @@ class _Around:
     @property
     def lite_key(self) -> tuple[object, ...]:
         return (self.lite_size, *sorted(self.lite.items())) if self.lite_size else ()
+
+
+def _copy_part(st: NetworkState) -> NetworkState:
+    part = NetworkState(st.net_id)
+    part.rules, part.meters, part.classify = dict(st.rules), dict(st.meters), dict(st.classify)
+    part.owners = set(st.owners)
+    part.vlink_paths = {k: list(v) for k, v in st.vlink_paths.items()}
+    return part
 
 
 def _vlink_key(lk: VLink) -> tuple[object, ...]:
@@ -271,7 +309,29 @@ class _Compiler:
         return gid
 
     # --- the network ---------------------------------------------------------------------
+    def _key(self) -> tuple[object, ...]:
+        """What must be unchanged for the hosts-only way (see CompileCache.last)."""
+        net = self.net
+        return (id(net), net.id, net.shape, self.topo.version, self.n_tables, self.limits,
+                len(net.switches), len(net.links), len(net.hosts))  # fmt: skip
+
     def run(self) -> NetworkState:
+        cache = self.cache
+        key = self._key() if cache is not None else ()
+        last = cache.last if cache is not None else None
+        if last is not None and last.key == key:
+            st = self._fast(last)
+            if st is not None:
+                if os.environ.get(VERIFY_ENV) == "1":
+                    full = _Compiler(self.net, self.topo, self.alloc, self.n_tables, None,
+                                     self.limits).run()  # fmt: skip
+                    if full != st:
+                        raise AssertionError(f"net={self.net.id}: the hosts-only compile "
+                                             "differs from the whole one")  # fmt: skip
+                return st
+        return self._full(key)
+
+    def _full(self, key: tuple[object, ...]) -> NetworkState:
         net, st = self.net, self.st
         # link vport -> candidate paths out of it (primary first) with their tags
         heads: dict[tuple[int, int], list[tuple[Path, tuple[int, ...]]]] = {}
@@ -279,19 +339,66 @@ class _Compiler:
         lite, lite_size = self._lite_ids()
         lite_out: dict[tuple[int, int], int] = {}  # link vport -> its LITE block
         lite_in: dict[tuple[int, int], tuple[int, int]] = {}  # -> (in_port, block) arriving
+        pieces = []
         for lk in net.links.values():
             piece = self._vlink_piece(lk, lite_size)
+            pieces.append(piece)
             st.rules.update(piece.state.rules)
             st.meters.update(piece.state.meters)
             st.classify.update(piece.state.classify)
             st.owners |= piece.state.owners
-            for key, paths in piece.state.vlink_paths.items():
-                st.vlink_paths[key] = list(paths)
+            for vk, paths in piece.state.vlink_paths.items():
+                st.vlink_paths[vk] = list(paths)
             for vport, cands in piece.heads:
                 heads.setdefault(vport, []).extend(cands)
             in_tags.update(piece.in_tags)
             lite_out.update(piece.lite_out)
             lite_in.update(piece.lite_in)
+        part = _copy_part(st)
+        moved, hosts, macs = self._hosts()
+        ctx = _Around(heads, in_tags, lite_out, lite_in, moved, hosts, macs, lite, lite_size)
+        self._vswitches(ctx, None)
+        if self.cache is not None:
+            # only when every vlink's piece is whole (cached): one that lacked ids is to
+            # be made again next time, not taken as it is
+            cached = self.cache.vlinks
+            whole = all(cached.get(lk) is pc for lk, pc in zip(net.links, pieces, strict=True))
+            self.cache.last = None
+            if whole:
+                self.cache.last = _Last(key, pieces, part, heads, in_tags, lite_out, lite_in,
+                                        lite, lite_size, moved, hosts, macs)  # fmt: skip
+        return st
+
+    def _fast(self, last: _Last) -> NetworkState | None:
+        """The compile when only hosts' locations changed since `last`: the vlinks' part
+        as it was (if every vlink's ids still hold), the hosts' rules anew, and the
+        vswitches rebuilt (by key, as always) only where a vport's hosts changed."""
+        if not all(pc.holds(self.alloc) for pc in last.vlinks):
+            return None
+        st = self.st
+        st.rules.update(last.part.rules)
+        st.meters.update(last.part.meters)
+        st.classify.update(last.part.classify)
+        st.owners |= last.part.owners
+        st.vlink_paths.update((k, list(v)) for k, v in last.part.vlink_paths.items())
+        moved, hosts, macs = self._hosts()
+        ctx = _Around(last.heads, last.in_tags, last.lite_out, last.lite_in, moved, hosts,
+                      macs, last.lite, last.lite_size)  # fmt: skip
+        touched = {
+            k[0]
+            for old, new in ((last.moved, moved), (last.hosts, hosts), (last.macs, macs))
+            for k in old.keys() | new.keys()
+            if old.get(k) != new.get(k)
+        }
+        self._vswitches(ctx, touched)
+        last.moved, last.hosts, last.macs = moved, hosts, macs
+        return st
+
+    def _hosts(self) -> tuple[dict[tuple[int, int], _Moved], dict[tuple[int, int], list[str]],
+                              dict[tuple[int, int], list[str]]]:  # fmt: skip
+        """Each host's classification where it is (or its path home, if it moved away):
+        the vports that follow a moved host, and the MACs of each vport's hosts."""
+        net, st = self.net, self.st
         macs: dict[tuple[int, int], list[str]] = {}
         hosts: dict[tuple[int, int], list[str]] = {}
         moved: dict[tuple[int, int], _Moved] = {}  # vports following a host that moved
@@ -317,10 +424,20 @@ class _Compiler:
             )
             self._add(hf)
             st.classify[stat_key(hf)] = (host.vdpid, host.vport, 0)
+        return moved, hosts, macs
 
-        ctx = _Around(heads, in_tags, lite_out, lite_in, moved, hosts, macs, lite, lite_size)
-        for vdpid in net.switches:
-            vpiece = self._vswitch_piece(vdpid, ctx)
+    def _vswitches(self, ctx: _Around, only: set[int] | None) -> None:
+        """Each vswitch's piece into the state: looked up by key, or (`only` given: the
+        hosts-only way) reused as cached unless it is in `only` or its ids do not hold."""
+        st, cache = self.st, self.cache
+        for vdpid in self.net.switches:
+            cached = None
+            if cache is not None and only is not None and vdpid not in only:
+                cached = cache.vswitches.get(vdpid)
+            if cached is not None and cached.holds(self.alloc):
+                vpiece = cached
+            else:
+                vpiece = self._vswitch_piece(vdpid, ctx)
             st.rules.update(vpiece.state.rules)
             st.groups.update(vpiece.state.groups)
             st.meters.update(vpiece.state.meters)
@@ -329,7 +446,6 @@ class _Compiler:
             st.markers.update(vpiece.state.markers)
             st.classify.update(vpiece.state.classify)
             st.owners |= vpiece.state.owners
-        return st
 
     def _vswitch_piece(self, vdpid: int, ctx: _Around) -> _Piece:
         """One vswitch's views, groups and big-switch routes, taken from `cache` while
@@ -701,7 +817,9 @@ def compile_network(
     """The desired physical state of a started network (see the module docstring).  The
     caller releases the allocations of `net` that are not in the result's `owners`.
     `cache` (kept by the caller per network, across compiles) saves recomputing what did
-    not change; the result is the same without it.  `defaults`: the admin's data-plane
+    not change; the result is the same without it, provided whoever changes the network
+    other than a host's location bumps its `shape` (NetworkManager does, on every change
+    it makes; store and cluster code hand over new objects).  `defaults`: the admin's data-plane
     limits, which the network's own `limits` override kind by kind."""
     if cache is not None:
         for gone in set(cache.vlinks) - set(net.links):

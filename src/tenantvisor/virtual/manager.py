@@ -324,6 +324,7 @@ class NetworkManager:
         self._depth += 1
         try:
             result = method(self, *args, **kw)
+            self._reshape()
             if announce_first and self.store is not None:
                 announced = list(self._events)
                 self.writing = True
@@ -337,6 +338,7 @@ class NetworkManager:
                 self._roll_back(saved)
             for undo in reversed(self._undo):
                 undo()
+            self._reshape()  # put back as it was, but nothing cached is trusted with it
             self._events.clear()
             self._tenant_events.clear()
             if announced:  # programmed already: programmed back
@@ -350,6 +352,13 @@ class NetworkManager:
             self._dirty_networks.clear()
             self._dirty_hosts.clear()
         return result
+
+    def _reshape(self) -> None:
+        """Every network this change touched but for hosts' locations has a new `shape`."""
+        for nid in self._dirty_networks:
+            net = self.networks.get(nid)
+            if net is not None:
+                net.shape += 1
 
     def _announce(self) -> None:
         """Tell the listeners of the changes made (and written, but see announce_first)."""

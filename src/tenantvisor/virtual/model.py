@@ -224,6 +224,9 @@ class VirtualNetwork:
     # the store's generation of this network when it was last read or written (0: never):
     # a write over a newer generation (another instance's) is refused, not silently undone
     revision: int = field(default=0, compare=False, repr=False)
+    # bumped by the manager on every change of this network but a host's location (a live
+    # migration): the compiler may then redo only what hosts decide (compile/network.py)
+    shape: int = field(default=0, compare=False, repr=False)
 
     def vport(self, vdpid: int, number: int) -> VPort | None:
         sw = self.switches.get(vdpid)
