@@ -361,6 +361,8 @@ def test_host_move_is_the_admins_and_shows_the_location_to_the_admin_only(
     mine = cli.json(tok, "net-show", n)["hosts"]
     assert mine[0]["location"] is None  # the tenant's view does not change
     assert cli.json(ADMIN, "net-show", n)["hosts"][0]["location"] == {"dpid": 3, "port": 2}
+    assert "location : 00:00:00:00:00:00:00:03 port 2" in cli.ok(ADMIN, "host-show", n, hid)
+    assert cli.json(tok, "host-show", n, hid)["location"] is None
     assert "faces another pswitch" in cli.fails(ADMIN, "host-move", n, hid, "1", "3")
     cli.ok(ADMIN, "host-move", n, hid, "1", "1")  # home again
     assert manager.networks[int(n)].hosts[int(hid)].location is None

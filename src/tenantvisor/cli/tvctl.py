@@ -863,6 +863,11 @@ def _host_del(api: Api, a: argparse.Namespace) -> Reply:
     return api.call("DELETE", f"/v1/networks/{a.net}/hosts/{a.id}"), None
 
 
+@command("host-show", "show one host (its physical location: admin only)", _id_args)
+def _host_show(api: Api, a: argparse.Namespace) -> Reply:
+    return api.call("GET", f"/v1/networks/{a.net}/hosts/{a.id}"), show_host
+
+
 def _host_move_args(p: argparse.ArgumentParser) -> None:
     _id_args(p)
     p.add_argument("dpid", type=_dpid_arg, metavar="DPID", help="physical dpid it is on now")
