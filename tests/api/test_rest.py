@@ -734,6 +734,37 @@ def test_a_host_is_read_alone_its_location_for_the_admin_only(
     assert client.get(f"/v1/networks/{n}/hosts/x", headers=Ta).status_code == 422
 
 
+def test_a_moves_reply_waits_one_turn_of_the_event_loop(
+    client: TestClient, manager: NetworkManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the move set going in the event loop (in the daemon: the BARRIER replies that
+    start its next phase) runs before the reply to the orchestrator is built."""
+    import asyncio
+
+    from tenantvisor.api import schemas
+
+    order: list[str] = []
+    T = new_tenant(client, "carol")
+    n = ok(client.post("/v1/networks", json={}, headers=T), 201)["id"]
+    vd = ok(client.post(f"/v1/networks/{n}/switches", json={"dpids": [1]}, headers=T), 201)
+    vp = ok(client.post(f"/v1/networks/{n}/ports", json={"dpid": 1, "port": 1}, headers=T), 201)
+    h = {"vdpid": vd["vdpid"], "vport": vp["number"], "mac": "02:00:00:00:00:0c"}
+    hid = ok(client.post(f"/v1/networks/{n}/hosts", json=h, headers=T), 201)["id"]
+    ok(client.post(f"/v1/networks/{n}/start", headers=T))
+
+    def listener(event: str, net: object) -> None:
+        asyncio.get_running_loop().call_soon(order.append, "loop turn")
+
+    monkeypatch.setattr(manager, "listeners", [*manager.listeners, listener])
+    real = schemas.host_out
+    monkeypatch.setattr(
+        schemas, "host_out", lambda *a, **kw: order.append("reply") or real(*a, **kw)
+    )
+    body = {"dpid": 1, "port": 2}
+    ok(client.post(f"/v1/networks/{n}/hosts/{hid}/move", json=body, headers=bearer(ADMIN)))
+    assert order == ["loop turn", "reply"]
+
+
 def test_openapi_describes_the_exclusive_mode(client: TestClient) -> None:
     spec = client.get("/openapi.json").json()
     prop = spec["components"]["schemas"]["PortCreate"]["properties"]["exclusive"]

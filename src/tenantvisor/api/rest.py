@@ -9,6 +9,7 @@ No `from __future__ import annotations` here: FastAPI must see the `Auth` depend
 which is local to `build_router`, as a real object rather than a string to resolve later.
 """
 
+import asyncio
 from collections.abc import Callable
 from typing import Annotated, Any
 
@@ -429,6 +430,10 @@ def build_router(
         tenant moving its vport onto another's port would reach that port)."""
         caller.require_admin()
         h = manager.move_host(network(caller, net_id).id, host_id, body.dpid, body.port)
+        # one turn of the event loop before the reply: the BARRIER replies that arrived
+        # while the store wrote start the move's next phase now, not after the response
+        # is built and sent (the traffic waits on them, the orchestrator can wait a little)
+        await asyncio.sleep(0)
         return s.host_out(h, admin=True)
 
     @router.get("/networks/{net_id}/hosts/{host_id}", response_model=s.HostOut, tags=["hosts"])
