@@ -65,7 +65,6 @@ import select
 import shutil
 import signal
 import statistics
-import struct
 import subprocess
 import sys
 import tempfile
@@ -83,6 +82,7 @@ from os_ken.ofproto.ofproto_protocol import ProtocolDesc
 from tenantvisor.bench.dnb import Progress
 from tenantvisor.bench.reduction import log_problems, route
 from tenantvisor.bench.report import closing_lines, emit
+from tenantvisor.openflow import codec
 from tenantvisor.testbed.daemon import Daemon
 from tenantvisor.testbed.fabric import Fabric
 from tenantvisor.testbed.ofclient import ControllerListener, OFPeer
@@ -196,7 +196,7 @@ class Listening:
         n = len(self.barrier_ms) + len(self.install_ms)
         self._sent[xid] = (time.monotonic(), rule is not None)
         head = b"" if rule is None else yardstick_rule(xid | 0x800000, rule)
-        peer.send(head + struct.pack("!BBHI", ofp.OFP_VERSION, ofp.OFPT_BARRIER_REQUEST, 8, xid))
+        peer.send(head + codec.header(ofp.OFP_VERSION, ofp.OFPT_BARRIER_REQUEST, xid))
         deadline = time.monotonic() + timeout
         while len(self.barrier_ms) + len(self.install_ms) == n and time.monotonic() < deadline:
             time.sleep(0.001)

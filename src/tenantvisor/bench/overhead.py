@@ -16,7 +16,6 @@ import json
 import shutil
 import socket
 import statistics
-import struct
 import sys
 import tempfile
 import time
@@ -30,8 +29,6 @@ from tenantvisor.testbed.daemon import Daemon
 from tenantvisor.testbed.fabric import Fabric
 from tenantvisor.testbed.ofclient import ControllerListener, OFPeer
 from tenantvisor.testbed.topo import linear
-
-_BARRIER = struct.Struct("!BBHI")
 
 
 def flow_mods(n: int, out_port: int, base: int) -> list[bytes]:
@@ -50,7 +47,7 @@ def flow_mods(n: int, out_port: int, base: int) -> list[bytes]:
 
 
 def _barrier(peer: OFPeer, xid: int, timeout: float = 60.0) -> None:
-    peer.send(_BARRIER.pack(4, ofp.OFPT_BARRIER_REQUEST, 8, xid))
+    peer.send(codec.header(ofp.OFP_VERSION, ofp.OFPT_BARRIER_REQUEST, xid))
     m = peer.recv_until(
         lambda m: m[0] == ofp.OFPT_ERROR or (m[0] == ofp.OFPT_BARRIER_REPLY and m[1] == xid),
         timeout,

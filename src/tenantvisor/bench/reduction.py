@@ -81,6 +81,7 @@ from os_ken.ofproto.ofproto_protocol import ProtocolDesc
 
 from tenantvisor.bench.dnb import Progress
 from tenantvisor.bench.report import closing_lines, emit
+from tenantvisor.openflow import codec
 from tenantvisor.testbed.daemon import Daemon
 from tenantvisor.testbed.fabric import Fabric
 from tenantvisor.testbed.ofclient import ControllerListener, OFPeer
@@ -398,7 +399,7 @@ def batch(topo: Topology, tn: Tenant, conn: Conn, xid: Xids) -> Batch:
 
 
 def _barrier(xid: int) -> bytes:
-    return struct.pack("!BBHI", 4, ofp.OFPT_BARRIER_REQUEST, 8, xid)
+    return codec.header(ofp.OFP_VERSION, ofp.OFPT_BARRIER_REQUEST, xid)
 
 
 def _wait_barrier(peer: OFPeer, xid: int, errors: list[str], timeout: float = 600.0) -> bool:

@@ -78,6 +78,7 @@ from os_ken.ofproto.ofproto_protocol import ProtocolDesc
 from tenantvisor.bench.dnb import Progress
 from tenantvisor.bench.failover import percentile
 from tenantvisor.bench.report import closing_lines, emit
+from tenantvisor.openflow import codec
 from tenantvisor.store import EmbeddedServer
 from tenantvisor.testbed.daemon import Daemon, DaemonError
 from tenantvisor.testbed.fabric import Fabric
@@ -345,7 +346,7 @@ def install(peers: dict[int, OFPeer], nets: list[list[VSw]], rules: int) -> None
         peer = peers[v.vdpid]
         peer.send(b"".join(rules_for(v, rules)))
         xids[v.vdpid] = xid = 900_000 + v.index
-        peer.send(struct.pack("!BBHI", 4, ofp.OFPT_BARRIER_REQUEST, 8, xid))
+        peer.send(codec.header(ofp.OFP_VERSION, ofp.OFPT_BARRIER_REQUEST, xid))
     for vdpid, xid in xids.items():
         peer = peers[vdpid]
         deadline = time.monotonic() + 120

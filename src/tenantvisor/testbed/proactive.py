@@ -21,10 +21,10 @@ from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as p
 from os_ken.ofproto.ofproto_protocol import ProtocolDesc
 
+from tenantvisor.openflow import codec
 from tenantvisor.testbed.ofclient import OFPeer, VSwitchControllers
 
 _DP = ProtocolDesc(ofp.OFP_VERSION)
-_HDR = struct.Struct("!BBHI")
 
 TYPE_NAMES = {
     ofp.OFPT_PORT_STATUS: "PORT_STATUS",
@@ -118,7 +118,7 @@ class ProactiveController(VSwitchControllers):
         for i, rule in enumerate(rules):
             peer.send(_flow_mod(peer.next_xid(), rule, priority, cookie=0x7E57_0000 + i))
         xid = peer.next_xid()
-        peer.send(_HDR.pack(ofp.OFP_VERSION, ofp.OFPT_BARRIER_REQUEST, 8, xid))
+        peer.send(codec.header(ofp.OFP_VERSION, ofp.OFPT_BARRIER_REQUEST, xid))
         while True:
             m = peer.recv(10.0)
             if m is None:
