@@ -358,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument(
         "--replug", action="store_true",
         help="migration: each move re-plugs the mover's cable in one OVSDB transaction, "
-        "instead of switching carrier between ports plugged in ahead",
+        "instead of switching between cables plugged in ahead",
     )  # fmt: skip
     b.add_argument(
         "--cases", metavar="REGEX",

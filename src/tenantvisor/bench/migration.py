@@ -369,7 +369,7 @@ class Config:
     store: bool = True  # False: the daemon keeps no intent (--db none): no store write
     # True: each move re-plugs the mover's cable (one OVSDB transaction at the switch-over);
     # False: it is plugged in ahead at every place it goes, as a cloud creates a migrating
-    # VM's port before the switch-over, which is then a change of carrier
+    # VM's port before the switch-over, which then only changes the cable the host uses
     replug: bool = False
 
 
@@ -514,7 +514,7 @@ class Bench:
         fab.build()
         assert fab.ovs is not None
         if not self.cfg.replug:
-            fab.preplug(MOVER, targets(len(CYCLE)))
+            fab.preplug(MOVER, CYCLE)
         sock = f"unix:{fab.ovs.rundir}/tenantvisor.sock"
         self.daemon = Daemon(
             self.rundir / "d", sock, lldp_interval=self.cfg.lldp_interval,
@@ -588,9 +588,9 @@ class Bench:
         return [r for r in got if r["net"] == self.net_id]
 
     def _location(self) -> tuple[int, int] | None:
-        """Where the daemon has the mover (polled every 5 ms while a move is detected: the
-        one host, not the network's whole view, which would cost the daemon ~1 ms each
-        time, in the middle of the rollout it measures)."""
+        """Where the daemon has the mover (polled every DETECT_POLL while a move is
+        detected: the one host, not the network's whole view, which would cost the daemon
+        ~1 ms each time)."""
         r = self.api.get(f"{self.net}/hosts/{self.host_id}")
         if r.status_code == 404:
             raise RuntimeError(f"host {self.host_id} is gone from network {self.net_id}")
