@@ -31,6 +31,14 @@ class FakeSwitch:
     def probe(self, port: int, frame: bytes) -> None:
         self.sent.append((port, frame))
 
+    def probes(self, secret: bytes) -> list[tuple[int, ProbeKind]]:
+        """(port, kind) of each of our probes it has sent and not yet delivered."""
+        return [
+            (port, got[2])
+            for port, frame in self.sent
+            if (got := discovery.parse_any_probe(secret, frame)) is not None
+        ]
+
     def matches_discovery_rule(self, frame: bytes) -> bool:
         """Table 0's discovery rule matches the LLDP ethertype, which OVS finds behind two
         tags only when it parses both."""
@@ -103,12 +111,7 @@ def test_probes_of_every_kind_leave_link_ports_only() -> None:
     fab = two_switches()
     fab.tick(0.0)  # finds the link
     fab.links.tick(fab.sessions(), 1.0)
-    s1 = fab.switches[1]
-    kinds = {
-        (port, got[2])
-        for port, frame in s1.sent
-        if (got := discovery.parse_any_probe(fab.links.secret, frame)) is not None
-    }
+    kinds = set(fab.switches[1].probes(fab.links.secret))
     # port 1 faces no pswitch (a host, say): link probes only, no padded or tagged frames
     assert kinds == {(1, ProbeKind.LINK), (2, ProbeKind.LINK), (2, ProbeKind.BIG),
                      (2, ProbeKind.QINQ)}  # fmt: skip
@@ -186,11 +189,9 @@ def _ring(n: int, check_every: int) -> FakeFabric:
 def _checks_sent(fab: FakeFabric) -> dict[int, int]:
     """Padded and double-tagged probes each pswitch has sent (and not yet delivered)."""
     return {
-        d: sum(1 for _, frame in s.sent
-               if (got := discovery.parse_any_probe(fab.links.secret, frame)) is not None
-               and got[2] is not ProbeKind.LINK)
+        d: sum(1 for _, kind in s.probes(fab.links.secret) if kind is not ProbeKind.LINK)
         for d, s in fab.switches.items()
-    }  # fmt: skip
+    }
 
 
 def test_checks_are_spread_over_the_intervals_each_pswitch_in_its_turn() -> None:
@@ -203,9 +204,8 @@ def test_checks_are_spread_over_the_intervals_each_pswitch_in_its_turn() -> None
     for k in range(1, 7):
         fab.links.tick(fab.sessions(), float(k))
         rounds.append(_checks_sent(fab))
-        links = {d: sum(1 for _, f in s.sent
-                        if (got := discovery.parse_any_probe(fab.links.secret, f)) is not None
-                        and got[2] is ProbeKind.LINK) for d, s in fab.switches.items()}  # fmt: skip
+        links = {d: sum(1 for _, kind in s.probes(fab.links.secret) if kind is ProbeKind.LINK)
+                 for d, s in fab.switches.items()}  # fmt: skip
         assert links == dict.fromkeys(fab.switches, 3)  # liveness: every port, every time
         fab.deliver(float(k))
     for r in rounds:  # 7 pswitches over 3 turns: 2 or 3 check each time, 2 probes x 2 ports
@@ -244,14 +244,10 @@ def test_a_port_probed_alone_sends_from_that_port_only() -> None:
     s1 = fab.switches[1]
     s1.sent.clear()
     fab.links.probe(cast(PSwitchSession, s1), only=1)  # the host port
-    assert [(port, got[2]) for port, frame in s1.sent
-            if (got := discovery.parse_any_probe(fab.links.secret, frame))] == [
-        (1, ProbeKind.LINK)
-    ]  # fmt: skip
+    assert s1.probes(fab.links.secret) == [(1, ProbeKind.LINK)]
     s1.sent.clear()
     fab.links.probe(cast(PSwitchSession, s1), only=2)  # a link port: checked too
-    assert sorted((port, got[2]) for port, frame in s1.sent
-                  if (got := discovery.parse_any_probe(fab.links.secret, frame))) == [
+    assert sorted(s1.probes(fab.links.secret)) == [
         (2, ProbeKind.LINK), (2, ProbeKind.BIG), (2, ProbeKind.QINQ)
     ]  # fmt: skip
     s1.sent.clear()
