@@ -115,7 +115,8 @@ def _heard(bed: Bed) -> list[int]:
 
 
 def _move(bed: Bed, switch: str, port: int, host: str = "h1") -> dict[str, object]:
-    """Re-plug the host and tell the API (as the orchestrator of a live migration would)."""
+    """Move the host (`Fabric.move_host`: re-plugged, or onto a cable plugged in ahead)
+    and tell the API, as the orchestrator of a live migration would."""
     if bed.fab.host_port(host) != (switch, port):
         bed.fab.move_host(host, switch, port)
     dpid = bed.topo.switches[switch].dpid
