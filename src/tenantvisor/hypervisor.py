@@ -710,7 +710,8 @@ class Hypervisor:
 
         timing.compiled()
         old = self.program.apply(new, installed, timing.done, timing.phase,
-                                 uncommitted=self.manager.writing)  # fmt: skip
+                                 uncommitted=self.manager.writing,
+                                 moves=self.manager.moving)  # fmt: skip
         for key in old.markers:
             self.marker_owner.pop(key, None)
         self.marker_owner.update(new.markers)

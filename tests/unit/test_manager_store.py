@@ -171,3 +171,25 @@ def test_a_move_without_a_store_is_announced_once_done() -> None:
     events.clear()
     m.move_host(net.id, h.id, 1, 2)
     assert events == [("changed", net.id)] and h.location == (1, 2)
+
+
+@pytest.mark.parametrize("with_store", [True, False])
+def test_only_a_move_is_announced_as_moving(with_store: bool) -> None:
+    """`moving` (the daemon then clears the old place in the phase that turns traffic)
+    is set while a move is announced, with or without a store, and for nothing else:
+    not another change, not a failed move announced back."""
+    m, w, _ = _manager()
+    if not with_store:
+        m.store = None
+    seen: list[tuple[str, object, bool]] = []
+    net, h = _started_with_a_host(m)
+    m.listeners.append(lambda ev, n: seen.append((ev, n.hosts[h.id].location, m.moving)))
+    m.move_host(net.id, h.id, 1, 2)
+    m.create_port(net.id, 1, 2)  # another change, of the same network
+    assert seen == [("changed", (1, 2), True), ("changed", (1, 2), False)]
+    if with_store:
+        w.fail = True
+        with pytest.raises(Unavailable):
+            m.move_host(net.id, h.id, 3, 2)
+        assert seen[2:] == [("changed", (3, 2), True), ("changed", (1, 2), False)]
+    assert not m.moving

@@ -227,6 +227,78 @@ def test_a_host_moving_on_is_added_at_its_new_end_then_turned_then_its_old_end_g
     assert phase() == {2: ["del"], 3: ["del", "del"]}
 
 
+class OrderedSession(FakeSession):
+    """Also notes where each BARRIER was asked for among what it sent."""
+
+    def barrier(self, done: Callable[[], None]) -> None:
+        self.sent.append(("barrier", 0))
+        super().barrier(done)
+
+
+def test_a_move_turns_traffic_and_clears_its_old_place_in_one_phase() -> None:
+    """A change that only moves hosts (the daemon's `moves`): the new end first, confirmed;
+    then, in one phase, the turn and the old end's removal, each pswitch's removal after
+    its turn with a BARRIER between them; the rollout is over when that phase is
+    confirmed (two rounds, not three)."""
+    sessions = {d: OrderedSession(d) for d in (1, 2, 3, 4)}
+    alloc = IdAllocator()
+    prog = NetworkProgrammer(cast(dict[int, PSwitchSession], sessions), alloc)
+    net = two_switch_net((1, 2), (2, 1))
+    net.hosts[1].location = (3, 3)
+    events: list[str] = []
+    _rolled_out(prog, sessions, compile_network(net, hub5(), alloc, 4), _note(events, "at s3"))
+    net.hosts[1].location = (4, 3)
+    ended: list[int] = []
+    prog.apply(compile_network(net, hub5(), alloc, 4), _note(events, "at s4"),
+               lambda sent, rules: ended.append(rules), moves=True)  # fmt: skip
+
+    def phase() -> dict[int, list[str]]:
+        got = {d: [kind for kind, _ in s.sent] for d, s in sessions.items() if s.sent}
+        for s in sessions.values():
+            s.sent.clear()
+        for s in sessions.values():
+            s.release()
+        return got
+
+    assert phase() == {2: ["add", "barrier"], 4: ["add", "add", "barrier"]} and not ended
+    assert phase() == {
+        1: ["barrier"],  # the endpoints' step (noted as touching s1)
+        2: ["mod", "barrier", "del", "barrier"],
+        3: ["del", "del", "barrier"],
+    }
+    assert events == ["at s3", "at s4"] and ended == [7]  # 3 added, 1 modified, 3 deleted
+    assert phase() == {}  # nothing after it
+
+
+def test_a_host_moving_home_is_turned_and_cleared_in_one_phase_too() -> None:
+    """line3: host 1 at s3 goes home to s1: its classification at s1 and the way out
+    there first; then the tenants' rules turn and what led to s3 goes."""
+    sessions = {d: OrderedSession(d) for d in (1, 2, 3)}
+    alloc = IdAllocator()
+    prog = NetworkProgrammer(cast(dict[int, PSwitchSession], sessions), alloc)
+    net = two_switch_net((1, 2), (2, 1))
+    net.hosts[1].location = (3, 3)
+    events: list[str] = []
+    _rolled_out(prog, sessions, compile_network(net, line3(), alloc, 4), _note(events, "away"))
+    away = prog.states[1]
+    net.hosts[1].location = None
+    home = compile_network(net, line3(), alloc, 4)
+    plan = diff.diff_rules(away.rules, home.rules)
+    prog.apply(home, _note(events, "home"), moves=True)
+    first = {d: [k for k, _ in s.sent] for d, s in sessions.items() if s.sent}
+    assert "del" not in [k for kinds in first.values() for k in kinds] and events[-1] == "away"
+    for s in sessions.values():
+        s.sent.clear()
+    for s in sessions.values():
+        s.release()
+    assert events[-1] == "home"
+    dels = sorted((d, p) for d, s in sessions.items() for k, p in s.sent if k == "del")
+    assert dels == sorted((pf.dpid, pf.priority) for pf in plan.delete) and dels
+    for s in sessions.values():
+        s.release()
+    assert prog.states[1].rules == home.rules and 1 not in prog._inflight
+
+
 def test_a_vport_moving_physically_leaves_the_reduction_proofs_as_they_are() -> None:
     """A moved host's vport is reached another way (its port, a path over the fabric):
     re-translated, not re-proved.  Its hosts, LITE tags or being a link are proof inputs."""

@@ -708,7 +708,9 @@ class Bench:
         if rec is not None and told is not None:
             mv.reconfiguration_ms = rec["ms"]
             mv.compile_ms = rec.get("compile_ms")
-            mv.changed_ms = (rec.get("phases_ms") or {}).get("delete")
+            # a move deletes in the phase that turns traffic (program/networks.py): its
+            # changes are confirmed when it ends; other rollouts say when ("delete")
+            mv.changed_ms = (rec.get("phases_ms") or {}).get("delete", rec["ms"])
             mv.reconfiguration_rules = rec["rules"]
             mv.request_to_intent_ms = round((rec["at"] - told) * 1e3, 3)
         return mv
@@ -716,7 +718,7 @@ class Bench:
     def _yardstick(self, until: float) -> None:
         """BARRIERs as the tenant to the mover's home vswitch, alone and after adding or
         deleting a rule, under the same pings and stream, until `until`: what a round
-        trip, and one rule install, cost in this run (a move's rollout is three rounds,
+        trip, and one rule install, cost in this run (a move's rollout is two rounds,
         each after FLOW_MODs)."""
         assert self.listening is not None and self.home_peer is not None
         for rule in YARDSTICK:

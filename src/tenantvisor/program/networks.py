@@ -6,7 +6,8 @@ new limit meters, groups and rules (a rule naming a meter the pswitch lacks is r
 what changed in place (a limit's rate among them) (failover groups, modified rules), then,
 in the same phase once those are on their way with their BARRIERs, the caller's own step
 (the endpoints take their new views, so tenants' rules are re-translated against them);
-what is gone; then the ids nobody uses any more go back to the allocator.
+what is gone (for a change that only moves hosts, in the phase before, see `apply`); then
+the ids nobody uses any more go back to the allocator.
 A later compile may overtake an earlier rollout: every phase re-reads the current desired
 state, so nothing that became wanted again is deleted, and no stale value is sent last.
 """
@@ -78,10 +79,20 @@ class NetworkProgrammer:
         done: OnDone | None = None,
         phase: OnPhase | None = None,
         uncommitted: bool = False,
+        moves: bool = False,
     ) -> NetworkState:
         """Make `new` the network's desired state and roll it out; returns the previous.
         `done` is called when the rollout is over (its last BARRIER replies are in), `phase`
-        as each phase starts; `uncommitted`: see Rollout.start."""
+        as each phase starts; `uncommitted`: see Rollout.start.
+
+        `moves`: the change only moves hosts (a live migration).  What it deletes is then
+        the old place's (its delivery and classification, the hops only its path used),
+        which nothing the host could receive or send goes through once traffic turns: it
+        is deleted in the phase that turns traffic, after the turn on each pswitch (its
+        own BARRIER in between), not one round trip later.  Still make before break: the
+        new place is confirmed before anything turns to it or the old one goes.  A packet
+        still on its way to the old place when a hop of it goes is dropped there, as it
+        would have been at the port the host left."""
         net_id = new.net_id
         # ids the network no longer uses are given back only once their rules are gone
         # everywhere (the last rollout's final phase): a tag reused at once could match this
@@ -173,8 +184,11 @@ class NetworkProgrammer:
 
         rollout = Rollout(self.sessions)
         rollout.then(noting("add", add))
-        rollout.then(noting("modify", modify), joined=True).then(noting(None, views))
-        rollout.then(noting("delete", delete))
+        rollout.then(noting("modify", modify), joined=True)
+        if moves:  # one phase turns and clears (see above): its end is the change's
+            rollout.then(noting(None, views), joined=True).then(noting(None, delete))
+        else:
+            rollout.then(noting(None, views)).then(noting("delete", delete))
         rollout.then(release).start(uncommitted)
         return old
 

@@ -167,7 +167,11 @@ def _mutation(
                     assert self.refresh is not None
                     self.refresh()  # take in what the other instance wrote, then redo
                     continue
-                self._announce()
+                self.moving = announce_first
+                try:
+                    self._announce()
+                finally:
+                    self.moving = False
                 return result
             raise AssertionError("unreachable")
 
@@ -213,6 +217,10 @@ class NetworkManager:
         self.listeners: list[Listener] = []
         # listeners are hearing of a change the store has not taken yet (announce_first)
         self.writing = False
+        # ... of hosts moving, and nothing else (announce_first): what the change removes
+        # is the old place's, which nothing reaches once traffic turns (the daemon removes
+        # it in the same phase)
+        self.moving = False
         self.store: IntentWriter | None = None
         # Brings the store's current intent into memory (through absorb) after the store
         # refused a change for another instance's clashing write; None: no retry.
@@ -327,11 +335,11 @@ class NetworkManager:
             self._reshape()
             if announce_first and self.store is not None:
                 announced = list(self._events)
-                self.writing = True
+                self.writing = self.moving = True
                 try:
                     self._announce()
                 finally:
-                    self.writing = False
+                    self.writing = self.moving = False
             self._write()
         except BaseException:
             if saved is not None:
