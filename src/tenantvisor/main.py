@@ -150,6 +150,7 @@ async def serve(settings: Settings, ready: Any = None) -> None:
         dnb=dnb,
         limits=hv.limit_report,
         usage=hv.tenant_usage,
+        rolled_out=hv.program.idle,
     )
     upkeep = asyncio.ensure_future(dnb_upkeep(dnb))
     config = uvicorn.Config(app, host=api_host, port=api_port, log_level="warning", lifespan="off")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -763,6 +764,47 @@ def test_a_moves_reply_waits_one_turn_of_the_event_loop(
     body = {"dpid": 1, "port": 2}
     ok(client.post(f"/v1/networks/{n}/hosts/{hid}/move", json=body, headers=bearer(ADMIN)))
     assert order == ["loop turn", "reply"]
+
+
+def test_a_moves_reply_waits_for_the_network_to_follow_the_host(
+    manager: NetworkManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the daemon's `rolled_out`: the reply comes once the network's rollout is over
+    (here: when the test ends it), or after MOVE_REPLY_WAIT if a pswitch never answers,
+    the move made either way."""
+    import asyncio
+
+    from tenantvisor.api import rest
+
+    order: list[str] = []
+    ends: list[asyncio.Future[None]] = []
+
+    def rolled_out(net_id: int) -> asyncio.Future[None]:
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        if len(ends) == 0:  # the first move's rollout ends 50 ms later
+            loop.call_later(0.05, lambda: order.append("rolled out") or fut.set_result(None))
+        ends.append(fut)  # the second's never does
+        return fut
+
+    monkeypatch.setattr(rest, "MOVE_REPLY_WAIT", 0.2)
+    with quiet_testclient()(create_app(manager, rolled_out=rolled_out)) as client:
+        T = new_tenant(client, "dave")
+        n = ok(client.post("/v1/networks", json={}, headers=T), 201)["id"]
+        vd = ok(client.post(f"/v1/networks/{n}/switches", json={"dpids": [1]}, headers=T), 201)
+        vp = ok(client.post(f"/v1/networks/{n}/ports", json={"dpid": 1, "port": 1}, headers=T),
+                201)  # fmt: skip
+        h = {"vdpid": vd["vdpid"], "vport": vp["number"], "mac": "02:00:00:00:00:0d"}
+        hid = ok(client.post(f"/v1/networks/{n}/hosts", json=h, headers=T), 201)["id"]
+        ok(client.post(f"/v1/networks/{n}/start", headers=T))
+        path = f"/v1/networks/{n}/hosts/{hid}/move"
+        got = ok(client.post(path, json={"dpid": 1, "port": 2}, headers=bearer(ADMIN)))
+        order.append("reply")
+        assert order == ["rolled out", "reply"] and got["location"] == {"dpid": 1, "port": 2}
+        t0 = time.monotonic()
+        got = ok(client.post(path, json={"dpid": 3, "port": 1}, headers=bearer(ADMIN)))
+        assert 0.15 < time.monotonic() - t0 < 5 and got["location"] == {"dpid": 3, "port": 1}
+        assert manager.networks[n].hosts[hid].location == (3, 1)
 
 
 def test_openapi_describes_the_exclusive_mode(client: TestClient) -> None:

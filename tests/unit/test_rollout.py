@@ -299,6 +299,34 @@ def test_a_host_moving_home_is_turned_and_cleared_in_one_phase_too() -> None:
     assert prog.states[1].rules == home.rules and 1 not in prog._inflight
 
 
+def test_idle_is_done_once_no_rollout_of_the_network_is_under_way() -> None:
+    """What the API's move waits for before replying: at once with nothing under way;
+    otherwise when the last of the network's rollouts (two overlapping here) is over; a
+    waiter that gave up is skipped; a stopped network wakes its waiters."""
+    import asyncio
+
+    async def run() -> None:
+        s, prog, _ = _setup()
+        assert prog.idle(1).done()
+        prog.apply(_state([_rule(10)]), lambda _: [])
+        first, gave_up = prog.idle(1), prog.idle(1)
+        gave_up.cancel()
+        prog.apply(_state([_rule(10, out=2), _rule(20)]), lambda _: [])  # before it ends
+        second = prog.idle(1)
+        s.release()  # the first is over (additions only); the second turns rule 10
+        assert s.sent[-1] == ("mod", 10)
+        assert not first.done() and not second.done()
+        s.release()
+        assert first.done() and second.done() and gave_up.cancelled()
+        assert prog.idle(1).done() and prog._idle == {}
+        prog.apply(_state([_rule(30)]), lambda _: [])
+        stopped = prog.idle(1)
+        prog.remove(1)
+        assert stopped.done()
+
+    asyncio.run(run())
+
+
 def test_a_vport_moving_physically_leaves_the_reduction_proofs_as_they_are() -> None:
     """A moved host's vport is reached another way (its port, a path over the fabric):
     re-translated, not re-proved.  Its hosts, LITE tags or being a link are proof inputs."""

@@ -84,11 +84,13 @@ def create_app(
     dnb: DnbManager | None = None,
     limits: Callable[[int], list[dict[str, Any]]] | None = None,
     usage: Callable[[int], dict[str, Any]] | None = None,
+    rolled_out: Callable[[int], Awaitable[None]] | None = None,
 ) -> FastAPI:
     """Build the API app around `manager`; `status` (optional) feeds GET /v1/status,
     `metrics` (optional) GET /metrics, in Prometheus' text format, `limits` (optional)
-    the limit meters of GET /v1/networks/{id}/limits, and `usage` (optional) the run-time
-    part of GET /v1/tenants/{id}/quotas."""
+    the limit meters of GET /v1/networks/{id}/limits, `usage` (optional) the run-time
+    part of GET /v1/tenants/{id}/quotas, and `rolled_out` (optional) what a host's move
+    waits for before it replies (the network's rollouts under way are over)."""
     app = FastAPI(
         title="tenantvisor",
         version=__version__,
@@ -98,7 +100,7 @@ def create_app(
             "`Authorization: Bearer <token>` or HTTP Basic with the token as password."
         ),
     )
-    app.include_router(build_router(manager, status, limits, usage))
+    app.include_router(build_router(manager, status, limits, usage, rolled_out))
     if dnb is not None:  # dedicated bridges on compute nodes (/v1/nodes, /v1/dnb/...)
         from tenantvisor.api.dnb import build_dnb_router
 

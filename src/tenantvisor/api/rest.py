@@ -10,7 +10,8 @@ which is local to `build_router`, as a real object rather than a string to resol
 """
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Response, status
@@ -27,6 +28,10 @@ from tenantvisor.virtual.model import VirtualNetwork
 StatusFn = Callable[[], dict[str, Any]]
 LimitsFn = Callable[[int], list[dict[str, Any]]]  # a network's limit meters and their hits
 UsageFn = Callable[[int], dict[str, Any]]
+# done once a network's rollouts under way are over (the daemon's NetworkProgrammer.idle)
+RolledOutFn = Callable[[int], Awaitable[None]]
+# how long a move's reply may wait for its rollout (a pswitch that does not answer)
+MOVE_REPLY_WAIT = 1.0
 """What a tenant's running vswitches hold and did (Hypervisor.tenant_usage)."""
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -61,10 +66,12 @@ def build_router(
     status_fn: StatusFn | None,
     limits_fn: LimitsFn | None = None,
     usage_fn: UsageFn | None = None,
+    rolled_out_fn: RolledOutFn | None = None,
 ) -> APIRouter:
     """Routes bound to `manager`; `status_fn` feeds GET /v1/status when the daemon gives one,
     `limits_fn` the meters of GET /v1/networks/{id}/limits, `usage_fn` the run-time part of
-    a tenant's quotas (rules, groups, meters, rates)."""
+    a tenant's quotas (rules, groups, meters, rates), `rolled_out_fn` what a host's move
+    waits for before its reply."""
     router = APIRouter(prefix="/v1", responses=_ERRORS)
     Auth = Annotated[Caller, Depends(caller_dependency(manager))]
     topo = manager.topo
@@ -429,11 +436,17 @@ def build_router(
         nothing change.  Admin only: where a host really is is the provider's knowledge (a
         tenant moving its vport onto another's port would reach that port)."""
         caller.require_admin()
-        h = manager.move_host(network(caller, net_id).id, host_id, body.dpid, body.port)
-        # one turn of the event loop before the reply: the BARRIER replies that arrived
-        # while the store wrote start the move's next phase now, not after the response
-        # is built and sent (the traffic waits on them, the orchestrator can wait a little)
-        await asyncio.sleep(0)
+        net = network(caller, net_id)
+        h = manager.move_host(net.id, host_id, body.dpid, body.port)
+        # the reply once the network has followed the host (every pswitch confirmed the
+        # move's rollout), so the orchestrator may then take the source's port away; and
+        # building and sending it is no longer in the way of the BARRIER replies that
+        # arrived while the store wrote (the traffic waits on them, not on the reply)
+        if rolled_out_fn is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(rolled_out_fn(net.id), MOVE_REPLY_WAIT)
+        else:
+            await asyncio.sleep(0)
         return s.host_out(h, admin=True)
 
     @router.get("/networks/{net_id}/hosts/{host_id}", response_model=s.HostOut, tags=["hosts"])

@@ -14,6 +14,7 @@ state, so nothing that became wanted again is deleted, and no stale value is sen
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 
@@ -51,6 +52,7 @@ class NetworkProgrammer:
         self.alloc = alloc
         self.states: dict[int, NetworkState] = {}  # compiled desired state per network
         self._inflight: Counter[int] = Counter()  # rollouts under way per network
+        self._idle: dict[int, list[asyncio.Future[None]]] = {}  # waiting for none to be
 
     def _synced(self, dpid: int) -> PSwitchSession | None:
         s = self.sessions.get(dpid)
@@ -192,12 +194,30 @@ class NetworkProgrammer:
         rollout.then(release).start(uncommitted)
         return old
 
+    def idle(self, net_id: int) -> asyncio.Future[None]:
+        """Done once no rollout of the network is under way (at once if none is): the API
+        answers a host's move when the network has followed it.  On the event loop."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self._inflight.get(net_id):
+            waiting = self._idle.setdefault(net_id, [])
+            waiting[:] = [f for f in waiting if not f.done()]  # those that gave up
+            waiting.append(fut)
+        else:
+            fut.set_result(None)
+        return fut
+
+    def _wake(self, net_id: int) -> None:
+        for fut in self._idle.pop(net_id, ()):
+            if not fut.done():  # a waiter that gave up is cancelled
+                fut.set_result(None)
+
     def _done(self, net_id: int) -> None:
         self._inflight[net_id] -= 1
         if self._inflight[net_id] <= 0:
             del self._inflight[net_id]
             st = self.states.get(net_id)
             release_unused(self.alloc, net_id, st.owners if st is not None else set())
+            self._wake(net_id)
 
     def adopt(self, st: NetworkState) -> None:
         """`st` is what the pswitches are taken to hold already (a network taken over from
@@ -209,6 +229,7 @@ class NetworkProgrammer:
         """Another instance answers for the network now: its rules stay where they are and
         its ids stay held (the store has them; the new owner compiles to the same ones)."""
         self._inflight.pop(net_id, None)
+        self._wake(net_id)
         return self.states.pop(net_id, None)
 
     def remove(self, net_id: int) -> NetworkState | None:
@@ -227,6 +248,7 @@ class NetworkProgrammer:
                     send_meter_delete(s, m.meter_id)
         if not self._inflight.get(net_id):  # else the last rollout gives them back
             release_unused(self.alloc, net_id, set())
+        self._wake(net_id)  # a stopped network has nothing more to roll out
         for s in self.sessions.values():  # anything left with this network's cookie
             if s.synced:
                 s.delete_cookie(layout.net_cookie(net_id), layout.NET_COOKIE_MASK)
