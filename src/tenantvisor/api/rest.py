@@ -28,11 +28,11 @@ from tenantvisor.virtual.model import VirtualNetwork
 StatusFn = Callable[[], dict[str, Any]]
 LimitsFn = Callable[[int], list[dict[str, Any]]]  # a network's limit meters and their hits
 UsageFn = Callable[[int], dict[str, Any]]
+"""What a tenant's running vswitches hold and did (Hypervisor.tenant_usage)."""
 # done once a network's rollouts under way are over (the daemon's NetworkProgrammer.idle)
 RolledOutFn = Callable[[int], Awaitable[None]]
 # how long a move's reply may wait for its rollout (a pswitch that does not answer)
 MOVE_REPLY_WAIT = 1.0
-"""What a tenant's running vswitches hold and did (Hypervisor.tenant_usage)."""
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": s.ErrorOut, "description": text}
