@@ -189,12 +189,12 @@ def test_a_host_that_moves_is_reached_over_its_new_paths_before_its_old_place_go
     assert gone and {d for d, _ in gone} == {1}  # its old classification on s1, last
 
 
-def _away_at_s3() -> tuple[
+def _away_at_s3(session: type[FakeSession] = FakeSession) -> tuple[
     dict[int, FakeSession], NetworkProgrammer, VirtualNetwork, NetworkState, list[str]
-]:
+]:  # fmt: skip
     """test_compile's hub5 with host 1 (home s1) moved to s3, rolled out (its endpoints
     step noted as "at s3")."""
-    sessions = {d: FakeSession(d) for d in (1, 2, 3, 4)}
+    sessions = {d: session(d) for d in (1, 2, 3, 4)}
     alloc = IdAllocator()
     prog = NetworkProgrammer(cast(dict[int, PSwitchSession], sessions), alloc)
     net = two_switch_net((1, 2), (2, 1))
@@ -213,18 +213,20 @@ def test_a_host_moving_on_is_added_at_its_new_end_then_turned_then_its_old_end_g
     alloc = prog.alloc
     net.hosts[1].location = (4, 3)
     prog.apply(compile_network(net, hub5(), alloc, 4), _note(events, "at s4"))
+    assert _phase(sessions) == {2: ["add"], 4: ["add", "add"]}
+    assert _phase(sessions) == {2: ["mod"]} and events == ["at s3", "at s4"]
+    assert _phase(sessions) == {2: ["del"], 3: ["del", "del"]}
 
-    def phase() -> dict[int, list[str]]:
-        got = {d: [kind for kind, _ in s.sent] for d, s in sessions.items() if s.sent}
-        for s in sessions.values():
-            s.sent.clear()
-        for s in sessions.values():
-            s.release()  # the next phase's sends are the next call's
-        return got
 
-    assert phase() == {2: ["add"], 4: ["add", "add"]}
-    assert phase() == {2: ["mod"]} and events == ["at s3", "at s4"]
-    assert phase() == {2: ["del"], 3: ["del", "del"]}
+def _phase(sessions: dict[int, FakeSession]) -> dict[int, list[str]]:
+    """What each pswitch was sent in this phase; then its BARRIERs answered (the next
+    phase's sends are the next call's)."""
+    got = {d: [kind for kind, _ in s.sent] for d, s in sessions.items() if s.sent}
+    for s in sessions.values():
+        s.sent.clear()
+    for s in sessions.values():
+        s.release()
+    return got
 
 
 class OrderedSession(FakeSession):
@@ -240,34 +242,20 @@ def test_a_move_turns_traffic_and_clears_its_old_place_in_one_phase() -> None:
     then, in one phase, the turn and the old end's removal, each pswitch's removal after
     its turn with a BARRIER between them; the rollout is over when that phase is
     confirmed (two rounds, not three)."""
-    sessions = {d: OrderedSession(d) for d in (1, 2, 3, 4)}
-    alloc = IdAllocator()
-    prog = NetworkProgrammer(cast(dict[int, PSwitchSession], sessions), alloc)
-    net = two_switch_net((1, 2), (2, 1))
-    net.hosts[1].location = (3, 3)
-    events: list[str] = []
-    _rolled_out(prog, sessions, compile_network(net, hub5(), alloc, 4), _note(events, "at s3"))
+    sessions, prog, net, _, events = _away_at_s3(OrderedSession)
     net.hosts[1].location = (4, 3)
     ended: list[int] = []
-    prog.apply(compile_network(net, hub5(), alloc, 4), _note(events, "at s4"),
+    prog.apply(compile_network(net, hub5(), prog.alloc, 4), _note(events, "at s4"),
                lambda sent, rules: ended.append(rules), moves=True)  # fmt: skip
-
-    def phase() -> dict[int, list[str]]:
-        got = {d: [kind for kind, _ in s.sent] for d, s in sessions.items() if s.sent}
-        for s in sessions.values():
-            s.sent.clear()
-        for s in sessions.values():
-            s.release()
-        return got
-
-    assert phase() == {2: ["add", "barrier"], 4: ["add", "add", "barrier"]} and not ended
-    assert phase() == {
+    assert _phase(sessions) == {2: ["add", "barrier"], 4: ["add", "add", "barrier"]}
+    assert not ended
+    assert _phase(sessions) == {
         1: ["barrier"],  # the endpoints' step (noted as touching s1)
         2: ["mod", "barrier", "del", "barrier"],
         3: ["del", "del", "barrier"],
     }
     assert events == ["at s3", "at s4"] and ended == [7]  # 3 added, 1 modified, 3 deleted
-    assert phase() == {}  # nothing after it
+    assert _phase(sessions) == {}  # nothing after it
 
 
 def test_a_host_moving_home_is_turned_and_cleared_in_one_phase_too() -> None:
