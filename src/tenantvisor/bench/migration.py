@@ -385,8 +385,8 @@ class Move:
     told_ms: float | None = None  # the API round trip, or the gratuitous ARP to the location
     reconfiguration_ms: float | None = None
     compile_ms: float | None = None
-    # the rollout's changes in place confirmed (its delete phase starts): the host reached
-    changed_ms: float | None = None
+    # the new end confirmed, the phase that turns traffic (and clears the old end) starts
+    new_end_ms: float | None = None
     request_to_intent_ms: float | None = None  # the API request to the change of intent
     reconfiguration_rules: int | None = None
     sent: int = 0
@@ -413,7 +413,7 @@ class Move:
             "index": self.index, "from": self.src, "to": self.dst,
             "off_wire_ms": self.off_wire_ms, "replug_ms": self.replug_ms,
             "told_ms": self.told_ms, "reconfiguration_ms": self.reconfiguration_ms,
-            "compile_ms": self.compile_ms, "changed_ms": self.changed_ms,
+            "compile_ms": self.compile_ms, "new_end_ms": self.new_end_ms,
             "request_to_intent_ms": self.request_to_intent_ms,
             "request_to_last_barrier_ms": self.request_to_done,
             "reconfiguration_rules": self.reconfiguration_rules, "pings_sent": self.sent,
@@ -708,9 +708,9 @@ class Bench:
         if rec is not None and told is not None:
             mv.reconfiguration_ms = rec["ms"]
             mv.compile_ms = rec.get("compile_ms")
-            # a move deletes in the phase that turns traffic (program/networks.py): its
-            # changes are confirmed when it ends; other rollouts say when ("delete")
-            mv.changed_ms = (rec.get("phases_ms") or {}).get("delete", rec["ms"])
+            # a move's rollout is two phases (program/networks.py): the second, which
+            # turns traffic and clears the old end, starts once the new end is confirmed
+            mv.new_end_ms = (rec.get("phases_ms") or {}).get("modify")
             mv.reconfiguration_rules = rec["rules"]
             mv.request_to_intent_ms = round((rec["at"] - told) * 1e3, 3)
         return mv
@@ -816,7 +816,7 @@ def summarise_block(
             else None
         ),
         "compile_ms": _stats([m.compile_ms for m in counted if m.compile_ms is not None]),
-        "changed_ms": _stats([m.changed_ms for m in counted if m.changed_ms is not None]),
+        "new_end_ms": _stats([m.new_end_ms for m in counted if m.new_end_ms is not None]),
         "request_to_intent_ms": _stats(
             [m.request_to_intent_ms for m in counted if m.request_to_intent_ms is not None]
         ),
@@ -972,7 +972,7 @@ def _block_lines(r: dict[str, Any], mode: str, col: int) -> list[str]:
         row("reconfiguration p99 (ms)", lambda b: _f(b["reconfiguration_ms"]["p99"])),
         row("reconfiguration mean (ms)", lambda b: _f(b["reconfiguration_ms"]["mean"]), "10.5"),
         row("  of which compiling (ms, p50)", lambda b: _f(b["compile_ms"]["p50"])),
-        row("  to new + changed rules confirmed (p50)", lambda b: _f(b["changed_ms"]["p50"])),
+        row("  to the new end confirmed (p50)", lambda b: _f(b["new_end_ms"]["p50"])),
         row("yardstick: tenant BARRIER (ms, p50)", lambda b: _f(b["tenant_barrier_ms"]["p50"])),
         row("  FLOW_MOD + BARRIER (ms, p50)", lambda b: _f(b["tenant_rule_install_ms"]["p50"])),
         row(
@@ -1053,15 +1053,17 @@ def table(r: dict[str, Any]) -> str:
         f"  {r['virtual_topology']}; rules: {r['rules']}",
         f"  mover {r['mover']}; pinger {r['pinger']}; TCP from {r['tcp_sender']}; "
         f"{r['moves_per_level']} moves per level and mode; intent store: {r['intent_store']}",
+        f"  switch-over: {r['switch_over']}",
         "",
-        "API-told moves (re-plug, then POST .../hosts/{id}/move)",
+        "API-told moves (the switch-over, then POST .../hosts/{id}/move)",
         head,
         *_block_lines(r, "api", col),
     ]
     if "detect" in r["modes"]:
         got = _block_lines(r, "detect", col)
         measured = any("not measured" not in ln for ln in got)
-        lines += ["", f"detected moves (re-plug, gratuitous ARP by {r.get('gratuitous_arp', '?')})",
+        lines += ["", f"detected moves (the switch-over, then a gratuitous ARP by "
+                      f"{r.get('gratuitous_arp', '?')})",
                   *([head] if measured else []), *got]  # fmt: skip
     log = r["daemon_log"]
     lines += ["", f"daemon log: {log['errors']} errors, {log['warnings']} warnings, "
