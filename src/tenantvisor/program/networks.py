@@ -52,7 +52,8 @@ class NetworkProgrammer:
         self.alloc = alloc
         self.states: dict[int, NetworkState] = {}  # compiled desired state per network
         self._inflight: Counter[int] = Counter()  # rollouts under way per network
-        self._idle: dict[int, list[asyncio.Future[None]]] = {}  # waiting for none to be
+        # per network, who waits for none of its rollouts to be under way (idle)
+        self._idle: dict[int, list[asyncio.Future[None]]] = {}
 
     def _synced(self, dpid: int) -> PSwitchSession | None:
         s = self.sessions.get(dpid)
