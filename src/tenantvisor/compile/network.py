@@ -84,6 +84,19 @@ class NetworkState:
     vlink_paths: dict[tuple[int, int], list[Path]] = field(default_factory=dict)
     owners: set[tuple[object, object]] = field(default_factory=set)  # allocations in use
 
+    def take(self, part: NetworkState) -> None:
+        """Add what `part` holds (a vlink's or a vswitch's piece, or the vlinks' part kept
+        for hosts-only compiles): its path lists are copied, not shared with the cache."""
+        self.rules.update(part.rules)
+        self.groups.update(part.groups)
+        self.meters.update(part.meters)
+        self.views.update(part.views)
+        self.port_names.update(part.port_names)
+        self.markers.update(part.markers)
+        self.classify.update(part.classify)
+        self.owners |= part.owners
+        self.vlink_paths.update((k, list(v)) for k, v in part.vlink_paths.items())
+
 
 @dataclass(frozen=True)
 class _Moved:
@@ -193,14 +206,6 @@ class _Around:
     @property
     def lite_key(self) -> tuple[object, ...]:
         return (self.lite_size, *sorted(self.lite.items())) if self.lite_size else ()
-
-
-def _copy_part(st: NetworkState) -> NetworkState:
-    part = NetworkState(st.net_id)
-    part.rules, part.meters, part.classify = dict(st.rules), dict(st.meters), dict(st.classify)
-    part.owners = set(st.owners)
-    part.vlink_paths = {k: list(v) for k, v in st.vlink_paths.items()}
-    return part
 
 
 def _vlink_key(lk: VLink) -> tuple[object, ...]:
@@ -343,18 +348,14 @@ class _Compiler:
         for lk in net.links.values():
             piece = self._vlink_piece(lk, lite_size)
             pieces.append(piece)
-            st.rules.update(piece.state.rules)
-            st.meters.update(piece.state.meters)
-            st.classify.update(piece.state.classify)
-            st.owners |= piece.state.owners
-            for vk, paths in piece.state.vlink_paths.items():
-                st.vlink_paths[vk] = list(paths)
+            st.take(piece.state)
             for vport, cands in piece.heads:
                 heads.setdefault(vport, []).extend(cands)
             in_tags.update(piece.in_tags)
             lite_out.update(piece.lite_out)
             lite_in.update(piece.lite_in)
-        part = _copy_part(st)
+        part = NetworkState(net.id)  # the vlinks' part, for the hosts-only way
+        part.take(st)
         moved, hosts, macs = self._hosts()
         ctx = _Around(heads, in_tags, lite_out, lite_in, moved, hosts, macs, lite, lite_size)
         self._vswitches(ctx, None)
@@ -376,11 +377,7 @@ class _Compiler:
         if not all(pc.holds(self.alloc) for pc in last.vlinks):
             return None
         st = self.st
-        st.rules.update(last.part.rules)
-        st.meters.update(last.part.meters)
-        st.classify.update(last.part.classify)
-        st.owners |= last.part.owners
-        st.vlink_paths.update((k, list(v)) for k, v in last.part.vlink_paths.items())
+        st.take(last.part)
         moved, hosts, macs = self._hosts()
         ctx = _Around(last.heads, last.in_tags, last.lite_out, last.lite_in, moved, hosts,
                       macs, last.lite, last.lite_size)  # fmt: skip
@@ -438,14 +435,7 @@ class _Compiler:
                 vpiece = cached
             else:
                 vpiece = self._vswitch_piece(vdpid, ctx)
-            st.rules.update(vpiece.state.rules)
-            st.groups.update(vpiece.state.groups)
-            st.meters.update(vpiece.state.meters)
-            st.views.update(vpiece.state.views)
-            st.port_names.update(vpiece.state.port_names)
-            st.markers.update(vpiece.state.markers)
-            st.classify.update(vpiece.state.classify)
-            st.owners |= vpiece.state.owners
+            st.take(vpiece.state)
 
     def _vswitch_piece(self, vdpid: int, ctx: _Around) -> _Piece:
         """One vswitch's views, groups and big-switch routes, taken from `cache` while
