@@ -712,6 +712,21 @@ def test_exclusive_vports_over_rest(client: TestClient, manager: NetworkManager)
     assert code == 409 and "held exclusively" in msg
 
 
+def _one_host(
+    client: TestClient, T: dict[str, str], mac: str, start: bool = False
+) -> tuple[int, dict[str, Any], dict[str, Any], int]:
+    """A network of the tenant's: a vswitch on pswitch 1, vport 1 on its port 1 with one
+    host; (network, vswitch, vport, host id)."""
+    n = ok(client.post("/v1/networks", json={}, headers=T), 201)["id"]
+    vd = ok(client.post(f"/v1/networks/{n}/switches", json={"dpids": [1]}, headers=T), 201)
+    vp = ok(client.post(f"/v1/networks/{n}/ports", json={"dpid": 1, "port": 1}, headers=T), 201)
+    h = {"vdpid": vd["vdpid"], "vport": vp["number"], "mac": mac}
+    hid = ok(client.post(f"/v1/networks/{n}/hosts", json=h, headers=T), 201)["id"]
+    if start:
+        ok(client.post(f"/v1/networks/{n}/start", headers=T))
+    return n, vd, vp, hid
+
+
 def test_a_host_is_read_alone_its_location_for_the_admin_only(
     client: TestClient, manager: NetworkManager
 ) -> None:
@@ -719,11 +734,7 @@ def test_a_host_is_read_alone_its_location_for_the_admin_only(
     whole view is far bigger).  Its tenant sees its virtual place only, the admin where it
     is too; another tenant and a host that is not there get 404."""
     Ta, Tb = new_tenant(client, "alice"), new_tenant(client, "bob")
-    n = ok(client.post("/v1/networks", json={}, headers=Ta), 201)["id"]
-    vd = ok(client.post(f"/v1/networks/{n}/switches", json={"dpids": [1]}, headers=Ta), 201)
-    vp = ok(client.post(f"/v1/networks/{n}/ports", json={"dpid": 1, "port": 1}, headers=Ta), 201)
-    h = {"vdpid": vd["vdpid"], "vport": vp["number"], "mac": "02:00:00:00:00:0a"}
-    hid = ok(client.post(f"/v1/networks/{n}/hosts", json=h, headers=Ta), 201)["id"]
+    n, vd, vp, hid = _one_host(client, Ta, "02:00:00:00:00:0a")
     path = f"/v1/networks/{n}/hosts/{hid}"
     ok(client.post(f"{path}/move", json={"dpid": 1, "port": 2}, headers=bearer(ADMIN)))
     mine = ok(client.get(path, headers=Ta))
@@ -745,13 +756,7 @@ def test_a_moves_reply_waits_one_turn_of_the_event_loop(
     from tenantvisor.api import schemas
 
     order: list[str] = []
-    T = new_tenant(client, "carol")
-    n = ok(client.post("/v1/networks", json={}, headers=T), 201)["id"]
-    vd = ok(client.post(f"/v1/networks/{n}/switches", json={"dpids": [1]}, headers=T), 201)
-    vp = ok(client.post(f"/v1/networks/{n}/ports", json={"dpid": 1, "port": 1}, headers=T), 201)
-    h = {"vdpid": vd["vdpid"], "vport": vp["number"], "mac": "02:00:00:00:00:0c"}
-    hid = ok(client.post(f"/v1/networks/{n}/hosts", json=h, headers=T), 201)["id"]
-    ok(client.post(f"/v1/networks/{n}/start", headers=T))
+    n, _, _, hid = _one_host(client, new_tenant(client, "carol"), "02:00:00:00:00:0c", True)
 
     def listener(event: str, net: object) -> None:
         asyncio.get_running_loop().call_soon(order.append, "loop turn")
@@ -777,26 +782,20 @@ def test_a_moves_reply_waits_for_the_network_to_follow_the_host(
     from tenantvisor.api import rest
 
     order: list[str] = []
-    ends: list[asyncio.Future[None]] = []
+    asked: list[int] = []
 
     def rolled_out(net_id: int) -> asyncio.Future[None]:
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         loop = asyncio.get_running_loop()
-        if len(ends) == 0:  # the first move's rollout ends 50 ms later
+        fut: asyncio.Future[None] = loop.create_future()
+        if not asked:  # the first move's rollout ends 50 ms later, the second's never
             loop.call_later(0.05, lambda: order.append("rolled out") or fut.set_result(None))
-        ends.append(fut)  # the second's never does
+        asked.append(net_id)
         return fut
 
     monkeypatch.setattr(rest, "MOVE_REPLY_WAIT", 0.2)
     with quiet_testclient()(create_app(manager, rolled_out=rolled_out)) as client:
         T = new_tenant(client, "dave")
-        n = ok(client.post("/v1/networks", json={}, headers=T), 201)["id"]
-        vd = ok(client.post(f"/v1/networks/{n}/switches", json={"dpids": [1]}, headers=T), 201)
-        vp = ok(client.post(f"/v1/networks/{n}/ports", json={"dpid": 1, "port": 1}, headers=T),
-                201)  # fmt: skip
-        h = {"vdpid": vd["vdpid"], "vport": vp["number"], "mac": "02:00:00:00:00:0d"}
-        hid = ok(client.post(f"/v1/networks/{n}/hosts", json=h, headers=T), 201)["id"]
-        ok(client.post(f"/v1/networks/{n}/start", headers=T))
+        n, _, _, hid = _one_host(client, T, "02:00:00:00:00:0d", start=True)
         path = f"/v1/networks/{n}/hosts/{hid}/move"
         got = ok(client.post(path, json={"dpid": 1, "port": 2}, headers=bearer(ADMIN)))
         order.append("reply")
